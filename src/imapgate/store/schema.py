@@ -1,0 +1,139 @@
+"""The database schema (SQLAlchemy Core).  Changing it means a new Alembic
+revision in ``migrations/versions``; ``tests/store`` checks they agree.
+
+Per-user flags are compact (DESIGN decision 5): one row per (user, mailbox,
+flag) holding a UID range set, plus sparse per-user modseqs, rather than a row
+per (user, message).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("delimiter", String(1), nullable=True),
+    Column("attributes", Text, nullable=False, default=""),
+    Column("uidvalidity", BigInteger, nullable=False, default=0),
+    Column("uidnext", BigInteger, nullable=False, default=1),
+    # Highest upstream modseq applied (0: upstream has no CONDSTORE or not synced yet).
+    Column("upstream_modseq", BigInteger, nullable=False, default=0),
+    # The gateway's own modseq counter for this mailbox (DESIGN decision 4).
+    Column("modseq", BigInteger, nullable=False, default=1),
+    # "private" / "shared" read state; NULL = the configured default.
+    Column("seen_mode", String(16), nullable=True),
+    Column("synced", Boolean, nullable=False, default=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("uid", BigInteger, primary_key=True, autoincrement=False),
+    Column("internal_date", Float, nullable=False),
+    Column("tz_offset", Integer, nullable=False, default=0),  # minutes east of UTC
+    Column("size", BigInteger, nullable=False),
+    Column("flags", Text, nullable=False, default=""),  # shared flags, space-separated
+    Column("modseq", BigInteger, nullable=False),
+    Column("message_id", Text, nullable=True),
+)
+
+private_flags = Table(
+    "private_flags",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("flag", String(255), primary_key=True),
+    Column("uids", LargeBinary, nullable=False),  # encoded UID range set
+)
+
+private_modseqs = Table(
+    "private_modseqs",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("uid", BigInteger, primary_key=True, autoincrement=False),
+    Column("modseq", BigInteger, nullable=False),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("mailbox", Text, primary_key=True),
+)
+
+content = Table(
+    "content",
+    metadata,
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("uidvalidity", BigInteger, primary_key=True, autoincrement=False),
+    Column("uid", BigInteger, primary_key=True, autoincrement=False),
+    Column("item", String(512), primary_key=True),
+    Column("data", LargeBinary, nullable=True),  # NULL = NIL
+    Column("size", BigInteger, nullable=False),
+    Column("last_used", Float, nullable=False),
+    Index("ix_content_last_used", "last_used"),
+)
+
+journal = Table(
+    "journal",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("user_name", String(255), nullable=True),
+    Column("client", Text, nullable=True),
+    Column("command", String(32), nullable=False),
+    Column("mailbox", Text, nullable=True),
+    Column("uids", Text, nullable=True),
+    Column("result", String(16), nullable=False),
+    Column("detail", Text, nullable=True),
+    Index("ix_journal_ts", "ts"),
+)
+
+intents = Table(
+    "intents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("state", String(16), nullable=False),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+    UniqueConstraint("key"),
+)

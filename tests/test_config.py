@@ -1,0 +1,66 @@
+"""Configuration loading: defaults, validation, the environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imapgate.config import ConfigError, config_path, load
+
+MINIMAL = """
+[upstream]
+host = "imap.example.net"
+user = "info@example.net"
+password = "s3cret"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "imapgate.toml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, MINIMAL))
+    assert cfg.upstream.port == 993 and cfg.upstream.tls == "implicit"
+    assert cfg.upstream.max_connections == 4
+    assert cfg.server.allow_plaintext is False
+    assert cfg.store.data_dir == tmp_path / "imapgate-data"
+    assert cfg.store.url.endswith("imapgate-data/imapgate.sqlite3")
+    assert cfg.folders.private_flags == ("\\Seen",)
+    assert "s3cret" not in repr(cfg)
+
+
+def test_password_file(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("from-file\n")
+    cfg = load(write(tmp_path, MINIMAL.replace('password = "s3cret"', 'password_file = "pw"')))
+    assert cfg.upstream.password == "from-file"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("[server]\nlisten = [\"nonsense\"]\n", "not \"host:port\""),
+        ("[server]\nlisten = [\"127.0.0.1:1143\"]\ntypo = 1\n", "unknown key(s) [server] typo"),
+        ("[upstream.x]\n", "unknown key"),
+        ("[folders]\nseen = { Support = \"sometimes\" }\n", "Support"),
+    ],
+)
+def test_invalid(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        load(write(tmp_path, MINIMAL + extra))
+
+
+def test_max_connections_range(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="max_connections must be between 2 and 100"):
+        load(write(tmp_path, MINIMAL.replace("[upstream]", "[upstream]\nmax_connections = 1")))
+
+
+def test_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("IMAPGATE_CONFIG", str(tmp_path / "x.toml"))
+    assert config_path(None) == tmp_path / "x.toml"
+    monkeypatch.delenv("IMAPGATE_CONFIG")
+    with pytest.raises(ConfigError, match="IMAPGATE_CONFIG"):
+        config_path(None)
