@@ -85,6 +85,14 @@ private_modseqs = Table(
     Column("modseq", BigInteger, nullable=False),
 )
 
+expunged = Table(
+    "expunged",
+    metadata,
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("uid", BigInteger, primary_key=True, autoincrement=False),
+    Column("modseq", BigInteger, nullable=False),
+)
+
 subscriptions = Table(
     "subscriptions",
     metadata,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-26 16:39:01.409775
+Create Date: 2026-11-26 16:42:03.278077
 """
 import sqlalchemy as sa
 from alembic import op
@@ -81,6 +81,13 @@ def upgrade() -> None:
     with op.batch_alter_table('content', schema=None) as batch_op:
         batch_op.create_index('ix_content_last_used', ['last_used'], unique=False)
 
+    op.create_table('expunged',
+    sa.Column('mailbox_id', sa.Integer(), nullable=False),
+    sa.Column('uid', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('modseq', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('mailbox_id', 'uid')
+    )
     op.create_table('messages',
     sa.Column('mailbox_id', sa.Integer(), nullable=False),
     sa.Column('uid', sa.BigInteger(), autoincrement=False, nullable=False),
@@ -126,6 +133,7 @@ def downgrade() -> None:
     op.drop_table('private_modseqs')
     op.drop_table('private_flags')
     op.drop_table('messages')
+    op.drop_table('expunged')
     with op.batch_alter_table('content', schema=None) as batch_op:
         batch_op.drop_index('ix_content_last_used')
 

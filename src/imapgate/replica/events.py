@@ -1,0 +1,91 @@
+"""Change events published by the replica, and the in-process hub that fans
+them out to subscribers (IMAP sessions, the dashboard).
+
+Subscribers are plain callables, called synchronously in the event loop's
+thread right after the change is committed; they must only queue work (a
+session appends to its pending updates and wakes its writer), never block.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsChanged:
+    mailbox_id: int
+    uids: tuple[int, ...]
+    modseq: int
+    #: None for a shared change (everyone sees it); a user id for a change of
+    #: that user's private flags (only that user's sessions see it).
+    user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesAdded:
+    mailbox_id: int
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpunged:
+    mailbox_id: int
+    uids: tuple[int, ...]
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxReset:
+    """UIDVALIDITY changed or the mailbox was deleted/renamed away: sessions
+    that have it selected must be closed (``* BYE`` or ``[CLOSED]``)."""
+
+    mailbox_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxListChanged:
+    """A mailbox was created, deleted or renamed."""
+
+    names: tuple[str, ...]
+
+
+ReplicaEvent = FlagsChanged | MessagesAdded | MessagesExpunged | MailboxReset | MailboxListChanged
+Subscriber = Callable[[ReplicaEvent], None]
+
+
+class EventHub:
+    """Per-mailbox subscriptions plus global ones (mailbox list, dashboard)."""
+
+    def __init__(self) -> None:
+        self._by_mailbox: defaultdict[int, set[Subscriber]] = defaultdict(set)
+        self._global: set[Subscriber] = set()
+
+    def subscribe(self, mailbox_id: int | None, fn: Subscriber) -> None:
+        if mailbox_id is None:
+            self._global.add(fn)
+        else:
+            self._by_mailbox[mailbox_id].add(fn)
+
+    def unsubscribe(self, mailbox_id: int | None, fn: Subscriber) -> None:
+        if mailbox_id is None:
+            self._global.discard(fn)
+        else:
+            subs = self._by_mailbox.get(mailbox_id)
+            if subs is not None:
+                subs.discard(fn)
+                if not subs:
+                    del self._by_mailbox[mailbox_id]
+
+    def publish(self, event: ReplicaEvent) -> None:
+        mailbox_id = getattr(event, "mailbox_id", None)
+        targets = list(self._global)
+        if mailbox_id is not None:
+            targets.extend(self._by_mailbox.get(mailbox_id, ()))
+        for fn in targets:
+            fn(event)
+
+    def subscriber_count(self, mailbox_id: int) -> int:
+        return len(self._by_mailbox.get(mailbox_id, ()))

@@ -1,0 +1,119 @@
+"""In-memory index of one mailbox: the hot data every session reads.
+
+Messages are kept in UID order (a list of UIDs plus a dict of records) so a
+session's sequence map is a slice of the list and ``FETCH 1:* (FLAGS)`` is one
+pass.  Flag tuples are interned and their wire form cached, since a team
+mailbox has few distinct flag combinations but 100,000 messages.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+from .uidset import UidSet
+
+_FLAG_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
+_FLAG_BYTES: dict[tuple[str, ...], bytes] = {}
+
+
+def intern_flags(flags: tuple[str, ...] | list[str] | frozenset[str] | set[str]) -> tuple[str, ...]:
+    """One shared, canonical (sorted, deduplicated) tuple per flag combination."""
+    key = tuple(sorted(set(flags)))
+    got = _FLAG_TUPLES.get(key)
+    if got is None:
+        got = _FLAG_TUPLES[key] = key
+    return got
+
+
+def flags_wire(flags: tuple[str, ...]) -> bytes:
+    """``(\\Seen $Label1)`` for an interned tuple, cached."""
+    got = _FLAG_BYTES.get(flags)
+    if got is None:
+        got = _FLAG_BYTES[flags] = b"(" + " ".join(flags).encode("utf-8") + b")"
+    return got
+
+
+@dataclass(slots=True)
+class MessageRecord:
+    uid: int
+    flags: tuple[str, ...]  # shared flags, interned
+    modseq: int  # gateway modseq of the last shared change
+    internal_date: float  # seconds since the epoch
+    tz_offset: int  # minutes east of UTC, for INTERNALDATE as the server gave it
+    size: int
+    message_id: str | None = None
+
+
+@dataclass(slots=True)
+class PrivateState:
+    """One user's private flags in one mailbox (DESIGN decision 5)."""
+
+    flags: dict[str, UidSet] = field(default_factory=dict)
+    #: Sparse: modseq of this user's last private change per UID.
+    modseqs: dict[int, int] = field(default_factory=dict)
+    highest: int = 0
+
+
+@dataclass
+class MailboxIndex:
+    id: int
+    name: str
+    delimiter: str | None
+    attributes: tuple[str, ...]
+    uidvalidity: int
+    uidnext: int
+    #: The gateway's modseq counter: the highest modseq handed out.
+    modseq: int
+    #: Highest modseq of a shared change (what users without private changes see).
+    shared_highest: int
+    upstream_modseq: int
+    seen_mode: str | None
+    synced: bool
+    uids: list[int] = field(default_factory=list)
+    records: dict[int, MessageRecord] = field(default_factory=dict)
+    #: UIDs expunged, with the modseq of the expunge, for QRESYNC VANISHED.
+    expunged: dict[int, int] = field(default_factory=dict)
+    private: dict[int, PrivateState] = field(default_factory=dict)
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def next_modseq(self) -> int:
+        self.modseq += 1
+        return self.modseq
+
+    def add(self, rec: MessageRecord) -> None:
+        if rec.uid in self.records:
+            self.records[rec.uid] = rec
+            return
+        self.records[rec.uid] = rec
+        if not self.uids or rec.uid > self.uids[-1]:
+            self.uids.append(rec.uid)
+        else:
+            self.uids.insert(bisect_left(self.uids, rec.uid), rec.uid)
+        if rec.uid >= self.uidnext:
+            self.uidnext = rec.uid + 1
+
+    def remove(self, uids: set[int] | frozenset[int], modseq: int) -> list[int]:
+        """Drop ``uids``; return those that were present, ascending."""
+        gone = sorted(u for u in uids if u in self.records)
+        if not gone:
+            return []
+        for u in gone:
+            del self.records[u]
+            self.expunged[u] = modseq
+        drop = set(gone)
+        self.uids = [u for u in self.uids if u not in drop]
+        for state in self.private.values():
+            for s in state.flags.values():
+                s.difference_update(gone)
+            for u in gone:
+                state.modseqs.pop(u, None)
+        return gone
+
+    def uid_to_index(self, uid: int) -> int:
+        """0-based position of ``uid`` in UID order, or -1."""
+        i = bisect_left(self.uids, uid)
+        return i if i < len(self.uids) and self.uids[i] == uid else -1

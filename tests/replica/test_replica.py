@@ -1,0 +1,79 @@
+"""Replica: changes persist, survive a reload, publish events, keep modseqs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imapgate.replica.events import EventHub, FlagsChanged, MessagesAdded, MessagesExpunged, ReplicaEvent
+from imapgate.replica.mailbox import MessageRecord
+from imapgate.replica.replica import Replica
+from imapgate.store.engine import open_engine
+from imapgate.team.users import UserDirectory
+
+
+def rec(uid: int, *flags: str) -> MessageRecord:
+    return MessageRecord(uid, tuple(flags), 0, 1_700_000_000.0 + uid, 60, 1000 + uid, f"<m{uid}@x>")
+
+
+def make(tmp_path: Path) -> tuple[Replica, list[ReplicaEvent]]:
+    engine = open_engine(f"sqlite:///{tmp_path / 'r.sqlite3'}")
+    hub = EventHub()
+    events: list[ReplicaEvent] = []
+    hub.subscribe(None, events.append)
+    return Replica(engine, hub), events
+
+
+def test_lifecycle_and_reload(tmp_path: Path) -> None:
+    replica, events = make(tmp_path)
+    alice = UserDirectory(replica.engine).add("alice", "pw")
+    mb = replica.upsert_mailbox("INBOX", "/", ())
+    replica.reset(mb, 1234, "initial")
+    assert replica.add_messages(mb, [rec(1), rec(2, "\\Flagged"), rec(5)]) == (1, 2, 5)
+    m_add = mb.modseq
+    assert replica.set_shared_flags(mb, {1: ["\\Answered"], 2: ["\\Flagged"]}) == (1,)
+    assert mb.records[1].modseq > m_add and mb.records[2].modseq == m_add
+    assert replica.set_private_flags(mb, alice.id, {"\\Seen": [1, 2]}, {}) == (1, 2)
+    m_priv = mb.modseq
+    assert replica.highest_modseq_for(mb, alice.id) == m_priv
+    assert replica.highest_modseq_for(mb, None) < m_priv  # other users don't see it
+    assert replica.expunge(mb, [2, 99]) == (2,)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.count("MessagesAdded") == 1 and kinds.count("MessagesExpunged") == 1
+    priv = [e for e in events if isinstance(e, FlagsChanged) and e.user_id == alice.id]
+    assert priv and priv[0].uids == (1, 2)
+    assert any(isinstance(e, MessagesAdded) for e in events)
+    assert any(isinstance(e, MessagesExpunged) and e.uids == (2,) for e in events)
+
+    again = Replica(replica.engine)
+    again.load()
+    mb2 = again.get("INBOX")
+    assert mb2 is not None
+    assert mb2.uids == [1, 5] and mb2.uidvalidity == 1234 and mb2.uidnext == 6
+    assert mb2.records[1].flags == ("\\Answered",)
+    assert mb2.modseq == mb.modseq and mb2.expunged == {2: mb.expunged[2]}
+    state = again.private_state(mb2, alice.id)
+    assert list(state.flags["\\Seen"]) == [1]  # 2 was expunged
+    private = again.private_flags_of(mb2)
+    assert again.flags_for(mb2, mb2.records[1], state, private) == ("\\Answered", "\\Seen")
+    assert again.flags_for(mb2, mb2.records[5], state, private) == ()
+
+
+def test_uidvalidity_reset_clears(tmp_path: Path) -> None:
+    replica, _ = make(tmp_path)
+    mb = replica.upsert_mailbox("Support", "/", ())
+    replica.reset(mb, 1, "initial")
+    replica.add_messages(mb, [rec(1), rec(2)])
+    replica.reset(mb, 2, "UIDVALIDITY changed")
+    assert mb.uids == [] and mb.uidvalidity == 2
+    again = Replica(replica.engine)
+    again.load()
+    got = again.get("Support")
+    assert got is not None and got.uids == [] and got.uidvalidity == 2
+
+
+def test_rename_with_children(tmp_path: Path) -> None:
+    replica, _ = make(tmp_path)
+    replica.upsert_mailbox("Projects", "/", ())
+    replica.upsert_mailbox("Projects/Web", "/", ())
+    replica.rename_mailbox("Projects", "Archive/Projects")
+    assert replica.names() == ["Archive/Projects", "Archive/Projects/Web"]
