@@ -1,0 +1,387 @@
+"""One connection to the upstream server: the asyncio driver of the codec's
+client side.
+
+Commands run one at a time per connection (the pool gives each caller its own
+connection).  A reader task turns bytes into responses: the tagged one ends
+the running command, untagged ones are collected for it, and responses that
+arrive while nothing runs (or during IDLE) go to ``on_unsolicited``.  When the
+connection breaks, every waiter gets ``UpstreamUnavailable``; nothing is
+retried here (the caller knows whether a retry is safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ..config import UpstreamConfig
+from ..protocol import commands as cmd
+from ..protocol import responses as rsp
+from ..protocol.command_writer import write_command
+from ..protocol.errors import CodecError
+from ..protocol.framing import Frame, ResponseFramer
+from ..protocol.response_parser import parse_response
+
+log = logging.getLogger("imapgate.upstream")
+T = TypeVar("T")
+
+#: Seconds to wait for the TCP/TLS connection and the greeting.
+CONNECT_TIMEOUT = 20.0
+#: Seconds one command may take before the connection is considered dead.  Large
+#: FETCHes of a 100,000-message folder take a few seconds on slow hosters.
+COMMAND_TIMEOUT = 300.0
+READ_CHUNK = 256 * 1024
+
+_CHANGE_SIGNALS = (rsp.Exists, rsp.Expunge, rsp.Vanished)
+
+
+class UpstreamError(Exception):
+    """Upstream refused a command (tagged NO/BAD); the text is upstream's."""
+
+    def __init__(self, result: CommandResult) -> None:
+        self.result = result
+        t = result.tagged
+        super().__init__(f"upstream answered {t.status}: {t.text}")
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream server cannot be reached or the connection broke."""
+
+
+@dataclass
+class CommandResult:
+    tagged: rsp.TaggedResponse
+    untagged: list[rsp.Response] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.tagged.status == "OK"
+
+    def of_type(self, kind: type[T]) -> list[T]:
+        return [r for r in self.untagged if isinstance(r, kind)]
+
+    def code_of_type(self, kind: type[T]) -> T | None:
+        """A response code of ``kind`` from the tagged or an untagged status response."""
+        for r in [self.tagged, *self.untagged]:
+            code = getattr(r, "code", None)
+            if isinstance(code, kind):
+                return code
+        return None
+
+
+Unsolicited = Callable[["UpstreamConnection", rsp.Response], None]
+
+
+class UpstreamConnection:
+    def __init__(
+        self, config: UpstreamConfig, *, name: str = "upstream", on_unsolicited: Unsolicited | None = None
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.on_unsolicited = on_unsolicited
+        self.capabilities: frozenset[str] = frozenset()
+        self.enabled: frozenset[str] = frozenset()
+        self.selected: str | None = None
+        self.selected_uidvalidity: int = 0
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._framer = ResponseFramer()
+        self._read_task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._tag_counter = 0
+        self._pending_tag: str | None = None
+        self._pending: asyncio.Future[CommandResult] | None = None
+        self._collected: list[rsp.Response] = []
+        self._continuation: asyncio.Future[rsp.ContinuationRequest] | None = None
+        self._greeting: asyncio.Future[rsp.Response] | None = None
+        self._idling = False
+        self.closed_reason: str | None = None
+
+    # -- connection -----------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self._writer is not None and self.closed_reason is None
+
+    def has(self, capability: str) -> bool:
+        return capability.upper() in self.capabilities
+
+    async def connect(self) -> None:
+        cfg = self.config
+        ctx: ssl.SSLContext | None = None
+        if cfg.tls != "none":
+            ctx = ssl.create_default_context()
+            if not cfg.verify_certificate:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                self._reader, self._writer = await asyncio.open_connection(
+                    cfg.host, cfg.port, ssl=ctx if cfg.tls == "implicit" else None, limit=READ_CHUNK
+                )
+                loop = asyncio.get_running_loop()
+                self._greeting = loop.create_future()
+                self._read_task = asyncio.create_task(self._read_loop(), name=f"{self.name}-reader")
+                greeting = await self._greeting
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            await self.close()
+            raise UpstreamUnavailable(
+                f"cannot connect to {cfg.host}:{cfg.port}: {exc or 'timeout'}"
+            ) from None
+        if isinstance(greeting, rsp.UntaggedStatus) and greeting.status == "BYE":
+            await self.close()
+            raise UpstreamUnavailable(f"upstream refused the connection: {greeting.text}")
+        if isinstance(greeting, rsp.UntaggedStatus) and isinstance(greeting.code, rsp.CapabilityCode):
+            self.capabilities = frozenset(c.upper() for c in greeting.code.capabilities)
+        if cfg.tls == "starttls":
+            await self._starttls(ctx)
+        if not self.capabilities:
+            await self.refresh_capabilities()
+        await self._login()
+        if not self.capabilities or (
+            "IMAP4REV1" not in self.capabilities and "IMAP4REV2" not in self.capabilities
+        ):
+            await self.refresh_capabilities()
+        want = [c for c in ("QRESYNC", "CONDSTORE") if self.has(c)]
+        if want:
+            res = await self.run(lambda tag: cmd.Enable(tag, tuple(want[:1])))
+            enabled: set[str] = set()
+            for r in res.of_type(rsp.Enabled):
+                enabled.update(c.upper() for c in r.capabilities)
+            if "QRESYNC" in enabled:
+                enabled.add("CONDSTORE")
+            self.enabled = frozenset(enabled)
+
+    async def _starttls(self, ctx: ssl.SSLContext | None) -> None:
+        if not self.capabilities:
+            await self.refresh_capabilities()
+        if not self.has("STARTTLS"):
+            raise UpstreamUnavailable('upstream does not offer STARTTLS (config: tls = "starttls")')
+        res = await self.run(lambda tag: cmd.StartTLS(tag))
+        if not res.ok:
+            raise UpstreamUnavailable(f"upstream refused STARTTLS: {res.tagged.text}")
+        assert self._writer is not None and ctx is not None
+        await self._writer.start_tls(ctx, server_hostname=self.config.host)
+        self.capabilities = frozenset()
+        await self.refresh_capabilities()
+
+    async def _login(self) -> None:
+        cfg = self.config
+        # LOGIN carries the shared account's password: it is never logged
+        # (commands.Login masks it in repr) and goes only over this connection.
+        res = await self.run(lambda tag: cmd.Login(tag, cfg.user, cfg.password.encode("utf-8")))
+        if not res.ok:
+            await self.close()
+            raise UpstreamUnavailable(f"upstream login as {cfg.user} failed: {res.tagged.text}")
+        code = res.code_of_type(rsp.CapabilityCode)
+        if code is not None:
+            self.capabilities = frozenset(c.upper() for c in code.capabilities)
+
+    async def refresh_capabilities(self) -> None:
+        res = await self.run(lambda tag: cmd.Capability(tag))
+        caps: set[str] = set()
+        for r in res.of_type(rsp.Capability):
+            caps.update(c.upper() for c in r.capabilities)
+        self.capabilities = frozenset(caps)
+
+    async def close(self, reason: str = "closed") -> None:
+        self._fail(reason)
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        if self._read_task is not None and self._read_task is not asyncio.current_task():
+            self._read_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._read_task
+
+    async def logout(self) -> None:
+        if self.alive:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self.run(lambda tag: cmd.Logout(tag))
+        await self.close("logged out")
+
+    # -- commands -------------------------------------------------------------------
+    def _next_tag(self) -> str:
+        self._tag_counter += 1
+        return f"G{self._tag_counter:05d}"
+
+    async def run(
+        self, build: Callable[[str], cmd.Command], *, timeout: float = COMMAND_TIMEOUT
+    ) -> CommandResult:
+        """Send one command (built for the tag given) and wait for its completion.
+
+        A tagged NO/BAD is returned, not raised (see ``check``).
+        """
+        async with self._lock:
+            if not self.alive and self._writer is not None:
+                raise UpstreamUnavailable(f"upstream connection lost: {self.closed_reason}")
+            if self._writer is None:
+                raise UpstreamUnavailable("upstream connection not open")
+            tag = self._next_tag()
+            command = build(tag)
+            loop = asyncio.get_running_loop()
+            self._pending_tag = tag
+            self._pending = loop.create_future()
+            self._collected = []
+            literal_plus = self.has("LITERAL+") or False
+            chunks = write_command(command, literal_plus=literal_plus)
+            try:
+                async with asyncio.timeout(timeout):
+                    for i, chunk in enumerate(chunks):
+                        last = i == len(chunks) - 1
+                        if not last:
+                            self._continuation = loop.create_future()
+                        self._writer.write(chunk)
+                        if not last:
+                            assert self._continuation is not None
+                            await self._writer.drain()
+                            waiters: set[asyncio.Future[Any]] = {self._continuation, self._pending}
+                            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                            if self._pending in done:
+                                break  # refused before the literal (e.g. NO [TOOBIG])
+                    await self._writer.drain()
+                    return await self._pending
+            except TimeoutError:
+                await self.close(f"{command.name} timed out after {timeout:.0f} s")
+                raise UpstreamUnavailable(
+                    f"upstream did not answer {command.name} within {timeout:.0f} s"
+                ) from None
+            except (ConnectionError, OSError) as exc:
+                self._fail(str(exc))
+                raise UpstreamUnavailable(f"upstream connection lost: {exc}") from None
+            finally:
+                self._pending_tag = None
+                self._pending = None
+                self._continuation = None
+
+    async def check(
+        self, build: Callable[[str], cmd.Command], *, timeout: float = COMMAND_TIMEOUT
+    ) -> CommandResult:
+        """``run`` that raises ``UpstreamError`` unless the answer is OK."""
+        res = await self.run(build, timeout=timeout)
+        if not res.ok:
+            raise UpstreamError(res)
+        return res
+
+    async def select(self, mailbox: str, *, qresync: cmd.QresyncParameters | None = None) -> CommandResult:
+        condstore = "CONDSTORE" in self.enabled and qresync is None and "QRESYNC" not in self.enabled
+        res = await self.run(lambda tag: cmd.Select(tag, mailbox, condstore=condstore, qresync=qresync))
+        if res.ok:
+            self.selected = mailbox
+            code = res.code_of_type(rsp.UidValidityCode)
+            self.selected_uidvalidity = code.value if code else 0
+        else:
+            self.selected = None
+        return res
+
+    # -- IDLE -----------------------------------------------------------------------
+    async def idle(self, stop: asyncio.Event, *, max_seconds: float = 25 * 60) -> None:
+        """IDLE until ``stop`` is set or ``max_seconds`` pass (RFC 2177: re-issue
+        before 29 minutes).  Responses go to ``on_unsolicited``."""
+        async with self._lock:
+            if self._writer is None or not self.alive:
+                raise UpstreamUnavailable("upstream connection not open")
+            tag = self._next_tag()
+            loop = asyncio.get_running_loop()
+            self._pending_tag = tag
+            self._pending = loop.create_future()
+            self._continuation = loop.create_future()
+            self._collected = []
+            try:
+                self._writer.write(tag.encode() + b" IDLE\r\n")
+                await self._writer.drain()
+                first: set[asyncio.Future[Any]] = {self._continuation, self._pending}
+                done, _ = await asyncio.wait(first, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+                if self._pending in done:
+                    return  # server refused IDLE
+                if not done:
+                    raise UpstreamUnavailable("upstream did not accept IDLE")
+                self._idling = True
+                stopper = asyncio.ensure_future(stop.wait())
+                try:
+                    second: set[asyncio.Future[Any]] = {stopper, self._pending}
+                    await asyncio.wait(second, timeout=max_seconds, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopper.cancel()
+                self._idling = False
+                if not self._pending.done():
+                    self._writer.write(b"DONE\r\n")
+                    await self._writer.drain()
+                async with asyncio.timeout(60):
+                    await self._pending
+            except (ConnectionError, OSError) as exc:
+                self._fail(str(exc))
+                raise UpstreamUnavailable(f"upstream connection lost: {exc}") from None
+            except TimeoutError:
+                await self.close("IDLE did not end")
+                raise UpstreamUnavailable("upstream did not end IDLE") from None
+            finally:
+                self._idling = False
+                self._pending_tag = None
+                self._pending = None
+                self._continuation = None
+
+    # -- reading --------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        assert self._reader is not None
+        reason = "upstream closed the connection"
+        try:
+            while True:
+                data = await self._reader.read(READ_CHUNK)
+                if not data:
+                    break
+                self._framer.feed(data)
+                while (ev := self._framer.next_event()) is not None:
+                    if isinstance(ev, CodecError):
+                        raise ev
+                    if isinstance(ev, Frame):
+                        self._dispatch(parse_response(ev.data))
+        except CodecError as exc:
+            reason = str(exc)
+            log.warning("%s: %s; dropping the connection", self.name, exc)
+        except (ConnectionError, OSError) as exc:
+            reason = f"upstream connection error: {exc}"
+        except asyncio.CancelledError:
+            reason = "closed"
+            raise
+        finally:
+            self._fail(reason)
+
+    def _dispatch(self, resp: rsp.Response) -> None:
+        if self._greeting is not None and not self._greeting.done():
+            self._greeting.set_result(resp)
+            return
+        if isinstance(resp, rsp.TaggedResponse):
+            if resp.tag == self._pending_tag and self._pending is not None and not self._pending.done():
+                self._pending.set_result(CommandResult(resp, self._collected))
+                self._collected = []
+            else:
+                log.warning("%s: response for unknown tag %s ignored", self.name, resp.tag)
+            return
+        if isinstance(resp, rsp.ContinuationRequest):
+            if self._continuation is not None and not self._continuation.done():
+                self._continuation.set_result(resp)
+            return
+        if isinstance(resp, rsp.UntaggedStatus) and resp.status == "BYE":
+            self.closed_reason = f"upstream said BYE: {resp.text}"
+        if self._pending is not None and not self._idling:
+            self._collected.append(resp)
+            # Mailbox-size changes ride along with any command's answer; the sync
+            # engine wants them even so (someone else changed the mailbox).
+            if self.on_unsolicited is not None and isinstance(resp, _CHANGE_SIGNALS):
+                self.on_unsolicited(self, resp)
+        elif self.on_unsolicited is not None:
+            self.on_unsolicited(self, resp)
+
+    def _fail(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        for fut in (self._pending, self._continuation, self._greeting):
+            if fut is not None and not fut.done():
+                fut.set_exception(UpstreamUnavailable(f"upstream connection lost: {self.closed_reason}"))
+        self.selected = None
