@@ -472,3 +472,25 @@ def format_date_time(value: datetime) -> bytes:
 
 def format_date(value: date) -> bytes:
     return b"%d-%s-%04d" % (value.day, MONTHS[value.month - 1], value.year)
+
+
+_SAFE_LIST_MAILBOX_RE: Final = re.compile(rb"[^(){ \x00-\x1f\x7f\"\\\x80-\xff]+\Z")
+
+
+def list_mailbox(pattern: str, *, utf8: bool = False) -> bytes:
+    """A LIST/LSUB pattern for the wire: bare when only list-chars (``%`` and
+    ``*`` included), else quoted or literal.  Unlike ``mailbox`` the case of
+    ``inbox`` is kept: a pattern is matched, not named."""
+    raw = pattern.encode("utf-8") if utf8 else mutf7.encode(pattern)
+    if raw and _SAFE_LIST_MAILBOX_RE.match(raw):
+        return raw
+    return quote(raw)
+
+
+def bounded_astring(value: bytes) -> bytes:
+    """Like ``astring``, but values over ``MAX_QUOTED_WRITE`` octets always go
+    as a literal, even when they would be a valid atom: keeps command lines
+    short for servers with small line limits."""
+    if len(value) > MAX_QUOTED_WRITE:
+        return b"{%d}\r\n" % len(value) + value
+    return astring(value)
