@@ -440,6 +440,17 @@ class Replica:
                     )
                 )
 
+    def users_with_private_state(self, mb: MailboxIndex) -> list[int]:
+        """Users that have private flags in ``mb`` (loaded or only in the store)."""
+        with self.engine.connect() as conn:
+            stored = {
+                r[0]
+                for r in conn.execute(
+                    select(private_flags.c.user_id).where(private_flags.c.mailbox_id == mb.id).distinct()
+                )
+            }
+        return sorted(stored | set(mb.private))
+
     # -- what one user sees ---------------------------------------------------------------
     def highest_modseq_for(self, mb: MailboxIndex, user_id: int | None) -> int:
         if user_id is None:

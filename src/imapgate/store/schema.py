@@ -93,8 +93,11 @@ expunged = Table(
     Column("modseq", BigInteger, nullable=False),
 )
 
-subscriptions = Table(
-    "subscriptions",
+# Per-user subscriptions are kept as the exceptions: a team member sees every
+# shared folder as subscribed until they unsubscribe it, so new folders appear
+# in every client without each person subscribing.
+unsubscriptions = Table(
+    "unsubscriptions",
     metadata,
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("mailbox", Text, primary_key=True),

@@ -1,0 +1,63 @@
+"""Composition: build every part of the gateway from the configuration, start
+and stop them in order."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..config import Config
+from ..replica.content import ContentCache
+from ..replica.events import EventHub
+from ..replica.replica import Replica
+from ..store.engine import open_engine
+from ..team.journal import Journal
+from ..team.users import UserDirectory
+from ..upstream.pool import UpstreamPool
+from ..upstream.sync import ProgressFn, SyncEngine
+from .mailservice import MailService
+from .policy import Policy
+
+log = logging.getLogger("imapgate")
+
+
+@dataclass
+class Gateway:
+    config: Config
+    hub: EventHub
+    replica: Replica
+    pool: UpstreamPool
+    sync: SyncEngine
+    content: ContentCache
+    journal: Journal
+    users: UserDirectory
+    service: MailService
+
+    @classmethod
+    def build(cls, config: Config, *, progress: ProgressFn | None = None) -> Gateway:
+        engine = open_engine(config.store.url)
+        hub = EventHub()
+        replica = Replica(
+            engine,
+            hub,
+            private_flags=config.folders.private_flags,
+            default_seen=config.folders.default_seen,
+            seen_modes=config.folders.seen,
+        )
+        replica.load()
+        pool = UpstreamPool(config.upstream)
+        sync = SyncEngine(pool, replica, poll_interval=config.upstream.poll_interval, progress=progress)
+        content = ContentCache(engine, config.store.cache_max_bytes)
+        journal = Journal(engine)
+        users = UserDirectory(engine)
+        service = MailService(replica, pool, sync, content, journal, Policy())
+        return cls(config, hub, replica, pool, sync, content, journal, users, service)
+
+    async def start(self, *, initial_sync: bool = True) -> None:
+        if initial_sync:
+            await self.sync.initial_sync()
+        self.sync.start()
+
+    async def stop(self) -> None:
+        await self.sync.stop()
+        await self.pool.close()

@@ -1,0 +1,662 @@
+"""MailService: the one write path, and content reads through the cache.
+
+Every change follows the same steps (DESIGN, write path):
+
+1. ``policy.authorize`` and ``policy.check_conflicts`` (one place each);
+2. apply upstream on a pooled connection, using UIDPLUS (COPYUID/APPENDUID,
+   UID EXPUNGE) where offered;
+3. on success, update the replica and write the journal entry in one store
+   transaction; the replica then publishes events to every session.
+
+If upstream refuses or the connection drops, ``OperationError`` carries the
+reason and nothing local changed.  Changes to one mailbox are serialised with
+the sync engine's lock for it, so a sync never interleaves with a write.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from ..protocol import commands as cmd
+from ..protocol import responses as rsp
+from ..protocol.fetch_items import FetchAttribute, Section
+from ..protocol.search import SearchKey
+from ..protocol.sequence import SequenceSet
+from ..replica.content import ContentCache
+from ..replica.mailbox import MailboxIndex, MessageRecord
+from ..replica.replica import Replica
+from ..team.journal import Journal, JournalEntry
+from ..upstream.connection import CommandResult, UpstreamConnection, UpstreamError, UpstreamUnavailable
+from ..upstream.pool import UpstreamPool
+from ..upstream.sync import SyncEngine
+from . import policy as rights
+from .errors import OperationError
+from .policy import Actor, Policy
+
+log = logging.getLogger("imapgate.service")
+
+#: Upstream FETCH of message content is batched by size: enough to amortise
+#: the round trip, small enough to bound memory per request.
+CONTENT_BATCH_BYTES = 8 * 1024 * 1024
+CONTENT_BATCH_MAX_UIDS = 500
+#: Flags the gateway never sends upstream: \Recent is session state (RFC 3501).
+NEVER_UPSTREAM = frozenset({"\\Recent"})
+
+
+@dataclass
+class StoreResult:
+    changed: list[int]
+    modified: list[int]  # failed UNCHANGEDSINCE
+
+
+@dataclass
+class CopyResult:
+    uidvalidity: int
+    source: list[int]
+    dest: list[int]
+
+
+def _upstream_failure(exc: UpstreamError | UpstreamUnavailable, what: str) -> OperationError:
+    if isinstance(exc, UpstreamUnavailable):
+        return OperationError(f"{what}: the mail server is unreachable ({exc})", "UNAVAILABLE")
+    code = exc.result.tagged.code
+    name = code.name if isinstance(code, rsp.AtomCode) else None
+    return OperationError(f"{what}: the mail server refused: {exc.result.tagged.text}", name)
+
+
+class MailService:
+    def __init__(
+        self,
+        replica: Replica,
+        pool: UpstreamPool,
+        sync: SyncEngine,
+        content: ContentCache,
+        journal: Journal,
+        policy: Policy | None = None,
+    ) -> None:
+        self.replica = replica
+        self.pool = pool
+        self.sync = sync
+        self.content = content
+        self.journal = journal
+        self.policy = policy or Policy()
+
+    # -- helpers -----------------------------------------------------------------------
+    def mailbox(self, name: str) -> MailboxIndex:
+        mb = self.replica.get(name)
+        if mb is None:
+            raise OperationError(f"mailbox {name!r} does not exist", "NONEXISTENT")
+        return mb
+
+    async def ensure_synced(self, name: str) -> MailboxIndex:
+        mb = self.mailbox(name)
+        if any(a.upper() in ("\\NOSELECT", "\\NONEXISTENT") for a in mb.attributes):
+            raise OperationError(
+                f"mailbox {name!r} cannot be selected (it only holds other folders)", "CANNOT"
+            )
+        if not mb.synced:
+            try:
+                await self.sync.sync_mailbox(name)
+            except (UpstreamError, UpstreamUnavailable) as exc:
+                raise _upstream_failure(exc, f"cannot open {name}") from None
+            mb = self.mailbox(name)
+            if not mb.synced:
+                raise OperationError(f"mailbox {name!r} could not be synchronised", "UNAVAILABLE")
+        return mb
+
+    def _fail(
+        self, actor: Actor, command: str, mailbox: str | None, uids: Sequence[int], err: OperationError
+    ) -> None:
+        self.journal.record(
+            JournalEntry(actor.user, actor.client, command, mailbox, _uids_text(uids), "NO", err.text)
+        )
+
+    # -- flags -------------------------------------------------------------------------
+    async def store(
+        self,
+        actor: Actor,
+        mb: MailboxIndex,
+        uids: Sequence[int],
+        operation: str,
+        flags: Iterable[str],
+        *,
+        unchangedsince: int | None = None,
+    ) -> StoreResult:
+        """STORE for ``actor``: shared flags upstream, private flags per user."""
+        requested = {f for f in flags if f not in NEVER_UPSTREAM}
+        self.policy.authorize(actor, mb.name, rights.READ)
+        needed = set()
+        if "\\Seen" in requested:
+            needed.add(rights.SEEN)
+        if "\\Deleted" in requested:
+            needed.add(rights.DELETE_MESSAGES)
+        if requested - {"\\Seen", "\\Deleted"} or operation == "set":
+            needed.add(rights.WRITE)
+        for right in sorted(needed):
+            self.policy.authorize(actor, mb.name, right)
+        self.policy.check_conflicts(actor, mb.name, uids, "store")
+
+        private = self.replica.private_flags_of(mb)
+        req_private = requested & private
+        req_shared = requested - private
+        async with self.sync.mailbox_lock(mb.name):
+            state = self.replica.private_state(mb, actor.user_id) if private else None
+            targets = [u for u in uids if u in mb.records]
+            modified: list[int] = []
+            if unchangedsince is not None:
+                ok: list[int] = []
+                for u in targets:
+                    if self.replica.modseq_for(mb, mb.records[u], state) > unchangedsince:
+                        modified.append(u)
+                    else:
+                        ok.append(u)
+                targets = ok
+            entry = JournalEntry(
+                actor.user,
+                actor.client,
+                "STORE",
+                mb.name,
+                _uids_text(targets),
+                detail=f"{operation} {' '.join(sorted(requested))}",
+            )
+            new_shared = self._plan_shared(mb, targets, operation, req_shared, private)
+            try:
+                if new_shared:
+                    await self._store_upstream(mb, new_shared)
+            except (UpstreamError, UpstreamUnavailable) as exc:
+                err = _upstream_failure(exc, "cannot change flags")
+                self._fail(actor, "STORE", mb.name, targets, err)
+                raise err from None
+            changed: set[int] = set()
+            hook_used = False
+            if new_shared:
+                changed.update(
+                    self.replica.set_shared_flags(
+                        mb, {u: f for u, f in new_shared.items()}, hook=entry.writer()
+                    )
+                )
+                hook_used = True
+            if private:
+                add: dict[str, list[int]] = {}
+                remove: dict[str, list[int]] = {}
+                if operation == "add":
+                    add = {f: targets for f in req_private}
+                elif operation == "remove":
+                    remove = {f: targets for f in req_private}
+                else:
+                    add = {f: targets for f in req_private}
+                    remove = {f: targets for f in private - req_private}
+                if add or remove:
+                    changed.update(
+                        self.replica.set_private_flags(
+                            mb, actor.user_id, add, remove, hook=None if hook_used else entry.writer()
+                        )
+                    )
+                    hook_used = True
+            if not hook_used:
+                self.journal.record(entry)
+        return StoreResult(sorted(changed), modified)
+
+    def _plan_shared(
+        self,
+        mb: MailboxIndex,
+        uids: Sequence[int],
+        operation: str,
+        req_shared: set[str],
+        private: frozenset[str],
+    ) -> dict[int, tuple[str, ...]]:
+        """New upstream flags per message whose shared flags change.  A replace
+        (FLAGS) keeps upstream flags that are private here (e.g. the hoster's \\Seen
+        in a private-read folder): the user does not own them."""
+        plan: dict[int, tuple[str, ...]] = {}
+        for u in uids:
+            current = set(mb.records[u].flags)
+            if operation == "add":
+                new = current | req_shared
+            elif operation == "remove":
+                new = current - req_shared
+            else:
+                new = {f for f in current if f in private} | req_shared
+            if new != current:
+                plan[u] = tuple(sorted(new))
+        return plan
+
+    async def _store_upstream(self, mb: MailboxIndex, plan: dict[int, tuple[str, ...]]) -> None:
+        # Group messages by (flags to add, flags to remove) so a bulk change is a
+        # few UID STORE commands, not one per message.
+        groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+        for u, new in plan.items():
+            cur = set(mb.records[u].flags)
+            add = tuple(sorted(set(new) - cur))
+            rem = tuple(sorted(cur - set(new)))
+            groups.setdefault((add, rem), []).append(u)
+        async with self.pool.connection(mb.name) as conn:
+            self._check_uidvalidity(conn, mb)
+            for (add, rem), group in groups.items():
+                uidset = SequenceSet.from_ids(group)
+                if add:
+                    await conn.check(_uid_store(uidset, "add", add))
+                if rem:
+                    await conn.check(_uid_store(uidset, "remove", rem))
+
+    def _check_uidvalidity(self, conn: UpstreamConnection, mb: MailboxIndex) -> None:
+        if conn.selected_uidvalidity and conn.selected_uidvalidity != mb.uidvalidity:
+            self.sync.request(mb.name)
+            raise OperationError(
+                f"mailbox {mb.name} was rebuilt on the mail server (UIDVALIDITY changed); reopen it",
+                "UNAVAILABLE",
+            )
+
+    def set_seen_implicitly(self, actor: Actor, mb: MailboxIndex, uids: Sequence[int]) -> list[int]:
+        """\\Seen from a non-PEEK body fetch.  Private read state changes locally
+        only; in a shared-read folder it goes upstream in the background."""
+        if not uids:
+            return []
+        private = self.replica.private_flags_of(mb)
+        if "\\Seen" in private:
+            state = self.replica.private_state(mb, actor.user_id)
+            s = state.flags.get("\\Seen")
+            todo = [u for u in uids if s is None or u not in s]
+            if not todo:
+                return []
+            return list(self.replica.set_private_flags(mb, actor.user_id, {"\\Seen": todo}, {}))
+        todo = [u for u in uids if u in mb.records and "\\Seen" not in mb.records[u].flags]
+        if todo:
+            self.sync._spawn(self._seen_upstream(actor, mb, todo))
+        return []
+
+    async def _seen_upstream(self, actor: Actor, mb: MailboxIndex, uids: list[int]) -> None:
+        try:
+            await self.store(actor, mb, uids, "add", ["\\Seen"])
+        except OperationError as exc:
+            log.warning("could not set \\Seen upstream in %s: %s", mb.name, exc.text)
+
+    # -- expunge -----------------------------------------------------------------------
+    async def expunge(self, actor: Actor, mb: MailboxIndex, uids: Sequence[int] | None) -> list[int]:
+        """Expunge messages flagged \\Deleted (all of them, or those among ``uids``)."""
+        self.policy.authorize(actor, mb.name, rights.EXPUNGE)
+        async with self.sync.mailbox_lock(mb.name):
+            candidates = mb.uids if uids is None else [u for u in uids if u in mb.records]
+            targets = [u for u in candidates if "\\Deleted" in mb.records[u].flags]
+            if not targets:
+                return []
+            self.policy.check_conflicts(actor, mb.name, targets, "expunge")
+            entry = JournalEntry(actor.user, actor.client, "EXPUNGE", mb.name, _uids_text(targets))
+            try:
+                async with self.pool.connection(mb.name) as conn:
+                    self._check_uidvalidity(conn, mb)
+                    if conn.has("UIDPLUS"):
+                        res = await conn.check(
+                            lambda tag: cmd.Expunge(tag, uid=True, uid_set=SequenceSet.from_ids(targets))
+                        )
+                    else:
+                        res = await conn.check(lambda tag: cmd.Expunge(tag))
+            except (UpstreamError, UpstreamUnavailable) as exc:
+                err = _upstream_failure(exc, "cannot expunge")
+                self._fail(actor, "EXPUNGE", mb.name, targets, err)
+                raise err from None
+            gone = set(targets)
+            # Without UIDPLUS, upstream expunged every \Deleted message it had.
+            del res
+            removed = self.replica.expunge(mb, gone, hook=entry.writer())
+        self.sync.request(mb.name)
+        return list(removed)
+
+    # -- copy / move -------------------------------------------------------------------
+    async def copy(
+        self, actor: Actor, mb: MailboxIndex, uids: Sequence[int], dest_name: str, *, move: bool = False
+    ) -> CopyResult:
+        verb = "MOVE" if move else "COPY"
+        self.policy.authorize(actor, mb.name, rights.READ)
+        if move:
+            self.policy.authorize(actor, mb.name, rights.DELETE_MESSAGES)
+            self.policy.authorize(actor, mb.name, rights.EXPUNGE)
+        dest = self.replica.get(dest_name)
+        if dest is None:
+            raise OperationError(f"mailbox {dest_name!r} does not exist", "TRYCREATE")
+        self.policy.authorize(actor, dest.name, rights.INSERT)
+        targets = [u for u in uids if u in mb.records]
+        if not targets:
+            return CopyResult(dest.uidvalidity, [], [])
+        self.policy.check_conflicts(actor, mb.name, targets, verb.lower())
+        entry = JournalEntry(
+            actor.user, actor.client, verb, mb.name, _uids_text(targets), detail=f"to {dest.name}"
+        )
+        async with self.sync.mailbox_lock(mb.name):
+            try:
+                async with self.pool.connection(mb.name) as conn:
+                    self._check_uidvalidity(conn, mb)
+                    uidset = SequenceSet.from_ids(targets)
+                    if move and conn.has("MOVE"):
+                        res = await conn.check(lambda tag: cmd.Move(tag, uidset, dest.name, uid=True))
+                    else:
+                        res = await conn.check(lambda tag: cmd.Copy(tag, uidset, dest.name, uid=True))
+                        if move:
+                            await conn.check(
+                                lambda tag: cmd.Store(
+                                    tag, uidset, "add", ("\\Deleted",), silent=True, uid=True
+                                )
+                            )
+                            if conn.has("UIDPLUS"):
+                                await conn.check(lambda tag: cmd.Expunge(tag, uid=True, uid_set=uidset))
+                            else:
+                                await conn.check(lambda tag: cmd.Expunge(tag))
+            except (UpstreamError, UpstreamUnavailable) as exc:
+                err = _upstream_failure(exc, f"cannot {verb.lower()}")
+                self._fail(actor, verb, mb.name, targets, err)
+                raise err from None
+            copyuid = res.code_of_type(rsp.CopyUidCode)
+            result = CopyResult(dest.uidvalidity, [], [])
+            if copyuid is not None and copyuid.uidvalidity == dest.uidvalidity and dest.synced:
+                src = list(copyuid.source.iter(0))
+                dst = list(copyuid.dest.iter(0))
+                if len(src) == len(dst):
+                    result = CopyResult(copyuid.uidvalidity, src, dst)
+            hook: Callable[[Connection], None] | None = entry.writer()
+            if move:
+                self.replica.expunge(mb, targets, hook=hook)
+                hook = None
+        if result.dest:
+            async with self.sync.mailbox_lock(dest.name):
+                recs = []
+                for s_uid, d_uid in zip(result.source, result.dest, strict=True):
+                    r = _copied_record(mb, s_uid, d_uid)
+                    if r is not None:
+                        recs.append(r)
+                self.replica.add_messages(dest, recs, hook=hook)
+                self._carry_private_state(mb, dest, dict(zip(result.source, result.dest, strict=True)))
+        elif hook is not None:
+            self.journal.record(entry)
+        self.sync.request(dest.name)
+        if move:
+            self.sync.request(mb.name)
+        return result
+
+    def _carry_private_state(self, src: MailboxIndex, dest: MailboxIndex, mapping: dict[int, int]) -> None:
+        """Every user's private flags follow a copied/moved message (a moved mail
+        stays read for those who had read it)."""
+        for user_id in self.replica.users_with_private_state(src):
+            state = self.replica.private_state(src, user_id)
+            add: dict[str, list[int]] = {}
+            for flag, s in state.flags.items():
+                new = [d for u, d in mapping.items() if u in s]
+                if new:
+                    add[flag] = new
+            if add:
+                self.replica.set_private_flags(dest, user_id, add, {})
+
+    # -- append ------------------------------------------------------------------------
+    async def append(
+        self, actor: Actor, dest_name: str, messages: Sequence[tuple[bytes, Sequence[str], datetime | None]]
+    ) -> CopyResult:
+        dest = self.replica.get(dest_name)
+        if dest is None:
+            raise OperationError(f"mailbox {dest_name!r} does not exist", "TRYCREATE")
+        self.policy.authorize(actor, dest.name, rights.INSERT)
+        private = self.replica.private_flags_of(dest)
+        appends = []
+        private_flags: list[set[str]] = []
+        for data, flags, date in messages:
+            fl = {f for f in flags if f not in NEVER_UPSTREAM}
+            private_flags.append(fl & private)
+            appends.append(cmd.AppendMessage(data, tuple(sorted(fl - private)), date))
+        entry = JournalEntry(
+            actor.user, actor.client, "APPEND", dest.name, detail=f"{len(appends)} message(s)"
+        )
+        try:
+            async with self.pool.connection() as conn:
+                res = await conn.check(lambda tag: cmd.Append(tag, dest.name, tuple(appends)))
+        except (UpstreamError, UpstreamUnavailable) as exc:
+            err = _upstream_failure(exc, "cannot append")
+            self._fail(actor, "APPEND", dest.name, [], err)
+            raise err from None
+        code = res.code_of_type(rsp.AppendUidCode)
+        result = CopyResult(dest.uidvalidity, [], [])
+        if code is not None and code.uidvalidity == dest.uidvalidity and dest.synced:
+            new_uids = list(code.uids.iter(0))
+            if len(new_uids) == len(appends):
+                result = CopyResult(code.uidvalidity, [], new_uids)
+        async with self.sync.mailbox_lock(dest.name):
+            if result.dest:
+                recs = []
+                for uid, msg in zip(result.dest, appends, strict=True):
+                    when = msg.internal_date or datetime.now().astimezone()
+                    off = when.utcoffset()
+                    recs.append(
+                        MessageRecord(
+                            uid,
+                            msg.flags,
+                            0,
+                            when.timestamp(),
+                            int(off.total_seconds() // 60) if off else 0,
+                            len(msg.data),
+                            _message_id(msg.data),
+                        )
+                    )
+                entry.uids = _uids_text(result.dest)
+                self.replica.add_messages(dest, recs, hook=entry.writer())
+                add: dict[str, list[int]] = {}
+                for uid, fl in zip(result.dest, private_flags, strict=True):
+                    for f in fl:
+                        add.setdefault(f, []).append(uid)
+                if add:
+                    self.replica.set_private_flags(dest, actor.user_id, add, {})
+            else:
+                self.journal.record(entry)
+        if not result.dest:
+            await self.sync.sync_mailbox(dest.name)
+        return result
+
+    # -- mailboxes ---------------------------------------------------------------------
+    async def create(self, actor: Actor, name: str, special_use: Sequence[str] = ()) -> None:
+        parent = name.rsplit("/", 1)[0] if "/" in name else ""
+        self.policy.authorize(actor, parent or name, rights.CREATE)
+        if self.replica.get(name) is not None:
+            raise OperationError(f"mailbox {name!r} already exists", "ALREADYEXISTS")
+        await self._simple_upstream(
+            actor, "CREATE", name, lambda tag: cmd.Create(tag, name, tuple(special_use))
+        )
+        await self.sync.sync_list()
+        if self.replica.get(name) is not None:
+            await self.sync.sync_mailbox(name)
+
+    async def delete(self, actor: Actor, name: str) -> None:
+        mb = self.mailbox(name)
+        if name == "INBOX":
+            raise OperationError("INBOX cannot be deleted", "CANNOT")
+        self.policy.authorize(actor, name, rights.DELETE_MAILBOX)
+        self.policy.check_conflicts(actor, name, mb.uids, "delete-mailbox")
+        async with self.sync.mailbox_lock(name):
+            await self._simple_upstream(actor, "DELETE", name, lambda tag: cmd.Delete(tag, name))
+            self.content.drop_mailbox(mb.id)
+            self.replica.drop_mailbox(name)
+        await self.sync.sync_list()
+
+    async def rename(self, actor: Actor, old: str, new: str) -> None:
+        self.mailbox(old)
+        self.policy.authorize(actor, old, rights.DELETE_MAILBOX)
+        self.policy.authorize(actor, new, rights.CREATE)
+        if self.replica.get(new) is not None:
+            raise OperationError(f"mailbox {new!r} already exists", "ALREADYEXISTS")
+        async with self.sync.mailbox_lock(old):
+            await self._simple_upstream(
+                actor, "RENAME", old, lambda tag: cmd.Rename(tag, old, new), detail=f"to {new}"
+            )
+            if old != "INBOX":
+                self.replica.rename_mailbox(old, new)
+        await self.sync.sync_list()
+        for name in self.replica.names():
+            mb = self.replica.get(name)
+            if mb is not None and not mb.synced:
+                self.sync.request(name)
+
+    async def _simple_upstream(
+        self, actor: Actor, verb: str, mailbox: str, build: object, detail: str | None = None
+    ) -> CommandResult:
+        entry = JournalEntry(actor.user, actor.client, verb, mailbox, detail=detail)
+        try:
+            async with self.pool.connection() as conn:
+                if conn.selected == mailbox and verb in ("DELETE", "RENAME"):
+                    await conn.run(lambda tag: cmd.Unselect(tag) if conn.has("UNSELECT") else cmd.Close(tag))
+                    conn.selected = None
+                res = await conn.check(build)  # type: ignore[arg-type]
+        except (UpstreamError, UpstreamUnavailable) as exc:
+            err = _upstream_failure(exc, f"cannot {verb.lower()} {mailbox}")
+            self._fail(actor, verb, mailbox, [], err)
+            raise err from None
+        self.journal.record(entry)
+        return res
+
+    # -- reads through upstream --------------------------------------------------------
+    async def fetch_content(
+        self, mb: MailboxIndex, uids: Sequence[int], attrs: Sequence[FetchAttribute]
+    ) -> dict[tuple[int, bytes], bytes | None]:
+        """Content items for ``uids``: {(uid, cache key): bytes}.  Cache keys are
+        ``cache_key(attr)``; missing items are fetched upstream in batches."""
+        keys = {cache_key(a): upstream_attribute(a) for a in attrs}
+        wanted = [(u, k) for u in uids if u in mb.records for k in keys]
+        found = self.content.get_many(mb.id, mb.uidvalidity, wanted)
+        missing_by_uid: dict[int, list[bytes]] = {}
+        for u, k in wanted:
+            if (u, k) not in found:
+                missing_by_uid.setdefault(u, []).append(k)
+        if not missing_by_uid:
+            return found
+        batches: list[list[int]] = []
+        size = 0
+        for u in sorted(missing_by_uid):
+            rec = mb.records.get(u)
+            msize = rec.size if rec else 0
+            if (
+                not batches
+                or size + msize > CONTENT_BATCH_BYTES
+                or len(batches[-1]) >= CONTENT_BATCH_MAX_UIDS
+            ):
+                batches.append([])
+                size = 0
+            batches[-1].append(u)
+            size += msize
+        try:
+            async with self.pool.connection(mb.name) as conn:
+                self._check_uidvalidity(conn, mb)
+                for batch in batches:
+                    need = sorted({k for u in batch for k in missing_by_uid[u]})
+                    items = tuple(keys[k] for k in need)
+                    uidset = SequenceSet.from_ids(batch)
+                    res = await conn.check(_uid_fetch(uidset, items))
+                    got: dict[tuple[int, bytes], bytes | None] = {}
+                    for f in res.of_type(rsp.FetchResponse):
+                        fuid = f.uid
+                        if fuid is None or fuid not in missing_by_uid:
+                            continue
+                        for k in need:
+                            rn = keys[k].response_name()
+                            if rn in f.items:
+                                got[(fuid, k)] = _as_bytes(f.items[rn])
+                    self.content.put_many(mb.id, mb.uidvalidity, got)
+                    found.update(got)
+        except (UpstreamError, UpstreamUnavailable) as exc:
+            raise _upstream_failure(exc, "cannot fetch message content") from None
+        return found
+
+    async def search_upstream(self, mb: MailboxIndex, key: SearchKey, charset: str | None) -> set[int]:
+        """UIDs matching one content criterion (text, header, sent date), asked upstream."""
+        try:
+            async with self.pool.connection(mb.name) as conn:
+                self._check_uidvalidity(conn, mb)
+                res = await conn.check(lambda tag: cmd.Search(tag, (key,), uid=True, charset=charset))
+        except (UpstreamError, UpstreamUnavailable) as exc:
+            if isinstance(exc, UpstreamError) and isinstance(exc.result.tagged.code, rsp.BadCharsetCode):
+                raise OperationError(f"unsupported charset {charset}", "BADCHARSET") from None
+            raise _upstream_failure(exc, "cannot search") from None
+        found: set[int] = set()
+        for s in res.of_type(rsp.Search):
+            found.update(s.ids)
+        for e in res.of_type(rsp.ESearch):
+            if e.all is not None:
+                found.update(e.all.iter(0))
+        return found
+
+
+def _uid_store(
+    uids: SequenceSet, op: cmd.StoreOperation, flags: tuple[str, ...]
+) -> Callable[[str], cmd.Command]:
+    def build(tag: str) -> cmd.Command:
+        return cmd.Store(tag, uids, op, flags, silent=True, uid=True)
+
+    return build
+
+
+def _uid_fetch(uids: SequenceSet, items: tuple[FetchAttribute, ...]) -> Callable[[str], cmd.Command]:
+    def build(tag: str) -> cmd.Command:
+        return cmd.Fetch(tag, uids, items, uid=True)
+
+    return build
+
+
+# --- content item naming ------------------------------------------------------------------
+_RFC822_AS_BODY = {
+    "RFC822": Section(),
+    "RFC822.HEADER": Section((), "HEADER"),
+    "RFC822.TEXT": Section((), "TEXT"),
+}
+
+CONTENT_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT"})
+
+
+def is_content(attr: FetchAttribute) -> bool:
+    """True when the item comes from the message content (cache/upstream)."""
+    return attr.name in CONTENT_ITEMS or attr.name in ("BINARY", "BINARY.SIZE") or (attr.name == "BODY")
+
+
+def upstream_attribute(attr: FetchAttribute) -> FetchAttribute:
+    """What to ask upstream for ``attr``: always PEEK (upstream \\Seen is not the
+    user's), never partial (the whole section is cached and sliced locally)."""
+    if attr.name in _RFC822_AS_BODY:
+        return FetchAttribute("BODY", _RFC822_AS_BODY[attr.name], peek=True)
+    if attr.section is None:
+        return FetchAttribute(attr.name)
+    return FetchAttribute(attr.name, attr.section, None, peek=attr.name != "BINARY.SIZE")
+
+
+def cache_key(attr: FetchAttribute) -> bytes:
+    return upstream_attribute(attr).response_name()
+
+
+def _as_bytes(value: rsp.FetchValue) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, rsp.RawItem):
+        return value.raw
+    if isinstance(value, int):
+        return b"%d" % value
+    return str(value).encode("utf-8")
+
+
+def _copied_record(mb: MailboxIndex, src: int, dst: int) -> MessageRecord | None:
+    r = mb.records.get(src)
+    if r is None:
+        return None
+    return MessageRecord(dst, r.flags, 0, r.internal_date, r.tz_offset, r.size, r.message_id)
+
+
+def _message_id(data: bytes) -> str | None:
+    head = data.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        if line[:11].lower() == b"message-id:":
+            return line[11:].strip().decode("utf-8", "replace") or None
+    return None
+
+
+def _uids_text(uids: Iterable[int]) -> str:
+    return str(SequenceSet.from_ids(uids))
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,212 @@
+"""Content cache: immutable message items (bodies, sections, ENVELOPE,
+BODYSTRUCTURE) keyed by (mailbox, UIDVALIDITY, UID, item name).
+
+An item of a message never changes while its UIDVALIDITY holds, so cached
+items are served forever; the cache is bounded by ``max_bytes`` and evicts the
+least recently used items.  Small structural items (ENVELOPE, BODYSTRUCTURE,
+header fields) are also kept in an in-memory LRU, since mail clients ask for
+them on every folder open.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+
+from ..store.schema import content
+
+#: Items up to this size also live in the in-memory LRU.
+MEMORY_ITEM_MAX = 16 * 1024
+#: Total size of the in-memory LRU: 1,000 messages' ENVELOPE+BODYSTRUCTURE are ~2 MB.
+MEMORY_MAX_BYTES = 64 * 1024 * 1024
+#: Eviction runs when the store holds this much more than max_bytes, so it is
+#: not triggered by every insert.
+EVICT_SLACK = 0.1
+
+Key = tuple[int, int, int, bytes]  # mailbox_id, uidvalidity, uid, item name
+_MISSING = object()
+
+
+class ContentCache:
+    def __init__(self, engine: Engine, max_bytes: int) -> None:
+        self.engine = engine
+        self.max_bytes = max_bytes
+        self._mem: OrderedDict[Key, bytes | None] = OrderedDict()
+        self._mem_bytes = 0
+        self._stored_bytes: int | None = None
+        self.hits = 0
+        self.misses = 0
+
+    def get_many(
+        self, mailbox_id: int, uidvalidity: int, keys: Iterable[tuple[int, bytes]]
+    ) -> dict[tuple[int, bytes], bytes | None]:
+        """Cached items among ``keys`` ((uid, item) pairs); missing ones are absent."""
+        found: dict[tuple[int, bytes], bytes | None] = {}
+        wanted: list[tuple[int, bytes]] = []
+        for uid, item in keys:
+            k = (mailbox_id, uidvalidity, uid, item)
+            v = self._mem.get(k, _MISSING)
+            if v is _MISSING:
+                wanted.append((uid, item))
+            else:
+                self._mem.move_to_end(k)
+                found[(uid, item)] = v  # type: ignore[assignment]
+        if wanted:
+            by_uid: dict[int, list[bytes]] = {}
+            for uid, item in wanted:
+                by_uid.setdefault(uid, []).append(item)
+            uids = sorted(by_uid)
+            with self.engine.connect() as conn:
+                for i in range(0, len(uids), 500):
+                    chunk = uids[i : i + 500]
+                    rows = conn.execute(
+                        select(content.c.uid, content.c.item, content.c.data).where(
+                            content.c.mailbox_id == mailbox_id,
+                            content.c.uidvalidity == uidvalidity,
+                            content.c.uid.in_(chunk),
+                        )
+                    )
+                    for r in rows:
+                        item_b = r.item.encode("utf-8")
+                        if item_b in by_uid.get(r.uid, ()):
+                            found[(r.uid, item_b)] = r.data
+                            self._remember((mailbox_id, uidvalidity, r.uid, item_b), r.data)
+            hit_keys = [(uid, item) for uid, item in wanted if (uid, item) in found]
+            if hit_keys:
+                self._touch(mailbox_id, uidvalidity, hit_keys)
+        missed = sum(1 for key in wanted if key not in found)
+        self.misses += missed
+        self.hits += len(found)
+        return found
+
+    def put_many(
+        self, mailbox_id: int, uidvalidity: int, items: dict[tuple[int, bytes], bytes | None]
+    ) -> None:
+        if not items:
+            return
+        now = time.time()
+        rows = [
+            {
+                "mailbox_id": mailbox_id,
+                "uidvalidity": uidvalidity,
+                "uid": uid,
+                "item": item.decode("utf-8"),
+                "data": data,
+                "size": len(data or b""),
+                "last_used": now,
+            }
+            for (uid, item), data in items.items()
+        ]
+        with self.engine.begin() as conn:
+            # Another session may have cached the same item meanwhile: replace.
+            for i in range(0, len(rows), 500):
+                chunk = rows[i : i + 500]
+                conn.execute(
+                    delete(content).where(
+                        or_(
+                            *(
+                                and_(
+                                    content.c.mailbox_id == r["mailbox_id"],
+                                    content.c.uidvalidity == r["uidvalidity"],
+                                    content.c.uid == r["uid"],
+                                    content.c.item == r["item"],
+                                )
+                                for r in chunk
+                            )
+                        )
+                    )
+                )
+                conn.execute(insert(content), chunk)
+        for (uid, item), data in items.items():
+            self._remember((mailbox_id, uidvalidity, uid, item), data)
+        if self._stored_bytes is None:
+            self._stored_bytes = self.stored_bytes()
+        else:
+            self._stored_bytes += sum(len(data or b"") for data in items.values())
+        if self._stored_bytes > self.max_bytes * (1 + EVICT_SLACK):
+            self.evict()
+
+    def stored_bytes(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.sum(content.c.size), 0))).scalar_one())
+
+    def evict(self) -> int:
+        """Drop least recently used items until the store holds at most max_bytes."""
+        total = self.stored_bytes()
+        freed = 0
+        with self.engine.begin() as conn:
+            while total - freed > self.max_bytes:
+                rows = conn.execute(
+                    select(
+                        content.c.mailbox_id,
+                        content.c.uidvalidity,
+                        content.c.uid,
+                        content.c.item,
+                        content.c.size,
+                    )
+                    .order_by(content.c.last_used)
+                    .limit(500)
+                ).all()
+                if not rows:
+                    break
+                for r in rows:
+                    conn.execute(
+                        delete(content).where(
+                            content.c.mailbox_id == r.mailbox_id,
+                            content.c.uidvalidity == r.uidvalidity,
+                            content.c.uid == r.uid,
+                            content.c.item == r.item,
+                        )
+                    )
+                    self._forget((r.mailbox_id, r.uidvalidity, r.uid, r.item.encode("utf-8")))
+                    freed += r.size
+                    if total - freed <= self.max_bytes:
+                        break
+        self._stored_bytes = total - freed
+        return freed
+
+    def drop_mailbox(self, mailbox_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(content).where(content.c.mailbox_id == mailbox_id))
+        for k in [k for k in self._mem if k[0] == mailbox_id]:
+            self._forget(k)
+        self._stored_bytes = None
+
+    # -- memory LRU --------------------------------------------------------------------
+    def _remember(self, key: Key, data: bytes | None) -> None:
+        size = len(data or b"")
+        if size > MEMORY_ITEM_MAX:
+            return
+        if key in self._mem:
+            self._mem.move_to_end(key)
+            return
+        self._mem[key] = data
+        self._mem_bytes += size + 64
+        while self._mem_bytes > MEMORY_MAX_BYTES and self._mem:
+            _, old = self._mem.popitem(last=False)
+            self._mem_bytes -= len(old or b"") + 64
+
+    def _forget(self, key: Key) -> None:
+        old = self._mem.pop(key, _MISSING)
+        if old is not _MISSING:
+            self._mem_bytes -= len(old or b"") + 64  # type: ignore[arg-type]
+
+    def _touch(self, mailbox_id: int, uidvalidity: int, keys: list[tuple[int, bytes]]) -> None:
+        # LRU bookkeeping in the store is coarse (per message, not per item) and
+        # best effort: one UPDATE for a batch.
+        uids = sorted({uid for uid, _ in keys})
+        now = time.time()
+        with self.engine.begin() as conn:
+            for i in range(0, len(uids), 500):
+                conn.execute(
+                    update(content)
+                    .where(
+                        content.c.mailbox_id == mailbox_id,
+                        content.c.uidvalidity == uidvalidity,
+                        content.c.uid.in_(uids[i : i + 500]),
+                    )
+                    .values(last_used=now)
+                )

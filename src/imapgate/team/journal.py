@@ -1,0 +1,81 @@
+"""The audit journal: who changed what, when, from which client, with what result.
+
+Entries are written by the write path inside the same store transaction as the
+change itself (``entry.writer()`` gives the hook), so the journal never
+claims a change that did not happen nor misses one that did.  Failed
+operations are journaled too, in their own transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, Engine, insert, select
+
+from ..store.schema import journal
+
+#: Journal lines keep UID sets as text; beyond this they are cut (the mailbox
+#: and count still say what happened) so one bulk operation cannot write megabytes.
+MAX_UIDS_TEXT = 4000
+
+
+@dataclass
+class JournalEntry:
+    user: str | None
+    client: str | None
+    command: str
+    mailbox: str | None = None
+    uids: str | None = None
+    result: str = "OK"
+    detail: str | None = None
+    ts: float = field(default_factory=time.time)
+
+    def row(self) -> dict[str, object]:
+        uids = self.uids
+        if uids is not None and len(uids) > MAX_UIDS_TEXT:
+            uids = uids[:MAX_UIDS_TEXT] + "…"
+        return {
+            "ts": self.ts,
+            "user_name": self.user,
+            "client": self.client,
+            "command": self.command,
+            "mailbox": self.mailbox,
+            "uids": uids,
+            "result": self.result,
+            "detail": self.detail,
+        }
+
+    def writer(self) -> Callable[[Connection], None]:
+        def write(conn: Connection) -> None:
+            conn.execute(insert(journal).values(**self.row()))
+
+        return write
+
+
+class Journal:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record(self, entry: JournalEntry) -> None:
+        """Write ``entry`` in its own transaction (failures, reads worth auditing)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(journal).values(**entry.row()))
+
+    def recent(self, limit: int = 100) -> list[JournalEntry]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(journal).order_by(journal.c.id.desc()).limit(limit)).all()
+        return [
+            JournalEntry(
+                user=r.user_name,
+                client=r.client,
+                command=r.command,
+                mailbox=r.mailbox,
+                uids=r.uids,
+                result=r.result,
+                detail=r.detail,
+                ts=r.ts,
+            )
+            for r in rows
+        ]
