@@ -128,24 +128,19 @@ def ensure_vmail_user(name: str = VMAIL_USER) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-def _make_traversable(path: Path) -> None:
-    """Give "others" search (x) permission on ``path`` and its ancestors.
-
-    Dovecot's auth process (user ``dovecot``) must read the passwd-file and the imap process
-    (user ``vmail``) must reach the mail; pytest's temp dirs are 0700 root.  Only the x bit is
-    added: directory listings stay private.
-    """
-    for directory in [path, *path.parents]:
-        mode = directory.stat().st_mode
-        if not mode & 0o001:
-            os.chmod(directory, (mode & 0o7777) | 0o001)
+def _traversable_by_others(path: Path) -> bool:
+    """True if every directory from / down to ``path`` has the "others" search (x) bit."""
+    return all(directory.stat().st_mode & 0o001 for directory in [path, *path.parents])
 
 
 class DovecotServer:
     """A private Dovecot instance listening on ``127.0.0.1:port`` without TLS.
 
-    ``users`` maps login name to password; every user gets the ``vmail`` uid and a home under
-    ``directory/home/<user>`` with Maildir++ at ``~/Maildir`` (hierarchy separator ``/``).
+    ``directory`` receives dovecot.conf and the logs.  ``users`` maps login name to password;
+    every user gets the ``vmail`` uid and a home ``<runtime_dir>/home/<user>`` with Maildir++ at
+    ``~/Maildir`` (hierarchy separator ``/``).  ``runtime_dir`` is ``directory`` itself when that
+    is reachable by unprivileged users, else a fresh ``/tmp/imapgate-dovecot-*`` (symlinked as
+    ``directory/runtime``, deleted by :meth:`close`).
     ``max_userip_connections`` defaults to 10, as at typical hosters; raise it for load tests.
     ``enable_acl`` loads the ``acl``/``imap_acl`` plugins (vfile backend; owners keep all rights).
     """
@@ -162,6 +157,7 @@ class DovecotServer:
         host: str = "127.0.0.1",
     ) -> None:
         self.directory = Path(directory).resolve()
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.port = port if port is not None else find_free_port(host)
         self.users: dict[str, str] = dict(users if users is not None else {"shared": "shared-secret"})
@@ -172,17 +168,30 @@ class DovecotServer:
         )
         self.config_path = self.directory / "dovecot.conf"
         self.log_path = self.directory / "dovecot.log"
-        self.passwd_path = self.directory / "users.passwd"
-        self.state_dir = self.directory / "state"
-        self.home_root = self.directory / "home"
+        # Dovecot's unprivileged processes must reach some files: imap-login (dovenull) and imap
+        # (vmail) the sockets in base_dir, auth (dovecot) the passwd-file, imap the mail.  pytest's
+        # temp dirs are 0700 root -- and a concurrent pytest run resets them to 0700 -- so such
+        # files live in a world-traversable (not listable) runtime dir of their own unless
+        # ``directory`` already is one.  Short path too: unix socket paths max out at 108 bytes.
+        self._own_runtime = not (
+            _traversable_by_others(self.directory)
+            and len(str(self.directory / "run")) <= _MAX_BASE_DIR_LEN
+        )
+        if self._own_runtime:
+            self.runtime_dir = Path(tempfile.mkdtemp(prefix="imapgate-dovecot-", dir="/tmp"))
+            os.chmod(self.runtime_dir, 0o711)
+            link = self.directory / "runtime"
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(self.runtime_dir)
+        else:
+            self.runtime_dir = self.directory
+        self.base_dir = self.runtime_dir / "run"
+        self.state_dir = self.runtime_dir / "state"
+        self.passwd_path = self.runtime_dir / "users.passwd"
+        self.home_root = self.runtime_dir / "home"
         digest = hashlib.sha1(str(self.directory).encode()).hexdigest()[:10]
         self.instance_name = f"imapgate-{digest}"
-        self._own_base_dir: Path | None = None
-        base_dir = self.directory / "run"
-        if len(str(base_dir)) > _MAX_BASE_DIR_LEN:
-            base_dir = Path(tempfile.mkdtemp(prefix="dovecot-", dir="/tmp"))
-            self._own_base_dir = base_dir
-        self.base_dir = base_dir
         self._proc: subprocess.Popen[bytes] | None = None
         self._uid, self._gid = ensure_vmail_user()
         self._pending_subscriptions: dict[str, list[str]] = {}
@@ -191,10 +200,9 @@ class DovecotServer:
     # ----------------------------------------------------------------- configuration
 
     def _prepare(self) -> None:
-        for path in (self.directory, self.state_dir, self.home_root, self.base_dir):
+        for path in (self.state_dir, self.home_root, self.base_dir):
             path.mkdir(parents=True, exist_ok=True)
-        _make_traversable(self.directory)
-        _make_traversable(self.base_dir)
+        os.chmod(self.base_dir, 0o755)
         os.chown(self.home_root, self._uid, self._gid)
         os.chmod(self.home_root, 0o755)
         self._write_passwd()
@@ -309,6 +317,14 @@ class DovecotServer:
         if not Path(dovecot).exists():
             raise DovecotError("dovecot binary not found (apt-get install -y dovecot-imapd)")
         self.config_path.write_text(self.render_config(), encoding="utf-8")
+        # Check the port first: the greeting probe below would otherwise happily talk to whatever
+        # server already listens there while our Dovecot dies on "Address already in use".
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as exc:
+                raise DovecotError(f"dovecot cannot listen on {self.host}:{self.port}: {exc}") from exc
         with open(self.directory / "dovecot.stderr", "ab") as err:
             # -F: stay in the foreground so we own the master process; own session so that a
             # last-resort kill reaches every child Dovecot spawned.
@@ -326,7 +342,7 @@ class DovecotServer:
             try:
                 with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
                     greeting = sock.recv(512)
-                if greeting.startswith(b"* OK"):
+                if greeting.startswith(b"* OK") and self._proc.poll() is None:
                     break
                 last_error = f"unexpected greeting {greeting!r}"
             except OSError as exc:
@@ -378,10 +394,10 @@ class DovecotServer:
         return _session_pids(self._proc.pid)
 
     def close(self) -> None:
-        """Stop and drop the private short base_dir, if one was made."""
+        """Stop, and delete the private runtime dir (mail included) if one was made under /tmp."""
         self.stop()
-        if self._own_base_dir is not None:
-            shutil.rmtree(self._own_base_dir, ignore_errors=True)
+        if self._own_runtime:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
     def __enter__(self) -> Self:
         self.start()
