@@ -86,6 +86,12 @@ def test_corpus_stream_in_one_chunk() -> None:
         (b"c3 NOTIFY SET (NOWHERE NONE)\r\n", "c3", "unknown NOTIFY mailbox filter NOWHERE"),
         (b"c4 FETCH 1 BODY[0]\r\n", "c4", "FETCH: invalid section part number 0"),
         (b"c5 FETCH 1 BODY[MIME]\r\n", "c5", "FETCH: MIME section requires a part number"),
+        (b"c6 UID EXPUNGE\r\n", "c6", "missing arguments: expected UID EXPUNGE uid-set"),
+        (b"c7 EXPUNGE 1:5\r\n", "c7", "EXPUNGE takes no arguments, found ' 1:5\\r\\n'"),
+        (b"c8 UID FETCH 1 (FLAGS FOO)\r\n", "c8", "UID FETCH: unknown fetch attribute FOO"),
+        (b'c9 LSUB "" % x\r\n', "c9",
+         "unexpected extra arguments ' x\\r\\n'; expected LSUB reference pattern"),
+        (b'd1 LIST "" % %\r\n', "d1", "LIST: expected RETURN, found '%\\r\\n'"),
     ],
 )
 def test_error_reason_and_tag(wire: bytes, tag: str, reason: str) -> None:

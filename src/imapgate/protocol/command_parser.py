@@ -53,7 +53,7 @@ USAGE: Final[dict[str, str]] = {
     "STORE": "STORE sequence-set [+|-]FLAGS[.SILENT] (flags)",
     "COPY": "COPY sequence-set mailbox",
     "MOVE": "MOVE sequence-set mailbox",
-    "EXPUNGE": "UID EXPUNGE uid-set",
+    "UID EXPUNGE": "UID EXPUNGE uid-set",
     "SORT": "SORT (sort-criteria) charset criteria",
     "THREAD": "THREAD algorithm charset criteria",
     "SETACL": "SETACL mailbox identifier rights",
@@ -123,7 +123,10 @@ def parse_command(frame: bytes, *, utf8: bool = False) -> c.Command:
             uid = True
         handler = _HANDLERS.get(name)
         if handler is None:
+            # Report the word as sent (upper-cased), not a guess at what was meant.
             raise ClientProtocolError(f"unknown command {name[:40]}", position=r.pos - len(name))
+        if uid:
+            name = "UID " + name
         cmd = handler(r, tag, uid)
         _finish(r, name)
         return cmd
@@ -150,6 +153,10 @@ def parse_authenticate_response(line: bytes) -> bytes | None:
 
 
 # --- structure ----------------------------------------------------------------------
+def _usage(name: str) -> str | None:
+    return USAGE.get(name) or USAGE.get(name.removeprefix("UID "))
+
+
 def _finish(r: Reader, name: str) -> None:
     if r.at_eol() and r.pos + 2 == r.end:
         r.pos += 2
@@ -158,8 +165,9 @@ def _finish(r: Reader, name: str) -> None:
         raise r.error("data after the end of the command")
     if r.buf.startswith(b" \r\n", r.pos):
         raise r.error(f"trailing space after {name} (not allowed by RFC 9051)")
-    if name in USAGE:
-        raise r.error(f"unexpected extra arguments {r.describe_here()}; expected {USAGE[name]}")
+    usage = _usage(name)
+    if usage is not None:
+        raise r.error(f"unexpected extra arguments {r.describe_here()}; expected {usage}")
     raise r.error(f"{name} takes no arguments, found {r.describe_here()}")
 
 
@@ -169,8 +177,8 @@ def _rephrase(exc: CodecError, r: Reader, tag: str | None, name: str) -> ClientP
     at_end = pos is not None and r.buf.startswith(b"\r\n", pos)
     if at_end and pos is not None and pos > 0 and r.buf[pos - 1] == 0x20:
         reason = f"trailing space after {name or 'the tag'} (not allowed by RFC 9051)"
-    elif at_end and name in USAGE and reason.startswith("expected a space"):
-        reason = f"missing arguments: expected {USAGE[name]}"
+    elif at_end and _usage(name) is not None and reason.startswith("expected a space"):
+        reason = f"missing arguments: expected {_usage(name)}"
     elif name and name not in reason and not reason.startswith(("unknown command", "trailing space")):
         reason = f"{name}: {reason}"
     return ClientProtocolError(reason, position=pos, tag=tag, fatal=exc.fatal, code=exc.code)
