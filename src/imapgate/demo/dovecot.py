@@ -504,10 +504,10 @@ class DovecotServer:
                 try:
                     os.write(fd, message.raw)
                     os.fchown(fd, self._uid, self._gid)
+                    # Dovecot takes the Maildir INTERNALDATE from the file's mtime.
+                    os.utime(fd, (ts, ts))
                 finally:
                     os.close(fd)
-                # Dovecot takes the Maildir INTERNALDATE from the file's mtime.
-                os.utime(file_path, (ts, ts))
                 new_lines.append(f"{next_uid} :{base}\n")
                 next_uid += 1
             _write_owned(path / "dovecot-uidlist",
