@@ -194,6 +194,9 @@ def _parse(frame: bytes, utf8: bool) -> Response:
     return TaggedResponse(tag, word, code, text)  # type: ignore[arg-type]
 
 
+_BAD_TEXT_RE: Final = re.compile(rb"[\r\n\x00]")
+
+
 def _resp_text(r: Reader) -> tuple[ResponseCode | None, str]:
     """After a status word: ``SP resp-text`` (the SP and text may be missing)."""
     if r.at_eol():
@@ -216,15 +219,29 @@ def _resp_text_body(r: Reader) -> tuple[ResponseCode | None, str]:
                 code = _resp_code(r)
             except CodecError:
                 # A known code with arguments we cannot read: keep it verbatim.
-                r.pos = start + 1
-                name = r.atom("a response code").upper().decode("ascii")
-                text = buf[r.pos + 1 : close] if r.pos < close else None
-                code = AtomCode(name, text)
-                r.pos = close + 1
+                # Not even "[atom SP" or "[atom]": the bracket is just text.
+                m = ATOM_RE.match(buf, start + 1)
+                after = m.end() if m is not None else close
+                if (
+                    m is not None and buf[after] in b" ]" and buf[close + 1] in b" \r"
+                    and not _BAD_TEXT_RE.search(buf, after, close)
+                ):
+                    text = buf[after + 1 : close] if buf[after] == 0x20 else None
+                    code = AtomCode(m.group().upper().decode("ascii"), text)
+                    r.pos = close + 1
+                else:
+                    r.pos = start
             if r.peek() == 0x20:
                 r.pos += 1
+    start = r.pos
     text = r.rest_of_line()
     r.eol()
+    bad = _BAD_TEXT_RE.search(text)
+    if bad is not None:
+        # TEXT-CHAR excludes CR, LF and NUL; a bare CR or LF could smuggle a
+        # line break into what the gateway relays to its clients.
+        r.pos = start + bad.start()
+        raise r.error("CR, LF or NUL in response text")
     return code, text.decode("utf-8", "surrogateescape")
 
 
@@ -238,6 +255,8 @@ def _code_text(r: Reader) -> bytes | None:
     if close < 0 or close > eol:
         raise r.error("unterminated response code")
     text = r.buf[r.pos : close]
+    if _BAD_TEXT_RE.search(text):
+        raise r.error("CR, LF or NUL in a response code")
     r.pos = close + 1
     return text
 
@@ -352,9 +371,13 @@ def _decode_name(raw: bytes, utf8: bool) -> str:
     try:
         name = raw.decode("utf-8") if utf8 else mutf7.decode(raw)
     except (mutf7.MUTF7Error, UnicodeDecodeError):
-        # Some servers send raw UTF-8 names without UTF8=ACCEPT; read them rather
-        # than lose the folder.
-        name = raw.decode("utf-8", "surrogateescape")
+        # Some servers send raw UTF-8 (or legacy 8-bit) names without
+        # UTF8=ACCEPT; read them rather than lose the folder.  Latin-1 as the
+        # last resort keeps every byte as one character, so the name is stable.
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            name = raw.decode("latin-1")
     return "INBOX" if name.upper() == "INBOX" else name
 
 
@@ -462,7 +485,7 @@ def _untagged(r: Reader, frame: bytes) -> Response:
         return UntaggedUnknown(frame[:-2])
     m = ATOM_RE.match(frame, r.pos)
     if m is None:
-        return UntaggedUnknown(frame[:-2])
+        raise r.error(f"expected a response name, found {r.describe_here()}")
     handler = _UNTAGGED.get(m.group().upper())
     if handler is None:
         return UntaggedUnknown(frame[:-2])
@@ -615,7 +638,7 @@ def _list_common(r: Reader, cls: type[ListResponse]) -> ListResponse:
     r.sp()
     flags = _flag_list(r)
     r.sp()
-    delimiter = None if r.accept(b"NIL") else r.quoted().decode("utf-8", "surrogateescape")
+    delimiter = None if r.accept(b"NIL") else _str(r)
     r.sp()
     name = _mailbox(r)
     childinfo: tuple[str, ...] | None = None
@@ -682,7 +705,7 @@ def _namespace_part(r: Reader) -> tuple[NamespaceDescriptor, ...] | None:
         r.expect(b"(")
         prefix = _decode_name(r.string("a namespace prefix"), r.utf8)
         r.sp()
-        delimiter = None if r.accept(b"NIL") else r.quoted().decode("utf-8", "surrogateescape")
+        delimiter = None if r.accept(b"NIL") else _str(r)
         exts: list[tuple[str, tuple[str, ...]]] = []
         while not _close(r):
             r.sp()
@@ -836,6 +859,7 @@ def _fetch(r: Reader, seq: int) -> FetchResponse:
             value = _flag_list(r)
         elif key == b"MODSEQ":
             r.expect(b"(")
+            _skip_spaces(r)
             value = r.number64("a mod-sequence")
             if not _close(r):
                 raise r.error("expected ')' after MODSEQ")

@@ -310,7 +310,7 @@ def _esearch(resp: ESearch, utf8: bool) -> bytes:
 
 
 def _delimiter(delimiter: str | None) -> bytes:
-    return b"NIL" if delimiter is None else grammar.quote(delimiter.encode("utf-8"))
+    return b"NIL" if delimiter is None else grammar.quote(delimiter.encode("utf-8", "surrogateescape"))
 
 
 def _list(resp: ListResponse, utf8: bool) -> bytes:
@@ -319,7 +319,7 @@ def _list(resp: ListResponse, utf8: bool) -> bytes:
         write_mailbox(resp.name, utf8=utf8)
     ext: list[bytes] = []
     if resp.childinfo is not None:
-        ext.append(b'"CHILDINFO" (' + b" ".join(grammar.quote(c.encode("ascii")) for c in resp.childinfo)
+        ext.append(b'"CHILDINFO" (' + b" ".join(_string(c) for c in resp.childinfo)
                    + b")")
     if resp.oldname is not None:
         ext.append(b'"OLDNAME" (' + write_mailbox(resp.oldname, utf8=utf8) + b")")
