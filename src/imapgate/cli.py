@@ -49,10 +49,66 @@ def main(ctx: click.Context, config_file: Path | None) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="where the demo keeps its mailbox and state (default: a new temporary folder)")
+@click.option("--port", type=int, default=1143, show_default=True, help="IMAP port of the gateway")
+def demo(data_dir: Path | None, port: int) -> None:
     """Run a demo: a sample mailbox, the gateway in front of it, logins to try."""
-    click.echo(f"imapgate {__version__}")
-    click.echo("The IMAP codec is in place; the gateway (serve, demo) is being built.")
+    from .runner import run_demo
+
+    run_demo(data_dir, port)
+
+
+@main.command()
+@config_option
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@click.pass_context
+def serve(ctx: click.Context, config_file: Path | None, verbose: bool) -> None:
+    """Run the IMAP gateway."""
+    import asyncio
+
+    from .runner import serve as run_serve
+    from .runner import setup_logging
+
+    cfg = load_config(ctx, config_file)
+    setup_logging(verbose)
+    asyncio.run(run_serve(cfg))
+
+
+@main.command()
+@config_option
+@click.pass_context
+def sync(ctx: click.Context, config_file: Path | None) -> None:
+    """Run (or re-run) the sync with upstream in the foreground, with progress."""
+    import asyncio
+
+    from .runner import sync_once
+    from .upstream.sync import SyncProgress
+
+    cfg = load_config(ctx, config_file)
+    bars: dict[str, Any] = {}
+
+    def progress(p: SyncProgress) -> None:
+        if p.phase == "done":
+            bar = bars.pop(p.mailbox, None)
+            if bar is not None:
+                bar.update(max(0, p.total - bar.pos))
+                bar.render_finish()
+            click.echo(f"{p.mailbox}: {p.total} messages")
+            return
+        bar = bars.get(p.mailbox)
+        if bar is None:
+            bar = bars[p.mailbox] = click.progressbar(length=max(p.total, 1), label=p.mailbox)
+            bar.pos = 0
+        bar.length = max(bar.length or 0, p.total)
+        bar.update(p.done - bar.pos)
+
+    try:
+        gw = asyncio.run(sync_once(cfg, progress))
+    except Exception as exc:  # the upstream's own words
+        raise click.ClickException(f"sync failed: {exc}") from None
+    total = sum(mb.exists for mb in gw.replica.by_id.values())
+    click.echo(f"synchronised {len(gw.replica.names())} folders, {total} messages")
 
 
 # --- users --------------------------------------------------------------------

@@ -283,9 +283,9 @@ class _Section:
 
 
 def parse_address(value: str, where: str = "address") -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` into (host, port)."""
+    """``"host:port"`` or ``"[v6]:port"`` into (host, port); port 0 picks a free port (tests)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(f"{where}: {value!r} is not \"host:port\"")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -120,3 +120,11 @@ def test_response_framer_error_type_is_upstream() -> None:
     f = ResponseFramer(max_line=10)
     f.feed(b"* " + b"a" * 20)
     assert isinstance(f.next_event(), UpstreamProtocolError)
+
+
+def test_empty_literal_continues_the_same_frame() -> None:
+    f = CommandFramer()
+    f.feed(b"a APPEND INBOX {0}\r\n\r\nb NOOP\r\n")
+    events = drain(f)
+    frames = [e for e in events if isinstance(e, Frame)]
+    assert frames == [Frame(b"a APPEND INBOX {0}\r\n\r\n"), Frame(b"b NOOP\r\n")]

@@ -12,6 +12,7 @@ from ..replica.events import EventHub
 from ..replica.replica import Replica
 from ..store.engine import open_engine
 from ..team.journal import Journal
+from ..team.subscriptions import Subscriptions
 from ..team.users import UserDirectory
 from ..upstream.pool import UpstreamPool
 from ..upstream.sync import ProgressFn, SyncEngine
@@ -32,6 +33,7 @@ class Gateway:
     journal: Journal
     users: UserDirectory
     service: MailService
+    subscriptions: Subscriptions
 
     @classmethod
     def build(cls, config: Config, *, progress: ProgressFn | None = None) -> Gateway:
@@ -51,7 +53,7 @@ class Gateway:
         journal = Journal(engine)
         users = UserDirectory(engine)
         service = MailService(replica, pool, sync, content, journal, Policy())
-        return cls(config, hub, replica, pool, sync, content, journal, users, service)
+        return cls(config, hub, replica, pool, sync, content, journal, users, service, Subscriptions(engine))
 
     async def start(self, *, initial_sync: bool = True) -> None:
         if initial_sync:

@@ -124,17 +124,19 @@ class _Assembler:
             self._pos = self._scan = end
             size = 0
             sync = False
+            literal = False
             if not self._raw_line and line_len and buf[eol - 1] == 0x7D:  # '}'
                 m = _LITERAL_TAIL_RE.search(segment, 0, len(segment) - 2)
                 if m is not None:
+                    literal = True
                     size = int(m.group(1))
                     sync = not m.group(2)
             if self._discarding is not None:
-                if size:
+                if literal:
                     self._literal_left = size
                     continue
                 return self._end_discard()
-            if not self._parts and not size:
+            if not self._parts and not literal:
                 # The common case: a whole frame on one line.
                 self._raw_line = False
                 return Frame(segment)
@@ -142,7 +144,7 @@ class _Assembler:
                 self._first_line = segment
             self._parts.append(segment)
             self._frame_size += len(segment)
-            if not size:
+            if not literal:
                 data = b"".join(self._parts)
                 self._reset_frame()
                 return Frame(data)
@@ -152,6 +154,7 @@ class _Assembler:
             self._literal_left = size
             if sync and self._wants_continuation():
                 return NeedContinuation(size)
+            # An empty literal {0} has no data: the line continues at once.
 
     def _take_literal(self) -> bool:
         avail = len(self._buf) - self._pos

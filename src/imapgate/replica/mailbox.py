@@ -27,10 +27,10 @@ def intern_flags(flags: tuple[str, ...] | list[str] | frozenset[str] | set[str])
 
 
 def flags_wire(flags: tuple[str, ...]) -> bytes:
-    """``(\\Seen $Label1)`` for an interned tuple, cached."""
+    """``\\Seen $Label1`` (the inside of a flag list) for an interned tuple, cached."""
     got = _FLAG_BYTES.get(flags)
     if got is None:
-        got = _FLAG_BYTES[flags] = b"(" + " ".join(flags).encode("utf-8") + b")"
+        got = _FLAG_BYTES[flags] = " ".join(flags).encode("utf-8")
     return got
 
 

@@ -360,7 +360,18 @@ class Replica:
                     state.modseqs[r.uid] = r.modseq
             state.highest = max(state.modseqs.values(), default=0)
             mb.private[user_id] = state
+            if not state.flags and "\\Seen" in self.private_flags_of(mb):
+                self._initialise_private_seen(mb, user_id, state)
         return state
+
+    def _initialise_private_seen(self, mb: MailboxIndex, user_id: int, state: PrivateState) -> None:
+        """A user's first look at a private-read folder starts from the folder's
+        read state upstream: switching a team to imapgate must not turn years of
+        read mail into unread mail.  From then on the user's state is their own."""
+        seen = UidSet(u for u in mb.uids if "\\Seen" in mb.records[u].flags)
+        state.flags["\\Seen"] = seen
+        with self.engine.begin() as conn:
+            self._write_private_sets(conn, mb, user_id, state, ["\\Seen"])
 
     def set_private_flags(
         self,
@@ -433,12 +444,12 @@ class Replica:
                     private_flags.c.flag == flag,
                 )
             )
-            if s:
-                conn.execute(
-                    insert(private_flags).values(
-                        user_id=user_id, mailbox_id=mb.id, flag=flag, uids=s.encode()
-                    )
+            # An empty set is stored too: its row marks the state as initialised.
+            conn.execute(
+                insert(private_flags).values(
+                    user_id=user_id, mailbox_id=mb.id, flag=flag, uids=(s or UidSet()).encode()
                 )
+            )
 
     def users_with_private_state(self, mb: MailboxIndex) -> list[int]:
         """Users that have private flags in ``mb`` (loaded or only in the store)."""

@@ -100,6 +100,7 @@ class UpstreamConnection:
         self._continuation: asyncio.Future[rsp.ContinuationRequest] | None = None
         self._greeting: asyncio.Future[rsp.Response] | None = None
         self._idling = False
+        self._pending_name = ""
         self.closed_reason: str | None = None
 
     # -- connection -----------------------------------------------------------------
@@ -224,6 +225,8 @@ class UpstreamConnection:
                 raise UpstreamUnavailable("upstream connection not open")
             tag = self._next_tag()
             command = build(tag)
+            # SELECT's own EXISTS/VANISHED describe the new mailbox, not a change.
+            self._pending_name = command.name
             loop = asyncio.get_running_loop()
             self._pending_tag = tag
             self._pending = loop.create_future()
@@ -373,7 +376,11 @@ class UpstreamConnection:
             self._collected.append(resp)
             # Mailbox-size changes ride along with any command's answer; the sync
             # engine wants them even so (someone else changed the mailbox).
-            if self.on_unsolicited is not None and isinstance(resp, _CHANGE_SIGNALS):
+            if (
+                self.on_unsolicited is not None
+                and isinstance(resp, _CHANGE_SIGNALS)
+                and self._pending_name not in ("SELECT", "EXAMINE")
+            ):
                 self.on_unsolicited(self, resp)
         elif self.on_unsolicited is not None:
             self.on_unsolicited(self, resp)

@@ -113,6 +113,10 @@ class SyncEngine:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._watcher is not None:
+            # Let the watcher end its IDLE with DONE and log out cleanly.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(self._watcher), 3)
         for t in [self._watcher, self._poller, *self._tasks]:
             if t is not None:
                 t.cancel()
@@ -204,7 +208,7 @@ class SyncEngine:
                     gone.update(v.uids.iter(known_max))
                 for f in res.of_type(rsp.FetchResponse):
                     if f.uid is not None and f.flags is not None:
-                        flag_changes[f.uid] = f.flags
+                        flag_changes[f.uid] = _stored_flags(f.flags)
             elif condstore and mb.upstream_modseq and mb.synced:
                 changed = await conn.check(
                     lambda tag: cmd.Fetch(
@@ -217,7 +221,7 @@ class SyncEngine:
                 )
                 for f in changed.of_type(rsp.FetchResponse):
                     if f.uid is not None and f.flags is not None:
-                        flag_changes[f.uid] = f.flags
+                        flag_changes[f.uid] = _stored_flags(f.flags)
                 if exists != len(mb.uids) + max(0, 0):
                     gone = await self._vanished_by_search(conn, mb, known_max)
             else:
@@ -235,7 +239,7 @@ class SyncEngine:
                 for f in full.of_type(rsp.FetchResponse):
                     if f.uid is not None and f.flags is not None:
                         present.add(f.uid)
-                        flag_changes[f.uid] = f.flags
+                        flag_changes[f.uid] = _stored_flags(f.flags)
                 gone = set(mb.records) - present
         if gone:
             self.replica.expunge(mb, gone)
@@ -411,11 +415,17 @@ def _notify_personal(tag: str) -> cmd.Command:
     return cmd.NotifySet(tag, (cmd.NotifyGroup("PERSONAL", _WATCHED_EVENTS),))
 
 
+def _stored_flags(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """Upstream flags as the replica keeps them: without \\Recent, which is the
+    state of one upstream session (ours), not of the message."""
+    return tuple(f for f in flags if f != "\\Recent")
+
+
 def _record_from_fetch(f: rsp.FetchResponse) -> MessageRecord | None:
     uid = f.uid
     if uid is None:
         return None
-    flags = f.flags or ()
+    flags = _stored_flags(f.flags or ())
     size = f.items.get(b"RFC822.SIZE")
     date = f.items.get(b"INTERNALDATE")
     ts = 0.0

@@ -1,0 +1,347 @@
+"""Handlers of the selected-state commands: FETCH, STORE, SEARCH (ESEARCH),
+COPY, MOVE, EXPUNGE, UID EXPUNGE, CHECK, CLOSE, UNSELECT, IDLE."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from ..gateway import policy as rights
+from ..gateway.errors import OperationError
+from ..gateway.mailservice import cache_key, is_content
+from ..protocol import commands as cmd
+from ..protocol import grammar
+from ..protocol import response_writer as rw
+from ..protocol import responses as rsp
+from ..protocol.fetch_items import FetchAttribute
+from ..protocol.search import SearchKey
+from ..protocol.sequence import SequenceSet
+from ..replica.mailbox import flags_wire
+from . import search as search_eval
+from .session import AUTH, SELECTED, Done, Session, State, command
+from .view import SelectedView
+
+#: Messages whose content is fetched and written per round: bounds memory of a
+#: FETCH of a whole large folder's bodies.
+CONTENT_ROUND = 100
+_FAST_ITEMS = frozenset({"UID", "FLAGS", "MODSEQ"})
+
+
+def _targets(s: Session, view: SelectedView, seqset: SequenceSet, uid: bool) -> list[tuple[int, int]]:
+    if seqset.is_saved:
+        raise OperationError("$ (SEARCHRES) is not supported", "CANNOT", status="BAD")
+    if not uid and view.seq_out_of_range(seqset):
+        raise OperationError(
+            f"message number out of range (mailbox has {view.exists})", "CLIENTBUG", status="BAD"
+        )
+    return view.resolve(seqset, uid=uid)
+
+
+# --- FETCH ------------------------------------------------------------------------------------
+@command(cmd.Fetch, SELECTED, allow_expunge=True)
+async def fetch(s: Session, c: cmd.Command) -> Done:
+    assert isinstance(c, cmd.Fetch)
+    view = s.require_view()
+    actor = s.require_actor()
+    attrs = list(c.attributes)
+    names = {a.name for a in attrs}
+    if c.uid and "UID" not in names:
+        attrs.insert(0, FetchAttribute("UID"))
+    if c.changedsince is not None or "MODSEQ" in names:
+        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+    if c.vanished and not (c.uid and s.qresync and c.changedsince is not None):
+        raise OperationError(
+            "VANISHED needs UID FETCH with CHANGEDSINCE after ENABLE QRESYNC", "CLIENTBUG", "BAD"
+        )
+    if s.condstore and "MODSEQ" not in {a.name for a in attrs} and c.changedsince is not None:
+        attrs.append(FetchAttribute("MODSEQ"))
+    s.gw.service.policy.authorize(actor, view.mb.name, rights.READ)
+    pairs = _targets(s, view, c.sequence_set, c.uid)
+    mb = view.mb
+    if c.vanished and c.changedsince is not None:
+        largest = view.uids[-1] if view.uids else 0
+        gone = [
+            u for u, m in mb.expunged.items() if m > c.changedsince and c.sequence_set.contains(u, largest)
+        ]
+        if gone:
+            s.send(b"* VANISHED (EARLIER) " + bytes(SequenceSet.from_ids(gone)) + b"\r\n")
+    pairs = [(q, u) for q, u in pairs if u in mb.records]
+    if c.changedsince is not None:
+        since = c.changedsince
+        pairs = [(q, u) for q, u in pairs if view.modseq_of(u) > since]
+    if not pairs:
+        return Done("FETCH completed")
+
+    seen_changed: set[int] = set()
+    if any(a.sets_seen for a in attrs) and not view.readonly:
+        seen_changed = set(s.gw.service.set_seen_implicitly(actor, mb, [u for _, u in pairs]))
+        view.suppress.update(seen_changed)
+    names = {a.name for a in attrs}
+    if names <= _FAST_ITEMS:
+        await _fetch_flags_fast(s, view, pairs, attrs)
+        return Done("FETCH completed")
+    content_attrs = [a for a in attrs if is_content(a)]
+    for i in range(0, len(pairs), CONTENT_ROUND):
+        chunk = pairs[i : i + CONTENT_ROUND]
+        content = {}
+        if content_attrs:
+            content = await s.gw.service.fetch_content(mb, [u for _, u in chunk], content_attrs)
+        for seq, uid in chunk:
+            rec = mb.records.get(uid)
+            if rec is None:
+                continue  # expunged while we waited for upstream
+            items: list[bytes] = []
+            has_flags = False
+            for a in attrs:
+                n = a.name
+                if n == "UID":
+                    items.append(b"UID %d" % uid)
+                elif n == "FLAGS":
+                    has_flags = True
+                    items.append(b"FLAGS (" + flags_wire(view.flags_of(uid)) + b")")
+                elif n == "MODSEQ":
+                    items.append(b"MODSEQ (%d)" % view.modseq_of(uid))
+                elif n == "INTERNALDATE":
+                    tz = timezone(timedelta(minutes=rec.tz_offset))
+                    when = datetime.fromtimestamp(rec.internal_date, UTC).astimezone(tz)
+                    items.append(b"INTERNALDATE " + grammar.format_date_time(when))
+                elif n == "RFC822.SIZE":
+                    items.append(b"RFC822.SIZE %d" % rec.size)
+                else:
+                    items.append(_content_item(a, content.get((uid, cache_key(a)))))
+            if uid in seen_changed and not has_flags:
+                items.append(b"FLAGS (" + flags_wire(view.flags_of(uid)) + b")")
+                if s.condstore:
+                    items.append(b"MODSEQ (%d)" % view.modseq_of(uid))
+            s.send(rw.fetch_raw_line(seq, items))
+        await s.maybe_flush()
+    return Done("FETCH completed")
+
+
+def _content_item(a: FetchAttribute, value: bytes | None) -> bytes:
+    name = a.response_name()
+    if a.name in ("ENVELOPE", "BODYSTRUCTURE") or (a.name == "BODY" and a.section is None):
+        # Verbatim wire bytes from upstream (cached).
+        return name + b" " + (value if value is not None else b"NIL")
+    if a.name == "BINARY.SIZE":
+        return name + b" " + (value if value is not None else b"0")
+    if a.partial is not None and value is not None:
+        start, length = a.partial
+        value = value[start : start + length]
+    if a.name == "BINARY" and value is not None and b"\x00" in value:
+        return name + b" ~{%d}\r\n" % len(value) + value
+    return rw.section_item(name, value)
+
+
+async def _fetch_flags_fast(
+    s: Session, view: SelectedView, pairs: list[tuple[int, int]], attrs: list[FetchAttribute]
+) -> None:
+    """FETCH of UID/FLAGS/MODSEQ only: the flag-sync hot path (100,000 lines)."""
+    names = [a.name for a in attrs]
+    want_flags = "FLAGS" in names
+    want_modseq = "MODSEQ" in names
+    mb = view.mb
+    records = mb.records
+    private = view.private
+    state = view.state
+    seen = state.flags.get("\\Seen") if state is not None and "\\Seen" in private else None
+    other_private = [
+        (f, st) for f, st in (state.flags.items() if state else ()) if f in private and f != "\\Seen"
+    ]
+    replica = s.gw.replica
+    # Cache: (shared flags tuple, has private \Seen) -> wire bytes.
+    cache: dict[tuple[tuple[str, ...], bool], bytes] = {}
+    uids = [u for _, u in pairs]
+    seen_iter = seen.members_sorted(uids) if seen is not None else None
+    lines: list[bytes] = []
+    append = lines.append
+    for (seq, uid), is_seen in zip(
+        pairs, seen_iter if seen_iter is not None else _falses(len(pairs)), strict=True
+    ):
+        rec = records[uid]
+        if other_private:
+            fl = flags_wire(replica.flags_for(mb, rec, state, private))
+        elif want_flags:
+            key = (rec.flags, is_seen)
+            fl = cache.get(key, b"")
+            if not fl and key not in cache:
+                shown = [f for f in rec.flags if f not in private]
+                if is_seen:
+                    shown.append("\\Seen")
+                fl = cache[key] = " ".join(sorted(shown)).encode("utf-8")
+        else:
+            fl = b""
+        if want_modseq:
+            m = rec.modseq if state is None else max(rec.modseq, state.modseqs.get(uid, 0))
+            if want_flags:
+                append(b"* %d FETCH (UID %d FLAGS (%s) MODSEQ (%d))\r\n" % (seq, uid, fl, m))
+            else:
+                append(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (seq, uid, m))
+        elif want_flags:
+            append(b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (seq, uid, fl))
+        else:
+            append(b"* %d FETCH (UID %d)\r\n" % (seq, uid))
+        if len(lines) >= 4096:
+            s.send(b"".join(lines))
+            lines.clear()
+            await s.maybe_flush()
+    if lines:
+        s.send(b"".join(lines))
+
+
+def _falses(n: int) -> list[bool]:
+    return [False] * n
+
+
+# --- STORE ------------------------------------------------------------------------------------
+@command(cmd.Store, SELECTED)
+async def store(s: Session, c: cmd.Command) -> Done:
+    assert isinstance(c, cmd.Store)
+    view = s.require_view()
+    if view.readonly:
+        raise OperationError("mailbox is open read-only (EXAMINE)", "READ-ONLY")
+    if c.unchangedsince is not None:
+        s.enabled.add("CONDSTORE")
+    pairs = _targets(s, view, c.sequence_set, c.uid)
+    seq_of = {u: q for q, u in pairs}
+    result = await s.gw.service.store(
+        s.require_actor(),
+        view.mb,
+        [u for _, u in pairs],
+        c.operation,
+        c.flags,
+        unchangedsince=c.unchangedsince,
+    )
+    view.suppress.update(result.changed)
+    for uid in result.changed:
+        seq = seq_of.get(uid)
+        if seq is None or uid not in view.mb.records:
+            continue
+        if c.silent:
+            if s.condstore:
+                # RFC 7162 §3.1.3: MODSEQ is reported even for .SILENT.
+                s.send(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (seq, uid, view.modseq_of(uid)))
+            continue
+        s.send(view.flags_line(seq, uid, s.condstore))
+    code = None
+    if result.modified:
+        ids = result.modified if c.uid else [seq_of[u] for u in result.modified if u in seq_of]
+        code = rsp.ModifiedCode(SequenceSet.from_ids(ids))
+    return Done("STORE completed", code)
+
+
+# --- SEARCH -----------------------------------------------------------------------------------
+@command(cmd.Search, SELECTED, allow_expunge=True)
+async def search(s: Session, c: cmd.Command) -> Done:
+    assert isinstance(c, cmd.Search)
+    view = s.require_view()
+    actor = s.require_actor()
+    s.gw.service.policy.authorize(actor, view.mb.name, rights.READ)
+    if c.charset is not None and c.charset.upper() not in ("UTF-8", "US-ASCII"):
+        raise OperationError(f"charset {c.charset} is not supported", "BADCHARSET")
+    mb = view.mb
+
+    async def upstream(key: SearchKey) -> set[int]:
+        return await s.gw.service.search_upstream(mb, key, c.charset)
+
+    matches, ev = await search_eval.evaluate(view, c.criteria, upstream)
+    ids = [u if c.uid else q for q, u in matches]
+    highest = max((view.modseq_of(u) for _, u in matches), default=0) if ev.modseq_used else None
+    if c.return_options is None:
+        s.send_response(rsp.Search(tuple(ids), highest if highest else None))
+        return Done("SEARCH completed")
+    opts = {o.upper() for o in c.return_options} or {"ALL"}
+    if "SAVE" in opts:
+        raise OperationError("SEARCH RETURN (SAVE) is not supported", "CANNOT", status="BAD")
+    s.send_response(
+        rsp.ESearch(
+            tag=c.tag,
+            uid=c.uid,
+            min=min(ids) if ids and "MIN" in opts else None,
+            max=max(ids) if ids and "MAX" in opts else None,
+            all=SequenceSet.from_ids(ids) if ids and "ALL" in opts else None,
+            count=len(ids) if "COUNT" in opts else None,
+            modseq=highest if highest else None,
+        )
+    )
+    return Done("SEARCH completed")
+
+
+# --- COPY / MOVE ------------------------------------------------------------------------------
+async def _copy(s: Session, c: cmd.Copy | cmd.Move, move: bool) -> Done:
+    view = s.require_view()
+    if move and view.readonly:
+        raise OperationError("mailbox is open read-only (EXAMINE)", "READ-ONLY")
+    pairs = _targets(s, view, c.sequence_set, c.uid)
+    result = await s.gw.service.copy(s.require_actor(), view.mb, [u for _, u in pairs], c.mailbox, move=move)
+    code = None
+    if result.dest:
+        code = rsp.CopyUidCode(
+            result.uidvalidity, SequenceSet.from_ids(result.source), SequenceSet.from_ids(result.dest)
+        )
+    if move:
+        if code is not None:
+            s.send_response(rsp.UntaggedStatus("OK", code, "Moved"))
+        return Done("MOVE completed")
+    return Done("COPY completed", code)
+
+
+@command(cmd.Copy, SELECTED)
+async def copy(s: Session, c: cmd.Command) -> Done:
+    assert isinstance(c, cmd.Copy)
+    return await _copy(s, c, move=False)
+
+
+@command(cmd.Move, SELECTED)
+async def move(s: Session, c: cmd.Command) -> Done:
+    assert isinstance(c, cmd.Move)
+    return await _copy(s, c, move=True)
+
+
+# --- EXPUNGE / CLOSE / UNSELECT / CHECK / IDLE ------------------------------------------------------
+@command(cmd.Expunge, SELECTED)
+async def expunge(s: Session, c: cmd.Command) -> Done:
+    assert isinstance(c, cmd.Expunge)
+    view = s.require_view()
+    if view.readonly:
+        raise OperationError("mailbox is open read-only (EXAMINE)", "READ-ONLY")
+    uids = None
+    if c.uid_set is not None:
+        uids = [u for _, u in view.resolve(c.uid_set, uid=True)]
+    await s.gw.service.expunge(s.require_actor(), view.mb, uids)
+    return Done("EXPUNGE completed")
+
+
+@command(cmd.Close, SELECTED)
+async def close(s: Session, c: cmd.Command) -> Done:
+    view = s.require_view()
+    if not view.readonly:
+        try:
+            await s.gw.service.expunge(s.require_actor(), view.mb, None)
+        except OperationError as exc:
+            if exc.code != "NOPERM":
+                raise
+    # CLOSE sends no EXPUNGE responses (RFC 9051 §6.4.1).
+    s.select_view(None)
+    return Done("CLOSE completed")
+
+
+@command(cmd.Unselect, SELECTED)
+async def unselect(s: Session, c: cmd.Command) -> Done:
+    s.select_view(None)
+    return Done("UNSELECT completed")
+
+
+@command(cmd.Check, SELECTED)
+async def check(s: Session, c: cmd.Command) -> Done:
+    return Done("CHECK completed")
+
+
+@command(cmd.Idle, AUTH)
+async def idle(s: Session, c: cmd.Command) -> Done:
+    s.send(b"+ idling\r\n")
+    ok = await s.idle_until_done()
+    if s.state == State.LOGOUT:
+        raise OperationError("connection closed during IDLE", None, status="ANSWERED")
+    if not ok:
+        raise OperationError("expected DONE to end IDLE", "CLIENTBUG", status="BAD")
+    return Done("IDLE terminated")

@@ -1,0 +1,167 @@
+"""Handlers of the any-state and not-authenticated commands: CAPABILITY,
+NOOP, LOGOUT, ID, ENABLE, STARTTLS, LOGIN, AUTHENTICATE PLAIN, NAMESPACE."""
+
+from __future__ import annotations
+
+import asyncio
+
+from .. import __version__
+from ..gateway.errors import OperationError
+from ..gateway.policy import Actor
+from ..protocol import commands as cmd
+from ..protocol import responses as rsp
+from ..protocol.command_parser import parse_authenticate_response
+from ..protocol.errors import CodecError
+from ..protocol.framing import Frame
+from .session import ANY, AUTH, NOT_AUTH, Done, Session, State, command
+from .throttle import FAILURE_DELAY
+
+#: ENABLE-able extensions (RFC 5161): what the gateway implements.
+ENABLEABLE = ("CONDSTORE", "QRESYNC")
+
+
+@command(cmd.Capability, ANY)
+async def capability(s: Session, c: cmd.Command) -> Done:
+    s.send_response(rsp.Capability(tuple(s.capabilities())))
+    return Done("CAPABILITY completed")
+
+
+@command(cmd.Noop, ANY)
+async def noop(s: Session, c: cmd.Command) -> Done:
+    return Done("NOOP completed")
+
+
+@command(cmd.Logout, ANY | {State.LOGOUT})
+async def logout(s: Session, c: cmd.Command) -> Done:
+    s.send(b"* BYE imapgate logging out\r\n")
+    s.select_view(None)
+    s.state = State.LOGOUT
+    return Done("LOGOUT completed")
+
+
+@command(cmd.Id, ANY)
+async def id_(s: Session, c: cmd.Command) -> Done:
+    assert isinstance(c, cmd.Id)
+    if c.parameters:
+        params = dict(c.parameters)
+        name = params.get("name") or params.get("NAME") or ""
+        version = params.get("version") or params.get("VERSION") or ""
+        s.client_id = f"{name} {version}".strip()[:80]
+        s.log.info("client %s", s.client_id or "(unnamed)")
+    s.send_response(rsp.IdResponse({"name": "imapgate", "version": __version__}))
+    return Done("ID completed")
+
+
+@command(cmd.Enable, AUTH)
+async def enable(s: Session, c: cmd.Command) -> Done:
+    assert isinstance(c, cmd.Enable)
+    newly: list[str] = []
+    for cap in c.capabilities:
+        cap = cap.upper()
+        if cap in ENABLEABLE and cap not in s.enabled:
+            s.enabled.add(cap)
+            newly.append(cap)
+            if cap == "QRESYNC" and "CONDSTORE" not in s.enabled:
+                s.enabled.add("CONDSTORE")  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
+    s.send_response(rsp.Enabled(tuple(newly)))
+    return Done("ENABLE completed")
+
+
+@command(cmd.Namespace, AUTH)
+async def namespace(s: Session, c: cmd.Command) -> Done:
+    s.send_response(rsp.Namespace((rsp.NamespaceDescriptor("", "/"),), None, None))
+    return Done("NAMESPACE completed")
+
+
+@command(cmd.StartTLS, NOT_AUTH)
+async def starttls(s: Session, c: cmd.Command) -> Done:
+    if s.tls_context is None:
+        raise OperationError("STARTTLS is not configured on this server", "CANNOT", status="BAD")
+    if s.is_tls:
+        raise OperationError("TLS is already active", "CLIENTBUG", status="BAD")
+    if s.framer.buffered:
+        # RFC 9051 §6.2.1: data pipelined after STARTTLS would be injected
+        # into the TLS session: refuse rather than risk it.
+        raise OperationError("data after STARTTLS before the handshake", "CLIENTBUG", status="BAD")
+    s.send_response(rsp.TaggedResponse(c.tag, "OK", None, "Begin TLS negotiation now"))
+    await s.flush()
+    await s.writer.start_tls(s.tls_context)
+    s.is_tls = True
+    s.enabled.clear()
+    raise _AlreadyAnswered()
+
+
+class _AlreadyAnswered(OperationError):
+    """STARTTLS answered before the handshake: nothing more to send."""
+
+    def __init__(self) -> None:
+        super().__init__("", None, status="ANSWERED")
+
+
+async def _authenticate_user(s: Session, user: str, password: str) -> Done:
+    wait = s.throttle.retry_after(user, s.address)
+    if wait > 0:
+        await asyncio.sleep(FAILURE_DELAY)
+        raise OperationError(f"too many failed logins; try again in {int(wait) + 1} seconds", "UNAVAILABLE")
+    found = await asyncio.to_thread(s.gw.users.verify, user, password)
+    if found is None:
+        s.throttle.failed(user, s.address)
+        s.log.info("failed login for %r from %s", user, s.address)
+        await asyncio.sleep(FAILURE_DELAY)
+        raise OperationError("invalid user name or password", "AUTHENTICATIONFAILED")
+    s.throttle.succeeded(user, s.address)
+    client = f"{s.client_id} from {s.address}" if s.client_id else s.address
+    s.actor = Actor(found.id, found.name, client)
+    s.state = State.AUTHENTICATED
+    s.log.info("logged in as %s", found.name)
+    return Done("logged in", rsp.CapabilityCode(tuple(s.capabilities())))
+
+
+@command(cmd.Login, NOT_AUTH)
+async def login(s: Session, c: cmd.Command) -> Done:
+    assert isinstance(c, cmd.Login)
+    if not s.login_allowed:
+        raise OperationError("log in only after STARTTLS (plaintext login is disabled)", "PRIVACYREQUIRED")
+    try:
+        password = c.password.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OperationError("password is not valid UTF-8", "AUTHENTICATIONFAILED") from None
+    return await _authenticate_user(s, c.user, password)
+
+
+@command(cmd.Authenticate, NOT_AUTH)
+async def authenticate(s: Session, c: cmd.Command) -> Done:
+    assert isinstance(c, cmd.Authenticate)
+    if c.mechanism.upper() != "PLAIN":
+        raise OperationError(f"unsupported mechanism {c.mechanism}; use PLAIN", "CANNOT")
+    if not s.login_allowed:
+        raise OperationError(
+            "authenticate only after STARTTLS (plaintext login is disabled)", "PRIVACYREQUIRED"
+        )
+    data = c.initial_response
+    if data is None:
+        s.send(b"+ \r\n")
+        await s.flush()
+        s.framer.raw_line()
+        ev = await s.next_event(60)
+        if ev is None or isinstance(ev, CodecError) or not isinstance(ev, Frame):
+            raise OperationError("authentication exchange failed", "CLIENTBUG", status="BAD")
+        try:
+            data = parse_authenticate_response(ev.data)
+        except CodecError as exc:
+            raise OperationError(exc.reason, "CLIENTBUG", status="BAD") from None
+        if data is None:
+            raise OperationError("authentication cancelled", None, status="BAD")
+    # SASL PLAIN (RFC 4616): authzid NUL authcid NUL passwd
+    parts = data.split(b"\x00")
+    if len(parts) != 3:
+        raise OperationError("malformed PLAIN response", "CLIENTBUG", status="BAD")
+    authzid, user_b, password_b = parts
+    try:
+        user = user_b.decode("utf-8")
+        password = password_b.decode("utf-8")
+        if authzid and authzid.decode("utf-8") != user:
+            raise OperationError("acting as another user is not allowed", "AUTHORIZATIONFAILED")
+    except UnicodeDecodeError:
+        raise OperationError("credentials are not valid UTF-8", "AUTHENTICATIONFAILED") from None
+    return await _authenticate_user(s, user, password)

@@ -1,0 +1,97 @@
+"""The IMAP listeners: plain (with STARTTLS) and implicit-TLS sockets, one
+``Session`` task per connection, and an orderly shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+
+from ..config import ServerConfig, parse_address
+from ..gateway.app import Gateway
+from . import commands_mailbox, commands_message, commands_session  # noqa: F401  (register handlers)
+from .session import Session
+from .throttle import LoginThrottle
+
+log = logging.getLogger("imapgate.server")
+
+#: Open client connections at most.  A team of 50 with 5 devices each needs 250;
+#: the rest is headroom for reconnect storms.  Beyond it, new connections get
+#: ``* BYE`` at once instead of starving the others.
+MAX_CONNECTIONS = 2000
+
+
+def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
+    if not (config.certificate and config.private_key):
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(config.certificate), str(config.private_key))
+    return ctx
+
+
+class ImapServer:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.config = gw.config.server
+        self.tls = tls_context(self.config)
+        self.throttle = LoginThrottle(self.config.max_failed_logins)
+        self.sessions: set[asyncio.Task[None]] = set()
+        self.servers: list[asyncio.Server] = []
+        self.addresses: list[tuple[str, int, bool]] = []
+
+    async def start(self) -> None:
+        for addr in self.config.listen:
+            await self._listen(addr, implicit_tls=False)
+        for addr in self.config.tls_listen:
+            await self._listen(addr, implicit_tls=True)
+
+    async def _listen(self, addr: str, *, implicit_tls: bool) -> None:
+        host, port = parse_address(addr)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._session(reader, writer, implicit_tls)
+
+        server = await asyncio.start_server(
+            handle, host, port, ssl=self.tls if implicit_tls else None, reuse_address=True, limit=65536
+        )
+        self.servers.append(server)
+        for sock in server.sockets:
+            name = sock.getsockname()
+            self.addresses.append((str(name[0]), int(name[1]), implicit_tls))
+            log.info("listening on %s:%d%s", name[0], name[1], " (TLS)" if implicit_tls else "")
+
+    async def _session(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, is_tls: bool
+    ) -> None:
+        task = asyncio.current_task()
+        if len(self.sessions) >= MAX_CONNECTIONS:
+            with contextlib.suppress(Exception):
+                writer.write(b"* BYE [UNAVAILABLE] Too many connections; try again later\r\n")
+                await writer.drain()
+                writer.close()
+            return
+        assert task is not None
+        self.sessions.add(task)
+        try:
+            session = Session(
+                self.gw, reader, writer, throttle=self.throttle, tls_context=self.tls, is_tls=is_tls
+            )
+            await session.run()
+        except Exception:
+            log.exception("session crashed")
+        finally:
+            self.sessions.discard(task)
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        for task in list(self.sessions):
+            task.cancel()
+        for task in list(self.sessions):
+            with contextlib.suppress(BaseException):
+                await task
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()

@@ -1,0 +1,126 @@
+"""SEARCH evaluated on the replica, as one user sees the mailbox.
+
+Flags (including each user's private ones), UIDs, sequence numbers, sizes,
+internal dates and modseqs are answered locally.  Criteria that need the
+message content (BODY, TEXT, SUBJECT, FROM, HEADER, SENT*) are asked upstream,
+each such key once, as a UID set; the boolean tree is then combined locally,
+so ``UNSEEN SUBJECT x`` means *this user's* unseen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+from ..protocol import search as s
+from .view import SelectedView
+
+#: Resolves one content criterion to the UIDs that match it (asked upstream).
+ContentSearch = Callable[[s.SearchKey], Awaitable[set[int]]]
+
+CONTENT_KEYS = (s.SearchText, s.SearchHeader)
+_SENT = ("SENTBEFORE", "SENTON", "SENTSINCE")
+
+
+def content_keys(keys: tuple[s.SearchKey, ...]) -> list[s.SearchKey]:
+    """Every key in the tree that must be answered upstream."""
+    out: list[s.SearchKey] = []
+
+    def walk(k: s.SearchKey) -> None:
+        if isinstance(k, CONTENT_KEYS) or (isinstance(k, s.SearchDate) and k.which in _SENT):
+            out.append(k)
+        elif isinstance(k, s.SearchNot):
+            walk(k.key)
+        elif isinstance(k, s.SearchOr):
+            walk(k.left)
+            walk(k.right)
+        elif isinstance(k, s.SearchAnd):
+            for sub in k.keys:
+                walk(sub)
+
+    for key in keys:
+        walk(key)
+    return out
+
+
+class Evaluator:
+    def __init__(
+        self, view: SelectedView, content: dict[s.SearchKey, set[int]], saved: set[int] | None
+    ) -> None:
+        self.view = view
+        self.content = content
+        self.saved = saved or set()
+        self.now = time.time()
+        self.largest_uid = view.uids[-1] if view.uids else 0
+        self.exists = len(view.uids)
+        #: Highest modseq among matched messages, when a MODSEQ key was used.
+        self.modseq_used = False
+
+    def matches(self, seq: int, uid: int, keys: tuple[s.SearchKey, ...]) -> bool:
+        return all(self.match(seq, uid, k) for k in keys)
+
+    def match(self, seq: int, uid: int, k: s.SearchKey) -> bool:
+        view = self.view
+        rec = view.mb.records.get(uid)
+        if rec is None:
+            return False  # expunged meanwhile: matches nothing
+        if isinstance(k, s.SearchAll):
+            return True
+        if isinstance(k, s.SearchFlag):
+            if k.flag == "\\Recent":
+                return not k.present  # nothing is \Recent through the gateway
+            return (k.flag in view.flags_of(uid)) == k.present
+        if isinstance(k, s.SearchNew):
+            return False
+        if isinstance(k, s.SearchKeywordKey):
+            return (k.keyword in view.flags_of(uid)) == k.present
+        if isinstance(k, s.SearchSize):
+            return rec.size > k.size if k.larger else rec.size < k.size
+        if isinstance(k, s.SearchSequence):
+            if k.sequence_set.is_saved:
+                return uid in self.saved
+            return k.sequence_set.contains(seq, self.exists)
+        if isinstance(k, s.SearchUid):
+            if k.sequence_set.is_saved:
+                return uid in self.saved
+            return k.sequence_set.contains(uid, self.largest_uid)
+        if isinstance(k, s.SearchModseq):
+            self.modseq_used = True
+            return view.modseq_of(uid) >= k.modseq
+        if isinstance(k, s.SearchAge):
+            age = self.now - rec.internal_date
+            return age <= k.seconds if k.younger else age >= k.seconds
+        if isinstance(k, s.SearchDate) and k.which not in _SENT:
+            # Internal date compared by the day in the message's own time zone.
+            tz = timezone(timedelta(minutes=rec.tz_offset))
+            day = datetime.fromtimestamp(rec.internal_date, UTC).astimezone(tz).date()
+            if k.which == "BEFORE":
+                return day < k.date
+            if k.which == "ON":
+                return day == k.date
+            return day >= k.date
+        if isinstance(k, s.SearchNot):
+            return not self.match(seq, uid, k.key)
+        if isinstance(k, s.SearchOr):
+            return self.match(seq, uid, k.left) or self.match(seq, uid, k.right)
+        if isinstance(k, s.SearchAnd):
+            return all(self.match(seq, uid, sub) for sub in k.keys)
+        # Content criteria were resolved upstream beforehand.
+        return uid in self.content.get(k, set())
+
+
+async def evaluate(
+    view: SelectedView,
+    keys: tuple[s.SearchKey, ...],
+    content_search: ContentSearch,
+    saved: set[int] | None = None,
+) -> tuple[list[tuple[int, int]], Evaluator]:
+    """(seq, uid) of every message in the view matching all ``keys``."""
+    content: dict[s.SearchKey, set[int]] = {}
+    for key in content_keys(keys):
+        if key not in content:
+            content[key] = await content_search(key)
+    ev = Evaluator(view, content, saved)
+    result = [(i + 1, uid) for i, uid in enumerate(view.uids) if ev.matches(i + 1, uid, keys)]
+    return result, ev

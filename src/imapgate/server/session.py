@@ -1,0 +1,407 @@
+"""One client connection: the asyncio driver of the codec's server side.
+
+Theory of operation.  A session reads frames (``CommandFramer``), parses each
+into a typed command, checks the command against the state table below, runs
+its handler, then sends what the selected view has queued (respecting the
+RFC 2180 expunge rules) and the tagged completion.  Handlers raise
+``OperationError`` for a ``NO``; a ``ClientProtocolError`` becomes ``BAD``;
+anything unexpected is logged and answered ``NO [SERVERBUG]`` — a session
+never dies of bad input, and the server never dies of a session.
+
+    state              commands allowed
+    -----------------  -----------------------------------------------------
+    NOT_AUTHENTICATED  any-state + STARTTLS, LOGIN, AUTHENTICATE
+    AUTHENTICATED      any-state + mailbox commands (SELECT, LIST, APPEND, ...)
+    SELECTED           AUTHENTICATED + message commands (FETCH, STORE, ...)
+    LOGOUT             none (the connection closes)
+
+Transitions: LOGIN/AUTHENTICATE -> AUTHENTICATED; SELECT/EXAMINE ->
+SELECTED (a failed SELECT leaves AUTHENTICATED); CLOSE/UNSELECT ->
+AUTHENTICATED; LOGOUT, BYE or EOF -> LOGOUT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .. import __version__
+from ..gateway.app import Gateway
+from ..gateway.errors import OperationError
+from ..gateway.policy import Actor
+from ..protocol import commands as cmd
+from ..protocol import responses as rsp
+from ..protocol.command_parser import parse_command
+from ..protocol.errors import ClientProtocolError, CodecError
+from ..protocol.framing import CommandFramer, Frame, NeedContinuation
+from ..protocol.response_writer import write_response
+from .throttle import LoginThrottle
+from .view import SelectedView
+
+log = logging.getLogger("imapgate.session")
+
+#: Consecutive bad commands before the session is closed: a client that sends
+#: only garbage (or a non-IMAP protocol) is not served forever.
+MAX_CONSECUTIVE_ERRORS = 20
+#: Bytes buffered before the session writes them out during a long response.
+WRITE_CHUNK = 256 * 1024
+#: Seconds a client may take to log in after connecting.
+LOGIN_TIMEOUT = 60.0
+
+_session_ids = itertools.count(1)
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+ANY = frozenset(State) - {State.LOGOUT}
+NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
+AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
+SELECTED = frozenset({State.SELECTED})
+
+
+class Done:
+    """A handler's successful completion: text and optional response code."""
+
+    __slots__ = ("code", "text")
+
+    def __init__(self, text: str = "completed", code: rsp.ResponseCode | None = None) -> None:
+        self.text = text
+        self.code = code
+
+
+Handler = Callable[["Session", cmd.Command], Awaitable[Done]]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    states: frozenset[State]
+    handler: Handler
+    #: May EXPUNGE responses follow this command (RFC 9051 §7.5.1)?
+    allow_expunge: bool = True
+
+
+#: Filled by the handler modules (``commands_*``), keyed by command class.
+COMMANDS: dict[type[cmd.Command], CommandSpec] = {}
+
+
+def command(
+    kind: type[cmd.Command], states: frozenset[State], *, allow_expunge: bool = True
+) -> Callable[
+    [Callable[[Session, cmd.Command], Awaitable[Done]]], Callable[[Session, cmd.Command], Awaitable[Done]]
+]:
+    def register(fn: Handler) -> Handler:
+        COMMANDS[kind] = CommandSpec(states, fn, allow_expunge)
+        return fn
+
+    return register
+
+
+class Session:
+    def __init__(
+        self,
+        gw: Gateway,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        throttle: LoginThrottle,
+        tls_context: ssl.SSLContext | None,
+        is_tls: bool,
+    ) -> None:
+        self.gw = gw
+        self.reader = reader
+        self.writer = writer
+        self.throttle = throttle
+        self.tls_context = tls_context
+        self.is_tls = is_tls
+        self.id = next(_session_ids)
+        peer = writer.get_extra_info("peername")
+        self.address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        self.framer = CommandFramer()
+        self.state = State.NOT_AUTHENTICATED
+        self.actor: Actor | None = None
+        self.view: SelectedView | None = None
+        self.enabled: set[str] = set()
+        self.client_id: str = ""
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._wake = asyncio.Event()
+        self._errors = 0
+        self.log = logging.LoggerAdapter(log, {"session": self.id})
+
+    # -- capabilities ---------------------------------------------------------------------
+    @property
+    def login_allowed(self) -> bool:
+        return self.is_tls or self.gw.config.server.allow_plaintext
+
+    def capabilities(self) -> list[str]:
+        caps = [
+            "IMAP4rev1",
+            "LITERAL+",
+            "SASL-IR",
+            "ID",
+            "ENABLE",
+            "IDLE",
+            "NAMESPACE",
+            "UNSELECT",
+            "CHILDREN",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "SPECIAL-USE",
+        ]
+        if self.state == State.NOT_AUTHENTICATED:
+            if self.tls_context is not None and not self.is_tls:
+                caps.append("STARTTLS")
+            if self.login_allowed:
+                caps.append("AUTH=PLAIN")
+            else:
+                caps.append("LOGINDISABLED")
+        else:
+            caps += ["UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "ESEARCH", "STATUS=SIZE"]
+        return caps
+
+    @property
+    def condstore(self) -> bool:
+        return "CONDSTORE" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    @property
+    def utf8(self) -> bool:
+        return "UTF8=ACCEPT" in self.enabled
+
+    def require_actor(self) -> Actor:
+        if self.actor is None:
+            raise OperationError("not logged in", "CLIENTBUG", status="BAD")
+        return self.actor
+
+    def require_view(self) -> SelectedView:
+        if self.view is None:
+            raise OperationError("no mailbox selected", "CLIENTBUG", status="BAD")
+        return self.view
+
+    # -- output ---------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+
+    def send_response(self, resp: rsp.Response) -> None:
+        self.send(write_response(resp, utf8=self.utf8))
+
+    async def flush(self) -> None:
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            self._out_size = 0
+            self.writer.write(data)
+        await self.writer.drain()
+
+    async def maybe_flush(self) -> None:
+        """Write out a long response in pieces (bounded memory per session)."""
+        if self._out_size >= WRITE_CHUNK:
+            await self.flush()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- input ----------------------------------------------------------------------------
+    async def next_event(self, timeout: float | None = None) -> Frame | CodecError | None:
+        """The next frame or codec error; None at end of stream or timeout."""
+        while True:
+            ev = self.framer.next_event()
+            if isinstance(ev, NeedContinuation):
+                self.writer.write(b"+ Ready for literal data\r\n")
+                await self.writer.drain()
+                continue
+            if ev is not None:
+                return ev
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await self.reader.read(65536)
+            except TimeoutError:
+                return None
+            if not data:
+                return None
+            self.framer.feed(data)
+
+    # -- main loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.log.info("connection from %s%s", self.address, " (TLS)" if self.is_tls else "")
+        try:
+            self.send_response(
+                rsp.UntaggedStatus(
+                    "OK", rsp.CapabilityCode(tuple(self.capabilities())), f"imapgate {__version__} ready"
+                )
+            )
+            await self.flush()
+            while self.state != State.LOGOUT:
+                timeout = (
+                    LOGIN_TIMEOUT
+                    if self.state == State.NOT_AUTHENTICATED
+                    else self.gw.config.server.idle_timeout
+                )
+                ev = await self.next_event(timeout)
+                if ev is None:
+                    if self.framer.has_partial_frame() or self.state == State.NOT_AUTHENTICATED:
+                        self.send(b"* BYE Autologout; idle for too long\r\n")
+                    break
+                if isinstance(ev, CodecError):
+                    await self._protocol_error(ev)
+                else:
+                    await self.handle_frame(ev.data)
+                await self.flush()
+                if self._errors >= MAX_CONSECUTIVE_ERRORS:
+                    self.send(b"* BYE Too many invalid commands\r\n")
+                    break
+        except (ConnectionError, OSError, ssl.SSLError) as exc:
+            self.log.info("connection lost: %s", exc)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                self.send(b"* BYE Server shutting down\r\n")
+            raise
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self.view is not None:
+            self.view.close()
+            self.view = None
+        self.state = State.LOGOUT
+        with contextlib.suppress(Exception):
+            if self._out:
+                self.writer.write(b"".join(self._out))
+                self._out.clear()
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 5)
+        self.log.info("closed")
+
+    async def _protocol_error(self, err: CodecError) -> None:
+        self._errors += 1
+        text = err.reason
+        code = f"[{err.code}] " if err.code else ""
+        if err.tag:
+            self.send(f"{err.tag} BAD {code}{text}\r\n".encode("utf-8", "replace"))
+        else:
+            self.send(f"* BAD {code}{text}\r\n".encode("utf-8", "replace"))
+        if err.fatal:
+            self.send(b"* BYE Protocol error\r\n")
+            self.state = State.LOGOUT
+
+    async def handle_frame(self, frame: bytes) -> None:
+        try:
+            command = parse_command(frame, utf8=self.utf8)
+        except ClientProtocolError as exc:
+            await self._protocol_error(exc)
+            return
+        tag = command.tag
+        spec = COMMANDS.get(type(command))
+        if spec is None:
+            self._errors += 1
+            self.send(f"{tag} BAD [CANNOT] {command.name} is not supported by this server\r\n".encode())
+            return
+        if self.state not in spec.states:
+            self._errors += 1
+            self.send(self._wrong_state(tag, command, spec))
+            return
+        try:
+            done = await spec.handler(self, command)
+        except OperationError as exc:
+            if exc.status == "ANSWERED":
+                return
+            self._flush_view(spec.allow_expunge and not _is_seq_command(command))
+            self._tagged(tag, "BAD" if exc.status == "BAD" else "NO", exc.code, exc.text)
+            if exc.status == "BAD":
+                self._errors += 1
+            return
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:
+            self.log.exception("internal error in %s", command.name)
+            self._tagged(
+                tag, "NO", "SERVERBUG", f"{command.name} failed: internal error (logged by the gateway)"
+            )
+            return
+        self._errors = 0
+        if self.state != State.LOGOUT:
+            self._flush_view(spec.allow_expunge and not _is_seq_command(command))
+        self.send_response(rsp.TaggedResponse(tag, "OK", done.code, done.text))
+
+    def _tagged(self, tag: str, status: str, code: str | None, text: str) -> None:
+        c = f"[{code}] " if code else ""
+        self.send(f"{tag} {status} {c}{text}\r\n".encode("utf-8", "replace"))
+
+    def _wrong_state(self, tag: str, command: cmd.Command, spec: CommandSpec) -> bytes:
+        if self.state == State.NOT_AUTHENTICATED:
+            why = "log in first"
+        elif spec.states == SELECTED:
+            why = "select a mailbox first"
+        elif spec.states == NOT_AUTH:
+            why = "already logged in"
+        else:
+            why = f"not allowed in the {self.state.value} state"
+        return f"{tag} BAD [CLIENTBUG] {command.name}: {why}\r\n".encode()
+
+    def _flush_view(self, allow_expunge: bool) -> None:
+        view = self.view
+        if view is None:
+            return
+        if view.reset_reason is not None:
+            self.send(f"* BYE {view.reset_reason}; please reconnect\r\n".encode())
+            self.state = State.LOGOUT
+            return
+        for line in view.flush(allow_expunge=allow_expunge, condstore=self.condstore, qresync=self.qresync):
+            self.send(line)
+
+    # -- helpers for handlers -------------------------------------------------------------
+    def select_view(self, view: SelectedView | None) -> None:
+        if self.view is not None:
+            self.view.close()
+        self.view = view
+        self.state = State.SELECTED if view is not None else State.AUTHENTICATED
+
+    async def idle_until_done(self) -> bool:
+        """IDLE: push changes as they happen until the client sends DONE.
+        Returns False when the client sent something else (a protocol error)."""
+        self._wake.clear()
+        self.framer.raw_line()
+        reader_task = asyncio.ensure_future(self.next_event(self.gw.config.server.idle_timeout))
+        try:
+            while True:
+                self._flush_view(True)
+                await self.flush()
+                if self.state == State.LOGOUT:
+                    return True
+                waker = asyncio.ensure_future(self._wake.wait())
+                done, _ = await asyncio.wait({reader_task, waker}, return_when=asyncio.FIRST_COMPLETED)
+                waker.cancel()
+                self._wake.clear()
+                if reader_task in done:
+                    ev = reader_task.result()
+                    if ev is None:
+                        self.state = State.LOGOUT
+                        return True
+                    return bool(isinstance(ev, Frame) and ev.data.strip().upper() == b"DONE")
+        finally:
+            if not reader_task.done():
+                reader_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await reader_task
+
+
+def _is_seq_command(command: cmd.Command) -> bool:
+    """FETCH, STORE and SEARCH by sequence number: no EXPUNGE may follow them."""
+    if isinstance(command, (cmd.Fetch, cmd.Store, cmd.Search, cmd.Sort, cmd.Thread)):
+        return not command.uid
+    return False
