@@ -49,8 +49,12 @@ def main(ctx: click.Context, config_file: Path | None) -> None:
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="where the demo keeps its mailbox and state (default: a new temporary folder)")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="where the demo keeps its mailbox and state (default: a new temporary folder)",
+)
 @click.option("--port", type=int, default=1143, show_default=True, help="IMAP port of the gateway")
 def demo(data_dir: Path | None, port: int) -> None:
     """Run a demo: a sample mailbox, the gateway in front of it, logins to try."""
@@ -195,3 +199,75 @@ def user_remove(ctx: click.Context, name: str, config_file: Path | None) -> None
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"removed user {name}")
+
+
+# --- folders ------------------------------------------------------------------
+
+
+@main.group()
+def folder() -> None:
+    """Folder settings (read state: private per user, or shared)."""
+
+
+def _replica(ctx: click.Context, config_file: Path | None) -> Any:
+    from .replica.replica import Replica
+    from .store.engine import open_engine
+
+    cfg = load_config(ctx, config_file)
+    replica = Replica(
+        open_engine(cfg.store.url),
+        private_flags=cfg.folders.private_flags,
+        default_seen=cfg.folders.default_seen,
+        seen_modes=cfg.folders.seen,
+    )
+    replica.load()
+    return replica
+
+
+@folder.command("list")
+@config_option
+@click.pass_context
+def folder_list(ctx: click.Context, config_file: Path | None) -> None:
+    """List the folders known to the gateway with their read-state mode."""
+    replica = _replica(ctx, config_file)
+    names = replica.names()
+    if not names:
+        click.echo("no folders yet: run `imapgate sync` (or `serve`) first")
+    for name in names:
+        mb = replica.get(name)
+        origin = "folder setting" if mb.seen_mode else "config"
+        click.echo(f"{name:<40} {mb.exists:>7} messages  read state: {replica.seen_mode(mb)} ({origin})")
+
+
+@folder.command("set")
+@click.argument("name")
+@click.option(
+    "--seen",
+    type=click.Choice(["private", "shared", "default"]),
+    required=True,
+    help="private: each user has their own read state; shared: one for all; "
+    "default: follow the configuration",
+)
+@config_option
+@click.pass_context
+def folder_set(ctx: click.Context, name: str, seen: str, config_file: Path | None) -> None:
+    """Set a folder's read-state mode (takes effect in a running gateway within its check interval)."""
+    replica = _replica(ctx, config_file)
+    mb = replica.get(name)
+    if mb is None:
+        raise click.ClickException(f"no folder {name!r} (see `imapgate folder list`)")
+    before = replica.seen_mode(mb)
+    replica.set_seen_mode(mb, None if seen == "default" else seen)
+    after = replica.seen_mode(mb)
+    if before == after:
+        click.echo(f"{name}: read state stays {after}")
+    elif after == "shared":
+        click.echo(
+            f"{name}: read state is now shared: the folder's read marks at the mail server "
+            "are what everybody sees; personal read marks were dropped"
+        )
+    else:
+        click.echo(
+            f"{name}: read state is now private: each user starts from the current shared "
+            "read marks and keeps their own from now on"
+        )

@@ -46,13 +46,22 @@ class MailboxReset:
 
 
 @dataclass(frozen=True, slots=True)
+class ModeChanged:
+    """The folder's read-state mode (private/shared \\Seen) changed."""
+
+    mailbox_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class MailboxListChanged:
     """A mailbox was created, deleted or renamed."""
 
     names: tuple[str, ...]
 
 
-ReplicaEvent = FlagsChanged | MessagesAdded | MessagesExpunged | MailboxReset | MailboxListChanged
+ReplicaEvent = (
+    FlagsChanged | MessagesAdded | MessagesExpunged | MailboxReset | MailboxListChanged | ModeChanged
+)
 Subscriber = Callable[[ReplicaEvent], None]
 
 

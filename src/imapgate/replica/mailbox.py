@@ -53,6 +53,13 @@ class PrivateState:
     #: Sparse: modseq of this user's last private change per UID.
     modseqs: dict[int, int] = field(default_factory=dict)
     highest: int = 0
+    #: Private changes at or below ``floor`` were compacted away: every message
+    #: counts as privately changed at ``floor`` (a CHANGEDSINCE older than that
+    #: returns every message — a superset, which RFC 7162 clients handle).
+    floor: int = 0
+
+    def modseq(self, uid: int) -> int:
+        return self.modseqs.get(uid, self.floor)
 
 
 @dataclass

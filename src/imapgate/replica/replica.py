@@ -25,12 +25,20 @@ from .events import (
     MailboxReset,
     MessagesAdded,
     MessagesExpunged,
+    ModeChanged,
 )
 from .mailbox import MailboxIndex, MessageRecord, PrivateState, intern_flags
 from .uidset import UidSet
 
 Hook = Callable[[Connection], None]
 SeenMode = Literal["private", "shared"]
+
+#: Per-user private modseqs kept per mailbox before the oldest half is folded
+#: into the floor: bounds memory for 100,000 messages x 50 users, since only
+#: recent private changes need exact modseqs.
+MAX_PRIVATE_MODSEQS = 20_000
+#: UID 0 is never a message: its row in private_modseqs stores the floor.
+FLOOR_UID = 0
 
 #: Expunged UIDs remembered per mailbox for QRESYNC VANISHED (EARLIER).  Older
 #: ones are forgotten; a client resyncing from before that gets every UID it
@@ -64,11 +72,17 @@ class Replica:
         with self.engine.connect() as conn:
             for r in conn.execute(select(mailboxes)):
                 mb = MailboxIndex(
-                    id=r.id, name=r.name, delimiter=r.delimiter,
+                    id=r.id,
+                    name=r.name,
+                    delimiter=r.delimiter,
                     attributes=tuple(r.attributes.split()) if r.attributes else (),
-                    uidvalidity=r.uidvalidity, uidnext=r.uidnext, modseq=r.modseq,
-                    shared_highest=r.modseq, upstream_modseq=r.upstream_modseq,
-                    seen_mode=r.seen_mode, synced=r.synced,
+                    uidvalidity=r.uidvalidity,
+                    uidnext=r.uidnext,
+                    modseq=r.modseq,
+                    shared_highest=r.modseq,
+                    upstream_modseq=r.upstream_modseq,
+                    seen_mode=r.seen_mode,
+                    synced=r.synced,
                 )
                 self.by_name[mb.name] = mb
                 self.by_id[mb.id] = mb
@@ -76,8 +90,13 @@ class Replica:
             for m in rows:
                 mb = self.by_id[m.mailbox_id]
                 rec = MessageRecord(
-                    m.uid, intern_flags(m.flags.split()) if m.flags else (), m.modseq,
-                    m.internal_date, m.tz_offset, m.size, m.message_id,
+                    m.uid,
+                    intern_flags(m.flags.split()) if m.flags else (),
+                    m.modseq,
+                    m.internal_date,
+                    m.tz_offset,
+                    m.size,
+                    m.message_id,
                 )
                 mb.records[m.uid] = rec
                 mb.uids.append(m.uid)
@@ -101,7 +120,8 @@ class Replica:
             if mb.delimiter != delimiter or mb.attributes != attributes:
                 with self.engine.begin() as conn:
                     conn.execute(
-                        update(mailboxes).where(mailboxes.c.id == mb.id)
+                        update(mailboxes)
+                        .where(mailboxes.c.id == mb.id)
                         .values(delimiter=delimiter, attributes=" ".join(attributes))
                     )
                 mb.delimiter, mb.attributes = delimiter, attributes
@@ -109,15 +129,29 @@ class Replica:
         with self.engine.begin() as conn:
             key = conn.execute(
                 insert(mailboxes).values(
-                    name=name, delimiter=delimiter, attributes=" ".join(attributes),
-                    uidvalidity=0, uidnext=1, upstream_modseq=0, modseq=1, synced=False,
+                    name=name,
+                    delimiter=delimiter,
+                    attributes=" ".join(attributes),
+                    uidvalidity=0,
+                    uidnext=1,
+                    upstream_modseq=0,
+                    modseq=1,
+                    synced=False,
                 )
             ).inserted_primary_key
         assert key is not None
         mb = MailboxIndex(
-            id=int(key[0]), name=name, delimiter=delimiter, attributes=attributes,
-            uidvalidity=0, uidnext=1, modseq=1, shared_highest=1, upstream_modseq=0,
-            seen_mode=None, synced=False,
+            id=int(key[0]),
+            name=name,
+            delimiter=delimiter,
+            attributes=attributes,
+            uidvalidity=0,
+            uidnext=1,
+            modseq=1,
+            shared_highest=1,
+            upstream_modseq=0,
+            seen_mode=None,
+            synced=False,
         )
         self.by_name[name] = mb
         self.by_id[mb.id] = mb
@@ -146,7 +180,7 @@ class Replica:
             if name == old:
                 renamed.append((m, new))
             elif mb is not None and mb.delimiter and name.startswith(old + mb.delimiter):
-                renamed.append((m, new + name[len(old):]))
+                renamed.append((m, new + name[len(old) :]))
         with self.engine.begin() as conn:
             for m, new_name in renamed:
                 conn.execute(update(mailboxes).where(mailboxes.c.id == m.id).values(name=new_name))
@@ -178,9 +212,9 @@ class Replica:
                 conn.execute(delete(table).where(table.c.mailbox_id == mb.id))
             mb.modseq += 1
             conn.execute(
-                update(mailboxes).where(mailboxes.c.id == mb.id).values(
-                    uidvalidity=uidvalidity, uidnext=1, upstream_modseq=0, synced=False, modseq=mb.modseq
-                )
+                update(mailboxes)
+                .where(mailboxes.c.id == mb.id)
+                .values(uidvalidity=uidvalidity, uidnext=1, upstream_modseq=0, synced=False, modseq=mb.modseq)
             )
         had_uidvalidity = mb.uidvalidity
         mb.uidvalidity, mb.uidnext, mb.upstream_modseq, mb.synced = uidvalidity, 1, 0, False
@@ -227,9 +261,14 @@ class Replica:
                     insert(messages),
                     [
                         {
-                            "mailbox_id": mb.id, "uid": r.uid, "internal_date": r.internal_date,
-                            "tz_offset": r.tz_offset, "size": r.size, "flags": " ".join(r.flags),
-                            "modseq": modseq, "message_id": r.message_id,
+                            "mailbox_id": mb.id,
+                            "uid": r.uid,
+                            "internal_date": r.internal_date,
+                            "tz_offset": r.tz_offset,
+                            "size": r.size,
+                            "flags": " ".join(r.flags),
+                            "modseq": modseq,
+                            "message_id": r.message_id,
                         }
                         for r in fresh
                     ],
@@ -291,9 +330,7 @@ class Replica:
             self.hub.publish(FlagsChanged(mb.id, uids, modseq, None))
         return uids
 
-    def expunge(
-        self, mb: MailboxIndex, uids: Iterable[int], *, hook: Hook | None = None
-    ) -> tuple[int, ...]:
+    def expunge(self, mb: MailboxIndex, uids: Iterable[int], *, hook: Hook | None = None) -> tuple[int, ...]:
         present = [u for u in set(uids) if u in mb.records]
         if not present and hook is None:
             return ()
@@ -357,10 +394,13 @@ class Replica:
                         private_modseqs.c.user_id == user_id, private_modseqs.c.mailbox_id == mb.id
                     )
                 ):
-                    state.modseqs[r.uid] = r.modseq
-            state.highest = max(state.modseqs.values(), default=0)
+                    if r.uid == FLOOR_UID:
+                        state.floor = r.modseq
+                    else:
+                        state.modseqs[r.uid] = r.modseq
+            state.highest = max(max(state.modseqs.values(), default=0), state.floor)
             mb.private[user_id] = state
-            if not state.flags and "\\Seen" in self.private_flags_of(mb):
+            if "\\Seen" not in state.flags and "\\Seen" in self.private_flags_of(mb):
                 self._initialise_private_seen(mb, user_id, state)
         return state
 
@@ -416,10 +456,7 @@ class Replica:
                 )
                 conn.execute(
                     insert(private_modseqs),
-                    [
-                        {"user_id": user_id, "mailbox_id": mb.id, "uid": u, "modseq": modseq}
-                        for u in touched
-                    ],
+                    [{"user_id": user_id, "mailbox_id": mb.id, "uid": u, "modseq": modseq} for u in touched],
                 )
                 conn.execute(update(mailboxes).where(mailboxes.c.id == mb.id).values(modseq=modseq))
             if hook:
@@ -429,8 +466,30 @@ class Replica:
         uids = tuple(sorted(touched))
         if uids:
             state.highest = modseq
+            if len(state.modseqs) > MAX_PRIVATE_MODSEQS:
+                self._compact_private_modseqs(mb, user_id, state)
             self.hub.publish(FlagsChanged(mb.id, uids, modseq, user_id))
         return uids
+
+    def _compact_private_modseqs(self, mb: MailboxIndex, user_id: int, state: PrivateState) -> None:
+        ordered = sorted(state.modseqs.items(), key=lambda kv: kv[1])
+        drop = ordered[: len(ordered) // 2]
+        state.floor = max(state.floor, drop[-1][1])
+        for uid, _ in drop:
+            del state.modseqs[uid]
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(private_modseqs).where(
+                    private_modseqs.c.user_id == user_id,
+                    private_modseqs.c.mailbox_id == mb.id,
+                    private_modseqs.c.modseq <= state.floor,
+                )
+            )
+            conn.execute(
+                insert(private_modseqs).values(
+                    user_id=user_id, mailbox_id=mb.id, uid=FLOOR_UID, modseq=state.floor
+                )
+            )
 
     def _write_private_sets(
         self, conn: Connection, mb: MailboxIndex, user_id: int, state: PrivateState, names: Iterable[str]
@@ -462,6 +521,97 @@ class Replica:
             }
         return sorted(stored | set(mb.private))
 
+    # -- read-state mode ------------------------------------------------------------------
+    def set_seen_mode(self, mb: MailboxIndex, mode: SeenMode | None) -> None:
+        """Switch a folder between private and shared read state (None: config default).
+
+        Private -> shared: the folder's upstream \\Seen is what everybody sees from
+        now on; the private states are discarded.  Shared -> private: every user
+        starts from the shared state at the moment of the switch (their first look
+        copies it).  Every session gets the new flags at once.
+        """
+        before = self.seen_mode(mb)
+        mb.seen_mode = mode
+        after = self.seen_mode(mb)
+        with self.engine.begin() as conn:
+            conn.execute(update(mailboxes).where(mailboxes.c.id == mb.id).values(seen_mode=mode))
+            if after != before:
+                conn.execute(
+                    delete(private_flags).where(
+                        private_flags.c.mailbox_id == mb.id, private_flags.c.flag == "\\Seen"
+                    )
+                )
+        if after != before:
+            mb.private.clear()
+            self._announce_all(mb)
+
+    def reload_seen_modes(self) -> None:
+        """Pick up read-state modes changed by ``imapgate folder set`` in another process."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(mailboxes.c.id, mailboxes.c.seen_mode)).all()
+        for r in rows:
+            mb = self.by_id.get(r.id)
+            if mb is not None and mb.seen_mode != r.seen_mode:
+                before = self.seen_mode(mb)
+                mb.seen_mode = r.seen_mode
+                if self.seen_mode(mb) != before:
+                    mb.private.clear()
+                    self._announce_all(mb)
+
+    def _announce_all(self, mb: MailboxIndex) -> None:
+        """Every message's flags may look different now: a new modseq for all."""
+        modseq = mb.next_modseq()
+        with self.engine.begin() as conn:
+            conn.execute(update(messages).where(messages.c.mailbox_id == mb.id).values(modseq=modseq))
+            conn.execute(update(mailboxes).where(mailboxes.c.id == mb.id).values(modseq=modseq))
+        for rec in mb.records.values():
+            rec.modseq = modseq
+        mb.shared_highest = modseq
+        self.hub.publish(ModeChanged(mb.id))
+        self.hub.publish(FlagsChanged(mb.id, tuple(mb.uids), modseq, None))
+
+    # -- UIDVALIDITY change -----------------------------------------------------------------
+    def private_by_message_id(self, mb: MailboxIndex) -> dict[int, dict[str, set[str]]]:
+        """Each user's private flags keyed by Message-ID, for messages whose
+        Message-ID is unique in the folder (to re-attach after a rebuild)."""
+        count: dict[str, int] = {}
+        for rec in mb.records.values():
+            if rec.message_id:
+                count[rec.message_id] = count.get(rec.message_id, 0) + 1
+        unique = {
+            rec.uid: rec.message_id
+            for rec in mb.records.values()
+            if rec.message_id and count[rec.message_id] == 1
+        }
+        out: dict[int, dict[str, set[str]]] = {}
+        for user_id in self.users_with_private_state(mb):
+            state = self.private_state(mb, user_id)
+            per_flag = {
+                flag: {mid for uid, mid in unique.items() if uid in s} for flag, s in state.flags.items()
+            }
+            out[user_id] = per_flag
+        return out
+
+    def reattach_private(self, mb: MailboxIndex, saved: dict[int, dict[str, set[str]]]) -> int:
+        """Re-apply ``private_by_message_id`` output to the rebuilt folder; returns
+        how many (user, message) states were restored."""
+        count: dict[str, int] = {}
+        by_mid: dict[str, int] = {}
+        for rec in mb.records.values():
+            if rec.message_id:
+                count[rec.message_id] = count.get(rec.message_id, 0) + 1
+                by_mid[rec.message_id] = rec.uid
+        restored = 0
+        for user_id, per_flag in saved.items():
+            state = PrivateState()
+            for flag, mids in per_flag.items():
+                state.flags[flag] = UidSet(by_mid[m] for m in mids if count.get(m) == 1)
+                restored += len(state.flags[flag])
+            mb.private[user_id] = state
+            with self.engine.begin() as conn:
+                self._write_private_sets(conn, mb, user_id, state, state.flags.keys())
+        return restored
+
     # -- what one user sees ---------------------------------------------------------------
     def highest_modseq_for(self, mb: MailboxIndex, user_id: int | None) -> int:
         if user_id is None:
@@ -472,7 +622,7 @@ class Replica:
     def modseq_for(self, mb: MailboxIndex, rec: MessageRecord, state: PrivateState | None) -> int:
         if state is None:
             return rec.modseq
-        return max(rec.modseq, state.modseqs.get(rec.uid, 0))
+        return max(rec.modseq, state.modseqs.get(rec.uid, state.floor))
 
     def flags_for(
         self, mb: MailboxIndex, rec: MessageRecord, state: PrivateState | None, private: frozenset[str]

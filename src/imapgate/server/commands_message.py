@@ -139,6 +139,13 @@ async def _fetch_flags_fast(
     names = [a.name for a in attrs]
     want_flags = "FLAGS" in names
     want_modseq = "MODSEQ" in names
+    want_uid = "UID" in names
+    parts = [b"UID %d"] if want_uid else []
+    if want_flags:
+        parts.append(b"FLAGS (%s)")
+    if want_modseq:
+        parts.append(b"MODSEQ (%d)")
+    fmt = b"* %d FETCH (" + b" ".join(parts) + b")\r\n"
     mb = view.mb
     records = mb.records
     private = view.private
@@ -171,15 +178,15 @@ async def _fetch_flags_fast(
         else:
             fl = b""
         if want_modseq:
-            m = rec.modseq if state is None else max(rec.modseq, state.modseqs.get(uid, 0))
+            m = rec.modseq if state is None else max(rec.modseq, state.modseqs.get(uid, state.floor))
             if want_flags:
-                append(b"* %d FETCH (UID %d FLAGS (%s) MODSEQ (%d))\r\n" % (seq, uid, fl, m))
+                append(fmt % (seq, uid, fl, m) if want_uid else fmt % (seq, fl, m))
             else:
-                append(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (seq, uid, m))
+                append(fmt % (seq, uid, m) if want_uid else fmt % (seq, m))
         elif want_flags:
-            append(b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (seq, uid, fl))
+            append(fmt % (seq, uid, fl) if want_uid else fmt % (seq, fl))
         else:
-            append(b"* %d FETCH (UID %d)\r\n" % (seq, uid))
+            append(fmt % (seq, uid))
         if len(lines) >= 4096:
             s.send(b"".join(lines))
             lines.clear()

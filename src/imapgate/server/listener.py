@@ -38,6 +38,7 @@ class ImapServer:
         self.tls = tls_context(self.config)
         self.throttle = LoginThrottle(self.config.max_failed_logins)
         self.sessions: set[asyncio.Task[None]] = set()
+        self._open: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.servers: list[asyncio.Server] = []
         self.addresses: list[tuple[str, int, bool]] = []
 
@@ -74,6 +75,7 @@ class ImapServer:
             return
         assert task is not None
         self.sessions.add(task)
+        self._open[task] = writer
         try:
             session = Session(
                 self.gw, reader, writer, throttle=self.throttle, tls_context=self.tls, is_tls=is_tls
@@ -83,10 +85,19 @@ class ImapServer:
             log.exception("session crashed")
         finally:
             self.sessions.discard(task)
+            self._open.pop(task, None)
 
     async def stop(self) -> None:
         for server in self.servers:
             server.close()
+        # Closing the sockets ends each session at its next read; cancel what
+        # is still busy after a grace period.
+        for writer in list(self._open.values()):
+            with contextlib.suppress(Exception):
+                writer.write(b"* BYE Server shutting down\r\n")
+                writer.close()
+        if self.sessions:
+            await asyncio.wait(list(self.sessions), timeout=2)
         for task in list(self.sessions):
             task.cancel()
         for task in list(self.sessions):

@@ -20,7 +20,14 @@ from collections.abc import Callable
 
 from ..protocol import response_writer as rw
 from ..protocol.sequence import SequenceSet
-from ..replica.events import FlagsChanged, MailboxReset, MessagesAdded, MessagesExpunged, ReplicaEvent
+from ..replica.events import (
+    FlagsChanged,
+    MailboxReset,
+    MessagesAdded,
+    MessagesExpunged,
+    ModeChanged,
+    ReplicaEvent,
+)
 from ..replica.mailbox import MailboxIndex, PrivateState, flags_wire
 from ..replica.replica import Replica
 
@@ -66,6 +73,9 @@ class SelectedView:
             self.pending_expunged.update(ev.uids)
         elif isinstance(ev, MailboxReset):
             self.reset_reason = ev.reason
+        elif isinstance(ev, ModeChanged):
+            self.private = self.replica.private_flags_of(self.mb)
+            self.state = self.replica.private_state(self.mb, self.user_id) if self.private else None
         else:
             return
         self.wake()

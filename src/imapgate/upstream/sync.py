@@ -189,14 +189,15 @@ class SyncEngine:
         exists = exists_list[-1].count if exists_list else 0
 
         reset = False
+        saved_private: dict[int, dict[str, set[str]]] = {}
         if uidvalidity != mb.uidvalidity:
             if mb.uidvalidity:
                 log.warning(
                     "%s: UIDVALIDITY changed %d -> %d: rebuilding", mb.name, mb.uidvalidity, uidvalidity
                 )
+                saved_private = self.replica.private_by_message_id(mb)
             self.replica.reset(mb, uidvalidity, "UIDVALIDITY changed upstream")
             reset = True
-
         flag_changes: dict[int, tuple[str, ...]] = {}
         gone: set[int] = set()
         known_max = mb.uids[-1] if mb.uids else 0
@@ -252,6 +253,9 @@ class SyncEngine:
         if expected_new or (uidnext and uidnext > start):
             await self._fetch_new(conn, mb, start, uidnext, expected_new)
         self.replica.set_sync_state(mb, uidnext=uidnext or None, upstream_modseq=highest, synced=True)
+        if saved_private:
+            restored = self.replica.reattach_private(mb, saved_private)
+            log.info("%s: re-attached %d private flag states by Message-ID", mb.name, restored)
         # With CONDSTORE but not QRESYNC, a count mismatch after adding means
         # expunges happened that we could not see yet.
         if exists and len(mb.uids) > exists:
@@ -359,6 +363,7 @@ class SyncEngine:
             if self._stop.is_set():
                 return
             self.request_list()
+            self.replica.reload_seen_modes()
             for name in self.replica.names():
                 self.request(name)
 
