@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from ..config import UpstreamConfig
+from ..protocol import commands as cmd
 from .connection import Unsolicited, UpstreamConnection, UpstreamError, UpstreamUnavailable
 
 log = logging.getLogger("imapgate.upstream.pool")
@@ -135,6 +136,13 @@ class UpstreamPool:
                 res = await conn.select(mailbox)
                 if not res.ok:
                     raise UpstreamError(res)
+            elif mailbox is not None:
+                # A session learns of messages added by other sessions only when it
+                # runs a command (RFC 9051 §7): until then Dovecot's UID FETCH, UID
+                # STORE and UID SEARCH silently skip UIDs it has not announced, so a
+                # body fetched here would come back empty and a flag change would be
+                # lost.  NOOP brings this connection's view up to date first.
+                await conn.check(lambda tag: cmd.Noop(tag))
             yield conn
         except asyncio.CancelledError:
             # A command may be half-sent: this connection's state is unknown.

@@ -1,0 +1,168 @@
+"""Run a whole imapgate gateway (sync engine + IMAP listener) in a background thread.
+
+Blocking clients (``imaplib``, ``imapclient``, an ``mbsync`` subprocess) cannot share the
+test's event loop, so :class:`GatewayHarness` gives the gateway an asyncio loop of its own in a
+daemon thread::
+
+    with GatewayHarness(upstream_port=dc.port, data_dir=tmp_path / "gw") as gw:
+        gw.add_user("alice", "alice-pw")
+        client = gw.imaplib_login("alice", "alice-pw")
+        ...
+        gw.call(gw.gw.sync.sync_mailbox("INBOX"))   # run a coroutine on the gateway's loop
+
+Everything binds to 127.0.0.1 with a kernel-chosen port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import imaplib
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from imapgate.config import from_dict
+from imapgate.gateway.app import Gateway
+from imapgate.server.listener import ImapServer
+
+T = TypeVar("T")
+
+UPSTREAM_USER = "shared"
+UPSTREAM_PASSWORD = "shared-secret"
+
+
+class GatewayHarness:
+    """A started gateway on its own event loop thread.
+
+    ``upstream`` overrides/extends the ``[upstream]`` config table, ``server`` the ``[server]``
+    one, ``folders`` the ``[folders]`` one.  ``users`` are added before the listener starts.
+    """
+
+    def __init__(
+        self,
+        *,
+        upstream_port: int,
+        data_dir: Path,
+        upstream_host: str = "127.0.0.1",
+        upstream_user: str = UPSTREAM_USER,
+        upstream_password: str = UPSTREAM_PASSWORD,
+        upstream: dict[str, Any] | None = None,
+        server: dict[str, Any] | None = None,
+        folders: dict[str, Any] | None = None,
+        users: dict[str, str] | None = None,
+        initial_sync: bool = True,
+    ) -> None:
+        up: dict[str, Any] = {
+            "host": upstream_host,
+            "port": upstream_port,
+            "tls": "none",
+            "user": upstream_user,
+            "password": upstream_password,
+            "poll_interval": 5,
+        }
+        up.update(upstream or {})
+        sv: dict[str, Any] = {"listen": ["127.0.0.1:0"], "allow_plaintext": True}
+        sv.update(server or {})
+        data: dict[str, Any] = {"upstream": up, "server": sv, "store": {"data_dir": str(data_dir)}}
+        if folders:
+            data["folders"] = folders
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = from_dict(data, base_dir=data_dir)
+        self.initial_sync = initial_sync
+        self._initial_users = dict(users or {})
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="gateway-loop", daemon=True)
+        self.gw: Gateway
+        self.server: ImapServer
+        self.port = 0
+        self.host = "127.0.0.1"
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> Self:
+        self._thread.start()
+        try:
+            self.gw = Gateway.build(self.config)
+            for name, password in self._initial_users.items():
+                self.gw.users.add(name, password)
+            self.call(self.gw.start(initial_sync=self.initial_sync), timeout=240)
+            self.server = ImapServer(self.gw)
+            self.call(self.server.start())
+            self.port = self.server.addresses[0][1]
+            self._started = True
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            if self._started:
+                with contextlib.suppress(Exception):
+                    self.call(self.server.stop(), timeout=30)
+            if hasattr(self, "gw"):
+                with contextlib.suppress(Exception):
+                    self.call(self.gw.stop(), timeout=30)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+        if not self.loop.is_running():
+            with contextlib.suppress(Exception):
+                self.loop.close()
+        self._started = False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- helpers -----------------------------------------------------------------------
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        """Run ``coro`` on the gateway's loop and wait for its result."""
+        fut: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return fut.result(timeout)
+
+    def call_soon(self, fn: Callable[[], T], timeout: float = 30) -> T:
+        """Run a plain function on the gateway's loop (to read state without races)."""
+
+        async def wrapper() -> T:
+            return fn()
+
+        return self.call(wrapper(), timeout)
+
+    def add_user(self, name: str, password: str) -> None:
+        self.gw.users.add(name, password)
+
+    def imaplib(self, *, timeout: float = 30) -> imaplib.IMAP4:
+        """A not yet logged-in ``imaplib`` client of the gateway (TCP_NODELAY on)."""
+        client = imaplib.IMAP4(self.host, self.port, timeout=timeout)
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return client
+
+    def imaplib_login(self, user: str, password: str) -> imaplib.IMAP4:
+        client = self.imaplib()
+        typ, data = client.login(user, password)
+        assert typ == "OK", data
+        return client
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10, what: str = "condition") -> None:
+        """Poll ``predicate`` (evaluated on the gateway loop) until it holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.call_soon(predicate):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            time.sleep(0.05)
