@@ -359,18 +359,25 @@ class MailService:
                 if len(src) == len(dst):
                     result = CopyResult(copyuid.uidvalidity, src, dst)
             hook: Callable[[Connection], None] | None = entry.writer()
+            # Snapshot everyone's private flags first: a move expunges the source.
+            carried = self._private_snapshot(mb, targets)
             if move:
                 self.replica.expunge(mb, targets, hook=hook)
                 hook = None
         if result.dest:
             async with self.sync.mailbox_lock(dest.name):
+                # Initialise these users' destination state before the copies
+                # arrive, so a copy never inherits upstream \\Seen as "read" for
+                # someone who had not read the original.
+                for user_id in carried:
+                    self.replica.private_state(dest, user_id)
                 recs = []
                 for s_uid, d_uid in zip(result.source, result.dest, strict=True):
                     r = _copied_record(mb, s_uid, d_uid)
                     if r is not None:
                         recs.append(r)
                 self.replica.add_messages(dest, recs, hook=hook)
-                self._carry_private_state(mb, dest, dict(zip(result.source, result.dest, strict=True)))
+                self._carry_private_state(carried, dest, dict(zip(result.source, result.dest, strict=True)))
         elif hook is not None:
             self.journal.record(entry)
         self.sync.request(dest.name)
@@ -378,16 +385,27 @@ class MailService:
             self.sync.request(mb.name)
         return result
 
-    def _carry_private_state(self, src: MailboxIndex, dest: MailboxIndex, mapping: dict[int, int]) -> None:
+    def _private_snapshot(self, mb: MailboxIndex, uids: Sequence[int]) -> dict[int, dict[str, set[int]]]:
+        """Every user's private flags of ``uids``: {user: {flag: uids}}."""
+        wanted = set(uids)
+        out: dict[int, dict[str, set[int]]] = {}
+        for user_id in self.replica.users_with_private_state(mb):
+            state = self.replica.private_state(mb, user_id)
+            per_flag = {flag: {u for u in wanted if u in s} for flag, s in state.flags.items()}
+            # Users with no flag on these messages are kept too: their state in
+            # the destination must exist before the copies arrive (see below).
+            out[user_id] = {f: us for f, us in per_flag.items() if us}
+        return out
+
+    def _carry_private_state(
+        self, carried: dict[int, dict[str, set[int]]], dest: MailboxIndex, mapping: dict[int, int]
+    ) -> None:
         """Every user's private flags follow a copied/moved message (a moved mail
         stays read for those who had read it)."""
-        for user_id in self.replica.users_with_private_state(src):
-            state = self.replica.private_state(src, user_id)
-            add: dict[str, list[int]] = {}
-            for flag, s in state.flags.items():
-                new = [d for u, d in mapping.items() if u in s]
-                if new:
-                    add[flag] = new
+        for user_id, per_flag in carried.items():
+            self.replica.private_state(dest, user_id)
+            add = {flag: [mapping[u] for u in us if u in mapping] for flag, us in per_flag.items()}
+            add = {f: us for f, us in add.items() if us}
             if add:
                 self.replica.set_private_flags(dest, user_id, add, {})
 

@@ -1,0 +1,137 @@
+"""Property test: random interleavings of read / unread / copy / move /
+expunge by several users, through the real write path in front of a real
+Dovecot, against a simple model of per-user read state.
+
+The model keeps, per user, the set of (folder, UID) they have read.  After
+every step the replica must show each user exactly their own read state, and
+nothing of it may have reached upstream's shared flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imapgate.config import from_dict
+from imapgate.demo.dovecot import DovecotServer
+from imapgate.gateway.app import Gateway
+from imapgate.gateway.policy import Actor
+
+USERS = ("ann", "ben", "cid")
+_run = itertools.count()
+
+op = st.one_of(
+    st.tuples(st.just("read"), st.sampled_from(USERS), st.integers(0, 20)),
+    st.tuples(st.just("unread"), st.sampled_from(USERS), st.integers(0, 20)),
+    st.tuples(st.just("mark"), st.sampled_from(USERS), st.integers(0, 20)),
+    st.tuples(st.just("copy"), st.sampled_from(USERS), st.integers(0, 20)),
+    st.tuples(st.just("move"), st.sampled_from(USERS), st.integers(0, 20)),
+    st.tuples(st.just("expunge"), st.sampled_from(USERS), st.integers(0, 20)),
+)
+
+
+def message(n: int, run: int) -> bytes:
+    return (
+        f"From: a@example.org\r\nTo: b@example.org\r\nSubject: model {run}-{n}\r\n"
+        f"Message-ID: <model-{run}-{n}@example.org>\r\n\r\nbody {n}\r\n"
+    ).encode()
+
+
+async def scenario(dc: DovecotServer, data_dir: Path, ops: list[tuple[str, str, int]]) -> None:
+    run = next(_run)
+    cfg = from_dict(
+        {
+            "upstream": {
+                "host": "127.0.0.1",
+                "port": dc.port,
+                "tls": "none",
+                "user": "shared",
+                "password": "shared-secret",
+            },
+            "store": {"data_dir": str(data_dir / f"gw{run}")},
+        },
+        base_dir=data_dir,
+    )
+    gw = Gateway.build(cfg)
+    actors = {u: Actor(gw.users.add(u, "pw").id, u, "model") for u in USERS}
+    svc = gw.service
+    src, dst = f"ModelA{run}", f"ModelB{run}"
+    try:
+        await gw.sync.sync_list()
+        await svc.create(actors["ann"], src)
+        await svc.create(actors["ann"], dst)
+        await svc.append(actors["ann"], src, [(message(i, run), (), None) for i in range(6)])
+        a, b = gw.replica.get(src), gw.replica.get(dst)
+        assert a is not None and b is not None
+        model: dict[str, set[tuple[str, int]]] = {u: set() for u in USERS}
+
+        def pick(folder: str, i: int) -> int | None:
+            mb = gw.replica.get(folder)
+            assert mb is not None
+            return mb.uids[i % len(mb.uids)] if mb.uids else None
+
+        for kind, user, i in ops:
+            actor = actors[user]
+            folder = src if i % 3 else dst
+            uid = pick(folder, i)
+            if uid is None:
+                continue
+            mb = gw.replica.get(folder)
+            assert mb is not None
+            if kind == "read":
+                svc.set_seen_implicitly(actor, mb, [uid])
+                model[user].add((folder, uid))
+            elif kind == "mark":
+                await svc.store(actor, mb, [uid], "add", ["\\Seen"])
+                model[user].add((folder, uid))
+            elif kind == "unread":
+                await svc.store(actor, mb, [uid], "remove", ["\\Seen"])
+                model[user].discard((folder, uid))
+            elif kind in ("copy", "move"):
+                target = dst if folder == src else src
+                res = await svc.copy(actor, mb, [uid], target, move=kind == "move")
+                assert len(res.dest) == 1, "COPYUID expected from Dovecot"
+                for u in USERS:
+                    if (folder, uid) in model[u]:
+                        model[u].add((target, res.dest[0]))
+                        if kind == "move":
+                            model[u].discard((folder, uid))
+            else:
+                await svc.store(actor, mb, [uid], "add", ["\\Deleted"])
+                await svc.expunge(actor, mb, [uid])
+                for u in USERS:
+                    model[u].discard((folder, uid))
+            check(gw, model, (src, dst))
+    finally:
+        await gw.stop()
+
+
+def check(gw: Gateway, model: dict[str, set[tuple[str, int]]], folders: tuple[str, str]) -> None:
+    replica = gw.replica
+    for folder in folders:
+        mb = replica.get(folder)
+        assert mb is not None
+        private = replica.private_flags_of(mb)
+        for uid in mb.uids:
+            rec = mb.records[uid]
+            assert "\\Seen" not in rec.flags, "private read state leaked upstream"
+            for user in USERS:
+                found = gw.users.get(user)
+                assert found is not None
+                state = replica.private_state(mb, found.id)
+                seen = "\\Seen" in replica.flags_for(mb, rec, state, private)
+                assert seen == ((folder, uid) in model[user]), (user, folder, uid)
+
+
+@pytest.mark.integration
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(op, min_size=1, max_size=12))
+def test_private_read_state_matches_model(
+    dovecot: DovecotServer, tmp_path: Path, ops: list[tuple[str, str, int]]
+) -> None:
+    asyncio.run(scenario(dovecot, tmp_path, ops))
