@@ -26,8 +26,8 @@ from sqlalchemy import Connection
 from ..protocol import commands as cmd
 from ..protocol import responses as rsp
 from ..protocol.fetch_items import FetchAttribute, Section
-from ..protocol.search import SearchKey
-from ..protocol.sequence import SequenceSet
+from ..protocol.search import SearchHeader, SearchKey, SearchUid
+from ..protocol.sequence import STAR, SequenceSet
 from ..replica.content import ContentCache
 from ..replica.mailbox import MailboxIndex, MessageRecord
 from ..replica.replica import Replica
@@ -427,19 +427,31 @@ class MailService:
         entry = JournalEntry(
             actor.user, actor.client, "APPEND", dest.name, detail=f"{len(appends)} message(s)"
         )
+        uidnext_before = dest.uidnext
+        result = CopyResult(dest.uidvalidity, [], [])
         try:
             async with self.pool.connection() as conn:
                 res = await conn.check(lambda tag: cmd.Append(tag, dest.name, tuple(appends)))
-        except (UpstreamError, UpstreamUnavailable) as exc:
+        except UpstreamUnavailable as exc:
+            # The connection broke after the message may have been stored: if it
+            # is there, the APPEND succeeded (a client retry would duplicate it).
+            found = await self._find_by_message_id(dest, [a.data for a in appends], uidnext_before)
+            if found is None:
+                err = _upstream_failure(exc, "cannot append")
+                self._fail(actor, "APPEND", dest.name, [], err)
+                raise err from None
+            log.warning("APPEND to %s: connection lost, but the message arrived (UIDs %s)", dest.name, found)
+            result = CopyResult(dest.uidvalidity, [], found)
+        except UpstreamError as exc:
             err = _upstream_failure(exc, "cannot append")
             self._fail(actor, "APPEND", dest.name, [], err)
             raise err from None
-        code = res.code_of_type(rsp.AppendUidCode)
-        result = CopyResult(dest.uidvalidity, [], [])
-        if code is not None and code.uidvalidity == dest.uidvalidity and dest.synced:
-            new_uids = list(code.uids.iter(0))
-            if len(new_uids) == len(appends):
-                result = CopyResult(code.uidvalidity, [], new_uids)
+        else:
+            code = res.code_of_type(rsp.AppendUidCode)
+            if code is not None and code.uidvalidity == dest.uidvalidity and dest.synced:
+                new_uids = list(code.uids.iter(0))
+                if len(new_uids) == len(appends):
+                    result = CopyResult(code.uidvalidity, [], new_uids)
         async with self.sync.mailbox_lock(dest.name):
             if result.dest:
                 recs = []
@@ -470,6 +482,30 @@ class MailService:
         if not result.dest:
             await self.sync.sync_mailbox(dest.name)
         return result
+
+    async def _find_by_message_id(
+        self, dest: MailboxIndex, messages: Sequence[bytes], since_uid: int
+    ) -> list[int] | None:
+        """UIDs (>= ``since_uid``) of ``messages`` in ``dest`` found by Message-ID on a
+        fresh connection, or None when any is missing, ambiguous or unverifiable."""
+        ids = [_message_id(m) for m in messages]
+        if not all(ids):
+            return None
+        found: list[int] = []
+        try:
+            async with self.pool.connection(dest.name) as conn:
+                for mid in ids:
+                    assert mid is not None
+                    key = SearchHeader("Message-ID", mid.encode("utf-8"))
+                    criteria = (SearchUid(SequenceSet(((max(since_uid, 1), STAR),))), key)
+                    res = await conn.check(_uid_search(criteria))
+                    uids = [u for r in res.of_type(rsp.Search) for u in r.ids if u >= since_uid]
+                    if len(uids) != 1:
+                        return None
+                    found.append(uids[0])
+        except (UpstreamError, UpstreamUnavailable):
+            return None
+        return found
 
     # -- mailboxes ---------------------------------------------------------------------
     async def create(self, actor: Actor, name: str, special_use: Sequence[str] = ()) -> None:
@@ -607,6 +643,13 @@ def _uid_store(
 ) -> Callable[[str], cmd.Command]:
     def build(tag: str) -> cmd.Command:
         return cmd.Store(tag, uids, op, flags, silent=True, uid=True)
+
+    return build
+
+
+def _uid_search(criteria: tuple[SearchKey, ...]) -> Callable[[str], cmd.Command]:
+    def build(tag: str) -> cmd.Command:
+        return cmd.Search(tag, criteria, uid=True)
 
     return build
 

@@ -364,7 +364,13 @@ class UpstreamConnection:
                 self._pending.set_result(CommandResult(resp, self._collected))
                 self._collected = []
             else:
-                log.warning("%s: response for unknown tag %s ignored", self.name, resp.tag)
+                log.warning(
+                    "%s: response for unknown tag %s ignored: %s %s",
+                    self.name,
+                    resp.tag,
+                    resp.status,
+                    resp.text,
+                )
             return
         if isinstance(resp, rsp.ContinuationRequest):
             if self._continuation is not None and not self._continuation.done():

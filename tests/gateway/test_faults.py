@@ -1,0 +1,104 @@
+"""Faults on the write path in front of a real Dovecot: the upstream connection
+is cut after the server acted but before the gateway saw the answer.  Nothing
+may be lost or duplicated, and replica and upstream must agree."""
+
+from __future__ import annotations
+
+import imaplib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imapgate.config import from_dict
+from imapgate.demo.dovecot import DovecotServer
+from imapgate.gateway.app import Gateway
+from imapgate.gateway.errors import OperationError
+from imapgate.gateway.policy import Actor
+
+from .relay import FaultRelay
+
+pytestmark = pytest.mark.integration
+
+MESSAGE = (
+    b"From: a@example.org\r\nTo: b@example.org\r\nSubject: fault test\r\n"
+    b"Message-ID: <fault-1@example.org>\r\n\r\nhello\r\n"
+)
+
+
+def upstream_count(dc: DovecotServer, folder: str, criterion: str = "ALL") -> int:
+    m = imaplib.IMAP4("127.0.0.1", dc.port)
+    try:
+        m.login("shared", "shared-secret")
+        m.select(folder)
+        _typ, data = m.uid("SEARCH", criterion)
+        return len(data[0].split()) if data and data[0] else 0
+    finally:
+        m.logout()
+
+
+async def make(dc_port: int, tmp_path: Path) -> tuple[Gateway, Actor]:
+    cfg = from_dict(
+        {
+            "upstream": {
+                "host": "127.0.0.1",
+                "port": dc_port,
+                "tls": "none",
+                "user": "shared",
+                "password": "shared-secret",
+            },
+            "store": {"data_dir": str(tmp_path / "gw")},
+        },
+        base_dir=tmp_path,
+    )
+    gw = Gateway.build(cfg)
+    user = gw.users.add("alice", "pw")
+    await gw.sync.initial_sync()
+    return gw, Actor(user.id, "alice", "fault-test")
+
+
+async def test_append_answer_lost_is_not_duplicated(
+    fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
+) -> None:
+    dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
+    relay = FaultRelay(dc.port)
+    await relay.start()
+    gw, alice = await make(relay.port, tmp_path)
+    try:
+        relay.cut_after = b" APPEND "
+        result = await gw.service.append(alice, "INBOX", [(MESSAGE, ["\\Flagged"], None)])
+        assert relay.cuts == 1, "the fault was not injected"
+        assert len(result.dest) == 1
+        inbox = gw.replica.get("INBOX")
+        assert inbox is not None and result.dest[0] in inbox.records
+        assert upstream_count(dc, "INBOX", 'HEADER Message-ID "<fault-1@example.org>"') == 1
+        assert upstream_count(dc, "INBOX") == 6 == inbox.exists
+    finally:
+        await gw.stop()
+        await relay.stop()
+
+
+async def test_store_answer_lost_gives_no_and_converges(
+    fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
+) -> None:
+    dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
+    relay = FaultRelay(dc.port)
+    await relay.start()
+    gw, alice = await make(relay.port, tmp_path)
+    try:
+        inbox = gw.replica.get("INBOX")
+        assert inbox is not None
+        relay.cut_after = b" STORE "
+        with pytest.raises(OperationError) as info:
+            await gw.service.store(alice, inbox, [1], "add", ["\\Flagged"])
+        assert info.value.code == "UNAVAILABLE"
+        # Upstream did apply it; the next sync brings the replica in line.
+        await gw.sync.sync_mailbox("INBOX")
+        assert "\\Flagged" in inbox.records[1].flags
+        assert upstream_count(dc, "INBOX", "FLAGGED") == sum(
+            1 for r in inbox.records.values() if "\\Flagged" in r.flags
+        )
+    finally:
+        await gw.stop()
+        await relay.stop()
