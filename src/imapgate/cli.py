@@ -271,3 +271,7 @@ def folder_set(ctx: click.Context, name: str, seen: str, config_file: Path | Non
             f"{name}: read state is now private: each user starts from the current shared "
             "read marks and keeps their own from now on"
         )
+
+
+if __name__ == "__main__":
+    main()
