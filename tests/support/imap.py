@@ -144,6 +144,42 @@ class RawClient:
         self.sock.settimeout(15)
         return lines
 
+    def wait_for(self, pattern: bytes, timeout: float) -> tuple[list[bytes], float]:
+        """Read lines until one matches ``pattern`` (a regex); the lines read and the seconds
+        it took.  Raises AssertionError when nothing matched within ``timeout``."""
+        start = time.monotonic()
+        lines: list[bytes] = []
+        rx = re.compile(pattern)
+        while True:
+            left = timeout - (time.monotonic() - start)
+            if left <= 0:
+                raise AssertionError(f"no line matching {pattern!r} within {timeout} s; got {lines!r}")
+            self.sock.settimeout(left)
+            try:
+                line = self.readline()
+            except TimeoutError:
+                continue
+            finally:
+                self.sock.settimeout(15)
+            lines.append(line)
+            if rx.search(line):
+                return lines, time.monotonic() - start
+
+    def login(self, user: str, password: str) -> None:
+        lines = self.command(b"L1", f"LOGIN {user} {password}".encode())
+        assert lines[-1].startswith(b"L1 OK"), lines
+
+    def idle(self) -> None:
+        self.send(b"I1 IDLE\r\n")
+        line = self.readline()
+        assert line.startswith(b"+"), line
+
+    def done(self) -> list[bytes]:
+        self.send(b"DONE\r\n")
+        lines = self.read_until_tagged(b"I1")
+        assert lines[-1].startswith(b"I1 OK"), lines
+        return lines
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
