@@ -69,6 +69,7 @@ async def scenario(dc: DovecotServer, data_dir: Path, ops: list[tuple[str, str, 
         a, b = gw.replica.get(src), gw.replica.get(dst)
         assert a is not None and b is not None
         model: dict[str, set[tuple[str, int]]] = {u: set() for u in USERS}
+        existing: set[tuple[str, int]] = {(src, u) for u in a.uids}
 
         def pick(folder: str, i: int) -> int | None:
             mb = gw.replica.get(folder)
@@ -96,6 +97,9 @@ async def scenario(dc: DovecotServer, data_dir: Path, ops: list[tuple[str, str, 
                 target = dst if folder == src else src
                 res = await svc.copy(actor, mb, [uid], target, move=kind == "move")
                 assert len(res.dest) == 1, "COPYUID expected from Dovecot"
+                existing.add((target, res.dest[0]))
+                if kind == "move":
+                    existing.discard((folder, uid))
                 for u in USERS:
                     if (folder, uid) in model[u]:
                         model[u].add((target, res.dest[0]))
@@ -104,9 +108,14 @@ async def scenario(dc: DovecotServer, data_dir: Path, ops: list[tuple[str, str, 
             else:
                 await svc.store(actor, mb, [uid], "add", ["\\Deleted"])
                 await svc.expunge(actor, mb, [uid])
+                existing.discard((folder, uid))
                 for u in USERS:
                     model[u].discard((folder, uid))
             check(gw, model, (src, dst))
+            for f in (src, dst):
+                mbf = gw.replica.get(f)
+                assert mbf is not None
+                assert {(f, u) for u in mbf.uids} == {e for e in existing if e[0] == f}, "lost or extra mail"
     finally:
         await gw.stop()
 

@@ -359,8 +359,13 @@ class MailService:
                 if len(src) == len(dst):
                     result = CopyResult(copyuid.uidvalidity, src, dst)
             hook: Callable[[Connection], None] | None = entry.writer()
-            # Snapshot everyone's private flags first: a move expunges the source.
+            # Snapshot records and everyone's private flags first: a move expunges the source.
             carried = self._private_snapshot(mb, targets)
+            copies = [
+                r
+                for s_uid, d_uid in zip(result.source, result.dest, strict=True)
+                if (r := _copied_record(mb, s_uid, d_uid)) is not None
+            ]
             if move:
                 self.replica.expunge(mb, targets, hook=hook)
                 hook = None
@@ -371,11 +376,7 @@ class MailService:
                 # someone who had not read the original.
                 for user_id in carried:
                     self.replica.private_state(dest, user_id)
-                recs = []
-                for s_uid, d_uid in zip(result.source, result.dest, strict=True):
-                    r = _copied_record(mb, s_uid, d_uid)
-                    if r is not None:
-                        recs.append(r)
+                recs = copies
                 self.replica.add_messages(dest, recs, hook=hook)
                 self._carry_private_state(carried, dest, dict(zip(result.source, result.dest, strict=True)))
         elif hook is not None:
