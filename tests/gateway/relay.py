@@ -10,8 +10,11 @@ import contextlib
 
 
 class FaultRelay:
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, *, hide_capabilities: tuple[bytes, ...] = ()) -> None:
         self.target_port = target_port
+        #: Capabilities removed from what the server announces (to make a real
+        #: server look like one without, e.g., MOVE).
+        self.hide_capabilities = hide_capabilities
         self.port = 0
         self._server: asyncio.Server | None = None
         #: When set, the next command containing this word is forwarded, and the
@@ -47,6 +50,9 @@ class FaultRelay:
                     await asyncio.sleep(0.05)
                     self.cuts += 1
                     break
+                for cap in self.hide_capabilities:
+                    data = data.replace(b" " + cap + b" ", b" ").replace(b" " + cap + b"]", b"]")
+                    data = data.replace(b" " + cap + b"\r\n", b"\r\n")
                 cw.write(data)
                 await cw.drain()
 

@@ -53,7 +53,7 @@ async def make(dc_port: int, tmp_path: Path) -> tuple[Gateway, Actor]:
         base_dir=tmp_path,
     )
     gw = Gateway.build(cfg)
-    user = gw.users.add("alice", "pw")
+    user = gw.users.get("alice") or gw.users.add("alice", "pw")
     await gw.sync.initial_sync()
     return gw, Actor(user.id, "alice", "fault-test")
 
@@ -102,3 +102,58 @@ async def test_store_answer_lost_gives_no_and_converges(
     finally:
         await gw.stop()
         await relay.stop()
+
+
+async def test_move_without_move_capability_interrupted_is_finished(
+    fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
+) -> None:
+    """COPY done, then the connection dies before \\Deleted/EXPUNGE: the intent is
+    settled at once — the original goes, exactly one copy stays."""
+    dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5], "Archive": []})
+    relay = FaultRelay(dc.port, hide_capabilities=(b"MOVE",))
+    await relay.start()
+    gw, alice = await make(relay.port, tmp_path)
+    try:
+        inbox = gw.replica.get("INBOX")
+        assert inbox is not None
+        mid = inbox.records[2].message_id
+        relay.cut_after = b" COPY "
+        with pytest.raises(OperationError):
+            await gw.service.copy(alice, inbox, [2], "Archive", move=True)
+        assert relay.cuts == 1
+        assert gw.service.intents.pending() == []
+        assert upstream_count(dc, "INBOX", f'HEADER Message-ID "{mid}"') == 0
+        assert upstream_count(dc, "Archive", f'HEADER Message-ID "{mid}"') == 1
+        assert upstream_count(dc, "INBOX") == 4
+    finally:
+        await gw.stop()
+        await relay.stop()
+
+
+async def test_move_open_at_crash_is_settled_at_start(
+    fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
+) -> None:
+    """The gateway died (SIGKILL) after COPY: the next start finishes the move."""
+    dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5], "Archive": []})
+    gw, alice = await make(dc.port, tmp_path)
+    inbox = gw.replica.get("INBOX")
+    archive = gw.replica.get("Archive")
+    assert inbox is not None and archive is not None
+    mid = inbox.records[3].message_id
+    gw.service._move_intent(inbox, [3], archive)
+    m = imaplib.IMAP4("127.0.0.1", dc.port)
+    m.login("shared", "shared-secret")
+    m.select("INBOX")
+    assert m.uid("COPY", "3", "Archive")[0] == "OK"  # ... and then the process died
+    m.logout()
+    await gw.pool.close()  # no clean stop: only the store survives
+    again, _ = await make(dc.port, tmp_path)
+    try:
+        await again.start()
+        assert again.service.intents.pending() == []
+        assert upstream_count(dc, "INBOX", f'HEADER Message-ID "{mid}"') == 0
+        assert upstream_count(dc, "Archive", f'HEADER Message-ID "{mid}"') == 1
+        recovered = [e for e in again.journal.recent() if e.command == "RECOVER"]
+        assert recovered and "finished" in (recovered[0].detail or "")
+    finally:
+        await again.stop()

@@ -56,6 +56,8 @@ class Gateway:
         return cls(config, hub, replica, pool, sync, content, journal, users, service, Subscriptions(engine))
 
     async def start(self, *, initial_sync: bool = True) -> None:
+        # Operations interrupted by a crash are settled before anything else.
+        await self.service.recover_intents()
         if initial_sync:
             await self.sync.initial_sync()
         self.sync.start()

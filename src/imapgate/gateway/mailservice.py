@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -37,6 +38,7 @@ from ..upstream.pool import UpstreamPool
 from ..upstream.sync import SyncEngine
 from . import policy as rights
 from .errors import OperationError
+from .intents import IntentLog
 from .policy import Actor, Policy
 
 log = logging.getLogger("imapgate.service")
@@ -86,6 +88,7 @@ class MailService:
         self.content = content
         self.journal = journal
         self.policy = policy or Policy()
+        self.intents = IntentLog(journal.engine)
 
     # -- helpers -----------------------------------------------------------------------
     def mailbox(self, name: str) -> MailboxIndex:
@@ -328,6 +331,7 @@ class MailService:
         entry = JournalEntry(
             actor.user, actor.client, verb, mb.name, _uids_text(targets), detail=f"to {dest.name}"
         )
+        intent: int | None = None
         async with self.sync.mailbox_lock(mb.name):
             try:
                 async with self.pool.connection(mb.name) as conn:
@@ -335,19 +339,18 @@ class MailService:
                     uidset = SequenceSet.from_ids(targets)
                     if move and conn.has("MOVE"):
                         res = await conn.check(lambda tag: cmd.Move(tag, uidset, dest.name, uid=True))
+                    elif move:
+                        intent = self._move_intent(mb, targets, dest)
+                        res = await conn.check(lambda tag: cmd.Copy(tag, uidset, dest.name, uid=True))
+                        await self._expunge_originals(conn, uidset)
+                        self.intents.finish(intent)
+                        intent = None
                     else:
                         res = await conn.check(lambda tag: cmd.Copy(tag, uidset, dest.name, uid=True))
-                        if move:
-                            await conn.check(
-                                lambda tag: cmd.Store(
-                                    tag, uidset, "add", ("\\Deleted",), silent=True, uid=True
-                                )
-                            )
-                            if conn.has("UIDPLUS"):
-                                await conn.check(lambda tag: cmd.Expunge(tag, uid=True, uid_set=uidset))
-                            else:
-                                await conn.check(lambda tag: cmd.Expunge(tag))
             except (UpstreamError, UpstreamUnavailable) as exc:
+                if intent is not None:
+                    # Find out how far the move got and finish or undo it now.
+                    await self.recover_intents()
                 err = _upstream_failure(exc, f"cannot {verb.lower()}")
                 self._fail(actor, verb, mb.name, targets, err)
                 raise err from None
@@ -385,6 +388,92 @@ class MailService:
         if move:
             self.sync.request(mb.name)
         return result
+
+    def _move_intent(self, mb: MailboxIndex, uids: list[int], dest: MailboxIndex) -> int:
+        return self.intents.begin(
+            "move",
+            {
+                "source": mb.name,
+                "uidvalidity": mb.uidvalidity,
+                "uids": uids,
+                "dest": dest.name,
+                "dest_uidnext": dest.uidnext,
+                "message_ids": [mb.records[u].message_id for u in uids],
+            },
+        )
+
+    @staticmethod
+    async def _expunge_originals(conn: UpstreamConnection, uidset: SequenceSet) -> None:
+        await conn.check(lambda tag: cmd.Store(tag, uidset, "add", ("\\Deleted",), silent=True, uid=True))
+        if conn.has("UIDPLUS"):
+            await conn.check(lambda tag: cmd.Expunge(tag, uid=True, uid_set=uidset))
+        else:
+            await conn.check(lambda tag: cmd.Expunge(tag))
+
+    async def recover_intents(self) -> int:
+        """Finish or roll back every open intent (start-up, and after a failure).
+        Returns how many were settled; those that cannot be checked now (upstream
+        down) stay open for the next attempt."""
+        settled = 0
+        for intent in self.intents.pending():
+            if intent.kind != "move":
+                self.intents.finish(intent.id, "unknown")
+                continue
+            p = intent.payload
+            try:
+                outcome = await self._settle_move(p)
+            except (UpstreamError, UpstreamUnavailable) as exc:
+                log.warning(
+                    "open move %d (%s -> %s) not settled yet: %s", intent.id, p["source"], p["dest"], exc
+                )
+                continue
+            self.intents.finish(intent.id, outcome)
+            self.journal.record(
+                JournalEntry(
+                    None,
+                    "gateway",
+                    "RECOVER",
+                    p["source"],
+                    _uids_text(p["uids"]),
+                    detail=f"interrupted move to {p['dest']}: {outcome}",
+                )
+            )
+            log.warning("interrupted move %s -> %s: %s", p["source"], p["dest"], outcome)
+            self.sync.request(p["source"])
+            self.sync.request(p["dest"])
+            settled += 1
+        return settled
+
+    async def _settle_move(self, p: dict[str, Any]) -> str:
+        uids: list[int] = p["uids"]
+        ids: list[str | None] = p["message_ids"]
+        copied: list[int] = []
+        unknown: list[int] = []
+        async with self.pool.connection(p["dest"]) as conn:
+            for uid, mid in zip(uids, ids, strict=True):
+                if not mid:
+                    unknown.append(uid)
+                    continue
+                criteria = (
+                    SearchUid(SequenceSet(((max(p["dest_uidnext"], 1), STAR),))),
+                    SearchHeader("Message-ID", mid.encode("utf-8")),
+                )
+                res = await conn.check(_uid_search(criteria))
+                if any(u >= p["dest_uidnext"] for r in res.of_type(rsp.Search) for u in r.ids):
+                    copied.append(uid)
+        async with self.pool.connection(p["source"]) as conn:
+            if conn.selected_uidvalidity != p["uidvalidity"]:
+                return "source folder was rebuilt; nothing to do"
+            if copied:
+                await self._expunge_originals(conn, SequenceSet.from_ids(copied))
+            rollback = [u for u in uids if u not in copied and u not in unknown]
+            if rollback:
+                await conn.check(_uid_store(SequenceSet.from_ids(rollback), "remove", ("\\Deleted",)))
+        if copied and not rollback:
+            return "finished (copies verified by Message-ID, originals expunged)"
+        if rollback and not copied:
+            return "rolled back (no copy arrived; originals kept)"
+        return f"finished {len(copied)}, rolled back {len(rollback)}, unverifiable {len(unknown)} kept"
 
     def _private_snapshot(self, mb: MailboxIndex, uids: Sequence[int]) -> dict[int, dict[str, set[int]]]:
         """Every user's private flags of ``uids``: {user: {flag: uids}}."""
