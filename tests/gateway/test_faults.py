@@ -135,7 +135,7 @@ async def test_move_open_at_crash_is_settled_at_start(
 ) -> None:
     """The gateway died (SIGKILL) after COPY: the next start finishes the move."""
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5], "Archive": []})
-    gw, alice = await make(dc.port, tmp_path)
+    gw, _alice = await make(dc.port, tmp_path)
     inbox = gw.replica.get("INBOX")
     archive = gw.replica.get("Archive")
     assert inbox is not None and archive is not None
