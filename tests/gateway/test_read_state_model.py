@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,12 @@ def check(gw: Gateway, model: dict[str, set[tuple[str, int]]], folders: tuple[st
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(op, min_size=1, max_size=12))
 def test_private_read_state_matches_model(
-    dovecot: DovecotServer, tmp_path: Path, ops: list[tuple[str, str, int]]
+    own_dovecot: DovecotServer, tmp_path: Path, ops: list[tuple[str, str, int]]
 ) -> None:
-    asyncio.run(scenario(dovecot, tmp_path, ops))
+    asyncio.run(scenario(own_dovecot, tmp_path, ops))
+
+
+@pytest.fixture
+def own_dovecot(fresh_dovecot: Callable[..., DovecotServer]) -> DovecotServer:
+    """An isolated Dovecot for this test only: the examples create many folders."""
+    return fresh_dovecot(folders={})

@@ -125,13 +125,6 @@ def test_expunge_is_not_sent_during_fetch_but_at_noop(gateway: GatewayHarness) -
         bob.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a FETCH by sequence number of a message expunged by another session (not yet "
-    "announced) answers OK and silently leaves it out; RFC 2180 §4.1.2 wants a tagged NO "
-    "(Dovecot: NO [EXPUNGEISSUED]).  server/commands_message.py fetch(); pinned by "
-    "tests/server/test_transcripts.py::test_expunge_not_sent_during_fetch_store_search",
-)
 def test_fetch_of_message_expunged_elsewhere_says_so(gateway: GatewayHarness) -> None:
     bob = _raw(gateway, "bob", b"INBOX")
     try:

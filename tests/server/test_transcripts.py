@@ -162,7 +162,11 @@ async def test_expunge_not_sent_during_fetch_store_search(tmp_path: Path) -> Non
         assert inbox is not None
         gw.replica.expunge(inbox, [2])
         # Sequence numbers must not shift under a FETCH/SEARCH by sequence number.
-        await c.exchange(b"f FETCH 2 (UID)", b"f OK FETCH completed")
+        await c.exchange(
+            b"f FETCH 1:2 (UID)",
+            b"* 1 FETCH (UID 1)",
+            b"f NO [EXPUNGEISSUED] some of the requested messages were expunged by another session",
+        )
         await c.exchange(b"s SEARCH ALL", b"* SEARCH 1 3 4 5", b"s OK SEARCH completed")
         # A UID command may carry it.
         await c.exchange(b"u UID SEARCH ALL", b"* SEARCH 1 3 4 5", b"* 2 EXPUNGE", b"u OK SEARCH completed")

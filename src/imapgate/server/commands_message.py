@@ -64,12 +64,15 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
         ]
         if gone:
             s.send(b"* VANISHED (EARLIER) " + bytes(SequenceSet.from_ids(gone)) + b"\r\n")
+    # RFC 2180 §4.1.2: a message expunged by someone else but not yet announced
+    # to this session is answered with NO [EXPUNGEISSUED] after the others' data.
+    vanished_meanwhile = any(u not in mb.records for _, u in pairs)
     pairs = [(q, u) for q, u in pairs if u in mb.records]
     if c.changedsince is not None:
         since = c.changedsince
         pairs = [(q, u) for q, u in pairs if view.modseq_of(u) > since]
     if not pairs:
-        return Done("FETCH completed")
+        return _fetch_done(vanished_meanwhile)
 
     seen_changed: set[int] = set()
     if any(a.sets_seen for a in attrs) and not view.readonly:
@@ -78,7 +81,7 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
     names = {a.name for a in attrs}
     if names <= _FAST_ITEMS:
         await _fetch_flags_fast(s, view, pairs, attrs)
-        return Done("FETCH completed")
+        return _fetch_done(vanished_meanwhile)
     content_attrs = [a for a in attrs if is_content(a)]
     for i in range(0, len(pairs), CONTENT_ROUND):
         chunk = pairs[i : i + CONTENT_ROUND]
@@ -114,6 +117,14 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
                     items.append(b"MODSEQ (%d)" % view.modseq_of(uid))
             s.send(rw.fetch_raw_line(seq, items))
         await s.maybe_flush()
+    return _fetch_done(vanished_meanwhile)
+
+
+def _fetch_done(vanished_meanwhile: bool) -> Done:
+    if vanished_meanwhile:
+        raise OperationError(
+            "some of the requested messages were expunged by another session", "EXPUNGEISSUED"
+        )
     return Done("FETCH completed")
 
 
