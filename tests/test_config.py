@@ -14,6 +14,10 @@ MINIMAL = """
 host = "imap.example.net"
 user = "info@example.net"
 password = "s3cret"
+
+[server]
+certificate = "cert.pem"
+private_key = "key.pem"
 """
 
 
@@ -43,8 +47,7 @@ def test_password_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("[server]\nlisten = [\"nonsense\"]\n", "not \"host:port\""),
-        ("[server]\nlisten = [\"127.0.0.1:1143\"]\ntypo = 1\n", "unknown key(s) [server] typo"),
+        ("[server.x]\n", "unknown key(s) [server] x"),
         ("[upstream.x]\n", "unknown key"),
         ("[folders]\nseen = { Support = \"sometimes\" }\n", "Support"),
     ],
@@ -52,6 +55,22 @@ def test_password_file(tmp_path: Path) -> None:
 def test_invalid(tmp_path: Path, extra: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load(write(tmp_path, MINIMAL + extra))
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ('listen = ["nonsense"]', 'not "host:port"'),
+        ("typo = 1\nallow_plaintext = true", "unknown key(s) [server] typo"),
+        ("", "no client could ever log in"),
+        ('certificate = "c.pem"', "certificate and private_key go together"),
+        ('tls_listen = ["0.0.0.0:993"]\nallow_plaintext = true', "tls_listen needs certificate"),
+    ],
+)
+def test_invalid_server(tmp_path: Path, server: str, message: str) -> None:
+    base = MINIMAL.split("[server]")[0]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(write(tmp_path, base + "[server]\n" + server + "\n"))
 
 
 def test_max_connections_range(tmp_path: Path) -> None:

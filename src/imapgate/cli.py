@@ -86,8 +86,8 @@ def sync(ctx: click.Context, config_file: Path | None) -> None:
     """Run (or re-run) the sync with upstream in the foreground, with progress."""
     import asyncio
 
+    from .replica.sync import SyncProgress
     from .runner import sync_once
-    from .upstream.sync import SyncProgress
 
     cfg = load_config(ctx, config_file)
     bars: dict[str, Any] = {}

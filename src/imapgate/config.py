@@ -138,8 +138,16 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         idle_timeout=sv.get_float("idle_timeout", 30 * 60.0, 60.0, 7 * 86400.0),
     )
     sv.done()
-    if server.tls_listen and not (server.certificate and server.private_key):
+    if bool(server.certificate) != bool(server.private_key):
+        raise ConfigError("[server] certificate and private_key go together: set both or neither")
+    if server.tls_listen and not server.certificate:
         raise ConfigError("[server] tls_listen needs certificate and private_key")
+    if not server.certificate and not server.allow_plaintext:
+        raise ConfigError(
+            "[server] no certificate/private_key and allow_plaintext = false: no client could ever "
+            "log in. Configure a certificate (recommended) or, on a trusted network only, "
+            "allow_plaintext = true"
+        )
     if not server.listen and not server.tls_listen:
         raise ConfigError("[server] listen and tls_listen are both empty: nothing to serve")
 
@@ -161,7 +169,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         elif mode == "shared":
             seen_modes[name] = "shared"
         else:
-            raise ConfigError(f"[folders.seen] {name!r}: expected \"private\" or \"shared\", got {mode!r}")
+            raise ConfigError(f'[folders.seen] {name!r}: expected "private" or "shared", got {mode!r}')
     folders = FoldersConfig(
         default_seen=fo.choice("default_seen", ("private", "shared"), "private"),  # type: ignore[arg-type]
         private_flags=tuple(fo.get_str_list("private_flags", ["\\Seen"])),
@@ -237,7 +245,7 @@ class _Section:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{self._where(key)} must be a list of \"host:port\" strings")
+            raise ConfigError(f'{self._where(key)} must be a list of "host:port" strings')
         for v in value:
             parse_address(v, self._where(key))
         return tuple(value)
@@ -286,7 +294,7 @@ def parse_address(value: str, where: str = "address") -> tuple[str, int]:
     """``"host:port"`` or ``"[v6]:port"`` into (host, port); port 0 picks a free port (tests)."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"{where}: {value!r} is not \"host:port\"")
+        raise ConfigError(f'{where}: {value!r} is not "host:port"')
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host or "0.0.0.0", int(port)

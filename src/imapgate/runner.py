@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .config import Config, from_dict
 from .gateway.app import Gateway
+from .replica.sync import SyncProgress
 from .server.listener import ImapServer
-from .upstream.sync import SyncProgress
 
 log = logging.getLogger("imapgate")
 

@@ -48,6 +48,7 @@ async def make(dc_port: int, tmp_path: Path) -> tuple[Gateway, Actor]:
                 "user": "shared",
                 "password": "shared-secret",
             },
+            "server": {"allow_plaintext": True},
             "store": {"data_dir": str(tmp_path / "gw")},
         },
         base_dir=tmp_path,

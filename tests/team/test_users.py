@@ -54,7 +54,9 @@ def test_duplicate(directory: UserDirectory) -> None:
 
 def test_cli_with_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "gw.toml"
-    cfg.write_text('[upstream]\nhost = "localhost"\nuser = "shared"\npassword = "x"\n')
+    cfg.write_text(
+        '[upstream]\nhost = "localhost"\nuser = "shared"\npassword = "x"\n[server]\nallow_plaintext = true\n'
+    )
     monkeypatch.setenv("IMAPGATE_CONFIG", str(cfg))
     runner = CliRunner()
     r = runner.invoke(main, ["user", "add", "alice", "--password-stdin"], input="pw-alice\n")

@@ -10,12 +10,13 @@ from ..config import Config
 from ..replica.content import ContentCache
 from ..replica.events import EventHub
 from ..replica.replica import Replica
+from ..replica.sync import ProgressFn, SyncEngine
 from ..store.engine import open_engine
 from ..team.journal import Journal
 from ..team.subscriptions import Subscriptions
 from ..team.users import UserDirectory
+from ..upstream.connection import UpstreamError, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
-from ..upstream.sync import ProgressFn, SyncEngine
 from .mailservice import MailService
 from .policy import Policy
 
@@ -59,7 +60,14 @@ class Gateway:
         # Operations interrupted by a crash are settled before anything else.
         await self.service.recover_intents()
         if initial_sync:
-            await self.sync.initial_sync()
+            try:
+                await self.sync.initial_sync()
+            except (UpstreamUnavailable, UpstreamError) as exc:
+                # Serve what the replica holds; the watcher and the periodic
+                # check catch up once the hoster answers again.
+                log.warning("start-up sync failed (%s); serving from the replica", exc)
+                if not self.replica.names():
+                    log.warning("the replica is empty: clients will see no folders until upstream answers")
         self.sync.start()
 
     async def stop(self) -> None:

@@ -32,10 +32,10 @@ from ..protocol.sequence import STAR, SequenceSet
 from ..replica.content import ContentCache
 from ..replica.mailbox import MailboxIndex, MessageRecord
 from ..replica.replica import Replica
+from ..replica.sync import SyncEngine
 from ..team.journal import Journal, JournalEntry
 from ..upstream.connection import CommandResult, UpstreamConnection, UpstreamError, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
-from ..upstream.sync import SyncEngine
 from . import policy as rights
 from .errors import OperationError
 from .intents import IntentLog
@@ -620,6 +620,7 @@ class MailService:
             await self._simple_upstream(actor, "DELETE", name, lambda tag: cmd.Delete(tag, name))
             self.content.drop_mailbox(mb.id)
             self.replica.drop_mailbox(name)
+        await self.pool.drop_selected(name)
         await self.sync.sync_list()
 
     async def rename(self, actor: Actor, old: str, new: str) -> None:
@@ -634,6 +635,7 @@ class MailService:
             )
             if old != "INBOX":
                 self.replica.rename_mailbox(old, new)
+        await self.pool.drop_selected(old)
         await self.sync.sync_list()
         for name in self.replica.names():
             mb = self.replica.get(name)

@@ -193,6 +193,15 @@ class Replica:
             self.by_name[new_name] = m
         self.hub.publish(MailboxListChanged((old, new)))
 
+    def delimiter(self) -> str:
+        """The upstream hierarchy delimiter (``/`` at Dovecot, ``.`` at many
+        hosters), shown to clients unchanged so folder names pass through as-is."""
+        inbox = self.by_name.get("INBOX")
+        if inbox is not None and inbox.delimiter:
+            return inbox.delimiter
+        seen = [mb.delimiter for mb in self.by_name.values() if mb.delimiter]
+        return max(set(seen), key=seen.count) if seen else "/"
+
     def seen_mode(self, mb: MailboxIndex) -> SeenMode:
         mode = mb.seen_mode or self.config_seen_modes.get(mb.name) or self.default_seen
         return "shared" if mode == "shared" else "private"

@@ -15,7 +15,6 @@ from ..replica.mailbox import MailboxIndex
 from .session import AUTH, Done, Session, State, command
 from .view import SelectedView
 
-DELIMITER = "/"
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 #: Attributes that describe hierarchy and are recomputed from the replica.
 _CHILD_ATTRS = {"\\HASCHILDREN", "\\HASNOCHILDREN"}
@@ -23,15 +22,15 @@ SPECIAL_USE = {"\\ALL", "\\ARCHIVE", "\\DRAFTS", "\\FLAGGED", "\\JUNK", "\\SENT"
 STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT", "HIGHESTMODSEQ")
 
 
-def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
+def pattern_regex(reference: str, pattern: str, delimiter: str) -> re.Pattern[str]:
     """LIST pattern (with its reference) as a regex: ``*`` any, ``%`` any but the delimiter."""
-    full = pattern if pattern.startswith(DELIMITER) or not reference else reference + pattern
+    full = pattern if pattern.startswith(delimiter) or not reference else reference + pattern
     out = []
     for ch in full:
         if ch == "*":
             out.append(".*")
         elif ch == "%":
-            out.append(f"[^{re.escape(DELIMITER)}]*")
+            out.append(f"[^{re.escape(delimiter)}]*")
         else:
             out.append(re.escape(ch))
     rx = "".join(out)
@@ -43,7 +42,7 @@ def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
 
 def _attributes(s: Session, mb: MailboxIndex, names: set[str], subscribed: bool | None) -> tuple[str, ...]:
     attrs = [a for a in mb.attributes if a.upper() not in _CHILD_ATTRS and a.upper() != "\\SUBSCRIBED"]
-    prefix = mb.name + DELIMITER
+    prefix = mb.name + s.gw.replica.delimiter()
     has_children = any(n.startswith(prefix) for n in names)
     attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
     if subscribed:
@@ -92,12 +91,13 @@ async def list_(s: Session, c: cmd.Command) -> Done:
     sel = {o.upper() for o in (c.selection_options or ())}
     ret = {o.upper() for o in (c.return_options or ())}
     if len(c.patterns) == 1 and c.patterns[0] == "" and not sel:
-        s.send_response(rsp.ListResponse(("\\Noselect",), DELIMITER, ""))
+        s.send_response(rsp.ListResponse(("\\Noselect",), s.gw.replica.delimiter(), ""))
         return Done("LIST completed")
     only_subscribed = "SUBSCRIBED" in sel
     show_subscribed = only_subscribed or "SUBSCRIBED" in ret
     special_only = "SPECIAL-USE" in sel
-    regexes = [pattern_regex(c.reference, p) for p in c.patterns]
+    delim = s.gw.replica.delimiter()
+    regexes = [pattern_regex(c.reference, p, delim) for p in c.patterns]
     names = set(s.gw.replica.names())
     for name in sorted(names, key=lambda n: (n != "INBOX", n)):
         if not any(rx.match(name) for rx in regexes):
@@ -113,9 +113,7 @@ async def list_(s: Session, c: cmd.Command) -> Done:
         if special_only and not any(a.upper() in SPECIAL_USE for a in mb.attributes):
             continue
         s.send_response(
-            rsp.ListResponse(
-                _attributes(s, mb, names, subscribed if show_subscribed else None), DELIMITER, name
-            )
+            rsp.ListResponse(_attributes(s, mb, names, subscribed if show_subscribed else None), delim, name)
         )
         if "STATUS" in ret and c.status_items and not any(a.upper() == "\\NOSELECT" for a in mb.attributes):
             s.send_response(rsp.StatusResponse(name, _status_items(s, mb, c.status_items)))
@@ -135,14 +133,15 @@ def _may_see(s: Session, name: str) -> bool:
 async def lsub(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Lsub)
     actor = s.require_actor()
-    rx = pattern_regex(c.reference, c.pattern)
+    delim = s.gw.replica.delimiter()
+    rx = pattern_regex(c.reference, c.pattern, delim)
     names = set(s.gw.replica.names())
     for name in sorted(names, key=lambda n: (n != "INBOX", n)):
         mb = s.gw.replica.get(name)
         if mb is None or not rx.match(name) or not _may_see(s, name):
             continue
         if s.gw.subscriptions.is_subscribed(actor.user_id, name):
-            s.send_response(rsp.LsubResponse(_attributes(s, mb, names, None), DELIMITER, name))
+            s.send_response(rsp.LsubResponse(_attributes(s, mb, names, None), delim, name))
     return Done("LSUB completed")
 
 
@@ -219,7 +218,7 @@ async def examine(s: Session, c: cmd.Command) -> Done:
 @command(cmd.Create, AUTH)
 async def create(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Create)
-    name = c.mailbox.rstrip(DELIMITER)
+    name = c.mailbox.rstrip(s.gw.replica.delimiter())
     if not name:
         raise OperationError("empty mailbox name", "CANNOT")
     if name.upper() == "INBOX":
@@ -240,7 +239,7 @@ async def delete(s: Session, c: cmd.Command) -> Done:
 @command(cmd.Rename, AUTH)
 async def rename(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Rename)
-    await s.gw.service.rename(s.require_actor(), c.mailbox, c.new_name.rstrip(DELIMITER))
+    await s.gw.service.rename(s.require_actor(), c.mailbox, c.new_name.rstrip(s.gw.replica.delimiter()))
     return Done("RENAME completed")
 
 

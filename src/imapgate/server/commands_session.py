@@ -69,7 +69,7 @@ async def enable(s: Session, c: cmd.Command) -> Done:
 
 @command(cmd.Namespace, AUTH)
 async def namespace(s: Session, c: cmd.Command) -> Done:
-    s.send_response(rsp.Namespace((rsp.NamespaceDescriptor("", "/"),), None, None))
+    s.send_response(rsp.Namespace((rsp.NamespaceDescriptor("", s.gw.replica.delimiter()),), None, None))
     return Done("NAMESPACE completed")
 
 

@@ -151,6 +151,25 @@ class UpstreamPool:
         finally:
             await self._release(conn)
 
+    async def drop_selected(self, mailbox: str) -> None:
+        """Log out idle connections that have ``mailbox`` (or a folder below it) selected:
+        after it was deleted or renamed on another connection, Dovecot fails later commands
+        on such a session (e.g. an APPEND after the name was created again: "Internal error
+        ... duplicate transaction log sequence")."""
+        prefix = mailbox + "/"
+        async with self._cond:
+            stale = [
+                c
+                for c in self._idle
+                if c.selected is not None and (c.selected == mailbox or c.selected.startswith(prefix))
+            ]
+            if not stale:
+                return
+            self._idle = [c for c in self._idle if c not in stale]
+            self._open -= len(stale)
+            self._cond.notify_all()
+        await asyncio.gather(*(c.logout() for c in stale), return_exceptions=True)
+
     async def dedicated(self, name: str) -> UpstreamConnection:
         """A connection taken out of the pool for good (the change watcher);
         give it back with ``release_dedicated``."""

@@ -33,10 +33,10 @@ from ..protocol import commands as cmd
 from ..protocol import responses as rsp
 from ..protocol.fetch_items import FetchAttribute, Section
 from ..protocol.sequence import STAR, SequenceSet
-from ..replica.mailbox import MailboxIndex, MessageRecord
-from ..replica.replica import Replica
-from .connection import CommandResult, UpstreamConnection, UpstreamError, UpstreamUnavailable
-from .pool import UpstreamPool
+from ..upstream.connection import CommandResult, UpstreamConnection, UpstreamError, UpstreamUnavailable
+from ..upstream.pool import UpstreamPool
+from .mailbox import MailboxIndex, MessageRecord
+from .replica import Replica
 
 log = logging.getLogger("imapgate.sync")
 
@@ -223,7 +223,7 @@ class SyncEngine:
                 for f in changed.of_type(rsp.FetchResponse):
                     if f.uid is not None and f.flags is not None:
                         flag_changes[f.uid] = _stored_flags(f.flags)
-                if exists != len(mb.uids) + max(0, 0):
+                if exists != len(mb.uids):
                     gone = await self._vanished_by_search(conn, mb, known_max)
             else:
                 # No CONDSTORE: one full flag scan finds changes and expunges.
