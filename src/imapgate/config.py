@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -111,7 +112,12 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
     if password_file:
         pf = _resolve(base_dir, password_file)
         try:
-            password = pf.read_text(encoding="utf-8").strip("\r\n")
+            password = pf.read_text(encoding="utf-8").rstrip("\r\n")
+            if pf.stat().st_mode & 0o077:
+                warnings.warn(
+                    f"[upstream] password_file {pf} is readable by others; use chmod 600",
+                    stacklevel=2,
+                )
         except OSError as exc:
             raise ConfigError(f"[upstream] password_file {pf}: {exc.strerror}") from None
     tls = up.choice("tls", ("none", "starttls", "implicit"), "implicit")

@@ -77,3 +77,26 @@ def test_rename_with_children(tmp_path: Path) -> None:
     replica.upsert_mailbox("Projects/Web", "/", ())
     replica.rename_mailbox("Projects", "Archive/Projects")
     assert replica.names() == ["Archive/Projects", "Archive/Projects/Web"]
+
+
+def test_seen_mode_switch_by_config_drops_stale_private_state(tmp_path: Path) -> None:
+    replica, _ = make(tmp_path)
+    alice = UserDirectory(replica.engine).add("alice", "pw")
+    mb = replica.upsert_mailbox("Queue", "/", ())
+    replica.reset(mb, 7, "initial")
+    replica.add_messages(mb, [rec(1, "\\Seen"), rec(2)])
+    replica.load()  # records the mode in force (private)
+    mb = replica.get("Queue")
+    assert mb is not None
+    replica.set_private_flags(mb, alice.id, {}, {"\\Seen": [1]})  # alice: 1 unread again
+    # Same config on restart: alice's state stays.
+    again = Replica(replica.engine)
+    again.load()
+    q = again.get("Queue")
+    assert q is not None and 1 not in again.private_state(q, alice.id).flags["\\Seen"]
+    # Config switches the folder to shared and back to private: stale marks do not return.
+    Replica(replica.engine, seen_modes={"Queue": "shared"}).load()
+    back = Replica(replica.engine)
+    back.load()
+    q = back.get("Queue")
+    assert q is not None and 1 in back.private_state(q, alice.id).flags["\\Seen"]

@@ -294,19 +294,12 @@ class MailService:
             try:
                 async with self.pool.connection(mb.name) as conn:
                     self._check_uidvalidity(conn, mb)
-                    if conn.has("UIDPLUS"):
-                        res = await conn.check(
-                            lambda tag: cmd.Expunge(tag, uid=True, uid_set=SequenceSet.from_ids(targets))
-                        )
-                    else:
-                        res = await conn.check(lambda tag: cmd.Expunge(tag))
+                    await _expunge_exactly(conn, SequenceSet.from_ids(targets), mb)
             except (UpstreamError, UpstreamUnavailable) as exc:
                 err = _upstream_failure(exc, "cannot expunge")
                 self._fail(actor, "EXPUNGE", mb.name, targets, err)
                 raise err from None
             gone = set(targets)
-            # Without UIDPLUS, upstream expunged every \Deleted message it had.
-            del res
             removed = self.replica.expunge(mb, gone, hook=entry.writer())
         self.sync.request(mb.name)
         return list(removed)
@@ -342,7 +335,7 @@ class MailService:
                     elif move:
                         intent = self._move_intent(mb, targets, dest)
                         res = await conn.check(lambda tag: cmd.Copy(tag, uidset, dest.name, uid=True))
-                        await self._expunge_originals(conn, uidset)
+                        await self._expunge_originals(conn, uidset, mb)
                         self.intents.finish(intent)
                         intent = None
                     else:
@@ -403,12 +396,11 @@ class MailService:
         )
 
     @staticmethod
-    async def _expunge_originals(conn: UpstreamConnection, uidset: SequenceSet) -> None:
+    async def _expunge_originals(
+        conn: UpstreamConnection, uidset: SequenceSet, mb: MailboxIndex | None
+    ) -> None:
         await conn.check(lambda tag: cmd.Store(tag, uidset, "add", ("\\Deleted",), silent=True, uid=True))
-        if conn.has("UIDPLUS"):
-            await conn.check(lambda tag: cmd.Expunge(tag, uid=True, uid_set=uidset))
-        else:
-            await conn.check(lambda tag: cmd.Expunge(tag))
+        await _expunge_exactly(conn, uidset, mb)
 
     async def recover_intents(self) -> int:
         """Finish or roll back every open intent (start-up, and after a failure).
@@ -465,7 +457,9 @@ class MailService:
             if conn.selected_uidvalidity != p["uidvalidity"]:
                 return "source folder was rebuilt; nothing to do"
             if copied:
-                await self._expunge_originals(conn, SequenceSet.from_ids(copied))
+                await self._expunge_originals(
+                    conn, SequenceSet.from_ids(copied), self.replica.get(p["source"])
+                )
             rollback = [u for u in uids if u not in copied and u not in unknown]
             if rollback:
                 await conn.check(_uid_store(SequenceSet.from_ids(rollback), "remove", ("\\Deleted",)))
@@ -737,6 +731,27 @@ def _uid_store(
         return cmd.Store(tag, uids, op, flags, silent=True, uid=True)
 
     return build
+
+
+async def _expunge_exactly(conn: UpstreamConnection, uidset: SequenceSet, mb: MailboxIndex | None) -> None:
+    """Expunge exactly ``uidset``.  With UIDPLUS that is UID EXPUNGE; without it a
+    plain EXPUNGE would also remove other messages someone marked \\Deleted but
+    meant to keep for now, so their \\Deleted is lifted around it."""
+    if conn.has("UIDPLUS"):
+        await conn.check(lambda tag: cmd.Expunge(tag, uid=True, uid_set=uidset))
+        return
+    mine = set(uidset.iter(0))
+    others = (
+        [] if mb is None else [u for u in mb.uids if u not in mine and "\\Deleted" in mb.records[u].flags]
+    )
+    shield = SequenceSet.from_ids(others)
+    if others:
+        await conn.check(_uid_store(shield, "remove", ("\\Deleted",)))
+    try:
+        await conn.check(lambda tag: cmd.Expunge(tag))
+    finally:
+        if others:
+            await conn.check(_uid_store(shield, "add", ("\\Deleted",)))
 
 
 def _uid_search(criteria: tuple[SearchKey, ...]) -> Callable[[str], cmd.Command]:

@@ -291,6 +291,6 @@ class ResponseFramer(_Assembler):
         *,
         max_line: int = limits.MAX_RESPONSE_LINE,
         max_literal: int = limits.MAX_RESPONSE_LITERAL,
-        max_frame: int = limits.MAX_RESPONSE_LITERAL * 4,
+        max_frame: int = limits.MAX_RESPONSE_FRAME,
     ) -> None:
         super().__init__(max_line=max_line, max_literal=max_literal, max_frame=max_frame)

@@ -54,3 +54,7 @@ MAX_RESPONSE_LINE = 16 * 1024 * 1024
 #: One literal from upstream: a whole message body (BODY[]).  Larger than any
 #: message a client may append, with margin for servers that accept more.
 MAX_RESPONSE_LITERAL = 256 * 1024 * 1024
+
+#: A whole response frame from upstream (line plus literals): a FETCH of
+#: several sections of one large message.
+MAX_RESPONSE_FRAME = MAX_RESPONSE_LITERAL * 4

@@ -17,7 +17,7 @@ from typing import Literal
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from ..store.schema import expunged as expunged_table
-from ..store.schema import mailboxes, messages, private_flags, private_modseqs
+from ..store.schema import mailboxes, messages, meta, private_flags, private_modseqs
 from .events import (
     EventHub,
     FlagsChanged,
@@ -102,10 +102,39 @@ class Replica:
                 mb.uids.append(m.uid)
             for e in conn.execute(select(expunged_table)):
                 self.by_id[e.mailbox_id].expunged[e.uid] = e.modseq
+        self._settle_configured_modes()
         for mb in self.by_id.values():
             mb.shared_highest = max(
                 [r.modseq for r in mb.records.values()] + list(mb.expunged.values()) + [1]
             )
+
+    def _settle_configured_modes(self) -> None:
+        """A folder's read-state mode may have changed in the configuration since the
+        last run: treat it like ``imapgate folder set`` (drop stale personal \\Seen
+        so everyone starts from the shared state, instead of old marks coming back)."""
+        with self.engine.begin() as conn:
+            stored = {
+                r.key: r.value for r in conn.execute(select(meta).where(meta.c.key.like("seen_mode:%")))
+            }
+            for mb in self.by_id.values():
+                key = f"seen_mode:{mb.id}"
+                now = self.seen_mode(mb)
+                before = stored.get(key)
+                if before == now:
+                    continue
+                if before is not None:
+                    conn.execute(
+                        delete(private_flags).where(
+                            private_flags.c.mailbox_id == mb.id, private_flags.c.flag == "\\Seen"
+                        )
+                    )
+                self._record_mode(conn, mb)
+
+    def _record_mode(self, conn: Connection, mb: MailboxIndex) -> None:
+        """Remember the mode in force, so a later change in the config is noticed."""
+        key = f"seen_mode:{mb.id}"
+        conn.execute(delete(meta).where(meta.c.key == key))
+        conn.execute(insert(meta).values(key=key, value=self.seen_mode(mb)))
 
     # -- mailbox list -------------------------------------------------------------
     def get(self, name: str) -> MailboxIndex | None:
@@ -544,6 +573,7 @@ class Replica:
         after = self.seen_mode(mb)
         with self.engine.begin() as conn:
             conn.execute(update(mailboxes).where(mailboxes.c.id == mb.id).values(seen_mode=mode))
+            self._record_mode(conn, mb)
             if after != before:
                 conn.execute(
                     delete(private_flags).where(
@@ -564,6 +594,8 @@ class Replica:
                 before = self.seen_mode(mb)
                 mb.seen_mode = r.seen_mode
                 if self.seen_mode(mb) != before:
+                    with self.engine.begin() as conn:
+                        self._record_mode(conn, mb)
                     mb.private.clear()
                     self._announce_all(mb)
 

@@ -9,6 +9,7 @@ from .. import __version__
 from ..gateway.errors import OperationError
 from ..gateway.policy import Actor
 from ..protocol import commands as cmd
+from ..protocol import limits
 from ..protocol import responses as rsp
 from ..protocol.command_parser import parse_authenticate_response
 from ..protocol.errors import CodecError
@@ -113,6 +114,7 @@ async def _authenticate_user(s: Session, user: str, password: str) -> Done:
     client = f"{s.client_id} from {s.address}" if s.client_id else s.address
     s.actor = Actor(found.id, found.name, client)
     s.state = State.AUTHENTICATED
+    s.framer.max_append_literal = limits.MAX_APPEND_LITERAL
     s.log.info("logged in as %s", found.name)
     return Done("logged in", rsp.CapabilityCode(tuple(s.capabilities())))
 

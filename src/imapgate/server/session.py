@@ -36,6 +36,7 @@ from ..gateway.app import Gateway
 from ..gateway.errors import OperationError
 from ..gateway.policy import Actor
 from ..protocol import commands as cmd
+from ..protocol import limits
 from ..protocol import responses as rsp
 from ..protocol.command_parser import parse_command
 from ..protocol.errors import ClientProtocolError, CodecError
@@ -127,7 +128,9 @@ class Session:
         self.id = next(_session_ids)
         peer = writer.get_extra_info("peername")
         self.address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
-        self.framer = CommandFramer()
+        # Before login, APPEND gets no more room than any other literal: an
+        # anonymous client must not make the server buffer a 64 MiB message.
+        self.framer = CommandFramer(max_append_literal=limits.MAX_COMMAND_LITERAL)
         self.state = State.NOT_AUTHENTICATED
         self.actor: Actor | None = None
         self.view: SelectedView | None = None

@@ -20,6 +20,11 @@ BASE_LOCKOUT = 30.0
 MAX_LOCKOUT = 15 * 60.0
 #: Delay before answering a failed attempt.
 FAILURE_DELAY = 1.0
+#: An address may fail this many times more than one user name before it is
+#: locked: a whole office behind one NAT address must not be locked out by one
+#: colleague's client retrying an old password.
+ADDRESS_FACTOR = 5
+
 #: Names and addresses tracked at most; oldest forgotten first (bounded memory
 #: under a distributed guessing attack).
 MAX_TRACKED = 100_000
@@ -57,11 +62,14 @@ class LoginThrottle:
 
     def failed(self, user: str, address: str) -> None:
         now = self._now()
-        for key in (f"u:{user.lower()}", f"a:{address}"):
+        for key, limit in (
+            (f"u:{user.lower()}", self.max_failures),
+            (f"a:{address}", self.max_failures * ADDRESS_FACTOR),
+        ):
             rec = self._get(key)
             rec.failures = [t for t in rec.failures if now - t < WINDOW]
             rec.failures.append(now)
-            excess = len(rec.failures) - self.max_failures
+            excess = len(rec.failures) - limit
             if excess >= 0:
                 rec.locked_until = now + min(MAX_LOCKOUT, BASE_LOCKOUT * (2**excess))
 
