@@ -16,6 +16,7 @@ the sync engine's lock for it, so a sync never interleaves with a write.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -696,9 +697,9 @@ class MailService:
                         if fuid is None or fuid not in missing_by_uid:
                             continue
                         for k in need:
-                            rn = keys[k].response_name()
-                            if rn in f.items:
-                                got[(fuid, k)] = _as_bytes(f.items[rn])
+                            found_item, value = _find_item(f.items, keys[k].response_name())
+                            if found_item:
+                                got[(fuid, k)] = _as_bytes(value)
                     self.content.put_many(mb.id, mb.uidvalidity, got)
                     found.update(got)
         except (UpstreamError, UpstreamUnavailable) as exc:
@@ -795,6 +796,26 @@ def upstream_attribute(attr: FetchAttribute) -> FetchAttribute:
 
 def cache_key(attr: FetchAttribute) -> bytes:
     return upstream_attribute(attr).response_name()
+
+
+def _find_item(items: dict[bytes, rsp.FetchValue], name: bytes) -> tuple[bool, rsp.FetchValue]:
+    """The FETCH item ``name`` of an upstream answer.  Servers may echo a HEADER.FIELDS list
+    in another order or case than asked (pymap sorts it): match those too, else the client
+    would get NIL for headers the server did send."""
+    if name in items:
+        return True, items[name]
+    want = _normalized_item_name(name)
+    for key, value in items.items():
+        if _normalized_item_name(key) == want:
+            return True, value
+    return False, None
+
+
+_FIELD_LIST = re.compile(rb"\(([^()]*)\)")
+
+
+def _normalized_item_name(name: bytes) -> bytes:
+    return _FIELD_LIST.sub(lambda m: b"(" + b" ".join(sorted(m.group(1).split())) + b")", name.upper())
 
 
 def _as_bytes(value: rsp.FetchValue) -> bytes | None:
