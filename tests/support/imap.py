@@ -8,7 +8,8 @@ import imaplib
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from imapgate.demo import DovecotServer
 
@@ -39,10 +40,11 @@ def session(client: imaplib.IMAP4) -> Iterator[imaplib.IMAP4]:
             client.logout()
 
 
-def ok(result: tuple[str, list[object]]) -> list[object]:
+def ok(result: tuple[str, Sequence[Any]]) -> list[Any]:
+    """The data of an imaplib answer, asserting it was OK."""
     typ, data = result
     assert typ == "OK", data
-    return data
+    return list(data)
 
 
 _UID = re.compile(rb"UID (\d+)")
@@ -81,13 +83,13 @@ def quote(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def search_ids(data: list[object]) -> list[int]:
+def search_ids(data: Sequence[Any]) -> list[int]:
     first = data[0] if data else b""
     assert isinstance(first, bytes)
     return [int(x) for x in first.split()]
 
 
-def fetch_literals(data: list[object]) -> dict[int, bytes]:
+def fetch_literals(data: Sequence[Any]) -> dict[int, bytes]:
     """UID -> the literal of a FETCH answer with one literal item per message."""
     out: dict[int, bytes] = {}
     for item in data:
@@ -185,7 +187,7 @@ class RawClient:
             self.sock.close()
 
 
-def flatten(data: list[object]) -> bytes:
+def flatten(data: Sequence[Any]) -> bytes:
     """imaplib's answer data back as one byte string (literals inline, lines joined by LF)."""
     out: list[bytes] = []
     for item in data:
