@@ -101,7 +101,13 @@ async def test_private_seen_with_condstore_per_user(tmp_path: Path) -> None:
         assert await alice_phone.line() == b"i OK IDLE terminated"
         # ... bob sees nothing: not on NOOP, not in FLAGS, not in CHANGEDSINCE, not in HIGHESTMODSEQ.
         await bob.exchange(b"n NOOP", b"n OK NOOP completed")
-        await bob.exchange(b"f FETCH 3 (FLAGS)", b"* 3 FETCH (FLAGS ())", b"f OK FETCH completed")
+        got = await bob.exchange(
+            b"f FETCH 3 (FLAGS)",
+            re.compile(rb"\* 3 FETCH \(FLAGS \(\) MODSEQ \((\d+)\)\)"),
+            b"f OK FETCH completed",
+        )
+        # bob's modseq for the message is not alice's private change.
+        assert int(re.findall(rb"MODSEQ \((\d+)\)", got[0])[0]) <= bob_before
         await bob.exchange(b"c UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % bob_before, b"c OK FETCH completed")
         await bob.send(b"h STATUS INBOX (HIGHESTMODSEQ UNSEEN)")
         lines = await bob.until_tagged(b"h")

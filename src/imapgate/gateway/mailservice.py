@@ -172,7 +172,7 @@ class MailService:
             new_shared = self._plan_shared(mb, targets, operation, req_shared, private)
             try:
                 if new_shared:
-                    await self._store_upstream(mb, new_shared)
+                    new_shared = await self._store_upstream(mb, new_shared)
             except (UpstreamError, UpstreamUnavailable) as exc:
                 err = _upstream_failure(exc, "cannot change flags")
                 self._fail(actor, "STORE", mb.name, targets, err)
@@ -231,7 +231,14 @@ class MailService:
                 plan[u] = tuple(sorted(new))
         return plan
 
-    async def _store_upstream(self, mb: MailboxIndex, plan: dict[int, tuple[str, ...]]) -> None:
+    async def _store_upstream(
+        self, mb: MailboxIndex, plan: dict[int, tuple[str, ...]]
+    ) -> dict[int, tuple[str, ...]]:
+        """Apply ``plan`` upstream; return the flags upstream reports afterwards.
+
+        STORE is not .SILENT: a server may drop a flag it cannot keep (a keyword
+        when PERMANENTFLAGS lacks \\*), and the replica must record what upstream
+        really holds, never what was asked for."""
         # Group messages by (flags to add, flags to remove) so a bulk change is a
         # few UID STORE commands, not one per message.
         groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
@@ -240,14 +247,29 @@ class MailService:
             add = tuple(sorted(set(new) - cur))
             rem = tuple(sorted(cur - set(new)))
             groups.setdefault((add, rem), []).append(u)
+        reported: dict[int, tuple[str, ...]] = {}
+        answered = False
         async with self.pool.connection(mb.name) as conn:
             self._check_uidvalidity(conn, mb)
             for (add, rem), group in groups.items():
                 uidset = SequenceSet.from_ids(group)
-                if add:
-                    await conn.check(_uid_store(uidset, "add", add))
-                if rem:
-                    await conn.check(_uid_store(uidset, "remove", rem))
+                steps: tuple[tuple[cmd.StoreOperation, tuple[str, ...]], ...] = (
+                    ("add", add),
+                    ("remove", rem),
+                )
+                for op, flags in steps:
+                    if not flags:
+                        continue
+                    res = await conn.check(_uid_store(uidset, op, flags, silent=False))
+                    for f in res.of_type(rsp.FetchResponse):
+                        answered = True
+                        if f.uid is not None and f.flags is not None and f.uid in plan:
+                            reported[f.uid] = tuple(x for x in f.flags if x != "\\Recent")
+        if not answered:
+            # A server that sends no FETCH after STORE: trust the plan.
+            return dict(plan)
+        # A message upstream did not report did not change there.
+        return reported
 
     def _check_uidvalidity(self, conn: UpstreamConnection, mb: MailboxIndex) -> None:
         if conn.selected_uidvalidity and conn.selected_uidvalidity != mb.uidvalidity:
@@ -726,10 +748,10 @@ class MailService:
 
 
 def _uid_store(
-    uids: SequenceSet, op: cmd.StoreOperation, flags: tuple[str, ...]
+    uids: SequenceSet, op: cmd.StoreOperation, flags: tuple[str, ...], *, silent: bool = True
 ) -> Callable[[str], cmd.Command]:
     def build(tag: str) -> cmd.Command:
-        return cmd.Store(tag, uids, op, flags, silent=True, uid=True)
+        return cmd.Store(tag, uids, op, flags, silent=silent, uid=True)
 
     return build
 

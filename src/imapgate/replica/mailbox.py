@@ -82,6 +82,9 @@ class MailboxIndex:
     #: UIDs expunged, with the modseq of the expunge, for QRESYNC VANISHED.
     expunged: dict[int, int] = field(default_factory=dict)
     private: dict[int, PrivateState] = field(default_factory=dict)
+    #: Upstream's PERMANENTFLAGS from its last SELECT (None: not seen yet).
+    #: Without ``\\*`` the hoster cannot keep new keywords.
+    permanent_flags: tuple[str, ...] | None = None
 
     @property
     def exists(self) -> int:

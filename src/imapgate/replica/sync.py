@@ -185,6 +185,9 @@ class SyncEngine:
         highest = hms.value if hms else 0
         un = res.code_of_type(rsp.UidNextCode)
         uidnext = un.value if un else 0
+        pf = res.code_of_type(rsp.PermanentFlagsCode)
+        if pf is not None:
+            mb.permanent_flags = pf.flags
         exists_list = res.of_type(rsp.Exists)
         exists = exists_list[-1].count if exists_list else 0
 

@@ -169,9 +169,10 @@ async def _select(s: Session, c: cmd.SelectBase, readonly: bool) -> Done:
     keywords = sorted({f for r in mb.records.values() for f in r.flags if not f.startswith("\\")})
     flags = (*SYSTEM_FLAGS, *keywords)
     s.send_response(rsp.Flags(flags))
-    s.send_response(
-        rsp.UntaggedStatus("OK", rsp.PermanentFlagsCode(() if readonly else (*flags, "\\*")), "Limited")
-    )
+    # Offer \* (new keywords) only when the hoster can keep them.
+    keywords_ok = mb.permanent_flags is None or "\\*" in mb.permanent_flags
+    permanent = () if readonly else (*flags, "\\*") if keywords_ok else flags
+    s.send_response(rsp.UntaggedStatus("OK", rsp.PermanentFlagsCode(permanent), "Limited"))
     s.send(b"* %d EXISTS\r\n* 0 RECENT\r\n" % view.exists)
     for i, uid in enumerate(view.uids):
         if "\\Seen" not in view.flags_of(uid):

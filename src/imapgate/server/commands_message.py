@@ -52,7 +52,13 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
         raise OperationError(
             "VANISHED needs UID FETCH with CHANGEDSINCE after ENABLE QRESYNC", "CLIENTBUG", "BAD"
         )
-    if s.condstore and "MODSEQ" not in {a.name for a in attrs} and c.changedsince is not None:
+    # With CONDSTORE on, every FETCH that reports FLAGS reports MODSEQ too (as
+    # Dovecot does; clients keep their modseq cache current from it).
+    if (
+        s.condstore
+        and "MODSEQ" not in {a.name for a in attrs}
+        and (c.changedsince is not None or "FLAGS" in names)
+    ):
         attrs.append(FetchAttribute("MODSEQ"))
     s.gw.service.policy.authorize(actor, view.mb.name, rights.READ)
     pairs = _targets(s, view, c.sequence_set, c.uid)
