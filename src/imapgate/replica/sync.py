@@ -295,11 +295,10 @@ class SyncEngine:
             ranges.append((uidnext, STAR))
         for a, b in ranges:
             res = await conn.check(_fetch_new_builder(a, b))
-            recs: list[MessageRecord] = []
-            for f in res.of_type(rsp.FetchResponse):
-                rec = _record_from_fetch(f)
-                if rec is not None and rec.uid >= start:
-                    recs.append(rec)
+            recs, updates = _split_new_messages(res.of_type(rsp.FetchResponse), start)
+            known = {u: f for u, f in updates.items() if u in mb.records}
+            if known:
+                self.replica.set_shared_flags(mb, known)
             if recs:
                 self.replica.add_messages(mb, recs)
                 done += len(recs)
@@ -427,6 +426,40 @@ def _stored_flags(flags: tuple[str, ...]) -> tuple[str, ...]:
     """Upstream flags as the replica keeps them: without \\Recent, which is the
     state of one upstream session (ours), not of the message."""
     return tuple(f for f in flags if f != "\\Recent")
+
+
+def _is_new_message_answer(f: rsp.FetchResponse) -> bool:
+    """True for an answer to ``NEW_MESSAGE_ITEMS``; False for the unsolicited
+    flag updates (another session's STORE) a server mixes into the same answer."""
+    return f.uid is not None and b"RFC822.SIZE" in f.items and b"INTERNALDATE" in f.items
+
+
+def _split_new_messages(
+    answers: list[rsp.FetchResponse], start: int
+) -> tuple[list[MessageRecord], dict[int, tuple[str, ...]]]:
+    """New-message records (UID >= ``start``, one per UID) and the flag updates
+    of other UIDs found in the answer to a new-message fetch.
+
+    An unsolicited ``FETCH (UID u FLAGS ...)`` is never a new message: for a UID
+    of the batch it only updates the flags (the later line on the wire is the
+    newer state); for any other UID it is returned for the caller to apply to a
+    known message, or to ignore (a later sync fetches that message properly)."""
+    records: dict[int, MessageRecord] = {}
+    updates: dict[int, tuple[str, ...]] = {}
+    for f in answers:
+        uid = f.uid
+        if uid is None:
+            continue
+        if _is_new_message_answer(f):
+            rec = _record_from_fetch(f)
+            if rec is not None and uid >= start:
+                records[uid] = rec
+                updates.pop(uid, None)  # this answer's flags are newer
+        elif f.flags is not None:
+            updates[uid] = _stored_flags(f.flags)
+    for uid in [u for u in updates if u in records]:
+        records[uid].flags = updates.pop(uid)
+    return [records[u] for u in sorted(records)], updates
 
 
 def _record_from_fetch(f: rsp.FetchResponse) -> MessageRecord | None:
