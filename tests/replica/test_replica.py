@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import event
+
 from imapgate.replica.events import EventHub, FlagsChanged, MessagesAdded, MessagesExpunged, ReplicaEvent
 from imapgate.replica.mailbox import MessageRecord
 from imapgate.replica.replica import Replica
@@ -100,3 +102,34 @@ def test_seen_mode_switch_by_config_drops_stale_private_state(tmp_path: Path) ->
     back.load()
     q = back.get("Queue")
     assert q is not None and 1 in back.private_state(q, alice.id).flags["\\Seen"]
+
+
+def test_expunge_rewrites_only_private_sets_that_held_an_expunged_uid(tmp_path: Path) -> None:
+    replica, _ = make(tmp_path)
+    users = UserDirectory(replica.engine)
+    alice, bob, carol = (users.add(n, "pw") for n in ("alice", "bob", "carol"))
+    mb = replica.upsert_mailbox("INBOX", "/", ())
+    replica.reset(mb, 1234, "initial")
+    replica.add_messages(mb, [rec(1), rec(2), rec(3)])
+    replica.set_private_flags(mb, alice.id, {"\\Seen": [1, 2]}, {})
+    replica.set_private_flags(mb, bob.id, {"\\Seen": [1]}, {})
+    replica.private_state(mb, carol.id)  # loaded, empty
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "private_flags" in statement:
+            statements.append(statement.split()[0])
+
+    event.listen(replica.engine, "before_cursor_execute", count)
+    try:
+        assert replica.expunge(mb, [2]) == (2,)
+    finally:
+        event.remove(replica.engine, "before_cursor_execute", count)
+    assert statements == ["DELETE", "INSERT"]  # alice's \Seen set only
+    again = Replica(replica.engine)
+    again.load()
+    mb2 = again.get("INBOX")
+    assert mb2 is not None
+    assert list(again.private_state(mb2, alice.id).flags["\\Seen"]) == [1]
+    assert list(again.private_state(mb2, bob.id).flags["\\Seen"]) == [1]
+    assert list(again.private_state(mb2, carol.id).flags["\\Seen"]) == []
