@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -88,6 +89,14 @@ class UpstreamConnection:
         self.enabled: frozenset[str] = frozenset()
         self.selected: str | None = None
         self.selected_uidvalidity: int = 0
+        #: Highest UID of the selected mailbox this session has been told about
+        #: (SELECT's UIDNEXT, any FETCH answer, an APPEND answered with EXISTS).
+        #: Messages at or below it that still exist are in the session's view;
+        #: above it, Dovecot's UID FETCH/STORE/SEARCH silently skip them until a
+        #: NOOP (see ``UpstreamPool.connection``).
+        self.known_uid = 0
+        #: ``time.monotonic()`` of the last completed command (or of the connect).
+        self.last_used = time.monotonic()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._framer = ResponseFramer()
@@ -248,7 +257,11 @@ class UpstreamConnection:
                             if self._pending in done:
                                 break  # refused before the literal (e.g. NO [TOOBIG])
                     await self._writer.drain()
-                    return await self._pending
+                    result = await self._pending
+                    self.last_used = time.monotonic()
+                    if isinstance(command, cmd.Append) and result.ok:
+                        self._note_appended(command, result)
+                    return result
             except TimeoutError:
                 await self.close(f"{command.name} timed out after {timeout:.0f} s")
                 raise UpstreamUnavailable(
@@ -262,6 +275,18 @@ class UpstreamConnection:
                 self._pending = None
                 self._continuation = None
 
+    def _note_appended(self, command: cmd.Append, result: CommandResult) -> None:
+        """An APPEND to the selected mailbox answered with EXISTS has put the new
+        messages into this session's view (APPENDUID names them)."""
+        code = result.code_of_type(rsp.AppendUidCode)
+        if (
+            code is not None
+            and command.mailbox == self.selected
+            and code.uidvalidity == self.selected_uidvalidity
+            and result.of_type(rsp.Exists)
+        ):
+            self.known_uid = max(self.known_uid, max(code.uids.iter(0), default=0))
+
     async def check(
         self, build: Callable[[str], cmd.Command], *, timeout: float = COMMAND_TIMEOUT
     ) -> CommandResult:
@@ -273,13 +298,17 @@ class UpstreamConnection:
 
     async def select(self, mailbox: str, *, qresync: cmd.QresyncParameters | None = None) -> CommandResult:
         condstore = "CONDSTORE" in self.enabled and qresync is None and "QRESYNC" not in self.enabled
+        self.selected, self.known_uid = None, 0
         res = await self.run(lambda tag: cmd.Select(tag, mailbox, condstore=condstore, qresync=qresync))
         if res.ok:
             self.selected = mailbox
             code = res.code_of_type(rsp.UidValidityCode)
             self.selected_uidvalidity = code.value if code else 0
+            nxt = res.code_of_type(rsp.UidNextCode)
+            if nxt is not None:
+                self.known_uid = max(self.known_uid, nxt.value - 1)
         else:
-            self.selected = None
+            self.selected, self.known_uid = None, 0
         return res
 
     # -- IDLE -----------------------------------------------------------------------
@@ -378,6 +407,10 @@ class UpstreamConnection:
             return
         if isinstance(resp, rsp.UntaggedStatus) and resp.status == "BYE":
             self.closed_reason = f"upstream said BYE: {resp.text}"
+        if isinstance(resp, rsp.FetchResponse):
+            uid = resp.uid
+            if uid is not None and uid > self.known_uid:
+                self.known_uid = uid
         if self._pending is not None and not self._idling:
             self._collected.append(resp)
             # Mailbox-size changes ride along with any command's answer; the sync
@@ -398,3 +431,4 @@ class UpstreamConnection:
             if fut is not None and not fut.done():
                 fut.set_exception(UpstreamUnavailable(f"upstream connection lost: {self.closed_reason}"))
         self.selected = None
+        self.known_uid = 0

@@ -21,12 +21,23 @@ from collections.abc import AsyncIterator, Callable
 
 from ..config import UpstreamConfig
 from ..protocol import commands as cmd
-from .connection import Unsolicited, UpstreamConnection, UpstreamError, UpstreamUnavailable
+from .connection import (
+    COMMAND_TIMEOUT,
+    Unsolicited,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 
 log = logging.getLogger("imapgate.upstream.pool")
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
+#: A pooled connection unused for this long may have died unnoticed (a NAT or
+#: firewall dropping it silently): it gets a NOOP before it is lent again.
+CHECK_AFTER_IDLE = 10.0
+#: How long that NOOP may take before the connection counts as dead.
+CHECK_TIMEOUT = 30.0
 
 
 class UpstreamPool:
@@ -88,7 +99,8 @@ class UpstreamPool:
         self.stats_opened += 1
         return conn
 
-    async def _acquire(self, mailbox: str | None) -> UpstreamConnection:
+    async def _acquire(self, mailbox: str | None) -> tuple[UpstreamConnection, bool]:
+        """A connection, and whether it was lent before (False: opened just now)."""
         async with self._cond:
             while True:
                 if self._closed:
@@ -98,15 +110,15 @@ class UpstreamPool:
                     # Prefer a connection that already has the mailbox selected.
                     for i, c in enumerate(self._idle):
                         if mailbox is not None and c.selected == mailbox:
-                            return self._idle.pop(i)
-                    return self._idle.pop()
+                            return self._idle.pop(i), True
+                    return self._idle.pop(), True
                 if self._open < self.max_connections:
                     self._open += 1
                     self.peak_open = max(self.peak_open, self._open)
                     break
                 await self._cond.wait()
         try:
-            return await self._new_connection("pool")
+            return await self._new_connection("pool"), False
         except BaseException:
             async with self._cond:
                 self._open -= 1
@@ -128,21 +140,17 @@ class UpstreamPool:
             await conn.close()
 
     @contextlib.asynccontextmanager
-    async def connection(self, mailbox: str | None = None) -> AsyncIterator[UpstreamConnection]:
-        """A connection for one operation, with ``mailbox`` selected when given."""
-        conn = await self._acquire(mailbox)
+    async def connection(
+        self, mailbox: str | None = None, *, need_uid: int | None = None, prefer: str | None = None
+    ) -> AsyncIterator[UpstreamConnection]:
+        """A connection for one operation, with ``mailbox`` selected when given.
+
+        ``need_uid``: the highest UID the operation names in ``mailbox`` (None: it
+        needs to see every message there, e.g. a search for new mail).  ``prefer``
+        (without ``mailbox``): lend a connection that has this mailbox selected
+        if one is free, without selecting anything (the sync engine's choice)."""
+        conn = await self._ready(mailbox, need_uid, prefer)
         try:
-            if mailbox is not None and conn.selected != mailbox:
-                res = await conn.select(mailbox)
-                if not res.ok:
-                    raise UpstreamError(res)
-            elif mailbox is not None:
-                # A session learns of messages added by other sessions only when it
-                # runs a command (RFC 9051 §7): until then Dovecot's UID FETCH, UID
-                # STORE and UID SEARCH silently skip UIDs it has not announced, so a
-                # body fetched here would come back empty and a flag change would be
-                # lost.  NOOP brings this connection's view up to date first.
-                await conn.check(lambda tag: cmd.Noop(tag))
             yield conn
         except asyncio.CancelledError:
             # A command may be half-sent: this connection's state is unknown.
@@ -150,6 +158,55 @@ class UpstreamPool:
             raise
         finally:
             await self._release(conn)
+
+    async def _ready(
+        self, mailbox: str | None, need_uid: int | None, prefer: str | None
+    ) -> UpstreamConnection:
+        """Acquire a connection and prepare it.  A reused connection that turns out
+        dead is dropped and the next one tried (SELECT and NOOP are safe to repeat);
+        a failure on a connection opened just now is the hoster's answer."""
+        while True:
+            conn, reused = await self._acquire(mailbox or prefer)
+            try:
+                await self._prepare(conn, mailbox, need_uid, reused)
+            except UpstreamUnavailable:
+                await conn.close(conn.closed_reason or "check failed")
+                await self._release(conn)
+                if not reused:
+                    raise
+                log.info("%s: dropped a dead pooled connection (%s)", conn.name, conn.closed_reason)
+                continue
+            except asyncio.CancelledError:
+                await conn.close("operation cancelled")
+                await self._release(conn)
+                raise
+            except BaseException:
+                await self._release(conn)
+                raise
+            return conn
+
+    async def _prepare(
+        self, conn: UpstreamConnection, mailbox: str | None, need_uid: int | None, reused: bool
+    ) -> None:
+        stale = reused and time.monotonic() - conn.last_used > CHECK_AFTER_IDLE
+        if mailbox is not None and conn.selected != mailbox:
+            res = await conn.select(mailbox)
+            if not res.ok:
+                raise UpstreamError(res)
+        elif mailbox is not None and (stale or need_uid is None or need_uid > conn.known_uid):
+            # A session learns of messages added by other sessions only when it
+            # runs a command (RFC 9051 §7): until then Dovecot's UID FETCH, UID
+            # STORE and UID SEARCH silently skip UIDs it has not announced, so a
+            # body fetched here would come back empty and a flag change would be
+            # lost.  NOOP brings this connection's view up to date first, but only
+            # when the operation names a UID this session has not been told about.
+            await conn.check(lambda tag: cmd.Noop(tag), timeout=CHECK_TIMEOUT if stale else COMMAND_TIMEOUT)
+            if need_uid is not None:
+                # Every UID the replica knows existed upstream before this NOOP.
+                conn.known_uid = max(conn.known_uid, need_uid)
+        elif stale:
+            # Unused for a while: make sure it still answers before lending it.
+            await conn.check(lambda tag: cmd.Noop(tag), timeout=CHECK_TIMEOUT)
 
     async def drop_selected(self, mailbox: str) -> None:
         """Log out idle connections that have ``mailbox`` (or a folder below it) selected:
