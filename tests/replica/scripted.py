@@ -28,6 +28,7 @@ class ScriptedConnection:
         self.selected: str | None = None
         self.selected_uidvalidity = 0
         self.known_uid = 0
+        self.exists = 0
         self.alive = True
         self.sent: list[cmd.Command] = []
 
@@ -41,6 +42,11 @@ class ScriptedConnection:
         untagged = [parse_response(line + b"\r\n") for line in lines]
         done = parse_response(b"T1 " + tagged + b"\r\n")
         assert isinstance(done, rsp.TaggedResponse)
+        for r in untagged:  # as UpstreamConnection counts them
+            if isinstance(r, rsp.Exists):
+                self.exists = r.count
+            elif isinstance(r, rsp.Vanished) and not r.earlier:
+                self.exists -= len(list(r.uids.iter(0)))
         return CommandResult(done, untagged)
 
     async def check(self, build: Callable[[str], cmd.Command], **kw: Any) -> CommandResult:

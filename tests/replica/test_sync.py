@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from imapgate.protocol import commands as cmd
+from imapgate.protocol import responses as rsp
 from imapgate.replica.events import EventHub
 from imapgate.replica.mailbox import MailboxIndex, MessageRecord
 from imapgate.replica.replica import Replica
@@ -119,3 +121,107 @@ async def test_unsolicited_fetch_of_a_uid_above_the_batch_is_no_record(tmp_path:
     assert mb.uids == [1, 2, 3, 4, 9]
     assert mb.records[9].size == 509 and mb.records[9].internal_date > 0
     assert mb.records[9].message_id == "<n9@x>"
+
+
+def test_older_flag_reports_lose_against_newer_ones(tmp_path: Path) -> None:
+    """Two writers' STORE answers reach the replica in the wrong order: the
+    flags with the higher upstream MODSEQ stay, whatever the order of arrival."""
+    sync, _replica, mb, _conn = make(tmp_path, lambda c: ([], b"OK done"))
+    assert sync.apply_flags(mb, {1: (("\\Flagged", "\\Seen"), 12)}) == (1,)
+    assert sync.apply_flags(mb, {1: (("\\Flagged",), 11)}) == ()  # older: dropped
+    assert mb.records[1].flags == ("\\Flagged", "\\Seen")
+    # At or below the synced HIGHESTMODSEQ (10), a report is older than the replica.
+    assert sync.apply_flags(mb, {2: (("\\Answered",), 9)}) == ()
+    assert mb.records[2].flags == ()
+    # Without a MODSEQ (a server without CONDSTORE) a report is taken as it is.
+    assert sync.apply_flags(mb, {2: (("\\Answered",), None)}) == (2,)
+
+
+async def test_resync_on_a_connection_with_the_folder_selected_needs_no_select(tmp_path: Path) -> None:
+    noop_lines: list[bytes] = []
+
+    def script(c: cmd.Command) -> tuple[list[bytes], bytes]:
+        if isinstance(c, cmd.Select):
+            return select_answer(3, 4, 10), b"OK [READ-WRITE] done"
+        if isinstance(c, cmd.Noop):
+            return noop_lines, b"OK done"
+        if isinstance(c, cmd.Fetch) and c.changedsince is not None:
+            assert c.changedsince == 10 and c.vanished
+            return [
+                b"* VANISHED (EARLIER) 2",
+                b"* 1 FETCH (UID 1 FLAGS (\\Flagged) MODSEQ (12))",
+            ], b"OK done"
+        if isinstance(c, cmd.Fetch):
+            assert c.sequence_set.ranges[0][0] == 4
+            return [new_message_line(3, 4)], b"OK done"
+        raise AssertionError(f"unexpected {c.name}")
+
+    sync, _replica, mb, conn = make(tmp_path, script)
+    await sync.sync_mailbox("Work")  # the first sync selects
+    assert [c.name for c in conn.sent] == ["SELECT"]
+    conn.sent.clear()
+    # Meanwhile upstream: UID 2 expunged, UID 1 flagged (13 would be its MODSEQ
+    # in the NOOP: 12 in the fetch is what counts), a new message 4.
+    noop_lines[:] = [b"* VANISHED 2", b"* 3 EXISTS"]
+    await sync.sync_mailbox("Work")
+    assert [c.name for c in conn.sent] == ["NOOP", "FETCH", "FETCH"]
+    assert mb.uids == [1, 3, 4]
+    assert mb.records[1].flags == ("\\Flagged",)
+    assert mb.upstream_modseq == 12
+
+
+async def test_requests_are_debounced_and_skipped_when_nothing_is_new(tmp_path: Path) -> None:
+    selects = 0
+
+    def script(c: cmd.Command) -> tuple[list[bytes], bytes]:
+        nonlocal selects
+        if isinstance(c, cmd.Select):
+            selects += 1
+            return select_answer(3, 4, 10 + selects), b"OK [READ-WRITE] done"
+        return [], b"OK done"
+
+    sync, _replica, mb, conn = make(tmp_path, script)
+
+    def status(highest: int) -> rsp.StatusResponse:
+        return rsp.StatusResponse("Work", {"MESSAGES": 3, "UIDNEXT": 4, "HIGHESTMODSEQ": highest})
+
+    # A burst of notifications: one sync.
+    for h in (11, 12, 13):
+        sync.request("Work", status=status(h))
+    await drain(sync)
+    assert selects == 1 and len(conn.sent) == 1
+    conn.sent.clear()
+    # A notification for what the replica already has: no sync at all.
+    sync.request("Work", status=status(mb.upstream_modseq))
+    await drain(sync)
+    assert conn.sent == []
+    # Anything newer, or a request that says nothing, syncs (without a SELECT now).
+    sync.request("Work", status=status(mb.upstream_modseq + 1))
+    await drain(sync)
+    assert [c.name for c in conn.sent] == ["NOOP", "FETCH"]
+    conn.sent.clear()
+    sync.request("Work")
+    await drain(sync)
+    assert [c.name for c in conn.sent] == ["NOOP", "FETCH"]
+    # A notification showing more mail than the replica has is never skipped.
+    conn.sent.clear()
+    sync.request("Work", status=rsp.StatusResponse("Work", {"MESSAGES": 4, "HIGHESTMODSEQ": 1}))
+    await drain(sync)
+    assert conn.sent != []
+
+
+async def test_pooled_connections_signals_are_left_to_notify(tmp_path: Path) -> None:
+    sync, _replica, _mb, conn = make(tmp_path, lambda c: ([], b"OK done"))
+    conn.selected = "Work"
+    sync._notify_active = True
+    sync._on_unsolicited(conn, rsp.Exists(4))  # type: ignore[arg-type]
+    assert not sync._scheduled
+    sync._notify_active = False
+    sync._on_unsolicited(conn, rsp.Exists(4))  # type: ignore[arg-type]
+    assert sync._scheduled == {"Work"}
+    await sync.stop()
+
+
+async def drain(sync: SyncEngine) -> None:
+    while sync._tasks:
+        await asyncio.gather(*list(sync._tasks))

@@ -14,8 +14,16 @@ never served.
 
 Change detection: one dedicated connection with NOTIFY for all folders (or IDLE
 on INBOX), plus a periodic check of every folder as a safety net.  Sync requests
-are coalesced per mailbox; a mailbox's sync and the gateway's own writes to it
-are serialised by ``mailbox_lock``.
+are debounced and coalesced per mailbox, and skipped when the notification's
+HIGHESTMODSEQ shows nothing the replica does not have.  On a pooled connection
+that still has the folder selected, a sync is ``NOOP`` + ``UID FETCH 1:n (FLAGS)
+(CHANGEDSINCE m VANISHED)`` (+ new messages) instead of a re-SELECT.
+
+A mailbox's sync and the replica updates of the gateway's own writes are
+serialised by ``mailbox_lock``; the writes' upstream commands run outside it.
+Flag reports therefore reach the replica out of order, and each carries the
+upstream MODSEQ (CONDSTORE) it describes: ``apply_flags`` keeps, per message,
+the MODSEQ of the flags the replica holds and drops older reports.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,13 +44,20 @@ from ..protocol.sequence import STAR, SequenceSet
 from ..upstream.connection import CommandResult, UpstreamConnection, UpstreamError, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
 from .mailbox import MailboxIndex, MessageRecord
-from .replica import Replica
+from .replica import Hook, Replica
 
 log = logging.getLogger("imapgate.sync")
 
 #: UIDs per FETCH of new messages: big enough for throughput, small enough for
 #: progress reports and bounded memory on a 100,000-message first sync.
 FETCH_BATCH = 5000
+#: Seconds a requested sync waits, so that a burst of notifications (a busy
+#: team writing) gives one sync instead of one per change.
+DEBOUNCE = 0.05
+
+#: Flags upstream reported for a message, and the MODSEQ they are at (None: the
+#: server gives none, the report is taken as the newest).
+FlagReport = tuple[tuple[str, ...], int | None]
 
 MESSAGE_ID_FIELD = FetchAttribute("BODY", Section((), "HEADER.FIELDS", ("MESSAGE-ID",)), peek=True)
 NEW_MESSAGE_ITEMS = (
@@ -88,6 +103,20 @@ class SyncEngine:
         self._poller: asyncio.Task[None] | None = None
         self.watch_method = "none"
         self.last_sync: dict[str, float] = {}
+        #: Per (mailbox id, UIDVALIDITY): upstream MODSEQ of the flags the replica
+        #: holds, for messages whose flags changed above the mailbox's synced
+        #: HIGHESTMODSEQ (``upstream_modseq``: every other message's flags are at
+        #: least that new).  Pruned at every sync.
+        self._flag_modseqs: dict[tuple[int, int], dict[int, int]] = {}
+        #: Highest HIGHESTMODSEQ announced for a mailbox since its last sync began.
+        self._hints: dict[str, int] = {}
+        #: Mailboxes with a sync request that says nothing about what changed.
+        self._blind: set[str] = set()
+        #: True while the watcher's NOTIFY covers every personal folder: changes
+        #: seen on pooled connections (often the gateway's own writes) are then
+        #: reported by NOTIFY too and need no sync request of their own.
+        self._notify_active = False
+        self._watcher_conn: UpstreamConnection | None = None
         pool.on_unsolicited = self._on_unsolicited
 
     # -- public ---------------------------------------------------------------------
@@ -125,12 +154,68 @@ class SyncEngine:
                 with contextlib.suppress(BaseException):
                     await t
 
-    def request(self, name: str) -> None:
-        """Schedule an incremental sync of ``name`` (coalesced)."""
-        if name in self._scheduled or self._stop.is_set():
+    def request(self, name: str, *, status: rsp.StatusResponse | None = None) -> None:
+        """Schedule an incremental sync of ``name`` (debounced, coalesced).
+
+        ``status``: the notification that asked for it; a sync is skipped when its
+        HIGHESTMODSEQ is not above what the replica holds."""
+        if self._stop.is_set():
+            return
+        highest = status.items.get("HIGHESTMODSEQ") if status is not None else None
+        if highest is None or status is None or self._status_disagrees(name, status):
+            self._blind.add(name)
+        else:
+            self._hints[name] = max(self._hints.get(name, 0), highest)
+        if name in self._scheduled:
             return
         self._scheduled.add(name)
         self._spawn(self._run_requested(name))
+
+    def _status_disagrees(self, name: str, status: rsp.StatusResponse) -> bool:
+        """True when STATUS shows what HIGHESTMODSEQ alone might not: another
+        UIDVALIDITY, more mail than the replica has."""
+        mb = self.replica.get(name)
+        if mb is None or not mb.synced:
+            return True
+        items = status.items
+        return (
+            items.get("UIDVALIDITY", mb.uidvalidity) != mb.uidvalidity
+            or items.get("UIDNEXT", 0) > mb.uidnext
+            or items.get("MESSAGES", mb.exists) != mb.exists
+        )
+
+    def apply_flags(
+        self, mb: MailboxIndex, reports: Mapping[int, FlagReport], *, hook: Hook | None = None
+    ) -> tuple[int, ...]:
+        """Apply flags upstream reported (a sync, a STORE's answer) to the replica;
+        returns the UIDs whose flags changed.  A report older than the flags the
+        replica holds (a lower MODSEQ) is dropped: writes and syncs run their
+        upstream commands concurrently and reach the replica in any order."""
+        seen = self._flag_modseqs.setdefault((mb.id, mb.uidvalidity), {})
+        floor = mb.upstream_modseq
+        accepted: dict[int, tuple[str, ...]] = {}
+        newer: dict[int, int] = {}
+        for uid, (flags, modseq) in reports.items():
+            if uid not in mb.records:
+                continue
+            if modseq is not None:
+                if modseq <= seen.get(uid, floor):
+                    continue
+                newer[uid] = modseq
+            accepted[uid] = flags
+        changed = self.replica.set_shared_flags(mb, accepted, hook=hook)
+        seen.update(newer)
+        return changed
+
+    def _settle_floor(self, mb: MailboxIndex, highest: int) -> None:
+        """Every message's flags in the replica are now at least as new as
+        upstream's ``highest``: record it, forget the per-message MODSEQs below."""
+        self.replica.set_sync_state(mb, upstream_modseq=highest)
+        seen = self._flag_modseqs.get((mb.id, mb.uidvalidity))
+        if seen:
+            floor = mb.upstream_modseq
+            for uid in [u for u, m in seen.items() if m <= floor or u not in mb.records]:
+                del seen[uid]
 
     def request_list(self) -> None:
         if self._list_scheduled or self._stop.is_set():
@@ -165,12 +250,82 @@ class SyncEngine:
 
     async def sync_mailbox(self, name: str) -> None:
         async with self.mailbox_lock(name):
-            mb = self.replica.get(name)
-            if mb is None or not self._selectable(mb):
-                return
-            async with self.pool.connection() as conn:
+            await self._sync_locked(name)
+
+    async def _sync_locked(self, name: str) -> None:
+        # What was announced up to now is what this sync covers; requests that
+        # arrive from here on schedule the next one.
+        self._scheduled.discard(name)
+        self._blind.discard(name)
+        hint = self._hints.pop(name, 0)
+        mb = self.replica.get(name)
+        if mb is None or not self._selectable(mb):
+            return
+        async with self.pool.connection(prefer=name) as conn:
+            if self._can_resume(conn, mb):
+                await self._sync_resumed(conn, mb, hint)
+            else:
                 await self._sync_selected(conn, mb)
-            self.last_sync[name] = time.time()
+        self.last_sync[name] = time.time()
+
+    @staticmethod
+    def _can_resume(conn: UpstreamConnection, mb: MailboxIndex) -> bool:
+        """The connection has the folder selected and the replica knows where it
+        stands: changes since then need no re-SELECT (Dovecot's SELECT of a big
+        folder costs far more than the few FETCHes)."""
+        return (
+            "QRESYNC" in conn.enabled
+            and conn.selected == mb.name
+            and bool(mb.uidvalidity)
+            and conn.selected_uidvalidity == mb.uidvalidity
+            and mb.synced
+            and mb.upstream_modseq > 0
+        )
+
+    async def _sync_resumed(self, conn: UpstreamConnection, mb: MailboxIndex, hint: int) -> None:
+        """Incremental sync on a connection that has ``mb`` selected (QRESYNC).
+
+        NOOP makes the session announce what others changed (VANISHED, EXISTS,
+        FETCH); ``UID FETCH 1:n (FLAGS) (CHANGEDSINCE m VANISHED)`` reports every
+        flag change and expunge since the replica's ``upstream_modseq`` m, also
+        those this connection's earlier commands were told about; new messages
+        are fetched when the session counts more than the replica holds.  The
+        new floor is the highest MODSEQ seen, or ``hint`` (a HIGHESTMODSEQ
+        announced before this sync began: everything up to it was committed
+        before the NOOP, so this sync saw it)."""
+        floor = mb.upstream_modseq
+        known_max = mb.uids[-1] if mb.uids else 0
+        noop = await conn.check(lambda tag: cmd.Noop(tag))
+        gone: set[int] = set()
+        reports: dict[int, FlagReport] = {}
+        highest = max(floor, hint)
+        answers = list(noop.untagged)
+        if known_max:
+            changed = await conn.check(_changedsince_builder(known_max, floor))
+            answers += changed.untagged
+        for r in answers:
+            if isinstance(r, rsp.Vanished):
+                gone.update(u for u in r.uids.iter(known_max) if u in mb.records)
+            elif isinstance(r, rsp.FetchResponse) and r.uid is not None and r.flags is not None:
+                reports[r.uid] = (_stored_flags(r.flags), r.modseq)
+                highest = max(highest, r.modseq or 0)
+        if gone:
+            self.replica.expunge(mb, gone)
+        if reports:
+            self.apply_flags(mb, reports)
+        if conn.exists > len(mb.uids):
+            # (Their MODSEQs do not raise the floor: flag changes committed between
+            # the CHANGEDSINCE and this fetch were not seen.)
+            start = (mb.uids[-1] + 1) if mb.uids else 1
+            await self._fetch_new(conn, mb, start, 0, conn.exists - len(mb.uids), highest)
+        elif conn.exists < len(mb.uids):
+            # The session sees fewer messages than the replica holds after the
+            # expunges it reported: something was missed; a re-SELECT settles it.
+            log.info("%s: %d upstream vs %d here after resync; re-selecting", mb.name, conn.exists, mb.exists)
+            await self._sync_selected(conn, mb)
+            return
+        self._settle_floor(mb, highest)
+        self._report(mb.name, len(mb.uids), len(mb.uids), "done")
 
     async def _sync_selected(self, conn: UpstreamConnection, mb: MailboxIndex) -> None:
         qresync = None
@@ -199,9 +354,10 @@ class SyncEngine:
                     "%s: UIDVALIDITY changed %d -> %d: rebuilding", mb.name, mb.uidvalidity, uidvalidity
                 )
                 saved_private = self.replica.private_by_message_id(mb)
+            self._flag_modseqs.pop((mb.id, mb.uidvalidity), None)
             self.replica.reset(mb, uidvalidity, "UIDVALIDITY changed upstream")
             reset = True
-        flag_changes: dict[int, tuple[str, ...]] = {}
+        flag_changes: dict[int, FlagReport] = {}
         gone: set[int] = set()
         known_max = mb.uids[-1] if mb.uids else 0
         condstore = "CONDSTORE" in conn.enabled and highest > 0
@@ -212,7 +368,7 @@ class SyncEngine:
                     gone.update(v.uids.iter(known_max))
                 for f in res.of_type(rsp.FetchResponse):
                     if f.uid is not None and f.flags is not None:
-                        flag_changes[f.uid] = _stored_flags(f.flags)
+                        flag_changes[f.uid] = (_stored_flags(f.flags), f.modseq)
             elif condstore and mb.upstream_modseq and mb.synced:
                 changed = await conn.check(
                     lambda tag: cmd.Fetch(
@@ -225,7 +381,7 @@ class SyncEngine:
                 )
                 for f in changed.of_type(rsp.FetchResponse):
                     if f.uid is not None and f.flags is not None:
-                        flag_changes[f.uid] = _stored_flags(f.flags)
+                        flag_changes[f.uid] = (_stored_flags(f.flags), f.modseq)
                 if exists != len(mb.uids):
                     gone = await self._vanished_by_search(conn, mb, known_max)
             else:
@@ -243,19 +399,20 @@ class SyncEngine:
                 for f in full.of_type(rsp.FetchResponse):
                     if f.uid is not None and f.flags is not None:
                         present.add(f.uid)
-                        flag_changes[f.uid] = _stored_flags(f.flags)
+                        flag_changes[f.uid] = (_stored_flags(f.flags), f.modseq)
                 gone = set(mb.records) - present
         if gone:
             self.replica.expunge(mb, gone)
         if flag_changes:
-            self.replica.set_shared_flags(mb, flag_changes)
+            self.apply_flags(mb, flag_changes)
 
         # New messages: everything above what we know, in UID batches.
         start = (mb.uids[-1] + 1) if mb.uids else 1
         expected_new = max(0, exists - len(mb.uids))
         if expected_new or (uidnext and uidnext > start):
-            await self._fetch_new(conn, mb, start, uidnext, expected_new)
-        self.replica.set_sync_state(mb, uidnext=uidnext or None, upstream_modseq=highest, synced=True)
+            await self._fetch_new(conn, mb, start, uidnext, expected_new, highest)
+        self.replica.set_sync_state(mb, uidnext=uidnext or None, synced=True)
+        self._settle_floor(mb, highest)
         if saved_private:
             restored = self.replica.reattach_private(mb, saved_private)
             log.info("%s: re-attached %d private flag states by Message-ID", mb.name, restored)
@@ -282,8 +439,10 @@ class SyncEngine:
         return {u for u in mb.records if u <= known_max and u not in present}
 
     async def _fetch_new(
-        self, conn: UpstreamConnection, mb: MailboxIndex, start: int, uidnext: int, expected: int
+        self, conn: UpstreamConnection, mb: MailboxIndex, start: int, uidnext: int, expected: int, floor: int
     ) -> None:
+        """Fetch the messages from UID ``start`` on.  ``floor``: the HIGHESTMODSEQ
+        this sync settles on (new messages' MODSEQs up to it need no record)."""
         # Without UIDNEXT we fetch start:* once; with it, in batches up to uidnext-1.
         done = 0
         total = expected or max(0, uidnext - start)
@@ -293,16 +452,26 @@ class SyncEngine:
             ranges = [(a, min(a + FETCH_BATCH - 1, uidnext - 1)) for a in range(start, uidnext, FETCH_BATCH)]
             # Anything that arrives while we fetch lands above uidnext-1: catch it too.
             ranges.append((uidnext, STAR))
+        items = NEW_MESSAGE_ITEMS + ((FetchAttribute("MODSEQ"),) if "CONDSTORE" in conn.enabled else ())
         for a, b in ranges:
-            res = await conn.check(_fetch_new_builder(a, b))
-            recs, updates = _split_new_messages(res.of_type(rsp.FetchResponse), start)
-            known = {u: f for u, f in updates.items() if u in mb.records}
-            if known:
-                self.replica.set_shared_flags(mb, known)
-            if recs:
-                self.replica.add_messages(mb, recs)
-                done += len(recs)
+            res = await conn.check(_fetch_new_builder(a, b, items))
+            recs, reports = _split_new_messages(res.of_type(rsp.FetchResponse), start)
+            fresh = [r for r in recs if r.uid not in mb.records]
+            if fresh:
+                self.replica.add_messages(mb, fresh)
+                done += len(fresh)
                 self._report(mb.name, done, max(total, done), "new")
+                seen = self._flag_modseqs.setdefault((mb.id, mb.uidvalidity), {})
+                for r in fresh:
+                    m = reports.get(r.uid, ((), None))[1]
+                    if m is not None and m > floor:
+                        seen[r.uid] = m
+            # Everything else is a flag report: other messages' updates, and
+            # messages the gateway's own APPEND/COPY added meanwhile.
+            added = {r.uid for r in fresh}
+            others = {u: f for u, f in reports.items() if u not in added and u in mb.records}
+            if others:
+                self.apply_flags(mb, others)
 
     def _report(self, mailbox: str, done: int, total: int, phase: str) -> None:
         if self.progress is not None:
@@ -311,29 +480,41 @@ class SyncEngine:
     # -- change detection --------------------------------------------------------------
     def _on_unsolicited(self, conn: UpstreamConnection, resp: rsp.Response) -> None:
         if isinstance(resp, rsp.StatusResponse):
-            self.request(resp.mailbox)
+            self.request(resp.mailbox, status=resp)
         elif isinstance(resp, rsp.ListResponse):
             self.request_list()
         elif (
             isinstance(resp, (rsp.Exists, rsp.Expunge, rsp.Vanished, rsp.FetchResponse))
             and conn.selected is not None
         ):
+            if self._notify_active and conn is not self._watcher_conn:
+                # NOTIFY reports this change too (with its HIGHESTMODSEQ); on a
+                # pooled connection it is mostly the gateway's own write coming back.
+                return
             self.request(conn.selected)
 
     async def _watch_loop(self) -> None:
         delay = 1.0
+        watched_before = False
         while not self._stop.is_set():
             conn: UpstreamConnection | None = None
             try:
                 conn = await self.pool.dedicated("watcher")
+                self._watcher_conn = conn
                 if conn.has("NOTIFY"):
                     self.watch_method = "NOTIFY"
                     await conn.check(_notify_personal)
+                    self._notify_active = True
                 else:
                     self.watch_method = "IDLE"
                     res = await conn.select("INBOX")
                     if not res.ok:
                         raise UpstreamError(res)
+                if watched_before:
+                    # Changes made while nobody watched were announced to no one.
+                    for name in self.replica.names():
+                        self.request(name)
+                watched_before = True
                 delay = 1.0
                 while not self._stop.is_set():
                     if conn.has("IDLE"):
@@ -350,6 +531,8 @@ class SyncEngine:
             except Exception:
                 log.exception("change watcher failed; retrying in %.0f s", delay)
             finally:
+                self._notify_active = False
+                self._watcher_conn = None
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await self.pool.release_dedicated(conn)
@@ -376,10 +559,16 @@ class SyncEngine:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_requested(self, name: str) -> None:
+        began = False
         try:
+            await asyncio.sleep(DEBOUNCE)
             async with self.mailbox_lock(name):
-                self._scheduled.discard(name)
-            await self.sync_mailbox(name)
+                began = True  # from here the request is consumed (no await before)
+                if self._nothing_new(name):
+                    self._scheduled.discard(name)
+                    self._hints.pop(name, None)
+                    return
+                await self._sync_locked(name)
         except (UpstreamUnavailable, UpstreamError) as exc:
             log.warning("sync of %s failed: %s", name, exc)
         except asyncio.CancelledError:
@@ -387,7 +576,20 @@ class SyncEngine:
         except Exception:
             log.exception("sync of %s failed", name)
         finally:
-            self._scheduled.discard(name)
+            if not began:
+                # Cancelled before it began: the request must not block later ones.
+                self._scheduled.discard(name)
+
+    def _nothing_new(self, name: str) -> bool:
+        """Every request since the last sync came with a HIGHESTMODSEQ the
+        replica already has (a notification repeated, or for changes seen)."""
+        mb = self.replica.get(name)
+        return (
+            mb is not None
+            and mb.synced
+            and name not in self._blind
+            and 0 < self._hints.get(name, 0) <= mb.upstream_modseq
+        )
 
     async def _run_list(self) -> None:
         try:
@@ -405,9 +607,23 @@ class SyncEngine:
             log.exception("folder list sync failed")
 
 
-def _fetch_new_builder(a: int, b: int) -> Callable[[str], cmd.Command]:
+def _fetch_new_builder(a: int, b: int, items: tuple[FetchAttribute, ...]) -> Callable[[str], cmd.Command]:
     def build(tag: str) -> cmd.Command:
-        return cmd.Fetch(tag, SequenceSet(((a, b),)), NEW_MESSAGE_ITEMS, uid=True)
+        return cmd.Fetch(tag, SequenceSet(((a, b),)), items, uid=True)
+
+    return build
+
+
+def _changedsince_builder(known_max: int, since: int) -> Callable[[str], cmd.Command]:
+    def build(tag: str) -> cmd.Command:
+        return cmd.Fetch(
+            tag,
+            SequenceSet(((1, known_max),)),
+            (FetchAttribute("UID"), FetchAttribute("FLAGS")),
+            uid=True,
+            changedsince=since,
+            vanished=True,
+        )
 
     return build
 
@@ -436,30 +652,31 @@ def _is_new_message_answer(f: rsp.FetchResponse) -> bool:
 
 def _split_new_messages(
     answers: list[rsp.FetchResponse], start: int
-) -> tuple[list[MessageRecord], dict[int, tuple[str, ...]]]:
-    """New-message records (UID >= ``start``, one per UID) and the flag updates
-    of other UIDs found in the answer to a new-message fetch.
+) -> tuple[list[MessageRecord], dict[int, FlagReport]]:
+    """New-message records (UID >= ``start``, one per UID) found in the answer
+    to a new-message fetch, and the latest flags reported per UID (records and
+    any other UID).
 
     An unsolicited ``FETCH (UID u FLAGS ...)`` is never a new message: for a UID
     of the batch it only updates the flags (the later line on the wire is the
-    newer state); for any other UID it is returned for the caller to apply to a
-    known message, or to ignore (a later sync fetches that message properly)."""
+    newer state); for any other UID it is a flag report for the caller to apply
+    to a known message, or to ignore (a later sync fetches that message)."""
     records: dict[int, MessageRecord] = {}
-    updates: dict[int, tuple[str, ...]] = {}
+    reports: dict[int, FlagReport] = {}
     for f in answers:
         uid = f.uid
         if uid is None:
             continue
-        if _is_new_message_answer(f):
+        if _is_new_message_answer(f) and uid >= start:
             rec = _record_from_fetch(f)
-            if rec is not None and uid >= start:
+            if rec is not None:
                 records[uid] = rec
-                updates.pop(uid, None)  # this answer's flags are newer
-        elif f.flags is not None:
-            updates[uid] = _stored_flags(f.flags)
-    for uid in [u for u in updates if u in records]:
-        records[uid].flags = updates.pop(uid)
-    return [records[u] for u in sorted(records)], updates
+        if f.flags is not None:
+            reports[uid] = (_stored_flags(f.flags), f.modseq)
+    for uid, rec in records.items():
+        if uid in reports:
+            rec.flags = reports[uid][0]
+    return [records[u] for u in sorted(records)], reports
 
 
 def _record_from_fetch(f: rsp.FetchResponse) -> MessageRecord | None:

@@ -95,6 +95,9 @@ class UpstreamConnection:
         #: above it, Dovecot's UID FETCH/STORE/SEARCH silently skip them until a
         #: NOOP (see ``UpstreamPool.connection``).
         self.known_uid = 0
+        #: Messages in the selected mailbox as this session sees it (EXISTS, less
+        #: EXPUNGE and VANISHED since).
+        self.exists = 0
         #: ``time.monotonic()`` of the last completed command (or of the connect).
         self.last_used = time.monotonic()
         self._reader: asyncio.StreamReader | None = None
@@ -411,6 +414,12 @@ class UpstreamConnection:
             uid = resp.uid
             if uid is not None and uid > self.known_uid:
                 self.known_uid = uid
+        elif isinstance(resp, rsp.Exists):
+            self.exists = resp.count
+        elif isinstance(resp, rsp.Expunge):
+            self.exists = max(0, self.exists - 1)
+        elif isinstance(resp, rsp.Vanished) and not resp.earlier:
+            self.exists = max(0, self.exists - sum(b - a + 1 for a, b in resp.uids.resolve(0)))
         if self._pending is not None and not self._idling:
             self._collected.append(resp)
             # Mailbox-size changes ride along with any command's answer; the sync
