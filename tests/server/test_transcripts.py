@@ -174,8 +174,8 @@ async def test_expunge_not_sent_during_fetch_store_search(tmp_path: Path) -> Non
             b"f NO [EXPUNGEISSUED] some of the requested messages were expunged by another session",
         )
         await c.exchange(b"s SEARCH ALL", b"* SEARCH 1 3 4 5", b"s OK SEARCH completed")
-        # A UID command may carry it.
-        await c.exchange(b"u UID SEARCH ALL", b"* SEARCH 1 3 4 5", b"* 2 EXPUNGE", b"u OK SEARCH completed")
+        # A UID command may carry it: announced before the command runs (as Dovecot does).
+        await c.exchange(b"u UID SEARCH ALL", b"* 2 EXPUNGE", b"* SEARCH 1 3 4 5", b"u OK SEARCH completed")
         await c.exchange(b"f FETCH 2 (UID)", b"* 2 FETCH (UID 3)", b"f OK FETCH completed")
 
 

@@ -85,10 +85,41 @@ class MailboxIndex:
     #: Upstream's PERMANENTFLAGS from its last SELECT (None: not seen yet).
     #: Without ``\\*`` the hoster cannot keep new keywords.
     permanent_flags: tuple[str, ...] | None = None
+    #: Read-only summaries for SELECT, each with the ``_version()`` it was computed at.
+    _keywords: tuple[tuple[int, int], tuple[str, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _first_unseen: tuple[tuple[int, int], int] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def exists(self) -> int:
         return len(self.uids)
+
+    def _version(self) -> tuple[int, int]:
+        # Every change of a message (added, flags set, expunged, reset) takes a
+        # new modseq, so (modseq, count) identifies the messages' state.
+        return self.modseq, len(self.records)
+
+    def keywords(self) -> tuple[str, ...]:
+        """Sorted keywords (non-system flags) in any message's shared flags;
+        recomputed from the few distinct flag tuples only after a change."""
+        version = self._version()
+        if self._keywords is None or self._keywords[0] != version:
+            combos = {r.flags for r in self.records.values()}
+            found = sorted({f for t in combos for f in t if not f.startswith("\\")})
+            self._keywords = (version, tuple(found))
+        return self._keywords[1]
+
+    def first_unseen_shared(self) -> int:
+        """UID of the first message whose shared flags lack \\Seen (0: none)."""
+        version = self._version()
+        if self._first_unseen is None or self._first_unseen[0] != version:
+            records = self.records
+            uid = next((u for u in self.uids if "\\Seen" not in records[u].flags), 0)
+            self._first_unseen = (version, uid)
+        return self._first_unseen[1]
 
     def next_modseq(self) -> int:
         self.modseq += 1

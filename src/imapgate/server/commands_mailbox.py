@@ -166,18 +166,16 @@ async def _select(s: Session, c: cmd.SelectBase, readonly: bool) -> Done:
         s.enabled.add("CONDSTORE")
     view = SelectedView(s.gw.replica, mb, user_id=actor.user_id, readonly=readonly, wake=s.wake)
     s.select_view(view)
-    keywords = sorted({f for r in mb.records.values() for f in r.flags if not f.startswith("\\")})
-    flags = (*SYSTEM_FLAGS, *keywords)
+    flags = (*SYSTEM_FLAGS, *mb.keywords())
     s.send_response(rsp.Flags(flags))
     # Offer \* (new keywords) only when the hoster can keep them.
     keywords_ok = mb.permanent_flags is None or "\\*" in mb.permanent_flags
     permanent = () if readonly else (*flags, "\\*") if keywords_ok else flags
     s.send_response(rsp.UntaggedStatus("OK", rsp.PermanentFlagsCode(permanent), "Limited"))
     s.send(b"* %d EXISTS\r\n* 0 RECENT\r\n" % view.exists)
-    for i, uid in enumerate(view.uids):
-        if "\\Seen" not in view.flags_of(uid):
-            s.send_response(rsp.UntaggedStatus("OK", rsp.UnseenCode(i + 1), "First unseen"))
-            break
+    unseen = view.first_unseen()
+    if unseen:
+        s.send_response(rsp.UntaggedStatus("OK", rsp.UnseenCode(unseen), "First unseen"))
     s.send_response(rsp.UntaggedStatus("OK", rsp.UidValidityCode(mb.uidvalidity), "UIDs valid"))
     s.send_response(rsp.UntaggedStatus("OK", rsp.UidNextCode(mb.uidnext), "Predicted next UID"))
     s.send_response(rsp.UntaggedStatus("OK", rsp.HighestModseqCode(view.highest_modseq()), "Highest"))
@@ -198,9 +196,13 @@ async def _qresync(s: Session, view: SelectedView, q: cmd.QresyncParameters) -> 
     ]
     if vanished:
         s.send(b"* VANISHED (EARLIER) " + bytes(SequenceSet.from_ids(vanished)) + b"\r\n")
-    for i, uid in enumerate(view.uids):
-        if view.modseq_of(uid) > q.modseq:
-            s.send(view.flags_line(i + 1, uid, True))
+    if q.modseq >= view.modseq_bound():
+        return  # nothing changed for this user: no per-message pass
+    uids = view.uids  # just selected: every one has its record
+    records = mb.records
+    for i in view.changed_since(uids, [records[u] for u in uids], q.modseq):
+        if uids[i] in records:  # not expunged while an earlier part was written
+            s.send(view.flags_line(i + 1, uids[i], True))
             await s.maybe_flush()
 
 

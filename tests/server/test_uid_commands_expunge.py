@@ -1,0 +1,132 @@
+"""Messages expunged by another session, as UID commands and sequence-number
+commands see them (RFC 9051 §7.5.1, RFC 2180 §4.1).
+
+A UID FETCH/STORE/SEARCH may carry EXPUNGE responses: the session announces
+the expunges first and answers OK (as Dovecot does).  A FETCH by sequence
+number must not shift the numbers: it still answers the others' data and a
+tagged NO [EXPUNGEISSUED].
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from imapgate.demo import DovecotServer
+from tests.support.gateway import GatewayHarness
+from tests.support.imap import RawClient
+
+from .harness import connect, make_gateway, running
+
+EXPUNGEISSUED = b"NO [EXPUNGEISSUED] some of the requested messages were expunged by another session"
+
+
+async def test_uid_commands_announce_foreign_expunge_then_ok(tmp_path: Path) -> None:
+    gw = make_gateway(tmp_path)
+    async with (
+        running(gw) as server,
+        connect(server) as bob,
+        connect(server) as alice,
+        connect(server) as carol,
+    ):
+        for c, user in ((bob, "bob"), (alice, "alice"), (carol, "alice")):
+            await c.login(user)
+            await c.send(b"s SELECT INBOX")
+            assert (await c.until_tagged(b"s"))[-1].startswith(b"s OK")
+        inbox = gw.replica.get("INBOX")
+        assert inbox is not None
+        # What the sync engine does once another session expunged UID 2 upstream.
+        gw.replica.expunge(inbox, [2])
+
+        # By sequence number: numbers must not shift, the command says what it could not do.
+        await bob.exchange(b"f FETCH 2 (UID)", b"f " + EXPUNGEISSUED)
+        await bob.exchange(
+            b"g FETCH 1:3 (UID)", b"* 1 FETCH (UID 1)", b"* 3 FETCH (UID 3)", b"g " + EXPUNGEISSUED
+        )
+        # By UID: the expunge is announced first, then the answer, then OK.
+        await bob.exchange(
+            b"u UID FETCH 1:* (UID FLAGS)",
+            b"* 2 EXPUNGE",
+            b"* 1 FETCH (UID 1 FLAGS (\\Seen))",
+            b"* 2 FETCH (UID 3 FLAGS ())",
+            b"* 3 FETCH (UID 4 FLAGS ())",
+            b"* 4 FETCH (UID 5 FLAGS ())",
+            b"u OK FETCH completed",
+        )
+        await bob.exchange(b"n NOOP", b"n OK NOOP completed")  # announced once only
+        # UID STORE (a private \Seen: needs no upstream) gets the same treatment.
+        await alice.exchange(
+            b"t UID STORE 4 +FLAGS (\\Seen)",
+            b"* 2 EXPUNGE",
+            b"* 3 FETCH (UID 4 FLAGS (\\Seen))",
+            b"t OK STORE completed",
+        )
+        # alice's other session: a UID STORE naming the expunged UID itself.
+        await carol.exchange(
+            b"t UID STORE 2 +FLAGS (\\Seen)",
+            b"* 2 EXPUNGE",
+            b"* 3 FETCH (UID 4 FLAGS (\\Seen))",  # alice's change from the other session
+            b"t OK STORE completed",
+        )
+
+
+async def test_uid_fetch_under_qresync_announces_vanished(tmp_path: Path) -> None:
+    gw = make_gateway(tmp_path)
+    async with running(gw) as server, connect(server) as c:
+        await c.login("bob")
+        await c.exchange(b"e ENABLE QRESYNC", b"* ENABLED QRESYNC", b"e OK ENABLE completed")
+        await c.send(b"s SELECT INBOX")
+        assert (await c.until_tagged(b"s"))[-1].startswith(b"s OK")
+        inbox = gw.replica.get("INBOX")
+        assert inbox is not None
+        gw.replica.expunge(inbox, [2, 4])
+        got = await c.exchange(
+            b"u UID FETCH 2:4 (FLAGS)",
+            b"* VANISHED 2,4",
+            re.compile(rb"\* 2 FETCH \(UID 3 FLAGS \(\) MODSEQ \(\d+\)\)"),
+            b"u OK FETCH completed",
+        )
+        assert got[0] == b"* VANISHED 2,4"
+        await c.exchange(b"f FETCH 3 (UID)", b"* 3 FETCH (UID 5)", b"f OK FETCH completed")
+
+
+def test_foreign_expunge_through_gateway_uid_fetch_ok_sequence_fetch_no(
+    fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path
+) -> None:
+    """Session A expunges through the gateway; B, which had the folder open, gets
+    EXPUNGE + OK for UID FETCH 1:* and still NO [EXPUNGEISSUED] for a sequence FETCH."""
+    upstream = fresh_dovecot()
+    users = {"alice": "alice-pw", "bob": "bob-pw"}
+    with GatewayHarness(upstream_port=upstream.port, data_dir=tmp_path / "gw", users=users) as harness:
+        a = RawClient(harness.host, harness.port)
+        b = RawClient(harness.host, harness.port)
+        try:
+            for c, user in ((a, "alice"), (b, "bob")):
+                assert c.command(b"L", f"LOGIN {user} {user}-pw".encode())[-1].startswith(b"L OK")
+                lines = c.command(b"S", b"SELECT INBOX")
+                assert lines[-1].startswith(b"S OK"), lines
+            exists = next(int(m.group(1)) for ln in lines if (m := re.match(rb"\* (\d+) EXISTS", ln)))
+            assert a.command(b"D", b"UID STORE 3 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"D OK")
+            assert a.command(b"X", b"UID EXPUNGE 3")[-1].startswith(b"X OK")
+
+            def gone() -> bool:
+                mb = harness.gw.replica.get("INBOX")
+                return mb is not None and 3 not in mb.records
+
+            harness.wait_for(gone, what="UID 3 expunged in the replica")
+            # Sequence FETCH of the expunged message: no EXPUNGE, a tagged NO.
+            lines = b.command(b"F1", b"FETCH 3 (UID FLAGS)")
+            assert lines[-1].startswith(b"F1 " + EXPUNGEISSUED), lines
+            assert not any(re.match(rb"\* \d+ EXPUNGE", ln) for ln in lines), lines
+            # UID FETCH 1:*: the EXPUNGE first, then every remaining message, then OK.
+            lines = b.command(b"F2", b"UID FETCH 1:* (FLAGS)")
+            assert lines[0] == b"* 3 EXPUNGE\r\n", lines[:3]
+            assert lines[-1].startswith(b"F2 OK"), lines[-1]
+            fetched = [int(m.group(1)) for ln in lines if (m := re.search(rb"FETCH \(UID (\d+)", ln))]
+            assert len(fetched) == exists - 1 and 3 not in fetched, fetched
+            lines = b.command(b"F3", b"FETCH 3 (UID)")  # numbers have shifted now
+            assert lines[0].startswith(b"* 3 FETCH (UID 4)"), lines
+        finally:
+            a.sock.close()
+            b.sock.close()
