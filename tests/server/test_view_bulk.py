@@ -122,6 +122,7 @@ def check(view: SelectedView) -> None:
     assert list(mb.keywords()) == keywords
     unseen = next((u for u in mb.uids if "\\Seen" not in mb.records[u].flags), 0)
     assert mb.first_unseen_shared() == unseen
+    assert mb.uids_text() == " ".join(str(u) for u in mb.uids).encode()
 
 
 async def no_content(key: sk.SearchKey) -> set[int]:
@@ -149,6 +150,7 @@ def check_search(view: SelectedView, sets: list[tuple[int, int]]) -> None:
     initial=st.lists(flag_sets, min_size=N // 2, max_size=N),
     ops=st.lists(op, max_size=25),
     sets=ranges,
+    range_cost=st.sampled_from((0, 1000)),
 )
 def test_bulk_view_answers_equal_per_message_answers(
     monkeypatch: pytest.MonkeyPatch,
@@ -158,11 +160,14 @@ def test_bulk_view_answers_equal_per_message_answers(
     initial: list[frozenset[str]],
     ops: list[tuple[Any, ...]],
     sets: list[tuple[int, int]],
+    range_cost: int,
 ) -> None:
     # Compact private modseqs early, so the floor comes into play.
     monkeypatch.setattr(replica_module, "MAX_PRIVATE_MODSEQS", 2)
     # Walk set ranges (the large-folder path) from a few UIDs on, not from 64.
     monkeypatch.setattr(view_module, "_FEW", 4)
+    # Both ways of marking private flags: range by range (0) and merged (1000).
+    monkeypatch.setattr(view_module, "_RANGE_COST", range_cost)
     gw, users = gateways[(seen, extra_private)]
     replica = gw.replica
     mb = new_folder(gw, initial)

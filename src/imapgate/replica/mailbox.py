@@ -92,6 +92,9 @@ class MailboxIndex:
     _first_unseen: tuple[tuple[int, int], int] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _uids_text: tuple[tuple[int, int], bytes] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def exists(self) -> int:
@@ -111,6 +114,14 @@ class MailboxIndex:
             found = sorted({f for t in combos for f in t if not f.startswith("\\")})
             self._keywords = (version, tuple(found))
         return self._keywords[1]
+
+    def uids_text(self) -> bytes:
+        """Every UID, ascending, as ``1 2 3`` (the answer to ``UID SEARCH ALL``,
+        the same for every user of the folder), cached until the next change."""
+        version = self._version()
+        if self._uids_text is None or self._uids_text[0] != version:
+            self._uids_text = (version, " ".join(map(str, self.uids)).encode("ascii"))
+        return self._uids_text[1]
 
     def first_unseen_shared(self) -> int:
         """UID of the first message whose shared flags lack \\Seen (0: none)."""

@@ -277,7 +277,11 @@ async def search(s: Session, c: cmd.Command) -> Done:
     ids: Sequence[int] = uids if c.uid else seqs
     highest = max((view.modseq_of(u) for u in uids), default=0) if ev.modseq_used else None
     if c.return_options is None:
-        s.send(_search_line(ids, highest if highest else None))
+        if c.uid and highest is None and len(uids) == mb.exists and uids == mb.uids:
+            # Every message (UID SEARCH ALL on reopen): the folder's cached list.
+            s.send(b"* SEARCH " + mb.uids_text() + b"\r\n" if uids else b"* SEARCH\r\n")
+        else:
+            s.send(_search_line(ids, highest if highest else None))
         return Done("SEARCH completed")
     opts = {o.upper() for o in c.return_options} or {"ALL"}
     if "SAVE" in opts:

@@ -35,6 +35,8 @@ from ..replica.uidset import UidSet
 #: Below this many UIDs, set membership is tested one by one (a bisect each)
 #: instead of walking the set's ranges.
 _FEW = 64
+#: A range marked with slices costs about as much as this many UIDs merged one by one.
+_RANGE_COST = 16
 
 
 class SelectedView:
@@ -311,26 +313,41 @@ class SelectedView:
 
 
 def _first_not_in(uids: Sequence[int], members: UidSet) -> int:
-    """Position of the first of ascending ``uids`` not in ``members`` (len if none):
-    one bisect per range of ``members`` up to the first gap, not one test per UID."""
+    """Position of the first of ascending ``uids`` not in ``members`` (len if none).
+
+    The first unread message is usually near the start: test a few UIDs one
+    by one, then jump range by range (one bisect per range up to the gap)."""
     n = len(uids)
-    i = 0
+    for i in range(min(n, _FEW)):
+        if uids[i] not in members:
+            return i
+    i = min(n, _FEW)
+    if i == n:
+        return n
     for a, b in members.ranges():
-        if i >= n:
-            break
+        if b < uids[i]:
+            continue
         if uids[i] < a:
             return i
-        if uids[i] <= b:
-            i = bisect_right(uids, b, i)
+        i = bisect_right(uids, b, i)
+        if i >= n:
+            break
     return i
 
 
 def _membership(uids: Sequence[int], members: UidSet) -> list[bool]:
-    """For ascending ``uids``: is each in ``members``?  Marked range by range
-    (slices), so the cost is per range of the set, not per UID."""
-    if len(uids) < _FEW:
+    """For ascending ``uids``: is each in ``members``?
+
+    A set of few ranges (a team's usual read state) is marked range by range
+    with slices: per range, not per UID.  A scattered one (thousands of
+    ranges) is merged with the UIDs in one pass that allocates nothing per
+    range (a list of tuples per call would also feed the cyclic GC)."""
+    n = len(uids)
+    if n < _FEW:
         return [u in members for u in uids]
-    mask = [False] * len(uids)
+    if members.range_count * _RANGE_COST > n:
+        return list(members.members_sorted(uids))
+    mask = [False] * n
     lo, hi = uids[0], uids[-1]
     i = 0
     for a, b in members.ranges():
