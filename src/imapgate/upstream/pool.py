@@ -5,6 +5,14 @@ user and address), so the pool never holds more than ``max_connections``,
 whatever the number of team members: callers wait for a free connection.
 One of them may be taken for good by the change watcher (NOTIFY/IDLE).
 
+Connections keep their selected folder between operations, and SELECT is the
+most expensive thing a hoster does for us (a big folder: tens of ms).  So an
+operation on a folder gets an idle connection that has it selected; when there
+is none but one is busy, it waits a little (``MATCH_WAIT``) for that one before
+it re-selects another, and a re-selected connection is one whose folder has
+another connection too.  Released connections go straight to the next waiter
+that wants them.
+
 A connection that breaks is dropped; the next caller opens a new one.  When
 connecting fails, the pool backs off (1 s doubling to 60 s) and fails fast in
 the meantime, so a dead hoster answers every client with ``NO [UNAVAILABLE]``
@@ -17,7 +25,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from ..config import UpstreamConfig
 from ..protocol import commands as cmd
@@ -38,6 +48,22 @@ BACKOFF_MAX = 60.0
 CHECK_AFTER_IDLE = 10.0
 #: How long that NOOP may take before the connection counts as dead.
 CHECK_TIMEOUT = 30.0
+#: Seconds an operation waits for a busy connection that has its folder selected
+#: before it re-selects another one (a SELECT costs more than most operations).
+MATCH_WAIT = 0.03
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A caller waiting for a connection (or for a free slot to open one: None)."""
+
+    want: str | None
+    #: Until then only a connection with ``want`` selected suits it.
+    patient_until: float
+    future: asyncio.Future[UpstreamConnection | None]
+
+    def suits(self, conn: UpstreamConnection, now: float) -> bool:
+        return self.want is None or conn.selected == self.want or now >= self.patient_until
 
 
 class UpstreamPool:
@@ -53,8 +79,9 @@ class UpstreamPool:
         self.on_unsolicited = on_unsolicited
         self._factory = connection_factory
         self._idle: list[UpstreamConnection] = []
+        self._lent: set[UpstreamConnection] = set()
+        self._waiters: list[_Waiter] = []
         self._open = 0  # connections open or being opened (idle, lent, dedicated)
-        self._cond = asyncio.Condition()
         self._backoff = 0.0
         self._down_until = 0.0
         self.last_error: str | None = None
@@ -99,44 +126,136 @@ class UpstreamPool:
         self.stats_opened += 1
         return conn
 
-    async def _acquire(self, mailbox: str | None) -> tuple[UpstreamConnection, bool]:
-        """A connection, and whether it was lent before (False: opened just now)."""
-        async with self._cond:
-            while True:
-                if self._closed:
-                    raise UpstreamUnavailable("gateway is shutting down")
-                self._idle = [c for c in self._idle if c.alive or self._forget(c)]
-                if self._idle:
-                    # Prefer a connection that already has the mailbox selected.
-                    for i, c in enumerate(self._idle):
-                        if mailbox is not None and c.selected == mailbox:
-                            return self._idle.pop(i), True
-                    return self._idle.pop(), True
-                if self._open < self.max_connections:
-                    self._open += 1
-                    self.peak_open = max(self.peak_open, self._open)
-                    break
-                await self._cond.wait()
+    async def _acquire(self, want: str | None) -> tuple[UpstreamConnection, bool]:
+        """A connection, preferably with ``want`` selected, and whether it was lent
+        before (False: opened just now)."""
+        deadline = time.monotonic() + MATCH_WAIT if want is not None else 0.0
+        while True:
+            if self._closed:
+                raise UpstreamUnavailable("gateway is shutting down")
+            self._prune()
+            # Waiting for a match is worth it only while one is out on loan.
+            strict = time.monotonic() < deadline and any(c.selected == want for c in self._lent)
+            conn = self._take_idle(want, strict)
+            if conn is not None:
+                self._lent.add(conn)
+                return conn, True
+            if self._open < self.max_connections:
+                self._open += 1
+                self.peak_open = max(self.peak_open, self._open)
+                break
+            timed_out, got = await self._wait(want, deadline if strict else 0.0)
+            if timed_out:
+                deadline = 0.0
+                continue
+            if got is not None:
+                return got, True
+            break  # a slot was freed for us (counted in _open already)
         try:
-            return await self._new_connection("pool"), False
+            conn = await self._new_connection("pool")
         except BaseException:
-            async with self._cond:
-                self._open -= 1
-                self._cond.notify()
+            self._open -= 1
+            self._wake_slot()
             raise
+        self._lent.add(conn)
+        return conn, False
 
-    def _forget(self, conn: UpstreamConnection) -> bool:
-        self._open -= 1
-        return False
+    def _prune(self) -> None:
+        dead = [c for c in self._idle if not c.alive]
+        if dead:
+            self._idle = [c for c in self._idle if c.alive]
+            for _ in dead:
+                self._open -= 1
+                self._wake_slot()
+
+    def _take_idle(self, want: str | None, strict: bool) -> UpstreamConnection | None:
+        """An idle connection with ``want`` selected; unless ``strict``, else the one
+        whose loss costs least: its folder is selected on another connection too
+        (or it has none), the most recently used among equals."""
+        if want is not None:
+            for i, c in enumerate(self._idle):
+                if c.selected == want:
+                    return self._idle.pop(i)
+        if strict or not self._idle:
+            return None
+        counts = Counter(c.selected for c in (*self._idle, *self._lent))
+        best = max(
+            range(len(self._idle)),
+            key=lambda i: (self._idle[i].selected is None or counts[self._idle[i].selected] > 1, i),
+        )
+        return self._idle.pop(best)
+
+    async def _wait(self, want: str | None, patient_until: float) -> tuple[bool, UpstreamConnection | None]:
+        """Queue for a connection: (False, it), (False, None) for a slot to open one,
+        or (True, None) when ``patient_until`` passed without a match."""
+        waiter = _Waiter(want, patient_until, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        timeout = max(0.0, patient_until - time.monotonic()) if patient_until else None
+        try:
+            await asyncio.wait({waiter.future}, timeout=timeout)
+        except asyncio.CancelledError:
+            self._abandon(waiter)
+            raise
+        if waiter.future.done():
+            return False, waiter.future.result()  # UpstreamUnavailable when the pool closed
+        self._abandon(waiter)
+        return True, None
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """A waiter gives up: whatever it was handed meanwhile goes to the next."""
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+        fut = waiter.future
+        if not fut.done():
+            fut.cancel()
+            return
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        got = fut.result()
+        if got is None:
+            self._open -= 1
+            self._wake_slot()
+        else:
+            self._lent.discard(got)
+            self._give(got)
+
+    def _give(self, conn: UpstreamConnection) -> None:
+        """Hand a free, alive connection to the first waiter it suits (those that
+        need no SELECT for it first), or keep it idle."""
+        now = time.monotonic()
+        pending = [w for w in self._waiters if not w.future.done()]
+        # First come, first served among those that need no SELECT for it.
+        chosen = next((w for w in pending if w.want is None or w.want == conn.selected), None)
+        if chosen is None:
+            chosen = next((w for w in pending if w.suits(conn, now)), None)
+        if chosen is None:
+            self._idle.append(conn)
+            return
+        self._waiters.remove(chosen)
+        self._lent.add(conn)
+        chosen.future.set_result(conn)
+
+    def _wake_slot(self) -> None:
+        """A slot is free (a connection went away): the first waiter may open one."""
+        while self._open < self.max_connections:
+            waiter = next((w for w in self._waiters if not w.future.done()), None)
+            if waiter is None:
+                return
+            self._waiters.remove(waiter)
+            self._open += 1
+            self.peak_open = max(self.peak_open, self._open)
+            waiter.future.set_result(None)
 
     async def _release(self, conn: UpstreamConnection) -> None:
-        async with self._cond:
-            if conn.alive and not self._closed:
-                self._idle.append(conn)
-            else:
-                self._open -= 1
-            self._cond.notify()
-        if not conn.alive:
+        self._lent.discard(conn)
+        if conn.alive and not self._closed:
+            self._give(conn)
+            return
+        self._open -= 1
+        self._wake_slot()
+        if conn.alive:
+            await conn.logout()  # the pool closed meanwhile
+        else:
             await conn.close()
 
     @contextlib.asynccontextmanager
@@ -214,50 +333,52 @@ class UpstreamPool:
         on such a session (e.g. an APPEND after the name was created again: "Internal error
         ... duplicate transaction log sequence")."""
         prefix = mailbox + "/"
-        async with self._cond:
-            stale = [
-                c
-                for c in self._idle
-                if c.selected is not None and (c.selected == mailbox or c.selected.startswith(prefix))
-            ]
-            if not stale:
-                return
-            self._idle = [c for c in self._idle if c not in stale]
-            self._open -= len(stale)
-            self._cond.notify_all()
+        stale = [
+            c
+            for c in self._idle
+            if c.selected is not None and (c.selected == mailbox or c.selected.startswith(prefix))
+        ]
+        if not stale:
+            return
+        self._idle = [c for c in self._idle if c not in stale]
+        self._open -= len(stale)
+        self._wake_slot()
         await asyncio.gather(*(c.logout() for c in stale), return_exceptions=True)
 
     async def dedicated(self, name: str) -> UpstreamConnection:
         """A connection taken out of the pool for good (the change watcher);
         give it back with ``release_dedicated``."""
-        async with self._cond:
-            while self._open >= self.max_connections:
-                if self._idle:
-                    victim = self._idle.pop(0)
-                    self._open -= 1
-                    await victim.logout()
-                    break
-                await self._cond.wait()
+        if self._closed:
+            raise UpstreamUnavailable("gateway is shutting down")
+        if self._open < self.max_connections:
             self._open += 1
             self.peak_open = max(self.peak_open, self._open)
+        elif self._idle:
+            # Its slot becomes ours.
+            await self._idle.pop(0).logout()
+        else:
+            _, got = await self._wait(None, 0.0)
+            if got is not None:
+                self._lent.discard(got)
+                await got.logout()
         try:
             return await self._new_connection(name)
         except BaseException:
-            async with self._cond:
-                self._open -= 1
-                self._cond.notify()
+            self._open -= 1
+            self._wake_slot()
             raise
 
     async def release_dedicated(self, conn: UpstreamConnection) -> None:
         await conn.logout()
-        async with self._cond:
-            self._open -= 1
-            self._cond.notify()
+        self._open -= 1
+        self._wake_slot()
 
     async def close(self) -> None:
-        async with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._open -= len(idle)
-            self._cond.notify_all()
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._open -= len(idle)
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.future.done():
+                w.future.set_exception(UpstreamUnavailable("gateway is shutting down"))
         await asyncio.gather(*(c.logout() for c in idle), return_exceptions=True)
