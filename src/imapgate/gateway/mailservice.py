@@ -9,16 +9,26 @@ Every change follows the same steps (DESIGN, write path):
    transaction; the replica then publishes events to every session.
 
 If upstream refuses or the connection drops, ``OperationError`` carries the
-reason and nothing local changed.  Changes to one mailbox are serialised with
-the sync engine's lock for it, so a sync never interleaves with a write.
+reason and nothing local changed.
+
+Step 3 (the replica+journal transaction and the events) runs under the sync
+engine's lock for the mailbox, so a sync never interleaves with it; the
+upstream command of step 2 does not hold the lock, so writes to one folder run
+side by side.  That is safe where upstream's answers say what they describe:
+STORE answers carry the upstream MODSEQ (CONDSTORE) and ``SyncEngine.apply_flags``
+keeps the newest, UID EXPUNGE answers name the expunged UIDs (VANISHED), and
+UIDVALIDITY is checked again under the lock.  Without CONDSTORE (STORE), without
+UIDPLUS (EXPUNGE, MOVE) or with UNCHANGEDSINCE, the lock is held throughout.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +43,7 @@ from ..protocol.sequence import STAR, SequenceSet
 from ..replica.content import ContentCache
 from ..replica.mailbox import MailboxIndex, MessageRecord
 from ..replica.replica import Replica
-from ..replica.sync import SyncEngine
+from ..replica.sync import FlagReport, SyncEngine
 from ..team.journal import Journal, JournalEntry
 from ..upstream.connection import CommandResult, UpstreamConnection, UpstreamError, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
@@ -149,7 +159,11 @@ class MailService:
         private = self.replica.private_flags_of(mb)
         req_private = requested & private
         req_shared = requested - private
-        async with self.sync.mailbox_lock(mb.name):
+        lock = self.sync.mailbox_lock(mb.name)
+        # Lock-free upstream needs answers in MODSEQ order; UNCHANGEDSINCE is
+        # decided on the replica, which must not change until the STORE is done.
+        hold = unchangedsince is not None or "CONDSTORE" not in self.pool.enabled
+        async with _held(lock, hold):
             state = self.replica.private_state(mb, actor.user_id) if private else None
             targets = [u for u in uids if u in mb.records]
             modified: list[int] = []
@@ -170,42 +184,63 @@ class MailService:
                 detail=f"{operation} {' '.join(sorted(requested))}",
             )
             new_shared = self._plan_shared(mb, targets, operation, req_shared, private)
+            uidvalidity = mb.uidvalidity
+            reports: dict[int, FlagReport] = {}
             try:
                 if new_shared:
-                    new_shared = await self._store_upstream(mb, new_shared)
+                    reports = await self._store_upstream(mb, new_shared)
             except (UpstreamError, UpstreamUnavailable) as exc:
                 err = _upstream_failure(exc, "cannot change flags")
                 self._fail(actor, "STORE", mb.name, targets, err)
                 raise err from None
-            changed: set[int] = set()
-            hook_used = False
-            if new_shared:
+            async with _held(lock, not hold):
+                if mb.uidvalidity != uidvalidity:
+                    err = _rebuilt(mb)
+                    self._fail(actor, "STORE", mb.name, targets, err)
+                    raise err
+                changed = self._apply_store(
+                    actor, mb, entry, reports, targets, operation, req_private, private
+                )
+        return StoreResult(sorted(changed), modified)
+
+    def _apply_store(
+        self,
+        actor: Actor,
+        mb: MailboxIndex,
+        entry: JournalEntry,
+        reports: dict[int, FlagReport],
+        targets: list[int],
+        operation: str,
+        req_private: set[str],
+        private: frozenset[str],
+    ) -> set[int]:
+        """The replica side of a STORE: what upstream reported, the user's private
+        flags, and the journal entry in the first of those transactions."""
+        changed: set[int] = set()
+        hook_used = False
+        if reports:
+            changed.update(self.sync.apply_flags(mb, reports, hook=entry.writer()))
+            hook_used = True
+        if private:
+            add: dict[str, list[int]] = {}
+            remove: dict[str, list[int]] = {}
+            if operation == "add":
+                add = {f: targets for f in req_private}
+            elif operation == "remove":
+                remove = {f: targets for f in req_private}
+            else:
+                add = {f: targets for f in req_private}
+                remove = {f: targets for f in private - req_private}
+            if add or remove:
                 changed.update(
-                    self.replica.set_shared_flags(
-                        mb, {u: f for u, f in new_shared.items()}, hook=entry.writer()
+                    self.replica.set_private_flags(
+                        mb, actor.user_id, add, remove, hook=None if hook_used else entry.writer()
                     )
                 )
                 hook_used = True
-            if private:
-                add: dict[str, list[int]] = {}
-                remove: dict[str, list[int]] = {}
-                if operation == "add":
-                    add = {f: targets for f in req_private}
-                elif operation == "remove":
-                    remove = {f: targets for f in req_private}
-                else:
-                    add = {f: targets for f in req_private}
-                    remove = {f: targets for f in private - req_private}
-                if add or remove:
-                    changed.update(
-                        self.replica.set_private_flags(
-                            mb, actor.user_id, add, remove, hook=None if hook_used else entry.writer()
-                        )
-                    )
-                    hook_used = True
-            if not hook_used:
-                self.journal.record(entry)
-        return StoreResult(sorted(changed), modified)
+        if not hook_used:
+            self.journal.record(entry)
+        return changed
 
     def _plan_shared(
         self,
@@ -233,42 +268,37 @@ class MailService:
 
     async def _store_upstream(
         self, mb: MailboxIndex, plan: dict[int, tuple[str, ...]]
-    ) -> dict[int, tuple[str, ...]]:
-        """Apply ``plan`` upstream; return the flags upstream reports afterwards.
+    ) -> dict[int, FlagReport]:
+        """Apply ``plan`` upstream; return the flags upstream reports afterwards,
+        with the MODSEQ each report is at (under CONDSTORE).
 
         STORE is not .SILENT: a server may drop a flag it cannot keep (a keyword
         when PERMANENTFLAGS lacks \\*), and the replica must record what upstream
-        really holds, never what was asked for."""
-        # Group messages by (flags to add, flags to remove) so a bulk change is a
-        # few UID STORE commands, not one per message.
-        groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
-        for u, new in plan.items():
-            cur = set(mb.records[u].flags)
-            add = tuple(sorted(set(new) - cur))
-            rem = tuple(sorted(cur - set(new)))
-            groups.setdefault((add, rem), []).append(u)
-        reported: dict[int, tuple[str, ...]] = {}
-        answered = False
-        async with self.pool.connection(mb.name) as conn:
+        really holds, never what was asked for.  Other sessions' changes that
+        upstream reports along with the answer are returned too."""
+        groups = _store_groups(mb, plan)
+        reported: dict[int, FlagReport] = {}
+        async with self.pool.connection(mb.name, need_uid=max(plan)) as conn:
             self._check_uidvalidity(conn, mb)
-            for (add, rem), group in groups.items():
-                uidset = SequenceSet.from_ids(group)
-                steps: tuple[tuple[cmd.StoreOperation, tuple[str, ...]], ...] = (
-                    ("add", add),
-                    ("remove", rem),
-                )
-                for op, flags in steps:
-                    if not flags:
-                        continue
-                    res = await conn.check(_uid_store(uidset, op, flags, silent=False))
-                    for f in res.of_type(rsp.FetchResponse):
-                        answered = True
-                        if f.uid is not None and f.flags is not None and f.uid in plan:
-                            reported[f.uid] = tuple(x for x in f.flags if x != "\\Recent")
-        if not answered:
-            # A server that sends no FETCH after STORE: trust the plan.
-            return dict(plan)
-        # A message upstream did not report did not change there.
+            answered = await _run_stores(conn, groups, reported)
+            reports_modseq = "CONDSTORE" in conn.enabled
+            missing = {u: f for u, f in plan.items() if u not in reported}
+            if missing and (answered or reports_modseq):
+                # No answer for these: upstream had the flags already (the replica
+                # was behind), the message is gone, or this session had not been
+                # told about it (Dovecot skips such a UID silently).  The last must
+                # not lose the change: NOOP and repeat (+FLAGS/-FLAGS are idempotent).
+                await conn.check(lambda tag: cmd.Noop(tag))
+                answered = await _run_stores(conn, _store_groups(mb, missing), reported) or answered
+                missing = {u: f for u, f in missing.items() if u not in reported}
+        if missing:
+            if not answered and not reports_modseq:
+                # A server that sends no FETCH after STORE: trust the plan.
+                reported.update((u, (f, None)) for u, f in missing.items())
+            else:
+                # Unchanged upstream: the replica was behind; a sync brings what
+                # upstream holds (never claim what upstream did not report).
+                self.sync.request(mb.name)
         return reported
 
     def _check_uidvalidity(self, conn: UpstreamConnection, mb: MailboxIndex) -> None:
@@ -307,25 +337,63 @@ class MailService:
     async def expunge(self, actor: Actor, mb: MailboxIndex, uids: Sequence[int] | None) -> list[int]:
         """Expunge messages flagged \\Deleted (all of them, or those among ``uids``)."""
         self.policy.authorize(actor, mb.name, rights.EXPUNGE)
-        async with self.sync.mailbox_lock(mb.name):
+        lock = self.sync.mailbox_lock(mb.name)
+        # Lock-free only where UID EXPUNGE's answer names what went (VANISHED):
+        # without UIDPLUS, other messages' \\Deleted is shielded by the replica's
+        # view of them, which must not change meanwhile.
+        exact = self.pool.has("UIDPLUS") and "QRESYNC" in self.pool.enabled
+        async with _held(lock, not exact):
             candidates = mb.uids if uids is None else [u for u in uids if u in mb.records]
             targets = [u for u in candidates if "\\Deleted" in mb.records[u].flags]
             if not targets:
                 return []
             self.policy.check_conflicts(actor, mb.name, targets, "expunge")
             entry = JournalEntry(actor.user, actor.client, "EXPUNGE", mb.name, _uids_text(targets))
+            uidvalidity = mb.uidvalidity
             try:
-                async with self.pool.connection(mb.name) as conn:
-                    self._check_uidvalidity(conn, mb)
-                    await _expunge_exactly(conn, SequenceSet.from_ids(targets), mb)
+                if exact:
+                    gone = await self._uid_expunge(mb, targets)
+                else:
+                    async with self.pool.connection(mb.name) as conn:
+                        self._check_uidvalidity(conn, mb)
+                        await _expunge_exactly(conn, SequenceSet.from_ids(targets), mb)
+                    gone = set(targets)
             except (UpstreamError, UpstreamUnavailable) as exc:
                 err = _upstream_failure(exc, "cannot expunge")
                 self._fail(actor, "EXPUNGE", mb.name, targets, err)
                 raise err from None
-            gone = set(targets)
-            removed = self.replica.expunge(mb, gone, hook=entry.writer())
-        self.sync.request(mb.name)
+            async with _held(lock, exact):
+                if mb.uidvalidity != uidvalidity:
+                    err = _rebuilt(mb)
+                    self._fail(actor, "EXPUNGE", mb.name, targets, err)
+                    raise err
+                entry.uids = _uids_text(gone)
+                removed = self.replica.expunge(mb, gone, hook=entry.writer())
+        if len(gone) < len(targets) or not exact:
+            # Some stayed upstream (their \\Deleted there was not what the replica
+            # says): a sync brings the replica in line.
+            self.sync.request(mb.name)
         return list(removed)
+
+    async def _uid_expunge(self, mb: MailboxIndex, targets: list[int]) -> set[int]:
+        """UID EXPUNGE ``targets``; returns those upstream reports gone (VANISHED)."""
+        wanted = set(targets)
+        async with self.pool.connection(mb.name, need_uid=max(targets)) as conn:
+            self._check_uidvalidity(conn, mb)
+            res = await _expunge_exactly(conn, SequenceSet.from_ids(targets), mb)
+            gone = _vanished(res) & wanted
+            left = wanted - gone
+            if left:
+                # Not reported: no \\Deleted upstream (the replica was behind), gone
+                # before, or unknown to this session (skipped silently): NOOP and
+                # repeat for those once.
+                noop = await conn.check(lambda tag: cmd.Noop(tag))
+                gone |= _vanished(noop) & left
+                left -= gone
+                if left:
+                    again = await _expunge_exactly(conn, SequenceSet.from_ids(left), mb)
+                    gone |= _vanished(again) & left
+        return gone
 
     # -- copy / move -------------------------------------------------------------------
     async def copy(
@@ -348,6 +416,9 @@ class MailService:
             actor.user, actor.client, verb, mb.name, _uids_text(targets), detail=f"to {dest.name}"
         )
         intent: int | None = None
+        # The source stays locked across the upstream command: its records and
+        # everyone's private flags are carried to the copies after it (a sync
+        # must not expunge the moved originals in between).
         async with self.sync.mailbox_lock(mb.name):
             try:
                 async with self.pool.connection(mb.name) as conn:
@@ -560,7 +631,12 @@ class MailService:
                 if len(new_uids) == len(appends):
                     result = CopyResult(code.uidvalidity, [], new_uids)
         async with self.sync.mailbox_lock(dest.name):
-            if result.dest:
+            if result.dest and dest.uidvalidity != result.uidvalidity:
+                # Rebuilt meanwhile: these UIDs are not the folder's any more; the
+                # sync that rebuilt it fetches what is there.
+                result = CopyResult(dest.uidvalidity, [], [])
+                self.journal.record(entry)
+            elif result.dest:
                 recs = []
                 for uid, msg in zip(result.dest, appends, strict=True):
                     when = msg.internal_date or datetime.now().astimezone()
@@ -706,32 +782,53 @@ class MailService:
             batches[-1].append(u)
             size += msize
         try:
-            async with self.pool.connection(mb.name) as conn:
+            async with self.pool.connection(mb.name, need_uid=max(missing_by_uid)) as conn:
                 self._check_uidvalidity(conn, mb)
+                uidvalidity = mb.uidvalidity  # the UIDs' own, whatever a sync does meanwhile
                 for batch in batches:
-                    need = sorted({k for u in batch for k in missing_by_uid[u]})
-                    items = tuple(keys[k] for k in need)
-                    uidset = SequenceSet.from_ids(batch)
-                    res = await conn.check(_uid_fetch(uidset, items))
-                    got: dict[tuple[int, bytes], bytes | None] = {}
-                    for f in res.of_type(rsp.FetchResponse):
-                        fuid = f.uid
-                        if fuid is None or fuid not in missing_by_uid:
-                            continue
-                        for k in need:
-                            found_item, value = _find_item(f.items, keys[k].response_name())
-                            if found_item:
-                                got[(fuid, k)] = _as_bytes(value)
-                    self.content.put_many(mb.id, mb.uidvalidity, got)
-                    found.update(got)
+                    found.update(
+                        await self._fetch_batch(conn, mb.id, uidvalidity, batch, missing_by_uid, keys)
+                    )
+                unanswered = [u for u in sorted(missing_by_uid) if (u, missing_by_uid[u][0]) not in found]
+                if unanswered:
+                    # Gone upstream, or not yet announced to this session (Dovecot
+                    # skips such a UID silently): NOOP and ask once more.
+                    await conn.check(lambda tag: cmd.Noop(tag))
+                    found.update(
+                        await self._fetch_batch(conn, mb.id, uidvalidity, unanswered, missing_by_uid, keys)
+                    )
         except (UpstreamError, UpstreamUnavailable) as exc:
             raise _upstream_failure(exc, "cannot fetch message content") from None
         return found
 
+    async def _fetch_batch(
+        self,
+        conn: UpstreamConnection,
+        mailbox_id: int,
+        uidvalidity: int,
+        batch: list[int],
+        missing_by_uid: dict[int, list[bytes]],
+        keys: dict[bytes, FetchAttribute],
+    ) -> dict[tuple[int, bytes], bytes | None]:
+        need = sorted({k for u in batch for k in missing_by_uid[u]})
+        items = tuple(keys[k] for k in need)
+        res = await conn.check(_uid_fetch(SequenceSet.from_ids(batch), items))
+        got: dict[tuple[int, bytes], bytes | None] = {}
+        for f in res.of_type(rsp.FetchResponse):
+            fuid = f.uid
+            if fuid is None or fuid not in missing_by_uid:
+                continue
+            for k in need:
+                found_item, value = _find_item(f.items, keys[k].response_name())
+                if found_item:
+                    got[(fuid, k)] = _as_bytes(value)
+        self.content.put_many(mailbox_id, uidvalidity, got)
+        return got
+
     async def search_upstream(self, mb: MailboxIndex, key: SearchKey, charset: str | None) -> set[int]:
         """UIDs matching one content criterion (text, header, sent date), asked upstream."""
         try:
-            async with self.pool.connection(mb.name) as conn:
+            async with self.pool.connection(mb.name, need_uid=mb.uids[-1] if mb.uids else 0) as conn:
                 self._check_uidvalidity(conn, mb)
                 res = await conn.check(lambda tag: cmd.Search(tag, (key,), uid=True, charset=charset))
         except (UpstreamError, UpstreamUnavailable) as exc:
@@ -747,6 +844,59 @@ class MailService:
         return found
 
 
+def _store_groups(
+    mb: MailboxIndex, plan: dict[int, tuple[str, ...]]
+) -> dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]]:
+    """Messages grouped by (flags to add, flags to remove), so a bulk change is a
+    few UID STORE commands, not one per message."""
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+    for u, new in plan.items():
+        rec = mb.records.get(u)
+        cur = set(rec.flags) if rec is not None else set()
+        add = tuple(sorted(set(new) - cur))
+        rem = tuple(sorted(cur - set(new)))
+        groups.setdefault((add, rem), []).append(u)
+    return groups
+
+
+async def _run_stores(
+    conn: UpstreamConnection,
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]],
+    reported: dict[int, FlagReport],
+) -> bool:
+    """Send the UID STOREs of ``groups``; collect every FETCH upstream answers
+    into ``reported`` (later lines win).  True when upstream sent any FETCH."""
+    answered = False
+    for (add, rem), group in groups.items():
+        uidset = SequenceSet.from_ids(group)
+        steps: tuple[tuple[cmd.StoreOperation, tuple[str, ...]], ...] = (("add", add), ("remove", rem))
+        for op, flags in steps:
+            if not flags:
+                continue
+            res = await conn.check(_uid_store(uidset, op, flags, silent=False))
+            for f in res.of_type(rsp.FetchResponse):
+                answered = True
+                if f.uid is not None and f.flags is not None:
+                    reported[f.uid] = (tuple(x for x in f.flags if x != "\\Recent"), f.modseq)
+    return answered
+
+
+@contextlib.asynccontextmanager
+async def _held(lock: asyncio.Lock, hold: bool) -> AsyncIterator[None]:
+    """``lock`` held for the block when ``hold``, else nothing."""
+    if hold:
+        async with lock:
+            yield
+    else:
+        yield
+
+
+def _rebuilt(mb: MailboxIndex) -> OperationError:
+    return OperationError(
+        f"mailbox {mb.name} was rebuilt on the mail server (UIDVALIDITY changed); reopen it", "UNAVAILABLE"
+    )
+
+
 def _uid_store(
     uids: SequenceSet, op: cmd.StoreOperation, flags: tuple[str, ...], *, silent: bool = True
 ) -> Callable[[str], cmd.Command]:
@@ -756,13 +906,15 @@ def _uid_store(
     return build
 
 
-async def _expunge_exactly(conn: UpstreamConnection, uidset: SequenceSet, mb: MailboxIndex | None) -> None:
-    """Expunge exactly ``uidset``.  With UIDPLUS that is UID EXPUNGE; without it a
-    plain EXPUNGE would also remove other messages someone marked \\Deleted but
-    meant to keep for now, so their \\Deleted is lifted around it."""
+async def _expunge_exactly(
+    conn: UpstreamConnection, uidset: SequenceSet, mb: MailboxIndex | None
+) -> CommandResult:
+    """Expunge exactly ``uidset``; returns the answer to the expunge command.  With
+    UIDPLUS that is UID EXPUNGE; without it a plain EXPUNGE would also remove other
+    messages someone marked \\Deleted but meant to keep for now, so their
+    \\Deleted is lifted around it."""
     if conn.has("UIDPLUS"):
-        await conn.check(lambda tag: cmd.Expunge(tag, uid=True, uid_set=uidset))
-        return
+        return await conn.check(lambda tag: cmd.Expunge(tag, uid=True, uid_set=uidset))
     mine = set(uidset.iter(0))
     others = (
         [] if mb is None else [u for u in mb.uids if u not in mine and "\\Deleted" in mb.records[u].flags]
@@ -771,10 +923,15 @@ async def _expunge_exactly(conn: UpstreamConnection, uidset: SequenceSet, mb: Ma
     if others:
         await conn.check(_uid_store(shield, "remove", ("\\Deleted",)))
     try:
-        await conn.check(lambda tag: cmd.Expunge(tag))
+        return await conn.check(lambda tag: cmd.Expunge(tag))
     finally:
         if others:
             await conn.check(_uid_store(shield, "add", ("\\Deleted",)))
+
+
+def _vanished(res: CommandResult) -> set[int]:
+    """UIDs an answer reports expunged (QRESYNC's VANISHED)."""
+    return {u for v in res.of_type(rsp.Vanished) for u in v.uids.iter(0)}
 
 
 def _uid_search(criteria: tuple[SearchKey, ...]) -> Callable[[str], cmd.Command]:

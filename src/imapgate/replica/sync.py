@@ -195,16 +195,21 @@ class SyncEngine:
         floor = mb.upstream_modseq
         accepted: dict[int, tuple[str, ...]] = {}
         newer: dict[int, int] = {}
+        unordered: list[int] = []
         for uid, (flags, modseq) in reports.items():
             if uid not in mb.records:
                 continue
-            if modseq is not None:
-                if modseq <= seen.get(uid, floor):
-                    continue
+            if modseq is None:
+                unordered.append(uid)  # the next report with a MODSEQ wins over it
+            elif modseq <= seen.get(uid, floor):
+                continue
+            else:
                 newer[uid] = modseq
             accepted[uid] = flags
         changed = self.replica.set_shared_flags(mb, accepted, hook=hook)
         seen.update(newer)
+        for uid in unordered:
+            seen.pop(uid, None)
         return changed
 
     def _settle_floor(self, mb: MailboxIndex, highest: int) -> None:
