@@ -230,7 +230,7 @@ async def store(s: Session, c: cmd.Command) -> Done:
         s.enabled.add("CONDSTORE")
     _check_set(view, c.sequence_set, c.uid)
     _announce_expunges(s, view, c.uid)
-    pairs = _targets(s, view, c.sequence_set, c.uid)
+    pairs = view.resolve(c.sequence_set, uid=c.uid)
     seq_of = {u: q for q, u in pairs}
     result = await s.gw.service.store(
         s.require_actor(),
