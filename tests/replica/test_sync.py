@@ -150,6 +150,7 @@ async def test_resync_on_a_connection_with_the_folder_selected_needs_no_select(t
             return [
                 b"* VANISHED (EARLIER) 2",
                 b"* 1 FETCH (UID 1 FLAGS (\\Flagged) MODSEQ (12))",
+                b"* 2 FETCH (UID 3 FLAGS (\\Answered) MODSEQ (14))",
             ], b"OK done"
         if isinstance(c, cmd.Fetch):
             assert c.sequence_set.ranges[0][0] == 4
@@ -160,13 +161,15 @@ async def test_resync_on_a_connection_with_the_folder_selected_needs_no_select(t
     await sync.sync_mailbox("Work")  # the first sync selects
     assert [c.name for c in conn.sent] == ["SELECT"]
     conn.sent.clear()
-    # Meanwhile upstream: UID 2 expunged, UID 1 flagged (13 would be its MODSEQ
-    # in the NOOP: 12 in the fetch is what counts), a new message 4.
-    noop_lines[:] = [b"* VANISHED 2", b"* 3 EXISTS"]
+    # Meanwhile upstream: UID 2 expunged, UID 1 flagged (the NOOP tells), UID 3
+    # answered (only the fetch tells), a new message 4.
+    noop_lines[:] = [b"* VANISHED 2", b"* 1 FETCH (UID 1 FLAGS (\\Flagged) MODSEQ (12))", b"* 3 EXISTS"]
     await sync.sync_mailbox("Work")
     assert [c.name for c in conn.sent] == ["NOOP", "FETCH", "FETCH"]
     assert mb.uids == [1, 3, 4]
-    assert mb.records[1].flags == ("\\Flagged",)
+    assert mb.records[1].flags == ("\\Flagged",) and mb.records[3].flags == ("\\Answered",)
+    # The floor moves to what the NOOP showed, not to the fetch's 14: an expunge
+    # between the NOOP and the fetch would be in neither answer.
     assert mb.upstream_modseq == 12
 
 

@@ -294,16 +294,19 @@ class SyncEngine:
         FETCH); ``UID FETCH 1:n (FLAGS) (CHANGEDSINCE m VANISHED)`` reports every
         flag change and expunge since the replica's ``upstream_modseq`` m, also
         those this connection's earlier commands were told about; new messages
-        are fetched when the session counts more than the replica holds.  The
-        new floor is the highest MODSEQ seen, or ``hint`` (a HIGHESTMODSEQ
-        announced before this sync began: everything up to it was committed
-        before the NOOP, so this sync saw it)."""
+        are fetched when the session counts more than the replica holds.
+
+        The new floor is the highest MODSEQ in the NOOP's answer, or ``hint`` (a
+        HIGHESTMODSEQ announced before this sync began): everything up to either
+        was committed before the NOOP, so this sync saw it.  Not the MODSEQs of
+        the CHANGEDSINCE answer: an expunge committed between the NOOP and it
+        is in neither answer (Dovecot announces no expunge during a FETCH)."""
         floor = mb.upstream_modseq
         known_max = mb.uids[-1] if mb.uids else 0
         noop = await conn.check(lambda tag: cmd.Noop(tag))
         gone: set[int] = set()
         reports: dict[int, FlagReport] = {}
-        highest = max(floor, hint)
+        highest = max([floor, hint] + [f.modseq or 0 for f in noop.of_type(rsp.FetchResponse)])
         answers = list(noop.untagged)
         if known_max:
             changed = await conn.check(_changedsince_builder(known_max, floor))
@@ -313,7 +316,6 @@ class SyncEngine:
                 gone.update(u for u in r.uids.iter(known_max) if u in mb.records)
             elif isinstance(r, rsp.FetchResponse) and r.uid is not None and r.flags is not None:
                 reports[r.uid] = (_stored_flags(r.flags), r.modseq)
-                highest = max(highest, r.modseq or 0)
         if gone:
             self.replica.expunge(mb, gone)
         if reports:
