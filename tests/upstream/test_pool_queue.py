@@ -147,3 +147,27 @@ async def test_dedicated_takes_a_slot_at_the_bound() -> None:
 @pytest.fixture(autouse=True)
 def _count() -> None:
     FakeConnection.opened = 0
+
+
+async def test_a_caller_for_another_folder_is_not_starved() -> None:
+    """Every connection has B selected and B callers keep coming: the caller
+    for A still gets one soon (and selects A on it)."""
+    pool = make(2)
+    async with pool.connection("B"), pool.connection("B"):
+        pass
+    stop = asyncio.Event()
+
+    async def b_load() -> None:
+        while not stop.is_set():
+            async with pool.connection("B", need_uid=0):
+                await asyncio.sleep(0.002)
+
+    loaders = [asyncio.create_task(b_load()) for _ in range(8)]
+    await asyncio.sleep(0.02)
+    t0 = time.monotonic()
+    async with asyncio.timeout(1.0):
+        async with pool.connection("A", need_uid=0) as conn:
+            assert conn.selected == "A"
+    assert time.monotonic() - t0 < 0.5
+    stop.set()
+    await asyncio.gather(*loaders)

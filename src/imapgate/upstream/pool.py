@@ -60,10 +60,21 @@ class _Waiter:
     want: str | None
     #: Until then only a connection with ``want`` selected suits it.
     patient_until: float
+    #: When the caller first queued (kept when it queues again after its patience).
+    since: float
     future: asyncio.Future[UpstreamConnection | None]
 
     def suits(self, conn: UpstreamConnection, now: float) -> bool:
         return self.want is None or conn.selected == self.want or now >= self.patient_until
+
+    def first_choice(self, conn: UpstreamConnection, now: float) -> bool:
+        """Served before the others: needs no SELECT for ``conn``, or has waited
+        too long already (no one starves behind a stream of better matches)."""
+        return (
+            self.want is None
+            or conn.selected == self.want
+            or (now >= self.patient_until and now - self.since >= MATCH_WAIT)
+        )
 
 
 class UpstreamPool:
@@ -130,6 +141,7 @@ class UpstreamPool:
         """A connection, preferably with ``want`` selected, and whether it was lent
         before (False: opened just now)."""
         deadline = time.monotonic() + MATCH_WAIT if want is not None else 0.0
+        since = 0.0
         while True:
             if self._closed:
                 raise UpstreamUnavailable("gateway is shutting down")
@@ -144,7 +156,8 @@ class UpstreamPool:
                 self._open += 1
                 self.peak_open = max(self.peak_open, self._open)
                 break
-            timed_out, got = await self._wait(want, deadline if strict else 0.0)
+            since = since or time.monotonic()
+            timed_out, got = await self._wait(want, deadline if strict else 0.0, since)
             if timed_out:
                 deadline = 0.0
                 continue
@@ -185,10 +198,13 @@ class UpstreamPool:
         )
         return self._idle.pop(best)
 
-    async def _wait(self, want: str | None, patient_until: float) -> tuple[bool, UpstreamConnection | None]:
+    async def _wait(
+        self, want: str | None, patient_until: float, since: float = 0.0
+    ) -> tuple[bool, UpstreamConnection | None]:
         """Queue for a connection: (False, it), (False, None) for a slot to open one,
         or (True, None) when ``patient_until`` passed without a match."""
-        waiter = _Waiter(want, patient_until, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(want, patient_until, since or time.monotonic(), loop.create_future())
         self._waiters.append(waiter)
         timeout = max(0.0, patient_until - time.monotonic()) if patient_until else None
         try:
@@ -224,8 +240,9 @@ class UpstreamPool:
         need no SELECT for it first), or keep it idle."""
         now = time.monotonic()
         pending = [w for w in self._waiters if not w.future.done()]
-        # First come, first served among those that need no SELECT for it.
-        chosen = next((w for w in pending if w.want is None or w.want == conn.selected), None)
+        # First come, first served among those that need no SELECT for it (or
+        # waited long enough), then among those it suits.
+        chosen = next((w for w in pending if w.first_choice(conn, now)), None)
         if chosen is None:
             chosen = next((w for w in pending if w.suits(conn, now)), None)
         if chosen is None:
