@@ -51,6 +51,8 @@ CHECK_TIMEOUT = 30.0
 #: Seconds an operation waits for a busy connection that has its folder selected
 #: before it re-selects another one (a SELECT costs more than most operations).
 MATCH_WAIT = 0.03
+#: Seconds after which a waiting caller is served first, whatever it must select.
+STARVE_AFTER = 0.5
 
 
 @dataclass(eq=False)
@@ -67,13 +69,16 @@ class _Waiter:
     def suits(self, conn: UpstreamConnection, now: float) -> bool:
         return self.want is None or conn.selected == self.want or now >= self.patient_until
 
-    def first_choice(self, conn: UpstreamConnection, now: float) -> bool:
-        """Served before the others: needs no SELECT for ``conn``, or has waited
-        too long already (no one starves behind a stream of better matches)."""
+    def first_choice(self, conn: UpstreamConnection, now: float, holders: Counter[str | None]) -> bool:
+        """Served before the others: needs no SELECT for ``conn``; or no connection
+        has its folder and ``conn``'s folder keeps another one (re-selecting it
+        costs no one a SELECT later); or it waited too long already (no one
+        starves behind a stream of callers with better matches)."""
         return (
             self.want is None
             or conn.selected == self.want
-            or (now >= self.patient_until and now - self.since >= MATCH_WAIT)
+            or (holders[self.want] == 0 and (conn.selected is None or holders[conn.selected] > 0))
+            or now - self.since >= STARVE_AFTER
         )
 
 
@@ -242,7 +247,8 @@ class UpstreamPool:
         pending = [w for w in self._waiters if not w.future.done()]
         # First come, first served among those that need no SELECT for it (or
         # waited long enough), then among those it suits.
-        chosen = next((w for w in pending if w.first_choice(conn, now)), None)
+        holders = Counter(c.selected for c in (*self._idle, *self._lent))
+        chosen = next((w for w in pending if w.first_choice(conn, now, holders)), None)
         if chosen is None:
             chosen = next((w for w in pending if w.suits(conn, now)), None)
         if chosen is None:
