@@ -289,7 +289,9 @@ class MailService:
                 # told about it (Dovecot skips such a UID silently).  The last must
                 # not lose the change: NOOP and repeat (+FLAGS/-FLAGS are idempotent).
                 await conn.check(lambda tag: cmd.Noop(tag))
-                answered = await _run_stores(conn, _store_groups(mb, missing), reported) or answered
+                again = {k: [u for u in g if u in missing] for k, g in groups.items()}
+                again = {k: g for k, g in again.items() if g}
+                answered = await _run_stores(conn, again, reported) or answered
                 missing = {u: f for u, f in missing.items() if u not in reported}
         if missing:
             if not answered and not reports_modseq:
@@ -848,11 +850,11 @@ def _store_groups(
     mb: MailboxIndex, plan: dict[int, tuple[str, ...]]
 ) -> dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]]:
     """Messages grouped by (flags to add, flags to remove), so a bulk change is a
-    few UID STORE commands, not one per message."""
+    few UID STORE commands, not one per message.  (Called before any await after
+    ``plan`` was made: the records are the ones it was made from.)"""
     groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
     for u, new in plan.items():
-        rec = mb.records.get(u)
-        cur = set(rec.flags) if rec is not None else set()
+        cur = set(mb.records[u].flags)
         add = tuple(sorted(set(new) - cur))
         rem = tuple(sorted(cur - set(new)))
         groups.setdefault((add, rem), []).append(u)

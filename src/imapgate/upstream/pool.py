@@ -9,9 +9,15 @@ Connections keep their selected folder between operations, and SELECT is the
 most expensive thing a hoster does for us (a big folder: tens of ms).  So an
 operation on a folder gets an idle connection that has it selected; when there
 is none but one is busy, it waits a little (``MATCH_WAIT``) for that one before
-it re-selects another, and a re-selected connection is one whose folder has
-another connection too.  Released connections go straight to the next waiter
-that wants them.
+it re-selects another, and a re-selected connection is preferably one whose
+folder has another connection too.  A released connection goes straight to
+the first waiter that needs no SELECT for it (or whose folder has no
+connection at all, or who waited ``STARVE_AFTER``), else to the first it suits.
+
+A reused connection gets a NOOP only when the operation names a UID it has not
+been told about (Dovecot silently skips such UIDs) or when it sat unused for
+``CHECK_AFTER_IDLE`` (it may have died unnoticed: if the NOOP fails, the next
+connection is tried).
 
 A connection that breaks is dropped; the next caller opens a new one.  When
 connecting fails, the pool backs off (1 s doubling to 60 s) and fails fast in
@@ -187,9 +193,9 @@ class UpstreamPool:
                 self._wake_slot()
 
     def _take_idle(self, want: str | None, strict: bool) -> UpstreamConnection | None:
-        """An idle connection with ``want`` selected; unless ``strict``, else the one
-        whose loss costs least: its folder is selected on another connection too
-        (or it has none), the most recently used among equals."""
+        """An idle connection with ``want`` selected.  Failing that (and unless
+        ``strict``), the one whose folder is missed least: selected on another
+        connection too, or none at all; the most recently used among equals."""
         if want is not None:
             for i, c in enumerate(self._idle):
                 if c.selected == want:
