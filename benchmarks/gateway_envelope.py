@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import shutil
 import time
+from pathlib import Path
 
 from common import (
     PASSWORD,
@@ -22,6 +23,7 @@ from common import (
     UPSTREAM_USER,
     Client,
     GatewayProcess,
+    Profiler,
     header,
     make_tmp,
     median,
@@ -91,6 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer runs")
     ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--profile", type=Path, default=None, help="py-spy the gateway into this file")
     args = ap.parse_args()
     runs = args.runs or (5 if args.quick else 15)
     header(f"gateway_envelope: {COMMAND}")
@@ -100,7 +103,8 @@ def main() -> None:
         dc = start_dovecot(tmp, {FOLDER: rich_messages(N)})
         gw = GatewayProcess(tmp, dc.port, ["alice", "bob"])
         print(f"   gateway ready in {gw.start():.1f} s")
-        asyncio.run(bench(gw, dc.port, runs))
+        with Profiler(gw.pid, args.profile):
+            asyncio.run(bench(gw, dc.port, runs))
         print(f"   gateway log errors: {len(gw.error_lines())}")
     finally:
         if gw is not None:

@@ -112,6 +112,11 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
         await _fetch_flags_fast(s, view, seqs, uids, recs, attrs)
         return _fetch_done(vanished_meanwhile)
     content_attrs = [a for a in attrs if is_content(a)]
+    # Per-attribute work done once per command, not once per message.
+    plan = [
+        (a, a.name, cache_key(a) if is_content(a) else b"", a.response_name() if is_content(a) else b"")
+        for a in attrs
+    ]
     pairs = list(zip(seqs, uids, strict=True))
     for i in range(0, len(pairs), CONTENT_ROUND):
         chunk = pairs[i : i + CONTENT_ROUND]
@@ -124,8 +129,7 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
                 continue  # expunged while we waited for upstream
             items: list[bytes] = []
             has_flags = False
-            for a in attrs:
-                n = a.name
+            for a, n, ckey, rname in plan:
                 if n == "UID":
                     items.append(b"UID %d" % uid)
                 elif n == "FLAGS":
@@ -140,7 +144,7 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
                 elif n == "RFC822.SIZE":
                     items.append(b"RFC822.SIZE %d" % rec.size)
                 else:
-                    items.append(_content_item(a, content.get((uid, cache_key(a)))))
+                    items.append(_content_item(a, rname, content.get((uid, ckey))))
             if uid in seen_changed and not has_flags:
                 items.append(b"FLAGS (" + flags_wire(view.flags_of(uid)) + b")")
                 if s.condstore:
@@ -171,8 +175,8 @@ def _fetch_done(vanished_meanwhile: bool) -> Done:
     return Done("FETCH completed")
 
 
-def _content_item(a: FetchAttribute, value: bytes | None) -> bytes:
-    name = a.response_name()
+def _content_item(a: FetchAttribute, name: bytes, value: bytes | None) -> bytes:
+    """``name`` is ``a.response_name()``, computed once per command by the caller."""
     if a.name in ("ENVELOPE", "BODYSTRUCTURE") or (a.name == "BODY" and a.section is None):
         # Verbatim wire bytes from upstream (cached).
         return name + b" " + (value if value is not None else b"NIL")
