@@ -1,5 +1,5 @@
 """The gateway in front of pymap, a minimal server without CONDSTORE, QRESYNC, NOTIFY, ESEARCH
-or SPECIAL-USE: every fallback path (full ``UID FETCH 1:* (FLAGS)`` resync, IDLE on INBOX as
+or SPECIAL-USE: every fallback path (full ``UID FETCH 1:* (FLAGS)`` resync, IDLE on the busiest folder as
 the only change watcher, the periodic check) against a server nobody on this team wrote.
 
 Login, LIST, SELECT, FETCH (byte-identical bodies), STORE (checked at pymap), SEARCH, and changes
@@ -133,7 +133,7 @@ def test_direct_changes_at_pymap_reach_the_gateway(gw: GatewayHarness, pymap: Py
             ok(direct.append("INBOX", None, None, APPENDED))
             bob.wait_for(rb"^\* %d EXISTS" % (exists + 1), FALLBACK_LIMIT)
             append_time = time.monotonic() - start
-            # A folder the watcher does not watch (IDLE is on INBOX): the periodic check.
+            # A folder the watcher does not watch (IDLE is on INBOX, bob's folder): the periodic check.
             support_before = len(uid_flags_of(direct, "Support"))
             start = time.monotonic()
             ok(direct.append("Support", None, None, APPENDED))
@@ -170,3 +170,45 @@ def uid_flags_of(client: object, folder: str) -> dict[int, set[str]]:
         return uid_flags(client)
     finally:
         ok(client.select("INBOX"))
+
+
+def test_watcher_follows_the_busiest_folder(pymap: PymapServer, tmp_path: Path) -> None:
+    """Without NOTIFY the upstream IDLE sits on the folder most sessions have open:
+    with the periodic check far away (600 s), a change made at pymap in Support
+    reaches bob's IDLE on Support at once, and the watcher goes back to INBOX
+    when he leaves."""
+    with GatewayHarness(
+        upstream_port=pymap.port,
+        data_dir=tmp_path / "gw",
+        upstream={"poll_interval": 600},
+        users={"bob": "bob-pw"},
+    ) as gw:
+        bob = RawClient(gw.host, gw.port)
+        try:
+            bob.login("bob", "bob-pw")
+            lines = bob.command(b"S1", b"SELECT Support")
+            exists = next(int(x.split()[1]) for x in lines if x.endswith(b" EXISTS\r\n"))
+            deadline = time.monotonic() + 5
+            while _watched(gw) != "Support":
+                assert time.monotonic() < deadline, "the watcher did not move to Support"
+                time.sleep(0.05)
+            bob.idle()
+            with session(upstream_login(pymap.host, pymap.port)) as direct:
+                start = time.monotonic()
+                ok(direct.append("Support", None, None, APPENDED))
+            bob.wait_for(rb"^\* %d EXISTS" % (exists + 1), 2.0)
+            assert time.monotonic() - start < 2.0
+            bob.done()
+            bob.command(b"C", b"CLOSE")
+            deadline = time.monotonic() + 5
+            while _watched(gw) != "INBOX":
+                assert time.monotonic() < deadline, "the watcher did not go back to INBOX"
+                time.sleep(0.05)
+        finally:
+            bob.close()
+
+
+def _watched(gw: GatewayHarness) -> str | None:
+    """The folder the gateway's upstream IDLE sits on (read across threads: a plain attribute)."""
+    conn = gw.gw.sync._watcher_conn
+    return conn.selected if conn is not None else None

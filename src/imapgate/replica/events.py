@@ -71,12 +71,16 @@ class EventHub:
     def __init__(self) -> None:
         self._by_mailbox: defaultdict[int, set[Subscriber]] = defaultdict(set)
         self._global: set[Subscriber] = set()
+        #: Called with a mailbox id whenever a session starts or stops watching
+        #: it (the sync engine watches the busiest folder upstream).
+        self._interest_listeners: list[Callable[[int], None]] = []
 
     def subscribe(self, mailbox_id: int | None, fn: Subscriber) -> None:
         if mailbox_id is None:
             self._global.add(fn)
         else:
             self._by_mailbox[mailbox_id].add(fn)
+            self._interest_changed(mailbox_id)
 
     def unsubscribe(self, mailbox_id: int | None, fn: Subscriber) -> None:
         if mailbox_id is None:
@@ -87,6 +91,18 @@ class EventHub:
                 subs.discard(fn)
                 if not subs:
                     del self._by_mailbox[mailbox_id]
+                self._interest_changed(mailbox_id)
+
+    def add_interest_listener(self, fn: Callable[[int], None]) -> None:
+        self._interest_listeners.append(fn)
+
+    def _interest_changed(self, mailbox_id: int) -> None:
+        for fn in self._interest_listeners:
+            fn(mailbox_id)
+
+    def watched_mailboxes(self) -> dict[int, int]:
+        """Mailbox id -> number of sessions watching it (only those with any)."""
+        return {mid: len(subs) for mid, subs in self._by_mailbox.items()}
 
     def publish(self, event: ReplicaEvent) -> None:
         mailbox_id = getattr(event, "mailbox_id", None)

@@ -13,7 +13,8 @@ batch).  A UIDVALIDITY change resets the mailbox in the replica: stale UIDs are
 never served.
 
 Change detection: one dedicated connection with NOTIFY for all folders (or IDLE
-on INBOX), plus a periodic check of every folder as a safety net.  Sync requests
+on the folder most sessions have open, the other open folders checked every
+``ACTIVE_POLL_SECONDS``), plus a periodic check of every folder as a safety net.  Sync requests
 are debounced and coalesced per mailbox, and skipped when the notification's
 HIGHESTMODSEQ shows nothing the replica does not have.  On a pooled connection
 that still has the folder selected, a sync is ``NOOP`` + ``UID FETCH 1:n (FLAGS)
@@ -54,6 +55,10 @@ FETCH_BATCH = 5000
 #: Seconds a requested sync waits, so that a burst of notifications (a busy
 #: team writing) gives one sync instead of one per change.
 DEBOUNCE = 0.05
+#: Without NOTIFY the watcher IDLEs on one folder (the one most sessions have
+#: open); the other folders that sessions have open are checked this often
+#: (seconds), the rest every ``poll_interval``.
+ACTIVE_POLL_SECONDS = 10.0
 
 #: Flags upstream reported for a message, and the MODSEQ they are at (None: the
 #: server gives none, the report is taken as the newest).
@@ -117,7 +122,11 @@ class SyncEngine:
         #: reported by NOTIFY too and need no sync request of their own.
         self._notify_active = False
         self._watcher_conn: UpstreamConnection | None = None
+        #: Ends the watcher's IDLE: on stop, or (IDLE fallback) when another
+        #: folder became the busiest and should be watched instead.
+        self._idle_wake = asyncio.Event()
         pool.on_unsolicited = self._on_unsolicited
+        replica.hub.add_interest_listener(self._interest_changed)
 
     # -- public ---------------------------------------------------------------------
     def mailbox_lock(self, name: str) -> asyncio.Lock:
@@ -142,6 +151,7 @@ class SyncEngine:
 
     async def stop(self) -> None:
         self._stop.set()
+        self._idle_wake.set()
         if self._watcher is not None:
             # Let the watcher end its IDLE with DONE and log out cleanly.
             with contextlib.suppress(BaseException):
@@ -514,9 +524,7 @@ class SyncEngine:
                     self._notify_active = True
                 else:
                     self.watch_method = "IDLE"
-                    res = await conn.select("INBOX")
-                    if not res.ok:
-                        raise UpstreamError(res)
+                    await self._watch_select(conn, self.busiest_folder())
                 if watched_before:
                     # Changes made while nobody watched were announced to no one.
                     for name in self.replica.names():
@@ -525,7 +533,15 @@ class SyncEngine:
                 delay = 1.0
                 while not self._stop.is_set():
                     if conn.has("IDLE"):
-                        await conn.idle(self._stop)
+                        self._idle_wake.clear()
+                        if self._stop.is_set():
+                            break
+                        await conn.idle(self._idle_wake)
+                        target = self.busiest_folder()
+                        if not self._notify_active and not self._stop.is_set() and target != conn.selected:
+                            await self._watch_select(conn, target)
+                            # What changed there while nobody watched it.
+                            self.request(target)
                     else:
                         await asyncio.sleep(min(self.poll_interval, 10))
                         await conn.run(lambda tag: cmd.Noop(tag))
@@ -549,15 +565,57 @@ class SyncEngine:
                 delay = min(60.0, delay * 2)
 
     async def _poll_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_full = loop.time() + self.poll_interval
         while not self._stop.is_set():
+            tick = min(self.poll_interval, ACTIVE_POLL_SECONDS)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.poll_interval)
+                await asyncio.wait_for(self._stop.wait(), tick)
             if self._stop.is_set():
                 return
-            self.request_list()
-            self.replica.reload_seen_modes()
-            for name in self.replica.names():
-                self.request(name)
+            if loop.time() >= next_full:
+                next_full = loop.time() + self.poll_interval
+                self.request_list()
+                self.replica.reload_seen_modes()
+                for name in self.replica.names():
+                    self.request(name)
+            elif not self._notify_active:
+                # Folders in use but not watched by IDLE: checked more often.
+                watched = self._watcher_conn.selected if self._watcher_conn is not None else None
+                for name in self._folders_in_use():
+                    if name != watched:
+                        self.request(name)
+
+    # -- which folder to watch without NOTIFY ------------------------------------------
+    def _folders_in_use(self) -> dict[str, int]:
+        """Folder name -> number of gateway sessions that have it open."""
+        counts = self.replica.hub.watched_mailboxes()
+        return {mb.name: counts[mb.id] for mb in self.replica.by_name.values() if mb.id in counts}
+
+    def busiest_folder(self) -> str:
+        """The folder the IDLE watcher should sit on: the one most sessions have
+        open (INBOX when none, or on a tie with INBOX)."""
+        in_use = self._folders_in_use()
+        best = "INBOX"
+        for name, n in sorted(in_use.items()):
+            if n > in_use.get(best, 0):
+                best = name
+        return best
+
+    def _interest_changed(self, mailbox_id: int) -> None:
+        conn = self._watcher_conn
+        if self.watch_method != "IDLE" or self._notify_active or conn is None:
+            return
+        if self.busiest_folder() != conn.selected:
+            self._idle_wake.set()
+
+    async def _watch_select(self, conn: UpstreamConnection, name: str) -> None:
+        res = await conn.select(name)
+        if not res.ok and name != "INBOX":
+            log.warning("change watcher: cannot watch %s (%s); watching INBOX", name, res.tagged.text)
+            res = await conn.select("INBOX")
+        if not res.ok:
+            raise UpstreamError(res)
 
     # -- task plumbing -------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
