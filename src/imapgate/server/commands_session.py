@@ -4,6 +4,9 @@ NOOP, LOGOUT, ID, ENABLE, STARTTLS, LOGIN, AUTHENTICATE PLAIN, NAMESPACE."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import secrets
 
 from .. import __version__
 from ..gateway.errors import OperationError
@@ -99,6 +102,20 @@ class _AlreadyAnswered(OperationError):
         super().__init__("", None, status="ANSWERED")
 
 
+#: Per-process key for :func:`_unknown_name_ref`: references correlate attempts
+#: within one run and are useless for guessing what was typed.
+_NAME_REF_KEY = secrets.token_bytes(16)
+
+
+def _unknown_name_ref(name: str) -> str:
+    """How a failed login's user name is logged when no such user exists.
+
+    People type their password into the user-name field; the log must not keep
+    it.  A keyed hash still lets an admin see that attempts repeat."""
+    digest = hmac.new(_NAME_REF_KEY, name.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+    return f"unknown user [ref {digest[:10]}]"
+
+
 async def _authenticate_user(s: Session, user: str, password: str) -> Done:
     wait = s.throttle.retry_after(user, s.address)
     if wait > 0:
@@ -107,7 +124,8 @@ async def _authenticate_user(s: Session, user: str, password: str) -> Done:
     found = await asyncio.to_thread(s.gw.users.verify, user, password)
     if found is None:
         s.throttle.failed(user, s.address)
-        s.log.info("failed login for %r from %s", user, s.address)
+        known = await asyncio.to_thread(s.gw.users.get, user) is not None
+        s.log.info("failed login for %s from %s", user if known else _unknown_name_ref(user), s.address)
         await asyncio.sleep(FAILURE_DELAY)
         raise OperationError("invalid user name or password", "AUTHENTICATIONFAILED")
     s.throttle.succeeded(user, s.address)

@@ -1,0 +1,108 @@
+"""No password — a team member's or the hoster account's — in any log line.
+
+The gateway runs in front of a real Dovecot with every logger at DEBUG; team
+members log in every way the server offers (LOGIN with quoted strings and with
+a literal, AUTHENTICATE PLAIN with SASL-IR and with a continuation), with right
+and wrong passwords, one with a password typed into the user-name field; a
+second gateway starts with a wrong hoster password.  Then no captured record
+(message, arguments, exception text) contains a password, nor the base64 of a
+SASL PLAIN response.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from imapgate.demo import DovecotServer
+from tests.support.gateway import GatewayHarness
+from tests.support.imap import RawClient
+
+pytestmark = pytest.mark.integration
+
+UPSTREAM_SECRET = "Hoster-Pa55-q7Zx"
+TEAM = {"alice": "Alice-Secret-9fK2", "bob": "Bob-Secret-3mW8"}
+WRONG = "Wrong-Guess-Xy71"
+
+
+def _plain(user: str, password: str) -> bytes:
+    return base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode())
+
+
+def _secrets() -> list[str]:
+    out = [UPSTREAM_SECRET, WRONG, *TEAM.values()]
+    for user, pw in [*TEAM.items(), ("alice", WRONG)]:
+        out.append(_plain(user, pw).decode())
+    return out
+
+
+def _log_text(records: list[logging.LogRecord]) -> str:
+    parts: list[str] = []
+    for r in records:
+        parts.append(r.getMessage())
+        parts.append(repr(r.args))
+        if r.exc_info and r.exc_info[1] is not None:
+            parts.append(repr(r.exc_info[1]))
+        if r.exc_text:
+            parts.append(r.exc_text)
+    return "\n".join(parts)
+
+
+def test_no_password_in_any_log_line(
+    fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    dc = fresh_dovecot(users={"shared": UPSTREAM_SECRET})
+    with GatewayHarness(
+        upstream_port=dc.port, data_dir=tmp_path / "gw", upstream_password=UPSTREAM_SECRET, users=TEAM
+    ) as gw:
+        c = RawClient(gw.host, gw.port)
+        try:
+            assert c.command(b"a1", b'LOGIN alice "%s"' % WRONG.encode())[-1].startswith(b"a1 NO")
+            # A password typed into the user-name field (a classic way to leak one).
+            assert c.command(b"a2", b'LOGIN "%s" x' % TEAM["bob"].encode())[-1].startswith(b"a2 NO")
+            assert c.command(b"a3", b"AUTHENTICATE PLAIN " + _plain("alice", WRONG))[-1].startswith(b"a3 NO")
+            assert c.command(b"a4", b'LOGIN alice "%s"' % TEAM["alice"].encode())[-1].startswith(b"a4 OK")
+            c.command(b"a5", b"SELECT INBOX")
+            c.command(b"a6", b"LOGOUT")
+        finally:
+            c.close()
+        c = RawClient(gw.host, gw.port)
+        try:
+            pw = TEAM["bob"].encode()
+            assert c.command(b"b1", b"LOGIN bob {%d+}\r\n%s" % (len(pw), pw))[-1].startswith(b"b1 OK")
+            c.command(b"b2", b"LOGOUT")
+        finally:
+            c.close()
+        c = RawClient(gw.host, gw.port)
+        try:
+            assert c.command(b"c1", b"AUTHENTICATE PLAIN " + _plain("alice", TEAM["alice"]))[-1].startswith(
+                b"c1 OK"
+            )
+            c.command(b"c2", b"LOGOUT")
+        finally:
+            c.close()
+    # The hoster refuses the gateway's password: the error is logged, the password is not.
+    with GatewayHarness(
+        upstream_port=dc.port,
+        data_dir=tmp_path / "gw2",
+        upstream_password=UPSTREAM_SECRET + "-old",
+        users=TEAM,
+        initial_sync=False,
+    ) as gw2:
+        deadline = time.monotonic() + 5
+        while not any(
+            "upstream" in r.getMessage().lower() for r in caplog.records if r.levelno >= logging.WARNING
+        ):
+            assert time.monotonic() < deadline, "the refused upstream login was not logged"
+            time.sleep(0.1)
+        del gw2
+    text = _log_text(caplog.records)
+    assert "logged in as alice" in text and "failed login" in text  # the logs did capture the sessions
+    leaked = [s for s in _secrets() if s in text]
+    assert not leaked, f"secrets in the log: {leaked}"
