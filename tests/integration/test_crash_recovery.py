@@ -42,6 +42,9 @@ import pytest
 
 from imapgate.demo import DovecotServer, SampleMessage
 from imapgate.demo.dovecot import find_free_port
+from imapgate.replica.events import EventHub
+from imapgate.replica.mailbox import MessageRecord
+from imapgate.replica.replica import Replica
 from imapgate.store.engine import open_engine
 from imapgate.team.users import UserDirectory
 from tests.gateway.relay import FaultRelay
@@ -559,3 +562,43 @@ def test_kill_during_large_append(small_upstream: DovecotServer, tmp_path: Path)
     finally:
         gw.stop()
     print(f"outcomes: {outcomes}")
+
+
+# --- the window behind the first bug these tests found --------------------------------------
+
+
+def test_unrecorded_uid_below_a_recorded_one_is_found_after_restart(
+    small_upstream: DovecotServer, tmp_path: Path
+) -> None:
+    """Two concurrent APPENDs get UIDs n and n+1; the gateway records n+1 from its APPENDUID
+    and is killed before recording n.  Found by the MOVE/APPEND kills above (seed 1524772634,
+    round 6): after the restart the gateway never showed UID n, since syncs fetched new mail
+    only above the highest UID it knew.  Here the window is made deterministic."""
+    port = small_upstream.port
+    gw = GatewayProcess(tmp_path, port)
+    gw.start()
+    gw.stop()
+    with session(upstream_login("127.0.0.1", port)) as c:
+        for n in (1, 2):
+            ok(c.append("INBOX", "", None, _small_message(f"<gap-{n}@imapgate.test>")))
+    listing = upstream_listing(port, "INBOX")
+    first, second = sorted(listing.mid)[-2:]
+    assert listing.mid[first] == "<gap-1@imapgate.test>"
+    # What MailService.append writes for the second APPEND's APPENDUID (the first one's
+    # record never came: the process died).
+    engine = open_engine(f"sqlite:///{gw.db}")
+    replica = Replica(engine, EventHub())
+    replica.load()
+    inbox = replica.get("INBOX")
+    assert inbox is not None and first not in inbox.records
+    replica.add_messages(
+        inbox, [MessageRecord(second, (), 0, time.time(), 0, listing.size[second], listing.mid[second])]
+    )
+    engine.dispose()
+    gw.start()
+    try:
+        got = gateway_flags(gw)["INBOX"]
+    finally:
+        gw.stop()
+    assert sorted(got) == sorted(listing.flags), sorted(set(listing.flags) - set(got))
+    assert gw.log_problems() == []

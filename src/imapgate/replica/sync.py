@@ -335,6 +335,7 @@ class SyncEngine:
             # the CHANGEDSINCE and this fetch were not seen.)
             start = (mb.uids[-1] + 1) if mb.uids else 1
             await self._fetch_new(conn, mb, start, 0, conn.exists - len(mb.uids), highest)
+            await self._fill_gaps(conn, mb, highest)
         elif conn.exists < len(mb.uids):
             # The session sees fewer messages than the replica holds after the
             # expunges it reported: something was missed; a re-SELECT settles it.
@@ -428,6 +429,7 @@ class SyncEngine:
         expected_new = max(0, exists - len(mb.uids))
         if expected_new or (uidnext and uidnext > start):
             await self._fetch_new(conn, mb, start, uidnext, expected_new, highest)
+            await self._fill_gaps(conn, mb, highest)
         self.replica.set_sync_state(mb, uidnext=uidnext or None, synced=True)
         self._settle_floor(mb, highest)
         if saved_private:
@@ -444,16 +446,41 @@ class SyncEngine:
     async def _vanished_by_search(
         self, conn: UpstreamConnection, mb: MailboxIndex, known_max: int
     ) -> set[int]:
-        from ..protocol.search import SearchAll
-
-        res = await conn.check(lambda tag: cmd.Search(tag, (SearchAll(),), uid=True))
-        present: set[int] = set()
-        for s in res.of_type(rsp.Search):
-            present.update(s.ids)
-        for e in res.of_type(rsp.ESearch):
-            if e.all is not None:
-                present.update(e.all.iter(known_max))
+        present = await _uids_upstream(conn, known_max)
         return {u for u in mb.records if u <= known_max and u not in present}
+
+    async def _fill_gaps(self, conn: UpstreamConnection, mb: MailboxIndex, floor: int) -> None:
+        """Fetch messages upstream holds below the replica's highest UID but the replica
+        never recorded.  New messages are fetched above the highest known UID, and the
+        gateway records its own APPEND/COPY results (APPENDUID/COPYUID) at once: when a
+        lower UID's record never came (the process died in between, or that command's
+        answer was lost), only the count tells.  Costs nothing when the counts agree."""
+        if not mb.uids or conn.exists <= len(mb.uids):
+            return
+        known_max = mb.uids[-1]
+        missing = sorted(
+            u for u in await _uids_upstream(conn, known_max) if u < known_max and u not in mb.records
+        )
+        if not missing:
+            return
+        log.info(
+            "%s: %d message(s) below UID %d were never recorded; fetching them",
+            mb.name,
+            len(missing),
+            known_max,
+        )
+        items = NEW_MESSAGE_ITEMS + ((FetchAttribute("MODSEQ"),) if "CONDSTORE" in conn.enabled else ())
+        wanted = set(missing)
+        res = await conn.check(_uid_fetch_builder(SequenceSet.from_ids(missing), items))
+        recs, reports = _split_new_messages(res.of_type(rsp.FetchResponse), missing[0])
+        fresh = [r for r in recs if r.uid in wanted and r.uid not in mb.records]
+        if fresh:
+            self.replica.add_messages(mb, fresh)
+            seen = self._flag_modseqs.setdefault((mb.id, mb.uidvalidity), {})
+            for r in fresh:
+                m = reports.get(r.uid, ((), None))[1]
+                if m is not None and m > floor:
+                    seen[r.uid] = m
 
     async def _fetch_new(
         self, conn: UpstreamConnection, mb: MailboxIndex, start: int, uidnext: int, expected: int, floor: int
@@ -670,6 +697,27 @@ class SyncEngine:
             raise
         except Exception:
             log.exception("folder list sync failed")
+
+
+async def _uids_upstream(conn: UpstreamConnection, largest: int) -> set[int]:
+    """Every UID of the selected folder (``UID SEARCH ALL``)."""
+    from ..protocol.search import SearchAll
+
+    res = await conn.check(lambda tag: cmd.Search(tag, (SearchAll(),), uid=True))
+    present: set[int] = set()
+    for s in res.of_type(rsp.Search):
+        present.update(s.ids)
+    for e in res.of_type(rsp.ESearch):
+        if e.all is not None:
+            present.update(e.all.iter(largest))
+    return present
+
+
+def _uid_fetch_builder(uids: SequenceSet, items: tuple[FetchAttribute, ...]) -> Callable[[str], cmd.Command]:
+    def build(tag: str) -> cmd.Command:
+        return cmd.Fetch(tag, uids, items, uid=True)
+
+    return build
 
 
 def _fetch_new_builder(a: int, b: int, items: tuple[FetchAttribute, ...]) -> Callable[[str], cmd.Command]:
