@@ -1,0 +1,578 @@
+"""Real Thunderbird and neomutt against the demo gateway, checked from a capture of the wire.
+
+Not part of CI (Thunderbird is heavy): run ``scripts/check_clients.sh`` by hand on a Debian
+machine. What it does:
+
+1. starts ``imapgate demo`` (Dovecot "hoster" + gateway, plain IMAP on 127.0.0.1), Xvfb, and
+   tshark on the gateway's port;
+2. Thunderbird, driven through Marionette (its built-in remote protocol; chrome JS):
+   a first run creates the accounts (alice with Thunderbird's defaults, carol with CONDSTORE
+   switched on) and stores their passwords in the login manager; a second run starts the way a
+   user's does: logs in, lists folders, opens INBOX, downloads headers, opens the first unread
+   message (which marks it read) and goes IDLE; then quits;
+3. neomutt in tmux as bob: opens INBOX, reads the first unread message, quits;
+4. checks through its own IMAP sessions that each person's read mark reached the gateway and
+   stayed private (alice's read does not show for bob and vice versa);
+5. prints a summary of the capture per connection: commands seen, every NO/BAD.
+
+Exit status 0 only if every client command was answered OK and the read-state checks held.
+Artefacts (screenshots, redacted transcript, tmux captures) stay in the work directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import imaplib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import imap_capture  # a sibling script, not a package
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Chrome JS run through Marionette. `arguments` are the call's args; the last one resolves.
+_SETUP_ACCOUNT_JS = """
+const [user, pass, port, condstore, isDefault] = arguments;
+const resolve = arguments[arguments.length - 1];
+(async () => {
+  const info = Cc["@mozilla.org/login-manager/loginInfo;1"].createInstance(Ci.nsILoginInfo);
+  info.init("imap://127.0.0.1", null, "imap://127.0.0.1", user, pass, "", "");
+  await Services.logins.addLoginAsync(info);
+  const server = MailServices.accounts.createIncomingServer(user, "127.0.0.1", "imap");
+  server.port = port;
+  server.socketType = Ci.nsMsgSocketType.plain;
+  server.authMethod = Ci.nsMsgAuthMethod.passwordCleartext;
+  // What the account wizard sets: check mail at startup (the default pref is false).
+  server.loginAtStartUp = true;
+  server.setBoolValue("use_condstore", condstore);
+  const identity = MailServices.accounts.createIdentity();
+  identity.fullName = user;
+  identity.email = user + "@example.com";
+  const account = MailServices.accounts.createAccount();
+  account.incomingServer = server;
+  account.addIdentity(identity);
+  try { MailServices.accounts.localFoldersServer; }
+  catch (e) { MailServices.accounts.createLocalMailAccount(); }
+  if (isDefault) MailServices.accounts.defaultAccount = account;
+  MailServices.accounts.saveAccountInfo();
+  resolve({key: account.key, root: server.rootFolder.URI});
+})().catch(e => resolve({error: String(e)}));
+"""
+
+# Open a folder in the 3-pane tab and wait until Thunderbird knows all `expected` messages
+# (its view may show fewer rows: threads are collapsed).
+_OPEN_FOLDER_JS = """
+const [user, folderName, expected, timeoutMs] = arguments;
+const resolve = arguments[arguments.length - 1];
+const win = Services.wm.getMostRecentWindow("mail:3pane");
+const about3Pane = win.gTabmail.currentAbout3Pane;
+const server = MailServices.accounts.findServer(user, "127.0.0.1", "imap");
+const folder = folderName === "INBOX"
+  ? server.rootFolder.getFolderWithFlags(Ci.nsMsgFolderFlags.Inbox)
+  : server.rootFolder.getChildNamed(folderName);
+about3Pane.displayFolder(folder.URI);
+const started = Date.now();
+const poll = () => {
+  const view = about3Pane.gDBView;
+  const rows = view ? view.rowCount : 0;
+  const total = folder.getTotalMessages(false);
+  if (total >= expected && rows > 0) {
+    // One more round so that the unread count has caught up with the headers.
+    win.setTimeout(() => resolve({folder: folder.URI, messages: total, rows,
+                                  unread: folder.getNumUnread(false)}), 1000);
+  }
+  else if (Date.now() - started > timeoutMs) resolve({error: "timeout", folder: folder.URI, rows, total});
+  else win.setTimeout(poll, 250);
+};
+poll();
+"""
+
+# Select the first unread message of the open folder; report what the message pane shows.
+_READ_FIRST_UNREAD_JS = """
+const resolve = arguments[arguments.length - 1];
+const win = Services.wm.getMostRecentWindow("mail:3pane");
+const about3Pane = win.gTabmail.currentAbout3Pane;
+const view = about3Pane.gDBView;
+let index = -1;
+for (let i = 0; i < view.rowCount; i++) {
+  if (!view.getMsgHdrAt(i).isRead) { index = i; break; }
+}
+if (index < 0) { resolve({error: "no unread message"}); }
+else {
+  const hdr = view.getMsgHdrAt(index);
+  about3Pane.threadTree.selectedIndex = index;
+  const started = Date.now();
+  const poll = () => {
+    const browser = about3Pane.messageBrowser.contentWindow.getMessagePaneBrowser();
+    const text = browser.contentDocument && browser.contentDocument.body
+      ? browser.contentDocument.body.textContent : "";
+    if ((text.length > 0 && hdr.isRead) || Date.now() - started > 20000) {
+      resolve({uid: hdr.messageKey, subject: hdr.mime2DecodedSubject, isRead: hdr.isRead,
+               shown: text.replace(/\\s+/g, " ").slice(0, 300)});
+    } else win.setTimeout(poll, 250);
+  };
+  poll();
+}
+"""
+
+
+# "Mark as read" and the star, as the message list's context menu does: both are UID STOREs.
+# Marks the first unread message read and stars the first unstarred one; returns their UIDs.
+_MARK_READ_AND_STAR_JS = """
+const resolve = arguments[arguments.length - 1];
+const win = Services.wm.getMostRecentWindow("mail:3pane");
+const view = win.gTabmail.currentAbout3Pane.gDBView;
+let unread = null, unstarred = null;
+for (let i = 0; i < view.rowCount; i++) {
+  const hdr = view.getMsgHdrAt(i);
+  if (!unread && !hdr.isRead) unread = hdr;
+  if (!unstarred && !hdr.isFlagged) unstarred = hdr;
+}
+if (!unread || !unstarred) { resolve({error: "nothing left to mark"}); }
+else {
+  unread.folder.markMessagesRead([unread], true);
+  unstarred.folder.markMessagesFlagged([unstarred], true);
+  resolve({read: unread.messageKey, starred: unstarred.messageKey});
+}
+"""
+
+
+class Marionette:
+    """Just enough of the Marionette protocol (length-prefixed JSON over TCP) to run chrome JS."""
+
+    def __init__(self, port: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        self._buffer = b""
+        self._id = 0
+        self._read()  # the server's hello
+        self.call("WebDriver:NewSession", {"capabilities": {}})
+        self.call("Marionette:SetContext", {"value": "chrome"})
+
+    def _read(self) -> Any:
+        while b":" not in self._buffer:
+            self._recv()
+        size, _, rest = self._buffer.partition(b":")
+        self._buffer = rest
+        while len(self._buffer) < int(size):
+            self._recv()
+        message, self._buffer = self._buffer[: int(size)], self._buffer[int(size) :]
+        return json.loads(message)
+
+    def _recv(self) -> None:
+        chunk = self._sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("Marionette closed the connection")
+        self._buffer += chunk
+
+    def call(self, name: str, params: dict[str, Any]) -> Any:
+        self._id += 1
+        data = json.dumps([0, self._id, name, params]).encode()
+        self._sock.sendall(str(len(data)).encode() + b":" + data)
+        while True:
+            message = self._read()
+            if message[0] == 1 and message[1] == self._id:
+                if message[2]:
+                    raise RuntimeError(f"{name}: {message[2].get('message')}")
+                return message[3]
+
+    def run_async(self, script: str, *args: object) -> Any:
+        result = self.call(
+            "WebDriver:ExecuteAsyncScript",
+            {"script": script, "args": list(args), "sandbox": "system", "scriptTimeout": 90000},
+        )["value"]
+        if isinstance(result, dict) and "error" in result:
+            raise RuntimeError(f"Thunderbird: {result}")
+        return result
+
+    def quit(self) -> None:
+        # Quitting closes the socket, sometimes before the answer.
+        with contextlib.suppress(ConnectionError, OSError):
+            self.call("Marionette:Quit", {"flags": ["eAttemptQuit"]})
+        self._sock.close()
+
+
+@dataclass
+class Processes:
+    """Everything this script started, stopped by process group at the end."""
+
+    started: list[subprocess.Popen[bytes]]
+
+    def start(self, argv: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
+            )
+        self.started.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            self.stop(proc)
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_demo(procs: Processes, work: Path, port: int) -> dict[str, str]:
+    log = work / "demo.log"
+    procs.start(
+        [str(ROOT / ".venv/bin/imapgate"), "demo", "--data-dir", str(work / "demo"), "--port", str(port)],
+        log,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the logins are printed, not logged
+    )
+    wait_for("the demo gateway", lambda: "Press Ctrl-C" in log.read_text(errors="replace"), 120)
+    logins = dict(re.findall(r"^\s+(\w+)\s+password\s+(\S+)$", log.read_text(), re.MULTILINE))
+    if not logins:
+        raise RuntimeError(f"no logins in {log}")
+    return logins
+
+
+def seen_uids(port: int, user: str, password: str, folder: str = "INBOX", key: str = "SEEN") -> set[int]:
+    """The UIDs `user` has read (or flagged, with key="FLAGGED") in `folder`, looked at
+    read-only (EXAMINE changes nothing)."""
+    imap = imaplib.IMAP4("127.0.0.1", port)
+    try:
+        imap.login(user, password)
+        imap.select(folder, readonly=True)
+        status, data = imap.uid("SEARCH", key)
+        if status != "OK":
+            raise RuntimeError(f"UID SEARCH {key} as {user}: {status} {data}")
+        return {int(uid) for uid in (data[0] or b"").split()}
+    finally:
+        imap.logout()
+
+
+def message_count(port: int, user: str, password: str, folder: str) -> int:
+    imap = imaplib.IMAP4("127.0.0.1", port)
+    try:
+        imap.login(user, password)
+        status, data = imap.select(folder, readonly=True)
+        if status != "OK":
+            raise RuntimeError(f"EXAMINE {folder} as {user}: {status} {data}")
+        return int(data[0] or 0)
+    finally:
+        imap.logout()
+
+
+def screenshot(display: str, path: Path) -> None:
+    subprocess.run(["import", "-display", display, "-window", "root", str(path)], check=False)
+
+
+def thunderbird_profile(work: Path, marionette_port: int) -> Path:
+    profile = work / "thunderbird-profile"
+    profile.mkdir()
+    prefs = {
+        "marionette.port": marionette_port,
+        # No first-run distractions: default-client check, account hub, telemetry, updates.
+        "mail.shell.checkDefaultClient": False,
+        "mail.provider.enabled": False,
+        "mail.rights.version": 1,
+        "mailnews.start_page.enabled": False,
+        "datareporting.policy.dataSubmissionEnabled": False,
+        "datareporting.policy.dataSubmissionPolicyBypassNotification": True,
+        "toolkit.telemetry.reportingpolicy.firstRun": False,
+        "app.update.enabled": False,
+        "app.update.auto": False,
+        "extensions.update.enabled": False,
+        "mail.spotlight.firstRunDone": True,
+        "mail.winsearch.firstRunDone": True,
+        # Mark read as soon as a message is shown (the default waits for nothing, too).
+        "mailnews.mark_message_read.delay": False,
+    }
+    (profile / "user.js").write_text(
+        "".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in prefs.items())
+    )
+    return profile
+
+
+def start_thunderbird(
+    procs: Processes, work: Path, profile: Path, display: str, name: str
+) -> subprocess.Popen[bytes]:
+    return procs.start(
+        [
+            "thunderbird",
+            "--profile",
+            str(profile),
+            "--no-remote",
+            "--marionette",
+            "-remote-allow-system-access",
+        ],
+        work / f"{name}.log",
+        env={**os.environ, "DISPLAY": display, "MOZ_CRASHREPORTER_DISABLE": "1"},
+    )
+
+
+def run_thunderbird(
+    procs: Processes, work: Path, display: str, port: int, logins: dict[str, str]
+) -> dict[str, Any]:
+    counts = {f: message_count(port, "alice", logins["alice"], f) for f in ("INBOX", "Support")}
+    marionette_port = free_port()
+    profile = thunderbird_profile(work, marionette_port)
+
+    # First run: create the accounts the way the wizard would, then quit so that the second
+    # run starts like every later start of a configured Thunderbird.
+    proc = start_thunderbird(procs, work, profile, display, "thunderbird-setup")
+    tb = Marionette(marionette_port)
+    tb.run_async(_SETUP_ACCOUNT_JS, "alice", logins["alice"], port, False, True)
+    tb.run_async(_SETUP_ACCOUNT_JS, "carol", logins["carol"], port, True, False)
+    tb.quit()
+    proc.wait(60)
+
+    proc = start_thunderbird(procs, work, profile, display, "thunderbird")
+    tb = Marionette(marionette_port)
+    result: dict[str, Any] = {}
+    result["alice_inbox"] = tb.run_async(_OPEN_FOLDER_JS, "alice", "INBOX", counts["INBOX"], 60000)
+    result["alice_read"] = tb.run_async(_READ_FIRST_UNREAD_JS)
+    time.sleep(3)  # the STORE, then back to IDLE
+    screenshot(display, work / "thunderbird-alice-inbox.png")
+    result["alice_marked"] = tb.run_async(_MARK_READ_AND_STAR_JS)
+    time.sleep(3)
+    result["alice_support"] = tb.run_async(_OPEN_FOLDER_JS, "alice", "Support", counts["Support"], 60000)
+    result["carol_inbox"] = tb.run_async(_OPEN_FOLDER_JS, "carol", "INBOX", counts["INBOX"], 60000)
+    result["carol_read"] = tb.run_async(_READ_FIRST_UNREAD_JS)
+    time.sleep(3)
+    screenshot(display, work / "thunderbird-carol-inbox.png")
+    result["version"] = tb.call(
+        "WebDriver:ExecuteScript",
+        {"script": "return Services.appinfo.version", "args": [], "sandbox": "system"},
+    )["value"]
+    tb.quit()
+    proc.wait(60)
+    return result
+
+
+class Tmux:
+    """A private tmux server (own socket), so nothing else's sessions are touched."""
+
+    def __init__(self, work: Path) -> None:
+        self.socket = str(work / "tmux.sock")
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-S", self.socket, *args], check=True, capture_output=True, text=True
+        ).stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "neomutt")
+
+    def gone(self) -> bool:
+        """True once the session ended (its server exits with its last session)."""
+        listing = subprocess.run(["tmux", "-S", self.socket, "list-sessions"], capture_output=True, text=True)
+        return listing.returncode != 0 or "neomutt" not in listing.stdout
+
+    def wait_screen(self, what: str, pattern: str, timeout: float = 30.0) -> str:
+        wait_for(what, lambda: re.search(pattern, self.screen()) is not None, timeout)
+        return self.screen()
+
+
+def run_neomutt(work: Path, port: int, password: str) -> dict[str, str]:
+    muttrc = work / "neomuttrc"
+    muttrc.write_text(
+        f"""set imap_user = "bob"
+set imap_pass = "{password}"
+set folder = "imap://bob@127.0.0.1:{port}/"
+set spoolfile = "+INBOX"
+set ssl_starttls = no
+set ssl_force_tls = no
+set imap_check_subscribed = yes
+set imap_idle = yes
+set imap_condstore = yes
+set imap_qresync = yes
+set mail_check = 5
+set timeout = 5
+set quit = yes
+set mark_old = no
+set move = no
+set sort = date
+set header_cache = ""
+set message_cachedir = ""
+"""
+    )
+    muttrc.chmod(0o600)
+    tmux = Tmux(work)
+    out: dict[str, str] = {}
+    tmux.run(
+        "new-session",
+        "-d",
+        "-s",
+        "neomutt",
+        "-x",
+        "160",
+        "-y",
+        "45",
+        f"TERM=screen-256color neomutt -n -F {muttrc}",
+    )
+    try:
+        out["index"] = tmux.wait_screen("neomutt's index", r"INBOX.*\[Msgs:\d+")
+        tmux.run("send-keys", "-t", "neomutt", "Tab")  # next new/unread message
+        time.sleep(1)
+        tmux.run("send-keys", "-t", "neomutt", "Enter")
+        out["pager"] = tmux.wait_screen("neomutt's pager", r"(?m)^Subject: ")
+        tmux.run("send-keys", "-t", "neomutt", "q")  # pager -> index
+        out["index_after"] = tmux.wait_screen("neomutt's index again", r"INBOX.*\[Msgs:\d+")
+        tmux.run("send-keys", "-t", "neomutt", "q")  # quit: syncs \Seen, LOGOUT
+        wait_for("neomutt to quit", tmux.gone, 30)
+    finally:
+        for name, text in out.items():
+            (work / f"neomutt-{name}.txt").write_text(text)
+        # Usually already gone with its last session.
+        with contextlib.suppress(subprocess.CalledProcessError):
+            tmux.run("kill-server")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work-dir", type=Path, help="default: a new temporary directory")
+    parser.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
+    parser.add_argument("--display", default=":97", help="Xvfb display to use")
+    args = parser.parse_args()
+    for tool in ("thunderbird", "Xvfb", "tshark", "neomutt", "tmux", "import"):
+        if shutil.which(tool) is None:
+            print(f"missing {tool}: run scripts/check_clients.sh (installs them)", file=sys.stderr)
+            return 2
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="imapgate-clients-"))
+    work.mkdir(parents=True, exist_ok=True)
+    port = args.port or free_port()
+    print(f"work directory: {work}")
+
+    procs = Processes([])
+    failures: list[str] = []
+    try:
+        logins = start_demo(procs, work, port)
+        procs.start(
+            ["Xvfb", args.display, "-screen", "0", "1400x900x24", "-nolisten", "tcp"], work / "xvfb.log"
+        )
+        capture = work / "capture.pcapng"
+        tshark_log = work / "tshark.log"
+        tshark = procs.start(["tshark", "-i", "lo", "-f", f"tcp port {port}", "-w", str(capture)], tshark_log)
+        wait_for("tshark", lambda: "Capture started" in tshark_log.read_text(errors="replace"))
+
+        before = {user: seen_uids(port, user, pw) for user, pw in logins.items()}
+        flagged_before = seen_uids(port, "bob", logins["bob"], key="FLAGGED")
+        tb = run_thunderbird(procs, work, args.display, port, logins)
+        after_tb = {user: seen_uids(port, user, pw) for user, pw in logins.items()}
+        print(f"Thunderbird {tb['version']}:")
+        for key in (
+            "alice_inbox",
+            "alice_read",
+            "alice_marked",
+            "alice_support",
+            "carol_inbox",
+            "carol_read",
+        ):
+            print(f"  {key}: {tb[key]}")
+        alice_uid, carol_uid = int(tb["alice_read"]["uid"]), int(tb["carol_read"]["uid"])
+        marked, starred = int(tb["alice_marked"]["read"]), int(tb["alice_marked"]["starred"])
+        expect = {
+            "alice": before["alice"] | {alice_uid, marked},
+            "bob": before["bob"],
+            "carol": before["carol"] | {carol_uid},
+        }
+        for user, uids in expect.items():
+            if after_tb[user] != uids:
+                failures.append(
+                    f"after Thunderbird, {user}'s \\Seen in INBOX: got "
+                    f"{sorted(after_tb[user] ^ before[user])} changed, expected "
+                    f"{sorted(uids ^ before[user])}"
+                )
+
+        # Stars are shared: alice's must show for bob.
+        flagged = seen_uids(port, "bob", logins["bob"], key="FLAGGED")
+        if flagged != flagged_before | {starred}:
+            failures.append(
+                f"alice starred UID {starred}; bob's \\Flagged changed by {sorted(flagged ^ flagged_before)}"
+            )
+
+        neomutt = run_neomutt(work, port, logins["bob"])
+        after_mutt = {user: seen_uids(port, user, pw) for user, pw in logins.items()}
+        subject = re.search(r"(?m)^Subject: (.*)$", neomutt["pager"])
+        bob_new = after_mutt["bob"] - after_tb["bob"]
+        print(
+            f"neomutt: read {subject.group(1).strip() if subject else '?'!r}, "
+            f"bob's new \\Seen UIDs {sorted(bob_new)}"
+        )
+        if len(bob_new) != 1:
+            failures.append(f"neomutt: expected one new \\Seen for bob, got {sorted(bob_new)}")
+        for user in ("alice", "carol"):
+            if after_mutt[user] != after_tb[user]:
+                failures.append(
+                    f"bob's read in neomutt changed {user}'s \\Seen: "
+                    f"{sorted(after_mutt[user] ^ after_tb[user])}"
+                )
+
+        time.sleep(1)
+        procs.stop(tshark, signal.SIGINT)  # SIGINT: tshark finishes the file
+        streams = [
+            s for s in imap_capture.analyse(str(capture), port) if not s.client.startswith("python imaplib")
+        ]
+        (work / "transcript.txt").write_text(imap_capture.transcript(streams))
+        print("\ncapture (the script's own checking sessions left out):")
+        print(imap_capture.summary(streams))
+        problems = imap_capture.problems(streams)
+        print("NO/BAD: " + ("none" if not problems else "\n  " + "\n  ".join(problems)))
+        failures.extend(problems)
+        seen = {(s.client.split()[0], c.name) for s in streams for c in s.commands}
+        for client, commands in (
+            # No LOGOUT: Thunderbird drops its connections when it quits.
+            ("Thunderbird", ("ID", "NAMESPACE", "LIST", "SELECT", "UID FETCH", "UID STORE", "IDLE")),
+            ("mutt/neomutt", ("LIST", "SELECT", "FETCH", "STORE", "LOGOUT")),
+        ):
+            missing = [c for c in commands if (client, c) not in seen and (client, "UID " + c) not in seen]
+            if missing:
+                failures.append(f"{client} never sent {missing} (see transcript.txt)")
+    finally:
+        procs.stop_all()
+
+    print(f"\nartefacts in {work}: transcript.txt (redacted), thunderbird-*.png, neomutt-*.txt")
+    if failures:
+        print("FAILED:\n  " + "\n  ".join(failures))
+        return 1
+    print("OK: every client command answered OK; read state private per user")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
