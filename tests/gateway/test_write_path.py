@@ -18,6 +18,7 @@ import pytest
 from imapgate.demo.dovecot import DovecotServer
 from imapgate.gateway.errors import OperationError
 from imapgate.protocol import commands as cmd
+from imapgate.replica.events import MessagesAdded
 from imapgate.replica.mailbox import MessageRecord
 from imapgate.upstream.connection import CommandResult, UpstreamConnection
 from tests.support.imap import upstream_flags
@@ -283,5 +284,39 @@ async def test_store_on_a_uid_the_connection_was_not_told_about_still_lands(
         await gw.service.store(alice, inbox, [new_uid], "add", ["\\Flagged"])
         assert "\\Flagged" in (await asyncio.to_thread(flags_upstream, dc))[new_uid]
         assert "\\Flagged" in inbox.records[new_uid].flags
+    finally:
+        await gw.stop()
+
+
+async def test_append_records_a_lower_uid_it_finds_unrecorded_first(
+    fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
+) -> None:
+    """Two APPENDs finishing out of order (here: one made directly at Dovecot that
+    no sync has seen yet, since this gateway runs no watcher): the gateway records
+    the lower UID before its own, so sessions, which learn new mail in UID order
+    and never below the highest UID they know, see both."""
+    dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
+    gw, alice = await make(dc.port, tmp_path)
+    try:
+        inbox = gw.replica.get("INBOX")
+        assert inbox is not None and inbox.uids[-1] == 5
+        added: list[tuple[int, ...]] = []
+        gw.replica.hub.subscribe(
+            inbox.id, lambda ev: added.append(ev.uids) if isinstance(ev, MessagesAdded) else None
+        )
+
+        def direct_append() -> None:
+            m = imaplib.IMAP4("127.0.0.1", dc.port)
+            m.login("shared", "shared-secret")
+            other = MESSAGE.replace(b"<fault-1@", b"<direct-1@")
+            assert m.append("INBOX", None, None, other)[0] == "OK"
+            m.logout()
+
+        await asyncio.to_thread(direct_append)
+        result = await gw.service.append(alice, "INBOX", [(MESSAGE, [], None)])
+        assert result.dest == [7]
+        assert inbox.uids[-2:] == [6, 7]
+        assert inbox.records[6].message_id == "<direct-1@example.org>"
+        assert added == [(6,), (7,)], "UID 6 must be published before UID 7"
     finally:
         await gw.stop()

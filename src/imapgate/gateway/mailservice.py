@@ -468,6 +468,7 @@ class MailService:
                 # someone who had not read the original.
                 for user_id in carried:
                     self.replica.private_state(dest, user_id)
+                await self.sync.fill_below(dest, min(result.dest))
                 recs = copies
                 self.replica.add_messages(dest, recs, hook=hook)
                 self._carry_private_state(carried, dest, dict(zip(result.source, result.dest, strict=True)))
@@ -639,6 +640,7 @@ class MailService:
                 result = CopyResult(dest.uidvalidity, [], [])
                 self.journal.record(entry)
             elif result.dest:
+                await self.sync.fill_below(dest, min(result.dest))
                 recs = []
                 for uid, msg in zip(result.dest, appends, strict=True):
                     when = msg.internal_date or datetime.now().astimezone()

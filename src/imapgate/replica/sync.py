@@ -482,6 +482,38 @@ class SyncEngine:
                 if m is not None and m > floor:
                     seen[r.uid] = m
 
+    async def fill_below(self, mb: MailboxIndex, uid: int) -> None:
+        """Record every message upstream holds with a UID in [replica UIDNEXT, ``uid``)
+        before the gateway records its own APPEND/COPY result ``uid``.
+
+        Caller holds ``mailbox_lock(mb.name)``.  Sessions learn new messages in
+        UID order and never below the highest they know (IMAP cannot number a
+        message in between), so two APPENDs that finish out of order must not
+        leave the lower one to a later sync: it would stay invisible to open
+        sessions.  No upstream command when nothing can be missing (the usual
+        case: ``uid`` is the replica's UIDNEXT)."""
+        start = mb.uidnext
+        if not start or uid <= start:
+            return
+        try:
+            async with self.pool.connection(mb.name, need_uid=uid - 1) as conn:
+                if conn.selected_uidvalidity and conn.selected_uidvalidity != mb.uidvalidity:
+                    return  # rebuilt: the sync that saw it fetches everything
+                items = NEW_MESSAGE_ITEMS + (
+                    (FetchAttribute("MODSEQ"),) if "CONDSTORE" in conn.enabled else ()
+                )
+                res = await conn.check(_fetch_new_builder(start, uid - 1, items))
+        except (UpstreamError, UpstreamUnavailable) as exc:
+            log.warning(
+                "%s: cannot fetch UIDs %d:%d before recording %d: %s", mb.name, start, uid - 1, uid, exc
+            )
+            self.request(mb.name)
+            return
+        recs, _reports = _split_new_messages(res.of_type(rsp.FetchResponse), start)
+        fresh = [r for r in recs if start <= r.uid < uid and r.uid not in mb.records]
+        if fresh:
+            self.replica.add_messages(mb, fresh)
+
     async def _fetch_new(
         self, conn: UpstreamConnection, mb: MailboxIndex, start: int, uidnext: int, expected: int, floor: int
     ) -> None:
