@@ -4,6 +4,7 @@ may be lost or duplicated, and replica and upstream must agree."""
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
 from collections.abc import Callable
 from pathlib import Path
@@ -158,3 +159,65 @@ async def test_move_open_at_crash_is_settled_at_start(
         assert recovered and "finished" in (recovered[0].detail or "")
     finally:
         await again.stop()
+
+
+async def test_interrupted_move_waits_for_a_late_copy_and_leaves_other_moves_alone(
+    fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
+) -> None:
+    """A move whose connection broke before any copy was seen is not rolled back at
+    once (the COPY may still land at the hoster): when the copy turns up, the move
+    is finished, not left in both folders.  Settling it touches no other open move."""
+    dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5], "Archive": []})
+    gw, _alice = await make(dc.port, tmp_path)
+    try:
+        inbox = gw.replica.get("INBOX")
+        archive = gw.replica.get("Archive")
+        assert inbox is not None and archive is not None
+        mid = inbox.records[3].message_id
+        broken = gw.service._move_intent(inbox, [3], archive)
+        running = gw.service._move_intent(inbox, [4], archive)  # another move, in progress
+        # Right after the failure: no copy yet, so the move stays open.
+        assert await gw.service.recover_intents(only=broken, final=False) == 0
+        assert {i.id for i in gw.service.intents.pending()} == {broken, running}
+        # The COPY that was on its way lands late.
+        m = imaplib.IMAP4("127.0.0.1", dc.port)
+        m.login("shared", "shared-secret")
+        m.select("INBOX")
+        assert m.uid("COPY", "3", "Archive")[0] == "OK"
+        m.logout()
+        # The later re-check finishes it: the mail is in Archive only, once.
+        assert await gw.service.recover_intents(only=broken) == 1
+        assert {i.id for i in gw.service.intents.pending()} == {running}
+        assert upstream_count(dc, "INBOX", f'HEADER Message-ID "{mid}"') == 0
+        assert upstream_count(dc, "Archive", f'HEADER Message-ID "{mid}"') == 1
+        assert upstream_count(dc, "INBOX") == 4
+    finally:
+        await gw.stop()
+
+
+async def test_interrupted_move_without_copy_is_rolled_back_after_the_delay(
+    fresh_dovecot: Callable[..., DovecotServer],
+    tmp_path: Path,
+    sample_mailbox: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5], "Archive": []})
+    gw, _alice = await make(dc.port, tmp_path)
+    monkeypatch.setattr("imapgate.gateway.mailservice.INTENT_RECHECK_SECONDS", 0.2)
+    try:
+        inbox = gw.replica.get("INBOX")
+        archive = gw.replica.get("Archive")
+        assert inbox is not None and archive is not None
+        intent = gw.service._move_intent(inbox, [2], archive)
+        assert await gw.service.recover_intents(only=intent, final=False) == 0
+        gw.service._recheck_later(intent)
+        for _ in range(100):
+            if not gw.service.intents.pending():
+                break
+            await asyncio.sleep(0.05)
+        assert gw.service.intents.pending() == []
+        assert upstream_count(dc, "INBOX") == 5 and upstream_count(dc, "Archive") == 0
+        recovered = [e for e in gw.journal.recent() if e.command == "RECOVER"]
+        assert recovered and "rolled back" in (recovered[0].detail or "")
+    finally:
+        await gw.stop()

@@ -71,5 +71,6 @@ class Gateway:
         self.sync.start()
 
     async def stop(self) -> None:
+        await self.service.stop()
         await self.sync.stop()
         await self.pool.close()

@@ -60,6 +60,10 @@ CONTENT_BATCH_BYTES = 8 * 1024 * 1024
 CONTENT_BATCH_MAX_UIDS = 500
 #: Flags the gateway never sends upstream: \Recent is session state (RFC 3501).
 NEVER_UPSTREAM = frozenset({"\\Recent"})
+#: Seconds before a move whose connection broke with no copy seen yet is rolled
+#: back for good: long enough for a COPY still queued at the hoster to land
+#: (it is then finished instead of leaving the mail in both folders).
+INTENT_RECHECK_SECONDS = 30.0
 
 
 @dataclass
@@ -100,6 +104,17 @@ class MailService:
         self.journal = journal
         self.policy = policy or Policy()
         self.intents = IntentLog(journal.engine)
+        #: Delayed re-checks of interrupted moves (kept referenced until done).
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def stop(self) -> None:
+        """Cancel delayed re-checks; their intents stay open in the store and are
+        settled at the next start."""
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(BaseException):
+                await task
 
     # -- helpers -----------------------------------------------------------------------
     def mailbox(self, name: str) -> MailboxIndex:
@@ -438,8 +453,14 @@ class MailService:
                         res = await conn.check(lambda tag: cmd.Copy(tag, uidset, dest.name, uid=True))
             except (UpstreamError, UpstreamUnavailable) as exc:
                 if intent is not None:
-                    # Find out how far the move got and finish or undo it now.
-                    await self.recover_intents()
+                    # Find out how far this move got and finish or undo it now.
+                    # A refusal (NO) is final; after a lost connection the COPY
+                    # may still land upstream, so "no copy yet" is looked at
+                    # again later instead of being rolled back at once.
+                    lost = isinstance(exc, UpstreamUnavailable)
+                    await self.recover_intents(only=intent, final=not lost)
+                    if lost and intent in {i.id for i in self.intents.pending()}:
+                        self._recheck_later(intent)
                 err = _upstream_failure(exc, f"cannot {verb.lower()}")
                 self._fail(actor, verb, mb.name, targets, err)
                 raise err from None
@@ -499,22 +520,28 @@ class MailService:
         await conn.check(lambda tag: cmd.Store(tag, uidset, "add", ("\\Deleted",), silent=True, uid=True))
         await _expunge_exactly(conn, uidset, mb)
 
-    async def recover_intents(self) -> int:
-        """Finish or roll back every open intent (start-up, and after a failure).
-        Returns how many were settled; those that cannot be checked now (upstream
-        down) stay open for the next attempt."""
+    async def recover_intents(self, *, only: int | None = None, final: bool = True) -> int:
+        """Finish or roll back open intents: all of them at start-up, ``only`` one
+        after its operation failed (others may still be running).  ``final``
+        False: a move none of whose copies has arrived yet stays open (its COPY
+        may still be on its way upstream).  Returns how many were settled; those
+        that cannot be checked now (upstream down) stay open for the next attempt."""
         settled = 0
         for intent in self.intents.pending():
+            if only is not None and intent.id != only:
+                continue
             if intent.kind != "move":
                 self.intents.finish(intent.id, "unknown")
                 continue
             p = intent.payload
             try:
-                outcome = await self._settle_move(p)
+                outcome = await self._settle_move(p, final=final)
             except (UpstreamError, UpstreamUnavailable) as exc:
                 log.warning(
                     "open move %d (%s -> %s) not settled yet: %s", intent.id, p["source"], p["dest"], exc
                 )
+                continue
+            if outcome is None:
                 continue
             self.intents.finish(intent.id, outcome)
             self.journal.record(
@@ -533,7 +560,19 @@ class MailService:
             settled += 1
         return settled
 
-    async def _settle_move(self, p: dict[str, Any]) -> str:
+    def _recheck_later(self, intent_id: int) -> None:
+        """Settle a move interrupted by a lost connection for good after
+        ``INTENT_RECHECK_SECONDS`` (or at the next start, whichever comes first)."""
+
+        async def recheck() -> None:
+            await asyncio.sleep(INTENT_RECHECK_SECONDS)
+            await self.recover_intents(only=intent_id)
+
+        task = asyncio.create_task(recheck(), name=f"intent-{intent_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _settle_move(self, p: dict[str, Any], *, final: bool = True) -> str | None:
         uids: list[int] = p["uids"]
         ids: list[str | None] = p["message_ids"]
         copied: list[int] = []
@@ -550,6 +589,8 @@ class MailService:
                 res = await conn.check(_uid_search(criteria))
                 if any(u >= p["dest_uidnext"] for r in res.of_type(rsp.Search) for u in r.ids):
                     copied.append(uid)
+        if not final and not copied:
+            return None
         async with self.pool.connection(p["source"]) as conn:
             if conn.selected_uidvalidity != p["uidvalidity"]:
                 return "source folder was rebuilt; nothing to do"
