@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -39,9 +40,17 @@ def test_defaults(tmp_path: Path) -> None:
 
 
 def test_password_file(tmp_path: Path) -> None:
-    (tmp_path / "pw").write_text("from-file\n")
-    cfg = load(write(tmp_path, MINIMAL.replace('password = "s3cret"', 'password_file = "pw"')))
+    pw = tmp_path / "pw"
+    pw.write_text("from-file\n")
+    pw.chmod(0o600)
+    config = write(tmp_path, MINIMAL.replace('password = "s3cret"', 'password_file = "pw"'))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a private file gets no warning
+        cfg = load(config)
     assert cfg.upstream.password == "from-file"
+    pw.chmod(0o644)
+    with pytest.warns(UserWarning, match="readable by others"):
+        assert load(config).upstream.password == "from-file"
 
 
 @pytest.mark.parametrize(
