@@ -41,6 +41,11 @@ def test_matches_set_model(operations: list[tuple[str, int, int]]) -> None:
     probe = list(range(0, 230))
     assert list(s.members_sorted(probe)) == [u in model for u in probe]
     assert all((u in s) == (u in model) for u in probe)
+    for size in (0, 1, 57, 230):  # bitmaps shorter and longer than the set
+        bitmap = bytearray(size)
+        s.mark(bitmap)
+        assert len(bitmap) == size
+        assert [bool(x) for x in bitmap] == [u in model for u in range(size)]
 
 
 def test_compact_for_mostly_read() -> None:

@@ -58,6 +58,16 @@ class UidSet:
     def ranges(self) -> list[tuple[int, int]]:
         return list(zip(self._starts, self._ends, strict=True))
 
+    def mark(self, bitmap: bytearray) -> None:
+        """Set ``bitmap[uid] = 1`` for every member ``uid < len(bitmap)``: one
+        slice assignment per range, no Python object per UID (bulk flag listings)."""
+        size = len(bitmap)
+        ones = b"\x01" * size
+        for a, b in zip(self._starts, self._ends, strict=True):
+            if a >= size:
+                break
+            bitmap[a : b + 1] = ones[a : b + 1]
+
     @property
     def range_count(self) -> int:
         return len(self._starts)
