@@ -133,3 +133,25 @@ def test_expunge_rewrites_only_private_sets_that_held_an_expunged_uid(tmp_path: 
     assert list(again.private_state(mb2, alice.id).flags["\\Seen"]) == [1]
     assert list(again.private_state(mb2, bob.id).flags["\\Seen"]) == [1]
     assert list(again.private_state(mb2, carol.id).flags["\\Seen"]) == []
+
+
+def test_status_counts_follow_every_kind_of_change(tmp_path: Path) -> None:
+    """STATUS UNSEEN/DELETED/SIZE are cached per folder state: every change
+    (new mail, shared flags, expunge, UIDVALIDITY reset) must show at once."""
+    replica, _events = make(tmp_path)
+    mb = replica.upsert_mailbox("INBOX", "/", ())
+    replica.reset(mb, 1, "initial")
+    replica.add_messages(mb, [rec(1, "\\Seen"), rec(2), rec(3, "\\Deleted")])
+    assert mb.shared_counts() == (2, 1, 1001 + 1002 + 1003)
+    replica.set_shared_flags(mb, {2: ["\\Seen"]})
+    assert mb.shared_counts() == (1, 1, 1001 + 1002 + 1003)
+    replica.set_shared_flags(mb, {2: ["\\Seen", "\\Deleted"]})
+    assert mb.shared_counts() == (1, 2, 1001 + 1002 + 1003)
+    replica.expunge(mb, [3])
+    assert mb.shared_counts() == (0, 1, 1001 + 1002)
+    replica.add_messages(mb, [rec(4)])
+    assert mb.shared_counts() == (1, 1, 1001 + 1002 + 1004)
+    replica.reset(mb, 2, "UIDVALIDITY changed")
+    assert mb.shared_counts() == (0, 0, 0)
+    replica.add_messages(mb, [rec(1), rec(2)])
+    assert mb.shared_counts() == (2, 0, 1001 + 1002)

@@ -95,6 +95,9 @@ class MailboxIndex:
     _uids_text: tuple[tuple[int, int], bytes] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _counts: tuple[tuple[int, int], tuple[int, int, int]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def exists(self) -> int:
@@ -122,6 +125,23 @@ class MailboxIndex:
         if self._uids_text is None or self._uids_text[0] != version:
             self._uids_text = (version, " ".join(map(str, self.uids)).encode("ascii"))
         return self._uids_text[1]
+
+    def shared_counts(self) -> tuple[int, int, int]:
+        """(messages without shared \\Seen, messages with \\Deleted, total size) for
+        STATUS, which clients send for every folder on every check; one pass
+        over the folder only after a change."""
+        version = self._version()
+        if self._counts is None or self._counts[0] != version:
+            unseen = deleted = size = 0
+            for r in self.records.values():
+                flags = r.flags
+                if "\\Seen" not in flags:
+                    unseen += 1
+                if "\\Deleted" in flags:
+                    deleted += 1
+                size += r.size
+            self._counts = (version, (unseen, deleted, size))
+        return self._counts[1]
 
     def first_unseen_shared(self) -> int:
         """UID of the first message whose shared flags lack \\Seen (0: none)."""

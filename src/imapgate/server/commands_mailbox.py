@@ -68,11 +68,11 @@ def _status_items(s: Session, mb: MailboxIndex, items: tuple[str, ...]) -> dict[
                 seen = replica.private_state(mb, actor.user_id).flags.get("\\Seen")
                 out[item] = mb.exists - (len(seen) if seen else 0)
             else:
-                out[item] = sum(1 for r in mb.records.values() if "\\Seen" not in r.flags)
+                out[item] = mb.shared_counts()[0]
         elif item == "DELETED":
-            out[item] = sum(1 for r in mb.records.values() if "\\Deleted" in r.flags)
+            out[item] = mb.shared_counts()[1]
         elif item == "SIZE":
-            out[item] = sum(r.size for r in mb.records.values())
+            out[item] = mb.shared_counts()[2]
         elif item == "RECENT":
             out[item] = 0
         elif item == "HIGHESTMODSEQ":
