@@ -43,7 +43,7 @@ from ..protocol.sequence import STAR, SequenceSet
 from ..replica.content import ContentCache
 from ..replica.mailbox import MailboxIndex, MessageRecord
 from ..replica.replica import Replica
-from ..replica.sync import FlagReport, SyncEngine
+from ..replica.sync import FlagReport, SyncEngine, stored_flags
 from ..team.journal import Journal, JournalEntry
 from ..upstream.connection import CommandResult, UpstreamConnection, UpstreamError, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
@@ -922,7 +922,7 @@ async def _run_stores(
             for f in res.of_type(rsp.FetchResponse):
                 answered = True
                 if f.uid is not None and f.flags is not None:
-                    reported[f.uid] = (tuple(x for x in f.flags if x != "\\Recent"), f.modseq)
+                    reported[f.uid] = (stored_flags(f.flags), f.modseq)
     return answered
 
 

@@ -9,9 +9,13 @@ mailbox has few distinct flag combinations but 100,000 messages.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from .uidset import UidSet
+
+T = TypeVar("T")
 
 _FLAG_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
 _FLAG_BYTES: dict[tuple[str, ...], bytes] = {}
@@ -85,18 +89,10 @@ class MailboxIndex:
     #: Upstream's PERMANENTFLAGS from its last SELECT (None: not seen yet).
     #: Without ``\\*`` the hoster cannot keep new keywords.
     permanent_flags: tuple[str, ...] | None = None
-    #: Read-only summaries for SELECT, each with the ``_version()`` it was computed at.
-    _keywords: tuple[tuple[int, int], tuple[str, ...]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    _first_unseen: tuple[tuple[int, int], int] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    _uids_text: tuple[tuple[int, int], bytes] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    _counts: tuple[tuple[int, int], tuple[int, int, int]] | None = field(
-        default=None, init=False, repr=False, compare=False
+    #: Read-only summaries (SELECT, STATUS, SEARCH ALL) by name, each with the
+    #: ``_version()`` it was computed at (see ``_summary``).
+    _summaries: dict[str, tuple[tuple[int, int], object]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
 
     @property
@@ -108,30 +104,34 @@ class MailboxIndex:
         # new modseq, so (modseq, count) identifies the messages' state.
         return self.modseq, len(self.records)
 
-    def keywords(self) -> tuple[str, ...]:
-        """Sorted keywords (non-system flags) in any message's shared flags;
-        recomputed from the few distinct flag tuples only after a change."""
+    def _summary(self, name: str, compute: Callable[[], T]) -> T:
+        """``compute()``, cached until the next change of the folder's messages."""
         version = self._version()
-        if self._keywords is None or self._keywords[0] != version:
+        cached = self._summaries.get(name)
+        if cached is None or cached[0] != version:
+            cached = self._summaries[name] = (version, compute())
+        return cast(T, cached[1])
+
+    def keywords(self) -> tuple[str, ...]:
+        """Sorted keywords (non-system flags) in any message's shared flags,
+        found among the few distinct flag tuples."""
+
+        def compute() -> tuple[str, ...]:
             combos = {r.flags for r in self.records.values()}
-            found = sorted({f for t in combos for f in t if not f.startswith("\\")})
-            self._keywords = (version, tuple(found))
-        return self._keywords[1]
+            return tuple(sorted({f for t in combos for f in t if not f.startswith("\\")}))
+
+        return self._summary("keywords", compute)
 
     def uids_text(self) -> bytes:
         """Every UID, ascending, as ``1 2 3`` (the answer to ``UID SEARCH ALL``,
-        the same for every user of the folder), cached until the next change."""
-        version = self._version()
-        if self._uids_text is None or self._uids_text[0] != version:
-            self._uids_text = (version, " ".join(map(str, self.uids)).encode("ascii"))
-        return self._uids_text[1]
+        the same for every user of the folder)."""
+        return self._summary("uids_text", lambda: " ".join(map(str, self.uids)).encode("ascii"))
 
     def shared_counts(self) -> tuple[int, int, int]:
         """(messages without shared \\Seen, messages with \\Deleted, total size) for
-        STATUS, which clients send for every folder on every check; one pass
-        over the folder only after a change."""
-        version = self._version()
-        if self._counts is None or self._counts[0] != version:
+        STATUS, which clients send for every folder on every check."""
+
+        def compute() -> tuple[int, int, int]:
             unseen = deleted = size = 0
             for r in self.records.values():
                 flags = r.flags
@@ -140,17 +140,16 @@ class MailboxIndex:
                 if "\\Deleted" in flags:
                     deleted += 1
                 size += r.size
-            self._counts = (version, (unseen, deleted, size))
-        return self._counts[1]
+            return unseen, deleted, size
+
+        return self._summary("counts", compute)
 
     def first_unseen_shared(self) -> int:
         """UID of the first message whose shared flags lack \\Seen (0: none)."""
-        version = self._version()
-        if self._first_unseen is None or self._first_unseen[0] != version:
-            records = self.records
-            uid = next((u for u in self.uids if "\\Seen" not in records[u].flags), 0)
-            self._first_unseen = (version, uid)
-        return self._first_unseen[1]
+        records = self.records
+        return self._summary(
+            "first_unseen", lambda: next((u for u in self.uids if "\\Seen" not in records[u].flags), 0)
+        )
 
     def next_modseq(self) -> int:
         self.modseq += 1

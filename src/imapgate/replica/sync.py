@@ -325,7 +325,7 @@ class SyncEngine:
             if isinstance(r, rsp.Vanished):
                 gone.update(u for u in r.uids.iter(known_max) if u in mb.records)
             elif isinstance(r, rsp.FetchResponse) and r.uid is not None and r.flags is not None:
-                reports[r.uid] = (_stored_flags(r.flags), r.modseq)
+                reports[r.uid] = (stored_flags(r.flags), r.modseq)
         if gone:
             self.replica.expunge(mb, gone)
         if reports:
@@ -386,7 +386,7 @@ class SyncEngine:
                     gone.update(v.uids.iter(known_max))
                 for f in res.of_type(rsp.FetchResponse):
                     if f.uid is not None and f.flags is not None:
-                        flag_changes[f.uid] = (_stored_flags(f.flags), f.modseq)
+                        flag_changes[f.uid] = (stored_flags(f.flags), f.modseq)
             elif condstore and mb.upstream_modseq and mb.synced:
                 changed = await conn.check(
                     lambda tag: cmd.Fetch(
@@ -399,7 +399,7 @@ class SyncEngine:
                 )
                 for f in changed.of_type(rsp.FetchResponse):
                     if f.uid is not None and f.flags is not None:
-                        flag_changes[f.uid] = (_stored_flags(f.flags), f.modseq)
+                        flag_changes[f.uid] = (stored_flags(f.flags), f.modseq)
                 if exists != len(mb.uids):
                     gone = await self._vanished_by_search(conn, mb, known_max)
             else:
@@ -417,7 +417,7 @@ class SyncEngine:
                 for f in full.of_type(rsp.FetchResponse):
                     if f.uid is not None and f.flags is not None:
                         present.add(f.uid)
-                        flag_changes[f.uid] = (_stored_flags(f.flags), f.modseq)
+                        flag_changes[f.uid] = (stored_flags(f.flags), f.modseq)
                 gone = set(mb.records) - present
         if gone:
             self.replica.expunge(mb, gone)
@@ -469,18 +469,11 @@ class SyncEngine:
             len(missing),
             known_max,
         )
-        items = NEW_MESSAGE_ITEMS + ((FetchAttribute("MODSEQ"),) if "CONDSTORE" in conn.enabled else ())
+        items = _new_message_items(conn)
         wanted = set(missing)
         res = await conn.check(_uid_fetch_builder(SequenceSet.from_ids(missing), items))
         recs, reports = _split_new_messages(res.of_type(rsp.FetchResponse), missing[0])
-        fresh = [r for r in recs if r.uid in wanted and r.uid not in mb.records]
-        if fresh:
-            self.replica.add_messages(mb, fresh)
-            seen = self._flag_modseqs.setdefault((mb.id, mb.uidvalidity), {})
-            for r in fresh:
-                m = reports.get(r.uid, ((), None))[1]
-                if m is not None and m > floor:
-                    seen[r.uid] = m
+        self._record_new(mb, [r for r in recs if r.uid in wanted], reports, floor)
 
     async def fill_below(self, mb: MailboxIndex, uid: int) -> None:
         """Record every message upstream holds with a UID in [replica UIDNEXT, ``uid``)
@@ -499,20 +492,32 @@ class SyncEngine:
             async with self.pool.connection(mb.name, need_uid=uid - 1) as conn:
                 if conn.selected_uidvalidity and conn.selected_uidvalidity != mb.uidvalidity:
                     return  # rebuilt: the sync that saw it fetches everything
-                items = NEW_MESSAGE_ITEMS + (
-                    (FetchAttribute("MODSEQ"),) if "CONDSTORE" in conn.enabled else ()
-                )
-                res = await conn.check(_fetch_new_builder(start, uid - 1, items))
+                res = await conn.check(_fetch_new_builder(start, uid - 1, _new_message_items(conn)))
         except (UpstreamError, UpstreamUnavailable) as exc:
             log.warning(
                 "%s: cannot fetch UIDs %d:%d before recording %d: %s", mb.name, start, uid - 1, uid, exc
             )
             self.request(mb.name)
             return
-        recs, _reports = _split_new_messages(res.of_type(rsp.FetchResponse), start)
-        fresh = [r for r in recs if start <= r.uid < uid and r.uid not in mb.records]
-        if fresh:
-            self.replica.add_messages(mb, fresh)
+        recs, reports = _split_new_messages(res.of_type(rsp.FetchResponse), start)
+        self._record_new(mb, [r for r in recs if r.uid < uid], reports, mb.upstream_modseq)
+
+    def _record_new(
+        self, mb: MailboxIndex, recs: list[MessageRecord], reports: Mapping[int, FlagReport], floor: int
+    ) -> list[MessageRecord]:
+        """Add the records not in the replica yet; remember the upstream MODSEQ of
+        their flags where it is above ``floor`` (see ``apply_flags``).  Returns
+        the records added."""
+        fresh = [r for r in recs if r.uid not in mb.records]
+        if not fresh:
+            return fresh
+        self.replica.add_messages(mb, fresh)
+        seen = self._flag_modseqs.setdefault((mb.id, mb.uidvalidity), {})
+        for r in fresh:
+            m = reports.get(r.uid, ((), None))[1]
+            if m is not None and m > floor:
+                seen[r.uid] = m
+        return fresh
 
     async def _fetch_new(
         self, conn: UpstreamConnection, mb: MailboxIndex, start: int, uidnext: int, expected: int, floor: int
@@ -528,20 +533,14 @@ class SyncEngine:
             ranges = [(a, min(a + FETCH_BATCH - 1, uidnext - 1)) for a in range(start, uidnext, FETCH_BATCH)]
             # Anything that arrives while we fetch lands above uidnext-1: catch it too.
             ranges.append((uidnext, STAR))
-        items = NEW_MESSAGE_ITEMS + ((FetchAttribute("MODSEQ"),) if "CONDSTORE" in conn.enabled else ())
+        items = _new_message_items(conn)
         for a, b in ranges:
             res = await conn.check(_fetch_new_builder(a, b, items))
             recs, reports = _split_new_messages(res.of_type(rsp.FetchResponse), start)
-            fresh = [r for r in recs if r.uid not in mb.records]
+            fresh = self._record_new(mb, recs, reports, floor)
             if fresh:
-                self.replica.add_messages(mb, fresh)
                 done += len(fresh)
                 self._report(mb.name, done, max(total, done), "new")
-                seen = self._flag_modseqs.setdefault((mb.id, mb.uidvalidity), {})
-                for r in fresh:
-                    m = reports.get(r.uid, ((), None))[1]
-                    if m is not None and m > floor:
-                        seen[r.uid] = m
             # Everything else is a flag report: other messages' updates, and
             # messages the gateway's own APPEND/COPY added meanwhile.
             added = {r.uid for r in fresh}
@@ -745,6 +744,11 @@ async def _uids_upstream(conn: UpstreamConnection, largest: int) -> set[int]:
     return present
 
 
+def _new_message_items(conn: UpstreamConnection) -> tuple[FetchAttribute, ...]:
+    """What a new-message fetch asks for on ``conn`` (MODSEQ too under CONDSTORE)."""
+    return NEW_MESSAGE_ITEMS + ((FetchAttribute("MODSEQ"),) if "CONDSTORE" in conn.enabled else ())
+
+
 def _uid_fetch_builder(uids: SequenceSet, items: tuple[FetchAttribute, ...]) -> Callable[[str], cmd.Command]:
     def build(tag: str) -> cmd.Command:
         return cmd.Fetch(tag, uids, items, uid=True)
@@ -783,7 +787,7 @@ def _notify_personal(tag: str) -> cmd.Command:
     return cmd.NotifySet(tag, (cmd.NotifyGroup("PERSONAL", _WATCHED_EVENTS),))
 
 
-def _stored_flags(flags: tuple[str, ...]) -> tuple[str, ...]:
+def stored_flags(flags: tuple[str, ...]) -> tuple[str, ...]:
     """Upstream flags as the replica keeps them: without \\Recent, which is the
     state of one upstream session (ours), not of the message."""
     return tuple(f for f in flags if f != "\\Recent")
@@ -817,7 +821,7 @@ def _split_new_messages(
             if rec is not None:
                 records[uid] = rec
         if f.flags is not None:
-            reports[uid] = (_stored_flags(f.flags), f.modseq)
+            reports[uid] = (stored_flags(f.flags), f.modseq)
     for uid, rec in records.items():
         if uid in reports:
             rec.flags = reports[uid][0]
@@ -828,7 +832,7 @@ def _record_from_fetch(f: rsp.FetchResponse) -> MessageRecord | None:
     uid = f.uid
     if uid is None:
         return None
-    flags = _stored_flags(f.flags or ())
+    flags = stored_flags(f.flags or ())
     size = f.items.get(b"RFC822.SIZE")
     date = f.items.get(b"INTERNALDATE")
     ts = 0.0

@@ -38,8 +38,14 @@ def _check_set(view: SelectedView, seqset: SequenceSet, uid: bool) -> None:
         )
 
 
-def _targets(s: Session, view: SelectedView, seqset: SequenceSet, uid: bool) -> list[tuple[int, int]]:
+def _targets(
+    s: Session, view: SelectedView, seqset: SequenceSet, uid: bool, *, announce: bool = False
+) -> list[tuple[int, int]]:
+    """(seq, uid) of the messages named; ``announce``: pending expunges are sent
+    first for a UID command (see ``_announce_expunges``)."""
     _check_set(view, seqset, uid)
+    if announce:
+        _announce_expunges(s, view, uid)
     return view.resolve(seqset, uid=uid)
 
 
@@ -232,9 +238,7 @@ async def store(s: Session, c: cmd.Command) -> Done:
         raise OperationError("mailbox is open read-only (EXAMINE)", "READ-ONLY")
     if c.unchangedsince is not None:
         s.enabled.add("CONDSTORE")
-    _check_set(view, c.sequence_set, c.uid)
-    _announce_expunges(s, view, c.uid)
-    pairs = view.resolve(c.sequence_set, uid=c.uid)
+    pairs = _targets(s, view, c.sequence_set, c.uid, announce=True)
     seq_of = {u: q for q, u in pairs}
     result = await s.gw.service.store(
         s.require_actor(),

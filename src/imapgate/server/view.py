@@ -253,11 +253,7 @@ class SelectedView:
             return [flags_wire(replica.flags_for(mb, r, state, private)) for r in recs]
         flag, members = mine[0]
         with_ = {t: flags_wire(intern_flags([*v, flag])) for t, v in hidden.items()}
-        mask = _membership(uids, members)
-        if isinstance(mask, bytearray):
-            return _pick_by_mask(mask, shared, without, with_)
-        tables = (without, with_)
-        return [tables[m][t] for t, m in zip(shared, mask, strict=True)]
+        return _pick_by_mask(_membership(uids, members), shared, without, with_)
 
     # -- flushing --------------------------------------------------------------------
     def take_expunges(self, *, qresync: bool) -> list[bytes]:
@@ -363,25 +359,25 @@ def _pick_by_mask(
     return out
 
 
-def _membership(uids: Sequence[int], members: UidSet) -> Sequence[int]:
-    """For ascending ``uids``: is each in ``members`` (1/0, or True/False)?
+def _membership(uids: Sequence[int], members: UidSet) -> bytearray:
+    """For ascending ``uids``: 1 where the UID is in ``members``, else 0.
 
-    A set of few ranges (a team's usual read state) is marked range by range
-    with slices of a bytearray: per range, not per UID, and with no object the
-    cyclic GC tracks (lists per range made a GC pass over the whole replica
-    likely during a 100,000-line listing).  A scattered one (thousands of
-    ranges) is merged with the UIDs in one pass."""
+    UIDs dense enough (the usual folder) go through a bitmap indexed by UID,
+    marked one slice per range: no search at all.  Otherwise a set of few
+    ranges is marked range by range with slices of the mask, and a scattered
+    one (thousands of ranges) is merged with the UIDs in one pass.  No object
+    per UID or per range that the cyclic GC tracks (lists per range made a GC
+    pass over the whole replica likely during a 100,000-line listing)."""
     n = len(uids)
     if n < _FEW:
-        return [u in members for u in uids]
-    if members.range_count * _RANGE_COST > n:
-        return list(members.members_sorted(uids))
+        return bytearray(u in members for u in uids)
     lo, hi = uids[0], uids[-1]
     if hi <= _DENSE_FACTOR * n:
-        # UIDs dense enough for a bitmap indexed by UID: no search at all.
         bitmap = bytearray(hi + 1)
         members.mark(bitmap)
         return bytearray(map(bitmap.__getitem__, uids))
+    if members.range_count * _RANGE_COST > n:
+        return bytearray(members.members_sorted(uids))
     mask = bytearray(n)
     ones = b"\x01" * n
     i = 0
