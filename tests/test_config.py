@@ -33,6 +33,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.upstream.port == 993 and cfg.upstream.tls == "implicit"
     assert cfg.upstream.max_connections == 4
     assert cfg.server.allow_plaintext is False
+    assert cfg.server.login_cache_ttl == 3600.0
     assert cfg.store.data_dir == tmp_path / "imapgate-data"
     assert cfg.store.url.endswith("imapgate-data/imapgate.sqlite3")
     assert cfg.folders.private_flags == ("\\Seen",)
@@ -85,6 +86,13 @@ def test_invalid_server(tmp_path: Path, server: str, message: str) -> None:
 def test_max_connections_range(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="max_connections must be between 2 and 100"):
         load(write(tmp_path, MINIMAL.replace("[upstream]", "[upstream]\nmax_connections = 1")))
+
+
+def test_login_cache_ttl(tmp_path: Path) -> None:
+    off = MINIMAL.replace("[server]", "[server]\nlogin_cache_ttl = 0")
+    assert load(write(tmp_path, off)).server.login_cache_ttl == 0.0
+    with pytest.raises(ConfigError, match="login_cache_ttl must be between 0"):
+        load(write(tmp_path, MINIMAL.replace("[server]", "[server]\nlogin_cache_ttl = 100000")))
 
 
 def test_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -52,6 +52,9 @@ class ServerConfig:
     allow_plaintext: bool = False
     #: Failed logins per user or address in one window before throttling.
     max_failed_logins: int = 5
+    #: Seconds a verified login (name + password) is remembered, so a client's
+    #: next login needs no argon2 check; 0 turns the cache off.
+    login_cache_ttl: float = 3600.0
     #: Seconds an idle, non-IDLE connection may stay open (RFC 9051 §5.4: >= 30 min).
     idle_timeout: float = 30 * 60
 
@@ -141,6 +144,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         private_key=_opt_path(base_dir, sv.get_str("private_key", "")),
         allow_plaintext=sv.get_bool("allow_plaintext", False),
         max_failed_logins=sv.get_int("max_failed_logins", 5, 1, 1000),
+        login_cache_ttl=sv.get_float("login_cache_ttl", 3600.0, 0.0, 86400.0),
         idle_timeout=sv.get_float("idle_timeout", 30 * 60.0, 60.0, 7 * 86400.0),
     )
     sv.done()
