@@ -17,6 +17,7 @@ from ..team.subscriptions import Subscriptions
 from ..team.users import UserDirectory
 from ..upstream.connection import UpstreamError, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
+from .auth import Authenticator
 from .mailservice import MailService
 from .policy import Policy
 
@@ -35,6 +36,8 @@ class Gateway:
     users: UserDirectory
     service: MailService
     subscriptions: Subscriptions
+    #: The login check of every front end (IMAP; later SMTP submission, web).
+    auth: Authenticator
 
     @classmethod
     def build(cls, config: Config, *, progress: ProgressFn | None = None) -> Gateway:
@@ -54,7 +57,14 @@ class Gateway:
         journal = Journal(engine)
         users = UserDirectory(engine)
         service = MailService(replica, pool, sync, content, journal, Policy())
-        return cls(config, hub, replica, pool, sync, content, journal, users, service, Subscriptions(engine))
+        auth = Authenticator(
+            users,
+            max_failed_logins=config.server.max_failed_logins,
+            cache_ttl=config.server.login_cache_ttl,
+        )
+        return cls(
+            config, hub, replica, pool, sync, content, journal, users, service, Subscriptions(engine), auth
+        )
 
     async def start(self, *, initial_sync: bool = True) -> None:
         # Operations interrupted by a crash are settled before anything else.
@@ -74,3 +84,4 @@ class Gateway:
         await self.service.stop()
         await self.sync.stop()
         await self.pool.close()
+        self.auth.close()

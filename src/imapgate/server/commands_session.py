@@ -3,12 +3,8 @@ NOOP, LOGOUT, ID, ENABLE, STARTTLS, LOGIN, AUTHENTICATE PLAIN, NAMESPACE."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
-import secrets
-
 from .. import __version__
+from ..gateway.auth import Outcome
 from ..gateway.errors import OperationError
 from ..gateway.policy import Actor
 from ..protocol import commands as cmd
@@ -18,7 +14,6 @@ from ..protocol.command_parser import parse_authenticate_response
 from ..protocol.errors import CodecError
 from ..protocol.framing import Frame
 from .session import ANY, AUTH, NOT_AUTH, Done, Session, State, command
-from .throttle import FAILURE_DELAY
 
 #: ENABLE-able extensions (RFC 5161): what the gateway implements.
 ENABLEABLE = ("CONDSTORE", "QRESYNC")
@@ -102,33 +97,23 @@ class _AlreadyAnswered(OperationError):
         super().__init__("", None, status="ANSWERED")
 
 
-#: Per-process key for :func:`_unknown_name_ref`: references correlate attempts
-#: within one run and are useless for guessing what was typed.
-_NAME_REF_KEY = secrets.token_bytes(16)
-
-
-def _unknown_name_ref(name: str) -> str:
-    """How a failed login's user name is logged when no such user exists.
-
-    People type their password into the user-name field; the log must not keep
-    it.  A keyed hash still lets an admin see that attempts repeat."""
-    digest = hmac.new(_NAME_REF_KEY, name.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
-    return f"unknown user [ref {digest[:10]}]"
-
-
 async def _authenticate_user(s: Session, user: str, password: str) -> Done:
-    wait = s.throttle.retry_after(user, s.address)
-    if wait > 0:
-        await asyncio.sleep(FAILURE_DELAY)
-        raise OperationError(f"too many failed logins; try again in {int(wait) + 1} seconds", "UNAVAILABLE")
-    found = await asyncio.to_thread(s.gw.users.verify, user, password)
+    # Cache, throttle and the bounded argon2 check live in the service layer
+    # (gateway/auth.py), shared with every other front end; it also logs failures.
+    result = await s.gw.auth.authenticate(user, password, s.address)
+    if result.outcome is Outcome.LOCKED:
+        raise OperationError(
+            f"too many failed logins; try again in {int(result.retry_after) + 1} seconds", "UNAVAILABLE"
+        )
+    if result.outcome is Outcome.BUSY:
+        raise OperationError(
+            "too many logins are being checked at once; try again in a few seconds", "UNAVAILABLE"
+        )
+    if result.outcome is Outcome.UNAVAILABLE:
+        raise OperationError("the login cannot be checked just now; try again in a moment", "UNAVAILABLE")
+    found = result.user
     if found is None:
-        s.throttle.failed(user, s.address)
-        known = await asyncio.to_thread(s.gw.users.get, user) is not None
-        s.log.info("failed login for %s from %s", user if known else _unknown_name_ref(user), s.address)
-        await asyncio.sleep(FAILURE_DELAY)
         raise OperationError("invalid user name or password", "AUTHENTICATIONFAILED")
-    s.throttle.succeeded(user, s.address)
     client = f"{s.client_id} from {s.address}" if s.client_id else s.address
     s.actor = Actor(found.id, found.name, client)
     s.state = State.AUTHENTICATED

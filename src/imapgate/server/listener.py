@@ -12,7 +12,6 @@ from ..config import ServerConfig, parse_address
 from ..gateway.app import Gateway
 from . import commands_mailbox, commands_message, commands_session  # noqa: F401  (register handlers)
 from .session import Session
-from .throttle import LoginThrottle
 
 log = logging.getLogger("imapgate.server")
 
@@ -36,7 +35,6 @@ class ImapServer:
         self.gw = gw
         self.config = gw.config.server
         self.tls = tls_context(self.config)
-        self.throttle = LoginThrottle(self.config.max_failed_logins)
         self.sessions: set[asyncio.Task[None]] = set()
         self._open: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.servers: list[asyncio.Server] = []
@@ -77,9 +75,7 @@ class ImapServer:
         self.sessions.add(task)
         self._open[task] = writer
         try:
-            session = Session(
-                self.gw, reader, writer, throttle=self.throttle, tls_context=self.tls, is_tls=is_tls
-            )
+            session = Session(self.gw, reader, writer, tls_context=self.tls, is_tls=is_tls)
             await session.run()
         except Exception:
             log.exception("session crashed")

@@ -42,7 +42,6 @@ from ..protocol.command_parser import parse_command
 from ..protocol.errors import ClientProtocolError, CodecError
 from ..protocol.framing import CommandFramer, Frame, NeedContinuation
 from ..protocol.response_writer import write_response
-from .throttle import LoginThrottle
 from .view import SelectedView
 
 log = logging.getLogger("imapgate.session")
@@ -115,14 +114,12 @@ class Session:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         *,
-        throttle: LoginThrottle,
         tls_context: ssl.SSLContext | None,
         is_tls: bool,
     ) -> None:
         self.gw = gw
         self.reader = reader
         self.writer = writer
-        self.throttle = throttle
         self.tls_context = tls_context
         self.is_tls = is_tls
         self.id = next(_session_ids)

@@ -1,7 +1,14 @@
 """Team members' accounts: names and argon2id password hashes in the store.
 
-Passwords are never stored or logged; ``verify`` costs one argon2id hash
-(tens of milliseconds by design), so async callers run it in a worker thread.
+Passwords are never stored or logged.  Checking one costs an argon2id hash
+(tens of milliseconds and 64 MiB by design), so the gateway does not call
+``verify`` on its event loop: ``gateway/auth.py`` reads the account with
+``credentials`` (one indexed row) and runs ``check_password`` (pure CPU, no
+store access) in its bounded verifier threads.
+
+A check that could not be made (argon2 out of memory or threads, a corrupt
+stored hash) raises ``PasswordCheckError``: it is never reported as a wrong
+password.
 """
 
 from __future__ import annotations
@@ -32,12 +39,55 @@ class UserError(Exception):
     """A user command cannot be carried out (reason in the message)."""
 
 
+class PasswordCheckError(Exception):
+    """The password could not be checked (not: it was wrong).
+
+    argon2 reports a failed memory allocation or thread start with the same
+    exception class as other errors (``VerificationError``); treating those as
+    a mismatch answered a correct login with "invalid password" on a loaded
+    machine.  Callers answer a temporary failure instead."""
+
+
 @dataclass(frozen=True)
 class User:
     id: int
     name: str
     created_at: float
     disabled: bool
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An account with its stored hash: what a login check needs (one row)."""
+
+    user: User
+    password_hash: str
+
+
+def check_password(stored_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches ``stored_hash`` (None: no such user; the
+    check then runs against a dummy hash so it costs the same time).
+
+    Raises ``PasswordCheckError`` when the check could not be made."""
+    if len(password) > MAX_PASSWORD:
+        return False  # no stored password is that long; do not pay argon2 for it
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except VerifyMismatchError:
+        return False
+    except InvalidHashError:
+        raise PasswordCheckError("the stored password hash is not a valid argon2 hash") from None
+    except VerificationError as exc:
+        # Memory allocation error, thread creation failure, ...: not a mismatch.
+        raise PasswordCheckError(f"argon2 could not run: {exc}") from None
+
+
+def upgraded_hash(stored_hash: str, password: str) -> str | None:
+    """A new hash of ``password`` when ``stored_hash`` uses outdated argon2
+    parameters (call only after ``check_password`` said it matches)."""
+    if _hasher.check_needs_rehash(stored_hash):
+        return _hasher.hash(password)
+    return None
 
 
 class UserDirectory:
@@ -78,6 +128,34 @@ class UserDirectory:
         if not n:
             raise UserError(f"no user {name!r}")
 
+    def set_disabled(self, name: str, disabled: bool) -> None:
+        """Disable (or enable again) an account; logins are refused at once."""
+        with self.engine.begin() as conn:
+            n = conn.execute(update(users).where(users.c.name == name).values(disabled=disabled)).rowcount
+        if not n:
+            raise UserError(f"no user {name!r}")
+
+    def credentials(self, name: str) -> Credentials | None:
+        """The account named ``name`` with its stored hash (one indexed row read)."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(users).where(users.c.name == name)).first()
+        if r is None:
+            return None
+        return Credentials(User(r.id, r.name, r.created_at, r.disabled), r.password_hash)
+
+    def replace_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool:
+        """Store ``new_hash`` only if the account still has ``old_hash`` (compare and set).
+
+        A rehash after a successful check must never overwrite a password that
+        ``user passwd`` set meanwhile: that would bring the old password back."""
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                update(users)
+                .where(users.c.id == user_id, users.c.password_hash == old_hash)
+                .values(password_hash=new_hash)
+            ).rowcount
+        return bool(n)
+
     def remove(self, name: str) -> None:
         with self.engine.begin() as conn:
             n = conn.execute(delete(users).where(users.c.name == name)).rowcount
@@ -85,23 +163,19 @@ class UserDirectory:
             raise UserError(f"no user {name!r}")
 
     def verify(self, name: str, password: str) -> User | None:
-        """The user when ``password`` is right and the account enabled, else None."""
-        with self.engine.connect() as conn:
-            r = conn.execute(select(users).where(users.c.name == name)).first()
-        stored = r.password_hash if r is not None else _DUMMY_HASH
-        ok: bool
-        try:
-            ok = _hasher.verify(stored, password[:MAX_PASSWORD])
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            ok = False
-        if not ok or r is None or r.disabled:
+        """The user when ``password`` is right and the account enabled, else None.
+
+        Blocking (one argon2 check); for scripts and tests.  The gateway uses
+        ``gateway/auth.Authenticator``, which caches, throttles and bounds it.
+        Raises ``PasswordCheckError`` when the check could not be made."""
+        cred = self.credentials(name)
+        stored = cred.password_hash if cred is not None else None
+        if not check_password(stored, password) or cred is None or cred.user.disabled:
             return None
-        if _hasher.check_needs_rehash(stored):
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(users).where(users.c.id == r.id).values(password_hash=_hasher.hash(password))
-                )
-        return User(r.id, r.name, r.created_at, r.disabled)
+        new = upgraded_hash(cred.password_hash, password)
+        if new is not None:
+            self.replace_hash(cred.user.id, cred.password_hash, new)
+        return cred.user
 
 
 def _check_name(name: str) -> None:
