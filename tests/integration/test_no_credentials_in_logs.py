@@ -3,8 +3,10 @@
 The gateway runs in front of a real Dovecot with every logger at DEBUG; team
 members log in every way the server offers (LOGIN with quoted strings and with
 a literal, AUTHENTICATE PLAIN with SASL-IR and with a continuation), with right
-and wrong passwords, one with a password typed into the user-name field; a
-second gateway starts with a wrong hoster password.  Then no captured record
+and wrong passwords, one with a password typed into the user-name field, a
+burst of parallel guesses that locks a name (its refusals too), and repeated
+logins answered from the verified-credentials cache; a second gateway starts
+with a wrong hoster password.  Then no captured record
 (message, arguments, exception text) contains a password, nor the base64 of a
 SASL PLAIN response.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +31,7 @@ pytestmark = pytest.mark.integration
 UPSTREAM_SECRET = "Hoster-Pa55-q7Zx"
 TEAM = {"alice": "Alice-Secret-9fK2", "bob": "Bob-Secret-3mW8"}
 WRONG = "Wrong-Guess-Xy71"
+BURST = [f"Burst-Guess-{i:02d}-Qv4" for i in range(12)]
 
 
 def _plain(user: str, password: str) -> bytes:
@@ -35,8 +39,8 @@ def _plain(user: str, password: str) -> bytes:
 
 
 def _secrets() -> list[str]:
-    out = [UPSTREAM_SECRET, WRONG, *TEAM.values()]
-    for user, pw in [*TEAM.items(), ("alice", WRONG)]:
+    out = [UPSTREAM_SECRET, WRONG, *TEAM.values(), *BURST]
+    for user, pw in [*TEAM.items(), ("alice", WRONG), ("bob", BURST[0])]:
         out.append(_plain(user, pw).decode())
     return out
 
@@ -87,6 +91,37 @@ def test_no_password_in_any_log_line(
             c.command(b"c2", b"LOGOUT")
         finally:
             c.close()
+        # The same logins again: answered from the cache (no argon2 check).
+        for _ in range(2):
+            c = RawClient(gw.host, gw.port)
+            try:
+                assert c.command(b"d1", b'LOGIN alice "%s"' % TEAM["alice"].encode())[-1].startswith(b"d1 OK")
+                c.command(b"d2", b"LOGOUT")
+            finally:
+                c.close()
+        assert gw.gw.auth.stats.cache_hits >= 2
+        # A burst of parallel guesses for bob: five are checked, the rest refused (locked).
+        answers: list[bytes] = []
+
+        def guess(pw: str) -> None:
+            g = RawClient(gw.host, gw.port)
+            try:
+                answers.append(g.command(b"e1", b'LOGIN bob "%s"' % pw.encode())[-1])
+            finally:
+                g.close()
+
+        threads = [threading.Thread(target=guess, args=(pw,)) for pw in BURST]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(answers) == len(BURST) and all(a.startswith(b"e1 NO") for a in answers)
+        assert any(b"too many failed logins" in a for a in answers)
+        c = RawClient(gw.host, gw.port)
+        try:
+            assert c.command(b"f1", b"AUTHENTICATE PLAIN " + _plain("bob", BURST[0]))[-1].startswith(b"f1 NO")
+        finally:
+            c.close()
     # The hoster refuses the gateway's password: the error is logged, the password is not.
     with GatewayHarness(
         upstream_port=dc.port,
@@ -104,5 +139,6 @@ def test_no_password_in_any_log_line(
         del gw2
     text = _log_text(caplog.records)
     assert "logged in as alice" in text and "failed login" in text  # the logs did capture the sessions
+    assert "too many failed logins (user and address: bob" in text
     leaked = [s for s in _secrets() if s in text]
     assert not leaked, f"secrets in the log: {leaked}"

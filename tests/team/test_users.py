@@ -11,7 +11,7 @@ from sqlalchemy import select
 from imapgate.cli import main
 from imapgate.store.engine import open_engine
 from imapgate.store.schema import users
-from imapgate.team.users import UserDirectory, UserError
+from imapgate.team.users import UserDirectory, UserError, check_password
 
 
 @pytest.fixture
@@ -70,3 +70,71 @@ def test_cli_with_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["user", "list", "--config", str(cfg)])
     assert "alice" not in r.output
+
+
+def test_set_disabled_and_credentials(directory: UserDirectory) -> None:
+    directory.add("dave", "dave-pw")
+    cred = directory.credentials("dave")
+    assert cred is not None and cred.password_hash.startswith("$argon2id$") and not cred.user.disabled
+    directory.set_disabled("dave", True)
+    assert directory.verify("dave", "dave-pw") is None
+    assert directory.get("dave") is not None and directory.get("dave").disabled  # type: ignore[union-attr]
+    directory.set_disabled("dave", False)
+    assert directory.verify("dave", "dave-pw") is not None
+    with pytest.raises(UserError, match="no user"):
+        directory.set_disabled("nobody", True)
+    assert directory.credentials("nobody") is None
+
+
+def test_rehash_cannot_undo_a_password_change(directory: UserDirectory) -> None:
+    """The upgrade of an outdated hash after a login is a compare-and-set: a
+    `user passwd` that landed meanwhile is never overwritten (which would bring
+    the old password back)."""
+    directory.add("erin", "old-pw")
+    before = directory.credentials("erin")
+    assert before is not None
+    directory.set_password("erin", "new-pw")
+    assert not directory.replace_hash(before.user.id, before.password_hash, "$argon2id$stale")
+    assert directory.verify("erin", "new-pw") is not None
+    assert directory.verify("erin", "old-pw") is None
+    now = directory.credentials("erin")
+    assert now is not None and directory.replace_hash(now.user.id, now.password_hash, now.password_hash)
+
+
+def test_overlong_password_is_wrong_without_argon2(directory: UserDirectory) -> None:
+    directory.add("frank", "x" * 1024)
+    assert check_password(directory.credentials("frank").password_hash, "x" * 1024)  # type: ignore[union-attr]
+    assert not check_password(directory.credentials("frank").password_hash, "x" * 1025)  # type: ignore[union-attr]
+
+
+_OUT_OF_MEMORY = r"""
+import resource, sys
+from imapgate.team.users import PasswordCheckError, _hasher, check_password
+stored = _hasher.hash("right")
+def vmsize():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit("no VmSize")
+# Room for Python, not for argon2's 64 MiB working memory.
+limit = vmsize() + 32 * 1024 * 1024
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    print("wrong" if not check_password(stored, "right") else "right")
+except PasswordCheckError as exc:
+    print("check-error:", exc)
+"""
+
+
+def test_argon2_out_of_memory_is_not_a_wrong_password() -> None:
+    """What made a correct LOGIN answer AUTHENTICATIONFAILED under heavy load:
+    argon2 reports a failed allocation of its working memory as
+    ``VerificationError``, which the old check took for a mismatch.  Reproduced
+    for real under an address-space limit in a child process."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_MEMORY], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.strip()
+    assert out.startswith("check-error:") and "Memory allocation" in out, out

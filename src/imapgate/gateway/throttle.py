@@ -4,10 +4,12 @@ Theory of operation.  Every login attempt that needs a password check first
 *reserves* a slot (``reserve``) in three counters, in one step under a lock,
 before any argon2 work starts; the check's outcome then turns the reservation
 into a failure (``Reservation.failed``), clears it (``succeeded``) or gives it
-back (``release``: the check could not be made).  A counter blocks when its
-failures plus reservations in flight reach its limit, so N parallel guesses
-cost at most the limit's worth of checks, and a right password sent inside a
-burst of wrong ones is refused like the rest while the burst blocks.
+back (``release``: the check could not be made).  The pair and user counters
+block when their failures plus reservations in flight reach the limit, so N
+parallel guesses for one name cost at most the limit's worth of checks, and a right password sent inside a
+burst of wrong ones is refused like the rest while the burst blocks.  (After a
+lock-out has ended, while the failures are still in the window, one check at
+a time is allowed; its failure locks again for twice as long.)
 
     counter                 limit (failures in WINDOW)     applies to
     ----------------------  -----------------------------  --------------------------------
@@ -28,9 +30,11 @@ failure up to ``MAX_LOCKOUT``.  Refused attempts are not counted (they cost no
 check).  A success clears its pair's failures, not the address's or the
 user's (an attacker cannot reset them by waiting for the member to log in).
 
-Independently of failures, an address may have at most
-``MAX_PENDING_PER_ADDRESS`` checks in flight (a whole office logging in after a
-gateway restart fits; a burst of guesses spraying names does not).
+The address counter blocks on failures only: a whole office behind one NAT
+address logs in at once after a gateway restart.  Instead an address may have
+at most ``MAX_PENDING_PER_ADDRESS`` checks in flight (the office fits; a burst
+spraying names gets that many checks, at most ``max_failures`` per name, before
+its failures lock the address).
 
 IPv6 addresses are counted per /64: one host commonly owns a whole /64.
 Everything lives in memory and is bounded (``MAX_TRACKED``, ``MAX_TRUSTED``);
@@ -205,8 +209,12 @@ class LoginThrottle:
                 continue
             if rec.locked_until > now:
                 wait = max(wait, rec.locked_until - now)
-            elif with_pending and self._failures(rec, now) + rec.pending >= limit:
-                wait = max(wait, 1.0)  # checks in flight may fill the limit: refuse until they end
+            elif with_pending and i != 1 and rec.pending >= max(1, limit - self._failures(rec, now)):
+                # The checks in flight may use up what is left of the limit
+                # (after a lock-out ended: one at a time): refuse until they end.
+                # Not for the address (i == 1): a whole office logs in at once
+                # after a restart; MAX_PENDING_PER_ADDRESS bounds it instead.
+                wait = max(wait, 1.0)
         return wait
 
     # -- public API --------------------------------------------------------------------
