@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -203,10 +205,29 @@ async def test_failure_delay_holds_no_slot_and_no_thread(directory: UserDirector
     auth.close()
 
 
+async def occupy(verifier: BoundedVerifier) -> tuple[threading.Event, asyncio.Task[bool]]:
+    """Hold the verifier's only worker until the event is set."""
+    gate = threading.Event()
+    task = asyncio.create_task(verifier.run(gate.wait))
+    deadline = time.monotonic() + 10
+    while verifier.running == 0:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.001)
+    return gate, task
+
+
+async def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.002)
+
+
 async def test_cache_hits_and_trusted_logins_do_not_wait_behind_a_flood(directory: UserDirectory) -> None:
     auth = make_auth(directory, verifier=BoundedVerifier(workers=1, max_waiting=100))
     assert (await auth.authenticate("alice", "alice-pw", OFFICE)).ok  # cached, and alice trusted at OFFICE
     assert (await auth.authenticate("bob", "bob-pw", OFFICE)).ok
+    gate, blocker = await occupy(auth.verifier)
     finished: list[str] = []
 
     async def guess(i: int) -> None:
@@ -214,31 +235,40 @@ async def test_cache_hits_and_trusted_logins_do_not_wait_behind_a_flood(director
         finished.append(f"guess{i}")
 
     flood = [asyncio.create_task(guess(i)) for i in range(12)]
-    await asyncio.sleep(0.05)
-    assert auth.verifier.waiting >= 8, "the flood queues behind one worker"
+    await wait_until(lambda: auth.verifier.waiting == 12, "the flood queues behind the busy worker")
     t0 = time.monotonic()
     assert (await auth.authenticate("alice", "alice-pw", OFFICE)).ok
-    assert time.monotonic() - t0 < 0.5 and auth.verifier.waiting >= 6, "a cache hit needs no argon2"
-    # bob's cache entry is gone (a TTL ran out, say); he is trusted at OFFICE,
-    # so his check runs before the waiting guesses.
+    assert time.monotonic() - t0 < 5 and auth.verifier.waiting == 12, "a cache hit needs no argon2"
+    # bob's cache entry is gone (its TTL ran out, say); he is trusted at
+    # OFFICE, so his check runs before the twelve waiting guesses.
     auth.cache.clear()
-    assert (await auth.authenticate("bob", "bob-pw", OFFICE)).ok
-    finished.append("bob")
-    await asyncio.gather(*flood)
-    assert finished.index("bob") <= 2, finished
+
+    async def bob() -> None:
+        assert (await auth.authenticate("bob", "bob-pw", OFFICE)).ok
+        finished.append("bob")
+
+    bob_task = asyncio.create_task(bob())
+    await wait_until(lambda: auth.verifier.waiting == 13, "bob's check waits too")
+    gate.set()
+    await asyncio.gather(blocker, bob_task, *flood)
+    assert finished[0] == "bob", finished
     auth.close()
 
 
 async def test_too_many_waiting_checks_refuse_at_once_and_count_nothing(directory: UserDirectory) -> None:
     auth = make_auth(directory, verifier=BoundedVerifier(workers=1, max_waiting=3))
+    gate, blocker = await occupy(auth.verifier)
     t0 = time.monotonic()
-    results = await asyncio.gather(
-        *(auth.authenticate("alice", f"guess-{i}", f"203.0.113.{i}") for i in range(10))
-    )
-    outcomes = [r.outcome for r in results]
-    assert outcomes.count(Outcome.BUSY) == 6 and outcomes.count(Outcome.FAILED) == 4, outcomes
+    tasks = [
+        asyncio.create_task(auth.authenticate("alice", f"guess-{i}", f"203.0.113.{i}")) for i in range(10)
+    ]
+    await wait_until(lambda: sum(t.done() for t in tasks) == 7, "seven refused at once")
+    assert time.monotonic() - t0 < 10
+    gate.set()
+    outcomes = [r.outcome for r in await asyncio.gather(*tasks)]
+    await blocker
+    assert outcomes.count(Outcome.BUSY) == 7 and outcomes.count(Outcome.FAILED) == 3, outcomes
     assert auth.verifier.peak_running == 1
-    assert time.monotonic() - t0 < 30
     assert all(auth.throttle.pending("alice", f"203.0.113.{i}") == 0 for i in range(10))
     assert (await auth.authenticate("alice", "alice-pw", "203.0.113.9")).ok, "a refusal is not a failure"
     auth.close()

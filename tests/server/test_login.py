@@ -13,6 +13,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -85,13 +86,22 @@ async def test_busy_verifier_answers_unavailable_at_once(tmp_path: Path) -> None
     gw.auth.verifier.close()
     gw.auth.verifier = BoundedVerifier(workers=1, max_waiting=1)
     async with running(gw) as server:
+        gate = threading.Event()
+        blocker = asyncio.create_task(gw.auth.verifier.run(gate.wait))  # the only worker is busy
         t0 = time.monotonic()
-        answers = await asyncio.gather(
-            *(login(server, "alice", f"guess{i}", f"127.0.0.{10 + i}") for i in range(6))
-        )
-        busy = [a for a in answers if a.startswith(b"NO [UNAVAILABLE] too many logins are being checked")]
-        assert len(busy) == 4 and answers.count(FAILED) == 2, answers
-        assert time.monotonic() - t0 < 30
+        tasks = [
+            asyncio.create_task(login(server, "alice", f"guess{i}", f"127.0.0.{10 + i}")) for i in range(6)
+        ]
+        deadline = time.monotonic() + 30
+        while sum(t.done() for t in tasks) < 5:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.005)
+        assert time.monotonic() - t0 < 10, "refused at once, not queued"
+        gate.set()
+        answers = await asyncio.gather(*tasks)
+        await blocker
+        busy = b"NO [UNAVAILABLE] too many logins are being checked at once; try again in a few seconds"
+        assert answers.count(busy) == 5 and answers.count(FAILED) == 1, answers
 
 
 async def test_parallel_guesses_through_the_listener(tmp_path: Path) -> None:
