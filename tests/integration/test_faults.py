@@ -139,16 +139,19 @@ def test_oversized_literal_gets_toobig_and_session_goes_on(gateway: GatewayHarne
 
 
 def test_login_throttling_per_user(gateway: GatewayHarness) -> None:
-    def wrong(_: int) -> bytes:
+    # Six different guesses in parallel (the same guess sent in parallel is one
+    # guess: one check, one failure; see docs/architecture.md#logins).
+    def wrong(i: int) -> bytes:
         raw = RawClient(gateway.host, gateway.port)
         try:
-            return raw.command(b"x", b"LOGIN alice wrong-password")[-1]
+            return raw.command(b"x", b"LOGIN alice wrong-password-%d" % i)[-1]
         finally:
             raw.close()
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(wrong, range(6)))
     assert all(a.startswith(b"x NO") for a in answers), answers
+    assert sum(b"AUTHENTICATIONFAILED" in a for a in answers) == 5, "the limit's worth checked, no more"
     raw = RawClient(gateway.host, gateway.port)
     try:
         line = raw.command(b"y", b"LOGIN alice alice-pw")[-1]
