@@ -189,3 +189,20 @@ async def test_cli_passwd_disable_remove_while_the_gateway_runs(tmp_path: Path) 
         await asyncio.to_thread(cli, "user", "remove", "bob")
         assert await login(server, "bob", "bob-pw") == FAILED
         assert gw.auth.stats.cache_hits == 2, "no refused login was answered from the cache"
+
+
+async def test_a_team_logging_in_at_once_is_served_within_the_memory_bound(tmp_path: Path) -> None:
+    """Sessions of many members connecting at once from one address (an office
+    after a gateway restart, cache cold): all log in, and never more argon2
+    checks (64 MiB each) run at once than the verifier has workers."""
+    gw = make_gateway(tmp_path)
+    team = {f"member{i}": f"member{i}-pw" for i in range(12)}
+    for name, pw in team.items():
+        gw.users.add(name, pw)
+    async with running(gw) as server:
+        answers = await asyncio.gather(
+            *(login(server, name, pw, "127.0.0.5") for name, pw in team.items() for _ in range(3))
+        )
+        assert all(a.startswith(b"OK ") for a in answers), answers
+        assert gw.auth.verifier.peak_running <= gw.auth.verifier.workers
+        assert gw.auth.stats.verifications == len(team), "each member's parallel connections cost one check"
