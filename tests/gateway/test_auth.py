@@ -255,7 +255,9 @@ async def test_cache_hits_and_trusted_logins_do_not_wait_behind_a_flood(director
     auth.close()
 
 
-async def test_too_many_waiting_checks_refuse_at_once_and_count_nothing(directory: UserDirectory) -> None:
+async def test_too_many_waiting_checks_refuse_at_once_and_count_nothing(
+    directory: UserDirectory, caplog: pytest.LogCaptureFixture
+) -> None:
     auth = make_auth(directory, verifier=BoundedVerifier(workers=1, max_waiting=3))
     gate, blocker = await occupy(auth.verifier)
     t0 = time.monotonic()
@@ -268,6 +270,7 @@ async def test_too_many_waiting_checks_refuse_at_once_and_count_nothing(director
     outcomes = [r.outcome for r in await asyncio.gather(*tasks)]
     await blocker
     assert outcomes.count(Outcome.BUSY) == 7 and outcomes.count(Outcome.FAILED) == 3, outcomes
+    assert caplog.text.count("refused since the last report") == 1, "one warning, not one per refusal"
     assert auth.verifier.peak_running == 1
     assert all(auth.throttle.pending("alice", f"203.0.113.{i}") == 0 for i in range(10))
     assert (await auth.authenticate("alice", "alice-pw", "203.0.113.9")).ok, "a refusal is not a failure"

@@ -56,6 +56,8 @@ log = logging.getLogger("imapgate.auth")
 #: Seconds every failed or refused attempt waits before its answer: slows
 #: guessing on one connection; it holds no throttle slot and no verifier thread.
 FAILURE_DELAY = 1.0
+#: Seconds between two warnings about logins refused for too many waiting checks.
+BUSY_LOG_INTERVAL = 10.0
 #: Verified logins remembered at most: a team of 50 with 5 devices each needs
 #: 250; the rest is headroom (an entry is about 300 bytes).
 MAX_CACHED = 10_000
@@ -190,6 +192,8 @@ class Authenticator:
         self.failure_delay = failure_delay
         self.stats = AuthStats()
         self._inflight: dict[bytes, asyncio.Future[AuthResult]] = {}
+        self._busy_logged_at = -BUSY_LOG_INTERVAL
+        self._busy_unlogged = 0
 
     def close(self) -> None:
         self.verifier.close()
@@ -268,7 +272,7 @@ class Authenticator:
         except VerifierBusy:
             reservation.release()
             self.stats.busy += 1
-            log.warning("login of %s from %s refused: too many password checks waiting", shown, address)
+            self._log_busy()
             return AuthResult(Outcome.BUSY, retry_after=1.0)
         except PasswordCheckError as exc:
             reservation.release()
@@ -298,6 +302,22 @@ class Authenticator:
         self.stats.succeeded += 1
         reservation.succeeded()
         return AuthResult(Outcome.OK, cred.user)
+
+    def _log_busy(self) -> None:
+        """One warning per ``BUSY_LOG_INTERVAL`` at most: refusals are answered
+        at once, so a flood must not turn into a flood of log lines."""
+        self._busy_unlogged += 1
+        now = time.monotonic()
+        if now - self._busy_logged_at >= BUSY_LOG_INTERVAL:
+            log.warning(
+                "%d login(s) refused since the last report: too many password checks waiting "
+                "(%d running, %d waiting)",
+                self._busy_unlogged,
+                self.verifier.running,
+                self.verifier.waiting,
+            )
+            self._busy_logged_at = now
+            self._busy_unlogged = 0
 
     async def _store_upgraded_hash(self, cred: Credentials, new_hash: str) -> Credentials:
         """Rehash with current parameters; a failure here never fails the login
