@@ -63,6 +63,9 @@ _FLAG_LETTERS: dict[str, str] = {
     "\\deleted": "T",
 }
 
+# RFC 4314 identifiers that name no user; Dovecot's ACL files spell them the same way.
+_ACL_SPECIAL_IDS = ("anyone", "authenticated", "owner")
+
 # Unix socket paths are limited to 108 bytes; Dovecot's deepest socket under base_dir adds ~30.
 _MAX_BASE_DIR_LEN = 70
 
@@ -647,21 +650,28 @@ class DovecotServer:
     def set_acl(self, user: str, folder: str, entries: Mapping[str, str]) -> None:
         """Write ``folder``'s ``dovecot-acl`` file (vfile backend) in ``user``'s Maildir.
 
-        ``entries`` maps an RFC 4314 identifier (``user=alice``, ``anyone``, ``authenticated``,
-        ``group=NAME``; a leading ``-`` for negative rights) to its rights (``"lr"``); the file
-        replaces any earlier one (also one written by SETACL); ``owner`` is the mailbox's real user.
-        Creates the folder (an empty Maildir) if it does not exist yet.  Needs ``enable_acl``.
+        ``entries`` maps an RFC 4314 identifier as IMAP spells it -- ``alice``, ``anyone``,
+        ``authenticated``, ``owner``, ``$group``; a leading ``-`` for negative rights -- to its
+        rights (``"lr"``), so the same table can be given to the gateway; Dovecot's file spelling
+        (``user=alice``, ``group=NAME``) is accepted too.  The file replaces any earlier one (also
+        one written by SETACL); ``owner`` is the mailbox's real user.  Creates the folder (an
+        empty Maildir) if it does not exist yet.  Needs ``enable_acl``.
         """
         if not self.enable_acl:
             raise DovecotError("set_acl needs enable_acl=True")
         lines = []
         for identifier, rights in entries.items():
+            negative = identifier.startswith("-")
             bare = identifier.removeprefix("-")
             # The file takes RFC 4314 rights only; MYRIGHTS' obsolete "c"/"d" (RFC 2086) are
             # derived from k/x and e/t by Dovecot itself and are an "Unknown ACL" in the file.
             if not bare or any(ch.isspace() for ch in identifier) or not set(rights) <= set("lrwstipekxa"):
                 raise ValueError(f"bad ACL entry {identifier!r}: {rights!r} (rights: lrwstipekxa)")
-            lines.append(f"{identifier} {rights}\n")
+            if bare.startswith("$"):
+                bare = "group=" + bare[1:]
+            elif bare not in _ACL_SPECIAL_IDS and not bare.startswith(("user=", "group=")):
+                bare = "user=" + bare
+            lines.append(f"{'-' if negative else ''}{bare} {rights}\n")
         path = self._ensure_folder(user, folder)
         _write_owned(path / "dovecot-acl", "".join(lines), self._uid, self._gid)
 
