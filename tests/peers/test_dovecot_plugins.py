@@ -212,7 +212,11 @@ def test_team_dovecot_factory(team_dovecot: object) -> None:
         assert bob.append("INBOX", None, None, MESSAGE)[0] == "OK"
         # The same mailbox: what bob added is in shared's INBOX.
         assert shared.select("INBOX", readonly=True) == ("OK", [b"1"])
-        assert _listed(alice) == set()  # no entry for alice: no rights
+        # No entry for alice: no rights.  Dovecot still lists INBOX (the namespace's inbox is
+        # always listed), but it "doesn't exist" for everything else.
+        assert _listed(alice) == {"INBOX"}
+        typ, data = alice._simple_command("SELECT", "INBOX")
+        assert typ == "NO" and data[0].startswith(b"Mailbox doesn't exist: INBOX")
     finally:
         for client in (bob, shared, alice):
             client.logout()

@@ -154,7 +154,8 @@ class DovecotServer:
       test gives each of them the rights the gateway would, and compares.  Such a login sees the
       mailbox as a *public* namespace (prefix ``""``; NAMESPACE ``NIL NIL (("" "/"))``): no owner,
       so its rights are exactly the entries matching it (``user=``, ``anyone``, ``authenticated``,
-      negative ``-``), RFC 4314 style, and a folder without an ACL file is invisible to it; the
+      negative ``-``), RFC 4314 style, and a folder without an ACL file is invisible to it (but
+      for INBOX: Dovecot always lists it, yet SELECT and MYRIGHTS say it does not exist); the
       mailbox's real user keeps the owner's implicit full rights unless an entry names it.  Quota
       rules do not apply to such logins (public namespace).  ACL files are re-read after at most
       ``acl_cache_secs`` (default 1 s when ``mail_of`` is set, else Dovecot's 30 s);
