@@ -479,8 +479,9 @@ def wait_for_delivery(dovecot: DovecotServer, user: str, message_id: str, *, cou
 def _main() -> None:
     from .peers import DOVECOT_USERS
 
-    work = Path(tempfile.mkdtemp(prefix="imapgate-postfix-debug-"))
-    with DovecotServer(work / "dovecot", users=DOVECOT_USERS, enable_lmtp=True, auth_listener=True) as dc, \
+    with tempfile.TemporaryDirectory(prefix="imapgate-postfix-debug-") as work, \
+            DovecotServer(Path(work) / "dovecot", users=DOVECOT_USERS, enable_lmtp=True,
+                          auth_listener=True) as dc, \
             PostfixServer(dc) as pf:
         print(f"Dovecot IMAP {dc.port}, LMTP {dc.lmtp_port}; Postfix submission {pf.host}:{pf.port} "
               f"(STARTTLS, AUTH as any of {', '.join(dc.users)})\n  logs: {pf.log_path}, {dc.log_path}\n"
