@@ -7,7 +7,7 @@ page in a fresh browser context (own cookies, storage, cache) in which every req
 but 127.0.0.1/localhost is blocked and recorded (``page_requests_blocked(page)``): a dashboard
 test can assert that hostile mail made the browser fetch nothing from outside.
 
-Fixtures (tests/support/peers.py): ``chromium`` (session: one browser process, ~0.6 s to
+Fixtures (tests/support/peers.py): ``chromium`` (per module: one browser process, ~0.6 s to
 launch) and ``page`` (per test: a fresh context and page, closed afterwards; console errors and
 uncaught page errors collected in ``page_errors(page)``).
 
@@ -24,7 +24,10 @@ TESTING-notes (what bites):
 * ``launch()`` gives every browser process a fresh, empty profile (a ``--user-data-dir`` that
   Playwright makes in the temp dir and deletes at close); every context within is isolated.
 * The sync API cannot run inside a running asyncio loop: use it from plain (sync) tests; a
-  server under test runs in its own thread (GatewayHarness does that).
+  server under test runs in its own thread (GatewayHarness does that).  The other way round
+  too: while a sync Playwright is started, asyncio takes its loop for the running one in this
+  thread, so no ``async def`` test can run -- hence the per-module ``chromium`` fixture, stopped
+  before the next module.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from typing import Literal, Self
 
 from imapgate.demo import find_free_port
 
-from .processes import kill_session
+from .processes import kill_session, port_is_free
 
 __all__ = ["HAPROXY", "HAProxyError", "HAProxyServer", "haproxy_available"]
 
@@ -84,6 +84,7 @@ class HAProxyServer:
             raise ValueError("HAProxy needs at least one backend")
         self.backends = list(backends)
         self.host = "127.0.0.1"
+        self._own_port = port is None
         self.port = port if port is not None else find_free_port(self.host)
         self.proxy = proxy
         self.balance = balance
@@ -142,6 +143,8 @@ class HAProxyServer:
     def start(self, timeout: float = 15.0) -> None:
         if self.running:
             return
+        if self._own_port and not port_is_free(self.host, self.port):
+            self.port = find_free_port(self.host)
         self.config_path.write_text(self.render_config(), encoding="utf-8")
         check = subprocess.run([HAPROXY, "-c", "-q", "-f", str(self.config_path)], capture_output=True,
                                timeout=30, check=False)

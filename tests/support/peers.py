@@ -13,8 +13,8 @@ tests/conftest.py).  All lazy: nothing starts unless a test asks for it.
   gateway's for the same ACLs (see ``DovecotServer(mail_of=...)``);
 * ``haproxy_factory`` (per test) -- ``make(backends, proxy="v2"|"v1"|None, ...)`` -> a started
   :class:`HAProxyServer`;
-* ``chromium`` (session) -- headless Debian Chromium via Playwright; ``page`` (per test) -- a
-  page in a fresh context (remote requests blocked; :func:`page_errors`).
+* ``chromium`` (per module, see there) -- headless Debian Chromium via Playwright; ``page`` (per
+  test) -- a page in a fresh context (remote requests blocked; :func:`page_errors`).
 
 A missing peer program is a test *failure* (CI installs them all; scripts/setup-env.sh), except
 outside CI for a user who is not root, where such tests are skipped.  With ``CI=true`` nothing is
@@ -194,8 +194,12 @@ def haproxy_factory() -> Iterator[HAProxyFactory]:
 # --------------------------------------------------------------------- Chromium
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[ChromiumBrowser]:
+    """Module-scoped on purpose: while Playwright's sync API is started, asyncio sees its event
+    loop as running in this thread, and every later ``async def`` test would fail with "Runner.run()
+    cannot be called from a running event loop".  So it stops at the end of each module (0.6 s
+    to launch again), and a module using it must not have async tests."""
     require_peer("Chromium", chromium_available(), "chromium")
     with ChromiumBrowser() as browser:
         yield browser

@@ -76,7 +76,7 @@ from typing import Self
 
 from imapgate.demo import DovecotServer, find_free_port
 
-from .processes import kill_session
+from .processes import kill_session, port_is_free
 from .tls import TestCertificate, make_certificate
 
 __all__ = [
@@ -136,6 +136,7 @@ class PostfixServer:
             raise PostfixError("the Dovecot needs enable_lmtp=True and auth_listener=True")
         self.dovecot = dovecot
         self.host = "127.0.0.1"
+        self._own_port = port is None
         self.port = port if port is not None else find_free_port(self.host)
         self.message_size_limit = message_size_limit
         self.rejected_recipients = dict(
@@ -320,12 +321,11 @@ class PostfixServer:
         """Start the master and wait until the smtpd port greets with 220."""
         if self.running:
             return
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((self.host, self.port))
-            except OSError as exc:
-                raise PostfixError(f"postfix cannot listen on {self.host}:{self.port}: {exc}") from exc
+        if not port_is_free(self.host, self.port):
+            if not self._own_port:
+                raise PostfixError(f"postfix cannot listen on {self.host}:{self.port}: port in use")
+            self.port = find_free_port(self.host)
+            self._write_config()
         with open(self.root / "postfix.stderr", "ab") as err:
             self._proc = subprocess.Popen([POSTFIX, "-c", str(self.config_dir), "start-fg"],
                                           stdin=subprocess.DEVNULL, stdout=err, stderr=err,

@@ -61,6 +61,8 @@ from typing import Any, Self
 import psycopg
 from psycopg import sql
 
+from .processes import kill_session, port_is_free
+
 __all__ = [
     "APP_PASSWORD",
     "APP_ROLE",
@@ -127,6 +129,7 @@ class PostgresServer:
         if not postgres_available():
             raise PostgresError(f"PostgreSQL 15 not found in {PG_BIN} (apt-get install -y postgresql; "
                                 "scripts/setup-env.sh does this)")
+        self._own_port = port is None
         self.port = port if port is not None else _free_port()
         self.host = "127.0.0.1"
         self.max_connections = max_connections
@@ -249,6 +252,8 @@ class PostgresServer:
         if self.running:
             return
         first = not self._initialised
+        if first and self._own_port and not port_is_free(self.host, self.port):
+            self.port = _free_port()
         if first:
             self._initdb()
             self._initialised = True
@@ -328,17 +333,11 @@ class PostgresServer:
     def _kill(self) -> None:
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGKILL)
+        # Backends exit by themselves once the postmaster is gone (they watch its pipe); SIGKILL
+        # whatever of the session is still there.
+        kill_session(self._proc.pid, first=signal.SIGKILL, grace=5.0)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(timeout=10)
-        # Backends exit by themselves once the postmaster is gone (they watch its pipe).
-        deadline = time.monotonic() + 5
-        while _session_alive(self._proc.pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGKILL)
-            time.sleep(0.02)
 
     def close(self) -> None:
         """Stop and delete the data."""
@@ -362,21 +361,6 @@ class PostgresServer:
             return "(no log output)"
         text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
         return "--- postgres.log:\n" + "\n".join(text)
-
-
-def _session_alive(sid: int) -> bool:
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != b"Z":
-            return True
-    return False
 
 
 @contextlib.contextmanager

@@ -5,9 +5,23 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 
-__all__ = ["kill_session", "session_pids"]
+__all__ = ["kill_session", "port_is_free", "session_pids"]
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True if nothing listens on ``host:port`` now.  A port picked by the kernel earlier may have
+    been taken since by another test run on this machine: a fixture that chose the port itself
+    picks another one instead of failing."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def session_pids(sid: int) -> list[int]:
