@@ -25,17 +25,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import Page
 
 from imapgate.demo import DovecotServer
 
-from .browser import ChromiumBrowser, chromium_available
 from .haproxy import HAProxyServer, haproxy_available
 from .postfix import PostfixServer, postfix_available
-from .postgres import PostgresDatabase, PostgresServer, postgres_available
+
+if TYPE_CHECKING:
+    # Imported where used: playwright and psycopg take ~0.3 s to import, paid by every pytest
+    # run (this plugin is always loaded), most of which need neither.
+    from playwright.sync_api import Page
+
+    from .browser import ChromiumBrowser
+    from .postgres import PostgresDatabase, PostgresServer
 
 __all__ = ["DOVECOT_USERS", "TEAM_LOGINS", "TEAM_MAIL_OF", "require_peer"]
 
@@ -69,6 +74,8 @@ def require_peer(what: str, present: bool, install: str) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
+    from .postgres import PostgresServer, postgres_available
+
     require_peer("PostgreSQL 15", postgres_available(), "postgresql")
     with PostgresServer() as server:
         yield server
@@ -200,6 +207,8 @@ def chromium() -> Iterator[ChromiumBrowser]:
     loop as running in this thread, and every later ``async def`` test would fail with "Runner.run()
     cannot be called from a running event loop".  So it stops at the end of each module (0.6 s
     to launch again), and a module using it must not have async tests."""
+    from .browser import ChromiumBrowser, chromium_available
+
     require_peer("Chromium", chromium_available(), "chromium")
     with ChromiumBrowser() as browser:
         yield browser
