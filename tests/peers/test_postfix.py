@@ -68,6 +68,17 @@ def test_starttls_auth_plain_and_delivery_by_lmtp(postfix: PostfixServer,
     assert delivered["Delivered-To"] == "customer@customer.test"
 
 
+def test_implicit_tls_submission(postfix: PostfixServer, mail_dovecot: DovecotServer) -> None:
+    message = _message()
+    context = postfix.certificate.client_context()
+    with smtplib.SMTP_SSL(postfix.host, postfix.smtps_port, context=context, timeout=30) as client:
+        client.ehlo("gateway.example.test")
+        assert not client.has_extn("starttls")  # already TLS
+        client.login("carol", DOVECOT_USERS["carol"])
+        assert client.send_message(message) == {}
+    wait_for_delivery(mail_dovecot, "customer", message["Message-ID"])
+
+
 def test_plaintext_and_unauthenticated_clients_are_refused(postfix: PostfixServer) -> None:
     message = _message()
     with smtplib.SMTP(postfix.host, postfix.port, timeout=30) as client:

@@ -5,6 +5,7 @@ queue and data directories, and runs ``postfix -c DIR start-fg`` (the master in 
 our child).  It listens on a kernel-chosen port of 127.0.0.1 only, with
 
 * STARTTLS (a test certificate, :mod:`tests.support.tls`) -- required before AUTH and MAIL;
+  and implicit TLS ("submissions", RFC 8314, as on port 465) on :attr:`PostfixServer.smtps_port`;
 * SASL AUTH (PLAIN, LOGIN) checked by the test Dovecot through its auth socket
   (``smtpd_sasl_type = dovecot``; :class:`DovecotServer` with ``auth_listener=True``);
 * mail only from authenticated clients (``smtpd_relay_restrictions``), to any domain;
@@ -138,6 +139,7 @@ class PostfixServer:
         self.host = "127.0.0.1"
         self._own_port = port is None
         self.port = port if port is not None else find_free_port(self.host)
+        self.smtps_port = find_free_port(self.host)
         self.message_size_limit = message_size_limit
         self.rejected_recipients = dict(
             DEFAULT_REJECTED if rejected_recipients is None else rejected_recipients)
@@ -240,6 +242,7 @@ class PostfixServer:
         # Nothing chrooted (column 5 "n"); only the submission smtpd is on the network.
         services = [
             f"{self.host}:{self.port} inet n - n - - smtpd",
+            f"{self.host}:{self.smtps_port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes",
             "pickup unix n - n 60 1 pickup",
             "cleanup unix n - n - 0 cleanup",
             "qmgr unix n - n 300 1 qmgr",
@@ -325,6 +328,9 @@ class PostfixServer:
             if not self._own_port:
                 raise PostfixError(f"postfix cannot listen on {self.host}:{self.port}: port in use")
             self.port = find_free_port(self.host)
+            self._write_config()
+        if not port_is_free(self.host, self.smtps_port):
+            self.smtps_port = find_free_port(self.host)
             self._write_config()
         with open(self.root / "postfix.stderr", "ab") as err:
             self._proc = subprocess.Popen([POSTFIX, "-c", str(self.config_dir), "start-fg"],
