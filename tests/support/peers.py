@@ -11,6 +11,7 @@ tests/conftest.py).  All lazy: nothing starts unless a test asks for it.
   carol) open the ``shared`` account's mailbox, with the ACL plugin on:
   ``team_dovecot(acls={"Secret": {"user=bob": "lr"}})`` -- compare Dovecot's answers with the
   gateway's for the same ACLs (see ``DovecotServer(mail_of=...)``);
+* ``tls_certificate`` (session) -- a self-signed test certificate (:mod:`tests.support.tls`);
 * ``haproxy_factory`` (per test) -- ``make(backends, proxy="v2"|"v1"|None, ...)`` -> a started
   :class:`HAProxyServer`;
 * ``chromium`` (per module, see there) -- headless Debian Chromium via Playwright; ``page`` (per
@@ -33,6 +34,7 @@ from imapgate.demo import DovecotServer
 
 from .haproxy import HAProxyServer, haproxy_available
 from .postfix import PostfixServer, postfix_available
+from .tls import TestCertificate, make_certificate
 
 if TYPE_CHECKING:
     # Imported where used: playwright and psycopg take ~0.3 s to import, paid by every pytest
@@ -118,9 +120,16 @@ def mail_dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotSe
 
 
 @pytest.fixture(scope="session")
-def postfix(mail_dovecot: DovecotServer) -> Iterator[PostfixServer]:
+def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> TestCertificate:
+    """A self-signed certificate for localhost, 127.0.0.1 and mail.example.test (the peers' and
+    the gateway's TLS); ``.client_context()`` trusts it."""
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def postfix(mail_dovecot: DovecotServer, tls_certificate: TestCertificate) -> Iterator[PostfixServer]:
     require_peer("Postfix", postfix_available(), "postfix")
-    with PostfixServer(mail_dovecot) as server:
+    with PostfixServer(mail_dovecot, certificate=tls_certificate) as server:
         yield server
 
 
@@ -128,13 +137,15 @@ PostfixFactory = Callable[..., PostfixServer]
 
 
 @pytest.fixture
-def postfix_factory(mail_dovecot: DovecotServer) -> Iterator[PostfixFactory]:
+def postfix_factory(mail_dovecot: DovecotServer,
+                    tls_certificate: TestCertificate) -> Iterator[PostfixFactory]:
     """``make(dovecot=None, **PostfixServer options)`` -> a started instance of its own (~0.3 s),
     in front of ``mail_dovecot`` unless another Dovecot (with LMTP and auth socket) is given."""
     require_peer("Postfix", postfix_available(), "postfix")
     servers: list[PostfixServer] = []
 
     def make(dovecot: DovecotServer | None = None, **options: Any) -> PostfixServer:
+        options.setdefault("certificate", tls_certificate)
         server = PostfixServer(dovecot or mail_dovecot, **options)
         servers.append(server)
         server.start()
