@@ -14,6 +14,9 @@ Fixtures (all lazy: nothing starts unless a test asks for it):
 * ``pymap_upstream`` (session) — a :class:`PymapServer` (no CONDSTORE/QRESYNC/NOTIFY) with the
   single login ``shared`` / ``shared-secret`` and the sample mailbox loaded by APPEND.
 
+More peers (PostgreSQL, Postfix, HAProxy, Chromium, Dovecot with ACLs/quota): the fixtures of
+:mod:`tests.support.peers`, loaded as a plugin below; docs/testing.md describes them all.
+
 Dovecot needs root here (it runs as root with a ``vmail`` mail user).  A missing Dovecot is a
 test *failure* — CI installs it — except outside CI on a machine that is neither root nor has
 Dovecot, where the Dovecot tests are skipped.  With ``CI=true`` nothing is ever skipped.
@@ -30,6 +33,9 @@ from typing import Any
 import pytest
 
 from imapgate.demo import DovecotServer, PymapServer, SampleMessage, generate_mailbox
+
+# Fixtures of the other real peers: PostgreSQL, Postfix, HAProxy, Chromium, Dovecot with ACLs.
+pytest_plugins = ["tests.support.peers"]
 
 SHARED_USER = "shared"
 SHARED_PASSWORD = "shared-secret"

@@ -63,6 +63,9 @@ _FLAG_LETTERS: dict[str, str] = {
     "\\deleted": "T",
 }
 
+# RFC 4314 identifiers that name no user; Dovecot's ACL files spell them the same way.
+_ACL_SPECIAL_IDS = ("anyone", "authenticated", "owner")
+
 # Unix socket paths are limited to 108 bytes; Dovecot's deepest socket under base_dir adds ~30.
 _MAX_BASE_DIR_LEN = 70
 
@@ -143,6 +146,30 @@ class DovecotServer:
     ``directory/runtime``, deleted by :meth:`close`).
     ``max_userip_connections`` defaults to 10, as at typical hosters; raise it for load tests.
     ``enable_acl`` loads the ``acl``/``imap_acl`` plugins (vfile backend; owners keep all rights).
+
+    Opt-in extras for the peer tests (all off by default; the configuration is then unchanged):
+
+    * ``mail_of`` maps a login to the user whose home (and so Maildir) it opens: several logins
+      on one mailbox, e.g. ``{"alice": "shared"}`` -- with ``enable_acl`` and :meth:`set_acl` a
+      test gives each of them the rights the gateway would, and compares.  Such a login sees the
+      mailbox as a *public* namespace (prefix ``""``; NAMESPACE ``NIL NIL (("" "/"))``): no owner,
+      so its rights are exactly the entries matching it (``user=``, ``anyone``, ``authenticated``,
+      negative ``-``), RFC 4314 style, and a folder without an ACL file is invisible to it (but
+      for INBOX: Dovecot always lists it, yet SELECT and MYRIGHTS say it does not exist); the
+      mailbox's real user keeps the owner's implicit full rights unless an entry names it.  Quota
+      rules do not apply to such logins (public namespace).  ACL files are re-read after at most
+      ``acl_cache_secs`` (default 1 s when ``mail_of`` is set, else Dovecot's 30 s);
+    * ``quota_rules`` maps a login to a Dovecot ``quota_rule`` (``"*:storage=64K"``,
+      ``"*:messages=5"``): loads ``quota``/``imap_quota`` (count backend); APPEND, COPY and LMTP
+      deliveries over it are refused (``NO [OVERQUOTA]``, LMTP ``552 5.2.2``);
+    * ``enable_lmtp`` adds LMTP on ``127.0.0.1:lmtp_port`` (a free port unless given; package
+      ``dovecot-lmtpd``) for deliveries by a test Postfix; ``user@domain`` recipients are looked up
+      as ``user``;
+    * ``auth_penalty=False`` turns off Dovecot's growing per-IP delay after failed logins (2, 4,
+      8, 15 s; all test clients come from 127.0.0.1, so one test's wrong password would slow down
+      every later login to a shared instance); the first failure is still answered after 2 s;
+    * ``auth_listener`` adds an auth socket at :attr:`auth_socket_path` (mode 0666: it lives in the
+      private runtime dir) for ``smtpd_sasl_type = dovecot`` of a test Postfix.
     """
 
     def __init__(
@@ -155,6 +182,14 @@ class DovecotServer:
         enable_acl: bool = False,
         special_use: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
+        mail_of: Mapping[str, str] | None = None,
+        acl_cache_secs: int | None = None,
+        quota_rules: Mapping[str, str] | None = None,
+        enable_lmtp: bool = False,
+        lmtp_port: int | None = None,
+        auth_listener: bool = False,
+        postmaster_address: str = "postmaster@example.test",
+        auth_penalty: bool = True,
     ) -> None:
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -163,6 +198,16 @@ class DovecotServer:
         self.users: dict[str, str] = dict(users if users is not None else {"shared": "shared-secret"})
         self.max_userip_connections = max_userip_connections
         self.enable_acl = enable_acl
+        self.mail_of: dict[str, str] = dict(mail_of or {})
+        self.acl_cache_secs = acl_cache_secs if acl_cache_secs is not None else (1 if self.mail_of else None)
+        self.quota_rules: dict[str, str] | None = dict(quota_rules) if quota_rules is not None else None
+        self.enable_lmtp = enable_lmtp or lmtp_port is not None
+        self.lmtp_port: int | None = (
+            (lmtp_port if lmtp_port is not None else find_free_port(host)) if self.enable_lmtp else None
+        )
+        self.auth_listener = auth_listener
+        self.postmaster_address = postmaster_address
+        self.auth_penalty = auth_penalty
         self.special_use: dict[str, str] = dict(
             special_use if special_use is not None else DEFAULT_SPECIAL_USE
         )
@@ -190,6 +235,8 @@ class DovecotServer:
         self.state_dir = self.runtime_dir / "state"
         self.passwd_path = self.runtime_dir / "users.passwd"
         self.home_root = self.runtime_dir / "home"
+        #: The auth socket for a test Postfix (``smtpd_sasl_path``), when ``auth_listener`` is set.
+        self.auth_socket_path = self.base_dir / "auth-smtp"
         digest = hashlib.sha1(str(self.directory).encode()).hexdigest()[:10]
         self.instance_name = f"imapgate-{digest}"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -213,9 +260,23 @@ class DovecotServer:
         for user, password in self.users.items():
             if any(ch in user + password for ch in ":\n"):
                 raise ValueError(f"user {user!r} or its password contains ':' or a newline")
-            home = self.home_root / user
-            lines.append(f"{user}:{{PLAIN}}{password}:{self._uid}:{self._gid}::{home}::\n")
-            self._ensure_home(user)
+            home_user = self.mail_of.get(user, user)
+            home = self.home_root / home_user
+            # The last passwd-file field: space-separated userdb extra fields (colons allowed).
+            extra = []
+            if home_user != user:
+                # A public namespace has no owner: the login's rights are exactly its ACL entries
+                # (RFC 4314), never the private-namespace owner's implicit full rights.
+                extra.append("userdb_namespace/inbox/type=public")
+            if self.quota_rules is not None and user in self.quota_rules:
+                rule = self.quota_rules[user]
+                if any(ch.isspace() for ch in rule):
+                    raise ValueError(f"quota rule {rule!r} of {user!r} contains white space")
+                extra.append(f"userdb_quota_rule={rule}")
+            lines.append(
+                f"{user}:{{PLAIN}}{password}:{self._uid}:{self._gid}::{home}::{' '.join(extra)}\n"
+            )
+            self._ensure_home(home_user)
         tmp = self.passwd_path.with_suffix(".tmp")
         tmp.write_text("".join(lines), encoding="utf-8")
         # Read by the auth process, which runs as the ``dovecot`` user.
@@ -239,9 +300,52 @@ class DovecotServer:
             mailboxes.append(
                 f"  mailbox {_quote(name)} {{\n    special_use = {attr}\n    auto = subscribe\n  }}\n"
             )
-        mail_plugins = "$mail_plugins acl" if self.enable_acl else "$mail_plugins"
-        imap_plugins = "$mail_plugins imap_acl" if self.enable_acl else "$mail_plugins"
-        acl_plugin = "plugin {\n  acl = vfile\n}\n" if self.enable_acl else ""
+        plugins = (["acl"] if self.enable_acl else []) + (["quota"] if self.quota_rules is not None else [])
+        imap_only = ["imap_" + name for name in plugins]
+        mail_plugins = " ".join(["$mail_plugins", *plugins])
+        imap_plugins = " ".join(["$mail_plugins", *imap_only])
+        plugin_settings = []
+        if self.enable_acl:
+            if self.acl_cache_secs is not None:
+                plugin_settings.append(f"acl = vfile:cache_secs={self.acl_cache_secs}")
+            else:
+                plugin_settings.append("acl = vfile")
+        if self.quota_rules is not None:
+            # The count backend (quota from the mailbox indexes) needs virtual sizes.
+            plugin_settings += ["quota = count:User quota", "quota_vsizes = yes"]
+        acl_plugin = (
+            "plugin {\n" + "".join(f"  {line}\n" for line in plugin_settings) + "}\n"
+            if plugin_settings else ""
+        )
+        protocols = "imap lmtp" if self.enable_lmtp else "imap"
+        # Without the penalty socket anvil keeps no per-IP failure count (auth-penalty docs).
+        anvil_extra = "" if self.auth_penalty else (
+            "  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n"
+        )
+        extras = ""
+        if self.enable_lmtp:
+            extras += (
+                "protocol lmtp {\n"
+                f"  postmaster_address = {self.postmaster_address}\n"
+                # Postfix passes RCPT TO:<customer@example.test>; the passwd-file has "customer".
+                "  auth_username_format = %Ln\n"
+                "}\n"
+                "service lmtp {\n"
+                "  inet_listener lmtp {\n"
+                f"    address = {self.host}\n"
+                f"    port = {self.lmtp_port}\n"
+                "  }\n"
+                "}\n"
+            )
+        if self.auth_listener:
+            extras += (
+                "service auth {\n"
+                f"  unix_listener {self.auth_socket_path.name} {{\n"
+                # Postfix's smtpd runs as the postfix user; the socket sits in the private base_dir.
+                "    mode = 0666\n"
+                "  }\n"
+                "}\n"
+            )
         return (
             "# Generated by imapgate.demo.dovecot — a private test/demo instance.\n"
             f"instance_name = {self.instance_name}\n"
@@ -249,7 +353,7 @@ class DovecotServer:
             f"state_dir = {self.state_dir}\n"
             f"log_path = {self.log_path}\n"
             f"info_log_path = {self.log_path}\n"
-            "protocols = imap\n"
+            f"protocols = {protocols}\n"
             f"listen = {self.host}\n"
             "ssl = no\n"
             "disable_plaintext_auth = no\n"
@@ -291,7 +395,9 @@ class DovecotServer:
             "}\n"
             "service anvil {\n"
             "  chroot =\n"
-            "}\n"
+            + anvil_extra
+            + "}\n"
+            + extras
         )
 
     def add_user(self, user: str, password: str) -> None:
@@ -443,7 +549,7 @@ class DovecotServer:
     # ----------------------------------------------------------------- mail
 
     def maildir_root(self, user: str) -> Path:
-        return self.home_root / user / "Maildir"
+        return self.home_root / self.mail_of.get(user, user) / "Maildir"
 
     def folder_path(self, user: str, folder: str) -> Path:
         """The Maildir directory of ``folder`` (``/``-separated IMAP name) for ``user``.
@@ -541,6 +647,34 @@ class DovecotServer:
             if folders:
                 self.doveadm("mailbox", "subscribe", "-u", user, *dict.fromkeys(folders))
             del self._pending_subscriptions[user]
+
+    def set_acl(self, user: str, folder: str, entries: Mapping[str, str]) -> None:
+        """Write ``folder``'s ``dovecot-acl`` file (vfile backend) in ``user``'s Maildir.
+
+        ``entries`` maps an RFC 4314 identifier as IMAP spells it -- ``alice``, ``anyone``,
+        ``authenticated``, ``owner``, ``$group``; a leading ``-`` for negative rights -- to its
+        rights (``"lr"``), so the same table can be given to the gateway; Dovecot's file spelling
+        (``user=alice``, ``group=NAME``) is accepted too.  The file replaces any earlier one (also
+        one written by SETACL); ``owner`` is the mailbox's real user.  Creates the folder (an
+        empty Maildir) if it does not exist yet.  Needs ``enable_acl``.
+        """
+        if not self.enable_acl:
+            raise DovecotError("set_acl needs enable_acl=True")
+        lines = []
+        for identifier, rights in entries.items():
+            negative = identifier.startswith("-")
+            bare = identifier.removeprefix("-")
+            # The file takes RFC 4314 rights only; MYRIGHTS' obsolete "c"/"d" (RFC 2086) are
+            # derived from k/x and e/t by Dovecot itself and are an "Unknown ACL" in the file.
+            if not bare or any(ch.isspace() for ch in identifier) or not set(rights) <= set("lrwstipekxa"):
+                raise ValueError(f"bad ACL entry {identifier!r}: {rights!r} (rights: lrwstipekxa)")
+            if bare.startswith("$"):
+                bare = "group=" + bare[1:]
+            elif bare not in _ACL_SPECIAL_IDS and not bare.startswith(("user=", "group=")):
+                bare = "user=" + bare
+            lines.append(f"{'-' if negative else ''}{bare} {rights}\n")
+        path = self._ensure_folder(user, folder)
+        _write_owned(path / "dovecot-acl", "".join(lines), self._uid, self._gid)
 
     def index(self, user: str, folder: str = "*") -> None:
         """Build Dovecot's indexes now (``doveadm index``) so a huge folder's first SELECT is quick."""
