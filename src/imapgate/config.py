@@ -20,6 +20,13 @@ SeenMode = Literal["private", "shared"]
 
 ENV_VAR = "IMAPGATE_CONFIG"
 
+#: Flags kept per user by default: \\Seen (personal read state) and the keywords
+#: real clients set as a per-user "I have seen this" mark -- mutt/neomutt's
+#: ``Old`` (seen in the index, not yet read).  Team-relevant keywords
+#: ($Forwarded, $MDNSent, Junk/NonJunk, $Junk/$NotJunk, $Label1-5,
+#: $MailFlagBit0-2) stay shared; the reasons are in docs/clients.md.
+DEFAULT_PRIVATE_FLAGS = ("\\Seen", "Old")
+
 
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid."""
@@ -69,7 +76,7 @@ class FoldersConfig:
     #: Read state (\\Seen) default: each user has their own, or one for all.
     default_seen: SeenMode = "private"
     #: Flags kept per user; others are shared by the team and live upstream.
-    private_flags: tuple[str, ...] = ("\\Seen",)
+    private_flags: tuple[str, ...] = DEFAULT_PRIVATE_FLAGS
     #: Folders with their own read-state mode.
     seen: dict[str, SeenMode] = field(default_factory=dict)
 
@@ -178,7 +185,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
             raise ConfigError(f'[folders.seen] {name!r}: expected "private" or "shared", got {mode!r}')
     folders = FoldersConfig(
         default_seen=fo.choice("default_seen", ("private", "shared"), "private"),  # type: ignore[arg-type]
-        private_flags=tuple(fo.get_str_list("private_flags", ["\\Seen"])),
+        private_flags=tuple(fo.get_str_list("private_flags", list(DEFAULT_PRIVATE_FLAGS))),
         seen=seen_modes,
     )
     fo.done()

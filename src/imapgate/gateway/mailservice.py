@@ -158,7 +158,7 @@ class MailService:
         unchangedsince: int | None = None,
     ) -> StoreResult:
         """STORE for ``actor``: shared flags upstream, private flags per user."""
-        requested = {f for f in flags if f not in NEVER_UPSTREAM}
+        requested = {self.replica.canonical_flag(f) for f in flags if f not in NEVER_UPSTREAM}
         self.policy.authorize(actor, mb.name, rights.READ)
         needed = set()
         if "\\Seen" in requested:
@@ -643,7 +643,7 @@ class MailService:
         appends = []
         private_flags: list[set[str]] = []
         for data, flags, date in messages:
-            fl = {f for f in flags if f not in NEVER_UPSTREAM}
+            fl = {self.replica.canonical_flag(f) for f in flags if f not in NEVER_UPSTREAM}
             private_flags.append(fl & private)
             appends.append(cmd.AppendMessage(data, tuple(sorted(fl - private)), date))
         entry = JournalEntry(

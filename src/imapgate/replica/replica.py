@@ -59,6 +59,7 @@ class Replica:
         self.engine = engine
         self.hub = hub or EventHub()
         self.private_flag_names = tuple(private_flags)
+        self._private_by_casefold = {f.casefold(): f for f in self.private_flag_names}
         self.default_seen: SeenMode = default_seen
         self.config_seen_modes = dict(seen_modes or {})
         self.by_name: dict[str, MailboxIndex] = {}
@@ -241,6 +242,12 @@ class Replica:
         if self.seen_mode(mb) == "shared":
             names.discard("\\Seen")
         return frozenset(names)
+
+    def canonical_flag(self, flag: str) -> str:
+        """``flag`` spelt as in ``private_flags`` when it is one of them in another
+        case (flag names are case-insensitive, RFC 9051 §2.3.2): a client's ``old``
+        is the private ``Old``, not a shared keyword of its own."""
+        return self._private_by_casefold.get(flag.casefold(), flag)
 
     # -- sync state -----------------------------------------------------------------
     def reset(self, mb: MailboxIndex, uidvalidity: int, reason: str) -> None:
