@@ -103,6 +103,13 @@ class UserDirectory:
                 )
         return User(r.id, r.name, r.created_at, r.disabled)
 
+    def set_disabled(self, name: str, disabled: bool) -> None:
+        """Disable (or enable again) a login without removing the user's state:
+        a disabled account cannot log in, and a running gateway ends its sessions."""
+        with self.engine.begin() as conn:
+            n = conn.execute(update(users).where(users.c.name == name).values(disabled=disabled)).rowcount
+        if not n:
+            raise UserError(f"no user {name!r}")
 
 def _check_name(name: str) -> None:
     if not NAME_RE.match(name):
