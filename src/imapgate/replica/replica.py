@@ -556,6 +556,12 @@ class Replica:
                 )
             )
 
+    def forget_user(self, user_id: int) -> None:
+        """Drop what is held in memory about a removed user (their rows went with
+        the account: the store cascades the delete)."""
+        for mb in self.by_id.values():
+            mb.private.pop(user_id, None)
+
     def users_with_private_state(self, mb: MailboxIndex) -> list[int]:
         """Users that have private flags in ``mb`` (loaded or only in the store)."""
         with self.engine.connect() as conn:
