@@ -178,7 +178,7 @@ def test_removed_user_mid_session_is_told_not_serverbug(
     and a traceback in the log)."""
     alice = login(gw, "alice")
     try:
-        assert alice.command(b"A1", b"LIST \"\" \"*\"")[-1].startswith(b"A1 OK")
+        assert alice.command(b"A1", b'LIST "" "*"')[-1].startswith(b"A1 OK")
         # another process, straight in the store: no notification
         UserDirectory(open_engine(gw.config.store.url)).remove("alice")
         with caplog.at_level(logging.INFO):
@@ -254,7 +254,11 @@ def test_without_a_running_gateway(tmp_path: Path, upstream: DovecotServer) -> N
     env = dict(os.environ)
     add = subprocess.run(
         [*IMAPGATE, "--config", str(cfg), "user", "add", "carol", "--password-stdin"],
-        input="carol-pw\n", capture_output=True, text=True, timeout=60, env=env,
+        input="carol-pw\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert add.returncode == 0, add.stderr
     res = imapgate(cfg, "sessions")

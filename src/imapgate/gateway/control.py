@@ -190,9 +190,7 @@ def notify_user_changed(data_dir: Path, name: str) -> int | None:
 
 
 class ControlServer:
-    def __init__(
-        self, path: Path, users: UserDirectory, replica: Replica, provider: SessionProvider
-    ) -> None:
+    def __init__(self, path: Path, users: UserDirectory, replica: Replica, provider: SessionProvider) -> None:
         self.path = path
         self.users = users
         self.replica = replica
@@ -280,9 +278,7 @@ class ControlServer:
             if not isinstance(user, str) or not (sid is None or isinstance(sid, int)):
                 return _bad('kick needs "user" (a string) and optionally "session" (a number)')
             ids = [
-                s.id
-                for s in self.provider.session_list()
-                if s.user == user and (sid is None or s.id == sid)
+                s.id for s in self.provider.session_list() if s.user == user and (sid is None or s.id == sid)
             ]
             ended = self.provider.end_sessions(ids, KICK_REASON)
             if ended:
