@@ -40,6 +40,7 @@ from ..protocol import responses as rsp
 from ..protocol.fetch_items import FetchAttribute, Section
 from ..protocol.search import SearchHeader, SearchKey, SearchUid
 from ..protocol.sequence import STAR, SequenceSet
+from ..replica import mime
 from ..replica.content import ContentCache
 from ..replica.mailbox import MailboxIndex, MessageRecord
 from ..replica.replica import Replica
@@ -843,8 +844,49 @@ class MailService:
                         await self._fetch_batch(conn, mb.id, uidvalidity, unanswered, missing_by_uid, keys)
                     )
         except (UpstreamError, UpstreamUnavailable) as exc:
+            if isinstance(exc, UpstreamUnavailable):
+                derived = self._derive_missing(mb, missing_by_uid, found)
+                if derived is not None:
+                    log.info(
+                        "%s: hoster unreachable (%s); %d item(s) derived from cached messages",
+                        mb.name,
+                        exc,
+                        len(derived),
+                    )
+                    found.update(derived)
+                    return found
             raise _upstream_failure(exc, "cannot fetch message content") from None
         return found
+
+    def _derive_missing(
+        self,
+        mb: MailboxIndex,
+        missing_by_uid: dict[int, list[bytes]],
+        found: dict[tuple[int, bytes], bytes | None],
+    ) -> dict[tuple[int, bytes], bytes | None] | None:
+        """The items still missing, derived from each message's cached ``BODY[]``
+        (headers, sections, ENVELOPE, BODYSTRUCTURE: ``replica/mime.py``), or None
+        when any of them cannot be (no cached body, or an item such as BINARY).
+
+        Only while the hoster cannot be asked: other servers format ENVELOPE and
+        BODYSTRUCTURE their own way, and one folder must not show two.  Derived
+        items are not cached, so the hoster's own answer replaces them later."""
+        todo = {u: [k for k in keys if (u, k) not in found] for u, keys in missing_by_uid.items()}
+        todo = {u: keys for u, keys in todo.items() if keys}
+        if not todo:
+            return {}
+        bodies = self.content.get_many(mb.id, mb.uidvalidity, [(u, WHOLE) for u in todo])
+        out: dict[tuple[int, bytes], bytes | None] = {}
+        for u, keys in todo.items():
+            whole = found.get((u, WHOLE)) or bodies.get((u, WHOLE))
+            if whole is None:
+                return None
+            for k in keys:
+                value = mime.derive(whole, k)
+                if value is None:
+                    return None
+                out[(u, k)] = value
+        return out
 
     async def _fetch_batch(
         self,
@@ -999,6 +1041,9 @@ _RFC822_AS_BODY = {
     "RFC822.HEADER": Section((), "HEADER"),
     "RFC822.TEXT": Section((), "TEXT"),
 }
+
+#: The cache key of a whole message (``BODY.PEEK[]``, also what RFC822 is asked as).
+WHOLE = b"BODY[]"
 
 CONTENT_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 
