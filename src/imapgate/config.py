@@ -46,6 +46,15 @@ class UpstreamConfig:
     poll_interval: float = 60.0
     #: Verify the upstream certificate (turn off only for a test server).
     verify_certificate: bool = True
+    #: Seconds for the TCP/TLS connection, the greeting and the login together.
+    connect_timeout: float = 10.0
+    #: Seconds an upstream command may go without the hoster sending or taking a
+    #: byte before the hoster counts as not answering (the clock restarts with
+    #: every byte, so a long FETCH or a big APPEND is never cut off while it moves).
+    command_timeout: float = 20.0
+    #: A pooled connection unused for this many seconds gets a NOOP (answered within
+    #: PROBE_TIMEOUT or the hoster counts as down); 0 turns the probes off.
+    probe_interval: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,9 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         max_connections=up.get_int("max_connections", 4, 2, 100),
         poll_interval=up.get_float("poll_interval", 60.0, 1.0, 86400.0),
         verify_certificate=up.get_bool("verify_certificate", True),
+        connect_timeout=up.get_float("connect_timeout", 10.0, 1.0, 300.0),
+        command_timeout=up.get_float("command_timeout", 20.0, 1.0, 3600.0),
+        probe_interval=up.get_float("probe_interval", 10.0, 0.0, 3600.0),
     )
     up.done()
 
