@@ -46,7 +46,13 @@ from ..replica.mailbox import MailboxIndex, MessageRecord
 from ..replica.replica import Replica
 from ..replica.sync import FlagReport, SyncEngine, stored_flags
 from ..team.journal import Journal, JournalEntry
-from ..upstream.connection import CommandResult, UpstreamConnection, UpstreamError, UpstreamUnavailable
+from ..upstream.connection import (
+    CommandResult,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from ..upstream.pool import UpstreamPool
 from . import policy as rights
 from .errors import OperationError
@@ -80,7 +86,17 @@ class CopyResult:
     dest: list[int]
 
 
-def _upstream_failure(exc: UpstreamError | UpstreamUnavailable, what: str) -> OperationError:
+def _upstream_failure(
+    exc: UpstreamError | UpstreamUnavailable, what: str, *, write: bool = False
+) -> OperationError:
+    if isinstance(exc, UpstreamTimeout):
+        text = f"{what}: the mail server did not answer within {exc.seconds:.0f} s"
+        if write:
+            # The command reached the hoster and may still be carried out there:
+            # say so instead of claiming it failed; the folder is re-read (sync)
+            # once the hoster answers, so every client then sees what it did.
+            text += "; it may still carry this out, and the gateway shows the result once it answers"
+        return OperationError(text, "UNAVAILABLE")
     if isinstance(exc, UpstreamUnavailable):
         return OperationError(f"{what}: the mail server is unreachable ({exc})", "UNAVAILABLE")
     code = exc.result.tagged.code
@@ -206,7 +222,9 @@ class MailService:
                 if new_shared:
                     reports = await self._store_upstream(mb, new_shared)
             except (UpstreamError, UpstreamUnavailable) as exc:
-                err = _upstream_failure(exc, "cannot change flags")
+                if isinstance(exc, UpstreamTimeout):
+                    self.sync.request(mb.name)  # settles it when the hoster answers
+                err = _upstream_failure(exc, "cannot change flags", write=True)
                 self._fail(actor, "STORE", mb.name, targets, err)
                 raise err from None
             async with _held(lock, not hold):
@@ -377,7 +395,9 @@ class MailService:
                         await _expunge_exactly(conn, SequenceSet.from_ids(targets), mb)
                     gone = set(targets)
             except (UpstreamError, UpstreamUnavailable) as exc:
-                err = _upstream_failure(exc, "cannot expunge")
+                if isinstance(exc, UpstreamTimeout):
+                    self.sync.request(mb.name)
+                err = _upstream_failure(exc, "cannot expunge", write=True)
                 self._fail(actor, "EXPUNGE", mb.name, targets, err)
                 raise err from None
             async with _held(lock, exact):
@@ -462,7 +482,10 @@ class MailService:
                     await self.recover_intents(only=intent, final=not lost)
                     if lost and intent in {i.id for i in self.intents.pending()}:
                         self._recheck_later(intent)
-                err = _upstream_failure(exc, f"cannot {verb.lower()}")
+                if isinstance(exc, UpstreamTimeout):
+                    self.sync.request(mb.name)
+                    self.sync.request(dest.name)
+                err = _upstream_failure(exc, f"cannot {verb.lower()}", write=True)
                 self._fail(actor, verb, mb.name, targets, err)
                 raise err from None
             copyuid = res.code_of_type(rsp.CopyUidCode)
@@ -660,7 +683,9 @@ class MailService:
             # is there, the APPEND succeeded (a client retry would duplicate it).
             found = await self._find_by_message_id(dest, [a.data for a in appends], uidnext_before)
             if found is None:
-                err = _upstream_failure(exc, "cannot append")
+                if isinstance(exc, UpstreamTimeout):
+                    self.sync.request(dest.name)
+                err = _upstream_failure(exc, "cannot append", write=True)
                 self._fail(actor, "APPEND", dest.name, [], err)
                 raise err from None
             log.warning("APPEND to %s: connection lost, but the message arrived (UIDs %s)", dest.name, found)
@@ -792,7 +817,7 @@ class MailService:
                     conn.selected = None
                 res = await conn.check(build)  # type: ignore[arg-type]
         except (UpstreamError, UpstreamUnavailable) as exc:
-            err = _upstream_failure(exc, f"cannot {verb.lower()} {mailbox}")
+            err = _upstream_failure(exc, f"cannot {verb.lower()} {mailbox}", write=True)
             self._fail(actor, verb, mailbox, [], err)
             raise err from None
         self.journal.record(entry)
