@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import ssl
+import struct
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +38,11 @@ READ_CHUNK = 256 * 1024
 #: While a large write drains, how often to look whether the hoster still takes
 #: bytes (which restarts the command's no-progress clock).
 WRITE_PROGRESS_CHECK = 1.0
+#: Commands at least this big are watched for write progress until answered:
+#: the kernel's send buffer (megabytes on a fast link) hides how far they got.
+LARGE_WRITE = 64 * 1024
+#: ioctl for the bytes a socket has not sent yet (Linux SIOCOUTQ).
+_SIOCOUTQ = getattr(termios, "TIOCOUTQ", None)
 
 _CHANGE_SIGNALS = (rsp.Exists, rsp.Expunge, rsp.Vanished)
 
@@ -295,6 +303,8 @@ class UpstreamConnection:
                             if self._pending in done:
                                 break  # refused before the literal (e.g. NO [TOOBIG])
                     await self._drain()
+                    if sum(map(len, chunks)) >= LARGE_WRITE:
+                        await self._while_sending(self._pending)
                     result = await self._pending
                     self.last_used = time.monotonic()
                     if isinstance(command, cmd.Append) and result.ok:
@@ -319,31 +329,48 @@ class UpstreamConnection:
             with contextlib.suppress(RuntimeError):
                 deadline.reschedule(asyncio.get_running_loop().time() + self._deadline_seconds)
 
+    def _unsent(self) -> int:
+        """Bytes written but not yet taken by the hoster: asyncio's buffer plus the
+        kernel's send queue."""
+        assert self._writer is not None
+        transport = self._writer.transport
+        n = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and _SIOCOUTQ is not None:
+            with contextlib.suppress(OSError, ValueError):
+                n += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0]
+        return n
+
     async def _drain(self) -> None:
         """``drain``, counting bytes the hoster takes as progress (a big APPEND to a
         slow hoster may drain for longer than ``command_timeout``)."""
         assert self._writer is not None
-        transport = self._writer.transport
-        pending = transport.get_write_buffer_size()
-        if pending == 0:
+        if self._writer.transport.get_write_buffer_size() == 0:
             await self._writer.drain()
             return
-        task = asyncio.ensure_future(self._writer.drain())
+        await self._while_sending(asyncio.ensure_future(self._writer.drain()))
+
+    async def _while_sending(self, fut: asyncio.Future[Any]) -> None:
+        """Wait for ``fut`` while written bytes are still on their way, restarting
+        the no-progress clock whenever the hoster took some; returns when ``fut``
+        is done or everything was sent (then the plain timeout applies)."""
+        unsent = self._unsent()
         try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=WRITE_PROGRESS_CHECK)
+            while unsent > 0:
+                done, _ = await asyncio.wait({fut}, timeout=WRITE_PROGRESS_CHECK)
                 if done:
-                    task.result()
-                    return
-                now = transport.get_write_buffer_size()
-                if now < pending:
+                    break
+                now = self._unsent()
+                if now < unsent:
                     self._progress()
-                pending = now
+                unsent = now
+            if fut is not self._pending:
+                await fut
         finally:
-            if not task.done():
-                task.cancel()
+            if fut is not self._pending and not fut.done():
+                fut.cancel()
                 with contextlib.suppress(BaseException):
-                    await task
+                    await fut
 
     def _note_appended(self, command: cmd.Append, result: CommandResult) -> None:
         """An APPEND to the selected mailbox answered with EXISTS has put the new
