@@ -42,7 +42,13 @@ from ..protocol import commands as cmd
 from ..protocol import responses as rsp
 from ..protocol.fetch_items import FetchAttribute, Section
 from ..protocol.sequence import STAR, SequenceSet
-from ..upstream.connection import CommandResult, UpstreamConnection, UpstreamError, UpstreamUnavailable
+from ..upstream.connection import (
+    CommandResult,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from ..upstream.pool import UpstreamPool
 from .mailbox import MailboxIndex, MessageRecord
 from .replica import Hook, Replica
@@ -609,6 +615,8 @@ class SyncEngine:
                     if not conn.alive:
                         break
             except (UpstreamUnavailable, UpstreamError) as exc:
+                if isinstance(exc, UpstreamTimeout):
+                    self.pool.mark_down(str(exc))
                 log.warning("change watcher: %s; retrying in %.0f s", exc, delay)
             except asyncio.CancelledError:
                 raise
