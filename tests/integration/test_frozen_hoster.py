@@ -112,7 +112,7 @@ def test_store_on_a_frozen_hoster_is_bounded_and_settled(gw: GatewayHarness, ups
             # the hoster now counts as down: other requests fail at once, with a reason
             start = time.monotonic()
             lines = alice.command(b"A4", b"UID FETCH 5 (BODY.PEEK[])")
-            assert time.monotonic() - start < 2.0
+            assert time.monotonic() - start < 2.5
             assert lines[-1].startswith(b"A4 NO [UNAVAILABLE]"), lines
             readable(lines[-1].decode())
             # what the replica holds still works
@@ -132,7 +132,7 @@ def test_store_on_a_frozen_hoster_is_bounded_and_settled(gw: GatewayHarness, ups
         assert waited < 3.0, f"change reached the IDLE session {waited:.1f} s after it was made"
         assert resumed_after < 5.0, resumed_after
         assert gw.call_soon(lambda: not gw.gw.pool.down)
-        assert changed - back < 2.0
+        assert changed - back < 5.0
 
         # the timed-out STORE is settled: replica and hoster agree on message 1
         def agree() -> bool:
@@ -170,12 +170,12 @@ def test_dead_hoster_found_without_traffic_and_work_resumes(
             assert detected < bound + 4, detected  # within seconds, with a margin for a busy machine
             start = time.monotonic()
             typ, data = alice.uid("FETCH", "4", "(BODY.PEEK[])")
-            assert typ == "NO" and time.monotonic() - start < 1.5, data
+            assert typ == "NO" and time.monotonic() - start < 2.5, data
             readable(data[0].decode())
             back = resume()
         gw.wait_for(lambda: not gw.gw.pool.down, timeout=15, what="the pool to find the hoster again")
         print(f"pool up again {time.monotonic() - back:.2f} s after the hoster resumed")
-        assert time.monotonic() - back < 4.0
+        assert time.monotonic() - back < 5.0
         typ, data = alice.uid("FETCH", "4", "(BODY.PEEK[])")
         assert typ == "OK", data
     finally:
