@@ -36,7 +36,12 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.server.login_cache_ttl == 3600.0
     assert cfg.store.data_dir == tmp_path / "imapgate-data"
     assert cfg.store.url.endswith("imapgate-data/imapgate.sqlite3")
-    assert cfg.folders.private_flags == ("\\Seen",)
+    assert cfg.folders.private_flags == ("\\Seen", "Old")
+    assert (cfg.upstream.connect_timeout, cfg.upstream.command_timeout, cfg.upstream.probe_interval) == (
+        10.0,
+        20.0,
+        10.0,
+    )
     assert "s3cret" not in repr(cfg)
 
 

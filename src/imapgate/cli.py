@@ -198,7 +198,50 @@ def user_remove(ctx: click.Context, name: str, config_file: Path | None) -> None
         _users(ctx, config_file).remove(name)
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"removed user {name}")
+    click.echo(f"removed user {name}{_notify_gateway(ctx, config_file, name)}")
+
+
+def _notify_gateway(ctx: click.Context, config_file: Path | None, name: str) -> str:
+    """Tell a running gateway that ``name`` changed; what to add to the message.
+    No gateway running is fine (the change is in the store; a gateway started
+    later, or its periodic account check, applies it)."""
+    from .gateway.control import ControlError, notify_user_changed
+
+    try:
+        ended = notify_user_changed(load_config(ctx, config_file).store.data_dir, name)
+    except ControlError as exc:
+        return f" (the running gateway was not told: {exc}; it ends the sessions within a minute)"
+    return f"; ended {ended} open session(s)" if ended else ""
+
+
+@user.command("disable")
+@click.argument("name")
+@config_option
+@click.pass_context
+def user_disable(ctx: click.Context, name: str, config_file: Path | None) -> None:
+    """Disable a team member's login (their data stays; open sessions end)."""
+    from .team.users import UserError
+
+    try:
+        _users(ctx, config_file).set_disabled(name, True)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"disabled user {name}{_notify_gateway(ctx, config_file, name)}")
+
+
+@user.command("enable")
+@click.argument("name")
+@config_option
+@click.pass_context
+def user_enable(ctx: click.Context, name: str, config_file: Path | None) -> None:
+    """Enable a disabled team member's login again."""
+    from .team.users import UserError
+
+    try:
+        _users(ctx, config_file).set_disabled(name, False)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"enabled user {name}")
 
 
 # --- folders ------------------------------------------------------------------
@@ -271,6 +314,76 @@ def folder_set(ctx: click.Context, name: str, seen: str, config_file: Path | Non
             f"{name}: read state is now private: each user starts from the current shared "
             "read marks and keeps their own from now on"
         )
+
+
+# --- sessions -----------------------------------------------------------------
+
+
+def _control(ctx: click.Context, config_file: Path | None, payload: dict[str, Any]) -> dict[str, Any]:
+    from .gateway.control import request
+
+    return request(load_config(ctx, config_file).store.data_dir, payload)
+
+
+@main.command("sessions")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per session, for scripts")
+@config_option
+@click.pass_context
+def sessions(ctx: click.Context, as_json: bool, config_file: Path | None) -> None:
+    """Who is connected to the running gateway: user, client, address, folder, since."""
+    import json
+
+    from .gateway.control import ControlError, NoGateway, SessionInfo, describe_age
+
+    try:
+        answer = _control(ctx, config_file, {"request": "sessions"})
+    except NoGateway as exc:
+        if as_json:
+            raise click.ClickException(str(exc)) from None
+        click.echo(str(exc))
+        return
+    except ControlError as exc:
+        raise click.ClickException(str(exc)) from None
+    found = [SessionInfo.from_json(d) for d in answer.get("sessions", [])]
+    found.sort(key=lambda x: (x.user or "", x.since))
+    if as_json:
+        click.echo(json.dumps([x.to_json() for x in found], indent=2))
+        return
+    if not found:
+        click.echo("no sessions")
+        return
+    click.echo(f"{'ID':>5}  {'USER':<16} {'CLIENT':<28} {'ADDRESS':<24} {'FOLDER':<20} SINCE")
+    for x in found:
+        address = x.address + (" (TLS)" if x.tls else "")
+        folder = (x.folder or "-") + (" IDLE" if x.idle else "")
+        client = x.client_id or "-"
+        click.echo(
+            f"{x.id:>5}  {x.user or '(logging in)':<16} {client[:28]:<28} {address:<24} "
+            f"{folder:<20} {describe_age(x.since)}"
+        )
+    click.echo(f"{len(found)} session(s), {len({x.user for x in found if x.user})} user(s)")
+
+
+@main.command("kick")
+@click.argument("user_name", metavar="USER")
+@click.option("--session", "session_id", type=int, default=None, help="only this session (see `sessions`)")
+@config_option
+@click.pass_context
+def kick(ctx: click.Context, user_name: str, session_id: int | None, config_file: Path | None) -> None:
+    """End a user's sessions (with * BYE): their clients reconnect and log in again."""
+    from .gateway.control import ControlError
+
+    payload: dict[str, Any] = {"request": "kick", "user": user_name}
+    if session_id is not None:
+        payload["session"] = session_id
+    try:
+        ended = int(_control(ctx, config_file, payload).get("ended", 0))
+    except ControlError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not ended:
+        which = f"session {session_id} of" if session_id is not None else "session of"
+        raise click.ClickException(f"no open {which} {user_name}")
+    click.echo(f"ended {ended} session(s) of {user_name}")
 
 
 if __name__ == "__main__":

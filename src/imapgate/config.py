@@ -20,6 +20,13 @@ SeenMode = Literal["private", "shared"]
 
 ENV_VAR = "IMAPGATE_CONFIG"
 
+#: Flags kept per user by default: \\Seen (personal read state) and the keywords
+#: real clients set as a per-user "I have seen this" mark -- mutt/neomutt's
+#: ``Old`` (seen in the index, not yet read).  Team-relevant keywords
+#: ($Forwarded, $MDNSent, Junk/NonJunk, $Junk/$NotJunk, $Label1-5,
+#: $MailFlagBit0-2) stay shared; the reasons are in docs/clients.md.
+DEFAULT_PRIVATE_FLAGS = ("\\Seen", "Old")
+
 
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid."""
@@ -39,6 +46,15 @@ class UpstreamConfig:
     poll_interval: float = 60.0
     #: Verify the upstream certificate (turn off only for a test server).
     verify_certificate: bool = True
+    #: Seconds for the TCP/TLS connection, the greeting and the login together.
+    connect_timeout: float = 10.0
+    #: Seconds an upstream command may go without the hoster sending or taking a
+    #: byte before the hoster counts as not answering (the clock restarts with
+    #: every byte, so a long FETCH or a big APPEND is never cut off while it moves).
+    command_timeout: float = 20.0
+    #: A pooled connection unused for this many seconds gets a NOOP (answered within
+    #: PROBE_TIMEOUT or the hoster counts as down); 0 turns the probes off.
+    probe_interval: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +88,7 @@ class FoldersConfig:
     #: Read state (\\Seen) default: each user has their own, or one for all.
     default_seen: SeenMode = "private"
     #: Flags kept per user; others are shared by the team and live upstream.
-    private_flags: tuple[str, ...] = ("\\Seen",)
+    private_flags: tuple[str, ...] = DEFAULT_PRIVATE_FLAGS
     #: Folders with their own read-state mode.
     seen: dict[str, SeenMode] = field(default_factory=dict)
 
@@ -133,6 +149,9 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         max_connections=up.get_int("max_connections", 4, 2, 100),
         poll_interval=up.get_float("poll_interval", 60.0, 1.0, 86400.0),
         verify_certificate=up.get_bool("verify_certificate", True),
+        connect_timeout=up.get_float("connect_timeout", 10.0, 1.0, 300.0),
+        command_timeout=up.get_float("command_timeout", 20.0, 1.0, 3600.0),
+        probe_interval=up.get_float("probe_interval", 10.0, 0.0, 3600.0),
     )
     up.done()
 
@@ -182,7 +201,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
             raise ConfigError(f'[folders.seen] {name!r}: expected "private" or "shared", got {mode!r}')
     folders = FoldersConfig(
         default_seen=fo.choice("default_seen", ("private", "shared"), "private"),  # type: ignore[arg-type]
-        private_flags=tuple(fo.get_str_list("private_flags", ["\\Seen"])),
+        private_flags=tuple(fo.get_str_list("private_flags", list(DEFAULT_PRIVATE_FLAGS))),
         seen=seen_modes,
     )
     fo.done()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 
 class FaultRelay:
@@ -21,6 +22,13 @@ class FaultRelay:
         #: connection is cut as soon as the server starts answering it.
         self.cut_after: bytes | None = None
         self.cuts = 0
+        #: When set, nothing more is forwarded in either direction (a hoster that
+        #: stops answering without closing the connection) until it is cleared.
+        self.stalled = False
+        #: Bytes per second forwarded in each direction (None: as fast as possible).
+        self.rate: int | None = None
+        #: Small socket buffers from the gateway's side (set before it connects).
+        self.small_buffers = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -32,11 +40,23 @@ class FaultRelay:
             await self._server.wait_closed()
 
     async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        if self.rate is not None or self.small_buffers:
+            # A slow link holds little in flight: without this, the kernel takes
+            # megabytes from the sender at once and only the relay is slow.
+            sock = cw.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
         sr, sw = await asyncio.open_connection("127.0.0.1", self.target_port)
         armed = asyncio.Event()
 
+        async def pace(n: int) -> None:
+            while self.stalled:
+                await asyncio.sleep(0.05)
+            if self.rate:
+                await asyncio.sleep(n / self.rate)
+
         async def up() -> None:
-            while data := await cr.read(65536):
+            while data := await cr.read(16384 if self.rate else 65536):
+                await pace(len(data))
                 if self.cut_after is not None and self.cut_after in data.upper():
                     self.cut_after = None
                     armed.set()
@@ -44,7 +64,8 @@ class FaultRelay:
                 await sw.drain()
 
         async def down() -> None:
-            while data := await sr.read(65536):
+            while data := await sr.read(16384 if self.rate else 65536):
+                await pace(len(data))
                 if armed.is_set():
                     # Let the server finish acting, then drop its answer.
                     await asyncio.sleep(0.05)

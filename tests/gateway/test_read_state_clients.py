@@ -237,3 +237,36 @@ SyncState *
     alice.logout()
     mbsync()
     assert seen_count() == 2  # ... carol's mail is still unread for carol
+
+
+def test_neomutt_old_mark_is_private(gw: GatewayHarness, upstream: DovecotServer) -> None:
+    """neomutt marks every message it listed but you did not open as ``Old`` (its
+    per-user "seen in the index" mark) when it leaves a folder: ``UID STORE n
+    +FLAGS.SILENT (Old)``, as in its imap_sync_message_for_copy.  That is alice's
+    mark only: bob does not see it, and the hoster never receives it (issue 9)."""
+    alice = gw.imaplib_login("alice", TEAM["alice"])
+    bob = gw.imaplib_login("bob", TEAM["bob"])
+    alice.select("INBOX")
+    bob.select("INBOX")
+    assert alice.uid("STORE", "2,3", "+FLAGS.SILENT", "(Old)")[0] == "OK"
+    # another spelling of the same keyword is the same private flag
+    assert alice.uid("STORE", "5", "+FLAGS", "(old)")[0] == "OK"
+    assert {u: "Old" in flags_of(alice, u) for u in (2, 3, 5, 6)} == {2: True, 3: True, 5: True, 6: False}
+    assert all("Old" not in flags_of(bob, u) and "old" not in flags_of(bob, u) for u in (2, 3, 5))
+    assert alice.uid("SEARCH", "KEYWORD", "Old")[1] == [b"2 3 5"]
+    assert bob.uid("SEARCH", "KEYWORD", "Old")[1] == [b""]
+    for u in (2, 3, 5):
+        assert not {f.casefold() for f in upstream_flags(upstream, "INBOX", u)} & {"old"}
+    # a shared keyword still goes to the hoster and to everybody
+    assert alice.uid("STORE", "6", "+FLAGS", "($Forwarded)")[0] == "OK"
+    assert "$Forwarded" in upstream_flags(upstream, "INBOX", 6)
+    assert "$Forwarded" in flags_of(bob, 6)
+    # the mark survives a new session and removing it is private too
+    alice.logout()
+    alice = gw.imaplib_login("alice", TEAM["alice"])
+    alice.select("INBOX")
+    assert "Old" in flags_of(alice, 3)
+    assert alice.uid("STORE", "3", "-FLAGS", "(Old)")[0] == "OK"
+    assert "Old" not in flags_of(alice, 3) and "Old" in flags_of(alice, 2)
+    alice.logout()
+    bob.logout()

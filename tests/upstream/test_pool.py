@@ -129,7 +129,7 @@ async def test_a_connection_dead_after_idling_is_replaced(
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
     relay = BlackHoleRelay(dc.port)
     await relay.start()
-    monkeypatch.setattr(pool_module, "CHECK_TIMEOUT", 0.5)
+    monkeypatch.setattr(pool_module, "PROBE_TIMEOUT", 0.5)
     pool = UpstreamPool(config(relay.port))
     try:
         async with pool.connection("INBOX", need_uid=1) as first:

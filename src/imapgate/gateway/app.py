@@ -18,8 +18,9 @@ from ..team.users import UserDirectory
 from ..upstream.connection import UpstreamError, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
 from .auth import Authenticator
+from .control import DISABLED_REASON, REMOVED_REASON, ControlServer, SessionProvider, socket_path
 from .mailservice import MailService
-from .policy import Policy
+from .policy import Actor, Policy
 
 log = logging.getLogger("imapgate")
 
@@ -38,6 +39,7 @@ class Gateway:
     subscriptions: Subscriptions
     #: The login check of every front end (IMAP; later SMTP submission, web).
     auth: Authenticator
+    control: ControlServer | None = None
 
     @classmethod
     def build(cls, config: Config, *, progress: ProgressFn | None = None) -> Gateway:
@@ -80,7 +82,31 @@ class Gateway:
                     log.warning("the replica is empty: clients will see no folders until upstream answers")
         self.sync.start()
 
+    async def start_control(self, sessions: SessionProvider) -> None:
+        """Serve the admin control socket (``imapgate sessions``, ``kick``, user
+        changes) for the IMAP server's ``sessions``."""
+        path = socket_path(self.config.store.data_dir)
+        self.control = ControlServer(path, self.users, self.replica, sessions)
+        await self.control.start()
+
+    async def stop_control(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
+
+    def account_ended(self, actor: Actor) -> str | None:
+        """Why ``actor``'s account cannot act any more (removed or disabled), else
+        None.  Asked only when a command failed unexpectedly: a per-user write for
+        a removed user fails in the store (its rows are gone), and that must read
+        as "account removed", never as an internal error."""
+        user = self.users.get(actor.user)
+        if user is None or user.id != actor.user_id:
+            self.replica.forget_user(actor.user_id)
+            return REMOVED_REASON
+        return DISABLED_REASON if user.disabled else None
+
     async def stop(self) -> None:
+        await self.stop_control()
         await self.service.stop()
         await self.sync.stop()
         await self.pool.close()

@@ -40,12 +40,19 @@ from ..protocol import responses as rsp
 from ..protocol.fetch_items import FetchAttribute, Section
 from ..protocol.search import SearchHeader, SearchKey, SearchUid
 from ..protocol.sequence import STAR, SequenceSet
+from ..replica import mime
 from ..replica.content import ContentCache
 from ..replica.mailbox import MailboxIndex, MessageRecord
 from ..replica.replica import Replica
 from ..replica.sync import FlagReport, SyncEngine, stored_flags
 from ..team.journal import Journal, JournalEntry
-from ..upstream.connection import CommandResult, UpstreamConnection, UpstreamError, UpstreamUnavailable
+from ..upstream.connection import (
+    CommandResult,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from ..upstream.pool import UpstreamPool
 from . import policy as rights
 from .errors import OperationError
@@ -79,7 +86,17 @@ class CopyResult:
     dest: list[int]
 
 
-def _upstream_failure(exc: UpstreamError | UpstreamUnavailable, what: str) -> OperationError:
+def _upstream_failure(
+    exc: UpstreamError | UpstreamUnavailable, what: str, *, write: bool = False
+) -> OperationError:
+    if isinstance(exc, UpstreamTimeout):
+        text = f"{what}: the mail server did not answer within {exc.seconds:.0f} s"
+        if write:
+            # The command reached the hoster and may still be carried out there:
+            # say so instead of claiming it failed; the folder is re-read (sync)
+            # once the hoster answers, so every client then sees what it did.
+            text += "; it may still carry this out, and the gateway shows the result once it answers"
+        return OperationError(text, "UNAVAILABLE")
     if isinstance(exc, UpstreamUnavailable):
         return OperationError(f"{what}: the mail server is unreachable ({exc})", "UNAVAILABLE")
     code = exc.result.tagged.code
@@ -158,7 +175,7 @@ class MailService:
         unchangedsince: int | None = None,
     ) -> StoreResult:
         """STORE for ``actor``: shared flags upstream, private flags per user."""
-        requested = {f for f in flags if f not in NEVER_UPSTREAM}
+        requested = {self.replica.canonical_flag(f) for f in flags if f not in NEVER_UPSTREAM}
         self.policy.authorize(actor, mb.name, rights.READ)
         needed = set()
         if "\\Seen" in requested:
@@ -205,7 +222,9 @@ class MailService:
                 if new_shared:
                     reports = await self._store_upstream(mb, new_shared)
             except (UpstreamError, UpstreamUnavailable) as exc:
-                err = _upstream_failure(exc, "cannot change flags")
+                if isinstance(exc, UpstreamTimeout):
+                    self.sync.request(mb.name)  # settles it when the hoster answers
+                err = _upstream_failure(exc, "cannot change flags", write=True)
                 self._fail(actor, "STORE", mb.name, targets, err)
                 raise err from None
             async with _held(lock, not hold):
@@ -376,7 +395,9 @@ class MailService:
                         await _expunge_exactly(conn, SequenceSet.from_ids(targets), mb)
                     gone = set(targets)
             except (UpstreamError, UpstreamUnavailable) as exc:
-                err = _upstream_failure(exc, "cannot expunge")
+                if isinstance(exc, UpstreamTimeout):
+                    self.sync.request(mb.name)
+                err = _upstream_failure(exc, "cannot expunge", write=True)
                 self._fail(actor, "EXPUNGE", mb.name, targets, err)
                 raise err from None
             async with _held(lock, exact):
@@ -461,7 +482,10 @@ class MailService:
                     await self.recover_intents(only=intent, final=not lost)
                     if lost and intent in {i.id for i in self.intents.pending()}:
                         self._recheck_later(intent)
-                err = _upstream_failure(exc, f"cannot {verb.lower()}")
+                if isinstance(exc, UpstreamTimeout):
+                    self.sync.request(mb.name)
+                    self.sync.request(dest.name)
+                err = _upstream_failure(exc, f"cannot {verb.lower()}", write=True)
                 self._fail(actor, verb, mb.name, targets, err)
                 raise err from None
             copyuid = res.code_of_type(rsp.CopyUidCode)
@@ -643,7 +667,7 @@ class MailService:
         appends = []
         private_flags: list[set[str]] = []
         for data, flags, date in messages:
-            fl = {f for f in flags if f not in NEVER_UPSTREAM}
+            fl = {self.replica.canonical_flag(f) for f in flags if f not in NEVER_UPSTREAM}
             private_flags.append(fl & private)
             appends.append(cmd.AppendMessage(data, tuple(sorted(fl - private)), date))
         entry = JournalEntry(
@@ -659,7 +683,9 @@ class MailService:
             # is there, the APPEND succeeded (a client retry would duplicate it).
             found = await self._find_by_message_id(dest, [a.data for a in appends], uidnext_before)
             if found is None:
-                err = _upstream_failure(exc, "cannot append")
+                if isinstance(exc, UpstreamTimeout):
+                    self.sync.request(dest.name)
+                err = _upstream_failure(exc, "cannot append", write=True)
                 self._fail(actor, "APPEND", dest.name, [], err)
                 raise err from None
             log.warning("APPEND to %s: connection lost, but the message arrived (UIDs %s)", dest.name, found)
@@ -791,7 +817,7 @@ class MailService:
                     conn.selected = None
                 res = await conn.check(build)  # type: ignore[arg-type]
         except (UpstreamError, UpstreamUnavailable) as exc:
-            err = _upstream_failure(exc, f"cannot {verb.lower()} {mailbox}")
+            err = _upstream_failure(exc, f"cannot {verb.lower()} {mailbox}", write=True)
             self._fail(actor, verb, mailbox, [], err)
             raise err from None
         self.journal.record(entry)
@@ -843,8 +869,49 @@ class MailService:
                         await self._fetch_batch(conn, mb.id, uidvalidity, unanswered, missing_by_uid, keys)
                     )
         except (UpstreamError, UpstreamUnavailable) as exc:
+            if isinstance(exc, UpstreamUnavailable):
+                derived = self._derive_missing(mb, missing_by_uid, found)
+                if derived is not None:
+                    log.info(
+                        "%s: hoster unreachable (%s); %d item(s) derived from cached messages",
+                        mb.name,
+                        exc,
+                        len(derived),
+                    )
+                    found.update(derived)
+                    return found
             raise _upstream_failure(exc, "cannot fetch message content") from None
         return found
+
+    def _derive_missing(
+        self,
+        mb: MailboxIndex,
+        missing_by_uid: dict[int, list[bytes]],
+        found: dict[tuple[int, bytes], bytes | None],
+    ) -> dict[tuple[int, bytes], bytes | None] | None:
+        """The items still missing, derived from each message's cached ``BODY[]``
+        (headers, sections, ENVELOPE, BODYSTRUCTURE: ``replica/mime.py``), or None
+        when any of them cannot be (no cached body, or an item such as BINARY).
+
+        Only while the hoster cannot be asked: other servers format ENVELOPE and
+        BODYSTRUCTURE their own way, and one folder must not show two.  Derived
+        items are not cached, so the hoster's own answer replaces them later."""
+        todo = {u: [k for k in keys if (u, k) not in found] for u, keys in missing_by_uid.items()}
+        todo = {u: keys for u, keys in todo.items() if keys}
+        if not todo:
+            return {}
+        bodies = self.content.get_many(mb.id, mb.uidvalidity, [(u, WHOLE) for u in todo])
+        out: dict[tuple[int, bytes], bytes | None] = {}
+        for u, keys in todo.items():
+            whole = found.get((u, WHOLE)) or bodies.get((u, WHOLE))
+            if whole is None:
+                return None
+            for k in keys:
+                value = mime.derive(whole, k)
+                if value is None:
+                    return None
+                out[(u, k)] = value
+        return out
 
     async def _fetch_batch(
         self,
@@ -999,6 +1066,9 @@ _RFC822_AS_BODY = {
     "RFC822.HEADER": Section((), "HEADER"),
     "RFC822.TEXT": Section((), "TEXT"),
 }
+
+#: The cache key of a whole message (``BODY.PEEK[]``, also what RFC822 is asked as).
+WHOLE = b"BODY[]"
 
 CONTENT_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 

@@ -59,6 +59,7 @@ class Replica:
         self.engine = engine
         self.hub = hub or EventHub()
         self.private_flag_names = tuple(private_flags)
+        self._private_by_casefold = {f.casefold(): f for f in self.private_flag_names}
         self.default_seen: SeenMode = default_seen
         self.config_seen_modes = dict(seen_modes or {})
         self.by_name: dict[str, MailboxIndex] = {}
@@ -241,6 +242,12 @@ class Replica:
         if self.seen_mode(mb) == "shared":
             names.discard("\\Seen")
         return frozenset(names)
+
+    def canonical_flag(self, flag: str) -> str:
+        """``flag`` spelt as in ``private_flags`` when it is one of them in another
+        case (flag names are case-insensitive, RFC 9051 §2.3.2): a client's ``old``
+        is the private ``Old``, not a shared keyword of its own."""
+        return self._private_by_casefold.get(flag.casefold(), flag)
 
     # -- sync state -----------------------------------------------------------------
     def reset(self, mb: MailboxIndex, uidvalidity: int, reason: str) -> None:
@@ -548,6 +555,12 @@ class Replica:
                     user_id=user_id, mailbox_id=mb.id, flag=flag, uids=(s or UidSet()).encode()
                 )
             )
+
+    def forget_user(self, user_id: int) -> None:
+        """Drop what is held in memory about a removed user (their rows went with
+        the account: the store cascades the delete)."""
+        for mb in self.by_id.values():
+            mb.private.pop(user_id, None)
 
     def users_with_private_state(self, mb: MailboxIndex) -> list[int]:
         """Users that have private flags in ``mb`` (loaded or only in the store)."""

@@ -42,7 +42,13 @@ from ..protocol import commands as cmd
 from ..protocol import responses as rsp
 from ..protocol.fetch_items import FetchAttribute, Section
 from ..protocol.sequence import STAR, SequenceSet
-from ..upstream.connection import CommandResult, UpstreamConnection, UpstreamError, UpstreamUnavailable
+from ..upstream.connection import (
+    CommandResult,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from ..upstream.pool import UpstreamPool
 from .mailbox import MailboxIndex, MessageRecord
 from .replica import Hook, Replica
@@ -146,6 +152,9 @@ class SyncEngine:
     def start(self) -> None:
         """Start the change watcher and the periodic check."""
         self._stop.clear()
+        self.pool.start()
+        if self._hoster_down not in self.pool.on_down:
+            self.pool.on_down.append(self._hoster_down)
         self._watcher = asyncio.create_task(self._watch_loop(), name="sync-watcher")
         self._poller = asyncio.create_task(self._poll_loop(), name="sync-poller")
 
@@ -606,6 +615,8 @@ class SyncEngine:
                     if not conn.alive:
                         break
             except (UpstreamUnavailable, UpstreamError) as exc:
+                if isinstance(exc, UpstreamTimeout):
+                    self.pool.mark_down(str(exc))
                 log.warning("change watcher: %s; retrying in %.0f s", exc, delay)
             except asyncio.CancelledError:
                 raise
@@ -618,9 +629,30 @@ class SyncEngine:
                     with contextlib.suppress(Exception):
                         await self.pool.release_dedicated(conn)
             if not self._stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                await self._retry_pause(delay)
                 delay = min(60.0, delay * 2)
+
+    async def _retry_pause(self, delay: float) -> None:
+        """Wait ``delay`` before the watcher tries again, but no longer than until
+        the pool has a working connection again when the hoster was down (changes
+        made meanwhile must reach IDLE clients within a second of its return)."""
+        stop = asyncio.ensure_future(self._stop.wait())
+        waits: set[asyncio.Future[Any]] = {stop}
+        if self.pool.down:
+            waits.add(asyncio.ensure_future(self.pool.wait_up(delay)))
+        try:
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    def _hoster_down(self, why: str) -> None:
+        """The pool found the hoster not answering: the watcher's connection is as
+        dead (an IDLE on it would wait for nothing), so drop it; the watcher
+        reconnects as soon as the hoster answers."""
+        conn = self._watcher_conn
+        if conn is not None and conn.alive:
+            self._spawn(conn.close(f"hoster not answering ({why})"))
 
     async def _poll_loop(self) -> None:
         loop = asyncio.get_running_loop()

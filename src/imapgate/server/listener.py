@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Iterable
 
 from ..config import ServerConfig, parse_address
 from ..gateway.app import Gateway
+from ..gateway.control import SessionInfo
 from . import commands_mailbox, commands_message, commands_session  # noqa: F401  (register handlers)
 from .session import Session
 
@@ -37,6 +39,8 @@ class ImapServer:
         self.tls = tls_context(self.config)
         self.sessions: set[asyncio.Task[None]] = set()
         self._open: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        #: Live sessions by id (the admin's ``imapgate sessions`` / ``kick``).
+        self.live: dict[int, Session] = {}
         self.servers: list[asyncio.Server] = []
         self.addresses: list[tuple[str, int, bool]] = []
 
@@ -45,6 +49,7 @@ class ImapServer:
             await self._listen(addr, implicit_tls=False)
         for addr in self.config.tls_listen:
             await self._listen(addr, implicit_tls=True)
+        await self.gw.start_control(self)
 
     async def _listen(self, addr: str, *, implicit_tls: bool) -> None:
         host, port = parse_address(addr)
@@ -74,16 +79,33 @@ class ImapServer:
         assert task is not None
         self.sessions.add(task)
         self._open[task] = writer
+        session: Session | None = None
         try:
             session = Session(self.gw, reader, writer, tls_context=self.tls, is_tls=is_tls)
+            self.live[session.id] = session
             await session.run()
         except Exception:
             log.exception("session crashed")
         finally:
             self.sessions.discard(task)
             self._open.pop(task, None)
+            if session is not None:
+                self.live.pop(session.id, None)
+
+    # -- the control channel's view of the sessions (gateway.control.SessionProvider) ---------
+    def session_list(self) -> list[SessionInfo]:
+        return [s.info() for s in self.live.values()]
+
+    def end_sessions(self, ids: Iterable[int], reason: str) -> int:
+        ended = 0
+        for sid in ids:
+            session = self.live.get(sid)
+            if session is not None and session.end(reason):
+                ended += 1
+        return ended
 
     async def stop(self) -> None:
+        await self.gw.stop_control()
         for server in self.servers:
             server.close()
         # Closing the sockets ends each session at its next read; cancel what

@@ -28,11 +28,13 @@ import enum
 import itertools
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .. import __version__
 from ..gateway.app import Gateway
+from ..gateway.control import SessionInfo
 from ..gateway.errors import OperationError
 from ..gateway.policy import Actor
 from ..protocol import commands as cmd
@@ -138,6 +140,12 @@ class Session:
         self._wake = asyncio.Event()
         self._errors = 0
         self.log = logging.LoggerAdapter(log, {"session": self.id})
+        #: time.time() of the connect, for ``imapgate sessions``.
+        self.since = time.time()
+        self.idling = False
+        #: Set by ``end``: the session says ``* BYE <reason>`` and closes.
+        self._end_reason: str | None = None
+        self._busy = False
 
     # -- capabilities ---------------------------------------------------------------------
     @property
@@ -216,6 +224,42 @@ class Session:
     def wake(self) -> None:
         self._wake.set()
 
+    # -- administration -------------------------------------------------------------------
+    def info(self) -> SessionInfo:
+        actor = self.actor
+        return SessionInfo(
+            id=self.id,
+            user=actor.user if actor else None,
+            user_id=actor.user_id if actor else None,
+            client_id=self.client_id,
+            address=self.address,
+            tls=self.is_tls,
+            folder=self.view.mb.name if self.view is not None else None,
+            since=self.since,
+            idle=self.idling,
+        )
+
+    def end(self, reason: str) -> bool:
+        """End the session with ``* BYE <reason>`` (the admin's kick, a removed or
+        disabled account).  Waiting for input or in IDLE it ends at once; a command
+        in progress completes first (the write path is transactional, but a
+        cancelled command could leave the client not knowing what happened)."""
+        if self.state == State.LOGOUT or self._end_reason is not None:
+            return False
+        self._end_reason = reason
+        if not self._busy or self.idling:
+            self._stop_reading()
+        return True
+
+    def _stop_reading(self) -> None:
+        """Make the pending read return end-of-stream: the main loop (or IDLE)
+        then ends the session the normal way."""
+        transport = self.writer.transport
+        if isinstance(transport, asyncio.ReadTransport):
+            with contextlib.suppress(Exception):
+                transport.pause_reading()
+        self.reader.feed_eof()
+
     # -- input ----------------------------------------------------------------------------
     async def next_event(self, timeout: float | None = None) -> Frame | CodecError | None:
         """The next frame or codec error; None at end of stream or timeout."""
@@ -247,6 +291,8 @@ class Session:
             )
             await self.flush()
             while self.state != State.LOGOUT:
+                if self._end_reason is not None:
+                    break
                 timeout = (
                     LOGIN_TIMEOUT
                     if self.state == State.NOT_AUTHENTICATED
@@ -254,6 +300,8 @@ class Session:
                 )
                 ev = await self.next_event(timeout)
                 if ev is None:
+                    if self._end_reason is not None:
+                        break
                     if self.framer.has_partial_frame() or self.state == State.NOT_AUTHENTICATED:
                         self.send(b"* BYE Autologout; idle for too long\r\n")
                     break
@@ -279,6 +327,9 @@ class Session:
             self.view.close()
             self.view = None
         self.state = State.LOGOUT
+        if self._end_reason is not None:
+            self.send(f"* BYE {self._end_reason}\r\n".encode("utf-8", "replace"))
+            self.log.info("ended: %s", self._end_reason)
         with contextlib.suppress(Exception):
             if self._out:
                 self.writer.write(b"".join(self._out))
@@ -315,6 +366,7 @@ class Session:
             self._errors += 1
             self.send(self._wrong_state(tag, command, spec))
             return
+        self._busy = True
         try:
             done = await spec.handler(self, command)
         except OperationError as exc:
@@ -328,15 +380,33 @@ class Session:
         except (ConnectionError, asyncio.CancelledError):
             raise
         except Exception:
+            ended = self._account_ended()
+            if ended is not None:
+                # A removed account's per-user state cannot be written any more:
+                # that is the answer, not an internal error.
+                self._tagged(tag, "NO", "UNAVAILABLE", f"{command.name}: {ended.split('] ', 1)[-1]}")
+                self._end_reason = ended
+                self.state = State.LOGOUT
+                return
             self.log.exception("internal error in %s", command.name)
             self._tagged(
                 tag, "NO", "SERVERBUG", f"{command.name} failed: internal error (logged by the gateway)"
             )
             return
+        finally:
+            self._busy = False
         self._errors = 0
         if self.state != State.LOGOUT:
             self._flush_view(spec.allow_expunge and not _is_seq_command(command))
         self.send_response(rsp.TaggedResponse(tag, "OK", done.code, done.text))
+
+    def _account_ended(self) -> str | None:
+        if self.actor is None:
+            return None
+        try:
+            return self.gw.account_ended(self.actor)
+        except Exception:  # the store itself is broken: report the original failure
+            return None
 
     def _tagged(self, tag: str, status: str, code: str | None, text: str) -> None:
         c = f"[{code}] " if code else ""
@@ -377,6 +447,9 @@ class Session:
         self._wake.clear()
         self.framer.raw_line()
         reader_task = asyncio.ensure_future(self.next_event(self.gw.config.server.idle_timeout))
+        self.idling = True
+        if self._end_reason is not None:
+            self._stop_reading()  # told to end while the IDLE command was being read
         try:
             while True:
                 self._flush_view(True)
@@ -394,6 +467,7 @@ class Session:
                         return True
                     return bool(isinstance(ev, Frame) and ev.data.strip().upper() == b"DONE")
         finally:
+            self.idling = False
             if not reader_task.done():
                 reader_task.cancel()
                 with contextlib.suppress(BaseException):

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import ssl
+import struct
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,12 +34,15 @@ from ..protocol.response_parser import parse_response
 log = logging.getLogger("imapgate.upstream")
 T = TypeVar("T")
 
-#: Seconds to wait for the TCP/TLS connection and the greeting.
-CONNECT_TIMEOUT = 20.0
-#: Seconds one command may take before the connection is considered dead.  Large
-#: FETCHes of a 100,000-message folder take a few seconds on slow hosters.
-COMMAND_TIMEOUT = 300.0
 READ_CHUNK = 256 * 1024
+#: While a large write drains, how often to look whether the hoster still takes
+#: bytes (which restarts the command's no-progress clock).
+WRITE_PROGRESS_CHECK = 1.0
+#: Commands at least this big are watched for write progress until answered:
+#: the kernel's send buffer (megabytes on a fast link) hides how far they got.
+LARGE_WRITE = 64 * 1024
+#: ioctl for the bytes a socket has not sent yet (Linux SIOCOUTQ).
+_SIOCOUTQ = getattr(termios, "TIOCOUTQ", None)
 
 _CHANGE_SIGNALS = (rsp.Exists, rsp.Expunge, rsp.Vanished)
 
@@ -52,6 +58,25 @@ class UpstreamError(Exception):
 
 class UpstreamUnavailable(Exception):
     """The upstream server cannot be reached or the connection broke."""
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    """The hoster stopped answering in the middle of a command: whether it carried
+    the command out is not known (the connection was closed)."""
+
+    def __init__(self, command: str, seconds: float) -> None:
+        super().__init__(f"upstream did not answer {command} within {seconds:.0f} s")
+        self.command = command
+        self.seconds = seconds
+
+
+def reason(exc: BaseException) -> str:
+    """A readable reason for ``exc``: its text, or its kind when it has none
+    (``TimeoutError()`` prints as nothing)."""
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.strerror and not text:
+        text = exc.strerror
+    return text or type(exc).__name__
 
 
 @dataclass
@@ -114,6 +139,9 @@ class UpstreamConnection:
         self._idling = False
         self._pending_name = ""
         self.closed_reason: str | None = None
+        #: The running command's no-progress deadline (restarted by every byte).
+        self._deadline: asyncio.Timeout | None = None
+        self._deadline_seconds = 0.0
 
     # -- connection -----------------------------------------------------------------
     @property
@@ -124,6 +152,18 @@ class UpstreamConnection:
         return capability.upper() in self.capabilities
 
     async def connect(self) -> None:
+        """Connect, greet, (STARTTLS,) log in and ENABLE, within ``connect_timeout``."""
+        cfg = self.config
+        try:
+            async with asyncio.timeout(cfg.connect_timeout):
+                await self._connect()
+        except TimeoutError:
+            await self.close("connect timed out")
+            raise UpstreamUnavailable(
+                f"cannot connect to {cfg.host}:{cfg.port}: no answer within {cfg.connect_timeout:.0f} s"
+            ) from None
+
+    async def _connect(self) -> None:
         cfg = self.config
         ctx: ssl.SSLContext | None = None
         if cfg.tls != "none":
@@ -132,19 +172,16 @@ class UpstreamConnection:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                self._reader, self._writer = await asyncio.open_connection(
-                    cfg.host, cfg.port, ssl=ctx if cfg.tls == "implicit" else None, limit=READ_CHUNK
-                )
-                loop = asyncio.get_running_loop()
-                self._greeting = loop.create_future()
-                self._read_task = asyncio.create_task(self._read_loop(), name=f"{self.name}-reader")
-                greeting = await self._greeting
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            self._reader, self._writer = await asyncio.open_connection(
+                cfg.host, cfg.port, ssl=ctx if cfg.tls == "implicit" else None, limit=READ_CHUNK
+            )
+            loop = asyncio.get_running_loop()
+            self._greeting = loop.create_future()
+            self._read_task = asyncio.create_task(self._read_loop(), name=f"{self.name}-reader")
+            greeting = await self._greeting
+        except (OSError, ssl.SSLError) as exc:
             await self.close()
-            raise UpstreamUnavailable(
-                f"cannot connect to {cfg.host}:{cfg.port}: {exc or 'timeout'}"
-            ) from None
+            raise UpstreamUnavailable(f"cannot connect to {cfg.host}:{cfg.port}: {reason(exc)}") from None
         if isinstance(greeting, rsp.UntaggedStatus) and greeting.status == "BYE":
             await self.close()
             raise UpstreamUnavailable(f"upstream refused the connection: {greeting.text}")
@@ -224,12 +261,17 @@ class UpstreamConnection:
         return f"G{self._tag_counter:05d}"
 
     async def run(
-        self, build: Callable[[str], cmd.Command], *, timeout: float = COMMAND_TIMEOUT
+        self, build: Callable[[str], cmd.Command], *, timeout: float | None = None
     ) -> CommandResult:
         """Send one command (built for the tag given) and wait for its completion.
 
-        A tagged NO/BAD is returned, not raised (see ``check``).
+        ``timeout`` (default ``command_timeout``) is the time the command may go
+        without a byte moving either way; then the connection is closed and
+        ``UpstreamTimeout`` raised.  A tagged NO/BAD is returned, not raised
+        (see ``check``).
         """
+        if timeout is None:
+            timeout = self.config.command_timeout
         async with self._lock:
             if not self.alive and self._writer is not None:
                 raise UpstreamUnavailable(f"upstream connection lost: {self.closed_reason}")
@@ -246,7 +288,8 @@ class UpstreamConnection:
             literal_plus = self.has("LITERAL+") or False
             chunks = write_command(command, literal_plus=literal_plus)
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(timeout) as deadline:
+                    self._deadline, self._deadline_seconds = deadline, timeout
                     for i, chunk in enumerate(chunks):
                         last = i == len(chunks) - 1
                         if not last:
@@ -254,12 +297,14 @@ class UpstreamConnection:
                         self._writer.write(chunk)
                         if not last:
                             assert self._continuation is not None
-                            await self._writer.drain()
+                            await self._drain()
                             waiters: set[asyncio.Future[Any]] = {self._continuation, self._pending}
                             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                             if self._pending in done:
                                 break  # refused before the literal (e.g. NO [TOOBIG])
-                    await self._writer.drain()
+                    await self._drain()
+                    if sum(map(len, chunks)) >= LARGE_WRITE:
+                        await self._while_sending(self._pending)
                     result = await self._pending
                     self.last_used = time.monotonic()
                     if isinstance(command, cmd.Append) and result.ok:
@@ -267,16 +312,65 @@ class UpstreamConnection:
                     return result
             except TimeoutError:
                 await self.close(f"{command.name} timed out after {timeout:.0f} s")
-                raise UpstreamUnavailable(
-                    f"upstream did not answer {command.name} within {timeout:.0f} s"
-                ) from None
+                raise UpstreamTimeout(command.name, timeout) from None
             except (ConnectionError, OSError) as exc:
-                self._fail(str(exc))
-                raise UpstreamUnavailable(f"upstream connection lost: {exc}") from None
+                self._fail(reason(exc))
+                raise UpstreamUnavailable(f"upstream connection lost: {reason(exc)}") from None
             finally:
+                self._deadline = None
                 self._pending_tag = None
                 self._pending = None
                 self._continuation = None
+
+    def _progress(self) -> None:
+        """Bytes moved: the running command's no-progress clock starts again."""
+        deadline = self._deadline
+        if deadline is not None and not deadline.expired():
+            with contextlib.suppress(RuntimeError):
+                deadline.reschedule(asyncio.get_running_loop().time() + self._deadline_seconds)
+
+    def _unsent(self) -> int:
+        """Bytes written but not yet taken by the hoster: asyncio's buffer plus the
+        kernel's send queue."""
+        assert self._writer is not None
+        transport = self._writer.transport
+        n = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and _SIOCOUTQ is not None:
+            with contextlib.suppress(OSError, ValueError):
+                n += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0]
+        return n
+
+    async def _drain(self) -> None:
+        """``drain``, counting bytes the hoster takes as progress (a big APPEND to a
+        slow hoster may drain for longer than ``command_timeout``)."""
+        assert self._writer is not None
+        if self._writer.transport.get_write_buffer_size() == 0:
+            await self._writer.drain()
+            return
+        await self._while_sending(asyncio.ensure_future(self._writer.drain()))
+
+    async def _while_sending(self, fut: asyncio.Future[Any]) -> None:
+        """Wait for ``fut`` while written bytes are still on their way, restarting
+        the no-progress clock whenever the hoster took some; returns when ``fut``
+        is done or everything was sent (then the plain timeout applies)."""
+        unsent = self._unsent()
+        try:
+            while unsent > 0:
+                done, _ = await asyncio.wait({fut}, timeout=WRITE_PROGRESS_CHECK)
+                if done:
+                    break
+                now = self._unsent()
+                if now < unsent:
+                    self._progress()
+                unsent = now
+            if fut is not self._pending:
+                await fut
+        finally:
+            if fut is not self._pending and not fut.done():
+                fut.cancel()
+                with contextlib.suppress(BaseException):
+                    await fut
 
     def _note_appended(self, command: cmd.Append, result: CommandResult) -> None:
         """An APPEND to the selected mailbox answered with EXISTS has put the new
@@ -291,7 +385,7 @@ class UpstreamConnection:
             self.known_uid = max(self.known_uid, max(code.uids.iter(0), default=0))
 
     async def check(
-        self, build: Callable[[str], cmd.Command], *, timeout: float = COMMAND_TIMEOUT
+        self, build: Callable[[str], cmd.Command], *, timeout: float | None = None
     ) -> CommandResult:
         """``run`` that raises ``UpstreamError`` unless the answer is OK."""
         res = await self.run(build, timeout=timeout)
@@ -331,7 +425,9 @@ class UpstreamConnection:
                 self._writer.write(tag.encode() + b" IDLE\r\n")
                 await self._writer.drain()
                 first: set[asyncio.Future[Any]] = {self._continuation, self._pending}
-                done, _ = await asyncio.wait(first, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    first, timeout=self.config.command_timeout, return_when=asyncio.FIRST_COMPLETED
+                )
                 if self._pending in done:
                     return  # server refused IDLE
                 if not done:
@@ -347,11 +443,11 @@ class UpstreamConnection:
                 if not self._pending.done():
                     self._writer.write(b"DONE\r\n")
                     await self._writer.drain()
-                async with asyncio.timeout(60):
+                async with asyncio.timeout(self.config.command_timeout):
                     await self._pending
             except (ConnectionError, OSError) as exc:
-                self._fail(str(exc))
-                raise UpstreamUnavailable(f"upstream connection lost: {exc}") from None
+                self._fail(reason(exc))
+                raise UpstreamUnavailable(f"upstream connection lost: {reason(exc)}") from None
             except TimeoutError:
                 await self.close("IDLE did not end")
                 raise UpstreamUnavailable("upstream did not end IDLE") from None
@@ -364,12 +460,14 @@ class UpstreamConnection:
     # -- reading --------------------------------------------------------------------
     async def _read_loop(self) -> None:
         assert self._reader is not None
-        reason = "upstream closed the connection"
+        why = "upstream closed the connection"
         try:
             while True:
                 data = await self._reader.read(READ_CHUNK)
                 if not data:
                     break
+                if self._deadline is not None:
+                    self._progress()
                 self._framer.feed(data)
                 while (ev := self._framer.next_event()) is not None:
                     if isinstance(ev, CodecError):
@@ -377,15 +475,15 @@ class UpstreamConnection:
                     if isinstance(ev, Frame):
                         self._dispatch(parse_response(ev.data))
         except CodecError as exc:
-            reason = str(exc)
+            why = str(exc)
             log.warning("%s: %s; dropping the connection", self.name, exc)
         except (ConnectionError, OSError) as exc:
-            reason = f"upstream connection error: {exc}"
+            why = f"upstream connection error: {reason(exc)}"
         except asyncio.CancelledError:
-            reason = "closed"
+            why = "closed"
             raise
         finally:
-            self._fail(reason)
+            self._fail(why)
 
     def _dispatch(self, resp: rsp.Response) -> None:
         if self._greeting is not None and not self._greeting.done():

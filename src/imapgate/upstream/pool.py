@@ -23,6 +23,15 @@ A connection that breaks is dropped; the next caller opens a new one.  When
 connecting fails, the pool backs off (1 s doubling to 60 s) and fails fast in
 the meantime, so a dead hoster answers every client with ``NO [UNAVAILABLE]``
 at once instead of hanging them.
+
+A hoster can also stop answering without closing anything (a frozen process,
+a dead network path): a command then times out after ``command_timeout``
+without progress, and idle connections are probed with NOOP every
+``probe_interval`` (answer within ``PROBE_TIMEOUT``).  Either marks the hoster
+down (the same fail-fast back-off, and ``on_down`` listeners such as the change
+watcher drop their connections).  While it is down, ``maintain`` tries one new
+connection every ``RECOVERY_PROBE_SECONDS`` whatever the back-off, so work
+resumes within about a second of the hoster answering again (``wait_up``).
 """
 
 from __future__ import annotations
@@ -38,10 +47,10 @@ from dataclasses import dataclass
 from ..config import UpstreamConfig
 from ..protocol import commands as cmd
 from .connection import (
-    COMMAND_TIMEOUT,
     Unsolicited,
     UpstreamConnection,
     UpstreamError,
+    UpstreamTimeout,
     UpstreamUnavailable,
 )
 
@@ -52,8 +61,11 @@ BACKOFF_MAX = 60.0
 #: A pooled connection unused for this long may have died unnoticed (a NAT or
 #: firewall dropping it silently): it gets a NOOP before it is lent again.
 CHECK_AFTER_IDLE = 10.0
-#: How long that NOOP may take before the connection counts as dead.
-CHECK_TIMEOUT = 30.0
+#: How long a probing NOOP may take before the hoster counts as not answering:
+#: a NOOP is answered in milliseconds.
+PROBE_TIMEOUT = 5.0
+#: While the hoster counts as down, one connection attempt this often.
+RECOVERY_PROBE_SECONDS = 1.0
 #: Seconds an operation waits for a busy connection that has its folder selected
 #: before it re-selects another one (a SELECT costs more than most operations).
 MATCH_WAIT = 0.03
@@ -113,6 +125,12 @@ class UpstreamPool:
         self._closed = False
         self.stats_opened = 0
         self.peak_open = 0
+        #: The hoster counts as down: a connect failed or it stopped answering.
+        self.down = False
+        self._up = asyncio.Event()
+        #: Called with the reason when the hoster is found not answering.
+        self.on_down: list[Callable[[str], None]] = []
+        self._maintainer: asyncio.Task[None] | None = None
 
     @property
     def open_connections(self) -> int:
@@ -125,9 +143,9 @@ class UpstreamPool:
     def has(self, capability: str) -> bool:
         return capability.upper() in self.capabilities
 
-    async def _new_connection(self, name: str) -> UpstreamConnection:
+    async def _new_connection(self, name: str, *, force: bool = False) -> UpstreamConnection:
         now = time.monotonic()
-        if now < self._down_until:
+        if now < self._down_until and not force:
             raise UpstreamUnavailable(
                 f"upstream unavailable ({self.last_error}); next attempt in {self._down_until - now:.0f} s"
             )
@@ -136,17 +154,108 @@ class UpstreamPool:
         try:
             await conn.connect()
         except UpstreamUnavailable as exc:
-            self.last_error = str(exc)
-            self._backoff = min(BACKOFF_MAX, self._backoff * 2 if self._backoff else BACKOFF_START)
-            self._down_until = time.monotonic() + self._backoff
+            self._set_down(str(exc))
             log.warning("upstream connect failed: %s (backing off %.0f s)", exc, self._backoff)
             raise
+        if self.down:
+            log.info("upstream answers again")
         self._backoff = 0.0
+        self._down_until = 0.0
+        self.down = False
+        self._up.set()
         self.last_error = None
         self.capabilities = conn.capabilities
         self.enabled = conn.enabled
         self.stats_opened += 1
         return conn
+
+    def _set_down(self, why: str) -> None:
+        self.last_error = why
+        self._backoff = min(BACKOFF_MAX, self._backoff * 2 if self._backoff else BACKOFF_START)
+        self._down_until = time.monotonic() + self._backoff
+        self.down = True
+        self._up.clear()
+
+    def mark_down(self, why: str) -> None:
+        """The hoster stopped answering (a command or a probe timed out): fail fast
+        from now on, and tell the listeners (their connections are as dead)."""
+        was_down = self.down
+        self._set_down(why)
+        if not was_down:
+            log.warning("upstream not answering: %s", why)
+            for listener in list(self.on_down):
+                try:
+                    listener(why)
+                except Exception:
+                    log.exception("on_down listener failed")
+
+    async def wait_up(self, timeout: float) -> bool:
+        """Wait until the hoster counts as up (at most ``timeout`` s)."""
+        if not self.down:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._up.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def start(self) -> None:
+        """Start probing idle connections (and a down hoster)."""
+        if self._maintainer is None and not self._closed:
+            self._maintainer = asyncio.create_task(self._maintain(), name="pool-maintainer")
+
+    async def _maintain(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(RECOVERY_PROBE_SECONDS)
+            try:
+                if self.down:
+                    await self._recover()
+                elif self.config.probe_interval > 0:
+                    await self._probe_idle()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pool maintenance failed")
+
+    async def _recover(self) -> None:
+        """One connection attempt, whatever the back-off; kept in the pool on success."""
+        if self._open >= self.max_connections:
+            return
+        self._open += 1
+        self.peak_open = max(self.peak_open, self._open)
+        try:
+            conn = await self._new_connection("pool", force=True)
+        except UpstreamUnavailable:
+            self._open -= 1
+            self._wake_slot()
+            return
+        except BaseException:
+            self._open -= 1
+            self._wake_slot()
+            raise
+        self._give(conn)
+
+    async def _probe_idle(self) -> None:
+        """NOOP the idle connections unused for ``probe_interval``; one that does not
+        answer within ``PROBE_TIMEOUT`` means the hoster does not answer."""
+        limit = time.monotonic() - self.config.probe_interval
+        for conn in [c for c in self._idle if c.last_used < limit]:
+            if conn not in self._idle or self._closed:
+                continue
+            self._idle.remove(conn)
+            self._lent.add(conn)
+            try:
+                await conn.check(lambda tag: cmd.Noop(tag), timeout=PROBE_TIMEOUT)
+            except UpstreamTimeout as exc:
+                self.mark_down(f"no answer to NOOP within {PROBE_TIMEOUT:.0f} s ({exc})")
+            except (UpstreamUnavailable, UpstreamError) as exc:
+                log.info("%s: dropped a dead pooled connection (%s)", conn.name, exc)
+                await conn.close(str(exc))
+            finally:
+                await self._release(conn)
+            if self.down:
+                return
 
     async def _acquire(self, want: str | None) -> tuple[UpstreamConnection, bool]:
         """A connection, preferably with ``want`` selected, and whether it was lent
@@ -300,6 +409,9 @@ class UpstreamPool:
         conn = await self._ready(mailbox, need_uid, prefer)
         try:
             yield conn
+        except UpstreamTimeout as exc:
+            self.mark_down(str(exc))
+            raise
         except asyncio.CancelledError:
             # A command may be half-sent: this connection's state is unknown.
             await conn.close("operation cancelled")
@@ -348,13 +460,13 @@ class UpstreamPool:
             # body fetched here would come back empty and a flag change would be
             # lost.  NOOP brings this connection's view up to date first, but only
             # when the operation names a UID this session has not been told about.
-            await conn.check(lambda tag: cmd.Noop(tag), timeout=CHECK_TIMEOUT if stale else COMMAND_TIMEOUT)
+            await conn.check(lambda tag: cmd.Noop(tag), timeout=PROBE_TIMEOUT if stale else None)
             if need_uid is not None:
                 # Every UID the replica knows existed upstream before this NOOP.
                 conn.known_uid = max(conn.known_uid, need_uid)
         elif stale:
             # Unused for a while: make sure it still answers before lending it.
-            await conn.check(lambda tag: cmd.Noop(tag), timeout=CHECK_TIMEOUT)
+            await conn.check(lambda tag: cmd.Noop(tag), timeout=PROBE_TIMEOUT)
 
     async def drop_selected(self, mailbox: str) -> None:
         """Log out idle connections that have ``mailbox`` (or a folder below it) selected:
@@ -404,6 +516,11 @@ class UpstreamPool:
 
     async def close(self) -> None:
         self._closed = True
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+            with contextlib.suppress(BaseException):
+                await self._maintainer
+            self._maintainer = None
         idle, self._idle = self._idle, []
         self._open -= len(idle)
         waiters, self._waiters = self._waiters, []
