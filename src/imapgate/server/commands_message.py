@@ -165,7 +165,7 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
         await s.maybe_flush()
     if lost:
         raise OperationError(
-            "some of the requested messages were expunged and their content is no longer available",
+            "some requested messages were expunged and their content is no longer available",
             "EXPUNGEISSUED",
         )
     return Done("FETCH completed")
