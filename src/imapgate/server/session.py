@@ -436,6 +436,8 @@ def _invalid_name_handler(err: InvalidMailboxName) -> Handler:
             return Done(f"{c.name} completed")
         if isinstance(c, (cmd.Create, cmd.Rename)):
             raise OperationError(f"{err.reason}: it cannot be created", "CANNOT")
+        if isinstance(c, cmd.SelectBase):
+            s.select_view(None)  # a failed SELECT leaves no mailbox selected
         raise OperationError(f"{err.reason}: no such mailbox", "NONEXISTENT")
 
     return answer
