@@ -58,8 +58,11 @@ def _recent_count(s: Session, mb: MailboxIndex) -> int:
     if s.imap4rev2:
         return 0
     view = s.view
-    own = len(view.recent) if view is not None and view.mb is mb else 0
-    return len(mb.recent) + own
+    if view is None or view.mb is not mb or not view.recent:
+        return len(mb.recent)
+    if view.readonly:  # EXAMINE shows unclaimed ones without taking them
+        return len(set(mb.recent) | set(view.recent))
+    return len(mb.recent) + len(view.recent)
 
 
 def _hierarchy(s: Session) -> Hierarchy:
