@@ -112,7 +112,9 @@ async def test_examine_shows_unclaimed_recent_without_taking_them(tmp_path: Path
         # EXAMINE must not cost the message its \Recent (RFC 3501 §6.3.2).
         assert b"* 1 RECENT" in await select(looker, b"EXAMINE INBOX")
         await looker.exchange(b"f FETCH 6 (FLAGS)", b"* 6 FETCH (FLAGS (\\Recent))", b"f OK FETCH completed")
-        await looker.exchange(b"t STATUS INBOX (RECENT)", b"* STATUS INBOX (RECENT 1)", b"t OK STATUS completed")
+        await looker.exchange(
+            b"t STATUS INBOX (RECENT)", b"* STATUS INBOX (RECENT 1)", b"t OK STATUS completed"
+        )
         arrive(gw, 7)
         await looker.exchange(b"n NOOP", b"* 7 EXISTS", b"* 2 RECENT", b"n OK NOOP completed")
         lines = await select(owner)

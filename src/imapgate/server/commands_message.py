@@ -124,6 +124,7 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
         for a in attrs
     ]
     pairs = list(zip(seqs, uids, strict=True))
+    shows_flags = "FLAGS" in names
     lost = False  # content of a message gone at the hoster that the cache lacks
     for i in range(0, len(pairs), CONTENT_ROUND):
         chunk = pairs[i : i + CONTENT_ROUND]
@@ -139,8 +140,9 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
             items: list[bytes] = []
             has_flags = False
             flags = view.flags_of(uid)
-            for line in view.announce_keywords((flags,)):
-                s.send(line)
+            if shows_flags or uid in seen_changed:
+                for line in view.announce_keywords((flags,)):
+                    s.send(line)
             for a, n, ckey, rname in plan:
                 if n == "UID":
                     items.append(b"UID %d" % uid)
