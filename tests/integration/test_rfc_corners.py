@@ -163,6 +163,18 @@ def test_new_keywords_are_announced_before_use(rw_target: Target) -> None:
         assert {b"$Known", b"$Colleague", b"$Mine"} <= flags
 
 
+@pytest.mark.parametrize("folder", [b"INBOX", b"Support"])
+def test_select_lists_every_keyword_in_use(rw_target: Target, folder: bytes) -> None:
+    """The sample mailbox's own keywords (set at the hoster before the gateway started)."""
+    with sessions(rw_target, 1) as (a,):
+        lines = a.ok(b"SELECT " + folder)
+        flags = next(f for ln in lines if (f := flags_response(ln)) is not None)
+        used = {
+            f for fl in flags_of(a.ok(b"FETCH 1:* (FLAGS)")).values() for f in fl if not f.startswith(b"\\")
+        }
+        assert used and used <= flags, (used, flags)
+
+
 def test_fetch_of_message_expunged_elsewhere_answers_ok(rw_target: Target) -> None:
     with sessions(rw_target, 2) as (a, b):
         a.ok(b"CREATE " + FOLDER)
