@@ -98,13 +98,7 @@ def test_imapclient_idle(gateway: GatewayHarness) -> None:
 # --- imapclient's live test suite -------------------------------------------------------------
 
 #: Tests that pass directly at Dovecot but not through the gateway, by design.
-KNOWN_DIFFERENCES = {
-    # The gateway never reports \Recent (it is the state of one upstream session).
-    "test_status",
-    # Every shared folder counts as subscribed for every member until they unsubscribe it
-    # (team/subscriptions.py), so the test's base folder shows up in LSUB.
-    "test_subscriptions",
-}
+KNOWN_DIFFERENCES: set[str] = set()
 #: Extensions the gateway does not announce: their tests skip themselves through it.
 NOT_ANNOUNCED = {"test_sort", "test_sort_with_unicode", "test_thread", "test_thread_with_unicode"}
 #: Not about the server: connect/read timeouts of 1 ms against 127.0.0.1 race the kernel.

@@ -99,13 +99,13 @@ def test_expunge_is_not_sent_during_fetch_but_at_noop(gateway: GatewayHarness) -
             ok(alice.uid("STORE", "3", "+FLAGS.SILENT", "(\\Deleted)"))
             ok(alice.expunge())
         _wait_expunged(gateway, "INBOX", 3)
-        # FETCH by sequence number: no EXPUNGE in its answer; the other messages answer, and a
-        # tagged NO [EXPUNGEISSUED] says one could not be.
+        # FETCH by sequence number: no EXPUNGE in its answer; the expunged message is still
+        # served as bob knew it (RFC 2180 §4.1.1), and the answer is OK, as Dovecot's.
         lines = bob.command(b"F1", b"FETCH 1:5 (UID FLAGS)")
-        assert lines[-1].startswith(b"F1 NO [EXPUNGEISSUED]"), lines
+        assert lines[-1].startswith(b"F1 OK"), lines
         assert not any(re.match(rb"^\* \d+ EXPUNGE", line) for line in lines), lines
         fetched = [int(m.group(1)) for line in lines if (m := re.match(rb"^\* \d+ FETCH \(UID (\d+)", line))]
-        assert fetched == [1, 2, 4, 5], lines
+        assert fetched == [1, 2, 3, 4, 5], lines
         # STORE and SEARCH by sequence number: still no EXPUNGE.
         lines = bob.command(b"S2", b"SEARCH ALL")
         assert not any(b"EXPUNGE" in line for line in lines), lines
@@ -126,18 +126,26 @@ def test_expunge_is_not_sent_during_fetch_but_at_noop(gateway: GatewayHarness) -
         bob.close()
 
 
-def test_fetch_of_message_expunged_elsewhere_says_so(gateway: GatewayHarness) -> None:
+def test_fetch_of_message_expunged_elsewhere_serves_cached_content(gateway: GatewayHarness) -> None:
     bob = _raw(gateway, "bob", b"INBOX")
     try:
+        before = bob.command(b"F0", b"FETCH 3 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert before[-1].startswith(b"F0 OK"), before
         with session(gateway.imaplib_login("alice", "alice-pw")) as alice:
             ok(alice.select("INBOX"))
             ok(alice.uid("STORE", "3", "+FLAGS.SILENT", "(\\Deleted)"))
             ok(alice.expunge())
         _wait_expunged(gateway, "INBOX", 3)
-        lines = bob.command(b"F1", b"FETCH 3 (UID FLAGS)")
-        # RFC 2180 §4.1.2 (as Dovecot does): not a silent OK, but a tagged NO [EXPUNGEISSUED].
-        assert lines[-1].startswith(b"F1 NO [EXPUNGEISSUED]"), lines
+        # RFC 2180 §4.1.1: gone at the hoster, but the gateway still has its flags (bob's view)
+        # and, cached, its content: served, OK.
+        lines = bob.command(b"F1", b"FETCH 3 (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert lines[-1].startswith(b"F1 OK"), lines
+        assert lines[0].startswith(b"* 3 FETCH (UID 3 FLAGS (") and b"\\Deleted" in lines[0], lines
+        assert lines[1:-1] == before[1:-1], (lines, before)
         assert not any(b"EXPUNGE\r\n" in line for line in lines), lines
+        # Content never cached cannot be had from the hoster any more: that alone is a NO.
+        lines = bob.command(b"F2", b"FETCH 3 (BODY.PEEK[TEXT])")
+        assert lines[-1].startswith(b"F2 NO [EXPUNGEISSUED]"), lines
     finally:
         bob.close()
 

@@ -12,7 +12,7 @@ from imapgate.protocol import commands as c
 from imapgate.protocol import limits
 from imapgate.protocol import search as s
 from imapgate.protocol.command_parser import parse_authenticate_response, parse_command, parse_idle_done
-from imapgate.protocol.errors import ClientProtocolError
+from imapgate.protocol.errors import ClientProtocolError, InvalidMailboxName
 from imapgate.protocol.fetch_items import FetchAttribute, Section
 from imapgate.protocol.framing import CommandFramer, Frame
 from imapgate.protocol.sequence import SequenceSet
@@ -73,8 +73,8 @@ def test_corpus_stream_in_one_chunk() -> None:
         (b"b4 STORE 1 FLAGZ (\\Seen)\r\n", "b4",
          "STORE: expected FLAGS, +FLAGS or -FLAGS (optionally .SILENT), found 'FLAGZ (\\\\Seen)\\r\\n'"),
         (b"b5 SELECT INBOX (FOO)\r\n", "b5", "unsupported SELECT parameter FOO"),
-        (b"b6 SELECT &Jjo\r\n", "b6",
-         "SELECT: invalid mailbox name: unterminated '&' shift sequence in mailbox name"),
+        (b"b6 SELECT &Jjo extra\r\n", "b6",
+         "expected '(' to open SELECT parameters, found 'extra\\r\\n'"),
         (b"b7 LOGIN a b c\r\n", "b7",
          "unexpected extra arguments ' c\\r\\n'; expected LOGIN userid password"),
         (b"b8\r\n", "b8", "expected a space and a command name after the tag"),
@@ -100,6 +100,29 @@ def test_error_reason_and_tag(wire: bytes, tag: str, reason: str) -> None:
     assert info.value.tag == tag
     assert info.value.reason == reason
     assert info.value.position is not None
+
+
+@pytest.mark.parametrize(
+    ("wire", "kind"),
+    [
+        (b"a SELECT &Jjo\r\n", "Select"),
+        (b'a STATUS "&AGE-" (MESSAGES)\r\n', "Status"),
+        (b"a CREATE &Jjo\r\n", "Create"),
+        (b"a RENAME INBOX/x &Jjo\r\n", "Rename"),
+        (b'a LIST "" &Jjo\r\n', "List"),
+        (b"a UID COPY 1:* &Jjo\r\n", "Copy"),
+        (b"a APPEND &Jjo {1+}\r\nx\r\n", "Append"),
+    ],
+)
+def test_invalid_modified_utf7_name_is_reported_after_a_complete_parse(wire: bytes, kind: str) -> None:
+    """A name no mailbox can have is not a syntax error: the command is parsed in full
+    and handed back with the error, so the server can answer NO (as Dovecot does)."""
+    with pytest.raises(InvalidMailboxName) as info:
+        parse_command(wire)
+    assert info.value.tag == "a"
+    assert info.value.reason.startswith("mailbox name is not valid modified UTF-7 (")
+    assert type(info.value.command).__name__ == kind
+    assert isinstance(info.value, ClientProtocolError)  # still a client error for older callers
 
 
 def test_no_tag_means_untagged_error() -> None:

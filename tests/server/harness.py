@@ -25,15 +25,17 @@ UIDVALIDITY = 1700000000
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw"}
 
 
-def make_gateway(tmp_path: Path, messages: int = 5) -> Gateway:
-    cfg = from_dict(
-        {
-            "upstream": {"host": "127.0.0.1", "port": 1, "tls": "none", "user": "shared", "password": "x"},
-            "server": {"listen": ["127.0.0.1:0"], "allow_plaintext": True},
-            "store": {"data_dir": str(tmp_path / "gw")},
-        },
-        base_dir=tmp_path,
-    )
+def make_gateway(tmp_path: Path, messages: int = 5, *, private_flags: tuple[str, ...] = ()) -> Gateway:
+    """``private_flags``: keywords kept per user besides \\Seen (``[folders]
+    private_flags``), which a client can STORE without an upstream."""
+    raw: dict[str, object] = {
+        "upstream": {"host": "127.0.0.1", "port": 1, "tls": "none", "user": "shared", "password": "x"},
+        "server": {"listen": ["127.0.0.1:0"], "allow_plaintext": True},
+        "store": {"data_dir": str(tmp_path / "gw")},
+    }
+    if private_flags:
+        raw["folders"] = {"private_flags": ["\\Seen", *private_flags]}
+    cfg = from_dict(raw, base_dir=tmp_path)
     gw = Gateway.build(cfg)
     for name, pw in PASSWORDS.items():
         gw.users.add(name, pw)

@@ -167,11 +167,13 @@ async def test_expunge_not_sent_during_fetch_store_search(tmp_path: Path) -> Non
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
         gw.replica.expunge(inbox, [2])
-        # Sequence numbers must not shift under a FETCH/SEARCH by sequence number.
+        # Sequence numbers must not shift under a FETCH/SEARCH by sequence number;
+        # the expunged message is served as the session knew it (RFC 2180 §4.1.1).
         await c.exchange(
-            b"f FETCH 1:2 (UID)",
-            b"* 1 FETCH (UID 1)",
-            b"f NO [EXPUNGEISSUED] some of the requested messages were expunged by another session",
+            b"f FETCH 1:2 (UID FLAGS)",
+            b"* 1 FETCH (UID 1 FLAGS (\\Seen))",
+            b"* 2 FETCH (UID 2 FLAGS ())",
+            b"f OK FETCH completed",
         )
         await c.exchange(b"s SEARCH ALL", b"* SEARCH 1 3 4 5", b"s OK SEARCH completed")
         # A UID command may carry it: announced before the command runs (as Dovecot does).

@@ -106,10 +106,14 @@ def check(view: SelectedView) -> None:
                 if (s.contains(u, largest) if uid else s.contains(i + 1, n))
             ]
             assert list(zip(seqs, uids, strict=True)) == naive
-    present = [(i + 1, u) for i, u in enumerate(view.uids) if u in mb.records]
-    uids = [u for _, u in present]
-    recs = [mb.records[u] for u in uids]
-    assert view.flag_wires(uids, recs) == [flags_wire(view.flags_of(u)) for u in uids]
+    # Expunged messages not yet announced to the view are served as it knew them.
+    assert all(view.record(u) is not None for u in view.uids)
+    uids = list(view.uids)
+    recs = [r for u in uids if (r := view.record(u)) is not None]
+    wires, _ = view.flag_wires_announced(uids, recs)
+    assert wires == [flags_wire(view.flags_of(u)) for u in uids]
+    # Every keyword about to be sent was announced (FLAGS) first.
+    assert {f for u in uids for f in view.flags_of(u) if not f.startswith("\\")} <= view.announced
     assert view.modseqs(uids, recs) == [view.modseq_of(u) for u in uids]
     bound = view.modseq_bound()
     assert all(view.modseq_of(u) <= bound for u in uids)
@@ -194,6 +198,11 @@ def test_bulk_view_answers_equal_per_message_answers(
             views[0 if o[1] else 1].flush(allow_expunge=True, condstore=True, qresync=False)
         for v in views:
             check(v)
+        # \Recent: only messages that arrived after the folder's first fill, in one
+        # session at most, and not also still waiting to be claimed.
+        assert all(u > len(initial) for v in views for u in v.recent)
+        assert not set(views[0].recent) & set(views[1].recent)
+        assert not (set(views[0].recent) | set(views[1].recent)) & set(mb.recent)
     fresh = SelectedView(replica, mb, user_id=users[0], readonly=False, wake=lambda: None)
     for v in (*views, fresh):
         check(v)

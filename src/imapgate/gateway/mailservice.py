@@ -827,14 +827,18 @@ class MailService:
     async def fetch_content(
         self, mb: MailboxIndex, uids: Sequence[int], attrs: Sequence[FetchAttribute]
     ) -> dict[tuple[int, bytes], bytes | None]:
-        """Content items for ``uids``: {(uid, cache key): bytes}.  Cache keys are
-        ``cache_key(attr)``; missing items are fetched upstream in batches."""
+        """Content items for ``uids``: {(uid, cache key): bytes, or None for NIL}.
+        Cache keys are ``cache_key(attr)``; missing items are fetched upstream in
+        batches.  A message expunged from the replica is served from the cache
+        only (a session not yet told of the expunge may still ask for it).  A key
+        is absent only when its message's content cannot be had any more: gone
+        at the hoster and not cached."""
         keys = {cache_key(a): upstream_attribute(a) for a in attrs}
-        wanted = [(u, k) for u in uids if u in mb.records for k in keys]
+        wanted = [(u, k) for u in uids for k in keys]
         found = self.content.get_many(mb.id, mb.uidvalidity, wanted)
         missing_by_uid: dict[int, list[bytes]] = {}
         for u, k in wanted:
-            if (u, k) not in found:
+            if (u, k) not in found and u in mb.records:
                 missing_by_uid.setdefault(u, []).append(k)
         if not missing_by_uid:
             return found
@@ -924,17 +928,31 @@ class MailService:
     ) -> dict[tuple[int, bytes], bytes | None]:
         need = sorted({k for u in batch for k in missing_by_uid[u]})
         items = tuple(keys[k] for k in need)
-        res = await conn.check(_uid_fetch(SequenceSet.from_ids(batch), items))
+        res = await conn.run(_uid_fetch(SequenceSet.from_ids(batch), items))
+        # Some of the messages were expunged by another session at the hoster
+        # (Dovecot: NO or OK with [EXPUNGEISSUED], NIL for what it could not
+        # read): keep what it did send, never a NIL of that answer.
+        expunged = res.tagged.code == rsp.EXPUNGEISSUED
+        if not res.ok and not expunged:
+            raise UpstreamError(res)
         got: dict[tuple[int, bytes], bytes | None] = {}
+        missing: dict[tuple[int, bytes], bytes | None] = {}
         for f in res.of_type(rsp.FetchResponse):
             fuid = f.uid
             if fuid is None or fuid not in missing_by_uid:
                 continue
-            for k in need:
-                found_item, value = _find_item(f.items, keys[k].response_name())
+            values = {k: _find_item(f.items, keys[k].response_name()) for k in missing_by_uid[fuid]}
+            if expunged and any(v is None for ok, v in values.values() if ok):
+                continue  # unreadable there: not an answer about this message
+            for k, (found_item, value) in values.items():
                 if found_item:
                     got[(fuid, k)] = _as_bytes(value)
+                else:
+                    # Left out of an answer about the message: NIL this time,
+                    # not cached (asked again next time).
+                    missing[(fuid, k)] = None
         self.content.put_many(mailbox_id, uidvalidity, got)
+        got.update(missing)
         return got
 
     async def search_upstream(self, mb: MailboxIndex, key: SearchKey, charset: str | None) -> set[int]:

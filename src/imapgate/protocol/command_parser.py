@@ -21,7 +21,7 @@ from typing import Final
 
 from . import commands as c
 from . import limits
-from .errors import ClientProtocolError, CodecError
+from .errors import ClientProtocolError, CodecError, InvalidMailboxName
 from .fetch_items import MACROS, FetchAttribute, read_fetch_attribute
 from .grammar import Reader
 from .search import SearchKey, read_search_criteria
@@ -129,9 +129,12 @@ def parse_command(frame: bytes, *, utf8: bool = False) -> c.Command:
             name = "UID " + name
         cmd = handler(r, tag, uid)
         _finish(r, name)
-        return cmd
     except CodecError as exc:
         raise _rephrase(exc, r, tag, name) from None
+    if r.invalid_name is not None:
+        position, reason = r.invalid_name
+        raise InvalidMailboxName(reason, position=position, tag=tag, command=cmd)
+    return cmd
 
 
 def parse_idle_done(line: bytes) -> bool:

@@ -9,6 +9,8 @@ No other exception type may escape the codec for any input.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CodecError(Exception):
     """Malformed or oversized protocol data.
@@ -58,3 +60,14 @@ class UpstreamProtocolError(CodecError):
     """The upstream IMAP server sent invalid data."""
 
     side = "upstream"
+
+
+class InvalidMailboxName(ClientProtocolError):
+    """A well-formed command names a mailbox that is not valid modified UTF-7
+    (or UTF-8 after UTF8=ACCEPT).  No such mailbox can exist, so the command is
+    answered ``NO`` (as Dovecot does), not ``BAD``: its syntax was right.
+    ``command`` is the parsed command (the mailbox decoded leniently)."""
+
+    def __init__(self, reason: str, *, position: int | None, tag: str | None, command: Any) -> None:
+        super().__init__(reason, position=position, tag=tag)
+        self.command = command

@@ -56,7 +56,7 @@ class Reader:
     """A cursor over one complete frame.  Every method either consumes what it
     names and returns it, or raises ``self.error_cls`` without consuming."""
 
-    __slots__ = ("buf", "depth", "end", "error_cls", "pos", "utf8")
+    __slots__ = ("buf", "depth", "end", "error_cls", "invalid_name", "pos", "utf8")
 
     def __init__(
         self,
@@ -73,6 +73,10 @@ class Reader:
         self.depth = 0
         # RFC 6855 UTF8=ACCEPT: mailbox names are UTF-8, not modified UTF-7.
         self.utf8 = utf8
+        #: (position, reason) of the first mailbox name that did not decode: the
+        #: parse goes on (syntax errors still win), the command then fails
+        #: with ``InvalidMailboxName``.
+        self.invalid_name: tuple[int, str] | None = None
 
     # -- basics ---------------------------------------------------------------
     def error(self, reason: str) -> CodecError:
@@ -310,8 +314,11 @@ class Reader:
         try:
             name = raw.decode("utf-8") if self.utf8 else mutf7.decode(raw)
         except (mutf7.MUTF7Error, UnicodeDecodeError) as exc:
-            self.pos = start
-            raise self.error(f"invalid mailbox name: {exc}") from None
+            # Valid syntax, but a name no mailbox can have: noted, not raised.
+            if self.invalid_name is None:
+                encoding = "UTF-8" if self.utf8 else "modified UTF-7"
+                self.invalid_name = (start, f"mailbox name is not valid {encoding} ({exc})")
+            return raw.decode("latin-1")
         if not pattern and name.upper() == "INBOX":
             return "INBOX"
         return name

@@ -9,8 +9,10 @@ session appends to its pending updates and wakes its writer), never block.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from .mailbox import MessageRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +32,25 @@ class MessagesAdded:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpungedPrivate:
+    """One user's private state of messages just expunged: which private flags
+    each had (flag -> UIDs) and their private modseqs (sparse, ``floor`` else)."""
+
+    flags: Mapping[str, frozenset[int]]
+    modseqs: Mapping[int, int]
+    floor: int
+
+
+@dataclass(frozen=True, slots=True)
 class MessagesExpunged:
     mailbox_id: int
     uids: tuple[int, ...]
     modseq: int
+    #: The records of ``uids`` (same order) as they were before the expunge, and
+    #: per user with loaded private state what was private about them: a session
+    #: not yet told of the expunge keeps serving them (RFC 2180 §4.1.1).
+    records: tuple[MessageRecord, ...] = ()
+    private: Mapping[int, ExpungedPrivate] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,10 @@ class MailboxIndex:
     #: Upstream's PERMANENTFLAGS from its last SELECT (None: not seen yet).
     #: Without ``\\*`` the hoster cannot keep new keywords.
     permanent_flags: tuple[str, ...] | None = None
+    #: Messages that arrived while the gateway ran (RFC 3501 \\Recent) and that no
+    #: read-write session has seen yet: the next one to see them claims them
+    #: (``claim_recent``).  Memory only: never stored, never sent upstream.
+    recent: UidSet = field(default_factory=UidSet)
     #: Read-only summaries (SELECT, STATUS, SEARCH ALL) by name, each with the
     #: ``_version()`` it was computed at (see ``_summary``).
     _summaries: dict[str, tuple[tuple[int, int], object]] = field(
@@ -151,6 +155,16 @@ class MailboxIndex:
             "first_unseen", lambda: next((u for u in self.uids if "\\Seen" not in records[u].flags), 0)
         )
 
+    def claim_recent(self, first_uid: int, *, take: bool) -> UidSet:
+        """The unclaimed recent messages with a UID of at least ``first_uid`` (a
+        session learns messages in ascending UID order); ``take``: they are
+        this session's from now on and recent in no other (a read-write
+        session), else they stay for the next one (EXAMINE, RFC 3501 §6.3.2)."""
+        got = UidSet.from_ranges((max(a, first_uid), b) for a, b in self.recent.ranges() if b >= first_uid)
+        if take and got:
+            self.recent.discard_range(first_uid, max(b for _, b in got.ranges()))
+        return got
+
     def next_modseq(self) -> int:
         self.modseq += 1
         return self.modseq
@@ -177,6 +191,8 @@ class MailboxIndex:
             self.expunged[u] = modseq
         drop = set(gone)
         self.uids = [u for u in self.uids if u not in drop]
+        if self.recent:
+            self.recent.difference_update(gone)
         for state in self.private.values():
             for s in state.flags.values():
                 s.difference_update(gone)

@@ -20,6 +20,7 @@ from ..store.schema import expunged as expunged_table
 from ..store.schema import mailboxes, messages, meta, private_flags, private_modseqs
 from .events import (
     EventHub,
+    ExpungedPrivate,
     FlagsChanged,
     MailboxListChanged,
     MailboxReset,
@@ -264,6 +265,7 @@ class Replica:
         had_uidvalidity = mb.uidvalidity
         mb.uidvalidity, mb.uidnext, mb.upstream_modseq, mb.synced = uidvalidity, 1, 0, False
         mb.uids, mb.records, mb.expunged, mb.private = [], {}, {}, {}
+        mb.recent = UidSet()
         mb.shared_highest = mb.modseq
         if had_uidvalidity:
             self.hub.publish(MailboxReset(mb.id, reason))
@@ -289,10 +291,22 @@ class Replica:
 
     # -- messages ---------------------------------------------------------------------
     def add_messages(
-        self, mb: MailboxIndex, recs: list[MessageRecord], *, hook: Hook | None = None
+        self,
+        mb: MailboxIndex,
+        recs: list[MessageRecord],
+        *,
+        hook: Hook | None = None,
+        recent: bool | None = None,
     ) -> tuple[int, ...]:
         """Add new messages (from upstream sync, APPEND or COPY); returns their UIDs.
-        Messages already known are left alone (sync may report them twice)."""
+        Messages already known are left alone (sync may report them twice).
+
+        ``recent``: the messages arrived now and are \\Recent for the first
+        session that sees them (``MailboxIndex.recent``).  By default, whatever
+        is added to a folder already synced: mail the gateway learns about while
+        it runs (new at the hoster, or APPEND/COPY/MOVE through it), not the
+        initial fill of a folder (first sync, rebuild after a UIDVALIDITY change),
+        whose messages were there before the gateway knew the folder."""
         fresh = [r for r in recs if r.uid not in mb.records]
         if not fresh and hook is None:
             return ()
@@ -329,6 +343,8 @@ class Replica:
         if fresh:
             mb.shared_highest = modseq
         uids = tuple(sorted(r.uid for r in fresh))
+        if uids and (mb.synced if recent is None else recent):
+            mb.recent.update(uids)
         if uids:
             self.hub.publish(MessagesAdded(mb.id, uids))
         return uids
@@ -400,14 +416,17 @@ class Replica:
                 hook(conn)
             # Only the private sets that held an expunged UID change: with 20
             # users, rewriting every set on every expunge was 11 % of the CPU.
-            touched = _sets_holding(mb, present)
+            ordered = sorted(present)
+            records = tuple(mb.records[u] for u in ordered)
+            private = _private_of(mb, ordered)
             gone = mb.remove(set(present), modseq)
-            for user_id, names in touched.items():
-                self._write_private_sets(conn, mb, user_id, mb.private[user_id], names)
+            for user_id, snap in private.items():
+                if snap.flags:
+                    self._write_private_sets(conn, mb, user_id, mb.private[user_id], snap.flags)
         if gone:
             mb.shared_highest = modseq
             self._trim_expunged(mb)
-            self.hub.publish(MessagesExpunged(mb.id, tuple(gone), modseq))
+            self.hub.publish(MessagesExpunged(mb.id, tuple(gone), modseq, records, private))
         return tuple(gone)
 
     def _trim_expunged(self, mb: MailboxIndex) -> None:
@@ -693,14 +712,30 @@ class Replica:
         return intern_flags(shown)
 
 
-def _sets_holding(mb: MailboxIndex, uids: Iterable[int]) -> dict[int, list[str]]:
-    """{user: flags} of the loaded private sets that contain any of ``uids``."""
-    wanted = list(uids)
-    out: dict[int, list[str]] = {}
+#: Below this many UIDs, membership in a private set is tested one by one
+#: rather than merged with the set's ranges.
+_FEW_UIDS = 64
+
+
+def _private_of(mb: MailboxIndex, uids: list[int]) -> dict[int, ExpungedPrivate]:
+    """What is private about ascending ``uids`` for each user with loaded state:
+    the flags they carry (only sets holding one of them, the ones an expunge
+    rewrites) and their private modseqs."""
+    out: dict[int, ExpungedPrivate] = {}
     for user_id, state in mb.private.items():
-        names = [flag for flag, s in state.flags.items() if any(u in s for u in wanted)]
-        if names:
-            out[user_id] = names
+        flags: dict[str, frozenset[int]] = {}
+        for flag, s in state.flags.items():
+            if not s:
+                continue
+            if len(uids) < _FEW_UIDS:
+                held = frozenset(u for u in uids if u in s)
+            else:
+                held = frozenset(u for u, m in zip(uids, s.members_sorted(uids), strict=True) if m)
+            if held:
+                flags[flag] = held
+        got = state.modseqs.get
+        modseqs = {u: m for u in uids if (m := got(u)) is not None}
+        out[user_id] = ExpungedPrivate(flags, modseqs, state.floor)
     return out
 
 

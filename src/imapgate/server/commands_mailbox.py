@@ -4,50 +4,17 @@ DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, APPEND."""
 
 from __future__ import annotations
 
-import re
-
 from ..gateway import policy as rights
 from ..gateway.errors import OperationError
 from ..protocol import commands as cmd
 from ..protocol import responses as rsp
 from ..protocol.sequence import SequenceSet
 from ..replica.mailbox import MailboxIndex
+from .listing import Hierarchy, pattern_regex, selection_error
 from .session import AUTH, Done, Session, State, command
 from .view import SelectedView
 
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-#: Attributes that describe hierarchy and are recomputed from the replica.
-_CHILD_ATTRS = {"\\HASCHILDREN", "\\HASNOCHILDREN"}
-SPECIAL_USE = {"\\ALL", "\\ARCHIVE", "\\DRAFTS", "\\FLAGGED", "\\JUNK", "\\SENT", "\\TRASH", "\\IMPORTANT"}
 STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT", "HIGHESTMODSEQ")
-
-
-def pattern_regex(reference: str, pattern: str, delimiter: str) -> re.Pattern[str]:
-    """LIST pattern (with its reference) as a regex: ``*`` any, ``%`` any but the delimiter."""
-    full = pattern if pattern.startswith(delimiter) or not reference else reference + pattern
-    out = []
-    for ch in full:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append(f"[^{re.escape(delimiter)}]*")
-        else:
-            out.append(re.escape(ch))
-    rx = "".join(out)
-    # INBOX is case-insensitive (RFC 9051 §5.1).
-    if full[:5].upper() == "INBOX" and full[:5] != "INBOX":
-        rx = "(?i:INBOX)" + rx[5:] if len(full) >= 5 else rx
-    return re.compile(rx + r"\Z", re.DOTALL)
-
-
-def _attributes(s: Session, mb: MailboxIndex, names: set[str], subscribed: bool | None) -> tuple[str, ...]:
-    attrs = [a for a in mb.attributes if a.upper() not in _CHILD_ATTRS and a.upper() != "\\SUBSCRIBED"]
-    prefix = mb.name + s.gw.replica.delimiter()
-    has_children = any(n.startswith(prefix) for n in names)
-    attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
-    if subscribed:
-        attrs.append("\\Subscribed")
-    return tuple(attrs)
 
 
 def _status_items(s: Session, mb: MailboxIndex, items: tuple[str, ...]) -> dict[str, int]:
@@ -74,7 +41,7 @@ def _status_items(s: Session, mb: MailboxIndex, items: tuple[str, ...]) -> dict[
         elif item == "SIZE":
             out[item] = mb.shared_counts()[2]
         elif item == "RECENT":
-            out[item] = 0
+            out[item] = _recent_count(s, mb)
         elif item == "HIGHESTMODSEQ":
             if private:
                 replica.private_state(mb, actor.user_id)
@@ -84,39 +51,60 @@ def _status_items(s: Session, mb: MailboxIndex, items: tuple[str, ...]) -> dict[
     return out
 
 
+def _recent_count(s: Session, mb: MailboxIndex) -> int:
+    """STATUS RECENT: the messages no session has claimed yet (recent for the
+    next one to open the folder), plus this session's own when it has the
+    folder open, as Dovecot counts.  None under IMAP4rev2 (RFC 9051)."""
+    if s.imap4rev2:
+        return 0
+    view = s.view
+    if view is None or view.mb is not mb or not view.recent:
+        return len(mb.recent)
+    if view.readonly:  # EXAMINE shows unclaimed ones without taking them
+        return len(set(mb.recent) | set(view.recent))
+    return len(mb.recent) + len(view.recent)
+
+
+def _hierarchy(s: Session) -> Hierarchy:
+    """The folders this user may see (RFC 4314 LOOKUP), with their attributes."""
+    replica = s.gw.replica
+    folders = {}
+    for name in replica.names():
+        mb = replica.get(name)
+        if mb is not None and _may_see(s, name):
+            folders[name] = mb.attributes
+    return Hierarchy(folders, replica.delimiter())
+
+
 @command(cmd.List, AUTH)
 async def list_(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.List)
     actor = s.require_actor()
-    sel = {o.upper() for o in (c.selection_options or ())}
-    ret = {o.upper() for o in (c.return_options or ())}
-    if len(c.patterns) == 1 and c.patterns[0] == "" and not sel:
+    selection = c.selection_options or ()
+    returns = c.return_options or ()
+    problem = selection_error(selection, returns)
+    if problem is not None:
+        raise OperationError(problem, "CLIENTBUG", status="BAD")
+    if len(c.patterns) == 1 and c.patterns[0] == "" and not selection:
         s.send_response(rsp.ListResponse(("\\Noselect",), s.gw.replica.delimiter(), ""))
         return Done("LIST completed")
-    only_subscribed = "SUBSCRIBED" in sel
-    show_subscribed = only_subscribed or "SUBSCRIBED" in ret
-    special_only = "SPECIAL-USE" in sel
-    delim = s.gw.replica.delimiter()
-    regexes = [pattern_regex(c.reference, p, delim) for p in c.patterns]
-    names = set(s.gw.replica.names())
-    for name in sorted(names, key=lambda n: (n != "INBOX", n)):
-        if not any(rx.match(name) for rx in regexes):
-            continue
-        mb = s.gw.replica.get(name)
-        if mb is None:
-            continue
-        if not _may_see(s, name):
-            continue
-        subscribed = s.gw.subscriptions.is_subscribed(actor.user_id, name)
-        if only_subscribed and not subscribed:
-            continue
-        if special_only and not any(a.upper() in SPECIAL_USE for a in mb.attributes):
-            continue
-        s.send_response(
-            rsp.ListResponse(_attributes(s, mb, names, subscribed if show_subscribed else None), delim, name)
-        )
-        if "STATUS" in ret and c.status_items and not any(a.upper() == "\\NOSELECT" for a in mb.attributes):
-            s.send_response(rsp.StatusResponse(name, _status_items(s, mb, c.status_items)))
+    tree = _hierarchy(s)
+    subscribed = s.gw.subscriptions.subscribed_names(actor.user_id, tree.folders)
+    entries = tree.select(
+        [pattern_regex(c.reference, p, tree.delimiter) for p in c.patterns],
+        selection=selection,
+        returns=returns,
+        # RFC 5258 §3: an extended LIST (options or several patterns) gets
+        # \NonExistent for levels that are not folders.
+        extended=c.selection_options is not None or c.return_options is not None or len(c.patterns) > 1,
+        subscribed=subscribed,
+    )
+    want_status = "STATUS" in {o.upper() for o in returns} and bool(c.status_items)
+    for e in entries:
+        s.send_response(rsp.ListResponse(e.attributes, tree.delimiter, e.name, e.childinfo))
+        mb = s.gw.replica.get(e.name) if e.exists and want_status else None
+        if mb is not None and not any(a.upper() == "\\NOSELECT" for a in mb.attributes):
+            s.send_response(rsp.StatusResponse(e.name, _status_items(s, mb, c.status_items)))
         await s.maybe_flush()
     return Done("LIST completed")
 
@@ -133,15 +121,10 @@ def _may_see(s: Session, name: str) -> bool:
 async def lsub(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Lsub)
     actor = s.require_actor()
-    delim = s.gw.replica.delimiter()
-    rx = pattern_regex(c.reference, c.pattern, delim)
-    names = set(s.gw.replica.names())
-    for name in sorted(names, key=lambda n: (n != "INBOX", n)):
-        mb = s.gw.replica.get(name)
-        if mb is None or not rx.match(name) or not _may_see(s, name):
-            continue
-        if s.gw.subscriptions.is_subscribed(actor.user_id, name):
-            s.send_response(rsp.LsubResponse(_attributes(s, mb, names, None), delim, name))
+    tree = _hierarchy(s)
+    subscribed = s.gw.subscriptions.subscribed_names(actor.user_id, tree.folders)
+    for e in tree.lsub(pattern_regex(c.reference, c.pattern, tree.delimiter), subscribed):
+        s.send_response(rsp.LsubResponse(e.attributes, tree.delimiter, e.name))
     return Done("LSUB completed")
 
 
@@ -164,15 +147,16 @@ async def _select(s: Session, c: cmd.SelectBase, readonly: bool) -> Done:
     mb = await s.gw.service.ensure_synced(c.mailbox)
     if c.condstore:
         s.enabled.add("CONDSTORE")
-    view = SelectedView(s.gw.replica, mb, user_id=actor.user_id, readonly=readonly, wake=s.wake)
+    view = SelectedView(
+        s.gw.replica, mb, user_id=actor.user_id, readonly=readonly, wake=s.wake, recent=not s.imap4rev2
+    )
     s.select_view(view)
-    flags = (*SYSTEM_FLAGS, *mb.keywords())
-    s.send_response(rsp.Flags(flags))
-    # Offer \* (new keywords) only when the hoster can keep them.
-    keywords_ok = mb.permanent_flags is None or "\\*" in mb.permanent_flags
-    permanent = () if readonly else (*flags, "\\*") if keywords_ok else flags
-    s.send_response(rsp.UntaggedStatus("OK", rsp.PermanentFlagsCode(permanent), "Limited"))
-    s.send(b"* %d EXISTS\r\n* 0 RECENT\r\n" % view.exists)
+    # FLAGS lists every keyword in use (and this user's private ones).
+    for line in view.flags_lines():
+        s.send(line)
+    s.send(b"* %d EXISTS\r\n" % view.exists)
+    if view.track_recent:
+        s.send(b"* %d RECENT\r\n" % len(view.recent))
     unseen = view.first_unseen()
     if unseen:
         s.send_response(rsp.UntaggedStatus("OK", rsp.UnseenCode(unseen), "First unseen"))
@@ -226,7 +210,11 @@ async def create(s: Session, c: cmd.Command) -> Done:
         raise OperationError("empty mailbox name", "CANNOT")
     if name.upper() == "INBOX":
         raise OperationError("INBOX already exists", "ALREADYEXISTS")
-    await s.gw.service.create(s.require_actor(), name, c.special_use)
+    actor = s.require_actor()
+    await s.gw.service.create(actor, name, c.special_use)
+    # RFC 3501 §6.3.3: CREATE does not subscribe (the rest of the team sees the
+    # new folder subscribed by default; see team/subscriptions.py).
+    s.gw.subscriptions.created(actor.user_id, name)
     return Done("CREATE completed")
 
 
@@ -249,7 +237,13 @@ async def rename(s: Session, c: cmd.Command) -> Done:
 @command(cmd.Subscribe, AUTH)
 async def subscribe(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Subscribe)
-    s.gw.subscriptions.subscribe(s.require_actor().user_id, c.mailbox)
+    actor = s.require_actor()
+    tree = _hierarchy(s)
+    known = c.mailbox in tree.folders or c.mailbox in tree.implicit
+    if not known and not s.gw.subscriptions.is_subscribed(actor.user_id, c.mailbox, exists=False):
+        # RFC 3501 §6.3.6 lets a server check; Dovecot does (a typo is caught).
+        raise OperationError(f"mailbox {c.mailbox!r} does not exist", "NONEXISTENT")
+    s.gw.subscriptions.subscribe(actor.user_id, c.mailbox)
     return Done("SUBSCRIBE completed")
 
 

@@ -71,7 +71,7 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
     if c.uid and "UID" not in names:
         attrs.insert(0, FetchAttribute("UID"))
     if c.changedsince is not None or "MODSEQ" in names:
-        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+        s.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE enabling command
     if c.vanished and not (c.uid and s.qresync and c.changedsince is not None):
         raise OperationError(
             "VANISHED needs UID FETCH with CHANGEDSINCE after ENABLE QRESYNC", "CLIENTBUG", "BAD"
@@ -99,15 +99,15 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
     if c.uid and c.changedsince is not None and c.changedsince >= view.modseq_bound():
         # Nothing changed for this user since then (the CONDSTORE reopen case).
         return Done("FETCH completed")
-    # RFC 2180 §4.1.2: a message expunged by someone else but not yet announced
+    # RFC 2180 §4.1.1: a message expunged by someone else but not yet announced
     # to this session (only possible by sequence number: UID commands announced
-    # it above) is answered with NO [EXPUNGEISSUED] after the others' data.
-    seqs, uids, recs, vanished_meanwhile = _present(mb.records, seqs, uids)
+    # it above) is served from what the view kept of it.
+    seqs, uids, recs = _present(view, seqs, uids)
     if c.changedsince is not None:
         keep = view.changed_since(uids, recs, c.changedsince)
         seqs, uids, recs = [seqs[i] for i in keep], [uids[i] for i in keep], [recs[i] for i in keep]
     if not uids:
-        return _fetch_done(vanished_meanwhile)
+        return Done("FETCH completed")
 
     seen_changed: set[int] = set()
     if any(a.sets_seen for a in attrs) and not view.readonly:
@@ -116,7 +116,7 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
     names = {a.name for a in attrs}
     if names <= _FAST_ITEMS:
         await _fetch_flags_fast(s, view, seqs, uids, recs, attrs)
-        return _fetch_done(vanished_meanwhile)
+        return Done("FETCH completed")
     content_attrs = [a for a in attrs if is_content(a)]
     # Per-attribute work done once per command, not once per message.
     plan = [
@@ -124,23 +124,31 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
         for a in attrs
     ]
     pairs = list(zip(seqs, uids, strict=True))
+    shows_flags = "FLAGS" in names
+    lost = False  # content of a message gone at the hoster that the cache lacks
     for i in range(0, len(pairs), CONTENT_ROUND):
         chunk = pairs[i : i + CONTENT_ROUND]
         content = {}
         if content_attrs:
             content = await s.gw.service.fetch_content(mb, [u for _, u in chunk], content_attrs)
         for seq, uid in chunk:
-            rec = mb.records.get(uid)
-            if rec is None:
-                continue  # expunged while we waited for upstream
+            rec = view.record(uid)  # also one expunged meanwhile, not yet announced
+            if rec is None or any((uid, ckey) not in content for _, _, ckey, _ in plan if ckey):
+                # Neither the cache nor the hoster has it any more (RFC 2180 §4.1.2).
+                lost = True
+                continue
             items: list[bytes] = []
             has_flags = False
+            flags = view.flags_of(uid)
+            if shows_flags or uid in seen_changed:
+                for line in view.announce_keywords((flags,)):
+                    s.send(line)
             for a, n, ckey, rname in plan:
                 if n == "UID":
                     items.append(b"UID %d" % uid)
                 elif n == "FLAGS":
                     has_flags = True
-                    items.append(b"FLAGS (" + flags_wire(view.flags_of(uid)) + b")")
+                    items.append(b"FLAGS (" + flags_wire(flags) + b")")
                 elif n == "MODSEQ":
                     items.append(b"MODSEQ (%d)" % view.modseq_of(uid))
                 elif n == "INTERNALDATE":
@@ -152,33 +160,30 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
                 else:
                     items.append(_content_item(a, rname, content.get((uid, ckey))))
             if uid in seen_changed and not has_flags:
-                items.append(b"FLAGS (" + flags_wire(view.flags_of(uid)) + b")")
+                items.append(b"FLAGS (" + flags_wire(flags) + b")")
                 if s.condstore:
                     items.append(b"MODSEQ (%d)" % view.modseq_of(uid))
             s.send(rw.fetch_raw_line(seq, items))
         await s.maybe_flush()
-    return _fetch_done(vanished_meanwhile)
+    if lost:
+        raise OperationError(
+            "some requested messages were expunged and their content is no longer available",
+            "EXPUNGEISSUED",
+        )
+    return Done("FETCH completed")
 
 
 def _present(
-    records: dict[int, MessageRecord], seqs: Sequence[int], uids: list[int]
-) -> tuple[Sequence[int], list[int], list[MessageRecord], bool]:
-    """The targets whose message still exists, with their records, and whether
-    any is gone.  One C-level pass in the usual case (nothing gone)."""
+    view: SelectedView, seqs: Sequence[int], uids: list[int]
+) -> tuple[Sequence[int], list[int], list[MessageRecord]]:
+    """The targets with their records, including messages expunged but not yet
+    announced to this view (``view.record``).  One C-level pass in the usual
+    case (nothing expunged)."""
     try:
-        return seqs, uids, list(map(records.__getitem__, uids)), False
+        return seqs, uids, list(map(view.mb.records.__getitem__, uids))
     except KeyError:
-        keep = [i for i, u in enumerate(uids) if u in records]
-        uids = [uids[i] for i in keep]
-        return [seqs[i] for i in keep], uids, [records[u] for u in uids], True
-
-
-def _fetch_done(vanished_meanwhile: bool) -> Done:
-    if vanished_meanwhile:
-        raise OperationError(
-            "some of the requested messages were expunged by another session", "EXPUNGEISSUED"
-        )
-    return Done("FETCH completed")
+        found = [(q, u, r) for q, u in zip(seqs, uids, strict=True) if (r := view.record(u)) is not None]
+        return [q for q, _, _ in found], [u for _, u, _ in found], [r for _, _, r in found]
 
 
 def _content_item(a: FetchAttribute, name: bytes, value: bytes | None) -> bytes:
@@ -218,7 +223,10 @@ async def _fetch_flags_fast(
         columns.append(uids)
     if want_flags:
         parts.append(b"FLAGS (%s)")
-        columns.append(view.flag_wires(uids, recs))
+        wires, announce = view.flag_wires_announced(uids, recs)
+        for line in announce:
+            s.send(line)
+        columns.append(wires)
     if want_modseq:
         parts.append(b"MODSEQ (%d)")
         columns.append(view.modseqs(uids, recs))
@@ -237,7 +245,7 @@ async def store(s: Session, c: cmd.Command) -> Done:
     if view.readonly:
         raise OperationError("mailbox is open read-only (EXAMINE)", "READ-ONLY")
     if c.unchangedsince is not None:
-        s.enabled.add("CONDSTORE")
+        s.enable_condstore()
     pairs = _targets(s, view, c.sequence_set, c.uid, announce=True)
     seq_of = {u: q for q, u in pairs}
     result = await s.gw.service.store(
@@ -249,6 +257,11 @@ async def store(s: Session, c: cmd.Command) -> Done:
         unchangedsince=c.unchangedsince,
     )
     view.suppress.update(result.changed)
+    if not c.silent:
+        # A keyword new to this session is announced before the FETCH carrying it.
+        shown = [view.flags_of(u) for u in result.changed if u in seq_of and u in view.mb.records]
+        for line in view.announce_keywords(shown):
+            s.send(line)
     for uid in result.changed:
         seq = seq_of.get(uid)
         if seq is None or uid not in view.mb.records:
@@ -281,9 +294,14 @@ async def search(s: Session, c: cmd.Command) -> Done:
     async def upstream(key: SearchKey) -> set[int]:
         return await s.gw.service.search_upstream(mb, key, c.charset)
 
+    if search_eval.uses_modseq(c.criteria):
+        s.enable_condstore()  # RFC 7162 §3.1: SEARCH MODSEQ enables CONDSTORE
     seqs, uids, ev = await search_eval.evaluate(view, c.criteria, upstream)
     ids: Sequence[int] = uids if c.uid else seqs
-    highest = max((view.modseq_of(u) for u in uids), default=0) if ev.modseq_used else None
+    opts = {o.upper() for o in c.return_options or ()} or {"ALL"}
+    highest = None
+    if ev.modseq_used:
+        highest = _search_modseq(view, uids, opts if c.return_options is not None else None)
     if c.return_options is None:
         if c.uid and highest is None and len(uids) == mb.exists and uids == mb.uids:
             # Every message (UID SEARCH ALL on reopen): the folder's cached list.
@@ -291,7 +309,6 @@ async def search(s: Session, c: cmd.Command) -> Done:
         else:
             s.send(_search_line(ids, highest if highest else None))
         return Done("SEARCH completed")
-    opts = {o.upper() for o in c.return_options} or {"ALL"}
     if "SAVE" in opts:
         raise OperationError("SEARCH RETURN (SAVE) is not supported", "CANNOT", status="BAD")
     s.send_response(
@@ -306,6 +323,21 @@ async def search(s: Session, c: cmd.Command) -> Done:
         )
     )
     return Done("SEARCH completed")
+
+
+def _search_modseq(view: SelectedView, uids: list[int], opts: set[str] | None) -> int:
+    """The MODSEQ a search with a MODSEQ criterion reports (RFC 7162 §3.1.5): of
+    the one message returned for RETURN (MIN) or (MAX) alone, the higher of the
+    two for (MIN MAX), else the highest of all messages found."""
+    if not uids:
+        return 0
+    if opts is not None and not opts & {"ALL", "COUNT"}:
+        picked = [uids[0]] if "MIN" in opts else []
+        if "MAX" in opts:
+            picked.append(uids[-1])
+        if picked:
+            return max(view.modseq_of(u) for u in picked)
+    return max(view.modseq_of(u) for u in uids)
 
 
 def _search_line(ids: Sequence[int], modseq: int | None) -> bytes:

@@ -58,10 +58,11 @@ async def enable(s: Session, c: cmd.Command) -> Done:
     for cap in c.capabilities:
         cap = cap.upper()
         if cap in ENABLEABLE and cap not in s.enabled:
+            # CONDSTORE first (RFC 7162 §3.2.3: QRESYNC implies it); with a mailbox
+            # selected it reports HIGHESTMODSEQ, as Dovecot does.
+            s.enable_condstore()
             s.enabled.add(cap)
             newly.append(cap)
-            if cap == "QRESYNC" and "CONDSTORE" not in s.enabled:
-                s.enabled.add("CONDSTORE")  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
     s.send_response(rsp.Enabled(tuple(newly)))
     return Done("ENABLE completed")
 

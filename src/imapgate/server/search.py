@@ -68,11 +68,11 @@ class Evaluator:
         if isinstance(k, s.SearchAll):
             return True
         if isinstance(k, s.SearchFlag):
-            if k.flag == "\\Recent":
-                return not k.present  # nothing is \Recent through the gateway
+            # flags_of includes \\Recent in the session that has it (RECENT, OLD).
             return (k.flag in view.flags_of(uid)) == k.present
         if isinstance(k, s.SearchNew):
-            return False
+            flags = view.flags_of(uid)
+            return "\\Recent" in flags and "\\Seen" not in flags
         if isinstance(k, s.SearchKeywordKey):
             return (k.keyword in view.flags_of(uid)) == k.present
         if isinstance(k, s.SearchSize):
@@ -108,6 +108,23 @@ class Evaluator:
             return all(self.match(seq, uid, sub) for sub in k.keys)
         # Content criteria were resolved upstream beforehand.
         return uid in self.content.get(k, set())
+
+
+def uses_modseq(keys: tuple[s.SearchKey, ...]) -> bool:
+    """Does the search have a MODSEQ criterion (a CONDSTORE enabling command)?"""
+
+    def walk(k: s.SearchKey) -> bool:
+        if isinstance(k, s.SearchModseq):
+            return True
+        if isinstance(k, s.SearchNot):
+            return walk(k.key)
+        if isinstance(k, s.SearchOr):
+            return walk(k.left) or walk(k.right)
+        if isinstance(k, s.SearchAnd):
+            return any(walk(sub) for sub in k.keys)
+        return False
+
+    return any(walk(k) for k in keys)
 
 
 def _set_only(keys: tuple[s.SearchKey, ...]) -> bool:

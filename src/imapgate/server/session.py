@@ -41,7 +41,7 @@ from ..protocol import commands as cmd
 from ..protocol import limits
 from ..protocol import responses as rsp
 from ..protocol.command_parser import parse_command
-from ..protocol.errors import ClientProtocolError, CodecError
+from ..protocol.errors import ClientProtocolError, CodecError, InvalidMailboxName
 from ..protocol.framing import CommandFramer, Frame, NeedContinuation
 from ..protocol.response_writer import write_response
 from .view import SelectedView
@@ -189,6 +189,24 @@ class Session:
     @property
     def utf8(self) -> bool:
         return "UTF8=ACCEPT" in self.enabled
+
+    @property
+    def imap4rev2(self) -> bool:
+        """ENABLE IMAP4rev2 (RFC 9051): no \\Recent, no RECENT responses.  The
+        gateway does not offer IMAP4rev2 yet, so today this is never true."""
+        return "IMAP4REV2" in self.enabled
+
+    def enable_condstore(self) -> None:
+        """A CONDSTORE enabling command (RFC 7162 §3.1: FETCH MODSEQ or
+        CHANGEDSINCE, STORE UNCHANGEDSINCE, SEARCH MODSEQ, ENABLE): the first one
+        while a mailbox is selected reports its HIGHESTMODSEQ."""
+        if "CONDSTORE" in self.enabled:
+            return
+        self.enabled.add("CONDSTORE")
+        if self.view is not None:
+            self.send_response(
+                rsp.UntaggedStatus("OK", rsp.HighestModseqCode(self.view.highest_modseq()), "Highest")
+            )
 
     def require_actor(self) -> Actor:
         if self.actor is None:
@@ -351,8 +369,11 @@ class Session:
             self.state = State.LOGOUT
 
     async def handle_frame(self, frame: bytes) -> None:
+        invalid: InvalidMailboxName | None = None
         try:
             command = parse_command(frame, utf8=self.utf8)
+        except InvalidMailboxName as exc:
+            command, invalid = exc.command, exc
         except ClientProtocolError as exc:
             await self._protocol_error(exc)
             return
@@ -366,9 +387,10 @@ class Session:
             self._errors += 1
             self.send(self._wrong_state(tag, command, spec))
             return
+        handler = spec.handler if invalid is None else _invalid_name_handler(invalid)
         self._busy = True
         try:
-            done = await spec.handler(self, command)
+            done = await handler(self, command)
         except OperationError as exc:
             if exc.status == "ANSWERED":
                 return
@@ -472,6 +494,24 @@ class Session:
                 reader_task.cancel()
                 with contextlib.suppress(BaseException):
                     await reader_task
+
+
+def _invalid_name_handler(err: InvalidMailboxName) -> Handler:
+    """The answer to a command naming a mailbox that cannot exist (its name is
+    not valid modified UTF-7): LIST and LSUB match nothing, CREATE and RENAME
+    cannot make it, everything else finds no such mailbox, as Dovecot answers.
+    The session goes on (it is not a protocol error)."""
+
+    async def answer(s: Session, c: cmd.Command) -> Done:
+        if isinstance(c, (cmd.List, cmd.Lsub)):
+            return Done(f"{c.name} completed")
+        if isinstance(c, (cmd.Create, cmd.Rename)):
+            raise OperationError(f"{err.reason}: it cannot be created", "CANNOT")
+        if isinstance(c, cmd.SelectBase):
+            s.select_view(None)  # a failed SELECT leaves no mailbox selected
+        raise OperationError(f"{err.reason}: no such mailbox", "NONEXISTENT")
+
+    return answer
 
 
 def _is_seq_command(command: cmd.Command) -> bool:

@@ -10,17 +10,31 @@ turns them into untagged responses when the session may send them:
 * EXISTS for new messages and FETCH for flag changes at any command end.
 
 Until an expunge is announced, the expunged message keeps its sequence
-number; requests for it get what the view still knows (RFC 2180 §4.1).
+number and the view keeps serving it (RFC 2180 §4.1.1): its flags and modseq
+as this user last saw them, its size and date, and content from the cache.
+
+Two pieces of per-session state live here too:
+
+* ``\\Recent`` (RFC 3501 §2.3.2): a message that arrived while the gateway ran
+  is recent in the first read-write session that learns about it (at SELECT,
+  or when an EXISTS announces it), which claims it from the folder
+  (``MailboxIndex.claim_recent``); EXAMINE shows the unclaimed ones without
+  claiming them.  A session that enabled IMAP4rev2 neither sees nor claims any.
+* keyword announcement (RFC 3501 §7.2.6): the keywords in the last FLAGS
+  response; a FETCH carrying a keyword not in it is preceded by a new FLAGS
+  and ``OK [PERMANENTFLAGS]`` (``announce_keywords``).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ..protocol import response_writer as rw
+from ..protocol import responses as rsp
 from ..protocol.sequence import SequenceSet
 from ..replica.events import (
+    ExpungedPrivate,
     FlagsChanged,
     MailboxReset,
     MessagesAdded,
@@ -40,6 +54,16 @@ _RANGE_COST = 16
 #: A bitmap indexed by UID (one byte per UID up to the highest) is used when the
 #: highest UID is at most this many times the number of UIDs asked for.
 _DENSE_FACTOR = 4
+#: Flag combinations remembered as "every keyword in it announced": a cache,
+#: cleared when it grows past this (a folder has a few dozen combinations).
+_MAX_CHECKED_TUPLES = 4096
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+RECENT = "\\Recent"
+
+#: An expunged message as the view keeps it until the expunge is announced:
+#: its record before the expunge and this user's private part of it.
+Ghost = tuple[MessageRecord, ExpungedPrivate | None]
 
 
 class SelectedView:
@@ -51,6 +75,7 @@ class SelectedView:
         user_id: int,
         readonly: bool,
         wake: Callable[[], None],
+        recent: bool = True,
     ) -> None:
         self.replica = replica
         self.mb = mb
@@ -66,6 +91,17 @@ class SelectedView:
         self.reset_reason: str | None = None
         #: Flag changes this session made itself and already reported.
         self.suppress: set[int] = set()
+        #: Expunged messages whose expunge this session has not announced yet.
+        self.ghosts: dict[int, Ghost] = {}
+        #: Does this session take part in \\Recent (not after ENABLE IMAP4rev2)?
+        self.track_recent = recent
+        #: The messages that are \\Recent in this session.
+        self.recent = mb.claim_recent(0, take=not readonly) if recent else UidSet()
+        #: The RECENT count the client was last told.
+        self.recent_told = len(self.recent)
+        #: Keywords listed in the last FLAGS response (``flags_lines``).
+        self.announced: set[str] = set(mb.keywords()) | self._private_keywords()
+        self._checked: set[tuple[str, ...]] = set()
         replica.hub.subscribe(mb.id, self.on_event)
 
     def close(self) -> None:
@@ -81,6 +117,9 @@ class SelectedView:
             self.pending_new = True
         elif isinstance(ev, MessagesExpunged):
             self.pending_expunged.update(ev.uids)
+            if ev.records:
+                snap = ev.private.get(self.user_id) if self.private else None
+                self.ghosts.update((r.uid, (r, snap)) for r in ev.records)
         elif isinstance(ev, MailboxReset):
             self.reset_reason = ev.reason
         elif isinstance(ev, ModeChanged):
@@ -149,17 +188,109 @@ class SelectedView:
         return any(max(a, b) > n for a, b in s.ranges if a != 0 and b != 0) or (n == 0 and bool(s.ranges))
 
     # -- flags as this user sees them ----------------------------------------------------
-    def flags_of(self, uid: int) -> tuple[str, ...]:
+    def record(self, uid: int) -> MessageRecord | None:
+        """The message's record, also for one expunged but not yet announced."""
         rec = self.mb.records.get(uid)
         if rec is None:
-            return ()
-        return self.replica.flags_for(self.mb, rec, self.state, self.private)
+            ghost = self.ghosts.get(uid)
+            return ghost[0] if ghost is not None else None
+        return rec
+
+    def flags_of(self, uid: int) -> tuple[str, ...]:
+        rec = self.mb.records.get(uid)
+        if rec is not None:
+            flags = self.replica.flags_for(self.mb, rec, self.state, self.private)
+        else:
+            ghost = self.ghosts.get(uid)
+            if ghost is None:
+                return ()
+            flags = self._ghost_flags(ghost)
+        if self.recent and uid in self.recent:
+            return intern_flags((*flags, RECENT))
+        return flags
 
     def modseq_of(self, uid: int) -> int:
         rec = self.mb.records.get(uid)
         if rec is None:
-            return self.mb.modseq
+            ghost = self.ghosts.get(uid)
+            if ghost is None:
+                return self.mb.modseq
+            rec, snap = ghost
+            return max(rec.modseq, snap.modseqs.get(uid, snap.floor)) if snap is not None else rec.modseq
         return self.replica.modseq_for(self.mb, rec, self.state)
+
+    def _ghost_flags(self, ghost: Ghost) -> tuple[str, ...]:
+        """An expunged message's flags as this user saw them just before."""
+        rec, snap = ghost
+        private = self.private
+        if not private:
+            return rec.flags
+        shown = [f for f in rec.flags if f not in private]
+        if snap is not None:
+            shown.extend(f for f, uids in snap.flags.items() if f in private and rec.uid in uids)
+        return intern_flags(shown)
+
+    def _special_positions(self, uids: Sequence[int]) -> list[int]:
+        """Positions in ascending ``uids`` whose flags the bulk forms cannot
+        compute from the replica: expunged (not yet announced) and \\Recent ones."""
+        found: list[int] = []
+        n = len(uids)
+        for members in (self.ghosts, self.recent):
+            for u in members:
+                i = bisect_left(uids, u)
+                if i < n and uids[i] == u:
+                    found.append(i)
+        return found
+
+    def _ghost_positions(self, uids: Sequence[int]) -> list[int]:
+        n = len(uids)
+        found = []
+        for u in self.ghosts:
+            i = bisect_left(uids, u)
+            if i < n and uids[i] == u:
+                found.append(i)
+        return found
+
+    def _private_keywords(self) -> set[str]:
+        """Private keywords (``[folders] private_flags``) this user has on some message."""
+        state = self.state
+        if state is None:
+            return set()
+        return {f for f, s in state.flags.items() if s and f in self.private and not f.startswith("\\")}
+
+    # -- keyword announcement (RFC 3501 §7.2.6) ------------------------------------------
+    def flags_lines(self) -> list[bytes]:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the keywords announced."""
+        flags = (*SYSTEM_FLAGS, *sorted(self.announced))
+        # Offer \* (new keywords) only when the hoster can keep them.
+        permanent_flags = self.mb.permanent_flags
+        keywords_ok = permanent_flags is None or "\\*" in permanent_flags
+        permanent = () if self.readonly else (*flags, "\\*") if keywords_ok else flags
+        return [
+            rw.write_response(rsp.Flags(flags)),
+            rw.write_response(rsp.UntaggedStatus("OK", rsp.PermanentFlagsCode(permanent), "Limited")),
+        ]
+
+    def announce_keywords(self, combos: Iterable[tuple[str, ...]]) -> list[bytes]:
+        """New FLAGS/PERMANENTFLAGS responses when a keyword in any of the flag
+        combinations ``combos`` has not been announced yet (send them before the
+        FETCH that carries it); else nothing.  Combinations already checked
+        (interned tuples) cost one set lookup."""
+        checked = self._checked
+        new: set[str] = set()
+        for t in combos:
+            if t in checked:
+                continue
+            for f in t:
+                if not f.startswith("\\") and f not in self.announced:
+                    new.add(f)
+            if len(checked) >= _MAX_CHECKED_TUPLES:
+                checked.clear()
+            checked.add(t)
+        if not new:
+            return []
+        self.announced |= new
+        return self.flags_lines()
 
     def highest_modseq(self) -> int:
         return self.replica.highest_modseq_for(self.mb, self.user_id if self.private else None)
@@ -175,6 +306,9 @@ class SelectedView:
     def first_unseen(self) -> int:
         """Sequence number of the first message without \\Seen for this user, or 0."""
         uids = self.uids
+        if self.ghosts:
+            # Expunged but not announced (not at SELECT): as the client sees them.
+            return next((i + 1 for i, u in enumerate(uids) if "\\Seen" not in self.flags_of(u)), 0)
         if "\\Seen" in self.private and self.state is not None:
             seen = self.state.flags.get("\\Seen")
             if seen is None:
@@ -194,9 +328,19 @@ class SelectedView:
         """Positions ``i`` where ``modseq_of(uids[i]) > since`` (``recs[i]`` is the
         record of ``uids[i]``): one comparison per message, the user's private
         changes looked up from their sparse modseq map."""
-        state = self.state
         if since >= self.modseq_bound():
             return []
+        keep = self._changed_since(uids, recs, since)
+        if self.ghosts:
+            ghosts = self._ghost_positions(uids)
+            if ghosts:
+                drop = set(ghosts)
+                add = [i for i in ghosts if self.modseq_of(uids[i]) > since]
+                keep = sorted([i for i in keep if i not in drop] + add)
+        return keep
+
+    def _changed_since(self, uids: Sequence[int], recs: Sequence[MessageRecord], since: int) -> list[int]:
+        state = self.state
         if state is None or (not state.modseqs and state.floor <= since):
             return [i for i, r in enumerate(recs) if r.modseq > since]
         if state.floor > since:
@@ -214,6 +358,13 @@ class SelectedView:
 
     def modseqs(self, uids: Sequence[int], recs: Sequence[MessageRecord]) -> list[int]:
         """``modseq_of`` of each of ``uids`` (with their records ``recs``)."""
+        out = self._modseqs(uids, recs)
+        if self.ghosts:
+            for i in self._ghost_positions(uids):
+                out[i] = self.modseq_of(uids[i])
+        return out
+
+    def _modseqs(self, uids: Sequence[int], recs: Sequence[MessageRecord]) -> list[int]:
         out = [r.modseq for r in recs]
         state = self.state
         if state is None:
@@ -236,24 +387,48 @@ class SelectedView:
     def flag_wires(self, uids: Sequence[int], recs: Sequence[MessageRecord]) -> list[bytes]:
         """Wire form of each message's flags as this user sees them (``flags_of``),
         computed per distinct flag combination, not per message."""
+        return self.flag_wires_announced(uids, recs)[0]
+
+    def flag_wires_announced(
+        self, uids: Sequence[int], recs: Sequence[MessageRecord]
+    ) -> tuple[list[bytes], list[bytes]]:
+        """``flag_wires`` and the keyword announcement (``announce_keywords``)
+        to send before them, from the same distinct flag combinations."""
         shared = [r.flags for r in recs]
+        combos = set(shared)
         private = self.private
-        if not private:
-            wire = {t: flags_wire(t) for t in set(shared)}
-            return list(map(wire.__getitem__, shared))
         state = self.state
-        mine = [(f, s) for f, s in state.flags.items() if f in private and s] if state is not None else []
-        hidden = {t: [f for f in t if f not in private] for t in set(shared)}
-        without = {t: flags_wire(intern_flags(v)) for t, v in hidden.items()}
-        if not mine:
-            return list(map(without.__getitem__, shared))
-        if len(mine) > 1:
-            # Several private flags in use (not the default set-up): per message.
-            replica, mb = self.replica, self.mb
-            return [flags_wire(replica.flags_for(mb, r, state, private)) for r in recs]
-        flag, members = mine[0]
-        with_ = {t: flags_wire(intern_flags([*v, flag])) for t, v in hidden.items()}
-        return _pick_by_mask(_membership(uids, members), shared, without, with_)
+        mine = (
+            [(f, s) for f, s in state.flags.items() if f in private and s]
+            if private and state is not None
+            else []
+        )
+        if not private:
+            wire = {t: flags_wire(t) for t in combos}
+            out = list(map(wire.__getitem__, shared))
+            announce = self.announce_keywords(combos)
+        else:
+            hidden = {t: intern_flags([f for f in t if f not in private]) for t in combos}
+            announce = self.announce_keywords([*hidden.values(), tuple(f for f, _ in mine)])
+            without = {t: flags_wire(v) for t, v in hidden.items()}
+            if not mine:
+                out = list(map(without.__getitem__, shared))
+            elif len(mine) > 1:
+                # Several private flags in use (not the default set-up): per message.
+                replica, mb = self.replica, self.mb
+                out = [flags_wire(replica.flags_for(mb, r, state, private)) for r in recs]
+            else:
+                flag, members = mine[0]
+                with_ = {t: flags_wire(intern_flags([*v, flag])) for t, v in hidden.items()}
+                out = _pick_by_mask(_membership(uids, members), shared, without, with_)
+        if self.ghosts or self.recent:
+            # Few messages (expunged meanwhile, \\Recent): one by one.
+            special = self._special_positions(uids)
+            for i in special:
+                out[i] = flags_wire(self.flags_of(uids[i]))
+            if self.ghosts:
+                announce += self.announce_keywords(self.flags_of(uids[i]) for i in special)
+        return out, announce
 
     # -- flushing --------------------------------------------------------------------
     def take_expunges(self, *, qresync: bool) -> list[bytes]:
@@ -265,8 +440,11 @@ class SelectedView:
             return out
         gone = sorted((u for u in self.pending_expunged if self.seq_of(u)), reverse=True)
         self.pending_expunged.clear()
+        self.ghosts.clear()
         if not gone:
             return out
+        if self.recent:
+            self.recent.difference_update(gone)
         if qresync:
             out.append(b"* VANISHED " + bytes(SequenceSet.from_ids(gone)) + b"\r\n")
             drop = set(gone)
@@ -284,6 +462,7 @@ class SelectedView:
     def flush(self, *, allow_expunge: bool, condstore: bool, qresync: bool) -> list[bytes]:
         """Untagged responses for what changed since the last flush."""
         out: list[bytes] = self.take_expunges(qresync=qresync) if allow_expunge else []
+        exists = False
         if self.pending_new:
             self.pending_new = False
             known_max = self.uids[-1] if self.uids else 0
@@ -291,19 +470,32 @@ class SelectedView:
             fresh = self.mb.uids[i:]
             if fresh:
                 self.uids.extend(fresh)
+                if self.track_recent and self.mb.recent:
+                    # This session is the first to learn of them: \\Recent here.
+                    self.recent.update(self.mb.claim_recent(fresh[0], take=not self.readonly))
                 out.append(b"* %d EXISTS\r\n" % len(self.uids))
-                # RFC 3501 clients expect RECENT with EXISTS; the gateway never
-                # marks messages \Recent (it is per-session state upstream).
-                out.append(b"* 0 RECENT\r\n")
+                exists = True
+        if self.track_recent and (exists or len(self.recent) != self.recent_told):
+            # RFC 3501 clients expect RECENT with EXISTS (RFC 9051 removed it).
+            self.recent_told = len(self.recent)
+            out.append(b"* %d RECENT\r\n" % self.recent_told)
         if self.pending_flags:
             changed = sorted(self.pending_flags - self.suppress)
             self.pending_flags.clear()
             self.suppress.clear()
+            lines: list[bytes] = []
+            combos: list[tuple[str, ...]] = []
             for u in changed:
                 seq = self.seq_of(u)
                 if not seq or u not in self.mb.records:
                     continue
-                out.append(self.flags_line(seq, u, condstore))
+                flags = self.flags_of(u)
+                combos.append(flags)
+                lines.append(
+                    rw.fetch_flags_line(seq, u, flags_wire(flags), self.modseq_of(u) if condstore else None)
+                )
+            out.extend(self.announce_keywords(combos))
+            out.extend(lines)
         else:
             self.suppress.clear()
         return out

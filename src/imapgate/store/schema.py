@@ -93,14 +93,18 @@ expunged = Table(
     Column("modseq", BigInteger, nullable=False),
 )
 
-# Per-user subscriptions are kept as the exceptions: a team member sees every
-# shared folder as subscribed until they unsubscribe it, so new folders appear
-# in every client without each person subscribing.
-unsubscriptions = Table(
-    "unsubscriptions",
+# Per-user subscription decisions: a row says the user subscribed (true) or
+# unsubscribed (false) that name, which also outlives the folder (RFC 3501
+# §6.3.6).  A folder without a row counts as subscribed while it exists, so a
+# folder a colleague or the hoster creates appears in every client; CREATE
+# through the gateway writes "false" for its creator (RFC: CREATE does not
+# subscribe).  See team/subscriptions.py.
+subscriptions = Table(
+    "subscriptions",
     metadata,
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("mailbox", Text, primary_key=True),
+    Column("subscribed", Boolean, nullable=False),
 )
 
 content = Table(
