@@ -54,7 +54,8 @@ def test_password_file(tmp_path: Path) -> None:
     cfg = load(config)
     assert cfg.upstream.password == "from-file"
     # A warning the caller shows as one line, not a Python UserWarning.
-    assert cfg.warnings == (f"[upstream] password_file {pw} is open to other users (mode 0644): chmod 600 {pw}",)
+    expected = f"[upstream] password_file {pw} is open to other users (mode 0644): chmod 600 {pw}"
+    assert cfg.warnings == (expected,)
 
 
 def test_password_file_missing_named(tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ def test_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     ("text", "message"),
     [
         # A misspelt required key is named (not "[upstream] host is required").
-        ('[upstream]\nhots = "imap.example.net"\nuser = "u"\n', "unknown key [upstream] hots (did you mean host?)"),
+        ('[upstream]\nhots = "i.example"\nuser = "u"\n', "unknown key [upstream] hots (did you mean host?)"),
         # A misspelt section is named (not the allow_plaintext error it causes).
         (
             '[upstream]\nhost = "h"\nuser = "u"\n[sever]\nallow_plaintext = true\n',
@@ -119,7 +120,10 @@ def test_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             '[upstream]\nhost = "h"\nuser = "u"\n[server]\nallow_plaintext = true\ndata_dir = "x"\n',
             "unknown key [server] data_dir (it belongs in [store])",
         ),
-        ('host = "h"\n[upstream]\nuser = "u"\n', "unknown key host above every section (it belongs in [upstream])"),
+        (
+            'host = "h"\n[upstream]\nuser = "u"\n',
+            "unknown key host above every section (it belongs in [upstream])",
+        ),
         ("[server]\nallow_plaintext = true\n", "section [upstream] is missing"),
     ],
 )
