@@ -412,9 +412,9 @@ def folder_set(ctx: click.Context, name: str, seen: str, yes: bool, config_file:
     if before == "private" and after == "shared":
         n = replica.users_with_private_seen(mb)
         if n:
+            whose = "1 user's" if n == 1 else f"{n} users'"
             confirm(
-                f"This drops {n} user{'s' * (n != 1)}' read marks in {name} (everybody then sees "
-                "the mail server's read marks).",
+                f"This drops {whose} read marks in {name} (everybody then sees the mail server's).",
                 yes,
             )
     replica.set_seen_mode(mb, new_mode)
