@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from imapgate.demo.dovecot import DovecotServer, find_free_port
+from tests.support import cli
 
 pytestmark = pytest.mark.integration
 IMAPGATE = [sys.executable, "-m", "imapgate.cli"]
@@ -131,13 +132,12 @@ def test_demo_prints_working_logins(tmp_path: Path) -> None:
         # The demo wrote its config and says how to use it: admin commands work against it.
         cfg = Path(_wait_for(log, r"export IMAPGATE_CONFIG=(\S+)", proc).group(1))
         assert cfg == data / "imapgate.toml" and cfg.exists()
-        env = {**os.environ, "IMAPGATE_CONFIG": str(cfg)}
-        users = subprocess.run([*IMAPGATE, "user", "list"], env=env, capture_output=True, text=True, timeout=60)
+        users = cli.run("user", "list", cfg=cfg)
         assert users.returncode == 0 and {"alice", "bob", "carol"} <= set(users.stdout.split()), users
-        folders = subprocess.run([*IMAPGATE, "folder", "list"], env=env, capture_output=True, text=True, timeout=60)
+        folders = cli.run("folder", "list", cfg=cfg)
         assert folders.returncode == 0 and "INBOX" in folders.stdout, folders
         # One writer per store: a sync is refused while the demo serves it.
-        sync = subprocess.run([*IMAPGATE, "sync"], env=env, capture_output=True, text=True, timeout=60)
+        sync = cli.run("sync", cfg=cfg)
         assert sync.returncode == 1 and f"pid {proc.pid}: imapgate demo" in sync.stderr, sync
         assert "password =" not in cfg.read_text()  # the hoster's password is in a 0600 file
         assert (data / "upstream.password").stat().st_mode & 0o077 == 0

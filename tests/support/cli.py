@@ -124,7 +124,9 @@ def wait_port(port: int, timeout: float = 60.0) -> None:
 def serving(cfg: Path, log: Path, *args: str, port: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """``imapgate serve`` in the background (stderr to ``log``), stopped by SIGTERM."""
     with log.open("w") as fh:
-        proc = subprocess.Popen([*IMAPGATE, "serve", *args], env=env_for(cfg), stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [*IMAPGATE, "serve", *args], env=env_for(cfg), stdout=fh, stderr=subprocess.STDOUT
+        )
     try:
         if port is not None:
             deadline = time.monotonic() + 60

@@ -17,7 +17,10 @@ def make_certificate(
 ) -> tuple[Path, Path]:
     """A self-signed certificate and its unencrypted key: ``name.pem``, ``name.key``."""
     cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if key_type == "ec" else ["-newkey", "rsa:2048"]
+    if key_type == "ec":
+        newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    else:
+        newkey = ["-newkey", "rsa:2048"]
     args = ["openssl", "req", "-x509", *newkey, "-nodes", "-days", str(days), "-subj", f"/CN={cn}"]
     if san:
         args += ["-addext", "subjectAltName=" + ",".join(san)]
