@@ -434,4 +434,4 @@ def folder_set(ctx: click.Context, name: str, seen: str, yes: bool, config_file:
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="imapgate")

@@ -59,6 +59,7 @@ class ImapServer:
         self.sessions: set[asyncio.Task[None]] = set()
         self._open: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.servers: list[asyncio.Server] = []
+        self._configured: list[str] = []  # the configured address of each server
         self.addresses: list[tuple[str, int, bool]] = []
 
     async def start(self) -> None:
@@ -77,12 +78,16 @@ class ImapServer:
             for server in self.servers:
                 server.close()
             self.servers.clear()
+            self._configured.clear()
             self.addresses.clear()
             raise
 
     async def start_serving(self) -> None:
-        for server in self.servers:
-            await server.start_serving()
+        for server, addr in zip(self.servers, self._configured, strict=True):
+            try:
+                await server.start_serving()
+            except OSError as exc:  # another process bound the port meanwhile and listens
+                raise bind_error(addr, exc) from exc
         for host, port, implicit_tls in self.addresses:
             log.info("listening on %s:%d%s", host, port, " (TLS)" if implicit_tls else "")
 
@@ -105,6 +110,7 @@ class ImapServer:
         except OSError as exc:
             raise bind_error(addr, exc) from exc
         self.servers.append(server)
+        self._configured.append(addr)
         for sock in server.sockets:
             name = sock.getsockname()
             self.addresses.append((str(name[0]), int(name[1]), implicit_tls))

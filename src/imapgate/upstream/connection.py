@@ -211,7 +211,8 @@ class UpstreamConnection:
         if not res.ok:
             await self.close()
             code = res.tagged.code
-            text = f"upstream login as {cfg.user} at {cfg.host} failed: {res.tagged.text}"
+            said = f"[{code.name}] {res.tagged.text}" if isinstance(code, rsp.AtomCode) else res.tagged.text
+            text = f"upstream login as {cfg.user} at {cfg.host} failed: {said}"
             # RFC 5530: UNAVAILABLE (the hoster's auth backend is down), INUSE
             # and LIMIT are temporary; anything else needs the operator.
             if isinstance(code, rsp.AtomCode) and code.name.upper() in ("UNAVAILABLE", "INUSE", "LIMIT"):
