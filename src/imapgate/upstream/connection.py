@@ -211,7 +211,9 @@ class UpstreamConnection:
         if not res.ok:
             await self.close()
             code = res.tagged.code
-            said = f"[{code.name}] {res.tagged.text}" if isinstance(code, rsp.AtomCode) else res.tagged.text
+            said = res.tagged.text.rstrip(". ")  # our own text follows after a ";"
+            if isinstance(code, rsp.AtomCode):
+                said = f"[{code.name}] {said}"
             text = f"upstream login as {cfg.user} at {cfg.host} failed: {said}"
             # RFC 5530: UNAVAILABLE (the hoster's auth backend is down), INUSE
             # and LIMIT are temporary; anything else needs the operator.
