@@ -103,8 +103,8 @@ async def serve(
 
     Start-up order, so each mistake is found before it costs anything: the
     TLS certificate and key; the store lock (one writer per store); the
-    listeners are bound (a busy or privileged port fails now, not after a
-    long sync) but accept nobody yet; the store is opened and migrated;
+    store is opened and migrated; the listeners are bound (a busy or
+    privileged port fails now, not after a long sync) but accept nobody yet;
     interrupted moves are settled and the initial sync runs (a refused
     upstream login, or an unreachable hoster with nothing to serve, ends the
     start: ``Gateway.start``); then clients are accepted.  Each failure is an
