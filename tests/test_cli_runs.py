@@ -155,10 +155,14 @@ def test_demo_temporary_folder_removed_and_keep(tmp_path: Path) -> None:
         base = Path(_wait_for(log, r"Data:\s+(\S+)", proc).group(1))
         _wait_for(log, r"Press Ctrl-C", proc)
         assert base.is_dir() and base.name.startswith("imapgate-demo-")
+        # Dovecot's sockets and mail may live in a /tmp folder of their own.
+        runtime = base / "hoster" / "runtime"
+        elsewhere = runtime.resolve() if runtime.is_symlink() else None
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0, log.read_text()
     assert not base.exists()
+    assert elsewhere is None or not elsewhere.exists()
     kept = tmp_path / "kept"
     proc, log, _ = _demo(tmp_path, "--data-dir", str(kept), "--keep")
     try:
