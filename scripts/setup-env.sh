@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 
 # dovecot-imapd/-lmtpd: the hoster's IMAP server and its LMTP delivery; isync: mbsync;
 # postgresql: the several-nodes store; postfix: the hoster's submission server;
-# haproxy: the load balancer (PROXY protocol); chromium: the dashboard as a person sees it.
-APT_PACKAGES=(dovecot-imapd dovecot-lmtpd isync postgresql postfix haproxy chromium)
+# haproxy: the load balancer (PROXY protocol); chromium: the dashboard as a person sees it;
+# openssl: test certificates; systemd: systemd-analyze verifies the shipped unit.
+APT_PACKAGES=(dovecot-imapd dovecot-lmtpd isync postgresql postfix haproxy chromium openssl systemd)
 # Packaged services the tests never use (every test starts private instances of its own).
 # Only those of packages installed by this run are stopped: a machine whose PostgreSQL was
 # already running before (a developer's, or a machine image that provides it) keeps it.

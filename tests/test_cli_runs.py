@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from imapgate.demo.dovecot import DovecotServer, find_free_port
+from tests.support import cli
 
 pytestmark = pytest.mark.integration
 IMAPGATE = [sys.executable, "-m", "imapgate.cli"]
@@ -95,31 +96,88 @@ def test_sync_then_serve(
     assert "shared-secret" not in text and "alice-pw" not in text
 
 
-def test_demo_prints_working_logins(tmp_path: Path) -> None:
+def _demo(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path, int]:
     port = find_free_port()
     log = tmp_path / "demo.log"
     with log.open("w") as fh:
         proc = subprocess.Popen(
-            [*IMAPGATE, "demo", "--port", str(port), "--data-dir", str(tmp_path / "demo")],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
+            [*IMAPGATE, "demo", "--port", str(port), *args], stdout=fh, stderr=subprocess.STDOUT
         )
+    return proc, log, port
+
+
+def _wait_for(log: Path, pattern: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(pattern, log.read_text())
+        if m:
+            return m
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.2)
+    raise AssertionError(f"{pattern!r} not in {log.read_text()}")
+
+
+def test_demo_prints_working_logins(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    proc, log, port = _demo(tmp_path, "--data-dir", str(data))
     try:
-        deadline = time.monotonic() + 90
-        password = None
-        while time.monotonic() < deadline and password is None:
-            m = re.search(r"bob\s+password (\S+)", log.read_text())
-            password = m.group(1) if m else None
-            time.sleep(0.2)
-        assert password, log.read_text()
+        password = _wait_for(log, r"bob\s+password (\S+)", proc).group(1)
         wait_port(port)
         client = imaplib.IMAP4("127.0.0.1", port)
         assert client.login("bob", password)[0] == "OK"
-        typ, data = client.list()
-        assert typ == "OK" and any(b"INBOX" in d for d in data)
+        typ, data_ = client.list()
+        assert typ == "OK" and any(b"INBOX" in d for d in data_)
         assert client.select("INBOX")[0] == "OK"
         client.logout()
+        # The demo wrote its config and says how to use it: admin commands work against it.
+        cfg = Path(_wait_for(log, r"export IMAPGATE_CONFIG=(\S+)", proc).group(1))
+        assert cfg == data / "imapgate.toml" and cfg.exists()
+        users = cli.run("user", "list", cfg=cfg)
+        assert users.returncode == 0 and {"alice", "bob", "carol"} <= set(users.stdout.split()), users
+        folders = cli.run("folder", "list", cfg=cfg)
+        assert folders.returncode == 0 and "INBOX" in folders.stdout, folders
+        # One writer per store: a sync is refused while the demo serves it.
+        sync = cli.run("sync", cfg=cfg)
+        assert sync.returncode == 1 and f"pid {proc.pid}: imapgate demo" in sync.stderr, sync
+        assert "password =" not in cfg.read_text()  # the hoster's password is in a 0600 file
+        assert (data / "upstream.password").stat().st_mode & 0o077 == 0
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
     assert code == 0, log.read_text()
+    # What the demo made is gone (the folder did not exist before).
+    assert not data.exists()
+
+
+def test_demo_temporary_folder_removed_and_keep(tmp_path: Path) -> None:
+    proc, log, _ = _demo(tmp_path)
+    try:
+        base = Path(_wait_for(log, r"Data:\s+(\S+)", proc).group(1))
+        _wait_for(log, r"Press Ctrl-C", proc)
+        assert base.is_dir() and base.name.startswith("imapgate-demo-")
+        # Dovecot's sockets and mail may live in a /tmp folder of their own.
+        runtime = base / "hoster" / "runtime"
+        elsewhere = runtime.resolve() if runtime.is_symlink() else None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    assert not base.exists()
+    assert elsewhere is None or not elsewhere.exists()
+    kept = tmp_path / "kept"
+    proc, log, _ = _demo(tmp_path, "--data-dir", str(kept), "--keep")
+    try:
+        _wait_for(log, r"Press Ctrl-C", proc)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    assert (kept / "imapgate.toml").exists() and (kept / "gateway" / "imapgate.sqlite3").exists()
+    # A second run on the kept folder reuses the logins (and says so).
+    proc, log, _ = _demo(tmp_path, "--data-dir", str(kept))
+    try:
+        _wait_for(log, r"alice\s+\(password from an earlier run\)", proc)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    # What existed before that run stays; only what it made is gone.
+    assert (kept / "imapgate.toml").exists() and (kept / "gateway" / "imapgate.sqlite3").exists()
+    assert not (kept / "hoster").exists()

@@ -1,14 +1,15 @@
-"""Configuration loading: defaults, validation, the environment variable."""
+"""Configuration loading: defaults, validation, the environment variable,
+unknown names with suggestions, the effective configuration."""
 
 from __future__ import annotations
 
 import re
-import warnings
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from imapgate.config import ConfigError, config_path, load
+from imapgate.config import ConfigError, config_path, effective_toml, from_dict, load
 
 MINIMAL = """
 [upstream]
@@ -50,20 +51,30 @@ def test_password_file(tmp_path: Path) -> None:
     pw.write_text("from-file\n")
     pw.chmod(0o600)
     config = write(tmp_path, MINIMAL.replace('password = "s3cret"', 'password_file = "pw"'))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a private file gets no warning
-        cfg = load(config)
+    cfg = load(config)
     assert cfg.upstream.password == "from-file"
+    assert cfg.warnings == ()  # a private file gets no warning
+    pw.chmod(0o640)  # root:imapgate 0640 is a fine set-up too
+    assert load(config).warnings == ()
     pw.chmod(0o644)
-    with pytest.warns(UserWarning, match="readable by others"):
-        assert load(config).upstream.password == "from-file"
+    cfg = load(config)
+    assert cfg.upstream.password == "from-file"
+    # A warning the caller shows as one line, not a Python UserWarning.
+    expected = f"[upstream] password_file {pw} is open to other users (mode 0644): chmod 600 {pw}"
+    assert cfg.warnings == (expected,)
+
+
+def test_password_file_missing_named(tmp_path: Path) -> None:
+    config = write(tmp_path, MINIMAL.replace('password = "s3cret"', 'password_file = "nope"'))
+    with pytest.raises(ConfigError, match=re.escape(f"password_file {tmp_path / 'nope'}: No such file")):
+        load(config)
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("[server.x]\n", "unknown key(s) [server] x"),
-        ("[upstream.x]\n", "unknown key"),
+        ("[server.x]\n", "unknown key [server] x"),
+        ("[upstream.x]\n", "unknown key [upstream] x"),
         ("[folders]\nseen = { Support = \"sometimes\" }\n", "Support"),
     ],
 )
@@ -76,7 +87,7 @@ def test_invalid(tmp_path: Path, extra: str, message: str) -> None:
     ("server", "message"),
     [
         ('listen = ["nonsense"]', 'not "host:port"'),
-        ("typo = 1\nallow_plaintext = true", "unknown key(s) [server] typo"),
+        ("typo = 1\nallow_plaintext = true", "unknown key [server] typo"),
         ("", "no client could ever log in"),
         ('certificate = "c.pem"', "certificate and private_key go together"),
         ('tls_listen = ["0.0.0.0:993"]\nallow_plaintext = true', "tls_listen needs certificate"),
@@ -106,3 +117,67 @@ def test_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("IMAPGATE_CONFIG")
     with pytest.raises(ConfigError, match="IMAPGATE_CONFIG"):
         config_path(None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # A misspelt required key is named (not "[upstream] host is required").
+        ('[upstream]\nhots = "i.example"\nuser = "u"\n', "unknown key [upstream] hots (did you mean host?)"),
+        # A misspelt section is named (not the allow_plaintext error it causes).
+        (
+            '[upstream]\nhost = "h"\nuser = "u"\n[sever]\nallow_plaintext = true\n',
+            "unknown section [sever] (did you mean [server]?)",
+        ),
+        (
+            '[upstream]\nhost = "h"\nuser = "u"\n[server]\nallow_plaintext = true\ndata_dir = "x"\n',
+            "unknown key [server] data_dir (it belongs in [store])",
+        ),
+        (
+            'host = "h"\n[upstream]\nuser = "u"\n',
+            "unknown key host above every section (it belongs in [upstream])",
+        ),
+        ("[server]\nallow_plaintext = true\n", "section [upstream] is missing"),
+    ],
+)
+def test_unknown_names_first(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}")):
+        load(path)
+
+
+def test_every_problem_named_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, '[upstream]\nhots = "h"\nusr = "u"\n[sever]\n')
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    text = str(info.value)
+    assert "hots (did you mean host?)" in text and "usr (did you mean user?)" in text and "[sever]" in text
+
+
+def test_effective_config_loads_again_without_secrets(tmp_path: Path) -> None:
+    cfg = from_dict(
+        {
+            "upstream": {"host": "imap.example.net", "user": "info", "password": "Top-Secret-42"},
+            "server": {"allow_plaintext": True},
+            "store": {"url": "postgresql://gw:Db-Secret-7@db.example.net/imapgate"},
+            "folders": {"seen": {"Support/Queue": "shared"}},
+        },
+        base_dir=tmp_path,
+    )
+    text = effective_toml(cfg)
+    assert "Top-Secret-42" not in text and "Db-Secret-7" not in text
+    assert "postgresql://gw:***@db.example.net/imapgate" in text
+    assert "max_connections = 4" in text and 'listen = ["127.0.0.1:1143"]' in text  # defaults filled in
+    again = from_dict(tomllib.loads(text), base_dir=tmp_path)
+    assert again.upstream.max_connections == 4 and again.folders.seen == {"Support/Queue": "shared"}
+    assert again.server == cfg.server
+
+
+def test_effective_config_names_the_password_file(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("From-File-9\n")
+    (tmp_path / "pw").chmod(0o600)
+    cfg = load(write(tmp_path, MINIMAL.replace('password = "s3cret"', 'password_file = "pw"')))
+    text = effective_toml(cfg)
+    assert "From-File-9" not in text
+    assert f'password_file = "{tmp_path / "pw"}"' in text
+    assert "password =" not in text.replace("# password", "")

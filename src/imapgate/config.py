@@ -3,17 +3,28 @@
 The file is named by ``--config FILE`` or the ``IMAPGATE_CONFIG`` environment
 variable (for every subcommand).  Every key is documented in
 ``docs/configuration.md``; an unknown key or a wrong type is an error that
-names the key, so a typo never silently falls back to a default.
+names the key, so a typo never silently falls back to a default.  Unknown keys
+and sections are reported before anything else (a misspelt ``hots`` is named,
+not a missing ``host``), with the closest known name.
+
+Problems that do not stop the gateway (a password file others can read) are
+collected in ``Config.warnings`` for the caller to show.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import json
 import os
+import re
+import stat
 import tomllib
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from .errors import EXIT_CONFIG, OperatorError
 
 TlsMode = Literal["none", "starttls", "implicit"]
 SeenMode = Literal["private", "shared"]
@@ -28,8 +39,10 @@ ENV_VAR = "IMAPGATE_CONFIG"
 DEFAULT_PRIVATE_FLAGS = ("\\Seen", "Old")
 
 
-class ConfigError(Exception):
+class ConfigError(OperatorError):
     """The configuration file is missing, unreadable or invalid."""
+
+    exit_code = EXIT_CONFIG
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,8 @@ class UpstreamConfig:
     #: A pooled connection unused for this many seconds gets a NOOP (answered within
     #: PROBE_TIMEOUT or the hoster counts as down); 0 turns the probes off.
     probe_interval: float = 10.0
+    #: Where ``password`` was read from (None: inline in the file).
+    password_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,8 @@ class Config:
     server: ServerConfig
     store: StoreConfig
     folders: FoldersConfig
+    #: Problems worth telling the operator that do not stop the gateway.
+    warnings: tuple[str, ...] = ()
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -116,29 +133,103 @@ def load(path: Path) -> Config:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied (run as the gateway's user?)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return from_dict(data, base_dir=path.parent.resolve(), path=path)
+    try:
+        return from_dict(data, base_dir=path.parent.resolve(), path=path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+#: The sections of the file and the dataclass whose fields are its keys.  Keys
+#: come from the fields, so a new setting is known as soon as it has a field.
+SECTIONS: dict[str, type] = {
+    "upstream": UpstreamConfig,
+    "server": ServerConfig,
+    "store": StoreConfig,
+    "folders": FoldersConfig,
+}
+#: Tables inside a section whose keys are free (folder names).
+_FREE_TABLES = {("folders", "seen")}
+
+
+def known_keys(section: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(SECTIONS[section])]
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return close[0] if close else ""
+
+
+def check_names(data: dict[str, Any]) -> None:
+    """Unknown sections and keys, named with a suggestion, before any value is read."""
+    problems: list[str] = []
+    sections = list(SECTIONS)
+    for top, value in data.items():
+        if top in SECTIONS:
+            if not isinstance(value, dict):
+                problems.append(f"{top} must be a section: [{top}]")
+                continue
+            keys = known_keys(top)
+            for key in value:
+                if key in keys or (top, key) in _FREE_TABLES:
+                    continue
+                hint = _did_you_mean(key, keys)
+                if hint:
+                    problems.append(f"unknown key [{top}] {key} (did you mean {hint}?)")
+                    continue
+                home = [s for s in sections if s != top and key in known_keys(s)]
+                if home:
+                    problems.append(f"unknown key [{top}] {key} (it belongs in [{home[0]}])")
+                else:
+                    problems.append(f"unknown key [{top}] {key} (known: {', '.join(keys)})")
+        elif isinstance(value, dict):
+            hint = _did_you_mean(top, sections)
+            problems.append(
+                f"unknown section [{top}]"
+                + (f" (did you mean [{hint}]?)" if hint else f" (known: {', '.join(sections)})")
+            )
+        else:
+            home = [s for s in sections if top in known_keys(s)]
+            where = f"it belongs in [{home[0]}]" if home else "keys go into a section such as [upstream]"
+            problems.append(f"unknown key {top} above every section ({where})")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None) -> Config:
+    check_names(data)
+    warnings: list[str] = []
     r = _Section(data, "")
     up = r.section("upstream", required=True)
     password = up.get_str("password", "")
     password_file = up.get_str("password_file", "")
     if password and password_file:
         raise ConfigError("[upstream] set password or password_file, not both")
+    pf: Path | None = None
     if password_file:
         pf = _resolve(base_dir, password_file)
         try:
             password = pf.read_text(encoding="utf-8").rstrip("\r\n")
-            if pf.stat().st_mode & 0o077:
-                warnings.warn(
-                    f"[upstream] password_file {pf} is readable by others; use chmod 600",
-                    stacklevel=2,
-                )
+            file_mode = stat.S_IMODE(pf.stat().st_mode)
         except OSError as exc:
             raise ConfigError(f"[upstream] password_file {pf}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"[upstream] password_file {pf}: not UTF-8 text") from None
+        # Group read is fine (root:imapgate 0640); anything for others, or group
+        # write, is not.
+        if file_mode & 0o027:
+            warnings.append(
+                f"[upstream] password_file {pf} is open to other users (mode {file_mode:04o}): "
+                f"chmod 600 {pf}"
+            )
     tls = up.choice("tls", ("none", "starttls", "implicit"), "implicit")
     upstream = UpstreamConfig(
         host=up.get_str("host", required=True),
@@ -152,8 +243,11 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         connect_timeout=up.get_float("connect_timeout", 10.0, 1.0, 300.0),
         command_timeout=up.get_float("command_timeout", 20.0, 1.0, 3600.0),
         probe_interval=up.get_float("probe_interval", 10.0, 0.0, 3600.0),
+        password_file=pf,
     )
     up.done()
+    if not upstream.host.strip():
+        raise ConfigError("[upstream] host is empty")
 
     sv = r.section("server")
     server = ServerConfig(
@@ -206,7 +300,14 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
     )
     fo.done()
     r.done()
-    return Config(path=path, upstream=upstream, server=server, store=store, folders=folders)
+    return Config(
+        path=path,
+        upstream=upstream,
+        server=server,
+        store=store,
+        folders=folders,
+        warnings=tuple(warnings),
+    )
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -238,6 +339,8 @@ class _Section:
         return self.data[key]
 
     def section(self, key: str, required: bool = False) -> _Section:
+        if required and key not in self.data:
+            raise ConfigError(f"section [{key}] is missing (see docs/configuration.md)")
         value = self._get(key, required)
         if value is None:
             value = {}
@@ -327,3 +430,58 @@ def parse_address(value: str, where: str = "address") -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host or "0.0.0.0", int(port)
+
+
+# --- the effective configuration as TOML (``imapgate config``) ----------------------------
+
+#: Fields never printed: their value is a secret.
+_SECRET_FIELDS = {("upstream", "password")}
+_URL_PASSWORD_RE = re.compile(r"(//[^/:@]*:)[^/@]*@")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str):
+        # A JSON string is a valid TOML basic string.
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def effective_toml(cfg: Config) -> str:
+    """Every setting with defaults filled in, as TOML that loads again; secrets
+    (the upstream password, a password in the store URL) are left out."""
+    lines = [
+        f"# effective configuration of {cfg.path or '(no file)'}",
+        "# (defaults filled in, secrets hidden)",
+    ]
+    for name in SECTIONS:
+        section = getattr(cfg, name)
+        lines += ["", f"[{name}]"]
+        tables: list[tuple[str, dict[str, Any]]] = []
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if (name, f.name) in _SECRET_FIELDS:
+                if cfg.upstream.password_file is None:
+                    state = "set inline" if value else "empty"
+                    lines.append(f"# {f.name} = (hidden; {state})")
+                continue
+            if isinstance(value, dict):
+                tables.append((f.name, value))
+                continue
+            if value is None:
+                lines.append(f"# {f.name} = (not set)")
+                continue
+            if name == "store" and f.name == "url":
+                value = _URL_PASSWORD_RE.sub(r"\1***@", value)
+            lines.append(f"{f.name} = {_toml_value(value)}")
+        for tname, table in tables:
+            lines += ["", f"[{name}.{tname}]"]
+            lines += [f"{_toml_value(k)} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"

@@ -7,31 +7,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
 import shutil
 import signal
-import sys
+import socket
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .config import Config, from_dict
+from .config import Config, load
+from .errors import OperatorError
 from .gateway.app import Gateway
+from .logs import setup_logging
 from .replica.sync import SyncProgress
-from .server.listener import ImapServer
+from .server.listener import ImapServer, bind_error
+from .server.tls import tls_context
+from .store.engine import sqlite_path
+from .store.lock import StoreLock
+from .upstream.connection import (
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamLoginRefused,
+    UpstreamUnavailable,
+)
+
+__all__ = ["ProgressLog", "run_demo", "serve", "setup_logging", "sync_once"]
 
 log = logging.getLogger("imapgate")
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class ProgressLog:
@@ -58,49 +65,124 @@ class ProgressLog:
                 log.info("sync: %s %d/%d messages (%d%%)", p.mailbox, p.done, p.total, step * 10)
 
 
-async def _until_signalled() -> None:
+def _stop_event() -> asyncio.Event:
+    """Set on SIGINT/SIGTERM (from the very start: a stop during a long initial
+    sync ends it cleanly too)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
-async def serve(config: Config, *, ready: Callable[[ImapServer], None] | None = None) -> None:
-    gw = Gateway.build(config, progress=ProgressLog())
-    log.info(
-        "upstream %s:%d as %s, at most %d connections",
-        config.upstream.host,
-        config.upstream.port,
-        config.upstream.user,
-        config.upstream.max_connections,
-    )
-    server = ImapServer(gw)
+async def _unless_stopped(stop: asyncio.Event, coro: asyncio.Future[None]) -> bool:
+    """Wait for ``coro``; False (and ``coro`` cancelled) if a signal came first."""
+    waiter: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
     try:
-        await gw.start()
-        await server.start()
-        log.info(
-            "ready: %d folders, %d messages",
-            len(gw.replica.names()),
-            sum(mb.exists for mb in gw.replica.by_id.values()),
-        )
-        if ready is not None:
-            ready(server)
-        await _until_signalled()
-        log.info("shutting down")
+        futures: set[asyncio.Future[Any]] = {coro, waiter}
+        done, _ = await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await server.stop()
-        await gw.stop()
+        waiter.cancel()
+    if coro in done:
+        coro.result()
+        return True
+    coro.cancel()
+    with contextlib.suppress(BaseException):
+        await coro
+    return False
+
+
+async def serve(
+    config: Config,
+    *,
+    ready: Callable[[ImapServer], None] | None = None,
+    command: str = "imapgate serve",
+) -> None:
+    """Run the gateway until SIGINT/SIGTERM.
+
+    Start-up order, so each mistake is found before it costs anything: the
+    TLS certificate and key; the store lock (one writer per store); the
+    store is opened and migrated; the listeners are bound (a busy or
+    privileged port fails now, not after a long sync) but accept nobody yet;
+    interrupted moves are settled and the initial sync runs (a refused
+    upstream login, or an unreachable hoster with nothing to serve, ends the
+    start: ``Gateway.start``); then clients are accepted.  Each failure is an
+    ``OperatorError``."""
+    stop = _stop_event()
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    tls = tls_context(config.server)
+    with StoreLock(config.store.data_dir, command):
+        gw = Gateway.build(config, progress=ProgressLog())
+        server = ImapServer(gw, tls=tls)
+        try:
+            await server.bind()
+            log.info(
+                "upstream %s:%d as %s, at most %d connections",
+                config.upstream.host,
+                config.upstream.port,
+                config.upstream.user,
+                config.upstream.max_connections,
+            )
+            if not await _unless_stopped(stop, asyncio.ensure_future(gw.start())):
+                log.info("stopped during start-up")
+                return
+            await server.start_serving()
+            log.info(
+                "ready: %d folders, %d messages",
+                len(gw.replica.names()),
+                sum(mb.exists for mb in gw.replica.by_id.values()),
+            )
+            if ready is not None:
+                ready(server)
+            await stop.wait()
+            log.info("shutting down")
+        finally:
+            await server.stop()
+            await gw.stop()
+
+
+def _sync_error(exc: Exception) -> OperatorError:
+    if isinstance(exc, UpstreamLoginRefused):
+        return OperatorError(f"sync failed: {exc}; check [upstream] user and the password (password_file)")
+    return OperatorError(f"sync failed: {exc}")
+
+
+def _store_is_empty(gw: Gateway) -> bool:
+    return not gw.replica.names() and not gw.users.list()
 
 
 async def sync_once(config: Config, progress: Callable[[SyncProgress], None]) -> Gateway:
-    gw = Gateway.build(config, progress=progress)
-    try:
-        await gw.sync.initial_sync()
-    finally:
-        await gw.pool.close()
-    return gw
+    """``imapgate sync``: the initial sync in the foreground, under the store lock.
+
+    A first sync that fails leaves no database behind (it would look like a
+    store that was synced and holds nothing); a later one keeps what it got
+    (the next run continues)."""
+    with StoreLock(config.store.data_dir, "imapgate sync"):
+        # One login first: a wrong password or an unreachable hoster is reported
+        # before a store is created (and without the pool's back-off warnings).
+        try:
+            probe = UpstreamConnection(config.upstream, name="sync-probe")
+            await probe.connect()
+            await probe.logout()
+        except UpstreamUnavailable as exc:
+            raise _sync_error(exc) from exc
+        db = sqlite_path(config.store.url)
+        fresh = db is not None and not db.exists()
+        gw = Gateway.build(config, progress=progress)
+        try:
+            await gw.sync.initial_sync()
+        except (UpstreamUnavailable, UpstreamError) as exc:
+            raise _sync_error(exc) from exc
+        finally:
+            await gw.pool.close()
+            if fresh and db is not None and _store_is_empty(gw):
+                gw.replica.engine.dispose()
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    with contextlib.suppress(FileNotFoundError):
+                        Path(f"{db}{suffix}").unlink()
+        return gw
 
 
 # --- demo ----------------------------------------------------------------------------------
@@ -108,82 +190,159 @@ async def sync_once(config: Config, progress: Callable[[SyncProgress], None]) ->
 DEMO_USERS = ("alice", "bob", "carol")
 
 
-def run_demo(data_dir: Path | None, port: int) -> None:
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before anything is set up when the demo's port is taken."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            err = bind_error(f"{host}:{port}", exc)
+            if exc.errno == errno.EADDRINUSE:
+                err = OperatorError(f"{err} -- pick another with imapgate demo --port N")
+            raise err from None
+
+
+@dataclass
+class _Created:
+    """What the demo made (and removes at exit unless ``--keep``)."""
+
+    paths: list[Path] = field(default_factory=list)
+
+    def new(self, path: Path) -> Path:
+        if not path.exists():
+            self.paths.append(path)
+        return path
+
+    def remove(self) -> None:
+        for path in reversed(self.paths):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+def _demo_config(base: Path, host_port: int, port: int, created: _Created) -> Path:
+    pw_file = created.new(base / "upstream.password")
+    cfg = created.new(base / "imapgate.toml")
+    # The hoster is new at every run, with a new password.
+    pw_file.write_text(secrets.token_urlsafe(12) + "\n", encoding="utf-8")
+    pw_file.chmod(0o600)
+    cfg.write_text(
+        f"""# Written by `imapgate demo`: the gateway in front of the demo's own "hoster".
+# Try the admin commands against it:  export IMAPGATE_CONFIG={cfg}
+
+[upstream]
+host = "127.0.0.1"
+port = {host_port}
+tls = "none"                         # the demo hoster runs on this machine
+user = "shared"
+password_file = "upstream.password"
+
+[server]
+listen = ["127.0.0.1:{port}"]
+allow_plaintext = true               # localhost only; configure a certificate in production
+
+[store]
+data_dir = "gateway"
+""",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def run_demo(data_dir: Path | None, port: int, *, keep: bool = False) -> None:
     from .demo.sample_mail import generate_mailbox
 
-    base = data_dir or Path(tempfile.mkdtemp(prefix="imapgate-demo-"))
-    base.mkdir(parents=True, exist_ok=True)
-    upstream_password = secrets.token_urlsafe(12)
-    mailbox = generate_mailbox()
-    total = sum(len(v) for v in mailbox.values())
-    hoster: object
-    if shutil.which("dovecot") and os.geteuid() == 0:
-        from .demo.dovecot import DovecotServer
-
-        dc = DovecotServer(base / "hoster", users={"shared": upstream_password})
-        dc.populate("shared", mailbox)
-        dc.start()
-        hoster, host_port, kind = dc, dc.port, "Dovecot"
-        upstream_user = "shared"
+    _check_port_free("127.0.0.1", port)
+    created = _Created()
+    if data_dir is None:
+        base = Path(tempfile.mkdtemp(prefix="imapgate-demo-"))
+        created.paths.append(base)
     else:
-        from .demo.pymap_server import PymapServer
+        base = created.new(data_dir.resolve())
+        base.mkdir(parents=True, exist_ok=True)
+    hoster: object = None
+    try:
+        hoster_dir = base / "hoster"
+        # The hoster is always new (a kept gateway store then sees a rebuilt
+        # mailbox and re-attaches everyone's read state by Message-ID).
+        shutil.rmtree(hoster_dir, ignore_errors=True)
+        use_dovecot = bool(shutil.which("dovecot")) and os.geteuid() == 0
+        from .demo.dovecot import find_free_port
 
-        pm = PymapServer(user="shared", password=upstream_password, demo_data=False)
-        pm.start()
-        pm.populate(mailbox)
-        hoster, host_port, kind = pm, pm.port, "pymap (Dovecot not installed or not root)"
-        upstream_user = "shared"
-    config = from_dict(
-        {
-            "upstream": {
-                "host": "127.0.0.1",
-                "port": host_port,
-                "tls": "none",
-                "user": upstream_user,
-                "password": upstream_password,
-            },
-            # The demo listens on localhost only; plaintext login is acceptable there.
-            "server": {"listen": [f"127.0.0.1:{port}"], "allow_plaintext": True},
-            "store": {"data_dir": str(base / "gateway")},
-        },
-        base_dir=base,
-    )
-    gw = Gateway.build(config)
-    passwords = {}
-    for name in DEMO_USERS:
-        if gw.users.get(name) is None:
-            pw = f"{name}-{secrets.token_hex(3)}"
-            gw.users.add(name, pw)
-            passwords[name] = pw
-    gw.replica.engine.dispose()
+        host_port = find_free_port()
+        cfg_path = _demo_config(base, host_port, port, created)
+        config = load(cfg_path)
+        upstream_password = config.upstream.password
+        mailbox = generate_mailbox()
+        total = sum(len(v) for v in mailbox.values())
+        if use_dovecot:
+            from .demo.dovecot import DovecotServer
 
-    def ready(server: ImapServer) -> None:
-        host, bound, _ = server.addresses[0]
-        print(
-            f"""
+            created.new(hoster_dir)
+            dc = DovecotServer(hoster_dir, port=host_port, users={"shared": upstream_password})
+            hoster = dc
+            dc.populate("shared", mailbox)
+            dc.start()
+            kind = "Dovecot"
+        else:
+            from .demo.pymap_server import PymapServer
+
+            pm = PymapServer(port=host_port, user="shared", password=upstream_password, demo_data=False)
+            hoster = pm
+            pm.start()
+            pm.populate(mailbox)
+            kind = "pymap (Dovecot not installed or not root)"
+        created.new(config.store.data_dir)
+        gw = Gateway.build(config)
+        passwords: dict[str, str | None] = {}
+        for name in DEMO_USERS:
+            if gw.users.get(name) is None:
+                pw = f"{name}-{secrets.token_hex(3)}"
+                gw.users.add(name, pw)
+                passwords[name] = pw
+            else:
+                passwords[name] = None
+        gw.replica.engine.dispose()
+        data_note = "kept at exit (--keep)" if keep else "removed at exit; --keep keeps it"
+
+        def ready(server: ImapServer) -> None:
+            host, bound, _ = server.addresses[0]
+            logins = "\n".join(
+                f"  {n:<6} password {p}" if p else f"  {n:<6} (password from an earlier run)"
+                for n, p in passwords.items()
+            )
+            print(
+                f"""
 imapgate demo is running.
 
   The "hoster": {kind} on 127.0.0.1:{host_port}, one shared account with {total} sample mails
   The gateway:  IMAP on {host}:{bound} (plain IMAP, localhost only)
-  Data:         {base}
+  Data:         {base} ({data_note})
 
 Log in with any IMAP client (server {host}, port {bound}, no encryption, normal password):
-"""
-            + "\n".join(f"  {n:<6} password {p}" for n, p in passwords.items())
-            + f"""
+{logins}
 
   e.g.  neomutt -f imap://alice@{host}:{bound}/INBOX  (or Thunderbird, K-9, Apple Mail ...)
 
 Each person has their own read state; changes reach every other client at once.
+The admin commands work against this demo from another terminal:
+
+  export IMAPGATE_CONFIG={cfg_path}
+  imapgate user list; imapgate folder list; imapgate check
+
 Press Ctrl-C to stop.
 """,
-            flush=True,
-        )
+                flush=True,
+            )
 
-    try:
-        setup_logging()
-        asyncio.run(serve(config, ready=ready))
+        asyncio.run(serve(config, ready=ready, command="imapgate demo"))
     finally:
-        stop = getattr(hoster, "stop", None)
-        if stop is not None:
-            stop()
+        close = getattr(hoster, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+        if not keep:
+            created.remove()

@@ -6,9 +6,11 @@ a literal, AUTHENTICATE PLAIN with SASL-IR and with a continuation), with right
 and wrong passwords, one with a password typed into the user-name field, a
 burst of parallel guesses that locks a name (its refusals too), and repeated
 logins answered from the verified-credentials cache; a second gateway starts
-with a wrong hoster password.  Then no captured record
-(message, arguments, exception text) contains a password, nor the base64 of a
-SASL PLAIN response.
+with a wrong hoster password (once serving, once at start, where it is
+fatal).  Protocol debug (``imapgate.wire``, what ``-v`` shows) is on.  Then no
+captured record (message, arguments, exception text) contains a password, nor
+the base64 of a SASL PLAIN response — and the wire log did record the
+exchanges, with the credentials masked.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from imapgate.demo import DovecotServer
+from imapgate.errors import OperatorError
 from tests.support.gateway import GatewayHarness
 from tests.support.imap import RawClient
 
@@ -61,6 +64,7 @@ def test_no_password_in_any_log_line(
     fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="imapgate")  # -v: protocol debug included
     dc = fresh_dovecot(users={"shared": UPSTREAM_SECRET})
     with GatewayHarness(
         upstream_port=dc.port, data_dir=tmp_path / "gw", upstream_password=UPSTREAM_SECRET, users=TEAM
@@ -80,7 +84,12 @@ def test_no_password_in_any_log_line(
         try:
             pw = TEAM["bob"].encode()
             assert c.command(b"b1", b"LOGIN bob {%d+}\r\n%s" % (len(pw), pw))[-1].startswith(b"b1 OK")
-            c.command(b"b2", b"LOGOUT")
+            # A message whose body holds a password: bodies are not dumped either.
+            msg = b"Subject: new password\r\n\r\nYour password is " + pw + b"\r\n"
+            assert c.command(b"b2", b"APPEND INBOX {%d+}\r\n%s" % (len(msg), msg))[-1].startswith(b"b2 OK")
+            c.command(b"b3", b"SELECT INBOX")
+            assert c.command(b"b4", b"FETCH 1:* (BODY[])")[-1].startswith(b"b4 OK")
+            c.command(b"b5", b"LOGOUT")
         finally:
             c.close()
         c = RawClient(gw.host, gw.port)
@@ -137,8 +146,24 @@ def test_no_password_in_any_log_line(
             assert time.monotonic() < deadline, "the refused upstream login was not logged"
             time.sleep(0.1)
         del gw2
+    # At start the refused login is fatal; its message names host and user, not the password.
+    with pytest.raises(OperatorError) as refused:
+        GatewayHarness(
+            upstream_port=dc.port,
+            data_dir=tmp_path / "gw3",
+            upstream_password=UPSTREAM_SECRET + "-old",
+        ).start()
+    assert "upstream login as shared at 127.0.0.1 failed" in str(refused.value)
+    assert UPSTREAM_SECRET not in str(refused.value)
     text = _log_text(caplog.records)
     assert "logged in as alice" in text and "failed login" in text  # the logs did capture the sessions
     assert "too many failed logins (user and address: bob" in text
+    # ... and the protocol exchange on both sides, with the logins masked.
+    assert "C: a4 LOGIN <credentials hidden>" in text and "C: c1 AUTHENTICATE <credentials hidden>" in text
+    assert "C: b1 LOGIN <credentials hidden>" in text
+    assert "LOGIN <credentials hidden>" in "\n".join(
+        r.getMessage() for r in caplog.records if r.name == "imapgate.wire.upstream"
+    )
+    assert "C: b2 APPEND INBOX {" in text and "BODY[] {" in text
     leaked = [s for s in _secrets() if s in text]
     assert not leaked, f"secrets in the log: {leaked}"

@@ -67,6 +67,8 @@ def test_cli_with_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert "alice" in r.output and "pw-alice" not in r.output
     monkeypatch.delenv("IMAPGATE_CONFIG")
     r = runner.invoke(main, ["--config", str(cfg), "user", "remove", "alice"])
+    assert r.exit_code == 1 and "add --yes to confirm" in r.output  # no terminal to ask
+    r = runner.invoke(main, ["--config", str(cfg), "user", "remove", "alice", "--yes"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["user", "list", "--config", str(cfg)])
     assert "alice" not in r.output

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from ..config import Config
+from ..errors import OperatorError
 from ..replica.content import ContentCache
 from ..replica.events import EventHub
 from ..replica.replica import Replica
@@ -15,7 +16,7 @@ from ..store.engine import open_engine
 from ..team.journal import Journal
 from ..team.subscriptions import Subscriptions
 from ..team.users import UserDirectory
-from ..upstream.connection import UpstreamError, UpstreamUnavailable
+from ..upstream.connection import UpstreamError, UpstreamLoginRefused, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
 from .auth import Authenticator
 from .control import DISABLED_REASON, REMOVED_REASON, ControlServer, SessionProvider, socket_path
@@ -69,17 +70,34 @@ class Gateway:
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
+        """Settle interrupted operations, sync, start the watcher.
+
+        With ``initial_sync``, a start that would serve nothing useful is an
+        ``OperatorError`` (the process exits; systemd restarts it later): the
+        hoster refuses the login (a wrong password does not heal by itself and
+        must not look like an empty mailbox), or it cannot be reached and the
+        replica is empty (first start).  Unreachable with a replica: serve it,
+        and catch up when the hoster answers."""
         # Operations interrupted by a crash are settled before anything else.
         await self.service.recover_intents()
         if initial_sync:
+            up = self.config.upstream
             try:
                 await self.sync.initial_sync()
+            except UpstreamLoginRefused as exc:
+                raise OperatorError(
+                    f"{exc}; check [upstream] user and the password (password_file) "
+                    "for that account at the hoster"
+                ) from exc
             except (UpstreamUnavailable, UpstreamError) as exc:
+                if not self.replica.names():
+                    raise OperatorError(
+                        f"cannot sync from {up.host}:{up.port} ({exc}) and the replica is empty, "
+                        "so there is nothing to serve yet; check [upstream] host, port and tls"
+                    ) from exc
                 # Serve what the replica holds; the watcher and the periodic
                 # check catch up once the hoster answers again.
                 log.warning("start-up sync failed (%s); serving from the replica", exc)
-                if not self.replica.names():
-                    log.warning("the replica is empty: clients will see no folders until upstream answers")
         self.sync.start()
 
     async def start_control(self, sessions: SessionProvider) -> None:

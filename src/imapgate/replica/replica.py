@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from ..store.schema import expunged as expunged_table
 from ..store.schema import mailboxes, messages, meta, private_flags, private_modseqs
@@ -233,8 +233,10 @@ class Replica:
         seen = [mb.delimiter for mb in self.by_name.values() if mb.delimiter]
         return max(set(seen), key=seen.count) if seen else "/"
 
-    def seen_mode(self, mb: MailboxIndex) -> SeenMode:
-        mode = mb.seen_mode or self.config_seen_modes.get(mb.name) or self.default_seen
+    def seen_mode(self, mb: MailboxIndex, setting: str | None = None) -> SeenMode:
+        """``mb``'s read-state mode (or what it would be with folder ``setting``)."""
+        own = setting if setting is not None else mb.seen_mode
+        mode = own or self.config_seen_modes.get(mb.name) or self.default_seen
         return "shared" if mode == "shared" else "private"
 
     def private_flags_of(self, mb: MailboxIndex) -> frozenset[str]:
@@ -616,6 +618,17 @@ class Replica:
         if after != before:
             mb.private.clear()
             self._announce_all(mb)
+
+    def users_with_private_seen(self, mb: MailboxIndex) -> int:
+        """How many users keep their own read marks in ``mb`` (what a switch to
+        shared read state drops)."""
+        with self.engine.connect() as conn:
+            n = conn.execute(
+                select(func.count(func.distinct(private_flags.c.user_id))).where(
+                    private_flags.c.mailbox_id == mb.id, private_flags.c.flag == "\\Seen"
+                )
+            ).scalar_one()
+        return int(n)
 
     def reload_seen_modes(self) -> None:
         """Pick up read-state modes changed by ``imapgate folder set`` in another process."""

@@ -85,9 +85,14 @@ async def starttls(s: Session, c: cmd.Command) -> Done:
         raise OperationError("data after STARTTLS before the handshake", "CLIENTBUG", status="BAD")
     s.send_response(rsp.TaggedResponse(c.tag, "OK", None, "Begin TLS negotiation now"))
     await s.flush()
-    await s.writer.start_tls(s.tls_context)
+    await s.writer.start_tls(s.tls_context)  # a failed handshake: "connection lost: ..."
     s.is_tls = True
     s.enabled.clear()
+    tls = s.writer.get_extra_info("ssl_object")
+    if tls is not None:
+        s.log.info("STARTTLS: %s, %s", tls.version(), (tls.cipher() or ("?",))[0])
+    else:
+        s.log.info("STARTTLS done")
     raise _AlreadyAnswered()
 
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 import ssl
 from collections.abc import Iterable
 
-from ..config import ServerConfig, parse_address
+from ..config import parse_address
+from ..errors import OperatorError
 from ..gateway.app import Gateway
 from ..gateway.control import SessionInfo
 from . import commands_mailbox, commands_message, commands_session  # noqa: F401  (register handlers)
 from .session import Session
+from .tls import tls_context
 
 log = logging.getLogger("imapgate.server")
 
@@ -23,32 +27,71 @@ log = logging.getLogger("imapgate.server")
 MAX_CONNECTIONS = 2000
 
 
-def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
-    if not (config.certificate and config.private_key):
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(config.certificate), str(config.private_key))
-    return ctx
+def bind_error(addr: str, exc: OSError) -> OperatorError:
+    """What the operator reads when a listener cannot be opened."""
+    host, port = parse_address(addr)
+    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return OperatorError(f"{where} is already in use (another imapgate or IMAP server?)")
+    if exc.errno == errno.EACCES:
+        return OperatorError(
+            f"{where}: binding a port below 1024 needs root or CAP_NET_BIND_SERVICE; "
+            "see contrib/imapgate.service (AmbientCapabilities=CAP_NET_BIND_SERVICE)"
+            if port < 1024
+            else f"{where}: permission denied"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return OperatorError(f"{where}: {host} is not an address of this machine")
+    if isinstance(exc, socket.gaierror):
+        return OperatorError(f"{where}: unknown host name {host!r}")
+    return OperatorError(f"cannot listen on {where}: {exc.strerror or exc}")
 
 
 class ImapServer:
-    def __init__(self, gw: Gateway) -> None:
+    """The listeners.  ``start()`` binds and serves; ``serve`` binds first
+    (``bind()``, so a busy port fails before a long initial sync) and accepts
+    clients once ready (``start_serving()``)."""
+
+    def __init__(self, gw: Gateway, *, tls: ssl.SSLContext | None = None) -> None:
         self.gw = gw
         self.config = gw.config.server
-        self.tls = tls_context(self.config)
+        self.tls = tls if tls is not None else tls_context(self.config)
         self.sessions: set[asyncio.Task[None]] = set()
         self._open: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         #: Live sessions by id (the admin's ``imapgate sessions`` / ``kick``).
         self.live: dict[int, Session] = {}
         self.servers: list[asyncio.Server] = []
+        self._configured: list[str] = []  # the configured address of each server
         self.addresses: list[tuple[str, int, bool]] = []
 
     async def start(self) -> None:
-        for addr in self.config.listen:
-            await self._listen(addr, implicit_tls=False)
-        for addr in self.config.tls_listen:
-            await self._listen(addr, implicit_tls=True)
+        await self.bind()
+        await self.start_serving()
+
+    async def bind(self) -> None:
+        """Open every listener (``OperatorError`` naming the address if one
+        cannot be); clients are not accepted until ``start_serving``."""
+        try:
+            for addr in self.config.listen:
+                await self._listen(addr, implicit_tls=False)
+            for addr in self.config.tls_listen:
+                await self._listen(addr, implicit_tls=True)
+        except BaseException:
+            for server in self.servers:
+                server.close()
+            self.servers.clear()
+            self._configured.clear()
+            self.addresses.clear()
+            raise
+
+    async def start_serving(self) -> None:
+        for server, addr in zip(self.servers, self._configured, strict=True):
+            try:
+                await server.start_serving()
+            except OSError as exc:  # another process bound the port meanwhile and listens
+                raise bind_error(addr, exc) from exc
+        for host, port, implicit_tls in self.addresses:
+            log.info("listening on %s:%d%s", host, port, " (TLS)" if implicit_tls else "")
         await self.gw.start_control(self)
 
     async def _listen(self, addr: str, *, implicit_tls: bool) -> None:
@@ -57,14 +100,23 @@ class ImapServer:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await self._session(reader, writer, implicit_tls)
 
-        server = await asyncio.start_server(
-            handle, host, port, ssl=self.tls if implicit_tls else None, reuse_address=True, limit=65536
-        )
+        try:
+            server = await asyncio.start_server(
+                handle,
+                host,
+                port,
+                ssl=self.tls if implicit_tls else None,
+                reuse_address=True,
+                limit=65536,
+                start_serving=False,
+            )
+        except OSError as exc:
+            raise bind_error(addr, exc) from exc
         self.servers.append(server)
+        self._configured.append(addr)
         for sock in server.sockets:
             name = sock.getsockname()
             self.addresses.append((str(name[0]), int(name[1]), implicit_tls))
-            log.info("listening on %s:%d%s", name[0], name[1], " (TLS)" if implicit_tls else "")
 
     async def _session(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, is_tls: bool

@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .. import __version__
+from .. import __version__, logs
 from ..gateway.app import Gateway
 from ..gateway.control import SessionInfo
 from ..gateway.errors import OperationError
@@ -43,10 +43,13 @@ from ..protocol import responses as rsp
 from ..protocol.command_parser import parse_command
 from ..protocol.errors import ClientProtocolError, CodecError, InvalidMailboxName
 from ..protocol.framing import CommandFramer, Frame, NeedContinuation
+from ..protocol.redact import wire_lines
 from ..protocol.response_writer import write_response
 from .view import SelectedView
 
 log = logging.getLogger("imapgate.session")
+#: The client exchange at ``-v`` (DEBUG), through ``wire_lines``: no credentials, no mail.
+wire_log = logging.getLogger("imapgate.wire.client")
 
 #: Consecutive bad commands before the session is closed: a client that sends
 #: only garbage (or a non-IMAP protocol) is not served forever.
@@ -125,13 +128,16 @@ class Session:
         self.tls_context = tls_context
         self.is_tls = is_tls
         self.id = next(_session_ids)
+        #: What every log line of this session (and of work done for it) carries.
+        self.log_context = logs.LogContext(f"s{self.id}")
+        self.started = time.monotonic()
         peer = writer.get_extra_info("peername")
         self.address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         # Before login, APPEND gets no more room than any other literal: an
         # anonymous client must not make the server buffer a 64 MiB message.
         self.framer = CommandFramer(max_append_literal=limits.MAX_COMMAND_LITERAL)
         self.state = State.NOT_AUTHENTICATED
-        self.actor: Actor | None = None
+        self._actor: Actor | None = None
         self.view: SelectedView | None = None
         self.enabled: set[str] = set()
         self.client_id: str = ""
@@ -139,13 +145,22 @@ class Session:
         self._out_size = 0
         self._wake = asyncio.Event()
         self._errors = 0
-        self.log = logging.LoggerAdapter(log, {"session": self.id})
+        self.log = log
         #: time.time() of the connect, for ``imapgate sessions``.
         self.since = time.time()
         self.idling = False
         #: Set by ``end``: the session says ``* BYE <reason>`` and closes.
         self._end_reason: str | None = None
         self._busy = False
+
+    @property
+    def actor(self) -> Actor | None:
+        return self._actor
+
+    @actor.setter
+    def actor(self, actor: Actor | None) -> None:
+        self._actor = actor
+        self.log_context.user = actor.user if actor is not None else None
 
     # -- capabilities ---------------------------------------------------------------------
     @property
@@ -228,6 +243,10 @@ class Session:
 
     async def flush(self) -> None:
         if self._out:
+            if wire_log.isEnabledFor(logging.DEBUG):
+                for chunk in self._out:
+                    for line in wire_lines(chunk):
+                        wire_log.debug("S: %s", line)
             data = b"".join(self._out)
             self._out.clear()
             self._out_size = 0
@@ -284,6 +303,7 @@ class Session:
         while True:
             ev = self.framer.next_event()
             if isinstance(ev, NeedContinuation):
+                wire_log.debug("S: + Ready for literal data")
                 self.writer.write(b"+ Ready for literal data\r\n")
                 await self.writer.drain()
                 continue
@@ -300,6 +320,8 @@ class Session:
 
     # -- main loop ------------------------------------------------------------------------
     async def run(self) -> None:
+        # This task's context: every record from here on names the session.
+        logs.current.set(self.log_context)
         self.log.info("connection from %s%s", self.address, " (TLS)" if self.is_tls else "")
         try:
             self.send_response(
@@ -354,7 +376,8 @@ class Session:
                 self._out.clear()
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 5)
-        self.log.info("closed")
+        who = f"user {self.actor.user}" if self.actor is not None else "not logged in"
+        self.log.info("closed (%s, %s, after %.0f s)", who, self.address, time.monotonic() - self.started)
 
     async def _protocol_error(self, err: CodecError) -> None:
         self._errors += 1
@@ -369,6 +392,9 @@ class Session:
             self.state = State.LOGOUT
 
     async def handle_frame(self, frame: bytes) -> None:
+        if wire_log.isEnabledFor(logging.DEBUG):
+            for line in wire_lines(frame):
+                wire_log.debug("C: %s", line)
         invalid: InvalidMailboxName | None = None
         try:
             command = parse_command(frame, utf8=self.utf8)

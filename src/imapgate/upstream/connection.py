@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import fcntl
 import logging
 import ssl
@@ -29,9 +30,13 @@ from ..protocol import responses as rsp
 from ..protocol.command_writer import write_command
 from ..protocol.errors import CodecError
 from ..protocol.framing import Frame, ResponseFramer
+from ..protocol.redact import wire_lines
 from ..protocol.response_parser import parse_response
 
 log = logging.getLogger("imapgate.upstream")
+#: The exchange with the hoster at ``-v`` (DEBUG), through ``wire_lines``: the
+#: LOGIN (the shared account's password) and literal contents never appear.
+wire_log = logging.getLogger("imapgate.wire.upstream")
 T = TypeVar("T")
 
 READ_CHUNK = 256 * 1024
@@ -77,6 +82,12 @@ def reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror and not text:
         text = exc.strerror
     return text or type(exc).__name__
+
+
+class UpstreamLoginRefused(UpstreamUnavailable):
+    """The hoster answered LOGIN with NO/BAD (wrong password, account locked):
+    trying again will not help until the configuration changes.  A temporary
+    refusal (``NO [UNAVAILABLE]``) is a plain ``UpstreamUnavailable``."""
 
 
 @dataclass
@@ -177,7 +188,11 @@ class UpstreamConnection:
             )
             loop = asyncio.get_running_loop()
             self._greeting = loop.create_future()
-            self._read_task = asyncio.create_task(self._read_loop(), name=f"{self.name}-reader")
+            # A fresh context: the reader outlives the session that happened
+            # to open the connection, and its log lines are nobody's.
+            self._read_task = asyncio.create_task(
+                self._read_loop(), name=f"{self.name}-reader", context=contextvars.Context()
+            )
             greeting = await self._greeting
         except (OSError, ssl.SSLError) as exc:
             await self.close()
@@ -223,10 +238,25 @@ class UpstreamConnection:
         cfg = self.config
         # LOGIN carries the shared account's password: it is never logged
         # (commands.Login masks it in repr) and goes only over this connection.
+        if self.has("LOGINDISABLED"):
+            await self.close()
+            raise UpstreamLoginRefused(
+                f"{cfg.host} does not allow login without TLS (LOGINDISABLED): "
+                'set [upstream] tls = "starttls" or "implicit"'
+            )
         res = await self.run(lambda tag: cmd.Login(tag, cfg.user, cfg.password.encode("utf-8")))
         if not res.ok:
             await self.close()
-            raise UpstreamUnavailable(f"upstream login as {cfg.user} failed: {res.tagged.text}")
+            code = res.tagged.code
+            said = res.tagged.text.rstrip(". ")  # our own text follows after a ";"
+            if isinstance(code, rsp.AtomCode):
+                said = f"[{code.name}] {said}"
+            text = f"upstream login as {cfg.user} at {cfg.host} failed: {said}"
+            # RFC 5530: UNAVAILABLE (the hoster's auth backend is down), INUSE
+            # and LIMIT are temporary; anything else needs the operator.
+            if isinstance(code, rsp.AtomCode) and code.name.upper() in ("UNAVAILABLE", "INUSE", "LIMIT"):
+                raise UpstreamUnavailable(text)
+            raise UpstreamLoginRefused(text)
         code = res.code_of_type(rsp.CapabilityCode)
         if code is not None:
             self.capabilities = frozenset(c.upper() for c in code.capabilities)
@@ -287,6 +317,9 @@ class UpstreamConnection:
             self._collected = []
             literal_plus = self.has("LITERAL+") or False
             chunks = write_command(command, literal_plus=literal_plus)
+            if wire_log.isEnabledFor(logging.DEBUG):
+                for line in wire_lines(b"".join(chunks)):
+                    wire_log.debug("%s > %s", self.name, line)
             try:
                 async with asyncio.timeout(timeout) as deadline:
                     self._deadline, self._deadline_seconds = deadline, timeout
@@ -422,6 +455,7 @@ class UpstreamConnection:
             self._continuation = loop.create_future()
             self._collected = []
             try:
+                wire_log.debug("%s > %s IDLE", self.name, tag)
                 self._writer.write(tag.encode() + b" IDLE\r\n")
                 await self._writer.drain()
                 first: set[asyncio.Future[Any]] = {self._continuation, self._pending}
@@ -441,6 +475,7 @@ class UpstreamConnection:
                     stopper.cancel()
                 self._idling = False
                 if not self._pending.done():
+                    wire_log.debug("%s > DONE", self.name)
                     self._writer.write(b"DONE\r\n")
                     await self._writer.drain()
                 async with asyncio.timeout(self.config.command_timeout):
@@ -473,6 +508,9 @@ class UpstreamConnection:
                     if isinstance(ev, CodecError):
                         raise ev
                     if isinstance(ev, Frame):
+                        if wire_log.isEnabledFor(logging.DEBUG):
+                            for line in wire_lines(ev.data):
+                                wire_log.debug("%s < %s", self.name, line)
                         self._dispatch(parse_response(ev.data))
         except CodecError as exc:
             why = str(exc)
