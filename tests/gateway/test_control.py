@@ -221,7 +221,7 @@ def test_user_remove_and_disable_end_sessions(
         alice.command(b"A1", b"SELECT INBOX")
         alice.command(b"A2", b"STORE 1 +FLAGS (Old)")  # private state held in memory
         alice.idle()
-        res = imapgate(cfg, "user", "remove", "alice")
+        res = imapgate(cfg, "user", "remove", "alice", "--yes")
         assert res.returncode == 0, res.stderr
         assert res.stdout.strip() == "removed user alice; ended 1 open session(s)"
         assert closed_after(alice) == [b"* BYE [UNAVAILABLE] your gateway account was removed\r\n"]
@@ -242,7 +242,7 @@ def test_user_remove_and_disable_end_sessions(
         assert res.returncode == 0 and res.stdout.strip() == "enabled user bob"
         login(gw, "bob").close()
         res = imapgate(cfg, "user", "disable", "nobody")
-        assert res.returncode == 1 and res.stderr.strip() == "Error: no user 'nobody'"
+        assert res.returncode == 1 and res.stderr.strip() == "imapgate: error: no user 'nobody'"
     finally:
         alice.close()
         bob.close()
@@ -269,7 +269,7 @@ def test_without_a_running_gateway(tmp_path: Path, upstream: DovecotServer) -> N
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "no running gateway" in res.stderr
     res = imapgate(cfg, "user", "disable", "carol")
     assert res.returncode == 0 and res.stdout.strip() == "disabled user carol", res
-    res = imapgate(cfg, "user", "remove", "carol")
+    res = imapgate(cfg, "user", "remove", "carol", "--yes")
     assert res.returncode == 0 and res.stdout.strip() == "removed user carol", res
 
 

@@ -186,7 +186,7 @@ async def test_cli_passwd_disable_remove_while_the_gateway_runs(tmp_path: Path) 
         assert (await login(server, "alice", "alice-new")).startswith(b"OK ")
         gw.users.set_disabled("alice", True)  # the directory method the `user disable` command uses
         assert await login(server, "alice", "alice-new") == FAILED
-        await asyncio.to_thread(cli, "user", "remove", "bob")
+        await asyncio.to_thread(cli, "user", "remove", "bob", "--yes")
         assert await login(server, "bob", "bob-pw") == FAILED
         assert gw.auth.stats.cache_hits == 2, "no refused login was answered from the cache"
 
