@@ -9,8 +9,10 @@ names the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import warnings
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -78,12 +80,45 @@ class FoldersConfig:
 
 
 @dataclass(frozen=True)
+class SubmissionUpstreamConfig:
+    """The hoster's SMTP submission server, where the gateway relays team members' mail."""
+
+    host: str
+    port: int = 587
+    tls: TlsMode = "starttls"
+    user: str = ""
+    password: str = field(default="", repr=False)
+    verify_certificate: bool = True
+
+
+@dataclass(frozen=True)
+class SubmissionConfig:
+    """``[submission]``: the SMTP submission server with the double-reply guard (off when absent)."""
+
+    upstream: SubmissionUpstreamConfig
+    #: STARTTLS listeners (port 587 in production).
+    listen: tuple[str, ...] = ("127.0.0.1:1587",)
+    #: Implicit-TLS listeners (port 465, RFC 8314).
+    tls_listen: tuple[str, ...] = ()
+    #: AUTH without TLS (only for localhost or tests): passwords would cross in clear.
+    allow_plaintext: bool = False
+    #: Addresses team members may send as (From header and envelope sender), lower case.
+    allowed_from: tuple[str, ...] = ()
+    #: Seconds in which sending a refused reply again sends it anyway.
+    override_window: float = 600.0
+    #: IANA time zone of the times in refusal texts; None = the machine's local time.
+    time_zone: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     upstream: UpstreamConfig
     server: ServerConfig
     store: StoreConfig
     folders: FoldersConfig
+    #: None: no SMTP submission server.
+    submission: SubmissionConfig | None = None
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -108,21 +143,7 @@ def load(path: Path) -> Config:
 def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None) -> Config:
     r = _Section(data, "")
     up = r.section("upstream", required=True)
-    password = up.get_str("password", "")
-    password_file = up.get_str("password_file", "")
-    if password and password_file:
-        raise ConfigError("[upstream] set password or password_file, not both")
-    if password_file:
-        pf = _resolve(base_dir, password_file)
-        try:
-            password = pf.read_text(encoding="utf-8").rstrip("\r\n")
-            if pf.stat().st_mode & 0o077:
-                warnings.warn(
-                    f"[upstream] password_file {pf} is readable by others; use chmod 600",
-                    stacklevel=2,
-                )
-        except OSError as exc:
-            raise ConfigError(f"[upstream] password_file {pf}: {exc.strerror}") from None
+    password = _password(up, base_dir)
     tls = up.choice("tls", ("none", "starttls", "implicit"), "implicit")
     upstream = UpstreamConfig(
         host=up.get_str("host", required=True),
@@ -186,8 +207,113 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         seen=seen_modes,
     )
     fo.done()
+    submission = _submission(r, base_dir, upstream, server) if "submission" in data else None
     r.done()
-    return Config(path=path, upstream=upstream, server=server, store=store, folders=folders)
+    return Config(
+        path=path, upstream=upstream, server=server, store=store, folders=folders, submission=submission
+    )
+
+
+def _password(section: _Section, base_dir: Path) -> str:
+    """``password`` or the content of ``password_file`` ("" when neither is set)."""
+    where = f"[{section.name}]"
+    password = section.get_str("password", "")
+    password_file = section.get_str("password_file", "")
+    if password and password_file:
+        raise ConfigError(f"{where} set password or password_file, not both")
+    if password_file:
+        pf = _resolve(base_dir, password_file)
+        try:
+            password = pf.read_text(encoding="utf-8").rstrip("\r\n")
+            if pf.stat().st_mode & 0o077:
+                warnings.warn(
+                    f"{where} password_file {pf} is readable by others; use chmod 600",
+                    stacklevel=3,
+                )
+        except OSError as exc:
+            raise ConfigError(f"{where} password_file {pf}: {exc.strerror}") from None
+    return password
+
+
+def _submission(
+    root: _Section, base_dir: Path, imap_upstream: UpstreamConfig, server: ServerConfig
+) -> SubmissionConfig:
+    sm = root.section("submission")
+    su = sm.section("upstream", required=True)
+    tls = su.choice("tls", ("none", "starttls", "implicit"), "starttls")
+    own_user = su.get_str("user", "")
+    own_password = _password(su, base_dir)
+    # Credentials as in [upstream] unless given here: most hosters use the same
+    # account for IMAP and SMTP.
+    user = own_user or imap_upstream.user
+    password = own_password or (imap_upstream.password if not own_user else "")
+    hoster = SubmissionUpstreamConfig(
+        host=su.get_str("host", required=True),
+        port=su.get_int("port", 465 if tls == "implicit" else 587, 1, 65535),
+        tls=tls,  # type: ignore[arg-type]
+        user=user,
+        password=password,
+        verify_certificate=su.get_bool("verify_certificate", True),
+    )
+    su.done()
+    allowed = [a.strip().lower() for a in sm.get_str_list("allowed_from", [])]
+    if not allowed:
+        if "@" not in user:
+            raise ConfigError(
+                f"[submission] allowed_from is required: the upstream user {user!r} is not a mail "
+                "address (list the addresses team members may send as)"
+            )
+        allowed = [user.lower()]
+    for address in allowed:
+        local, at, domain = address.rpartition("@")
+        if not at or not local or not domain or any(c.isspace() or c in "<>" for c in address):
+            raise ConfigError(f"[submission] allowed_from: {address!r} is not a mail address")
+    zone = sm.get_str("time_zone", "") or None
+    if zone is not None:
+        try:
+            zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f'[submission] time_zone: {zone!r} is not a known time zone (e.g. "Europe/Berlin")'
+            ) from None
+    config = SubmissionConfig(
+        upstream=hoster,
+        listen=sm.addresses("listen", ("127.0.0.1:1587",)),
+        tls_listen=sm.addresses("tls_listen", ()),
+        allow_plaintext=sm.get_bool("allow_plaintext", False),
+        allowed_from=tuple(dict.fromkeys(allowed)),
+        override_window=sm.duration("override_window", 600.0, 10.0, 86400.0),
+        time_zone=zone,
+    )
+    sm.done()
+    if not config.listen and not config.tls_listen:
+        raise ConfigError("[submission] listen and tls_listen are both empty: nothing to serve")
+    if not server.certificate:
+        if config.tls_listen:
+            raise ConfigError("[submission] tls_listen needs [server] certificate and private_key")
+        if not config.allow_plaintext:
+            raise ConfigError(
+                "[submission] no [server] certificate/private_key and allow_plaintext = false: no "
+                "client could ever log in. Configure a certificate or, on a trusted network only, "
+                "allow_plaintext = true"
+            )
+    return config
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)\Z")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | int | float, where: str = "duration") -> float:
+    """``"90s"``, ``"10m"``, ``"8h"``, ``"2d"`` or a number of seconds, into seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(f'{where} must be a duration like "90s", "10m", "8h" or "2d"')
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION.match(value.strip().lower())
+    if not match:
+        raise ConfigError(f'{where}: {value!r} is not a duration like "90s", "10m", "8h" or "2d"')
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -280,6 +406,20 @@ class _Section:
             raise ConfigError(f"{self._where(key)} must be between {lo} and {hi}, got {value}")
         return float(value)
 
+    def duration(self, key: str, default: float, lo: float, hi: float) -> float:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f'{self._where(key)} must be a duration like "90s", "10m", "8h" or "2d"')
+        seconds = parse_duration(value, self._where(key))
+        if not lo <= seconds <= hi:
+            raise ConfigError(
+                f"{self._where(key)} must be between {_seconds_text(lo)} and {_seconds_text(hi)}, "
+                f"got {value!r}"
+            )
+        return seconds
+
     def get_bool(self, key: str, default: bool) -> bool:
         value = self._get(key, False)
         if value is None:
@@ -298,6 +438,13 @@ class _Section:
         unknown = sorted(set(self.data) - self.seen)
         if unknown:
             raise ConfigError(f"unknown key(s) {', '.join(self._where(k) for k in unknown)}")
+
+
+def _seconds_text(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def parse_address(value: str, where: str = "address") -> tuple[str, int]:
