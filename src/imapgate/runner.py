@@ -21,6 +21,7 @@ from .config import Config, from_dict
 from .gateway.app import Gateway
 from .replica.sync import SyncProgress
 from .server.listener import ImapServer
+from .submission.server import SubmissionServer
 
 log = logging.getLogger("imapgate")
 
@@ -77,9 +78,12 @@ async def serve(config: Config, *, ready: Callable[[ImapServer], None] | None = 
         config.upstream.max_connections,
     )
     server = ImapServer(gw)
+    submission = SubmissionServer(gw, config.submission) if config.submission else None
     try:
         await gw.start()
         await server.start()
+        if submission is not None:
+            await submission.start()
         log.info(
             "ready: %d folders, %d messages",
             len(gw.replica.names()),
@@ -90,6 +94,8 @@ async def serve(config: Config, *, ready: Callable[[ImapServer], None] | None = 
         await _until_signalled()
         log.info("shutting down")
     finally:
+        if submission is not None:
+            await submission.stop()
         await server.stop()
         await gw.stop()
 
