@@ -121,8 +121,7 @@ class GatewayHarness:
     def stop(self) -> None:
         if self._thread.is_alive():
             if self.submission is not None:
-                with contextlib.suppress(Exception):
-                    self.call(self.submission.stop(), timeout=30)
+                self.call(self.submission.stop(), timeout=30)
             if self._started:
                 with contextlib.suppress(Exception):
                     self.call(self.server.stop(), timeout=30)

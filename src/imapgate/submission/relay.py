@@ -234,6 +234,10 @@ class HosterSession:
         try:
             response = await smtp.mail(sender, options=passed)
         except aiosmtplib.SMTPResponseException as exc:
+            # RSET after a refused MAIL: Postfix keeps the refused SIZE= for the next
+            # MAIL of the session otherwise (and refuses it again).
+            self.in_transaction = True
+            await self.reset()
             raise RelayError(passthrough(exc.code, exc.message), refused=True) from None
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             await self.close()

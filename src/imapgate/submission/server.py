@@ -328,8 +328,7 @@ class SubmissionServer:
         if len(self.connections) >= MAX_CONNECTIONS:
             return _Refuse()
         handler = ConnectionHandler(self, implicit_tls=implicit_tls)
-        plain_auth = self.config.allow_plaintext
-        return SubmissionProtocol(
+        protocol = SubmissionProtocol(
             handler,
             data_size_limit=self.size_limit(),
             hostname=self.hostname,
@@ -338,11 +337,15 @@ class SubmissionServer:
             require_starttls=False,
             timeout=IDLE_TIMEOUT,
             auth_required=True,
-            # On the implicit-TLS listener the whole connection is TLS: aiosmtpd only
-            # knows about its own STARTTLS, so it must not insist on it there.
-            auth_require_tls=not (plain_auth or implicit_tls),
+            auth_require_tls=True,
             command_call_limit=None,
         )
+        if implicit_tls or self.config.allow_plaintext:
+            # On the implicit-TLS listener the whole connection is TLS, but aiosmtpd only
+            # knows about its own STARTTLS.  Set after construction: passed to __init__,
+            # aiosmtpd warns (and logs) on every connection.
+            protocol._auth_require_tls = False
+        return protocol
 
     async def _listen(self, addr: str, *, implicit_tls: bool) -> None:
         host, port = parse_address(addr)
