@@ -97,7 +97,12 @@ class SubmissionService:
         self._pruner = asyncio.get_running_loop().create_task(self._prune_loop())
 
     async def stop(self) -> None:
-        """Wait briefly for \\\\Answered updates still running, then cancel what is left."""
+        """Wait briefly for relays and \\Answered updates still running, then cancel
+        what is left."""
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(BaseException):
+                await self._pruner
         tasks = list(self._background)
         if tasks:
             await asyncio.wait(tasks, timeout=5)
