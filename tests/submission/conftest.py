@@ -158,7 +158,9 @@ def reply(
     """A reply as a mail client writes it (In-Reply-To and References naming the original)."""
     mid = message_id or new_message_id("example.test")
     subj = subject if subject is not None else (f"Re: {original.subject}" if original else "Hallo")
-    thread = f"In-Reply-To: {original.message_id}\r\nReferences: {original.message_id}\r\n" if original else ""
+    thread = ""
+    if original is not None:
+        thread = f"In-Reply-To: {original.message_id}\r\nReferences: {original.message_id}\r\n"
     text = (
         f"From: Info <{sender}>\r\nTo: {to}\r\nSubject: {subj}\r\nMessage-ID: {mid}\r\n"
         f"Date: {email.utils.formatdate()}\r\n{thread}{extra}\r\n{body}"

@@ -204,7 +204,8 @@ def test_killed_while_the_hoster_takes_the_end_of_data(
                 client.sendmail(SHARED_ADDRESS, [CUSTOMER], data)
             assert err.value.smtp_code == 550
             text = err.value.smtp_error.decode()
-            assert text.startswith("5.7.1 Not sent: an earlier attempt at ") and "may already have gone out" in text
+            assert text.startswith("5.7.1 Not sent: an earlier attempt at ")
+            assert "may already have gone out" in text
         finally:
             client.quit()
         time.sleep(0.5)

@@ -10,7 +10,8 @@ from imapgate.submission.message import MAX_HEADER_BYTES, complete, header_block
 
 def test_fields() -> None:
     m = parse(
-        b"From: \"Info, Team\" <Info@Example.com>\r\nTo: a@b\r\nSubject: =?utf-8?q?Re=3A_Lieferung_f=C3=BCr?=\r\n"
+        b"From: \"Info, Team\" <Info@Example.com>\r\nTo: a@b\r\n"
+        b"Subject: =?utf-8?q?Re=3A_Lieferung_f=C3=BCr?=\r\n"
         b" Sie\r\nMessage-ID: <r1@example.com>\r\nIn-Reply-To: <m3@c>\r\n"
         b"References: <m1@c>\r\n <m2@c> <m3@c>\r\nDate: Thu, 12 Mar 2026 10:40:00 +0100\r\n\r\n"
         b"Body: <not@header>\r\n"

@@ -140,7 +140,7 @@ def test_team_flow_idle_refusal_override_journal(
         bob_imap.idle()
         alice_mid, alice_reply = reply(original)
         assert send(smtp_gateway, tls_certificate, "alice", alice_reply)[0] == 250
-        lines, took = bob_imap.wait_for(rb"FETCH \(.*\\Answered", timeout=5)
+        _lines, took = bob_imap.wait_for(rb"FETCH \(.*\\Answered", timeout=5)
         bob_imap.done()
     finally:
         bob_imap.close()
@@ -195,8 +195,6 @@ def test_override_window_ends(
     from tests.submission.conftest import make_gateway
 
     with make_gateway(mail_dovecot, postfix, tls_certificate, tmp_path / "gw", override_window="10s") as gw:
-        from tests.submission import conftest
-
         original = _put_original(gw, mail_dovecot, "Termin")
         assert send(gw, tls_certificate, "alice", reply(original)[1])[0] == 250
         code, text = send(gw, tls_certificate, "bob", reply(original)[1])
@@ -205,7 +203,6 @@ def test_override_window_ends(
         gw.call_soon(lambda: _age_refusals(gw, 11))
         assert send(gw, tls_certificate, "bob", reply(original)[1])[0] == 550
         assert send(gw, tls_certificate, "bob", reply(original)[1])[0] == 250
-        del conftest
 
 
 def _age_refusals(gw: GatewayHarness, seconds: float) -> None:
@@ -332,7 +329,7 @@ def test_original_found_through_references(
     assert send(smtp_gateway, tls_certificate, "alice", reply(original)[1])[0] == 250
     unknown = "<nobody-knows@elsewhere.test>"
     extra = f"In-Reply-To: {unknown}\r\nReferences: <older@x.test> {original.message_id} {unknown}\r\n"
-    mid, data = reply(None, subject="Re: Kette", extra=extra)
+    _mid, data = reply(None, subject="Re: Kette", extra=extra)
     code, text = send(smtp_gateway, tls_certificate, "bob", data)
     assert code == 550 and "alice already replied" in text, text
 
@@ -366,7 +363,8 @@ def test_from_header_spoofing_refused(
             "5.7.1 Not sent: ceo@example.test is not an address you may send as through the gateway; "
             f"allowed: {SHARED_ADDRESS}"
         )
-    code, text = send(smtp_gateway, tls_certificate, "alice", b"To: x@y.test\r\nSubject: no from\r\n\r\nx\r\n")
+    no_from = b"To: x@y.test\r\nSubject: no from\r\n\r\nx\r\n"
+    code, text = send(smtp_gateway, tls_certificate, "alice", no_from)
     assert (code, text) == (550, "5.6.0 Not sent: the From header is missing or cannot be read")
     # Case does not matter.
     ok = f"From: INFO@Example.TEST\r\nTo: {CUSTOMER}\r\nSubject: y\r\n\r\nbody\r\n".encode()
@@ -404,7 +402,8 @@ def test_no_relaying_without_auth_and_no_auth_without_tls(
         assert client.mail(SHARED_ADDRESS) == (530, b"5.7.0 Authentication required")
         with pytest.raises(smtplib.SMTPAuthenticationError) as err:
             client.login("alice", "wrong")
-        assert err.value.smtp_code == 535 and err.value.smtp_error == b"5.7.8 Authentication credentials invalid"
+        assert err.value.smtp_code == 535
+        assert err.value.smtp_error == b"5.7.8 Authentication credentials invalid"
         client.login("alice", "alice-pw")
         assert client.mail(SHARED_ADDRESS)[0] == 250
     finally:
@@ -412,7 +411,9 @@ def test_no_relaying_without_auth_and_no_auth_without_tls(
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
-def test_auth_mechanisms(smtp_gateway: GatewayHarness, tls_certificate: TestCertificate, mechanism: str) -> None:
+def test_auth_mechanisms(
+    smtp_gateway: GatewayHarness, tls_certificate: TestCertificate, mechanism: str
+) -> None:
     client = smtp_client(smtp_gateway, tls_certificate)
     try:
         client.user, client.password = "bob", "bob-pw"
@@ -526,7 +527,8 @@ def test_limits_recipients_and_line_length(
         assert client.mail(SHARED_ADDRESS)[0] == 250
         for i in range(100):
             assert client.rcpt(f"customer+{i}@customer.test")[0] == 250
-        assert client.rcpt("customer+x@customer.test") == (452, b"4.5.3 Too many recipients (at most 100 per message)")
+        assert client.rcpt("customer+x@customer.test") == (
+            452, b"4.5.3 Too many recipients (at most 100 per message)")
         client.rset()
         assert client.mail(SHARED_ADDRESS)[0] == 250
         assert client.rcpt(CUSTOMER)[0] == 250
