@@ -602,3 +602,26 @@ def test_hostile_input_never_ends_the_server(
     mid, data = reply(None, subject="still alive")
     assert send(smtp_gateway, tls_certificate, "alice", data)[0] == 250
     wait_for_delivery(mail_dovecot, "customer", mid)
+
+
+def test_hoster_closes_an_idle_relay_connection(
+    mail_dovecot: DovecotServer, postfix_factory, tls_certificate: TestCertificate, tmp_path,
+    trust_test_certificate: None,
+) -> None:
+    """The client sends two messages on one connection, minutes apart; the hoster has closed
+    the gateway's idle connection meanwhile (Postfix's ``smtpd_timeout``): the second goes out."""
+    from tests.submission.conftest import make_gateway
+
+    impatient = postfix_factory(main_cf={"smtpd_timeout": "1s"})
+    with make_gateway(mail_dovecot, impatient, tls_certificate, tmp_path / "gw") as gw:
+        client = smtp_client(gw, tls_certificate, "alice")
+        try:
+            first, data = reply(None, subject="eins")
+            assert client.sendmail(SHARED_ADDRESS, [CUSTOMER], data) == {}
+            time.sleep(2.5)
+            second, data = reply(None, subject="zwei")
+            assert client.sendmail(SHARED_ADDRESS, [CUSTOMER], data) == {}
+        finally:
+            client.quit()
+        wait_for_delivery(mail_dovecot, "customer", first)
+        wait_for_delivery(mail_dovecot, "customer", second)

@@ -232,7 +232,16 @@ class HosterSession:
             smtp = self._smtp_or_fail()
         passed = [o for o in options if self._passes(smtp, o)]
         try:
-            response = await smtp.mail(sender, options=passed)
+            try:
+                response = await smtp.mail(sender, options=passed)
+            except aiosmtplib.SMTPServerDisconnected:
+                # A connection kept from the client's previous transaction may have been
+                # closed by the hoster meanwhile (its idle timeout): MAIL has no effect
+                # yet, so try once on a new connection.
+                await self.close()
+                await self.connect()
+                smtp = self._smtp_or_fail()
+                response = await smtp.mail(sender, options=passed)
         except aiosmtplib.SMTPResponseException as exc:
             # RSET after a refused MAIL: Postfix keeps the refused SIZE= for the next
             # MAIL of the session otherwise (and refuses it again).

@@ -82,7 +82,7 @@ class SubmissionService:
         self.clock = Clock(zone)
         self.allowed = frozenset(config.allowed_from)
         self.domain = config.allowed_from[0].rpartition("@")[2]
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, list[Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._pruner: asyncio.Task[None] | None = None
 
@@ -190,12 +190,16 @@ class SubmissionService:
             yield
             return
         key = original.message_id
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = [asyncio.Lock(), 0]
+        entry[1] += 1  # users, waiting ones included: the lock lives while any has it
         try:
-            async with lock:
+            async with entry[0]:
                 yield
         finally:
-            if not lock.locked() and self._locks.get(key) is lock:
+            entry[1] -= 1
+            if entry[1] == 0:
                 del self._locks[key]
 
     # -- one message --------------------------------------------------------------------
