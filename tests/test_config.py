@@ -181,3 +181,95 @@ def test_effective_config_names_the_password_file(tmp_path: Path) -> None:
     assert "From-File-9" not in text
     assert f'password_file = "{tmp_path / "pw"}"' in text
     assert "password =" not in text.replace("# password", "")
+
+
+SUBMISSION = """
+[submission]
+listen = ["0.0.0.0:587"]
+tls_listen = ["0.0.0.0:465"]
+[submission.upstream]
+host = "smtp.example.net"
+"""
+
+
+def test_submission_absent_is_off(tmp_path: Path) -> None:
+    assert load(write(tmp_path, MINIMAL)).submission is None
+
+
+def test_submission_defaults(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, MINIMAL + SUBMISSION))
+    sub = cfg.submission
+    assert sub is not None
+    assert sub.listen == ("0.0.0.0:587",) and sub.tls_listen == ("0.0.0.0:465",)
+    assert sub.allow_plaintext is False and sub.override_window == 600.0 and sub.time_zone is None
+    # Credentials as in [upstream]; allowed_from = the upstream user, an address.
+    assert sub.upstream.user == "info@example.net" and sub.upstream.password == "s3cret"
+    assert sub.upstream.tls == "starttls" and sub.upstream.port == 587
+    assert sub.allowed_from == ("info@example.net",)
+    assert "s3cret" not in repr(cfg)
+
+
+def test_submission_own_settings(tmp_path: Path) -> None:
+    pw = tmp_path / "smtp.pw"
+    pw.write_text("smtp-secret\n")
+    pw.chmod(0o600)
+    text = MINIMAL + """
+[submission]
+allowed_from = ["Info@Example.net", "support@example.net"]
+override_window = "90s"
+time_zone = "Europe/Berlin"
+[submission.upstream]
+host = "smtp.example.net"
+tls = "implicit"
+user = "smtp-user"
+password_file = "smtp.pw"
+"""
+    sub = load(write(tmp_path, text)).submission
+    assert sub is not None
+    assert sub.upstream.port == 465 and sub.upstream.user == "smtp-user"
+    assert sub.upstream.password == "smtp-secret"
+    assert sub.allowed_from == ("info@example.net", "support@example.net")
+    assert sub.override_window == 90.0 and sub.time_zone == "Europe/Berlin"
+
+
+@pytest.mark.parametrize(
+    ("submission", "message"),
+    [
+        ("[submission]\n", "section [submission.upstream] is missing"),
+        ("[submission]\n[submission.upstream]\nport = 25\n", "[submission.upstream] host is required"),
+        ('[submission]\noverride_window = "soon"\n[submission.upstream]\nhost = "h"\n', "not a duration"),
+        ('[submission]\noverride_window = "1s"\n[submission.upstream]\nhost = "h"\n', "between 10s and 1d"),
+        ('[submission]\nallowed_from = ["nobody"]\n[submission.upstream]\nhost = "h"\n',
+         "not a mail address"),
+        ('[submission]\ntime_zone = "Mars/Olympus"\n[submission.upstream]\nhost = "h"\n', "time zone"),
+        ("[submission]\nlisten = []\n[submission.upstream]\nhost = \"h\"\n", "nothing to serve"),
+        ('[submission]\nfrom = 1\n[submission.upstream]\nhost = "h"\n', "unknown key [submission] from"),
+        (
+            '[submission]\n[submission.upstream]\nhots = "h"\n',
+            "unknown key [submission.upstream] hots (did you mean host?)",
+        ),
+        ('[submission]\n[submission.upstream]\nhost = "h"\nuser = "smtp"\n', "allowed_from is required"),
+        ('[submission]\n[submission.upstream]\nhost = "h"\ntls = "ssl"\n', "tls must be one of"),
+    ],
+)
+def test_invalid_submission(tmp_path: Path, submission: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(write(tmp_path, MINIMAL + submission))
+
+
+def test_submission_needs_certificate_or_plaintext(tmp_path: Path) -> None:
+    base = MINIMAL.split("[server]")[0] + "[server]\nallow_plaintext = true\n"
+    with pytest.raises(ConfigError, match=re.escape("[submission] no [server] certificate")):
+        load(write(tmp_path, base + '[submission]\n[submission.upstream]\nhost = "h"\n'))
+    plain = '[submission]\nallow_plaintext = true\n[submission.upstream]\nhost = "h"\n'
+    assert load(write(tmp_path, base + plain)).submission is not None
+
+
+def test_parse_duration() -> None:
+    from imapgate.config import parse_duration
+
+    assert [parse_duration(v) for v in ("90s", "10m", "8h", "2d", "0", 30, "1.5h")] == [
+        90.0, 600.0, 28800.0, 172800.0, 0.0, 30.0, 5400.0,
+    ]
+    with pytest.raises(ConfigError):
+        parse_duration("10 minutes")

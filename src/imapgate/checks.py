@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from .config import Config, parse_address
-from .errors import OperatorError
-from .server.listener import bind_error
+from .errors import OperatorError, bind_error
 from .server.tls import certificate_info, tls_context
 from .store import lock
 from .store.engine import migration_status, safe_url, sqlite_path, store_counts

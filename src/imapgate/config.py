@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -109,6 +110,39 @@ class FoldersConfig:
 
 
 @dataclass(frozen=True)
+class SubmissionUpstreamConfig:
+    """The hoster's SMTP submission server, where the gateway relays team members' mail."""
+
+    host: str
+    port: int = 587
+    tls: TlsMode = "starttls"
+    user: str = ""
+    password: str = field(default="", repr=False)
+    verify_certificate: bool = True
+    #: Where ``password`` was read from (None: inline, or the [upstream] one).
+    password_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class SubmissionConfig:
+    """``[submission]``: the SMTP submission server with the double-reply guard (off when absent)."""
+
+    upstream: SubmissionUpstreamConfig
+    #: STARTTLS listeners (port 587 in production).
+    listen: tuple[str, ...] = ("127.0.0.1:1587",)
+    #: Implicit-TLS listeners (port 465, RFC 8314).
+    tls_listen: tuple[str, ...] = ()
+    #: AUTH without TLS (only for localhost or tests): passwords would cross in clear.
+    allow_plaintext: bool = False
+    #: Addresses team members may send as (From header and envelope sender), lower case.
+    allowed_from: tuple[str, ...] = ()
+    #: Seconds in which sending a refused reply again sends it anyway.
+    override_window: float = 600.0
+    #: IANA time zone of the times in refusal texts; None = the machine's local time.
+    time_zone: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     upstream: UpstreamConfig
@@ -117,6 +151,8 @@ class Config:
     folders: FoldersConfig
     #: Problems worth telling the operator that do not stop the gateway.
     warnings: tuple[str, ...] = ()
+    #: None: no SMTP submission server.
+    submission: SubmissionConfig | None = None
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -154,13 +190,23 @@ SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "store": StoreConfig,
     "folders": FoldersConfig,
+    "submission": SubmissionConfig,
 }
 #: Tables inside a section whose keys are free (folder names).
 _FREE_TABLES = {("folders", "seen")}
+#: Tables inside a section whose keys are the fields of another dataclass.
+_NESTED: dict[tuple[str, str], type] = {("submission", "upstream"): SubmissionUpstreamConfig}
 
 
 def known_keys(section: str) -> list[str]:
-    return [f.name for f in dataclasses.fields(SECTIONS[section])]
+    names = [f.name for f in dataclasses.fields(SECTIONS[section])]
+    # A password may also come from a file: password_file is a key wherever password is.
+    return [*names, "password_file"] if "password" in names and "password_file" not in names else names
+
+
+def _nested_keys(kind: type) -> list[str]:
+    names = [f.name for f in dataclasses.fields(kind)]
+    return [*names, "password_file"] if "password" in names and "password_file" not in names else names
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:
@@ -179,7 +225,20 @@ def check_names(data: dict[str, Any]) -> None:
                 continue
             keys = known_keys(top)
             for key in value:
-                if key in keys or (top, key) in _FREE_TABLES:
+                if (top, key) in _FREE_TABLES:
+                    continue
+                nested = _NESTED.get((top, key))
+                if nested is not None and isinstance(value[key], dict):
+                    inner = _nested_keys(nested)
+                    for sub in value[key]:
+                        if sub not in inner:
+                            hint = _did_you_mean(sub, inner)
+                            problems.append(
+                                f"unknown key [{top}.{key}] {sub}"
+                                + (f" (did you mean {hint}?)" if hint else f" (known: {', '.join(inner)})")
+                            )
+                    continue
+                if key in keys:
                     continue
                 hint = _did_you_mean(key, keys)
                 if hint:
@@ -209,27 +268,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
     warnings: list[str] = []
     r = _Section(data, "")
     up = r.section("upstream", required=True)
-    password = up.get_str("password", "")
-    password_file = up.get_str("password_file", "")
-    if password and password_file:
-        raise ConfigError("[upstream] set password or password_file, not both")
-    pf: Path | None = None
-    if password_file:
-        pf = _resolve(base_dir, password_file)
-        try:
-            password = pf.read_text(encoding="utf-8").rstrip("\r\n")
-            file_mode = stat.S_IMODE(pf.stat().st_mode)
-        except OSError as exc:
-            raise ConfigError(f"[upstream] password_file {pf}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"[upstream] password_file {pf}: not UTF-8 text") from None
-        # Group read is fine (root:imapgate 0640); anything for others, or group
-        # write, is not.
-        if file_mode & 0o027:
-            warnings.append(
-                f"[upstream] password_file {pf} is open to other users (mode {file_mode:04o}): "
-                f"chmod 600 {pf}"
-            )
+    password, pf = _password(up, base_dir, warnings)
     tls = up.choice("tls", ("none", "starttls", "implicit"), "implicit")
     upstream = UpstreamConfig(
         host=up.get_str("host", required=True),
@@ -299,6 +338,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         seen=seen_modes,
     )
     fo.done()
+    submission = _submission(r, base_dir, upstream, server, warnings) if "submission" in data else None
     r.done()
     return Config(
         path=path,
@@ -306,8 +346,121 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         server=server,
         store=store,
         folders=folders,
+        submission=submission,
         warnings=tuple(warnings),
     )
+
+def _password(section: _Section, base_dir: Path, warnings: list[str]) -> tuple[str, Path | None]:
+    """``password`` or the content of ``password_file`` ("" when neither is set), and
+    the file it came from.  A file other users can open is a warning."""
+    where = f"[{section.name}]"
+    password = section.get_str("password", "")
+    password_file = section.get_str("password_file", "")
+    if password and password_file:
+        raise ConfigError(f"{where} set password or password_file, not both")
+    if not password_file:
+        return password, None
+    pf = _resolve(base_dir, password_file)
+    try:
+        password = pf.read_text(encoding="utf-8").rstrip("\r\n")
+        file_mode = stat.S_IMODE(pf.stat().st_mode)
+    except OSError as exc:
+        raise ConfigError(f"{where} password_file {pf}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where} password_file {pf}: not UTF-8 text") from None
+    # Group read is fine (root:imapgate 0640); anything for others, or group
+    # write, is not.
+    if file_mode & 0o027:
+        warnings.append(
+            f"{where} password_file {pf} is open to other users (mode {file_mode:04o}): chmod 600 {pf}"
+        )
+    return password, pf
+
+
+def _submission(
+    root: _Section,
+    base_dir: Path,
+    imap_upstream: UpstreamConfig,
+    server: ServerConfig,
+    warnings: list[str],
+) -> SubmissionConfig:
+    sm = root.section("submission")
+    su = sm.section("upstream", required=True)
+    tls = su.choice("tls", ("none", "starttls", "implicit"), "starttls")
+    own_user = su.get_str("user", "")
+    own_password, own_password_file = _password(su, base_dir, warnings)
+    # Credentials as in [upstream] unless given here: most hosters use the same
+    # account for IMAP and SMTP.
+    user = own_user or imap_upstream.user
+    password = own_password or (imap_upstream.password if not own_user else "")
+    hoster = SubmissionUpstreamConfig(
+        host=su.get_str("host", required=True),
+        port=su.get_int("port", 465 if tls == "implicit" else 587, 1, 65535),
+        tls=tls,  # type: ignore[arg-type]
+        user=user,
+        password=password,
+        verify_certificate=su.get_bool("verify_certificate", True),
+        password_file=own_password_file,
+    )
+    su.done()
+    allowed = [a.strip().lower() for a in sm.get_str_list("allowed_from", [])]
+    if not allowed:
+        if "@" not in user:
+            raise ConfigError(
+                f"[submission] allowed_from is required: the upstream user {user!r} is not a mail "
+                "address (list the addresses team members may send as)"
+            )
+        allowed = [user.lower()]
+    for address in allowed:
+        local, at, domain = address.rpartition("@")
+        if not at or not local or not domain or any(c.isspace() or c in "<>" for c in address):
+            raise ConfigError(f"[submission] allowed_from: {address!r} is not a mail address")
+    zone = sm.get_str("time_zone", "") or None
+    if zone is not None:
+        try:
+            zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f'[submission] time_zone: {zone!r} is not a known time zone (e.g. "Europe/Berlin")'
+            ) from None
+    config = SubmissionConfig(
+        upstream=hoster,
+        listen=sm.addresses("listen", ("127.0.0.1:1587",)),
+        tls_listen=sm.addresses("tls_listen", ()),
+        allow_plaintext=sm.get_bool("allow_plaintext", False),
+        allowed_from=tuple(dict.fromkeys(allowed)),
+        override_window=sm.duration("override_window", 600.0, 10.0, 86400.0),
+        time_zone=zone,
+    )
+    sm.done()
+    if not config.listen and not config.tls_listen:
+        raise ConfigError("[submission] listen and tls_listen are both empty: nothing to serve")
+    if not server.certificate:
+        if config.tls_listen:
+            raise ConfigError("[submission] tls_listen needs [server] certificate and private_key")
+        if not config.allow_plaintext:
+            raise ConfigError(
+                "[submission] no [server] certificate/private_key and allow_plaintext = false: no "
+                "client could ever log in. Configure a certificate or, on a trusted network only, "
+                "allow_plaintext = true"
+            )
+    return config
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)\Z")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | int | float, where: str = "duration") -> float:
+    """``"90s"``, ``"10m"``, ``"8h"``, ``"2d"`` or a number of seconds, into seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(f'{where} must be a duration like "90s", "10m", "8h" or "2d"')
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION.match(value.strip().lower())
+    if not match:
+        raise ConfigError(f'{where}: {value!r} is not a duration like "90s", "10m", "8h" or "2d"')
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -340,7 +493,8 @@ class _Section:
 
     def section(self, key: str, required: bool = False) -> _Section:
         if required and key not in self.data:
-            raise ConfigError(f"section [{key}] is missing (see docs/configuration.md)")
+            full = f"{self.name}.{key}" if self.name else key
+            raise ConfigError(f"section [{full}] is missing (see docs/configuration.md)")
         value = self._get(key, required)
         if value is None:
             value = {}
@@ -402,6 +556,20 @@ class _Section:
             raise ConfigError(f"{self._where(key)} must be between {lo} and {hi}, got {value}")
         return float(value)
 
+    def duration(self, key: str, default: float, lo: float, hi: float) -> float:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f'{self._where(key)} must be a duration like "90s", "10m", "8h" or "2d"')
+        seconds = parse_duration(value, self._where(key))
+        if not lo <= seconds <= hi:
+            raise ConfigError(
+                f"{self._where(key)} must be between {_seconds_text(lo)} and {_seconds_text(hi)}, "
+                f"got {value!r}"
+            )
+        return seconds
+
     def get_bool(self, key: str, default: bool) -> bool:
         value = self._get(key, False)
         if value is None:
@@ -422,6 +590,13 @@ class _Section:
             raise ConfigError(f"unknown key(s) {', '.join(self._where(k) for k in unknown)}")
 
 
+def _seconds_text(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_address(value: str, where: str = "address") -> tuple[str, int]:
     """``"host:port"`` or ``"[v6]:port"`` into (host, port); port 0 picks a free port (tests)."""
     host, sep, port = value.rpartition(":")
@@ -435,7 +610,7 @@ def parse_address(value: str, where: str = "address") -> tuple[str, int]:
 # --- the effective configuration as TOML (``imapgate config``) ----------------------------
 
 #: Fields never printed: their value is a secret.
-_SECRET_FIELDS = {("upstream", "password")}
+_SECRET_FIELDS = {("upstream", "password"), ("submission.upstream", "password")}
 _URL_PASSWORD_RE = re.compile(r"(//[^/:@]*:)[^/@]*@")
 
 
@@ -456,32 +631,45 @@ def _toml_value(value: Any) -> str:
 
 def effective_toml(cfg: Config) -> str:
     """Every setting with defaults filled in, as TOML that loads again; secrets
-    (the upstream password, a password in the store URL) are left out."""
+    (the upstream passwords, a password in the store URL) are left out."""
     lines = [
         f"# effective configuration of {cfg.path or '(no file)'}",
         "# (defaults filled in, secrets hidden)",
     ]
     for name in SECTIONS:
         section = getattr(cfg, name)
-        lines += ["", f"[{name}]"]
-        tables: list[tuple[str, dict[str, Any]]] = []
-        for f in dataclasses.fields(section):
-            value = getattr(section, f.name)
-            if (name, f.name) in _SECRET_FIELDS:
-                if cfg.upstream.password_file is None:
-                    state = "set inline" if value else "empty"
-                    lines.append(f"# {f.name} = (hidden; {state})")
-                continue
-            if isinstance(value, dict):
-                tables.append((f.name, value))
-                continue
-            if value is None:
-                lines.append(f"# {f.name} = (not set)")
-                continue
-            if name == "store" and f.name == "url":
-                value = _URL_PASSWORD_RE.sub(r"\1***@", value)
-            lines.append(f"{f.name} = {_toml_value(value)}")
-        for tname, table in tables:
-            lines += ["", f"[{name}.{tname}]"]
-            lines += [f"{_toml_value(k)} = {_toml_value(v)}" for k, v in table.items()]
+        if section is None:
+            lines += ["", f"# [{name}] (not configured)"]
+            continue
+        _render_section(lines, name, section)
     return "\n".join(lines) + "\n"
+
+
+def _render_section(lines: list[str], name: str, section: Any) -> None:
+    lines += ["", f"[{name}]"]
+    tables: list[tuple[str, dict[str, Any]]] = []
+    nested: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if (name, f.name) in _SECRET_FIELDS:
+            if getattr(section, "password_file", None) is None:
+                state = "set inline" if value else "empty"
+                lines.append(f"# {f.name} = (hidden; {state})")
+            continue
+        if dataclasses.is_dataclass(value):
+            nested.append((f.name, value))
+            continue
+        if isinstance(value, dict):
+            tables.append((f.name, value))
+            continue
+        if value is None:
+            lines.append(f"# {f.name} = (not set)")
+            continue
+        if name == "store" and f.name == "url":
+            value = _URL_PASSWORD_RE.sub(r"\1***@", value)
+        lines.append(f"{f.name} = {_toml_value(value)}")
+    for tname, table in tables:
+        lines += ["", f"[{name}.{tname}]"]
+        lines += [f"{_toml_value(k)} = {_toml_value(v)}" for k, v in table.items()]
+    for sub, value in nested:
+        _render_section(lines, f"{name}.{sub}", value)

@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load
-from .errors import OperatorError
+from .errors import OperatorError, bind_error
 from .gateway.app import Gateway
 from .logs import setup_logging
 from .replica.sync import SyncProgress
-from .server.listener import ImapServer, bind_error
+from .server.listener import ImapServer
 from .server.tls import tls_context
 from .store.engine import sqlite_path
 from .store.lock import StoreLock
+from .submission.server import SubmissionServer
 from .upstream.connection import (
     UpstreamConnection,
     UpstreamError,
@@ -116,8 +117,11 @@ async def serve(
     with StoreLock(config.store.data_dir, command):
         gw = Gateway.build(config, progress=ProgressLog())
         server = ImapServer(gw, tls=tls)
+        submission = SubmissionServer(gw, config.submission) if config.submission else None
         try:
             await server.bind()
+            if submission is not None:
+                await submission.bind()
             log.info(
                 "upstream %s:%d as %s, at most %d connections",
                 config.upstream.host,
@@ -129,6 +133,8 @@ async def serve(
                 log.info("stopped during start-up")
                 return
             await server.start_serving()
+            if submission is not None:
+                await submission.start_serving()
             log.info(
                 "ready: %d folders, %d messages",
                 len(gw.replica.names()),
@@ -139,6 +145,8 @@ async def serve(
             await stop.wait()
             log.info("shutting down")
         finally:
+            if submission is not None:
+                await submission.stop()
             await server.stop()
             await gw.stop()
 

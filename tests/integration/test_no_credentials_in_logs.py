@@ -16,6 +16,7 @@ exchanges, with the credentials masked.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import threading
 import time
@@ -166,4 +167,79 @@ def test_no_password_in_any_log_line(
     )
     assert "C: b2 APPEND INBOX {" in text and "BODY[] {" in text
     leaked = [s for s in _secrets() if s in text]
+    assert not leaked, f"secrets in the log: {leaked}"
+
+
+def test_no_password_in_any_log_line_smtp(
+    mail_dovecot: DovecotServer,
+    postfix,
+    tls_certificate,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same for SMTP submission: AUTH PLAIN (initial response and challenge) and LOGIN
+    (both forms), right and wrong, a password as the user name, a locked name; the gateway's
+    own hoster password (right, and a wrong one the hoster refuses).  aiosmtpd's own logger
+    (``mail.log``) at DEBUG too: it logs every command line."""
+    import smtplib
+
+    from tests.submission.conftest import make_gateway, reply
+
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="mail.log")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_certificate.cert))
+    team = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
+    secrets = [*team.values(), WRONG, "shared-secret", "Hoster-Smtp-Wrong-7Qp"]
+
+    def client(gw: GatewayHarness) -> smtplib.SMTP:
+        c = smtplib.SMTP(gw.host, gw.smtp_port(), timeout=30)
+        c.ehlo("x.test")
+        c.starttls(context=tls_certificate.client_context())
+        c.ehlo("x.test")
+        return c
+
+    with make_gateway(mail_dovecot, postfix, tls_certificate, tmp_path / "gw") as gw:
+        attempts = [
+            ("PLAIN", "alice", WRONG, True), ("PLAIN", "alice", team["alice"], False),
+            ("PLAIN", "bob", team["bob"], True), ("LOGIN", "bob", team["bob"], True),
+            ("LOGIN", "carol", team["carol"], False), ("LOGIN", team["carol"], "x", True),
+            ("PLAIN", "alice", team["alice"], True),  # from the cache
+        ]
+        for mechanism, user, password, initial in attempts:
+            c = client(gw)
+            try:
+                c.user, c.password = user, password
+                auth = c.auth_plain if mechanism == "PLAIN" else c.auth_login
+                with contextlib.suppress(smtplib.SMTPAuthenticationError):
+                    c.auth(mechanism, auth, initial_response_ok=initial)
+                if user in team and password == team[user]:
+                    _mid, data = reply(None, subject="log check")
+                    assert c.sendmail("info@example.test", ["customer@customer.test"], data) == {}
+            finally:
+                with contextlib.suppress(Exception):
+                    c.quit()
+        for guess in BURST[:8]:  # locks bob for this address
+            c = client(gw)
+            try:
+                with contextlib.suppress(smtplib.SMTPException):
+                    c.login("bob", guess)
+            finally:
+                with contextlib.suppress(Exception):
+                    c.quit()
+        secrets += BURST[:8]
+    with make_gateway(mail_dovecot, postfix, tls_certificate, tmp_path / "gw2",
+                      upstream={"host": postfix.host, "port": postfix.port, "tls": "starttls",
+                                "password": "Hoster-Smtp-Wrong-7Qp"}) as gw2:
+        c = client(gw2)
+        try:
+            c.login("alice", team["alice"])
+            assert c.mail("info@example.test")[0] == 451
+        finally:
+            c.quit()
+    text = _log_text(caplog.records)
+    assert "submission: alice logged in" in text and "failed login" in text
+    assert "refused the gateway's login" in text
+    plain = [base64.b64encode(b"\0" + u.encode() + b"\0" + p.encode()).decode() for u, p in team.items()]
+    leaked = [s for s in [*secrets, *plain] if s in text]
     assert not leaked, f"secrets in the log: {leaked}"

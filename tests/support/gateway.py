@@ -30,6 +30,7 @@ from typing import Any, Self, TypeVar
 from imapgate.config import from_dict
 from imapgate.gateway.app import Gateway
 from imapgate.server.listener import ImapServer
+from imapgate.submission.server import SubmissionServer
 
 T = TypeVar("T")
 
@@ -57,6 +58,7 @@ class GatewayHarness:
         folders: dict[str, Any] | None = None,
         users: dict[str, str] | None = None,
         initial_sync: bool = True,
+        submission: dict[str, Any] | None = None,
     ) -> None:
         up: dict[str, Any] = {
             "host": upstream_host,
@@ -72,6 +74,10 @@ class GatewayHarness:
         data: dict[str, Any] = {"upstream": up, "server": sv, "store": {"data_dir": str(data_dir)}}
         if folders:
             data["folders"] = folders
+        if submission is not None:
+            sub: dict[str, Any] = {"listen": ["127.0.0.1:0"], "allow_plaintext": True}
+            sub.update(submission)
+            data["submission"] = sub
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config = from_dict(data, base_dir=data_dir)
         self.initial_sync = initial_sync
@@ -82,6 +88,9 @@ class GatewayHarness:
         self.server: ImapServer
         self.port = 0
         self.host = "127.0.0.1"
+        self.submission: SubmissionServer | None = None
+        #: (host, port, implicit TLS) of each submission listener.
+        self.smtp_addresses: list[tuple[str, int, bool]] = []
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -98,7 +107,11 @@ class GatewayHarness:
             self.call(self.gw.start(initial_sync=self.initial_sync), timeout=240)
             self.server = ImapServer(self.gw)
             self.call(self.server.start())
-            self.port = self.server.addresses[0][1]
+            self.port = self.server.addresses[0][1] if self.server.addresses else 0
+            if self.config.submission is not None:
+                self.submission = SubmissionServer(self.gw, self.config.submission)
+                self.call(self.submission.start())
+                self.smtp_addresses = list(self.submission.addresses)
             self._started = True
         except BaseException:
             self.stop()
@@ -107,6 +120,8 @@ class GatewayHarness:
 
     def stop(self) -> None:
         if self._thread.is_alive():
+            if self.submission is not None:
+                self.call(self.submission.stop(), timeout=30)
             if self._started:
                 with contextlib.suppress(Exception):
                     self.call(self.server.stop(), timeout=30)
@@ -156,6 +171,13 @@ class GatewayHarness:
         typ, data = client.login(user, password)
         assert typ == "OK", data
         return client
+
+    def smtp_port(self, *, implicit_tls: bool = False) -> int:
+        """The port of the first submission listener of that kind."""
+        for _host, port, tls in self.smtp_addresses:
+            if tls == implicit_tls:
+                return port
+        raise AssertionError(f"no submission listener with implicit_tls={implicit_tls}")
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10, what: str = "condition") -> None:
         """Poll ``predicate`` (evaluated on the gateway loop) until it holds."""

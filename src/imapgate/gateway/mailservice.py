@@ -207,6 +207,7 @@ class MailService:
                     else:
                         ok.append(u)
                 targets = ok
+            new_shared = self._plan_shared(mb, targets, operation, req_shared, private)
             entry = JournalEntry(
                 actor.user,
                 actor.client,
@@ -214,8 +215,8 @@ class MailService:
                 mb.name,
                 _uids_text(targets),
                 detail=f"{operation} {' '.join(sorted(requested))}",
+                answered=_answer_marks(mb, new_shared),
             )
-            new_shared = self._plan_shared(mb, targets, operation, req_shared, private)
             uidvalidity = mb.uidvalidity
             reports: dict[int, FlagReport] = {}
             try:
@@ -1153,6 +1154,17 @@ def _message_id(data: bytes) -> str | None:
         if line[:11].lower() == b"message-id:":
             return line[11:].strip().decode("utf-8", "replace") or None
     return None
+
+
+def _answer_marks(mb: MailboxIndex, plan: dict[int, tuple[str, ...]]) -> tuple[tuple[str, int, str], ...]:
+    """The messages ``plan`` newly sets \\Answered on (those with a Message-ID): recorded
+    with the STORE's journal entry, so the reply guard knows who answered them."""
+    marks = []
+    for uid, new in plan.items():
+        rec = mb.records.get(uid)
+        if rec is not None and rec.message_id and "\\Answered" in new and "\\Answered" not in rec.flags:
+            marks.append((mb.name, uid, rec.message_id))
+    return tuple(marks)
 
 
 def _uids_text(uids: Iterable[int]) -> str:

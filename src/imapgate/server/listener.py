@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import socket
 import ssl
 from collections.abc import Iterable
 
 from ..config import parse_address
-from ..errors import OperatorError
+from ..errors import bind_error
 from ..gateway.app import Gateway
 from ..gateway.control import SessionInfo
 from . import commands_mailbox, commands_message, commands_session  # noqa: F401  (register handlers)
@@ -25,26 +23,6 @@ log = logging.getLogger("imapgate.server")
 #: the rest is headroom for reconnect storms.  Beyond it, new connections get
 #: ``* BYE`` at once instead of starving the others.
 MAX_CONNECTIONS = 2000
-
-
-def bind_error(addr: str, exc: OSError) -> OperatorError:
-    """What the operator reads when a listener cannot be opened."""
-    host, port = parse_address(addr)
-    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-    if exc.errno == errno.EADDRINUSE:
-        return OperatorError(f"{where} is already in use (another imapgate or IMAP server?)")
-    if exc.errno == errno.EACCES:
-        return OperatorError(
-            f"{where}: binding a port below 1024 needs root or CAP_NET_BIND_SERVICE; "
-            "see contrib/imapgate.service (AmbientCapabilities=CAP_NET_BIND_SERVICE)"
-            if port < 1024
-            else f"{where}: permission denied"
-        )
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return OperatorError(f"{where}: {host} is not an address of this machine")
-    if isinstance(exc, socket.gaierror):
-        return OperatorError(f"{where}: unknown host name {host!r}")
-    return OperatorError(f"cannot listen on {where}: {exc.strerror or exc}")
 
 
 class ImapServer:

@@ -135,6 +135,49 @@ journal = Table(
     Index("ix_journal_ts", "ts"),
 )
 
+# What the double-reply guard remembers (submission/guard.py).  One row per
+# message submitted through the gateway's SMTP server: "sending" while the hoster
+# takes it, "sent" once the hoster accepted it, "unknown" when the gateway stopped
+# (or the hoster's connection broke) after the end of the data went out and before
+# the hoster answered, "refused" when the guard held it back (kept for the override
+# window).  Keyed by Message-ID, not by folder and UID: a reply answers the mail
+# wherever its copies are.
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("user_name", String(255), nullable=False),
+    # Message-ID of the submitted message (the gateway adds one when it has none).
+    Column("message_id", Text, nullable=False),
+    # Envelope recipients, lower case, sorted, joined by ", ".
+    Column("recipients", Text, nullable=False),
+    Column("subject", Text, nullable=False, default=""),
+    # Message-ID of the mail it replies to (NULL: not a reply to a known mail).
+    Column("original", Text, nullable=True),
+    Column("state", String(16), nullable=False),
+    # The refusal text, or why the outcome is unknown.
+    Column("reason", Text, nullable=True),
+    Index("ix_submissions_original", "original"),
+    Index("ix_submissions_user_message", "user_name", "message_id"),
+    Index("ix_submissions_ts", "ts"),
+)
+
+# \Answered set through the gateway (IMAP STORE, or a reply sent through its SMTP
+# server), written in the same transaction as the STORE's journal entry: the guard
+# tells "alice answered it" from "answered at the mail server" by these rows.
+answer_marks = Table(
+    "answer_marks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("user_name", String(255), nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("mailbox", Text, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Index("ix_answer_marks_message_id", "message_id"),
+)
+
 intents = Table(
     "intents",
     metadata,

@@ -4,6 +4,12 @@ Entries are written by the write path inside the same store transaction as the
 change itself (``entry.writer()`` gives the hook), so the journal never
 claims a change that did not happen nor misses one that did.  Failed
 operations are journaled too, in their own transaction.
+
+An entry that set ``\\Answered`` on messages through the gateway carries them in
+``answered``; they are written to ``answer_marks`` with the entry, so "who
+answered this mail, and when" is one indexed lookup by Message-ID (the reply
+guard, ``submission/guard.py``) rather than a parse of UID-set texts, which are
+cut for bulk changes and change meaning when a folder is renamed.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from ..store.schema import journal
+from ..store.schema import answer_marks, journal
 
 #: Journal lines keep UID sets as text; beyond this they are cut (the mailbox
 #: and count still say what happened) so one bulk operation cannot write megabytes.
@@ -31,6 +37,8 @@ class JournalEntry:
     result: str = "OK"
     detail: str | None = None
     ts: float = field(default_factory=time.time)
+    #: Messages this entry set \\Answered on: (mailbox, uid, Message-ID).
+    answered: tuple[tuple[str, int, str], ...] = ()
 
     def row(self) -> dict[str, object]:
         uids = self.uids
@@ -47,11 +55,21 @@ class JournalEntry:
             "detail": self.detail,
         }
 
-    def writer(self) -> Callable[[Connection], None]:
-        def write(conn: Connection) -> None:
-            conn.execute(insert(journal).values(**self.row()))
+    def write(self, conn: Connection) -> None:
+        """Insert the entry (and its answer marks) on ``conn``, in the caller's transaction."""
+        conn.execute(insert(journal).values(**self.row()))
+        if self.answered and self.result == "OK":
+            conn.execute(
+                insert(answer_marks),
+                [
+                    {"ts": self.ts, "user_name": self.user or "", "message_id": mid, "mailbox": mailbox,
+                     "uid": uid}
+                    for mailbox, uid, mid in self.answered
+                ],
+            )
 
-        return write
+    def writer(self) -> Callable[[Connection], None]:
+        return self.write
 
 
 class Journal:
@@ -61,7 +79,7 @@ class Journal:
     def record(self, entry: JournalEntry) -> None:
         """Write ``entry`` in its own transaction (failures, reads worth auditing)."""
         with self.engine.begin() as conn:
-            conn.execute(insert(journal).values(**entry.row()))
+            entry.write(conn)
 
     def recent(self, limit: int = 100) -> list[JournalEntry]:
         with self.engine.connect() as conn:
