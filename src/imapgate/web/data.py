@@ -500,10 +500,18 @@ class Dashboard:
         from ..config import parse_address
 
         sv = self.gw.config.server
-        out = [ImapEndpoint(parse_address(a)[1], "SSL") for a in sv.tls_listen]
         plain = "STARTTLS" if sv.certificate is not None else "plain"
-        out += [ImapEndpoint(parse_address(a)[1], plain) for a in sv.listen]
-        return out
+        # The listeners' bound ports when the IMAP server reports them (port 0
+        # in the configuration means "any free port"), else the configured ones.
+        provider = self.gw.control.provider if self.gw.control is not None else None
+        bound: list[tuple[str, int, bool]] = list(getattr(provider, "addresses", []))
+        if bound:
+            tls = sorted({p for _, p, t in bound if t})
+            plains = sorted({p for _, p, t in bound if not t})
+        else:
+            tls = [parse_address(a)[1] for a in sv.tls_listen]
+            plains = [parse_address(a)[1] for a in sv.listen]
+        return [ImapEndpoint(p, "SSL") for p in tls] + [ImapEndpoint(p, plain) for p in plains]
 
     def user_active(self, name: str, user_id: int) -> bool:
         """Is the account still there and enabled (checked at login only; removal

@@ -36,8 +36,14 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Command names kept as label values; anything else counts as "OTHER" (a
 #: client can send any atom as a command, and every label value is a series).
 KNOWN_COMMANDS = frozenset(
-    ["APPEND", "AUTHENTICATE", "CAPABILITY", "CHECK", "CLOSE", "COPY", "CREATE", "DELETE", "ENABLE", "EXAMINE", "EXPUNGE", "FETCH", "GETACL", "ID", "IDLE", "LIST", "LISTRIGHTS", "LOGIN", "LOGOUT", "LSUB", "MOVE", "MYRIGHTS", "NAMESPACE", "NOOP", "NOTIFY", "RENAME", "SEARCH", "SELECT", "SETACL", "STARTTLS", "STATUS", "STORE", "SUBSCRIBE", "UID", "UNSELECT", "UNSUBSCRIBE"]
-)
+    {
+        "APPEND", "AUTHENTICATE", "CAPABILITY", "CHECK", "CLOSE", "COPY", "CREATE", "DELETE",
+        "ENABLE", "EXAMINE", "EXPUNGE", "FETCH", "GETACL", "ID", "IDLE", "LIST", "LISTRIGHTS",
+        "LOGIN", "LOGOUT", "LSUB", "MOVE", "MYRIGHTS", "NAMESPACE", "NOOP", "NOTIFY", "RENAME",
+        "SEARCH", "SELECT", "SETACL", "STARTTLS", "STATUS", "STORE", "SUBSCRIBE", "UID", "UNSELECT",
+        "UNSUBSCRIBE",
+    }
+)  # fmt: skip
 
 
 class _Snapshot(Collector):

@@ -209,7 +209,7 @@ def decode_words(value: str | bytes | None, limit: int = MAX_HEADER_CHARS) -> st
     value = value[: limit * 4]
     try:
         text = str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeError, binascii.Error, AssertionError):
+    except Exception:  # HeaderParseError, binascii.Error, LookupError, ...: show it raw
         text = value
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return clean_text(text, limit)
@@ -232,6 +232,8 @@ def addresses(values: list[str]) -> tuple[AddressView, ...]:
 def _headers(msg: Message) -> Headers:
     def raw(name: str) -> list[str]:
         values = msg.get_all(name) or []
+        # compat32 gives a Header object for a value with 8-bit bytes: its
+        # str() is the text as sent (undecodable bytes as U+FFFD).
         return [str(v) for v in values]
 
     date = " ".join(raw("Date")[:1])
@@ -257,7 +259,7 @@ def safe_filename(name: str | None, index: int, content_type: str = "") -> str:
     """A file name that is safe to offer: no path, no control or bidi
     characters, no leading dot, bounded; ``part-N`` (with an extension for a
     few types) when the sender gave none."""
-    text = decode_words(name or "", MAX_FILENAME_CHARS * 2) if name else ""
+    text = decode_words(name or "", 1000) if name else ""
     text = re.split(r"[/\\]", text)[-1]
     text = _FILENAME_BAD.sub("_", text).strip(" .")
     if len(text) > MAX_FILENAME_CHARS:
@@ -376,8 +378,16 @@ def _leaves(msg: Message, depth: int = 0, state: _Walk | None = None) -> Iterato
 
 
 def _is_attachment(part: Message) -> bool:
-    disposition = (part.get("Content-Disposition") or "").split(";", 1)[0].strip().lower()
-    return disposition == "attachment" or (disposition != "inline" and part.get_filename() is not None)
+    disposition = str(part.get("Content-Disposition") or "").split(";", 1)[0].strip().lower()
+    return disposition == "attachment" or (disposition != "inline" and _filename(part) is not None)
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:  # a malformed RFC 2231 parameter
+        return None
+    return str(name) if name is not None else None
 
 
 def _payload(part: Message) -> bytes:
@@ -404,7 +414,23 @@ def _too_complex(raw: bytes) -> str | None:
 
 
 def render_message(raw: bytes) -> RenderedMessage:
-    """Everything the message page shows (see the module docstring)."""
+    """Everything the message page shows (see the module docstring).  Never
+    raises for any input: what cannot be shown is said in a note."""
+    try:
+        return _render(raw)
+    except Exception:
+        try:
+            headers = _headers(BytesHeaderParser(policy=policy.compat32).parsebytes(raw[: 1024 * 1024]))
+        except Exception:
+            headers = Headers()
+        return RenderedMessage(
+            headers,
+            notes=("This message cannot be shown; download it to read it.",),
+            size=len(raw),
+        )
+
+
+def _render(raw: bytes) -> RenderedMessage:
     reason = _too_complex(raw)
     if reason is not None:
         head = BytesHeaderParser(policy=policy.compat32).parsebytes(raw[: 1024 * 1024])
@@ -451,7 +477,7 @@ def render_message(raw: bytes) -> RenderedMessage:
                 w.attachments.append(
                     Attachment(
                         index,
-                        safe_filename(part.get_filename(), index, ctype),
+                        safe_filename(_filename(part), index, ctype),
                         clean_text(ctype, 100),
                         len(_payload(part)),
                     )
@@ -495,7 +521,7 @@ def attachment(raw: bytes, index: int) -> tuple[str, bytes] | None:
         w = _Walk()
         for i, part in _leaves(msg, 0, w):
             if i == index:
-                return safe_filename(part.get_filename(), i, part.get_content_type()), _payload(part)
+                return safe_filename(_filename(part), i, part.get_content_type()), _payload(part)
     except RecursionError:
         return None
     return None
