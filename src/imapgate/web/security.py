@@ -146,14 +146,19 @@ def login_cookie_name(https: bool) -> str:
 
 
 def same_origin(request: Request, https: bool) -> bool:
-    """False when the browser says the request comes from another site
-    (``Origin``, or ``Sec-Fetch-Site: cross-site``); requests without these
-    headers (API clients) pass, and then need the CSRF token all the same."""
+    """False when the browser says the request comes from another site.
+
+    ``Sec-Fetch-Site`` (every current browser) decides when present: only
+    ``same-origin`` and ``none`` (typed by the user) pass.  Otherwise
+    ``Origin``, unless it is ``null`` (what a browser sends under
+    ``Referrer-Policy: no-referrer``).  Requests with neither header (API
+    clients) pass, and still need the CSRF token."""
     headers: Headers = request.headers
-    if headers.get("sec-fetch-site", "").lower() == "cross-site":
-        return False
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return site.lower() in ("same-origin", "none")
     origin = headers.get("origin")
     if origin is None or origin == "null":
-        return origin is None
+        return True
     host = headers.get("host", "")
     return origin.lower() in {f"https://{host}".lower(), f"http://{host}".lower()}
