@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imapgate.config import ConfigError, config_path, effective_toml, from_dict, load
+from imapgate.config import ConfigError, WebConfig, config_path, effective_toml, from_dict, load
 
 MINIMAL = """
 [upstream]
@@ -273,3 +273,40 @@ def test_parse_duration() -> None:
     ]
     with pytest.raises(ConfigError):
         parse_duration("10 minutes")
+
+
+def _web(tmp_path: Path, web: str, server: str = "allow_plaintext = true") -> WebConfig:
+    text = f'[upstream]\nhost = "h"\nuser = "u"\n[server]\n{server}\n[web]\n{web}\n'
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return load(p).web
+
+
+def test_web_defaults_and_certificate_from_server(tmp_path: Path) -> None:
+    web = load(write(tmp_path, MINIMAL)).web
+    assert web.listen == ()  # off
+    (tmp_path / "cert.pem").write_text("")
+    got = _web(tmp_path, 'listen = ["0.0.0.0:8443"]',
+               server='certificate = "cert.pem"\nprivate_key = "key.pem"')
+    assert got.certificate == tmp_path / "cert.pem" and got.private_key == tmp_path / "key.pem"
+    assert got.tls == "auto" and got.session_idle_timeout == 7200.0
+
+
+@pytest.mark.parametrize(
+    ("web", "message"),
+    [
+        ('listen = ["0.0.0.0:8080"]', r"\[web\] listen '0.0.0.0:8080' without a certificate"),
+        ('trusted_proxies = ["proxy"]', r"\[web\] trusted_proxies: 'proxy' is not an IP address"),
+        ('certificate = "c.pem"', r"\[web\] certificate and private_key go together"),
+        ("session_idle_timeout = 7200\nsession_lifetime = 600", r"session_idle_timeout is longer"),
+        ('tls = "on"', r"\[web\] tls must be one of auto, off"),
+    ],
+)
+def test_web_invalid(tmp_path: Path, web: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _web(tmp_path, web)
+
+
+def test_web_plain_http_behind_a_proxy(tmp_path: Path) -> None:
+    got = _web(tmp_path, 'listen = ["0.0.0.0:8080"]\ntls = "off"\ntrusted_proxies = ["10.0.0.0/8"]')
+    assert got.listen == ("0.0.0.0:8080",) and got.trusted_proxies == ("10.0.0.0/8",)

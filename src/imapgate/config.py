@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from .errors import EXIT_CONFIG, OperatorError
 
 TlsMode = Literal["none", "starttls", "implicit"]
 SeenMode = Literal["private", "shared"]
+WebTls = Literal["auto", "off"]
 
 ENV_VAR = "IMAPGATE_CONFIG"
 
@@ -143,12 +145,39 @@ class SubmissionConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The web dashboard, its JSON API and the operations endpoints (off while
+    ``listen`` is empty)."""
+
+    listen: tuple[str, ...] = ()
+    #: TLS certificate and key of the web listener; unset: the ``[server]`` ones.
+    certificate: Path | None = None
+    private_key: Path | None = None
+    #: ``auto``: HTTPS whenever a certificate is known (its own or ``[server]``'s),
+    #: plain HTTP on loopback addresses otherwise; ``off``: plain HTTP (behind a
+    #: reverse proxy that terminates TLS).
+    tls: WebTls = "auto"
+    #: Addresses (or networks, ``10.0.0.0/8``) of reverse proxies whose
+    #: X-Forwarded-For / X-Forwarded-Proto headers are believed.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Host name mail clients should use (autoconfiguration); empty: the name
+    #: the request came to, without an ``autoconfig.``/``autodiscover.`` prefix.
+    public_host: str = ""
+    #: Seconds a dashboard login stays valid without a request (an open Live
+    #: page keeps it alive).
+    session_idle_timeout: float = 2 * 3600.0
+    #: Seconds a dashboard login stays valid at most, however active.
+    session_lifetime: float = 12 * 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     upstream: UpstreamConfig
     server: ServerConfig
     store: StoreConfig
     folders: FoldersConfig
+    web: WebConfig = field(default_factory=WebConfig)
     #: Problems worth telling the operator that do not stop the gateway.
     warnings: tuple[str, ...] = ()
     #: None: no SMTP submission server.
@@ -191,6 +220,7 @@ SECTIONS: dict[str, type] = {
     "store": StoreConfig,
     "folders": FoldersConfig,
     "submission": SubmissionConfig,
+    "web": WebConfig,
 }
 #: Tables inside a section whose keys are free (folder names).
 _FREE_TABLES = {("folders", "seen")}
@@ -339,6 +369,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
     )
     fo.done()
     submission = _submission(r, base_dir, upstream, server, warnings) if "submission" in data else None
+    web = _web_section(r.section("web"), base_dir, server)
     r.done()
     return Config(
         path=path,
@@ -347,6 +378,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         store=store,
         folders=folders,
         submission=submission,
+        web=web,
         warnings=tuple(warnings),
     )
 
@@ -461,6 +493,54 @@ def parse_duration(value: str | int | float, where: str = "duration") -> float:
     if not match:
         raise ConfigError(f'{where}: {value!r} is not a duration like "90s", "10m", "8h" or "2d"')
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _web_section(we: _Section, base_dir: Path, server: ServerConfig) -> WebConfig:
+    own_cert = _opt_path(base_dir, we.get_str("certificate", ""))
+    own_key = _opt_path(base_dir, we.get_str("private_key", ""))
+    if bool(own_cert) != bool(own_key):
+        raise ConfigError("[web] certificate and private_key go together: set both or neither")
+    proxies = tuple(we.get_str_list("trusted_proxies", []))
+    for entry in proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"[web] trusted_proxies: {entry!r} is not an IP address or network "
+                "(e.g. 127.0.0.1, 10.0.0.0/8)"
+            ) from None
+    web = WebConfig(
+        listen=we.addresses("listen", ()),
+        certificate=own_cert or server.certificate,
+        private_key=own_key or server.private_key,
+        tls=we.choice("tls", ("auto", "off"), "auto"),  # type: ignore[arg-type]
+        trusted_proxies=proxies,
+        public_host=we.get_str("public_host", "").strip(),
+        session_idle_timeout=we.get_float("session_idle_timeout", 2 * 3600.0, 60.0, 30 * 86400.0),
+        session_lifetime=we.get_float("session_lifetime", 12 * 3600.0, 60.0, 365 * 86400.0),
+    )
+    we.done()
+    if web.session_idle_timeout > web.session_lifetime:
+        raise ConfigError("[web] session_idle_timeout is longer than session_lifetime")
+    if web.tls == "auto" and web.certificate is None:
+        for addr in web.listen:
+            host, _ = parse_address(addr, "[web] listen")
+            if not _is_loopback(host):
+                raise ConfigError(
+                    f"[web] listen {addr!r} without a certificate: passwords would cross the network "
+                    "in clear text. Set [web] certificate/private_key (or [server]'s), or "
+                    'tls = "off" behind a reverse proxy that terminates TLS'
+                )
+    return web
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _resolve(base: Path, value: str) -> Path:

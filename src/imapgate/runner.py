@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -14,11 +15,12 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Config, load
 from .errors import OperatorError, bind_error
@@ -36,6 +38,9 @@ from .upstream.connection import (
     UpstreamLoginRefused,
     UpstreamUnavailable,
 )
+
+if TYPE_CHECKING:
+    from .web.server import WebServer
 
 __all__ = ["ProgressLog", "run_demo", "serve", "setup_logging", "sync_once"]
 
@@ -114,14 +119,18 @@ async def serve(
     for warning in config.warnings:
         log.warning("%s", warning)
     tls = tls_context(config.server)
+    web_tls = _web_tls(config, tls)
     with StoreLock(config.store.data_dir, command):
         gw = Gateway.build(config, progress=ProgressLog())
         server = ImapServer(gw, tls=tls)
         submission = SubmissionServer(gw, config.submission) if config.submission else None
+        web = _web_server(gw, config, web_tls)
         try:
             await server.bind()
             if submission is not None:
                 await submission.bind()
+            if web is not None:
+                web.bind()
             log.info(
                 "upstream %s:%d as %s, at most %d connections",
                 config.upstream.host,
@@ -135,6 +144,8 @@ async def serve(
             await server.start_serving()
             if submission is not None:
                 await submission.start_serving()
+            if web is not None:
+                await web.start()
             log.info(
                 "ready: %d folders, %d messages",
                 len(gw.replica.names()),
@@ -147,8 +158,35 @@ async def serve(
         finally:
             if submission is not None:
                 await submission.stop()
+            if web is not None:
+                await web.stop()
             await server.stop()
             await gw.stop()
+
+
+# --- the web dashboard ([web] listen): built here, started after the IMAP listeners ----------
+
+
+def _web_tls(config: Config, server_tls: ssl.SSLContext | None) -> ssl.SSLContext | None:
+    """The web listener's TLS context: the IMAP one when the files are the same."""
+    web = config.web
+    if not web.listen or web.tls == "off" or web.certificate is None:
+        return None
+    if (web.certificate, web.private_key) == (config.server.certificate, config.server.private_key):
+        return server_tls
+    try:
+        own = dataclasses.replace(config.server, certificate=web.certificate, private_key=web.private_key)
+        return tls_context(own)
+    except OperatorError as exc:
+        raise OperatorError(str(exc).replace("[server]", "[web]")) from None
+
+
+def _web_server(gw: Gateway, config: Config, tls: ssl.SSLContext | None) -> WebServer | None:
+    if not config.web.listen:
+        return None
+    from .web.server import WebServer
+
+    return WebServer(gw, config, tls=tls)
 
 
 def _sync_error(exc: Exception) -> OperatorError:
@@ -231,7 +269,23 @@ class _Created:
                     path.unlink()
 
 
-def _demo_config(base: Path, host_port: int, port: int, created: _Created) -> Path:
+#: The demo's dashboard port when free (else any free port).
+DEMO_WEB_PORT = 8080
+
+
+def _demo_web_port() -> int:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", DEMO_WEB_PORT))
+            return DEMO_WEB_PORT
+        except OSError:
+            from .demo.dovecot import find_free_port
+
+            return find_free_port()
+
+
+def _demo_config(base: Path, host_port: int, port: int, created: _Created, web_port: int) -> Path:
     pw_file = created.new(base / "upstream.password")
     cfg = created.new(base / "imapgate.toml")
     # The hoster is new at every run, with a new password.
@@ -254,6 +308,9 @@ allow_plaintext = true               # localhost only; configure a certificate i
 
 [store]
 data_dir = "gateway"
+
+[web]
+listen = ["127.0.0.1:{web_port}"]      # the team dashboard (plain HTTP: localhost only)
 """,
         encoding="utf-8",
     )
@@ -281,7 +338,8 @@ def run_demo(data_dir: Path | None, port: int, *, keep: bool = False) -> None:
         from .demo.dovecot import find_free_port
 
         host_port = find_free_port()
-        cfg_path = _demo_config(base, host_port, port, created)
+        web_port = _demo_web_port()
+        cfg_path = _demo_config(base, host_port, port, created, web_port)
         config = load(cfg_path)
         upstream_password = config.upstream.password
         mailbox = generate_mailbox()
@@ -328,6 +386,7 @@ imapgate demo is running.
 
   The "hoster": {kind} on 127.0.0.1:{host_port}, one shared account with {total} sample mails
   The gateway:  IMAP on {host}:{bound} (plain IMAP, localhost only)
+  Dashboard:    http://127.0.0.1:{web_port}/  (log in with the same names and passwords)
   Data:         {base} ({data_note})
 
 Log in with any IMAP client (server {host}, port {bound}, no encryption, normal password):

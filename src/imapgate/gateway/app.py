@@ -4,7 +4,7 @@ and stop them in order."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import Config
 from ..errors import OperatorError
@@ -19,7 +19,14 @@ from ..team.users import UserDirectory
 from ..upstream.connection import UpstreamError, UpstreamLoginRefused, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
 from .auth import Authenticator
-from .control import DISABLED_REASON, REMOVED_REASON, ControlServer, SessionProvider, socket_path
+from .control import (
+    DISABLED_REASON,
+    REMOVED_REASON,
+    AccountSessions,
+    ControlServer,
+    SessionProvider,
+    socket_path,
+)
 from .mailservice import MailService
 from .policy import Actor, Policy
 
@@ -41,6 +48,9 @@ class Gateway:
     #: The login check of every front end (IMAP; later SMTP submission, web).
     auth: Authenticator
     control: ControlServer | None = None
+    #: Logins of other front ends (the web dashboard) that end with their
+    #: account, as IMAP sessions do (``user remove``/``disable``, account check).
+    extra_sessions: list[AccountSessions] = field(default_factory=list)
 
     @classmethod
     def build(cls, config: Config, *, progress: ProgressFn | None = None) -> Gateway:
@@ -104,7 +114,7 @@ class Gateway:
         """Serve the admin control socket (``imapgate sessions``, ``kick``, user
         changes) for the IMAP server's ``sessions``."""
         path = socket_path(self.config.store.data_dir)
-        self.control = ControlServer(path, self.users, self.replica, sessions)
+        self.control = ControlServer(path, self.users, self.replica, sessions, self.extra_sessions)
         await self.control.start()
 
     async def stop_control(self) -> None:

@@ -35,7 +35,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,6 +102,19 @@ class SessionProvider(Protocol):
     def end_sessions(self, ids: Iterable[int], reason: str) -> int:
         """End these sessions with ``* BYE <reason>`` (a command in progress
         finishes first); returns how many were told to end."""
+        ...
+
+
+class AccountSessions(Protocol):
+    """Another front end's logins (the web dashboard's sessions), ended together
+    with the account's IMAP sessions."""
+
+    def end_user(self, name: str, keep_user_id: int | None) -> int:
+        """End ``name``'s logins except those of account ``keep_user_id``."""
+        ...
+
+    def end_accounts(self, active: set[int]) -> int:
+        """End every login whose account id is not in ``active``."""
         ...
 
 
@@ -190,11 +203,20 @@ def notify_user_changed(data_dir: Path, name: str) -> int | None:
 
 
 class ControlServer:
-    def __init__(self, path: Path, users: UserDirectory, replica: Replica, provider: SessionProvider) -> None:
+    def __init__(
+        self,
+        path: Path,
+        users: UserDirectory,
+        replica: Replica,
+        provider: SessionProvider,
+        others: list[AccountSessions] | None = None,
+    ) -> None:
         self.path = path
         self.users = users
         self.replica = replica
         self.provider = provider
+        #: Other front ends' logins (shared list: a web server joining later counts).
+        self.others = others if others is not None else []
         self._server: asyncio.AbstractServer | None = None
         self._checker: asyncio.Task[None] | None = None
         self._owned = False
@@ -301,20 +323,34 @@ class ControlServer:
             for s in self.provider.session_list()
             if s.user == name and (reason is not None or (user is not None and s.user_id != user.id))
         ]
-        return self._end(stale, reason or REMOVED_REASON, name)
+        keep = user.id if user is not None and not user.disabled else None
+        others = self._end_others(lambda o: o.end_user(name, keep), name)
+        return self._end(stale, reason or REMOVED_REASON, name) + others
 
     def check_accounts(self) -> int:
         """End every session whose account is gone or disabled; how many."""
         sessions = [s for s in self.provider.session_list() if s.user_id is not None]
-        if not sessions:
+        if not sessions and not self.others:
             return 0
         current = {u.id: u for u in self.users.list()}
-        ended = 0
+        active = {uid for uid, u in current.items() if not u.disabled}
+        ended = self._end_others(lambda o: o.end_accounts(active), "accounts check")
         for name in sorted({s.user for s in sessions if s.user is not None}):
             mine = [s for s in sessions if s.user == name]
             gone = [s for s in mine if s.user_id not in current]
             off = [s for s in mine if s.user_id in current and current[s.user_id].disabled]
             ended += self._end(gone, REMOVED_REASON, name) + self._end(off, DISABLED_REASON, name)
+        return ended
+
+    def _end_others(self, end: Callable[[AccountSessions], int], what: str) -> int:
+        ended = 0
+        for other in list(self.others):
+            try:
+                ended += end(other)
+            except Exception:
+                log.exception("ending other logins failed (%s)", what)
+        if ended:
+            log.info("%s: ended %d dashboard login(s)", what, ended)
         return ended
 
     def _end(self, sessions: list[SessionInfo], reason: str, name: str) -> int:

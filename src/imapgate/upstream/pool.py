@@ -137,6 +137,11 @@ class UpstreamPool:
         return self._open
 
     @property
+    def in_use(self) -> int:
+        """Connections lent to an operation right now (metrics, health)."""
+        return len(self._lent)
+
+    @property
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 

@@ -1,0 +1,661 @@
+"""The dashboard's one door into the gateway: every read and (later) every
+change the web makes goes through a method of :class:`Dashboard`, and no
+other module of ``web/`` imports anything of the gateway.
+
+Today the methods read through what exists — the replica's index for folders,
+counts and flags, ``MailService.fetch_content`` (the content cache, batched
+upstream fetches) for ENVELOPE and bodies, ``Policy.rights`` for permissions,
+the ``Authenticator`` for logins.  After issue 10 each becomes one
+``Service.execute(actor, op)`` call with the operation named in its
+docstring ("→ op"), so rights, conflicts and the journal are decided in the
+pipeline, never here.  The methods that write (``mark_seen`` today; claim,
+release, assign, note, restore, admin later) are the web's only write path.
+
+Permissions follow IMAP: a folder without ``l`` (lookup) does not exist for
+the user (404, as ``NO [NONEXISTENT]``); with ``l`` but without ``r`` (read)
+its messages are refused (403, as ``NO [NOPERM]``).
+
+The live feed: :class:`LiveFeed` subscribes once to the change bus (today the
+replica's ``EventHub``, as a global subscriber), turns replica events into
+:class:`Change` records (folder names, UIDs, and for new mail the senders and
+subjects of the first few, fetched once for everybody), keeps the last
+``REPLAY`` of them for reconnects (``Last-Event-ID``), and hands each to the
+streams of the users allowed to see it (``r`` on the folder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..gateway.app import Gateway
+from ..gateway.auth import AuthResult, Outcome
+from ..gateway.errors import OperationError
+from ..gateway.policy import LOOKUP, READ, SEEN, Actor
+from ..protocol.envelope import Envelope, parse_envelope
+from ..protocol.errors import CodecError
+from ..protocol.fetch_items import FetchAttribute, Section
+from ..replica import events as ev
+from . import render
+
+log = logging.getLogger("imapgate.web")
+
+#: Messages per folder page (the JSON API may ask for up to MAX_PER_PAGE).
+PER_PAGE = 50
+MAX_PER_PAGE = 200
+#: Messages larger than this are not fetched whole for the message page (the
+#: headers are, and the download streams the whole): the page would show a
+#: fraction of it anyway (render.MAX_TEXT_CHARS), at the cost of the transfer.
+MAX_FETCH_FOR_PAGE = 64 * 1024 * 1024
+#: Renders of message pages at once (each parses the message in a worker
+#: thread; a 20 MB message takes ~0.4 s and a few times its size in memory).
+RENDER_CONCURRENCY = 2
+#: Changes kept for a reconnecting event stream (``Last-Event-ID``).
+REPLAY = 256
+#: New messages of one change whose sender and subject the live feed looks up.
+LIVE_ENVELOPES = 10
+
+Filter = Literal["all", "unread", "flagged", "unanswered"]
+FILTERS: tuple[Filter, ...] = ("all", "unread", "flagged", "unanswered")
+
+
+class DataError(Exception):
+    """A request the dashboard answers with an HTTP error (status + reason)."""
+
+    status = 500
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NotFound(DataError):
+    status = 404
+
+
+class Forbidden(DataError):
+    status = 403
+
+
+class Unavailable(DataError):
+    status = 503
+
+
+@dataclass(frozen=True, slots=True)
+class FolderView:
+    name: str
+    total: int
+    unread: int
+    rights: str
+    #: Selectable (holds messages; ``\\Noselect`` folders only hold folders).
+    selectable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSummary:
+    uid: int
+    sender: str
+    sender_address: str
+    subject: str
+    #: Arrival (INTERNALDATE), seconds since the epoch.
+    date: float
+    size: int
+    seen: bool
+    flagged: bool
+    answered: bool
+    flags: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "from": {"name": self.sender, "address": self.sender_address},
+            "subject": self.subject,
+            "date": _iso(self.date),
+            "size": self.size,
+            "seen": self.seen,
+            "flagged": self.flagged,
+            "answered": self.answered,
+            "flags": list(self.flags),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    folder: FolderView
+    messages: tuple[MessageSummary, ...]
+    filter: Filter
+    page: int
+    pages: int
+    matching: int
+    per_page: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    folder: str
+    uid: int
+    flags: tuple[str, ...]
+    seen: bool
+    date: float
+    rendered: render.RenderedMessage
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    ts: float
+    user: str | None
+    client: str | None
+    command: str
+    folder: str | None
+    uids: str | None
+    result: str
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change as the live feed shows it."""
+
+    id: int
+    ts: float
+    kind: Literal["new", "flags", "expunged", "folders", "reset", "mode"]
+    folder: str | None
+    uids: tuple[int, ...] = ()
+    #: Set for a change of one user's private flags: only they see it.
+    user_id: int | None = None
+    #: For new mail: (uid, sender, subject) of the first LIVE_ENVELOPES.
+    summaries: tuple[tuple[int, str, str], ...] = ()
+    text: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": _iso(self.ts),
+            "kind": self.kind,
+            "folder": self.folder,
+            "uids": list(self.uids[:100]),
+            "count": len(self.uids),
+            "messages": [{"uid": u, "from": s, "subject": t} for u, s, t in self.summaries],
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    live: bool
+    ready: bool
+    upstream: str
+    upstream_error: str | None
+    watch: str
+    folders: int
+    messages: int
+    #: Seconds since the least recently synced folder was synced (None: never).
+    sync_lag: float | None
+    pool_open: int
+    pool_in_use: int
+    pool_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImapEndpoint:
+    port: int
+    #: "SSL" (implicit TLS), "STARTTLS" or "plain".
+    socket: str
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _envelope_attr() -> FetchAttribute:
+    return FetchAttribute("ENVELOPE")
+
+
+def _whole_attr() -> FetchAttribute:
+    return FetchAttribute("BODY", Section(), peek=True)
+
+
+def _header_attr() -> FetchAttribute:
+    return FetchAttribute("BODY", Section((), "HEADER"), peek=True)
+
+
+class Dashboard:
+    """See the module docstring.  One per gateway; ``start``/``stop`` the live feed."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.live = LiveFeed(self)
+        self._render_slots = asyncio.Semaphore(RENDER_CONCURRENCY)
+
+    # -- logins (→ the Authenticator, as today: it is the pipeline's login) ----------------
+    async def login(self, name: str, password: str, address: str) -> AuthResult:
+        """Check a team member's gateway login (same throttle, cache and logging
+        as IMAP LOGIN)."""
+        return await self.gw.auth.authenticate(name, password, address)
+
+    @staticmethod
+    def refusal(result: AuthResult) -> str:
+        if result.outcome is Outcome.FAILED:
+            return "Wrong user name or password."
+        if result.outcome is Outcome.LOCKED:
+            return f"Too many failed logins; try again in {max(1, round(result.retry_after))} s."
+        if result.outcome is Outcome.BUSY:
+            return "The gateway is busy checking other logins; try again in a moment."
+        return "The login could not be checked right now; try again later."
+
+    # -- permissions ---------------------------------------------------------------------
+    def _rights(self, actor: Actor, folder: str) -> str:
+        return self.gw.service.policy.rights(actor, folder)
+
+    def _readable(self, actor: Actor, folder: str) -> Any:
+        """The folder's index if ``actor`` may read it (else NotFound/Forbidden)."""
+        mb = self.gw.replica.get(folder)
+        rights = self._rights(actor, folder) if mb is not None else ""
+        if mb is None or LOOKUP not in rights:
+            raise NotFound(f"no folder {folder!r}")
+        if READ not in rights:
+            raise Forbidden(f"you may not read {folder!r}")
+        return mb
+
+    def may_read(self, actor: Actor, folder: str | None) -> bool:
+        if folder is None:
+            return True
+        rights = self._rights(actor, folder)
+        return LOOKUP in rights and READ in rights
+
+    # -- reads -----------------------------------------------------------------------------
+    def list_folders(self, actor: Actor) -> list[FolderView]:
+        """Folders ``actor`` may see, with counts for this user.  → ``ListFolders`` +
+        ``Status(MESSAGES UNSEEN)`` per folder."""
+        out: list[FolderView] = []
+        for name in self.gw.replica.names():
+            rights = self._rights(actor, name)
+            if LOOKUP not in rights:
+                continue
+            mb = self.gw.replica.get(name)
+            if mb is None:
+                continue
+            selectable = not any(a.upper() in ("\\NOSELECT", "\\NONEXISTENT") for a in mb.attributes)
+            unread = self._unread(actor, mb) if READ in rights and selectable else 0
+            out.append(FolderView(name, mb.exists if READ in rights else 0, unread, rights, selectable))
+        return out
+
+    def folder(self, actor: Actor, folder: str) -> FolderView:
+        mb = self._readable(actor, folder)
+        return FolderView(folder, mb.exists, self._unread(actor, mb), self._rights(actor, folder), True)
+
+    def _seen_set(self, actor: Actor, mb: Any) -> Callable[[int], bool]:
+        """``uid -> seen by actor`` (personal read state where \\Seen is private)."""
+        replica = self.gw.replica
+        if "\\Seen" in replica.private_flags_of(mb):
+            seen = replica.private_state(mb, actor.user_id).flags.get("\\Seen")
+            if seen is None:
+                return lambda uid: False
+            return seen.__contains__
+        records = mb.records
+        return lambda uid: "\\Seen" in records[uid].flags
+
+    def _unread(self, actor: Actor, mb: Any) -> int:
+        replica = self.gw.replica
+        if "\\Seen" in replica.private_flags_of(mb):
+            seen = replica.private_state(mb, actor.user_id).flags.get("\\Seen")
+            return int(mb.exists) - (len(seen) if seen is not None else 0)
+        return int(mb.shared_counts()[0])
+
+    async def list_messages(
+        self, actor: Actor, folder: str, filter: Filter = "all", page: int = 1, per_page: int = PER_PAGE
+    ) -> MessagePage:
+        """One page of a folder, newest first.  → ``ListMessages(folder, filter,
+        page)`` (later with the claim and answered-by columns), whose envelopes
+        come as one ``FetchContent(ENVELOPE)`` of the page's UIDs."""
+        mb = self._readable(actor, folder)
+        if not mb.synced:
+            try:
+                mb = await self.gw.service.ensure_synced(folder)
+            except OperationError as exc:
+                raise Unavailable(exc.text) from None
+        per_page = max(1, min(per_page, MAX_PER_PAGE))
+        seen = self._seen_set(actor, mb)
+        records = mb.records
+        uids = mb.uids
+        if filter == "all":
+            matching = len(uids)
+            pages = max(1, -(-matching // per_page))
+            page = max(1, min(page, pages))
+            # Newest first: the page is a slice from the end of the UID list.
+            stop = matching - (page - 1) * per_page
+            chosen = uids[max(0, stop - per_page) : stop][::-1]
+        else:
+            if filter == "unread":
+                keep: Callable[[int], bool] = lambda u: not seen(u)  # noqa: E731
+            elif filter == "flagged":
+                keep = lambda u: "\\Flagged" in records[u].flags  # noqa: E731
+            else:
+                keep = lambda u: "\\Answered" not in records[u].flags  # noqa: E731
+            hits = [u for u in reversed(uids) if keep(u)]
+            matching = len(hits)
+            pages = max(1, -(-matching // per_page))
+            page = max(1, min(page, pages))
+            chosen = hits[(page - 1) * per_page : page * per_page]
+        envelopes = await self._envelopes(mb, chosen)
+        out: list[MessageSummary] = []
+        private = self.gw.replica.private_flags_of(mb)
+        for u in chosen:
+            rec = records.get(u)
+            if rec is None:
+                continue  # expunged while the envelopes were fetched
+            env = envelopes.get(u)
+            sender, address, subject = _summary(env)
+            flags = tuple(f for f in rec.flags if f not in private) + (("\\Seen",) if seen(u) else ())
+            out.append(
+                MessageSummary(
+                    u, sender, address, subject, rec.internal_date, rec.size, seen(u),
+                    "\\Flagged" in rec.flags, "\\Answered" in rec.flags, flags,
+                )
+            )  # fmt: skip
+        view = FolderView(folder, mb.exists, self._unread(actor, mb), self._rights(actor, folder), True)
+        return MessagePage(view, tuple(out), filter, page, pages, matching, per_page)
+
+    async def _envelopes(self, mb: Any, uids: list[int]) -> dict[int, Envelope | None]:
+        """ENVELOPE of ``uids`` in one batch through the content cache (most
+        IMAP clients fetch ENVELOPE, so it is usually cached already)."""
+        if not uids:
+            return {}
+        attr = _envelope_attr()
+        try:
+            found = await self.gw.service.fetch_content(mb, uids, [attr])
+        except OperationError as exc:
+            log.info("envelopes of %s unavailable: %s", mb.name, exc.text)
+            return {}
+        out: dict[int, Envelope | None] = {}
+        for (uid, _key), raw in found.items():
+            if raw is None:
+                continue
+            try:
+                out[uid] = parse_envelope(raw)
+            except CodecError:
+                out[uid] = None
+        return out
+
+    async def message(self, actor: Actor, folder: str, uid: int) -> MessageView:
+        """The message page.  → ``FetchContent(BODY.PEEK[])``, then
+        ``StoreFlags(+\\Seen, implicit)`` as an IMAP FETCH BODY[] does."""
+        mb = self._readable(actor, folder)
+        rec = mb.records.get(uid)
+        if rec is None:
+            raise NotFound(f"no message {uid} in {folder!r}")
+        attr = _whole_attr() if rec.size <= MAX_FETCH_FOR_PAGE else _header_attr()
+        raw = await self._content(mb, uid, attr)
+        async with self._render_slots:
+            rendered = await asyncio.to_thread(render.render_message, raw)
+        if rec.size > MAX_FETCH_FOR_PAGE:
+            rendered = _with_note(
+                rendered, f"The message is {rec.size // (1024 * 1024)} MiB: only its headers are shown."
+            )
+        self.mark_seen(actor, mb, uid)
+        seen = self._seen_set(actor, mb)(uid)
+        return MessageView(folder, uid, rec.flags, seen, rec.internal_date, rendered)
+
+    def mark_seen(self, actor: Actor, mb: Any, uid: int) -> None:
+        """Opening a message marks it read for this user, as FETCH BODY[] does
+        in IMAP.  → ``StoreFlags(+\\Seen, implicit)`` (needs ``s``)."""
+        if SEEN not in self._rights(actor, mb.name):
+            return
+        with contextlib.suppress(OperationError):
+            self.gw.service.set_seen_implicitly(actor, mb, [uid])
+
+    async def raw_message(self, actor: Actor, folder: str, uid: int) -> bytes:
+        """The whole message for download.  → ``FetchContent(BODY.PEEK[])``."""
+        mb = self._readable(actor, folder)
+        if uid not in mb.records:
+            raise NotFound(f"no message {uid} in {folder!r}")
+        return await self._content(mb, uid, _whole_attr())
+
+    async def attachment(self, actor: Actor, folder: str, uid: int, index: int) -> tuple[str, bytes]:
+        """(safe file name, content) of one leaf part.  → ``FetchContent(BODY.PEEK[])``
+        (later ``BODY.PEEK[n]`` from BODYSTRUCTURE, without the whole message)."""
+        raw = await self.raw_message(actor, folder, uid)
+        async with self._render_slots:
+            got = await asyncio.to_thread(render.attachment, raw, index)
+        if got is None:
+            raise NotFound(f"message {uid} has no part {index}")
+        return got
+
+    async def _content(self, mb: Any, uid: int, attr: FetchAttribute) -> bytes:
+        from ..gateway.mailservice import cache_key
+
+        try:
+            found = await self.gw.service.fetch_content(mb, [uid], [attr])
+        except OperationError as exc:
+            raise Unavailable(exc.text) from None
+        raw = found.get((uid, cache_key(attr)))
+        if raw is None:
+            raise NotFound(f"message {uid} is gone")
+        return raw
+
+    def audit(self, actor: Actor, limit: int = 100) -> list[AuditEntry]:
+        """The newest journal entries of folders ``actor`` may read (entries
+        without a folder: only their own).  → ``AuditSearch(filters)`` of issue 13."""
+        out: list[AuditEntry] = []
+        for e in self.gw.journal.recent(limit * 4):
+            if e.mailbox is not None and not self.may_read(actor, e.mailbox):
+                continue
+            if e.mailbox is None and e.user != actor.user:
+                continue
+            out.append(AuditEntry(e.ts, e.user, e.client, e.command, e.mailbox, e.uids, e.result, e.detail))
+            if len(out) >= limit:
+                break
+        return out
+
+    # -- operations ------------------------------------------------------------------------
+    def health(self) -> Health:
+        """Liveness and readiness from what the pool and the sync engine expose."""
+        gw = self.gw
+        pool = gw.pool
+        now = time.time()
+        folders = [mb for mb in gw.replica.by_id.values() if mb.synced]
+        synced = [gw.sync.last_sync.get(mb.name) for mb in folders]
+        lag = None if not synced or any(t is None for t in synced) else now - min(t for t in synced if t)
+        upstream = "down" if pool.down else "up"
+        ready = not pool.down and bool(gw.replica.names())
+        return Health(
+            live=True,
+            ready=ready,
+            upstream=upstream,
+            upstream_error=pool.last_error if pool.down else None,
+            watch=gw.sync.watch_method,
+            folders=len(gw.replica.names()),
+            messages=sum(mb.exists for mb in gw.replica.by_id.values()),
+            sync_lag=lag,
+            pool_open=pool.open_connections,
+            pool_in_use=pool.in_use,
+            pool_max=pool.max_connections,
+        )
+
+    def imap_sessions(self) -> int:
+        control = self.gw.control
+        return len(control.provider.session_list()) if control is not None else 0
+
+    def login_counts(self) -> dict[str, int]:
+        s = self.gw.auth.stats
+        return {
+            "succeeded": s.succeeded,
+            "failed": s.failed,
+            "locked": s.locked,
+            "busy": s.busy,
+            "unavailable": s.unavailable,
+            "cache_hits": s.cache_hits,
+        }
+
+    def imap_endpoints(self) -> list[ImapEndpoint]:
+        """Where mail clients connect: implicit TLS first, then STARTTLS, then plain
+        (autoconfiguration offers them in this order)."""
+        from ..config import parse_address
+
+        sv = self.gw.config.server
+        plain = "STARTTLS" if sv.certificate is not None else "plain"
+        # The listeners' bound ports when the IMAP server reports them (port 0
+        # in the configuration means "any free port"), else the configured ones.
+        provider = self.gw.control.provider if self.gw.control is not None else None
+        bound: list[tuple[str, int, bool]] = list(getattr(provider, "addresses", []))
+        if bound:
+            tls = sorted({p for _, p, t in bound if t})
+            plains = sorted({p for _, p, t in bound if not t})
+        else:
+            tls = [parse_address(a)[1] for a in sv.tls_listen]
+            plains = [parse_address(a)[1] for a in sv.listen]
+        return [ImapEndpoint(p, "SSL") for p in tls] + [ImapEndpoint(p, plain) for p in plains]
+
+    def user_active(self, name: str, user_id: int) -> bool:
+        """Is the account still there and enabled (checked at login only; removal
+        and disabling end web sessions through the control channel)."""
+        user = self.gw.users.get(name)
+        return user is not None and user.id == user_id and not user.disabled
+
+
+def _with_note(r: render.RenderedMessage, note: str) -> render.RenderedMessage:
+    from dataclasses import replace
+
+    return replace(r, notes=(*r.notes, note))
+
+
+def _summary(env: Envelope | None) -> tuple[str, str, str]:
+    """(sender name, sender address, subject) for the list, decoded for display."""
+    if env is None:
+        return "", "", ""
+    sender = env.from_[0] if env.from_ else None
+    name = render.decode_words(sender.name, 200) if sender and sender.name else ""
+    address = render.clean_text(sender.email or "", 320) if sender else ""
+    return name, address, render.decode_words(env.subject, 500)
+
+
+# --- the live feed ---------------------------------------------------------------------------
+
+Listener = Callable[[Change], None]
+
+
+@dataclass(eq=False)
+class _Stream:
+    actor: Actor
+    deliver: Listener
+    session_number: int
+
+
+@dataclass
+class LiveFeed:
+    dashboard: Dashboard
+    _streams: set[_Stream] = field(default_factory=set)
+    _recent: deque[Change] = field(default_factory=lambda: deque(maxlen=REPLAY))
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _started: bool = False
+
+    def start(self) -> None:
+        if not self._started:
+            self.dashboard.gw.hub.subscribe(None, self._on_event)
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self.dashboard.gw.hub.unsubscribe(None, self._on_event)
+            self._started = False
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        self._streams.clear()
+
+    @property
+    def stream_count(self) -> int:
+        return len(self._streams)
+
+    def open(self, actor: Actor, deliver: Listener, session_number: int, last_id: int | None) -> _Stream:
+        """A stream for ``actor``: ``deliver`` gets every change they may see,
+        first the kept ones after ``last_id`` (a reconnect)."""
+        stream = _Stream(actor, deliver, session_number)
+        if last_id is not None:
+            for change in list(self._recent):
+                if change.id > last_id and self._visible(actor, change):
+                    deliver(change)
+        self._streams.add(stream)
+        return stream
+
+    def close(self, stream: _Stream) -> None:
+        self._streams.discard(stream)
+
+    def _visible(self, actor: Actor, change: Change) -> bool:
+        if change.user_id is not None and change.user_id != actor.user_id:
+            return False
+        return self.dashboard.may_read(actor, change.folder) if change.kind != "folders" else True
+
+    # The hub calls subscribers synchronously right after a commit: only queue.
+    def _on_event(self, event: ev.ReplicaEvent) -> None:
+        replica = self.dashboard.gw.replica
+        mailbox_id = getattr(event, "mailbox_id", None)
+        mb = replica.by_id.get(mailbox_id) if mailbox_id is not None else None
+        name = mb.name if mb is not None else None
+        now = time.time()
+        if isinstance(event, ev.MessagesAdded):
+            if mb is None or not event.uids:
+                return
+            change = Change(0, now, "new", name, event.uids, text=_count(len(event.uids), "new message"))
+            task = asyncio.get_running_loop().create_task(self._with_envelopes(change, mb))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        if isinstance(event, ev.FlagsChanged):
+            text = _count(len(event.uids), "message") + (
+                " marked (your read state)" if event.user_id is not None else ": flags changed"
+            )
+            self._publish(Change(0, now, "flags", name, event.uids, event.user_id, text=text))
+        elif isinstance(event, ev.MessagesExpunged):
+            self._publish(
+                Change(
+                    0, now, "expunged", name, event.uids, text=_count(len(event.uids), "message") + " removed"
+                )
+            )
+        elif isinstance(event, ev.MailboxListChanged):
+            self._publish(
+                Change(0, now, "folders", None, text="Folders changed: " + ", ".join(event.names[:10]))
+            )
+        elif isinstance(event, ev.MailboxReset):
+            self._publish(Change(0, now, "reset", name, text="Folder rebuilt at the hoster"))
+        elif isinstance(event, ev.ModeChanged):
+            self._publish(Change(0, now, "mode", name, text="Read-state mode changed"))
+
+    async def _with_envelopes(self, change: Change, mb: Any) -> None:
+        """New mail: look up sender and subject of the first few messages (once
+        for every viewer; usually a cache miss that IMAP clients would cause a
+        moment later anyway), then publish."""
+        summaries: list[tuple[int, str, str]] = []
+        try:
+            envs = await self.dashboard._envelopes(mb, list(change.uids[-LIVE_ENVELOPES:]))
+            for uid in change.uids[-LIVE_ENVELOPES:]:
+                name, address, subject = _summary(envs.get(uid))
+                summaries.append((uid, name or address, subject))
+        except Exception as exc:  # never lose the change itself
+            log.info("live feed: envelopes of %s not available: %s", mb.name, exc)
+        from dataclasses import replace
+
+        self._publish(replace(change, summaries=tuple(summaries)))
+
+    def _publish(self, change: Change) -> None:
+        from dataclasses import replace
+
+        change = replace(change, id=next(self._ids))
+        self._recent.append(change)
+        for stream in list(self._streams):
+            if self._visible(stream.actor, change):
+                stream.deliver(change)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
