@@ -55,6 +55,16 @@ class Extracted:
     certain: bool = True
     reason: str = ""
 
+    def columns(self) -> dict[str, str]:
+        """The index's columns: each field's lines joined by a line break (which no
+        search string the index answers contains, so no match spans two lines)."""
+        return {
+            "subject": "\n".join(self.subject),
+            **{f: "\n".join(self.addresses.get(f, ())) for f in ADDRESS_FIELDS},
+            "headers": "\n".join(self.header_lines),
+            "body": "\n".join(self.bodies),
+        }
+
     def doubt(self, reason: str) -> None:
         if self.certain:
             self.certain = False
