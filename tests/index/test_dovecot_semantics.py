@@ -16,7 +16,7 @@ from imapgate.demo import DovecotServer, SampleMessage
 from imapgate.index.extract import Extracted, extract
 from imapgate.index.query import matches, needle_for
 from imapgate.protocol import search as s
-from tests.conftest import SHARED_PASSWORD, SHARED_USER, DovecotFactory
+from tests.conftest import SHARED_PASSWORD, SHARED_USER
 from tests.support.search_corpus import RawSearch, crafted, generated, key_criteria, search_strings
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,8 @@ def _compare(
         compared += 1
         hits += bool(expected)
         if got & certain != expected:
-            mismatches.append((field, header, value, sorted((got & certain) - expected), sorted(expected - got)))
+            only_dovecot, only_index = sorted((got & certain) - expected), sorted(expected - got)
+            mismatches.append((field, header, value, only_dovecot, only_index))
     assert not mismatches, "\n".join(
         f"{f} {h} {v!r}: dovecot only {a}, index only {b}" for f, h, v, a, b in mismatches[:30]
     )
