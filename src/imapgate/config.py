@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 TlsMode = Literal["none", "starttls", "implicit"]
+IndexMode = Literal["auto", "on", "off"]
 SeenMode = Literal["private", "shared"]
 
 ENV_VAR = "IMAPGATE_CONFIG"
@@ -78,12 +79,21 @@ class FoldersConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    #: Answer text searches (SUBJECT, FROM, BODY, TEXT, HEADER ...) from the local
+    #: index: "auto" when the hoster is Dovecot (the index reproduces its search),
+    #: "on" always, "off" never (every text search goes to the hoster).
+    index: IndexMode = "auto"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     upstream: UpstreamConfig
     server: ServerConfig
     store: StoreConfig
     folders: FoldersConfig
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -186,8 +196,11 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         seen=seen_modes,
     )
     fo.done()
+    se = r.section("search")
+    search = SearchConfig(index=se.choice("index", ("auto", "on", "off"), "auto"))  # type: ignore[arg-type]
+    se.done()
     r.done()
-    return Config(path=path, upstream=upstream, server=server, store=store, folders=folders)
+    return Config(path=path, upstream=upstream, server=server, store=store, folders=folders, search=search)
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -41,7 +41,8 @@ class GatewayHarness:
     """A started gateway on its own event loop thread.
 
     ``upstream`` overrides/extends the ``[upstream]`` config table, ``server`` the ``[server]``
-    one, ``folders`` the ``[folders]`` one.  ``users`` are added before the listener starts.
+    one, ``folders`` the ``[folders]`` one, ``search`` the ``[search]`` one.  ``users`` are added
+    before the listener starts.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class GatewayHarness:
         upstream: dict[str, Any] | None = None,
         server: dict[str, Any] | None = None,
         folders: dict[str, Any] | None = None,
+        search: dict[str, Any] | None = None,
         users: dict[str, str] | None = None,
         initial_sync: bool = True,
     ) -> None:
@@ -72,6 +74,8 @@ class GatewayHarness:
         data: dict[str, Any] = {"upstream": up, "server": sv, "store": {"data_dir": str(data_dir)}}
         if folders:
             data["folders"] = folders
+        if search:
+            data["search"] = search
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config = from_dict(data, base_dir=data_dir)
         self.initial_sync = initial_sync

@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass
 
 from ..config import Config
+from ..index.indexer import SearchIndex
+from ..index.store import SqliteIndexStore
 from ..replica.content import ContentCache
 from ..replica.events import EventHub
 from ..replica.replica import Replica
@@ -18,6 +20,7 @@ from ..team.users import UserDirectory
 from ..upstream.connection import UpstreamError, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
 from .auth import Authenticator
+from .indexing import IndexFetcher, IndexSwitch
 from .mailservice import MailService
 from .policy import Policy
 
@@ -38,6 +41,8 @@ class Gateway:
     subscriptions: Subscriptions
     #: The login check of every front end (IMAP; later SMTP submission, web).
     auth: Authenticator
+    #: The search index (None: off, or a store without one yet).
+    index: SearchIndex | None = None
 
     @classmethod
     def build(cls, config: Config, *, progress: ProgressFn | None = None) -> Gateway:
@@ -62,8 +67,21 @@ class Gateway:
             max_failed_logins=config.server.max_failed_logins,
             cache_ttl=config.server.login_cache_ttl,
         )
+        index = None
+        if config.search.index != "off":
+            if engine.dialect.name == "sqlite":
+                fetcher = IndexFetcher(pool)
+                switch = IndexSwitch(config.search, pool)
+                index = SearchIndex(
+                    SqliteIndexStore(engine), replica, fetcher.headers, fetcher.messages, active=switch
+                )
+                service.index, service.index_active = index, switch
+            else:
+                log.info("search index: not available with %s yet; searches go to the server",
+                         engine.dialect.name)
         return cls(
-            config, hub, replica, pool, sync, content, journal, users, service, Subscriptions(engine), auth
+            config, hub, replica, pool, sync, content, journal, users, service, Subscriptions(engine), auth,
+            index,
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
@@ -79,8 +97,12 @@ class Gateway:
                 if not self.replica.names():
                     log.warning("the replica is empty: clients will see no folders until upstream answers")
         self.sync.start()
+        if self.index is not None:
+            await self.index.start()
 
     async def stop(self) -> None:
+        if self.index is not None:
+            await self.index.stop()
         await self.service.stop()
         await self.sync.stop()
         await self.pool.close()

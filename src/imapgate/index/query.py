@@ -69,6 +69,18 @@ def key_text(value: bytes, charset: str | None) -> str | None:
         return None
 
 
+def charset_supported(charset: str) -> bool:
+    """A search CHARSET the gateway can convert from (the hoster's iconv names where it
+    runs on glibc, as Dovecot's; else UTF-8, US-ASCII and a few single-byte ones)."""
+    if charset.lower() in ("us-ascii", "ascii", "utf-8", "utf8"):
+        return True
+    try:
+        charsets.convert(charset, b"", strict=True)
+    except (charsets.UnknownCharset, ValueError):
+        return False
+    return True
+
+
 def needle_for(key: s.SearchKey, charset: str | None) -> Needle | None:
     if isinstance(key, s.SearchText):
         field = _FIELD_OF[key.field]

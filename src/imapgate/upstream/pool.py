@@ -59,6 +59,8 @@ CHECK_TIMEOUT = 30.0
 MATCH_WAIT = 0.03
 #: Seconds after which a waiting caller is served first, whatever it must select.
 STARVE_AFTER = 0.5
+#: How often background work (the search indexer) looks whether the pool is free for it.
+QUIET_POLL = 0.02
 
 
 @dataclass(eq=False)
@@ -109,6 +111,8 @@ class UpstreamPool:
         self.last_error: str | None = None
         self.capabilities: frozenset[str] = frozenset()
         self.enabled: frozenset[str] = frozenset()
+        #: The hoster's greeting text, from the last connection opened.
+        self.greeting = ""
         self._serial = 0
         self._closed = False
         self.stats_opened = 0
@@ -145,6 +149,7 @@ class UpstreamPool:
         self.last_error = None
         self.capabilities = conn.capabilities
         self.enabled = conn.enabled
+        self.greeting = conn.greeting
         self.stats_opened += 1
         return conn
 
@@ -306,6 +311,26 @@ class UpstreamPool:
             raise
         finally:
             await self._release(conn)
+
+    def quiet(self) -> bool:
+        """No caller waits, and a connection is free (idle, or a slot to open one)."""
+        if any(not w.future.done() for w in self._waiters):
+            return False
+        return bool(self._idle) or self._open < self.max_connections
+
+    @contextlib.asynccontextmanager
+    async def background_connection(
+        self, mailbox: str, *, need_uid: int | None = None
+    ) -> AsyncIterator[UpstreamConnection]:
+        """A connection for work that must never delay a client (the search indexer):
+        taken only while the pool is quiet, for one short operation; the caller holds
+        no more than one at a time."""
+        while not self.quiet():
+            if self._closed:
+                raise UpstreamUnavailable("gateway is shutting down")
+            await asyncio.sleep(QUIET_POLL)
+        async with self.connection(mailbox, need_uid=need_uid) as conn:
+            yield conn
 
     async def _ready(
         self, mailbox: str | None, need_uid: int | None, prefer: str | None
