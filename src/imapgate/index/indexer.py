@@ -76,10 +76,12 @@ class _Folder:
     cov: Coverage
     #: Per level: every UID >= cursor was looked at (None: start at the top).
     cursor: dict[int, int | None] = field(default_factory=lambda: {1: None, 2: None})
-    #: UIDs announced by events, taken before the backlog.
-    extra: set[int] = field(default_factory=set)
+    #: Per level: UIDs announced by events (or to retry), taken before the backlog.
+    extra: dict[int, set[int]] = field(default_factory=lambda: {1: set(), 2: set()})
     #: Expunged UIDs still to delete from the store.
     gone: set[int] = field(default_factory=set)
+    #: Per level: UIDs the server did not return when asked: tried again at the next plan.
+    missing: dict[int, set[int]] = field(default_factory=lambda: {1: set(), 2: set()})
     reported: dict[int, int] = field(default_factory=dict)
     started: dict[int, float] = field(default_factory=dict)
     fetched: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0})
@@ -174,7 +176,8 @@ class SearchIndex:
         if isinstance(event, MessagesAdded):
             st = self._folders.get(event.mailbox_id)
             if st is not None:
-                st.extra.update(event.uids)
+                for extra in st.extra.values():
+                    extra.update(event.uids)
             else:
                 self._replan = True
         elif isinstance(event, MessagesExpunged):
@@ -182,7 +185,8 @@ class SearchIndex:
             if st is not None:
                 for s in (st.cov.headers, st.cov.full, st.cov.headers_done, st.cov.full_done):
                     s.difference_update(event.uids)
-                st.extra.difference_update(event.uids)
+                for extra in st.extra.values():
+                    extra.difference_update(event.uids)
                 st.gone.update(event.uids)
         elif isinstance(event, MailboxReset):
             self._folders.pop(event.mailbox_id, None)
@@ -197,6 +201,8 @@ class SearchIndex:
     async def _run(self) -> None:
         delay = RETRY_START
         while not self._stopping:
+            # Cleared before the step looks for work: an event during it is not lost.
+            self._wake.clear()
             try:
                 busy = await self._step()
                 delay = RETRY_START
@@ -212,7 +218,6 @@ class SearchIndex:
                 await self._sleep(RECHECK_SECONDS)
 
     async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
@@ -245,6 +250,10 @@ class SearchIndex:
         """Bring the folder states in line with the replica and the store: a folder per
         synced mailbox, at its current generation; generations no longer current
         (UIDVALIDITY changed, folder deleted, ``index rebuild``) are purged."""
+        for state in self._folders.values():
+            for level, missing in state.missing.items():
+                state.extra[level].update(missing)
+                missing.clear()
         folders = await asyncio.to_thread(self.store.folders)
         current = {f.gen for f in folders if f.state == "current"}
         live: set[int] = set()
@@ -312,10 +321,11 @@ class SearchIndex:
                 return len(out) >= HEADER_BATCH
             return len(out) >= BODY_BATCH_MAX or size >= BODY_BATCH_BYTES
 
-        for u in sorted(st.extra, reverse=True):
+        extra = st.extra[level]
+        for u in sorted(extra, reverse=True):
             if full():
                 break
-            st.extra.discard(u)
+            extra.discard(u)
             rec = records.get(u)
             if rec is not None and u not in done:
                 out.append(u)
@@ -343,7 +353,7 @@ class SearchIndex:
             got = await fetch(mb, wanted) if wanted else {}
         except BaseException:
             st.cursor[level] = None  # look at these again
-            st.extra.update(uids)
+            st.extra[level].update(uids)
             raise
         items: list[tuple[int, bytes | None]] = [(u, got.get(u)) for u in wanted if u in got]
         items += [(u, None) for u in big]
@@ -371,9 +381,10 @@ class SearchIndex:
                         st.cov.full.add(d.uid)
         self.indexed += len(docs)
         self.batches += 1
-        # Fetched but not answered (expunged meanwhile, or not there): look again later.
+        # Asked but not answered (expunged meanwhile, or not announced yet): look again later.
         missing = [u for u in wanted if u not in got and u in mb.records]
         if missing:
+            st.missing[level].update(missing)
             log.debug("index: %s: %d messages not returned by the server", mb.name, len(missing))
         self._report(st, mb, level)
 
@@ -425,7 +436,7 @@ class SearchIndex:
     def _next_batch_would_be_none(self) -> bool:
         for st in self._folders.values():
             mb = self.replica.by_id.get(st.mailbox_id)
-            if mb is not None and (len(st.cov.full_done) < mb.exists or st.extra):
+            if mb is not None and (len(st.cov.full_done) < mb.exists or any(st.extra.values())):
                 return False
         return True
 

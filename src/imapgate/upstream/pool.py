@@ -149,7 +149,7 @@ class UpstreamPool:
         self.last_error = None
         self.capabilities = conn.capabilities
         self.enabled = conn.enabled
-        self.greeting = conn.greeting
+        self.greeting = getattr(conn, "greeting", "")
         self.stats_opened += 1
         return conn
 
