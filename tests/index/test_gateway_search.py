@@ -36,9 +36,7 @@ def _corpus() -> list[bytes]:
 
 def _indexed(gw: GatewayHarness) -> bool:
     index = gw.gw.index
-    return index is not None and bool(index.progress()) and all(
-        full == total for _, total, _, full in index.progress()
-    )
+    return index is not None and index.complete()
 
 
 @pytest.fixture(scope="module")

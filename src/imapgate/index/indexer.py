@@ -162,6 +162,18 @@ class SearchIndex:
         found = await asyncio.to_thread(self.store.search, st.gen, needle)
         return found & cov, uncovered
 
+    def complete(self) -> bool:
+        """Every synced folder is indexed (whole messages), nothing announced is pending."""
+        for mb in list(self.replica.by_id.values()):
+            if not mb.uidvalidity or not mb.synced or not _selectable(mb):
+                continue
+            st = self._folders.get(mb.id)
+            if st is None or st.uidvalidity != mb.uidvalidity or len(st.cov.full_done) < mb.exists:
+                return False
+            if any(st.extra.values()):
+                return False
+        return True
+
     def progress(self) -> list[tuple[str, int, int, int]]:
         """(folder, messages, header fields indexed, whole messages indexed) per folder."""
         out = []
@@ -421,7 +433,7 @@ class SearchIndex:
                     mb.name, what, total, took, st.fetched[level] / 1e6,
                     f"; {uncertain} left to the server" if uncertain else "",
                 )
-                if level == 2 and self._next_batch_would_be_none():
+                if level == 2 and self.complete():
                     n = sum(len(f.cov.full_done) for f in self._folders.values())
                     log.info("index: every folder indexed (%d messages); searches are answered locally", n)
             return
@@ -432,13 +444,6 @@ class SearchIndex:
                 rate = self.rate()
                 eta = f", about {(total - done) / rate / 60:.0f} min left" if rate > 0 else ""
                 log.info("index: %s: %s %d/%d (%d%%)%s", mb.name, what, done, total, step * 10, eta)
-
-    def _next_batch_would_be_none(self) -> bool:
-        for st in self._folders.values():
-            mb = self.replica.by_id.get(st.mailbox_id)
-            if mb is not None and (len(st.cov.full_done) < mb.exists or any(st.extra.values())):
-                return False
-        return True
 
 
 def _selectable(mb: MailboxIndex) -> bool:
