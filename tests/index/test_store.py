@@ -93,7 +93,7 @@ def test_replace_and_delete(store: SqliteIndexStore, engine: Engine) -> None:
     # The FTS rows went too (a contentless table keeps them unless deleted with their values).
     with engine.connect() as conn:
         n = conn.execute(
-            text("SELECT count(*) FROM search_fts_text WHERE search_fts_text MATCH 'liegt'")
+            text("SELECT count(*) FROM search_fts_body WHERE search_fts_body MATCH 'liegt'")
         ).scalar()
     assert n == 0
 

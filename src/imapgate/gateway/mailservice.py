@@ -28,7 +28,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -751,10 +751,13 @@ class MailService:
         self.policy.authorize(actor, parent or name, rights.CREATE)
         if self.replica.get(name) is not None:
             raise OperationError(f"mailbox {name!r} already exists", "ALREADYEXISTS")
-        await self._simple_upstream(
-            actor, "CREATE", name, lambda tag: cmd.Create(tag, name, tuple(special_use))
-        )
-        await self.sync.sync_list()
+        # The new folder is listed on the connection that created it: another session of
+        # the hoster may not list it yet (seen with Dovecot while the indexer holds one).
+        async with self.sync.list_lock:
+            await self._simple_upstream(
+                actor, "CREATE", name, lambda tag: cmd.Create(tag, name, tuple(special_use)),
+                then=self.sync.sync_list,
+            )
         if self.replica.get(name) is not None:
             await self.sync.sync_mailbox(name)
 
@@ -791,8 +794,16 @@ class MailService:
                 self.sync.request(name)
 
     async def _simple_upstream(
-        self, actor: Actor, verb: str, mailbox: str, build: object, detail: str | None = None
+        self,
+        actor: Actor,
+        verb: str,
+        mailbox: str,
+        build: object,
+        detail: str | None = None,
+        then: Callable[[UpstreamConnection], Awaitable[None]] | None = None,
     ) -> CommandResult:
+        """``build``'s command upstream, journalled; ``then`` runs on the same connection
+        after it succeeded."""
         entry = JournalEntry(actor.user, actor.client, verb, mailbox, detail=detail)
         try:
             async with self.pool.connection() as conn:
@@ -800,6 +811,8 @@ class MailService:
                     await conn.run(lambda tag: cmd.Unselect(tag) if conn.has("UNSELECT") else cmd.Close(tag))
                     conn.selected = None
                 res = await conn.check(build)  # type: ignore[arg-type]
+                if then is not None:
+                    await then(conn)
         except (UpstreamError, UpstreamUnavailable) as exc:
             err = _upstream_failure(exc, f"cannot {verb.lower()} {mailbox}")
             self._fail(actor, verb, mailbox, [], err)

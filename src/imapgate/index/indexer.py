@@ -66,6 +66,10 @@ RETRY_START: Final = 5.0
 RETRY_MAX: Final = 120.0
 #: Folders at least this big get progress lines every 10 %.
 PROGRESS_MIN: Final = 5000
+#: A folder that appears while the gateway runs is indexed after this many seconds:
+#: clients that reorganise folders create, fill, rename and delete them within seconds,
+#: and the indexer's SELECT of a folder being deleted only costs a connection.
+NEW_FOLDER_DELAY: Final = 10.0
 
 
 @dataclass
@@ -85,6 +89,8 @@ class _Folder:
     reported: dict[int, int] = field(default_factory=dict)
     started: dict[int, float] = field(default_factory=dict)
     fetched: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0})
+    #: Not indexed before this (monotonic) time.
+    not_before: float = 0.0
 
 
 class SearchIndex:
@@ -112,6 +118,7 @@ class SearchIndex:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._replan = True
+        self._planned_once = False
         self._last_check = 0.0
         self._rate: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)
         #: Counters for tests and the log.
@@ -256,6 +263,10 @@ class SearchIndex:
             if await asyncio.to_thread(self.store.purge, gen, PURGE_BATCH) == 0:
                 self._retired.pop(0)
             return True
+        waiting = [st.not_before for st in self._folders.values() if st.not_before > now]
+        if waiting:
+            await self._sleep(min(waiting) - now)
+            return True
         return False
 
     async def _plan(self) -> None:
@@ -284,7 +295,10 @@ class SearchIndex:
             for s in (cov.headers, cov.full, cov.headers_done, cov.full_done):
                 stale = [u for u in s if u not in records]
                 s.difference_update(stale)
-            self._folders[mb.id] = _Folder(mb.id, gen.gen, gen.uidvalidity, cov)
+            st = _Folder(mb.id, gen.gen, gen.uidvalidity, cov)
+            if self._planned_once and not cov.headers_done:
+                st.not_before = time.monotonic() + NEW_FOLDER_DELAY
+            self._folders[mb.id] = st
             current.add(gen.gen)
             if len(cov.full_done) < mb.exists:
                 log.info(
@@ -299,6 +313,7 @@ class SearchIndex:
             await asyncio.to_thread(self.store.retire, f.mailbox_id)
         folders = await asyncio.to_thread(self.store.folders)
         self._retired = [f.gen for f in folders if f.state == "retired"]
+        self._planned_once = True
 
     def _order(self) -> list[_Folder]:
         watched = self.replica.hub.watched_mailboxes()
@@ -312,10 +327,11 @@ class SearchIndex:
 
     def _next_batch(self) -> tuple[_Folder, MailboxIndex, int, list[int]] | None:
         order = self._order()
+        now = time.monotonic()
         for level in (1, 2):
             for st in order:
                 mb = self.replica.by_id.get(st.mailbox_id)
-                if mb is None or mb.uidvalidity != st.uidvalidity:
+                if mb is None or mb.uidvalidity != st.uidvalidity or st.not_before > now:
                     continue
                 uids = self._take(st, mb, level)
                 if uids:
@@ -333,6 +349,7 @@ class SearchIndex:
                 return len(out) >= HEADER_BATCH
             return len(out) >= BODY_BATCH_MAX or size >= BODY_BATCH_BYTES
 
+        taken: set[int] = set()
         extra = st.extra[level]
         for u in sorted(extra, reverse=True):
             if full():
@@ -341,6 +358,7 @@ class SearchIndex:
             rec = records.get(u)
             if rec is not None and u not in done:
                 out.append(u)
+                taken.add(u)
                 size += rec.size
         uids = mb.uids
         cursor = st.cursor[level]
@@ -349,7 +367,7 @@ class SearchIndex:
             i -= 1
             u = uids[i]
             st.cursor[level] = u
-            if u not in done:
+            if u not in done and u not in taken:
                 out.append(u)
                 rec = records.get(u)
                 size += rec.size if rec is not None else 0

@@ -14,10 +14,14 @@ re-numbered folder starts a new one and the old is purged in the background):
   with the indexer's progress (bytes fetched, rate) for ``imapgate index status``;
 * ``search_docs``: one row per indexed message, rowid ``gen << 32 | uid``:
   level (1 = header fields, 2 = whole message), whether the index is certain
-  about it, and the indexed texts zlib-compressed (contentless FTS tables need
-  them to delete a row; HEADER lookups verify candidates with them);
-* ``search_fts_hdr`` (subject, from, to, cc, bcc) and ``search_fts_text``
-  (headers of all parts, body text): contentless FTS5, rowid as above.
+  about it, and the indexed texts compressed (contentless FTS tables need them
+  to delete a row; HEADER lookups verify candidates with them), with a
+  dictionary per generation taken from its first messages (small messages of
+  one folder share most of their text: several times smaller than alone);
+* ``search_fts_<column>``: one contentless FTS5 table per column (subject,
+  from, to, cc, bcc, headers of all parts, body text), rowid as above.  One
+  table each, not columns of one: a column filter makes FTS5 read every
+  column's positions (BODY of 100,000 messages: 140 ms instead of 18 ms).
 
 Every method is synchronous (callers run it in a worker thread) and opens its
 own short transaction.
@@ -41,9 +45,16 @@ from .query import Needle
 #: Bumped when extraction changes what is indexed: every folder is then re-indexed.
 EXTRACT_VERSION: Final = 1
 UID_BITS: Final = 32
-HDR_COLUMNS: Final = ("subject", "afrom", "ato", "acc", "abcc")
-TEXT_COLUMNS: Final = ("headers", "body")
-_FIELD_COLUMN: Final = {"subject": "subject", "from": "afrom", "to": "ato", "cc": "acc", "bcc": "abcc"}
+#: Columns indexed from the header fields (level 1) and from whole messages (level 2 adds).
+LEVEL1_COLUMNS: Final = ("subject", "from", "to", "cc", "bcc")
+LEVEL2_COLUMNS: Final = ("headers", "body")
+#: The FTS table(s) each needle field is looked up in.
+_TABLES: Final = {
+    "subject": ("subject",), "from": ("from",), "to": ("to",), "cc": ("cc",), "bcc": ("bcc",),
+    "body": ("body",), "text": ("headers", "body"), "header": ("headers",),
+}
+#: Bytes of the compression dictionary of a generation (zlib's window).
+ZDICT_BYTES: Final = 32 * 1024
 
 
 @dataclass
@@ -99,16 +110,28 @@ def rowid(gen: int, uid: int) -> int:
     return (gen << UID_BITS) | uid
 
 
-def _pack(doc: Doc) -> bytes:
-    if not doc.certain:
-        return b""
-    return zlib.compress(json.dumps([doc.columns, doc.top_headers], ensure_ascii=False).encode("utf-8"), 6)
+def _json(doc: Doc) -> bytes:
+    return json.dumps([doc.columns, doc.top_headers], ensure_ascii=False).encode("utf-8")
 
 
-def _unpack(data: bytes | None) -> tuple[dict[str, str], list[tuple[str, str]]]:
+def _pack(raw: bytes, zdict: bytes | None) -> bytes:
+    """b"\x01" + raw deflate with the generation's dictionary, or b"\x00" + zlib."""
+    if zdict is None:
+        return b"\x00" + zlib.compress(raw, 6)
+    c = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict)
+    return b"\x01" + c.compress(raw) + c.flush()
+
+
+def _unpack(data: bytes | None, zdict: bytes | None) -> tuple[dict[str, str], list[tuple[str, str]]]:
     if not data:
         return {}, []
-    cols, hdrs = json.loads(zlib.decompress(data).decode("utf-8"))
+    if data[0] == 1:
+        assert zdict is not None
+        d = zlib.decompressobj(-15, zdict)
+        raw = d.decompress(data[1:]) + d.flush()
+    else:
+        raw = zlib.decompress(data[1:])
+    cols, hdrs = json.loads(raw.decode("utf-8"))
     return cols, [(n, v) for n, v in hdrs]
 
 
@@ -126,6 +149,15 @@ class SqliteIndexStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: Compression dictionaries by generation (None: none yet).
+        self._zdicts: dict[int, bytes | None] = {}
+
+    def _zdict(self, conn: Connection, gen: int) -> bytes | None:
+        if gen not in self._zdicts:
+            self._zdicts[gen] = conn.execute(
+                select(search_folders.c.zdict).where(search_folders.c.id == gen)
+            ).scalar()
+        return self._zdicts[gen]
 
     # -- generations ----------------------------------------------------------------
     def folders(self) -> list[Folder]:
@@ -196,38 +228,42 @@ class SqliteIndexStore:
             return
         with self.engine.begin() as conn:
             ids = [rowid(gen, d.uid) for d in docs]
-            self._remove(conn, ids)
-            hdr_rows = []
-            text_rows = []
+            self._remove(conn, gen, ids)
+            raws = {d.uid: _json(d) for d in docs if d.certain}
+            zdict = self._zdict(conn, gen)
+            values: dict[str, Any] = {
+                "fetched_bytes": search_folders.c.fetched_bytes + fetched_bytes, "rate": rate,
+                "updated": time.time(),
+            }
+            if zdict is None and any(d.level >= 2 and d.certain for d in docs):
+                # The generation's dictionary: the text of its first whole messages.
+                zdict = b"".join(raws[d.uid] for d in docs if d.certain and d.level >= 2)[-ZDICT_BYTES:]
+                values["zdict"] = zdict
+                self._zdicts[gen] = zdict
+            rows: dict[str, list[tuple[int, str]]] = {c: [] for c in (*LEVEL1_COLUMNS, *LEVEL2_COLUMNS)}
             doc_rows = []
             for d, rid in zip(docs, ids, strict=True):
+                data = _pack(raws[d.uid], zdict if d.level >= 2 else None) if d.certain else b""
                 doc_rows.append({
                     "id": rid, "gen": gen, "uid": d.uid, "level": d.level, "certain": d.certain,
-                    "size": d.size, "text_bytes": sum(len(v) for v in d.columns.values()), "data": _pack(d),
+                    "size": d.size, "text_bytes": sum(len(v) for v in d.columns.values()), "data": data,
                 })
                 if d.certain:
-                    c = d.columns
-                    hdr_rows.append((rid, c["subject"], c["from"], c["to"], c["cc"], c["bcc"]))
-                    if d.level >= 2:
-                        text_rows.append((rid, c["headers"], c["body"]))
+                    for col in LEVEL1_COLUMNS + (LEVEL2_COLUMNS if d.level >= 2 else ()):
+                        if d.columns[col]:
+                            rows[col].append((rid, d.columns[col]))
             conn.execute(insert(search_docs), doc_rows)
             with _cursor(conn) as cur:
-                cur.executemany(
-                    "INSERT INTO search_fts_hdr(rowid, subject, afrom, ato, acc, abcc) VALUES (?,?,?,?,?,?)",
-                    hdr_rows,
-                )
-                cur.executemany("INSERT INTO search_fts_text(rowid, headers, body) VALUES (?,?,?)", text_rows)
-            conn.execute(
-                update(search_folders)
-                .where(search_folders.c.id == gen)
-                .values(fetched_bytes=search_folders.c.fetched_bytes + fetched_bytes, rate=rate,
-                        updated=time.time())
-            )
+                for col, items in rows.items():
+                    if items:
+                        cur.executemany(f"INSERT INTO search_fts_{col}(rowid, t) VALUES (?,?)", items)
+            conn.execute(update(search_folders).where(search_folders.c.id == gen).values(**values))
 
-    def _remove(self, conn: Connection, ids: list[int]) -> int:
-        """Delete docs ``ids`` and their FTS entries (contentless FTS5 needs the
-        indexed values to delete a row: they are in the doc)."""
+    def _remove(self, conn: Connection, gen: int, ids: list[int]) -> int:
+        """Delete docs ``ids`` of ``gen`` and their FTS entries (contentless FTS5 needs
+        the indexed values to delete a row: they are in the doc)."""
         removed = 0
+        zdict = self._zdict(conn, gen)
         for chunk in _chunks(ids, 500):
             rows = conn.execute(
                 select(search_docs.c.id, search_docs.c.level, search_docs.c.certain, search_docs.c.data)
@@ -235,25 +271,19 @@ class SqliteIndexStore:
             ).all()
             if not rows:
                 continue
-            hdr_rows = []
-            text_rows = []
+            deletes: dict[str, list[tuple[str, int, str]]] = {}
             for rid, level, certain, data in rows:
                 if not certain:
                     continue
-                c, _ = _unpack(data)
-                hdr_rows.append(("delete", rid, c["subject"], c["from"], c["to"], c["cc"], c["bcc"]))
-                if level >= 2:
-                    text_rows.append(("delete", rid, c["headers"], c["body"]))
+                cols, _ = _unpack(data, zdict)
+                for col in LEVEL1_COLUMNS + (LEVEL2_COLUMNS if level >= 2 else ()):
+                    if cols.get(col):
+                        deletes.setdefault(col, []).append(("delete", rid, cols[col]))
             with _cursor(conn) as cur:
-                cur.executemany(
-                    "INSERT INTO search_fts_hdr(search_fts_hdr, rowid, subject, afrom, ato, acc, abcc) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    hdr_rows,
-                )
-                cur.executemany(
-                    "INSERT INTO search_fts_text(search_fts_text, rowid, headers, body) VALUES (?,?,?,?)",
-                    text_rows,
-                )
+                for col, items in deletes.items():
+                    cur.executemany(
+                        f"INSERT INTO search_fts_{col}(search_fts_{col}, rowid, t) VALUES (?,?,?)", items
+                    )
             conn.execute(delete(search_docs).where(search_docs.c.id.in_([r[0] for r in rows])))
             removed += len(rows)
         return removed
@@ -263,7 +293,7 @@ class SqliteIndexStore:
         if not uids:
             return 0
         with self.engine.begin() as conn:
-            return self._remove(conn, [rowid(gen, u) for u in uids])
+            return self._remove(conn, gen, [rowid(gen, u) for u in uids])
 
     def purge(self, gen: int, limit: int) -> int:
         """Delete up to ``limit`` docs of a retired generation; when none is left, the
@@ -276,43 +306,38 @@ class SqliteIndexStore:
                 ).scalars()
             )
             if ids:
-                return self._remove(conn, ids)
+                return self._remove(conn, gen, ids)
             conn.execute(delete(search_folders).where(search_folders.c.id == gen))
+            self._zdicts.pop(gen, None)
             return 0
 
     # -- lookups ----------------------------------------------------------------------
     def search(self, gen: int, needle: Needle) -> set[int]:
         """UIDs of generation ``gen`` whose indexed text matches ``needle`` (only certain
         docs are in the FTS tables)."""
-        lo, hi = rowid(gen, 0), rowid(gen + 1, 0) - 1
         phrase = _phrase(needle.text)
-        if needle.field == "header":
-            table, expr = "search_fts_text", "{headers} : " + phrase
-        elif needle.field == "body":
-            table, expr = "search_fts_text", "{body} : " + phrase
-        elif needle.field == "text":
-            table, expr = "search_fts_text", phrase
-        else:
-            table, expr = "search_fts_hdr", "{" + _FIELD_COLUMN[needle.field] + "} : " + phrase
+        found: set[int] = set()
         with self.engine.connect() as conn:
             with _cursor(conn) as cur:
-                cur.execute(
-                    f"SELECT rowid FROM {table} WHERE {table} MATCH ? AND rowid BETWEEN ? AND ?",
-                    (expr, lo, hi),
-                )
-                found = [r[0] for r in cur.fetchall()]
+                for col in _TABLES[needle.field]:
+                    # No rowid range in the query: FTS5 reads the same doclists either way
+                    # and is slower with one; other folders' rows are dropped here.
+                    cur.execute(f"SELECT rowid FROM search_fts_{col} WHERE search_fts_{col} MATCH ?",
+                                (phrase,))
+                    found.update(r for (r,) in cur.fetchall() if r >> UID_BITS == gen)
             if needle.field != "header":
                 return {r & _UID_MASK for r in found}
-            return self._verify_header(conn, found, needle) if found else set()
+            return self._verify_header(conn, gen, sorted(found), needle) if found else set()
 
-    def _verify_header(self, conn: Connection, ids: list[int], needle: Needle) -> set[int]:
+    def _verify_header(self, conn: Connection, gen: int, ids: list[int], needle: Needle) -> set[int]:
         """The candidates whose named top-level header holds the string."""
         out: set[int] = set()
+        zdict = self._zdict(conn, gen)
         for chunk in _chunks(ids, 500):
             for rid, data in conn.execute(
                 select(search_docs.c.id, search_docs.c.data).where(search_docs.c.id.in_(chunk))
             ):
-                _, hdrs = _unpack(data)
+                _, hdrs = _unpack(data, zdict)
                 if any(needle.text in v for n, v in hdrs if n.lower() == needle.header and n.isascii()):
                     out.add(rid & _UID_MASK)
         return out
@@ -336,8 +361,8 @@ class SqliteIndexStore:
                     stored = sum(v for k, v in pages.items() if not k.startswith("search_fts_"))
                 except Exception:  # no dbstat: what the rows hold
                     fts = 0
-                    for table in ("search_fts_hdr", "search_fts_text"):
-                        cur.execute(f"SELECT coalesce(sum(length(block)), 0) FROM {table}_data")
+                    for col in (*LEVEL1_COLUMNS, *LEVEL2_COLUMNS):
+                        cur.execute(f"SELECT coalesce(sum(length(block)), 0) FROM search_fts_{col}_data")
                         fts += int(cur.fetchone()[0])
                     cur.execute("SELECT coalesce(sum(length(data)), 0) + count(*) * 40 FROM search_docs")
                     stored = int(cur.fetchone()[0])

@@ -174,12 +174,17 @@ async def evaluate(
     positive = [content[k] for k in keys if k in content and isinstance(k, CONTENT_KEYS)]
     if positive:
         # A text key at the top level must match: only its hits need the other keys
-        # (``SUBJECT x UNSEEN`` of 100,000 messages tests a few, not every one).
+        # (``SUBJECT x UNSEEN`` of 100,000 messages tests a few, not every one), and
+        # none when every key is such a text key.
         candidates = set.intersection(*sorted(positive, key=len))
+        only_text = len(positive) == len(keys)
         uids = view.uids
+        n = len(uids)
         for uid in sorted(candidates):
             i = bisect_left(uids, uid)
-            if i < len(uids) and uids[i] == uid and ev.matches(i + 1, uid, keys):
+            if i < n and uids[i] == uid and (
+                uid in records if only_text else ev.matches(i + 1, uid, keys)
+            ):
                 seqs_out.append(i + 1)
                 uids_out.append(uid)
         return seqs_out, uids_out, ev

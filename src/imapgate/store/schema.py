@@ -156,6 +156,7 @@ search_folders = Table(
     Column("fetched_bytes", BigInteger, nullable=False, default=0),
     Column("rate", Float, nullable=False, default=0.0),  # messages/s lately
     Column("updated", Float, nullable=False),
+    Column("zdict", LargeBinary, nullable=True),  # compression dictionary of its docs
     Index("ix_search_folders_mailbox", "mailbox_id"),
     sqlite_autoincrement=True,
 )
@@ -171,7 +172,7 @@ search_docs = Table(
     Column("certain", Boolean, nullable=False),
     Column("size", BigInteger, nullable=False),  # bytes fetched
     Column("text_bytes", BigInteger, nullable=False),  # characters indexed
-    Column("data", LargeBinary, nullable=False),  # zlib(JSON [columns, top headers])
+    Column("data", LargeBinary, nullable=False),  # compressed JSON [columns, top headers]
 )
 
 meta = Table(

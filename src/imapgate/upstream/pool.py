@@ -104,6 +104,8 @@ class UpstreamPool:
         self._factory = connection_factory
         self._idle: list[UpstreamConnection] = []
         self._lent: set[UpstreamConnection] = set()
+        #: Lent connections whose selected folder went away meanwhile (see drop_selected).
+        self._stale: set[UpstreamConnection] = set()
         self._waiters: list[_Waiter] = []
         self._open = 0  # connections open or being opened (idle, lent, dedicated)
         self._backoff = 0.0
@@ -282,6 +284,13 @@ class UpstreamPool:
 
     async def _release(self, conn: UpstreamConnection) -> None:
         self._lent.discard(conn)
+        if conn in self._stale:
+            # Its folder was deleted or renamed while it was lent: never reuse it.
+            self._stale.discard(conn)
+            self._open -= 1
+            self._wake_slot()
+            await (conn.logout() if conn.alive else conn.close())
+            return
         if conn.alive and not self._closed:
             self._give(conn)
             return
@@ -313,10 +322,11 @@ class UpstreamPool:
             await self._release(conn)
 
     def quiet(self) -> bool:
-        """No caller waits, and a connection is free (idle, or a slot to open one)."""
+        """No caller waits, and an idle connection is free (or none is open at all and a
+        slot is: background work does not make the pool grow while clients use it)."""
         if any(not w.future.done() for w in self._waiters):
             return False
-        return bool(self._idle) or self._open < self.max_connections
+        return bool(self._idle) or (not self._lent and self._open < self.max_connections)
 
     @contextlib.asynccontextmanager
     async def background_connection(
@@ -382,16 +392,18 @@ class UpstreamPool:
             await conn.check(lambda tag: cmd.Noop(tag), timeout=CHECK_TIMEOUT)
 
     async def drop_selected(self, mailbox: str) -> None:
-        """Log out idle connections that have ``mailbox`` (or a folder below it) selected:
-        after it was deleted or renamed on another connection, Dovecot fails later commands
-        on such a session (e.g. an APPEND after the name was created again: "Internal error
-        ... duplicate transaction log sequence")."""
+        """Log out connections that have ``mailbox`` (or a folder below it) selected, idle
+        ones now, lent ones when given back: after it was deleted or renamed on another
+        connection, Dovecot fails later commands on such a session (e.g. an APPEND after the
+        name was created again: "Internal error ... duplicate transaction log sequence")."""
         prefix = mailbox + "/"
-        stale = [
-            c
-            for c in self._idle
-            if c.selected is not None and (c.selected == mailbox or c.selected.startswith(prefix))
-        ]
+
+        def affected(c: UpstreamConnection) -> bool:
+            return c.selected is not None and (c.selected == mailbox or c.selected.startswith(prefix))
+
+        # Lent ones (a long operation, the search indexer) are logged out when given back.
+        self._stale.update(c for c in self._lent if affected(c))
+        stale = [c for c in self._idle if affected(c)]
         if not stale:
             return
         self._idle = [c for c in self._idle if c not in stale]

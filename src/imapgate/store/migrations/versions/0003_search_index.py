@@ -10,6 +10,9 @@ Create Date: 2026-12-02 06:00:00
 import sqlalchemy as sa
 from alembic import op
 
+#: subject, from, to, cc, bcc (from the header fields), headers of every part, body text.
+FTS_COLUMNS = ("subject", "from", "to", "cc", "bcc", "headers", "body")
+
 revision = "0003"
 down_revision = "0001"
 branch_labels = None
@@ -27,6 +30,7 @@ def upgrade() -> None:
         sa.Column("fetched_bytes", sa.BigInteger(), nullable=False),
         sa.Column("rate", sa.Float(), nullable=False),
         sa.Column("updated", sa.Float(), nullable=False),
+        sa.Column("zdict", sa.LargeBinary(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sqlite_autoincrement=True,
     )
@@ -51,16 +55,17 @@ def upgrade() -> None:
         # Contentless FTS5 with the trigram tokenizer on normalized text (case_sensitive:
         # the text is already case-mapped); rowid = search_docs.id.  (PostgreSQL: pg_trgm
         # indexes, added with the PostgreSQL store.)
+        # One table per column: a column filter makes FTS5 read every column's positions.
         opts = "tokenize='trigram case_sensitive 1', content='', columnsize=0"
-        op.execute(f"CREATE VIRTUAL TABLE search_fts_hdr USING fts5(subject, afrom, ato, acc, abcc, {opts})")
-        op.execute(f"CREATE VIRTUAL TABLE search_fts_text USING fts5(headers, body, {opts})")
+        for column in FTS_COLUMNS:
+            op.execute(f"CREATE VIRTUAL TABLE search_fts_{column} USING fts5(t, {opts})")
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
-        op.execute("DROP TABLE IF EXISTS search_fts_text")
-        op.execute("DROP TABLE IF EXISTS search_fts_hdr")
+        for column in FTS_COLUMNS:
+            op.execute(f"DROP TABLE IF EXISTS search_fts_{column}")
     op.drop_table("search_docs")
     with op.batch_alter_table("search_folders", schema=None) as batch_op:
         batch_op.drop_index("ix_search_folders_mailbox")
