@@ -149,15 +149,18 @@ class SqliteIndexStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        #: Compression dictionaries by generation (None: none yet).
-        self._zdicts: dict[int, bytes | None] = {}
+        #: Compression dictionaries by generation.
+        self._zdicts: dict[int, bytes] = {}
 
     def _zdict(self, conn: Connection, gen: int) -> bytes | None:
-        if gen not in self._zdicts:
-            self._zdicts[gen] = conn.execute(
-                select(search_folders.c.zdict).where(search_folders.c.id == gen)
-            ).scalar()
-        return self._zdicts[gen]
+        """The dictionary of ``gen``; only a found one is remembered (a reader must not
+        remember "none yet" while the writer's first transaction is still open)."""
+        zdict = self._zdicts.get(gen)
+        if zdict is None:
+            zdict = conn.execute(select(search_folders.c.zdict).where(search_folders.c.id == gen)).scalar()
+            if zdict is not None:
+                self._zdicts[gen] = zdict
+        return zdict
 
     # -- generations ----------------------------------------------------------------
     def folders(self) -> list[Folder]:
