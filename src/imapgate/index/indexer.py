@@ -119,6 +119,8 @@ class SearchIndex:
         self._stopping = False
         self._replan = True
         self._planned_once = False
+        #: "every folder indexed" was logged (again after a rebuild or a big new folder).
+        self._announced = False
         self._last_check = 0.0
         self._rate: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)
         #: Counters for tests and the log.
@@ -296,11 +298,13 @@ class SearchIndex:
                 stale = [u for u in s if u not in records]
                 s.difference_update(stale)
             st = _Folder(mb.id, gen.gen, gen.uidvalidity, cov)
+            if mb.exists - len(cov.full_done) >= PROGRESS_MIN:
+                self._announced = False
             if self._planned_once and not cov.headers_done:
                 st.not_before = time.monotonic() + NEW_FOLDER_DELAY
             self._folders[mb.id] = st
             current.add(gen.gen)
-            if len(cov.full_done) < mb.exists:
+            if len(cov.full_done) < mb.exists and (not self._planned_once or mb.exists >= PROGRESS_MIN):
                 log.info(
                     "index: %s: %d of %d messages indexed, %d with header fields",
                     mb.name, len(cov.full_done), mb.exists, len(cov.headers_done),
@@ -451,7 +455,8 @@ class SearchIndex:
                     mb.name, what, total, took, st.fetched[level] / 1e6,
                     f"; {uncertain} left to the server" if uncertain else "",
                 )
-                if level == 2 and self.complete():
+                if level == 2 and self.complete() and not self._announced:
+                    self._announced = True
                     n = sum(len(f.cov.full_done) for f in self._folders.values())
                     log.info("index: every folder indexed (%d messages); searches are answered locally", n)
             return
