@@ -323,20 +323,23 @@ class SqliteIndexStore:
         with self.engine.connect() as conn:
             with _cursor(conn) as cur:
                 for col in _TABLES[needle.field]:
-                    # No rowid range in the query: FTS5 reads the same doclists either way
-                    # and is slower with one; other folders' rows are dropped here.
-                    cur.execute(f"SELECT rowid FROM search_fts_{col} WHERE search_fts_{col} MATCH ?",
-                                (phrase,))
-                    found.update(r for (r,) in cur.fetchall() if r >> UID_BITS == gen)
+                    # The generation as a computed filter, not a rowid range: FTS5 reads the
+                    # same doclists either way and is slower with a range.
+                    cur.execute(
+                        f"SELECT rowid & {_UID_MASK} FROM search_fts_{col} "
+                        f"WHERE search_fts_{col} MATCH ? AND (rowid >> {UID_BITS}) = ?",
+                        (phrase, gen),
+                    )
+                    found.update(r for (r,) in cur.fetchall())
             if needle.field != "header":
-                return {r & _UID_MASK for r in found}
+                return found
             return self._verify_header(conn, gen, sorted(found), needle) if found else set()
 
-    def _verify_header(self, conn: Connection, gen: int, ids: list[int], needle: Needle) -> set[int]:
+    def _verify_header(self, conn: Connection, gen: int, uids: list[int], needle: Needle) -> set[int]:
         """The candidates whose named top-level header holds the string."""
         out: set[int] = set()
         zdict = self._zdict(conn, gen)
-        for chunk in _chunks(ids, 500):
+        for chunk in _chunks([rowid(gen, u) for u in uids], 500):
             for rid, data in conn.execute(
                 select(search_docs.c.id, search_docs.c.data).where(search_docs.c.id.in_(chunk))
             ):
