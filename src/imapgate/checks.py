@@ -271,6 +271,24 @@ def check_store(cfg: Config, holder: str | None) -> Iterator[Result]:
         yield Result("WARN", "replica", "not synced yet: run `imapgate sync` (or start serve)")
     else:
         yield Result("OK", "replica", f"{counts.folders} folders, {counts.messages} messages")
+    if cfg.search.index != "off":
+        yield from _check_index(url)
+
+
+def _check_index(url: str) -> Iterator[Result]:
+    """The search index's size on disk and coverage (``imapgate index status`` per folder)."""
+    from sqlalchemy import create_engine
+
+    from .index.report import index_report
+
+    engine = create_engine(url)
+    try:
+        for line in index_report(engine):
+            yield Result("OK", "index", line.removeprefix("search index: "))
+    except Exception as exc:  # a store from before the index, or unreadable: say so, do not fail check
+        yield Result("WARN", "index", f"cannot read the search index: {exc}")
+    finally:
+        engine.dispose()
 
 
 def _existing_parent(path: Path) -> Path:

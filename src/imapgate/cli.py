@@ -550,5 +550,79 @@ def kick(ctx: click.Context, user_name: str, session_id: int | None, config_file
     click.echo(f"ended {ended} session(s) of {user_name}")
 
 
+# --- search index --------------------------------------------------------------
+
+
+@main.group()
+def index() -> None:
+    """The search index (SUBJECT, FROM, BODY, TEXT ... answered locally)."""
+
+
+def _index_engine(ctx: click.Context, config_file: Path | None) -> Any:
+    from .store.engine import open_engine
+
+    cfg = load_config(ctx, config_file)
+    engine = open_engine(cfg.store.url)
+    if engine.dialect.name != "sqlite":
+        raise click.ClickException("the search index needs the SQLite store for now")
+    return engine
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+@index.command("status")
+@config_option
+@click.pass_context
+def index_status(ctx: click.Context, config_file: Path | None) -> None:
+    """Per folder: messages indexed / total, bytes fetched, time left."""
+    from .index.report import folder_reports, index_sizes
+
+    engine = _index_engine(ctx, config_file)
+    reports = folder_reports(engine)
+    if not reports:
+        click.echo("no folders yet: run `imapgate sync` (or `serve`) first")
+        return
+    click.echo(f"{'folder':<32} {'indexed':>17} {'header fields':>13} {'fetched':>10}  left")
+    for r in reports:
+        eta = r.eta_seconds
+        left = "done" if r.indexed >= r.messages else ("-" if eta is None else f"{eta / 60:.0f} min")
+        doubt = f"  ({r.uncertain} left to the server)" if r.uncertain else ""
+        counts = f"{r.indexed:>8}/{r.messages:<8} {r.headers:>13}"
+        click.echo(f"{r.name:<32} {counts} {_size(r.fetched_bytes):>10}  {left}{doubt}")
+    sizes = index_sizes(engine)
+    total = sum(r.messages for r in reports)
+    done = sum(min(r.indexed, r.messages) for r in reports)
+    click.echo(
+        f"{done} of {total} messages indexed; index on disk {_size(sizes['fts_bytes'] + sizes['doc_bytes'])} "
+        f"({_size(sizes['text_bytes'])} of text)"
+    )
+
+
+@index.command("rebuild")
+@click.argument("folder", required=False)
+@config_option
+@click.pass_context
+def index_rebuild(ctx: click.Context, folder: str | None, config_file: Path | None) -> None:
+    """Index FOLDER (default: every folder) again from scratch."""
+    from .index.report import rebuild
+
+    engine = _index_engine(ctx, config_file)
+    try:
+        n = rebuild(engine, folder)
+    except KeyError:
+        raise click.ClickException(f"no folder {folder!r} (see `imapgate folder list`)") from None
+    what = folder or f"{n} folders"
+    click.echo(
+        f"{what}: the search index will be rebuilt by the running gateway within 30 s (or when it "
+        "next starts); until then searches there go to the mail server"
+    )
+
+
 if __name__ == "__main__":
     main(prog_name="imapgate")

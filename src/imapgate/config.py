@@ -29,6 +29,7 @@ from typing import Any, Literal
 from .errors import EXIT_CONFIG, OperatorError
 
 TlsMode = Literal["none", "starttls", "implicit"]
+IndexMode = Literal["auto", "on", "off"]
 SeenMode = Literal["private", "shared"]
 WebTls = Literal["auto", "off"]
 
@@ -171,6 +172,14 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    #: Answer text searches (SUBJECT, FROM, BODY, TEXT, HEADER ...) from the local
+    #: index: "auto" when the hoster is Dovecot (the index reproduces its search),
+    #: "on" always, "off" never (every text search goes to the hoster).
+    index: IndexMode = "auto"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     upstream: UpstreamConfig
@@ -182,6 +191,7 @@ class Config:
     warnings: tuple[str, ...] = ()
     #: None: no SMTP submission server.
     submission: SubmissionConfig | None = None
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -221,6 +231,7 @@ SECTIONS: dict[str, type] = {
     "folders": FoldersConfig,
     "submission": SubmissionConfig,
     "web": WebConfig,
+    "search": SearchConfig,
 }
 #: Tables inside a section whose keys are free (folder names).
 _FREE_TABLES = {("folders", "seen")}
@@ -370,6 +381,9 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
     fo.done()
     submission = _submission(r, base_dir, upstream, server, warnings) if "submission" in data else None
     web = _web_section(r.section("web"), base_dir, server)
+    se = r.section("search")
+    search = SearchConfig(index=se.choice("index", ("auto", "on", "off"), "auto"))  # type: ignore[arg-type]
+    se.done()
     r.done()
     return Config(
         path=path,
@@ -379,6 +393,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         folders=folders,
         submission=submission,
         web=web,
+        search=search,
         warnings=tuple(warnings),
     )
 

@@ -8,13 +8,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from imapgate.store.engine import open_engine
-from imapgate.store.schema import metadata
+from imapgate.store.schema import include_name, metadata
 
 
 def test_migrations_match_schema(tmp_path: Path) -> None:
     engine = open_engine(f"sqlite:///{tmp_path / 's.sqlite3'}")
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        ctx = MigrationContext.configure(conn, opts={"include_name": include_name})
+        diff = compare_metadata(ctx, metadata)
     assert diff == []
 
 

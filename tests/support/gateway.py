@@ -42,7 +42,8 @@ class GatewayHarness:
     """A started gateway on its own event loop thread.
 
     ``upstream`` overrides/extends the ``[upstream]`` config table, ``server`` the ``[server]``
-    one, ``folders`` the ``[folders]`` one.  ``users`` are added before the listener starts.
+    one, ``folders`` the ``[folders]`` one, ``search`` the ``[search]`` one.  ``users`` are added
+    before the listener starts.
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class GatewayHarness:
         upstream: dict[str, Any] | None = None,
         server: dict[str, Any] | None = None,
         folders: dict[str, Any] | None = None,
+        search: dict[str, Any] | None = None,
         users: dict[str, str] | None = None,
         initial_sync: bool = True,
         submission: dict[str, Any] | None = None,
@@ -78,6 +80,8 @@ class GatewayHarness:
             sub: dict[str, Any] = {"listen": ["127.0.0.1:0"], "allow_plaintext": True}
             sub.update(submission)
             data["submission"] = sub
+        if search:
+            data["search"] = search
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config = from_dict(data, base_dir=data_dir)
         self.initial_sync = initial_sync

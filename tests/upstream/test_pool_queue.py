@@ -171,3 +171,30 @@ async def test_a_caller_for_another_folder_is_not_starved() -> None:
     assert time.monotonic() - t0 < 0.5
     stop.set()
     await asyncio.gather(*loaders)
+
+
+async def test_background_work_waits_while_a_client_waits() -> None:
+    """The search indexer's connection: taken only when no caller waits and one is free,
+    so a client never queues behind it for more than one short operation."""
+    pool = make(2)
+    got: list[str] = []
+    async with pool.connection("A"), pool.connection("B"):
+        client = asyncio.create_task(_use(pool, "A", got, "client"))
+        await asyncio.sleep(0.01)
+        background = asyncio.create_task(_background(pool, got))
+        await asyncio.sleep(0.1)
+        assert got == []  # both connections lent, a client waiting: no background work
+    await asyncio.gather(client, background)
+    assert sorted(got) == ["background", "client"]
+    assert pool.peak_open == 2
+
+
+async def _use(pool: UpstreamPool, name: str, got: list[str], tag: str) -> None:
+    async with pool.connection(name):
+        got.append(tag)
+        await asyncio.sleep(0.01)
+
+
+async def _background(pool: UpstreamPool, got: list[str]) -> None:
+    async with pool.background_connection("C"):
+        got.append("background")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from ..config import Config
 from ..errors import OperatorError
+from ..index.indexer import SearchIndex
+from ..index.store import SqliteIndexStore
 from ..replica.content import ContentCache
 from ..replica.events import EventHub
 from ..replica.replica import Replica
@@ -27,6 +29,7 @@ from .control import (
     SessionProvider,
     socket_path,
 )
+from .indexing import IndexFetcher, IndexSwitch
 from .mailservice import MailService
 from .policy import Actor, Policy
 
@@ -51,6 +54,8 @@ class Gateway:
     #: Logins of other front ends (the web dashboard) that end with their
     #: account, as IMAP sessions do (``user remove``/``disable``, account check).
     extra_sessions: list[AccountSessions] = field(default_factory=list)
+    #: The search index (None: off, or a store without one yet).
+    index: SearchIndex | None = None
 
     @classmethod
     def build(cls, config: Config, *, progress: ProgressFn | None = None) -> Gateway:
@@ -75,8 +80,21 @@ class Gateway:
             max_failed_logins=config.server.max_failed_logins,
             cache_ttl=config.server.login_cache_ttl,
         )
+        index = None
+        if config.search.index != "off":
+            if engine.dialect.name == "sqlite":
+                fetcher = IndexFetcher(pool)
+                switch = IndexSwitch(config.search, pool)
+                index = SearchIndex(
+                    SqliteIndexStore(engine), replica, fetcher.headers, fetcher.messages, active=switch
+                )
+                service.index, service.index_active = index, switch
+            else:
+                log.info("search index: not available with %s yet; searches go to the server",
+                         engine.dialect.name)
         return cls(
-            config, hub, replica, pool, sync, content, journal, users, service, Subscriptions(engine), auth
+            config, hub, replica, pool, sync, content, journal, users, service, Subscriptions(engine), auth,
+            index=index,
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
@@ -109,6 +127,8 @@ class Gateway:
                 # check catch up once the hoster answers again.
                 log.warning("start-up sync failed (%s); serving from the replica", exc)
         self.sync.start()
+        if self.index is not None:
+            await self.index.start()
 
     async def start_control(self, sessions: SessionProvider) -> None:
         """Serve the admin control socket (``imapgate sessions``, ``kick``, user
@@ -135,6 +155,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.stop_control()
+        if self.index is not None:
+            await self.index.stop()
         await self.service.stop()
         await self.sync.stop()
         await self.pool.close()

@@ -28,13 +28,16 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
+from ..index.indexer import SearchIndex
+from ..index.query import charset_supported as search_charset_supported
+from ..index.query import needle_for
 from ..protocol import commands as cmd
 from ..protocol import responses as rsp
 from ..protocol.fetch_items import FetchAttribute, Section
@@ -67,6 +70,9 @@ CONTENT_BATCH_BYTES = 8 * 1024 * 1024
 CONTENT_BATCH_MAX_UIDS = 500
 #: Flags the gateway never sends upstream: \Recent is session state (RFC 3501).
 NEVER_UPSTREAM = frozenset({"\\Recent"})
+#: A search for the messages the index does not cover names them as a UID set; a
+#: set longer than this (scattered UIDs) makes the search ask for the whole folder.
+SEARCH_SET_MAX_BYTES = 4096
 #: Seconds before a move whose connection broke with no copy seen yet is rolled
 #: back for good: long enough for a COPY still queued at the hoster to land
 #: (it is then finished instead of leaving the mail in both folders).
@@ -121,6 +127,10 @@ class MailService:
         self.journal = journal
         self.policy = policy or Policy()
         self.intents = IntentLog(journal.engine)
+        #: The search index (None: every text search goes to the hoster) and whether it
+        #: answers now (``[search] index``; "auto" waits for the hoster's greeting).
+        self.index: SearchIndex | None = None
+        self.index_active: Callable[[], bool] = lambda: True
         #: Delayed re-checks of interrupted moves (kept referenced until done).
         self._background: set[asyncio.Task[None]] = set()
 
@@ -768,10 +778,13 @@ class MailService:
         self.policy.authorize(actor, parent or name, rights.CREATE)
         if self.replica.get(name) is not None:
             raise OperationError(f"mailbox {name!r} already exists", "ALREADYEXISTS")
-        await self._simple_upstream(
-            actor, "CREATE", name, lambda tag: cmd.Create(tag, name, tuple(special_use))
-        )
-        await self.sync.sync_list()
+        # The new folder is listed on the connection that created it: another session of
+        # the hoster may not list it yet (seen with Dovecot while the indexer holds one).
+        async with self.sync.list_lock:
+            await self._simple_upstream(
+                actor, "CREATE", name, lambda tag: cmd.Create(tag, name, tuple(special_use)),
+                then=self.sync.sync_list,
+            )
         if self.replica.get(name) is not None:
             await self.sync.sync_mailbox(name)
 
@@ -808,8 +821,16 @@ class MailService:
                 self.sync.request(name)
 
     async def _simple_upstream(
-        self, actor: Actor, verb: str, mailbox: str, build: object, detail: str | None = None
+        self,
+        actor: Actor,
+        verb: str,
+        mailbox: str,
+        build: object,
+        detail: str | None = None,
+        then: Callable[[UpstreamConnection], Awaitable[None]] | None = None,
     ) -> CommandResult:
+        """``build``'s command upstream, journalled; ``then`` runs on the same connection
+        after it succeeded."""
         entry = JournalEntry(actor.user, actor.client, verb, mailbox, detail=detail)
         try:
             async with self.pool.connection() as conn:
@@ -817,6 +838,8 @@ class MailService:
                     await conn.run(lambda tag: cmd.Unselect(tag) if conn.has("UNSELECT") else cmd.Close(tag))
                     conn.selected = None
                 res = await conn.check(build)  # type: ignore[arg-type]
+                if then is not None:
+                    await then(conn)
         except (UpstreamError, UpstreamUnavailable) as exc:
             err = _upstream_failure(exc, f"cannot {verb.lower()} {mailbox}", write=True)
             self._fail(actor, verb, mailbox, [], err)
@@ -956,12 +979,47 @@ class MailService:
         got.update(missing)
         return got
 
-    async def search_upstream(self, mb: MailboxIndex, key: SearchKey, charset: str | None) -> set[int]:
-        """UIDs matching one content criterion (text, header, sent date), asked upstream."""
+    # -- search ------------------------------------------------------------------------
+    def charset_supported(self, charset: str) -> bool:
+        """Whether SEARCH accepts ``CHARSET charset`` (else NO [BADCHARSET])."""
+        return search_charset_supported(charset)
+
+    async def search_content(
+        self, actor: Actor, mb: MailboxIndex, key: SearchKey, charset: str | None
+    ) -> set[int]:
+        """UIDs matching one content criterion (text, header, sent date) for ``actor``:
+        from the search index for the messages it covers, from the hoster for the rest
+        (all of them while the index is off or cannot answer this key the hoster's way)."""
+        self.policy.authorize(actor, mb.name, rights.READ)
+        index = self.index if self.index is not None and self.index_active() else None
+        needle = needle_for(key, charset) if index is not None else None
+        if index is None or needle is None:
+            return await self.search_upstream(mb, key, charset)
+        found, uncovered = await index.lookup(mb, needle)
+        if uncovered:
+            found |= await self._search_upstream_among(mb, key, charset, uncovered)
+        return found
+
+    async def _search_upstream_among(
+        self, mb: MailboxIndex, key: SearchKey, charset: str | None, uids: list[int]
+    ) -> set[int]:
+        """``key`` asked upstream for ``uids`` only (``UID set key``), or for the whole
+        folder when the set would make a long command line."""
+        uidset = SequenceSet.from_ids(uids)
+        if len(bytes(uidset)) > SEARCH_SET_MAX_BYTES:
+            return (await self.search_upstream(mb, key, charset)) & set(uids)
+        return await self.search_upstream(mb, key, charset, within=uidset)
+
+    async def search_upstream(
+        self, mb: MailboxIndex, key: SearchKey, charset: str | None, *, within: SequenceSet | None = None
+    ) -> set[int]:
+        """UIDs matching one content criterion (text, header, sent date), asked upstream
+        (among the UIDs ``within`` when given)."""
+        criteria: tuple[SearchKey, ...] = (key,) if within is None else (SearchUid(within), key)
         try:
             async with self.pool.connection(mb.name, need_uid=mb.uids[-1] if mb.uids else 0) as conn:
                 self._check_uidvalidity(conn, mb)
-                res = await conn.check(lambda tag: cmd.Search(tag, (key,), uid=True, charset=charset))
+                res = await conn.check(lambda tag: cmd.Search(tag, criteria, uid=True, charset=charset))
         except (UpstreamError, UpstreamUnavailable) as exc:
             if isinstance(exc, UpstreamError) and isinstance(exc.result.tagged.code, rsp.BadCharsetCode):
                 raise OperationError(f"unsupported charset {charset}", "BADCHARSET") from None

@@ -106,6 +106,7 @@ class SyncEngine:
         self.poll_interval = poll_interval
         self.progress = progress
         self._locks: dict[str, asyncio.Lock] = {}
+        self._list_lock = asyncio.Lock()
         self._scheduled: set[str] = set()
         self._list_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -248,12 +249,27 @@ class SyncEngine:
         self._spawn(self._run_list())
 
     # -- mailbox list ------------------------------------------------------------------
-    async def sync_list(self) -> None:
-        async with self.pool.connection() as conn:
-            special = conn.has("SPECIAL-USE")
-            res = await conn.check(
-                lambda tag: cmd.List(tag, "", ("*",), return_options=("SPECIAL-USE",) if special else None)
-            )
+    @property
+    def list_lock(self) -> asyncio.Lock:
+        """Held while a folder list is fetched and applied: one at a time, so a LIST
+        answered before a folder was created is never applied after one that has it."""
+        return self._list_lock
+
+    async def sync_list(self, conn: UpstreamConnection | None = None) -> None:
+        """Bring the replica's folder list in line with ``LIST "" *``.  ``conn``: list on
+        this connection, under ``list_lock`` held by the caller (the connection that just
+        created, renamed or deleted a folder: a session always sees its own change)."""
+        if conn is not None:
+            await self._sync_list(conn)
+            return
+        async with self._list_lock, self.pool.connection() as c:
+            await self._sync_list(c)
+
+    async def _sync_list(self, conn: UpstreamConnection) -> None:
+        special = conn.has("SPECIAL-USE")
+        res = await conn.check(
+            lambda tag: cmd.List(tag, "", ("*",), return_options=("SPECIAL-USE",) if special else None)
+        )
         seen: set[str] = set()
         for item in res.of_type(rsp.ListResponse):
             if isinstance(item, rsp.LsubResponse):

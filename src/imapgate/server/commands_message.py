@@ -286,13 +286,13 @@ async def search(s: Session, c: cmd.Command) -> Done:
     view = s.require_view()
     actor = s.require_actor()
     s.gw.service.policy.authorize(actor, view.mb.name, rights.READ)
-    if c.charset is not None and c.charset.upper() not in ("UTF-8", "US-ASCII"):
+    if c.charset is not None and not s.gw.service.charset_supported(c.charset):
         raise OperationError(f"charset {c.charset} is not supported", "BADCHARSET")
     mb = view.mb
     _announce_expunges(s, view, c.uid)
 
     async def upstream(key: SearchKey) -> set[int]:
-        return await s.gw.service.search_upstream(mb, key, c.charset)
+        return await s.gw.service.search_content(actor, mb, key, c.charset)
 
     if search_eval.uses_modseq(c.criteria):
         s.enable_condstore()  # RFC 7162 §3.1: SEARCH MODSEQ enables CONDSTORE

@@ -122,6 +122,8 @@ class UpstreamConnection:
         self.name = name
         self.on_unsolicited = on_unsolicited
         self.capabilities: frozenset[str] = frozenset()
+        #: The server's greeting text ("Dovecot ready." ...): which server the hoster runs.
+        self.greeting = ""
         self.enabled: frozenset[str] = frozenset()
         self.selected: str | None = None
         self.selected_uidvalidity: int = 0
@@ -200,6 +202,8 @@ class UpstreamConnection:
         if isinstance(greeting, rsp.UntaggedStatus) and greeting.status == "BYE":
             await self.close()
             raise UpstreamUnavailable(f"upstream refused the connection: {greeting.text}")
+        if isinstance(greeting, rsp.UntaggedStatus):
+            self.greeting = greeting.text
         if isinstance(greeting, rsp.UntaggedStatus) and isinstance(greeting.code, rsp.CapabilityCode):
             self.capabilities = frozenset(c.upper() for c in greeting.code.capabilities)
         if cfg.tls == "starttls":

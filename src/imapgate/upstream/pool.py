@@ -71,6 +71,8 @@ RECOVERY_PROBE_SECONDS = 1.0
 MATCH_WAIT = 0.03
 #: Seconds after which a waiting caller is served first, whatever it must select.
 STARVE_AFTER = 0.5
+#: How often background work (the search indexer) looks whether the pool is free for it.
+QUIET_POLL = 0.02
 
 
 @dataclass(eq=False)
@@ -114,6 +116,8 @@ class UpstreamPool:
         self._factory = connection_factory
         self._idle: list[UpstreamConnection] = []
         self._lent: set[UpstreamConnection] = set()
+        #: Lent connections whose selected folder went away meanwhile (see drop_selected).
+        self._stale: set[UpstreamConnection] = set()
         self._waiters: list[_Waiter] = []
         self._open = 0  # connections open or being opened (idle, lent, dedicated)
         self._backoff = 0.0
@@ -121,6 +125,8 @@ class UpstreamPool:
         self.last_error: str | None = None
         self.capabilities: frozenset[str] = frozenset()
         self.enabled: frozenset[str] = frozenset()
+        #: The hoster's greeting text, from the last connection opened.
+        self.greeting = ""
         self._serial = 0
         self._closed = False
         self.stats_opened = 0
@@ -171,6 +177,7 @@ class UpstreamPool:
         self.last_error = None
         self.capabilities = conn.capabilities
         self.enabled = conn.enabled
+        self.greeting = getattr(conn, "greeting", "")
         self.stats_opened += 1
         return conn
 
@@ -391,6 +398,13 @@ class UpstreamPool:
 
     async def _release(self, conn: UpstreamConnection) -> None:
         self._lent.discard(conn)
+        if conn in self._stale:
+            # Its folder was deleted or renamed while it was lent: never reuse it.
+            self._stale.discard(conn)
+            self._open -= 1
+            self._wake_slot()
+            await (conn.logout() if conn.alive else conn.close())
+            return
         if conn.alive and not self._closed:
             self._give(conn)
             return
@@ -423,6 +437,27 @@ class UpstreamPool:
             raise
         finally:
             await self._release(conn)
+
+    def quiet(self) -> bool:
+        """No caller waits, and an idle connection is free (or none is open at all and a
+        slot is: background work does not make the pool grow while clients use it)."""
+        if any(not w.future.done() for w in self._waiters):
+            return False
+        return bool(self._idle) or (not self._lent and self._open < self.max_connections)
+
+    @contextlib.asynccontextmanager
+    async def background_connection(
+        self, mailbox: str, *, need_uid: int | None = None
+    ) -> AsyncIterator[UpstreamConnection]:
+        """A connection for work that must never delay a client (the search indexer):
+        taken only while the pool is quiet, for one short operation; the caller holds
+        no more than one at a time."""
+        while not self.quiet():
+            if self._closed:
+                raise UpstreamUnavailable("gateway is shutting down")
+            await asyncio.sleep(QUIET_POLL)
+        async with self.connection(mailbox, need_uid=need_uid) as conn:
+            yield conn
 
     async def _ready(
         self, mailbox: str | None, need_uid: int | None, prefer: str | None
@@ -474,16 +509,18 @@ class UpstreamPool:
             await conn.check(lambda tag: cmd.Noop(tag), timeout=PROBE_TIMEOUT)
 
     async def drop_selected(self, mailbox: str) -> None:
-        """Log out idle connections that have ``mailbox`` (or a folder below it) selected:
-        after it was deleted or renamed on another connection, Dovecot fails later commands
-        on such a session (e.g. an APPEND after the name was created again: "Internal error
-        ... duplicate transaction log sequence")."""
+        """Log out connections that have ``mailbox`` (or a folder below it) selected, idle
+        ones now, lent ones when given back: after it was deleted or renamed on another
+        connection, Dovecot fails later commands on such a session (e.g. an APPEND after the
+        name was created again: "Internal error ... duplicate transaction log sequence")."""
         prefix = mailbox + "/"
-        stale = [
-            c
-            for c in self._idle
-            if c.selected is not None and (c.selected == mailbox or c.selected.startswith(prefix))
-        ]
+
+        def affected(c: UpstreamConnection) -> bool:
+            return c.selected is not None and (c.selected == mailbox or c.selected.startswith(prefix))
+
+        # Lent ones (a long operation, the search indexer) are logged out when given back.
+        self._stale.update(c for c in self._lent if affected(c))
+        stale = [c for c in self._idle if affected(c)]
         if not stale:
             return
         self._idle = [c for c in self._idle if c not in stale]
