@@ -154,8 +154,12 @@ class GatewayProcess:
         *,
         max_connections: int = 4,
         extra_toml: str = "",
+        imapgate: Path | None = None,
+        name: str = "gateway",
     ) -> None:
-        self.dir = tmp / "gateway"
+        #: The ``imapgate`` to run (default: this venv's); another build's for an A/B run.
+        self.exe = imapgate or VENV_BIN / "imapgate"
+        self.dir = tmp / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = find_free_port()
         self.config = self.dir / "imapgate.toml"
@@ -197,7 +201,7 @@ class GatewayProcess:
         t0 = time.perf_counter()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(VENV_BIN / "imapgate"), "serve", "--config", str(self.config)],
+                [str(self.exe), "serve", "--config", str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             )
         deadline = t0 + timeout

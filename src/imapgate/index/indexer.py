@@ -169,7 +169,12 @@ class SearchIndex:
         st = self._folders[mb.id]
         uncovered = [] if len(cov) >= mb.exists else [u for u in mb.uids if u not in cov]
         found = await asyncio.to_thread(self.store.search, st.gen, needle)
-        return found & cov, uncovered
+        if uncovered or st.gone or len(found) > len(cov):
+            found &= cov
+        # else: every hit is a covered message (the index holds only certain documents,
+        # and nothing expunged awaits deletion), so the 30,000-element intersection of a
+        # broad search is skipped.
+        return found, uncovered
 
     def complete(self) -> bool:
         """Every synced folder is indexed (whole messages), nothing announced is pending."""
@@ -254,8 +259,10 @@ class SearchIndex:
         for st in list(self._folders.values()):
             if st.gone:
                 uids = sorted(st.gone)
-                st.gone.clear()
                 await asyncio.to_thread(self.store.delete, st.gen, uids)
+                # Cleared only now: until their documents are gone, lookups still
+                # intersect hits with the coverage (``lookup``).
+                st.gone.difference_update(uids)
         work = self._next_batch()
         if work is not None:
             await self._index(*work)

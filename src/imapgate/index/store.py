@@ -35,6 +35,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Final, Protocol
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
@@ -330,7 +331,7 @@ class SqliteIndexStore:
                         f"WHERE search_fts_{col} MATCH ? AND (rowid >> {UID_BITS}) = ?",
                         (phrase, gen),
                     )
-                    found.update(r for (r,) in cur.fetchall())
+                    found.update(chain.from_iterable(cur))
             if needle.field != "header":
                 return found
             return self._verify_header(conn, gen, sorted(found), needle) if found else set()

@@ -225,7 +225,7 @@ async def evaluate(
         # none when every key is such a text key.
         candidates = set.intersection(*sorted(positive, key=len))
         if len(positive) == len(keys):
-            hits = sorted(candidates & records.keys() & set(view.uids))
+            hits = sorted(u for u in candidates & view.uid_set() if u in records)
             return _SeqsOf(view.uids, hits), hits, ev
         uids = view.uids
         n = len(uids)

@@ -83,6 +83,8 @@ class SelectedView:
         self.readonly = readonly
         self.wake = wake
         self.uids: list[int] = list(mb.uids)
+        #: ``uids`` as a set, built on first use after a change (``uid_set``).
+        self._uid_set: frozenset[int] | None = None
         self.private = replica.private_flags_of(mb)
         self.state: PrivateState | None = replica.private_state(mb, user_id) if self.private else None
         self.pending_expunged: set[int] = set()
@@ -137,6 +139,13 @@ class SelectedView:
     @property
     def exists(self) -> int:
         return len(self.uids)
+
+    def uid_set(self) -> frozenset[int]:
+        """The view's UIDs as a set, kept until the view changes: a broad text search
+        (30,000 hits of 100,000) intersects with it instead of building it each time."""
+        if self._uid_set is None:
+            self._uid_set = frozenset(self.uids)
+        return self._uid_set
 
     def seq_of(self, uid: int) -> int:
         """1-based sequence number of ``uid`` in this view, or 0."""
@@ -449,12 +458,14 @@ class SelectedView:
             out.append(b"* VANISHED " + bytes(SequenceSet.from_ids(gone)) + b"\r\n")
             drop = set(gone)
             self.uids = [u for u in self.uids if u not in drop]
+            self._uid_set = None
         else:
             # Highest sequence number first: each number is valid when sent.
             for u in gone:
                 seq = self.seq_of(u)
                 out.append(b"* %d EXPUNGE\r\n" % seq)
                 del self.uids[seq - 1]
+            self._uid_set = None
         for u in gone:
             self.pending_flags.discard(u)
         return out
@@ -470,6 +481,7 @@ class SelectedView:
             fresh = self.mb.uids[i:]
             if fresh:
                 self.uids.extend(fresh)
+                self._uid_set = None
                 if self.track_recent and self.mb.recent:
                     # This session is the first to learn of them: \\Recent here.
                     self.recent.update(self.mb.claim_recent(fresh[0], take=not self.readonly))
