@@ -27,13 +27,14 @@ import datetime
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from ..config import Config
 from ..errors import OperatorError
 from ..index.report import FolderReport, folder_reports, index_sizes, rebuild
 from ..replica.replica import Replica
 from ..store.engine import open_engine
+from ..store.schema import mailboxes, messages
 from ..team.journal import Journal, JournalEntry
 from ..team.users import UserDirectory, UserError
 from . import control
@@ -254,11 +255,22 @@ class AdminService:
         return self._replica
 
     def folders(self) -> list[FolderInfo]:
-        replica = self.replica
+        """The folders with their read-state mode, read from the store as it is.
+
+        Not through ``Replica.load``: loading settles a read-state mode changed
+        in the configuration (drops stale personal read marks), a write that a
+        listing must not make; the next start (or ``folder set``) makes it."""
+        folders = self.config.folders
+        with self.engine.connect() as conn:
+            per_folder = select(messages.c.mailbox_id, func.count()).group_by(messages.c.mailbox_id)
+            counts: dict[int, int] = {int(mid): int(n) for mid, n in conn.execute(per_folder)}
+            rows = conn.execute(select(mailboxes.c.id, mailboxes.c.name, mailboxes.c.seen_mode)).all()
         out = []
-        for name in replica.names():
-            mb = replica.by_name[name]
-            out.append(FolderInfo(name, mb.exists, replica.seen_mode(mb), bool(mb.seen_mode)))
+        for r in sorted(rows, key=lambda r: str(r.name)):
+            # The rule of Replica.seen_mode: the folder's setting, else the configuration's.
+            mode = r.seen_mode or folders.seen.get(r.name) or folders.default_seen
+            seen = "shared" if mode == "shared" else "private"
+            out.append(FolderInfo(r.name, counts.get(r.id, 0), seen, bool(r.seen_mode)))
         return out
 
     def plan_read_mode(self, folder: str, seen: SeenSetting) -> ReadModePlan:
