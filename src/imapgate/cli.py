@@ -306,14 +306,14 @@ def user_add(ctx: click.Context, name: str, password_stdin: bool, config_file: P
 @click.pass_context
 def user_list(ctx: click.Context, config_file: Path | None) -> None:
     """List team members."""
-    from .gateway.admin import describe_created
+    import datetime
 
     found = _admin(ctx, config_file).users()
     if not found:
         click.echo("no users yet: add one with `imapgate user add NAME`")
     for u in found:
-        disabled = "  (disabled)" if u.disabled else ""
-        click.echo(f"{u.name:<24} created {describe_created(u.created_at)}{disabled}")
+        created = datetime.datetime.fromtimestamp(u.created_at).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{u.name:<24} created {created}{'  (disabled)' if u.disabled else ''}")
 
 
 @user.command("passwd")

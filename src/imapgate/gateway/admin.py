@@ -23,7 +23,6 @@ open too: SQLite WAL, one writer at a time, as before).  Read-only verbs
 from __future__ import annotations
 
 import asyncio
-import datetime
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -355,7 +354,3 @@ class AdminService:
             self._journal(self._entry("KICK", detail=f"{user}: {which}, {ended} ended"))
         return ended
 
-
-def describe_created(ts: float) -> str:
-    """An account's creation time as ``user list`` shows it."""
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
