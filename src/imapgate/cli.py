@@ -17,13 +17,16 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from . import __version__
 from .config import ENV_VAR, Config, config_path, effective_toml, load
 from .errors import EXIT_CONFIG, OperatorError
+
+if TYPE_CHECKING:
+    from .gateway.admin import AdminService, GatewayNotice, SeenSetting
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -183,13 +186,10 @@ def serve(ctx: click.Context, config_file: Path | None, log_format: str) -> None
 @click.pass_context
 def sync(ctx: click.Context, config_file: Path | None) -> None:
     """Run (or re-run) the sync with upstream in the foreground, with progress."""
-    import asyncio
-
+    from .gateway.admin_sync import SyncProgress
     from .logs import setup_logging
-    from .replica.sync import SyncProgress
-    from .runner import sync_once
 
-    cfg = load_config(ctx, config_file)
+    admin = _admin(ctx, config_file)
     setup_logging(_verbose(ctx))
     bars: dict[str, Any] = {}
 
@@ -208,9 +208,8 @@ def sync(ctx: click.Context, config_file: Path | None) -> None:
         bar.length = max(bar.length or 0, p.total)
         bar.update(p.done - bar.pos)
 
-    gw = asyncio.run(sync_once(cfg, progress))
-    total = sum(mb.exists for mb in gw.replica.by_id.values())
-    click.echo(f"synchronised {len(gw.replica.names())} folders, {total} messages")
+    done = admin.sync(progress)
+    click.echo(f"synchronised {done.folders} folders, {done.messages} messages")
 
 
 @main.command()
@@ -245,20 +244,25 @@ def config_cmd(ctx: click.Context, config_file: Path | None) -> None:
     click.echo(effective_toml(load_config(ctx, config_file)), nl=False)
 
 
+# --- admin verbs: parse, call the AdminService, print ------------------------------
+
+
+def _admin(ctx: click.Context, config_file: Path | None) -> AdminService:
+    """The admin service for this installation.  Tests hand in the policy it asks
+    (``CliRunner().invoke(main, args, obj={"policy": ...})``): the seam the CLI
+    walker uses to prove every changing verb asks it."""
+    from .gateway.admin import AdminService
+
+    policy = (ctx.find_root().obj or {}).get("policy")
+    return AdminService(load_config(ctx, config_file), policy=policy)
+
+
 # --- users --------------------------------------------------------------------
 
 
 @main.group()
 def user() -> None:
     """Manage team members' gateway logins."""
-
-
-def _users(ctx: click.Context, config_file: Path | None) -> Any:
-    from .store.engine import open_engine
-    from .team.users import UserDirectory
-
-    cfg = load_config(ctx, config_file)
-    return UserDirectory(open_engine(cfg.store.url))
 
 
 def _read_password(password_stdin: bool, confirm: bool = True) -> str:
@@ -273,6 +277,15 @@ def _read_password(password_stdin: bool, confirm: bool = True) -> str:
     return result
 
 
+def _told(notice: GatewayNotice) -> str:
+    """What to add to a user change's message about the running gateway.  No
+    gateway running is fine (the change is in the store; a gateway started
+    later, or its periodic account check, applies it)."""
+    if notice.error is not None:
+        return f" (the running gateway was not told: {notice.error}; it ends the sessions within a minute)"
+    return f"; ended {notice.ended} open session(s)" if notice.ended else ""
+
+
 @user.command("add")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
@@ -281,13 +294,9 @@ def _read_password(password_stdin: bool, confirm: bool = True) -> str:
 @click.pass_context
 def user_add(ctx: click.Context, name: str, password_stdin: bool, config_file: Path | None) -> None:
     """Add a team member."""
-    from .team.users import UserError
-
-    directory = _users(ctx, config_file)
-    try:
-        directory.add(name, _read_password(password_stdin))
-    except UserError as exc:
-        raise CliError(str(exc)) from None
+    admin = _admin(ctx, config_file)
+    admin.authorize("user add")
+    admin.add_user(name, _read_password(password_stdin))
     click.echo(f"added user {name}")
 
 
@@ -299,7 +308,7 @@ def user_list(ctx: click.Context, config_file: Path | None) -> None:
     """List team members."""
     import datetime
 
-    found = _users(ctx, config_file).list()
+    found = _admin(ctx, config_file).users()
     if not found:
         click.echo("no users yet: add one with `imapgate user add NAME`")
     for u in found:
@@ -315,15 +324,10 @@ def user_list(ctx: click.Context, config_file: Path | None) -> None:
 @click.pass_context
 def user_passwd(ctx: click.Context, name: str, password_stdin: bool, config_file: Path | None) -> None:
     """Set a team member's password."""
-    from .team.users import UserError
-
-    directory = _users(ctx, config_file)
-    if directory.get(name) is None:
-        raise CliError(f"no user {name!r} (see `imapgate user list`)")
-    try:
-        directory.set_password(name, _read_password(password_stdin))
-    except UserError as exc:
-        raise CliError(str(exc)) from None
+    admin = _admin(ctx, config_file)
+    admin.authorize("user passwd")
+    admin.require_user(name)
+    admin.set_password(name, _read_password(password_stdin))
     click.echo(f"password of {name} changed")
 
 
@@ -335,30 +339,12 @@ def user_passwd(ctx: click.Context, name: str, password_stdin: bool, config_file
 @click.pass_context
 def user_remove(ctx: click.Context, name: str, yes: bool, config_file: Path | None) -> None:
     """Remove a team member (with their personal read state and subscriptions)."""
-    from .team.users import UserError
-
-    directory = _users(ctx, config_file)
-    if directory.get(name) is None:
-        raise CliError(f"no user {name!r} (see `imapgate user list`)")
+    admin = _admin(ctx, config_file)
+    admin.authorize("user remove")
+    admin.require_user(name)
     confirm(f"This removes {name}'s login, personal read marks and subscriptions.", yes)
-    try:
-        directory.remove(name)
-    except UserError as exc:
-        raise CliError(str(exc)) from None
-    click.echo(f"removed user {name}{_notify_gateway(ctx, config_file, name)}")
-
-
-def _notify_gateway(ctx: click.Context, config_file: Path | None, name: str) -> str:
-    """Tell a running gateway that ``name`` changed; what to add to the message.
-    No gateway running is fine (the change is in the store; a gateway started
-    later, or its periodic account check, applies it)."""
-    from .gateway.control import ControlError, notify_user_changed
-
-    try:
-        ended = notify_user_changed(load_config(ctx, config_file).store.data_dir, name)
-    except ControlError as exc:
-        return f" (the running gateway was not told: {exc}; it ends the sessions within a minute)"
-    return f"; ended {ended} open session(s)" if ended else ""
+    notice = admin.remove_user(name)
+    click.echo(f"removed user {name}{_told(notice)}")
 
 
 @user.command("disable")
@@ -368,13 +354,8 @@ def _notify_gateway(ctx: click.Context, config_file: Path | None, name: str) -> 
 @click.pass_context
 def user_disable(ctx: click.Context, name: str, config_file: Path | None) -> None:
     """Disable a team member's login (their data stays; open sessions end)."""
-    from .team.users import UserError
-
-    try:
-        _users(ctx, config_file).set_disabled(name, True)
-    except UserError as exc:
-        raise CliError(str(exc)) from None
-    click.echo(f"disabled user {name}{_notify_gateway(ctx, config_file, name)}")
+    notice = _admin(ctx, config_file).set_disabled(name, True)
+    click.echo(f"disabled user {name}{_told(notice)}")
 
 
 @user.command("enable")
@@ -384,12 +365,7 @@ def user_disable(ctx: click.Context, name: str, config_file: Path | None) -> Non
 @click.pass_context
 def user_enable(ctx: click.Context, name: str, config_file: Path | None) -> None:
     """Enable a disabled team member's login again."""
-    from .team.users import UserError
-
-    try:
-        _users(ctx, config_file).set_disabled(name, False)
-    except UserError as exc:
-        raise CliError(str(exc)) from None
+    _admin(ctx, config_file).set_disabled(name, False)
     click.echo(f"enabled user {name}")
 
 
@@ -401,35 +377,18 @@ def folder() -> None:
     """Folder settings (read state: private per user, or shared)."""
 
 
-def _replica(ctx: click.Context, config_file: Path | None) -> Any:
-    from .replica.replica import Replica
-    from .store.engine import open_engine
-
-    cfg = load_config(ctx, config_file)
-    replica = Replica(
-        open_engine(cfg.store.url),
-        private_flags=cfg.folders.private_flags,
-        default_seen=cfg.folders.default_seen,
-        seen_modes=cfg.folders.seen,
-    )
-    replica.load()
-    return replica
-
-
 @folder.command("list")
 @config_option
 @verbose_option
 @click.pass_context
 def folder_list(ctx: click.Context, config_file: Path | None) -> None:
     """List the folders known to the gateway with their read-state mode."""
-    replica = _replica(ctx, config_file)
-    names = replica.names()
-    if not names:
+    found = _admin(ctx, config_file).folders()
+    if not found:
         click.echo("no folders yet: run `imapgate sync` (or `serve`) first")
-    for name in names:
-        mb = replica.get(name)
-        origin = "folder setting" if mb.seen_mode else "config"
-        click.echo(f"{name:<40} {mb.exists:>7} messages  read state: {replica.seen_mode(mb)} ({origin})")
+    for f in found:
+        origin = "folder setting" if f.from_setting else "config"
+        click.echo(f"{f.name:<40} {f.messages:>7} messages  read state: {f.seen} ({origin})")
 
 
 @folder.command("set")
@@ -446,25 +405,16 @@ def folder_list(ctx: click.Context, config_file: Path | None) -> None:
 @verbose_option
 @click.pass_context
 def folder_set(ctx: click.Context, name: str, seen: str, yes: bool, config_file: Path | None) -> None:
-    """Set a folder's read-state mode (takes effect in a running gateway within its check interval)."""
-    replica = _replica(ctx, config_file)
-    mb = replica.get(name)
-    if mb is None:
-        raise CliError(f"no folder {name!r} (see `imapgate folder list`)")
-    before = replica.seen_mode(mb)
-    new_mode = None if seen == "default" else seen
-    after = replica.seen_mode(mb, new_mode or "")
-    if before == "private" and after == "shared":
-        n = replica.users_with_private_seen(mb)
-        if n:
-            whose = "1 user's" if n == 1 else f"{n} users'"
-            confirm(
-                f"This drops {whose} read marks in {name} (everybody then sees the mail server's).",
-                yes,
-            )
-    replica.set_seen_mode(mb, new_mode)
-    after = replica.seen_mode(mb)
-    if before == after:
+    """Set a folder's read-state mode (a running gateway applies it at once)."""
+    setting: SeenSetting = "private" if seen == "private" else "shared" if seen == "shared" else "default"
+    admin = _admin(ctx, config_file)
+    plan = admin.plan_read_mode(name, setting)
+    if plan.drops_users:
+        whose = "1 user's" if plan.drops_users == 1 else f"{plan.drops_users} users'"
+        confirm(f"This drops {whose} read marks in {name} (everybody then sees the mail server's).", yes)
+    change = admin.set_read_mode(name, setting)
+    after = change.after
+    if change.before == after:
         click.echo(f"{name}: read state stays {after}")
     elif after == "shared":
         click.echo(
@@ -476,15 +426,14 @@ def folder_set(ctx: click.Context, name: str, seen: str, yes: bool, config_file:
             f"{name}: read state is now private: each user starts from the current shared "
             "read marks and keeps their own from now on"
         )
+    if change.notice.error is not None:
+        click.echo(
+            f"(the running gateway was not told: {change.notice.error}; "
+            "it applies the change within its check interval)"
+        )
 
 
 # --- sessions -----------------------------------------------------------------
-
-
-def _control(ctx: click.Context, config_file: Path | None, payload: dict[str, Any]) -> dict[str, Any]:
-    from .gateway.control import request
-
-    return request(load_config(ctx, config_file).store.data_dir, payload)
 
 
 @main.command("sessions")
@@ -496,10 +445,10 @@ def sessions(ctx: click.Context, as_json: bool, config_file: Path | None) -> Non
     """Who is connected to the running gateway: user, client, address, folder, since."""
     import json
 
-    from .gateway.control import ControlError, NoGateway, SessionInfo, describe_age
+    from .gateway.control import ControlError, NoGateway, describe_age
 
     try:
-        answer = _control(ctx, config_file, {"request": "sessions"})
+        found = _admin(ctx, config_file).sessions()
     except NoGateway as exc:
         if as_json:
             raise CliError(str(exc)) from None
@@ -507,7 +456,6 @@ def sessions(ctx: click.Context, as_json: bool, config_file: Path | None) -> Non
         return
     except ControlError as exc:
         raise CliError(str(exc)) from None
-    found = [SessionInfo.from_json(d) for d in answer.get("sessions", [])]
     found.sort(key=lambda x: (x.user or "", x.since))
     if as_json:
         click.echo(json.dumps([x.to_json() for x in found], indent=2))
@@ -537,11 +485,8 @@ def kick(ctx: click.Context, user_name: str, session_id: int | None, config_file
     """End a user's sessions (with * BYE): their clients reconnect and log in again."""
     from .gateway.control import ControlError
 
-    payload: dict[str, Any] = {"request": "kick", "user": user_name}
-    if session_id is not None:
-        payload["session"] = session_id
     try:
-        ended = int(_control(ctx, config_file, payload).get("ended", 0))
+        ended = _admin(ctx, config_file).kick(user_name, session_id)
     except ControlError as exc:
         raise CliError(str(exc)) from None
     if not ended:
@@ -558,16 +503,6 @@ def index() -> None:
     """The search index (SUBJECT, FROM, BODY, TEXT ... answered locally)."""
 
 
-def _index_engine(ctx: click.Context, config_file: Path | None) -> Any:
-    from .store.engine import open_engine
-
-    cfg = load_config(ctx, config_file)
-    engine = open_engine(cfg.store.url)
-    if engine.dialect.name != "sqlite":
-        raise click.ClickException("the search index needs the SQLite store for now")
-    return engine
-
-
 def _size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -576,15 +511,28 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+class _IndexErrors:
+    """The index verbs report their failures as click's ``Error: ...`` (as they
+    always have), not as ``imapgate: error: ...``."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        from .gateway.admin import AdminError
+
+        if isinstance(exc, AdminError):
+            raise click.ClickException(str(exc)) from None
+
+
 @index.command("status")
 @config_option
 @click.pass_context
 def index_status(ctx: click.Context, config_file: Path | None) -> None:
     """Per folder: messages indexed / total, bytes fetched, time left."""
-    from .index.report import folder_reports, index_sizes
-
-    engine = _index_engine(ctx, config_file)
-    reports = folder_reports(engine)
+    with _IndexErrors():
+        status = _admin(ctx, config_file).index_status()
+    reports = status.folders
     if not reports:
         click.echo("no folders yet: run `imapgate sync` (or `serve`) first")
         return
@@ -595,7 +543,7 @@ def index_status(ctx: click.Context, config_file: Path | None) -> None:
         doubt = f"  ({r.uncertain} left to the server)" if r.uncertain else ""
         counts = f"{r.indexed:>8}/{r.messages:<8} {r.headers:>13}"
         click.echo(f"{r.name:<32} {counts} {_size(r.fetched_bytes):>10}  {left}{doubt}")
-    sizes = index_sizes(engine)
+    sizes = status.sizes
     total = sum(r.messages for r in reports)
     done = sum(min(r.indexed, r.messages) for r in reports)
     click.echo(
@@ -610,13 +558,8 @@ def index_status(ctx: click.Context, config_file: Path | None) -> None:
 @click.pass_context
 def index_rebuild(ctx: click.Context, folder: str | None, config_file: Path | None) -> None:
     """Index FOLDER (default: every folder) again from scratch."""
-    from .index.report import rebuild
-
-    engine = _index_engine(ctx, config_file)
-    try:
-        n = rebuild(engine, folder)
-    except KeyError:
-        raise click.ClickException(f"no folder {folder!r} (see `imapgate folder list`)") from None
+    with _IndexErrors():
+        n = _admin(ctx, config_file).rebuild_index(folder)
     what = folder or f"{n} folders"
     click.echo(
         f"{what}: the search index will be rebuilt by the running gateway within 30 s (or when it "

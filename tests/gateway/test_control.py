@@ -1,6 +1,7 @@
 """The admin's view of sessions (issue 9): ``imapgate sessions``, ``imapgate kick``,
-and ``user remove`` / ``user disable`` ending the user's sessions, run as separate
-processes against a gateway in front of a real Dovecot, as an admin does."""
+and ``user remove`` / ``user disable`` ending the user's sessions, and ``folder set``
+taking effect at once (issue 10), run as separate processes against a gateway in
+front of a real Dovecot, as an admin does."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ import pytest
 from imapgate.demo.dovecot import DovecotServer
 from imapgate.gateway import control
 from imapgate.store.engine import open_engine
+from imapgate.team.journal import Journal
 from imapgate.team.users import UserDirectory
 from tests.support.gateway import GatewayHarness
-from tests.support.imap import RawClient
+from tests.support.imap import RawClient, upstream_flags
 
 pytestmark = pytest.mark.integration
 
@@ -289,3 +291,50 @@ def test_stale_socket_of_a_killed_gateway_is_replaced(upstream: DovecotServer, t
     assert not sock.exists()
     with pytest.raises(control.NoGateway):
         control.request(data_dir, {"request": "sessions"})
+
+
+def test_folder_set_takes_effect_at_once_in_a_running_gateway(
+    upstream: DovecotServer, tmp_path: Path
+) -> None:
+    """``folder set --seen shared`` tells the running gateway (``folder-changed``):
+    within 2 s, without a restart and long before its periodic check (10 min
+    here), the folder is shared: a member's personal read mark is gone, her next
+    FETCH shows the hoster's flags, and an IDLE session is sent the new flags."""
+    data_dir = tmp_path / "gw"
+    with GatewayHarness(
+        upstream_port=upstream.port, data_dir=data_dir, users=TEAM, upstream={"poll_interval": 600}
+    ) as harness:
+        cfg = cli_config(tmp_path, data_dir, upstream.port)
+        at_hoster = upstream_flags("127.0.0.1", upstream.port, "INBOX")
+        uid = min(u for u, flags in at_hoster.items() if "\\Seen" not in flags)
+        alice, bob = login(harness, "alice"), login(harness, "bob")
+        try:
+            alice.command(b"A1", b"SELECT INBOX")
+            stored = alice.command(b"A2", f"UID STORE {uid} +FLAGS (\\Seen)".encode())
+            assert stored[-1].startswith(b"A2 OK") and b"\\Seen" in b"".join(stored), stored
+            bob.command(b"B1", b"SELECT INBOX")
+            bob.idle()
+
+            res = imapgate(cfg, "folder", "set", "INBOX", "--seen", "shared", "--yes")
+            told_at = time.monotonic()
+            assert res.returncode == 0, res.stderr
+            assert "INBOX: read state is now shared" in res.stdout and "not told" not in res.stdout, res
+
+            lines, _ = bob.wait_for(rb"^\* \d+ FETCH \(.*FLAGS", timeout=2)
+            assert lines, lines
+            fetched = alice.command(b"A3", f"UID FETCH {uid} FLAGS".encode())
+            assert fetched[-1].startswith(b"A3 OK"), fetched
+            # Unsolicited FETCHes of every message come first (the new mode's flags):
+            # the one asked for shows the hoster's flags, not alice's read mark.
+            mine = [line for line in fetched if f"(UID {uid} FLAGS".encode() in line]
+            assert mine and all(b"\\Seen" not in line for line in mine), fetched
+            mode = harness.call_soon(lambda: harness.gw.replica.seen_mode(harness.gw.replica.get("INBOX")))
+            assert mode == "shared"
+            assert time.monotonic() - told_at < 2.0
+            bob.done()
+        finally:
+            alice.close()
+            bob.close()
+        entry = Journal(open_engine(harness.config.store.url)).recent(1)[0]
+        assert (entry.user, entry.command, entry.mailbox) == ("cli", "FOLDER SET", "INBOX")
+        assert entry.detail is not None and "private -> shared" in entry.detail

@@ -140,3 +140,29 @@ def test_argon2_out_of_memory_is_not_a_wrong_password() -> None:
         [sys.executable, "-c", _OUT_OF_MEMORY], capture_output=True, text=True, timeout=120, check=True
     ).stdout.strip()
     assert out.startswith("check-error:") and "Memory allocation" in out, out
+
+
+def test_also_is_written_with_the_change_or_not_at_all(directory: UserDirectory) -> None:
+    """``also=`` (an admin verb's journal entry) commits with the change itself; a
+    change that does not happen (no such user) writes nothing."""
+    from imapgate.team.journal import Journal, JournalEntry
+
+    journal = Journal(directory.engine)
+
+    def entry(command: str) -> JournalEntry:
+        return JournalEntry(user="cli", client="test", command=command, detail="alice")
+
+    directory.add("alice", "pw-1", also=entry("USER ADD").writer())
+    directory.set_password("alice", "pw-2", also=entry("USER PASSWD").writer())
+    directory.set_disabled("alice", True, also=entry("USER DISABLE").writer())
+    directory.remove("alice", also=entry("USER REMOVE").writer())
+    for refused in (
+        lambda: directory.set_password("alice", "pw-3", also=entry("X1").writer()),
+        lambda: directory.set_disabled("alice", False, also=entry("X2").writer()),
+        lambda: directory.remove("alice", also=entry("X3").writer()),
+        lambda: directory.add("bad name", "pw", also=entry("X4").writer()),
+    ):
+        with pytest.raises(UserError):
+            refused()
+    commands = [e.command for e in reversed(journal.recent())]
+    assert commands == ["USER ADD", "USER PASSWD", "USER DISABLE", "USER REMOVE"]

@@ -1,6 +1,7 @@
 """The control channel: admin commands talking to the running gateway, as
-doveadm talks to Dovecot (``imapgate sessions``, ``kick``, and ``user remove``
-/ ``user disable`` telling the gateway to end that user's sessions).
+doveadm talks to Dovecot (``imapgate sessions``, ``kick``; ``user remove``
+/ ``user disable`` telling the gateway to end that user's sessions, ``folder
+set`` telling it to take a folder's new read-state mode at once).
 
 Transport: a Unix domain socket, ``control.sock`` in the store's data_dir,
 mode 0600; a peer that is neither the gateway's own user nor root is refused
@@ -13,6 +14,7 @@ Protocol: one JSON object per line each way, one request per connection:
     {"request": "kick", "user": "alice"}             -> {"ok": true, "ended": 2}
     {"request": "kick", "user": "alice", "session": 7}
     {"request": "user-changed", "name": "alice"}     -> {"ok": true, "ended": 1}
+    {"request": "folder-changed", "name": "INBOX"}   -> {"ok": true, "seen": "shared"}
     anything wrong                                   -> {"ok": false, "error": "..."}
 
 ``user-changed``: the gateway looks the user up in the store; when the account
@@ -20,6 +22,13 @@ is gone or disabled, their sessions end with ``* BYE`` and what the gateway
 holds in memory about them (private flag state) is dropped.  Without the
 notification (no gateway was reachable), a periodic check of the open
 sessions' accounts (every ``ACCOUNT_CHECK_SECONDS``) does the same.
+
+``folder-changed``: the gateway reads the folders' read-state modes from the
+store again (what the sync's periodic check does every ``poll_interval``);
+a folder whose mode changed is announced as after a restart would show it:
+every session with it open gets the flags as the new mode sees them.  The
+answer names the mode now in force (null: the gateway does not know the
+folder yet).
 
 The IMAP server is not imported here: it hands in a ``SessionProvider`` when
 it starts (``Gateway.start_control``).
@@ -189,6 +198,31 @@ def request(data_dir: Path, payload: dict[str, Any], *, timeout: float = REQUEST
     return answer
 
 
+def list_sessions(data_dir: Path) -> list[SessionInfo]:
+    """The running gateway's sessions (``NoGateway`` when none runs)."""
+    answer = request(data_dir, {"request": "sessions"})
+    return [SessionInfo.from_json(d) for d in answer.get("sessions", [])]
+
+
+def kick(data_dir: Path, user: str, session: int | None = None) -> int:
+    """End ``user``'s sessions (only ``session`` when given); how many ended."""
+    payload: dict[str, Any] = {"request": "kick", "user": user}
+    if session is not None:
+        payload["session"] = session
+    return int(request(data_dir, payload).get("ended", 0))
+
+
+def notify_folder_changed(data_dir: Path, name: str) -> str | None:
+    """Tell a running gateway that folder ``name``'s read-state mode changed in
+    the store; the mode it now applies ("" when it does not know the folder),
+    or None when no gateway runs (not an error: it takes the mode at start)."""
+    try:
+        seen = request(data_dir, {"request": "folder-changed", "name": name}).get("seen")
+    except NoGateway:
+        return None
+    return str(seen or "")
+
+
 def notify_user_changed(data_dir: Path, name: str) -> int | None:
     """Tell a running gateway that ``name`` was removed or disabled; the number of
     sessions it ended, or None when no gateway runs (not an error: the change is
@@ -311,7 +345,22 @@ class ControlServer:
             if not isinstance(name, str):
                 return _bad('user-changed needs "name"')
             return {"ok": True, "ended": self.user_changed(name)}
+        if what == "folder-changed":
+            name = payload.get("name")
+            if not isinstance(name, str):
+                return _bad('folder-changed needs "name"')
+            return {"ok": True, "seen": self.folder_changed(name)}
         return _bad(f"unknown request {what!r}")
+
+    def folder_changed(self, name: str) -> str | None:
+        """Apply the read-state modes now in the store; the mode of ``name``."""
+        self.replica.reload_seen_modes()
+        mb = self.replica.get(name)
+        if mb is None:
+            return None
+        seen = self.replica.seen_mode(mb)
+        log.info("folder %s: read state %s (set by the administrator)", name, seen)
+        return seen
 
     def user_changed(self, name: str) -> int:
         """End the sessions of ``name`` if the account is gone or disabled (or was

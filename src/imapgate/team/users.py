@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from ..store.schema import users
 
@@ -33,6 +34,10 @@ _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile defaults
 # A hash of a random password: verifying unknown users against it costs the
 # same time as a real check, so timing does not reveal which names exist.
 _DUMMY_HASH = _hasher.hash("imapgate-no-such-user")
+
+#: Written in the same transaction as a change (the journal entry of an admin
+#: verb, ``JournalEntry.writer()``), so the journal never misses nor invents one.
+AlsoWrite = Callable[[Connection], None]
 
 
 class UserError(Exception):
@@ -94,7 +99,7 @@ class UserDirectory:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def add(self, name: str, password: str) -> User:
+    def add(self, name: str, password: str, *, also: AlsoWrite | None = None) -> User:
         _check_name(name)
         _check_password(password)
         now = time.time()
@@ -106,6 +111,8 @@ class UserDirectory:
                     name=name, password_hash=_hasher.hash(password), created_at=now, disabled=False
                 )
             ).inserted_primary_key
+            if also is not None:
+                also(conn)
         assert uid is not None
         return User(int(uid[0]), name, now, False)
 
@@ -119,21 +126,19 @@ class UserDirectory:
             r = conn.execute(select(users).where(users.c.name == name)).first()
         return None if r is None else User(r.id, r.name, r.created_at, r.disabled)
 
-    def set_password(self, name: str, password: str) -> None:
+    def set_password(self, name: str, password: str, *, also: AlsoWrite | None = None) -> None:
         _check_password(password)
         with self.engine.begin() as conn:
             n = conn.execute(
                 update(users).where(users.c.name == name).values(password_hash=_hasher.hash(password))
             ).rowcount
-        if not n:
-            raise UserError(f"no user {name!r}")
+            _also_if(conn, n, also, name)
 
-    def set_disabled(self, name: str, disabled: bool) -> None:
+    def set_disabled(self, name: str, disabled: bool, *, also: AlsoWrite | None = None) -> None:
         """Disable (or enable again) an account; logins are refused at once."""
         with self.engine.begin() as conn:
             n = conn.execute(update(users).where(users.c.name == name).values(disabled=disabled)).rowcount
-        if not n:
-            raise UserError(f"no user {name!r}")
+            _also_if(conn, n, also, name)
 
     def credentials(self, name: str) -> Credentials | None:
         """The account named ``name`` with its stored hash (one indexed row read)."""
@@ -156,11 +161,10 @@ class UserDirectory:
             ).rowcount
         return bool(n)
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, *, also: AlsoWrite | None = None) -> None:
         with self.engine.begin() as conn:
             n = conn.execute(delete(users).where(users.c.name == name)).rowcount
-        if not n:
-            raise UserError(f"no user {name!r}")
+            _also_if(conn, n, also, name)
 
     def verify(self, name: str, password: str) -> User | None:
         """The user when ``password`` is right and the account enabled, else None.
@@ -176,6 +180,14 @@ class UserDirectory:
         if new is not None:
             self.replace_hash(cred.user.id, cred.password_hash, new)
         return cred.user
+
+
+def _also_if(conn: Connection, changed: int, also: AlsoWrite | None, name: str) -> None:
+    """Write ``also`` with a change that happened; none happened: roll back and say so."""
+    if not changed:
+        raise UserError(f"no user {name!r}")
+    if also is not None:
+        also(conn)
 
 
 def _check_name(name: str) -> None:
