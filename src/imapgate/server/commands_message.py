@@ -210,8 +210,9 @@ async def _fetch_flags_fast(
 ) -> None:
     """FETCH of UID/FLAGS/MODSEQ only: the flag-sync hot path (100,000 lines).
 
-    Built column by column (flags per distinct combination, modseqs, then one
-    ``%`` per line), written in pieces of ``FLAGS_ROUND`` lines."""
+    Built column by column (flags per distinct combination, modseqs), then
+    formatted by the writer's ``fetch_flags_lines`` (one template ``%`` per
+    line), written in pieces of ``FLAGS_ROUND`` lines."""
     names = [a.name for a in attrs]
     wires: list[bytes] | None = None
     if "FLAGS" in names:
