@@ -2,7 +2,17 @@
 
 ``write_response`` covers every response type; the ``fetch_*`` functions are
 the hot path for bulk FETCH (flag syncs of whole folders) and for serving
-cached ENVELOPE/BODYSTRUCTURE/body bytes verbatim.
+cached ENVELOPE/BODYSTRUCTURE/body bytes verbatim.  Every byte the IMAP server
+sends a client comes from this module: the server builds no response bytes of
+its own (``tests/server/test_no_hand_written_wire.py`` checks that).
+
+Hot-path forms, each byte-identical to ``write_response`` of the typed value
+(the tests compare them): ``flags_body`` (a flag list's inside, cached per
+interned flag combination), the FETCH item pieces (``uid_item``,
+``flags_item``, ``modseq_item`` ...) joined by ``fetch_raw_line``, the
+column-wise ``fetch_flags_lines`` (one precompiled ``%`` template per item
+combination, one buffer per round), and ``exists_line``/``expunge_line``/
+``search_line`` for what a view or a SEARCH sends thousands of at once.
 
 Quoting (byte-exact and stable, so parse -> write reproduces canonical input):
 a string is quoted unless it holds CR, LF, NUL or 8-bit data or is longer than
@@ -66,6 +76,7 @@ from .responses import (
     UntaggedUnknown,
     Vanished,
 )
+from .sequence import SequenceSet
 
 _CRLF: Final = b"\r\n"
 _UNSAFE_TEXT_RE: Final = re.compile(rb"[\r\n\x00]")
@@ -76,7 +87,12 @@ _UTF8_QUOTABLE_RE: Final = re.compile(rb"[^\r\n\x00]*\Z")
 # --- small pieces -----------------------------------------------------------------
 
 def _text(text: str) -> bytes:
-    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        # A lone surrogate that is no escaped byte (not from any wire): the text
+        # still goes out, rather than the error report itself failing.
+        raw = text.encode("utf-8", "replace")
     return _UNSAFE_TEXT_RE.sub(b" ", raw) if b"\r" in raw or b"\n" in raw or b"\x00" in raw else raw
 
 
@@ -143,6 +159,27 @@ def encode_flags(flags: Iterable[str]) -> bytes:
     return " ".join(flags).encode("ascii")
 
 
+#: ``flags_body`` results per flag tuple.  A folder has a few dozen distinct
+#: combinations; the bound only matters for a hostile upstream inventing
+#: keywords without end (the cache is then rebuilt, not grown).
+_FLAGS_BODY: dict[tuple[str, ...], bytes] = {}
+_FLAGS_BODY_MAX: Final = 65536
+
+
+def flags_body(flags: tuple[str, ...]) -> bytes:
+    """The inside of a flag list (``\\Seen $Label1``) for a flag tuple, cached:
+    a flag listing of 100,000 messages formats each distinct combination once.
+
+    UTF-8 rather than ASCII so that a keyword that is no atom (an upstream's
+    oddity) is relayed instead of failing the whole FETCH."""
+    got = _FLAGS_BODY.get(flags)
+    if got is None:
+        if len(_FLAGS_BODY) >= _FLAGS_BODY_MAX:
+            _FLAGS_BODY.clear()
+        got = _FLAGS_BODY[flags] = " ".join(flags).encode("utf-8")
+    return got
+
+
 # --- FETCH -------------------------------------------------------------------------
 
 def fetch_value(key: bytes, value: FetchValue) -> bytes:
@@ -174,40 +211,110 @@ def fetch_item(key: bytes, value: FetchValue) -> bytes:
     return key + b" " + fetch_value(key, value)
 
 
+# Item pieces for ``fetch_raw_line``: the same bytes as ``fetch_item`` of the
+# typed value, without building the value or dispatching on its type.
+
+def uid_item(uid: int) -> bytes:
+    """``UID n``."""
+    return b"UID %d" % uid
+
+
+def flags_item(body: bytes) -> bytes:
+    """``FLAGS (...)`` from ``flags_body`` output."""
+    return b"FLAGS (" + body + b")"
+
+
+def modseq_item(modseq: int) -> bytes:
+    """RFC 7162 ``MODSEQ (n)``."""
+    return b"MODSEQ (%d)" % modseq
+
+
+def internaldate_item(when: datetime) -> bytes:
+    """``INTERNALDATE "dd-Mon-yyyy hh:mm:ss +zzzz"``."""
+    return b"INTERNALDATE " + grammar.format_date_time(when)
+
+
+def size_item(size: int) -> bytes:
+    """``RFC822.SIZE n``."""
+    return b"RFC822.SIZE %d" % size
+
+
+def verbatim_item(name: bytes, raw: bytes | None) -> bytes:
+    """An item whose value is served as the exact bytes cached from upstream
+    (ENVELOPE, BODYSTRUCTURE, BODY); NIL when there are none."""
+    return name + b" " + (raw if raw is not None else b"NIL")
+
+
+def binary_size_item(name: bytes, raw: bytes | None) -> bytes:
+    """RFC 3516 ``BINARY.SIZE[part] n`` from the cached number's bytes; 0 when
+    there are none (the item has no NIL form)."""
+    return name + b" " + (raw if raw is not None else b"0")
+
+
 def section_item(key: bytes, content: bytes | None) -> bytes:
     """A body section item (``BODY[]``, ``BODY[HEADER]``, ``BINARY[1]``...) from
-    cached content; literal header plus the content without copying it twice."""
+    cached content; literal header plus the content without copying it twice.
+    BINARY content holding NUL goes as a literal8 (RFC 3516)."""
     return key + b" " + fetch_value(key, content)
 
 
 def fetch_raw_line(seq: int, items: Iterable[bytes]) -> bytes:
     """``* seq FETCH (item item ...)`` from already formatted items (``fetch_item``,
-    ``section_item``, or cached ``b"ENVELOPE " + raw`` bytes)."""
+    ``section_item``, the ``*_item`` pieces, or cached ``b"ENVELOPE " + raw`` bytes)."""
     return b"* %d FETCH (" % seq + b" ".join(items) + b")\r\n"
 
 
 def fetch_flags_line(seq: int, uid: int, flags: bytes, modseq: int | None = None) -> bytes:
     """``* seq FETCH (UID u FLAGS (f) [MODSEQ (m)])`` — the flag-sync hot path.
 
-    ``flags`` is ``encode_flags(...)`` output, already joined by spaces.
+    ``flags`` is ``flags_body``/``encode_flags`` output, already joined by spaces.
     """
     if modseq is None:
         return b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (seq, uid, flags)
     return b"* %d FETCH (UID %d FLAGS (%s) MODSEQ (%d))\r\n" % (seq, uid, flags, modseq)
 
 
+def fetch_modseq_line(seq: int, uid: int, modseq: int) -> bytes:
+    """``* seq FETCH (UID u MODSEQ (m))``: what STORE .SILENT still reports under
+    CONDSTORE (RFC 7162 §3.1.3)."""
+    return b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (seq, uid, modseq)
+
+
+def _flags_template(uid: bool, flags: bool, modseq: bool) -> bytes:
+    parts = [b"UID %d"] if uid else []
+    if flags:
+        parts.append(b"FLAGS (%s)")
+    if modseq:
+        parts.append(b"MODSEQ (%d)")
+    return b"* %d FETCH (" + b" ".join(parts) + b")\r\n"
+
+
+#: One ``%`` template per combination of UID, FLAGS, MODSEQ (in that order).
+_FLAGS_TEMPLATES: Final = {
+    (u, f, m): _flags_template(u, f, m) for u in (False, True) for f in (False, True) for m in (False, True)
+}
+
+
 def fetch_flags_lines(
     seqs: Sequence[int],
-    uids: Sequence[int],
-    flags: Sequence[bytes],
+    uids: Sequence[int] | None,
+    flags: Sequence[bytes] | None,
     modseqs: Sequence[int] | None = None,
 ) -> bytes:
-    """Many ``fetch_flags_line`` at once, as one buffer for one socket write."""
-    if modseqs is None:
-        fmt = b"* %d FETCH (UID %d FLAGS (%s))\r\n"
-        return b"".join([fmt % row for row in zip(seqs, uids, flags, strict=True)])
-    fmt = b"* %d FETCH (UID %d FLAGS (%s) MODSEQ (%d))\r\n"
-    return b"".join([fmt % row for row in zip(seqs, uids, flags, modseqs, strict=True)])
+    """Many FETCH lines of UID, FLAGS and MODSEQ (each column present or None,
+    written in that order) at once, as one buffer for one socket write: one
+    precompiled ``%`` per line, nothing per item.  ``flags`` are ``flags_body``
+    outputs; all columns given have the length of ``seqs``."""
+    fmt = _FLAGS_TEMPLATES[uids is not None, flags is not None, modseqs is not None]
+    if uids is not None and flags is not None:
+        # The usual flag sync: the columns zipped without building a list of them.
+        if modseqs is None:
+            return b"".join([fmt % row for row in zip(seqs, uids, flags, strict=True)])
+        return b"".join([fmt % row for row in zip(seqs, uids, flags, modseqs, strict=True)])
+    columns = [c for c in (uids, flags, modseqs) if c is not None]
+    if not columns:  # none of the three items: the template holds the number only
+        return b"".join([fmt % seq for seq in seqs])
+    return b"".join([fmt % row for row in zip(seqs, *columns, strict=True)])
 
 
 def _fetch(resp: FetchResponse, utf8: bool) -> bytes:
@@ -241,24 +348,56 @@ def _enabled(resp: Enabled, utf8: bool) -> bytes:
     return _words(b"* ENABLED", resp.capabilities)
 
 
+def exists_line(count: int) -> bytes:
+    """``* n EXISTS``."""
+    return b"* %d EXISTS\r\n" % count
+
+
+def recent_line(count: int) -> bytes:
+    """``* n RECENT`` (IMAP4rev1)."""
+    return b"* %d RECENT\r\n" % count
+
+
+def expunge_line(seq: int) -> bytes:
+    """``* n EXPUNGE``: a view announcing many expunges sends one per message."""
+    return b"* %d EXPUNGE\r\n" % seq
+
+
+def number_list(ids: Iterable[int]) -> bytes:
+    """``1 2 3``: numbers joined in one C-level pass (100,000 of them for
+    ``SEARCH ALL``), as SEARCH and SORT list them."""
+    return " ".join(map(str, ids)).encode("ascii")
+
+
+def search_line(ids: Sequence[int], modseq: int | None = None) -> bytes:
+    """``* SEARCH n... [(MODSEQ m)]`` (RFC 7162 adds the MODSEQ)."""
+    return _numbers(b"* SEARCH", ids, modseq)
+
+
+def search_line_joined(numbers: bytes) -> bytes:
+    """``* SEARCH`` from ``number_list`` output kept by the caller (a folder's
+    cached answer to ``UID SEARCH ALL``); empty ``numbers`` for no match."""
+    return b"* SEARCH " + numbers + _CRLF if numbers else b"* SEARCH\r\n"
+
+
 def _exists(resp: Exists, utf8: bool) -> bytes:
-    return b"* %d EXISTS\r\n" % resp.count
+    return exists_line(resp.count)
 
 
 def _recent(resp: Recent, utf8: bool) -> bytes:
-    return b"* %d RECENT\r\n" % resp.count
+    return recent_line(resp.count)
 
 
 def _expunge(resp: Expunge, utf8: bool) -> bytes:
-    return b"* %d EXPUNGE\r\n" % resp.seq
+    return expunge_line(resp.seq)
 
 
 def _flags(resp: Flags, utf8: bool) -> bytes:
     return b"* FLAGS " + grammar.flag_list(resp.flags) + _CRLF
 
 
-def _numbers(head: bytes, ids: tuple[int, ...], modseq: int | None) -> bytes:
-    out = b" ".join([head, *(b"%d" % n for n in ids)])
+def _numbers(head: bytes, ids: Sequence[int], modseq: int | None) -> bytes:
+    out = head + b" " + number_list(ids) if ids else head
     if modseq is not None:
         out += b" (MODSEQ %d)" % modseq
     return out + _CRLF
@@ -365,8 +504,13 @@ def _id(resp: IdResponse, utf8: bool) -> bytes:
     return b"* ID (" + b" ".join(parts) + b")\r\n"
 
 
+def vanished_line(uids: SequenceSet, *, earlier: bool = False) -> bytes:
+    """RFC 7162 ``* VANISHED [(EARLIER)] uid-set``."""
+    return (b"* VANISHED (EARLIER) " if earlier else b"* VANISHED ") + bytes(uids) + _CRLF
+
+
 def _vanished(resp: Vanished, utf8: bool) -> bytes:
-    return (b"* VANISHED (EARLIER) " if resp.earlier else b"* VANISHED ") + bytes(resp.uids) + _CRLF
+    return vanished_line(resp.uids, earlier=resp.earlier)
 
 
 def _astr(value: str) -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..gateway import policy as rights
 from ..gateway.errors import OperationError
 from ..protocol import commands as cmd
+from ..protocol import response_writer as rw
 from ..protocol import responses as rsp
 from ..protocol.sequence import SequenceSet
 from ..replica.mailbox import MailboxIndex
@@ -154,9 +155,9 @@ async def _select(s: Session, c: cmd.SelectBase, readonly: bool) -> Done:
     # FLAGS lists every keyword in use (and this user's private ones).
     for line in view.flags_lines():
         s.send(line)
-    s.send(b"* %d EXISTS\r\n" % view.exists)
+    s.send(rw.exists_line(view.exists))
     if view.track_recent:
-        s.send(b"* %d RECENT\r\n" % len(view.recent))
+        s.send(rw.recent_line(len(view.recent)))
     unseen = view.first_unseen()
     if unseen:
         s.send_response(rsp.UntaggedStatus("OK", rsp.UnseenCode(unseen), "First unseen"))
@@ -179,7 +180,7 @@ async def _qresync(s: Session, view: SelectedView, q: cmd.QresyncParameters) -> 
         u for u, m in mb.expunged.items() if m > q.modseq and (known is None or known.contains(u, largest))
     ]
     if vanished:
-        s.send(b"* VANISHED (EARLIER) " + bytes(SequenceSet.from_ids(vanished)) + b"\r\n")
+        s.send(rw.vanished_line(SequenceSet.from_ids(vanished), earlier=True))
     if q.modseq >= view.modseq_bound():
         return  # nothing changed for this user: no per-message pass
     uids = view.uids  # just selected: every one has its record

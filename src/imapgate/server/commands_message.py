@@ -10,13 +10,13 @@ from ..gateway import policy as rights
 from ..gateway.errors import OperationError
 from ..gateway.mailservice import cache_key, is_content
 from ..protocol import commands as cmd
-from ..protocol import grammar
 from ..protocol import response_writer as rw
 from ..protocol import responses as rsp
 from ..protocol.fetch_items import FetchAttribute
+from ..protocol.response_writer import flags_body
 from ..protocol.search import SearchKey
 from ..protocol.sequence import SequenceSet
-from ..replica.mailbox import MessageRecord, flags_wire
+from ..replica.mailbox import MessageRecord
 from . import search as search_eval
 from .session import AUTH, SELECTED, Done, Session, State, command
 from .view import SelectedView
@@ -95,7 +95,7 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
             u for u, m in mb.expunged.items() if m > c.changedsince and c.sequence_set.contains(u, largest)
         ]
         if gone:
-            s.send(b"* VANISHED (EARLIER) " + bytes(SequenceSet.from_ids(gone)) + b"\r\n")
+            s.send(rw.vanished_line(SequenceSet.from_ids(gone), earlier=True))
     if c.uid and c.changedsince is not None and c.changedsince >= view.modseq_bound():
         # Nothing changed for this user since then (the CONDSTORE reopen case).
         return Done("FETCH completed")
@@ -145,24 +145,24 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
                     s.send(line)
             for a, n, ckey, rname in plan:
                 if n == "UID":
-                    items.append(b"UID %d" % uid)
+                    items.append(rw.uid_item(uid))
                 elif n == "FLAGS":
                     has_flags = True
-                    items.append(b"FLAGS (" + flags_wire(flags) + b")")
+                    items.append(rw.flags_item(flags_body(flags)))
                 elif n == "MODSEQ":
-                    items.append(b"MODSEQ (%d)" % view.modseq_of(uid))
+                    items.append(rw.modseq_item(view.modseq_of(uid)))
                 elif n == "INTERNALDATE":
                     tz = timezone(timedelta(minutes=rec.tz_offset))
                     when = datetime.fromtimestamp(rec.internal_date, UTC).astimezone(tz)
-                    items.append(b"INTERNALDATE " + grammar.format_date_time(when))
+                    items.append(rw.internaldate_item(when))
                 elif n == "RFC822.SIZE":
-                    items.append(b"RFC822.SIZE %d" % rec.size)
+                    items.append(rw.size_item(rec.size))
                 else:
                     items.append(_content_item(a, rname, content.get((uid, ckey))))
             if uid in seen_changed and not has_flags:
-                items.append(b"FLAGS (" + flags_wire(flags) + b")")
+                items.append(rw.flags_item(flags_body(flags)))
                 if s.condstore:
-                    items.append(b"MODSEQ (%d)" % view.modseq_of(uid))
+                    items.append(rw.modseq_item(view.modseq_of(uid)))
             s.send(rw.fetch_raw_line(seq, items))
         await s.maybe_flush()
     if lost:
@@ -190,14 +190,13 @@ def _content_item(a: FetchAttribute, name: bytes, value: bytes | None) -> bytes:
     """``name`` is ``a.response_name()``, computed once per command by the caller."""
     if a.name in ("ENVELOPE", "BODYSTRUCTURE") or (a.name == "BODY" and a.section is None):
         # Verbatim wire bytes from upstream (cached).
-        return name + b" " + (value if value is not None else b"NIL")
+        return rw.verbatim_item(name, value)
     if a.name == "BINARY.SIZE":
-        return name + b" " + (value if value is not None else b"0")
+        return rw.binary_size_item(name, value)
     if a.partial is not None and value is not None:
         start, length = a.partial
         value = value[start : start + length]
-    if a.name == "BINARY" and value is not None and b"\x00" in value:
-        return name + b" ~{%d}\r\n" % len(value) + value
+    # BINARY content holding NUL becomes a literal8 there (``name`` is BINARY[...]).
     return rw.section_item(name, value)
 
 
@@ -211,29 +210,27 @@ async def _fetch_flags_fast(
 ) -> None:
     """FETCH of UID/FLAGS/MODSEQ only: the flag-sync hot path (100,000 lines).
 
-    Built column by column (flags per distinct combination, modseqs, then one
-    ``%`` per line), written in pieces of ``FLAGS_ROUND`` lines."""
+    Built column by column (flags per distinct combination, modseqs), then
+    formatted by the writer's ``fetch_flags_lines`` (one template ``%`` per
+    line), written in pieces of ``FLAGS_ROUND`` lines."""
     names = [a.name for a in attrs]
-    want_flags = "FLAGS" in names
-    want_modseq = "MODSEQ" in names
-    want_uid = "UID" in names
-    parts = [b"UID %d"] if want_uid else []
-    columns: list[Sequence[int] | Sequence[bytes]] = [seqs]
-    if want_uid:
-        columns.append(uids)
-    if want_flags:
-        parts.append(b"FLAGS (%s)")
+    wires: list[bytes] | None = None
+    if "FLAGS" in names:
         wires, announce = view.flag_wires_announced(uids, recs)
         for line in announce:
             s.send(line)
-        columns.append(wires)
-    if want_modseq:
-        parts.append(b"MODSEQ (%d)")
-        columns.append(view.modseqs(uids, recs))
-    fmt = b"* %d FETCH (" + b" ".join(parts) + b")\r\n"
+    modseqs = view.modseqs(uids, recs) if "MODSEQ" in names else None
+    want_uid = "UID" in names
     for i in range(0, len(uids), FLAGS_ROUND):
-        rows = zip(*(col[i : i + FLAGS_ROUND] for col in columns), strict=True)
-        s.send(b"".join([fmt % row for row in rows]))
+        j = i + FLAGS_ROUND
+        s.send(
+            rw.fetch_flags_lines(
+                seqs[i:j],
+                uids[i:j] if want_uid else None,
+                wires[i:j] if wires is not None else None,
+                modseqs[i:j] if modseqs is not None else None,
+            )
+        )
         await s.maybe_flush()
 
 
@@ -269,7 +266,7 @@ async def store(s: Session, c: cmd.Command) -> Done:
         if c.silent:
             if s.condstore:
                 # RFC 7162 §3.1.3: MODSEQ is reported even for .SILENT.
-                s.send(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (seq, uid, view.modseq_of(uid)))
+                s.send(rw.fetch_modseq_line(seq, uid, view.modseq_of(uid)))
             continue
         s.send(view.flags_line(seq, uid, s.condstore))
     code = None
@@ -305,9 +302,9 @@ async def search(s: Session, c: cmd.Command) -> Done:
     if c.return_options is None:
         if c.uid and highest is None and len(uids) == mb.exists and uids == mb.uids:
             # Every message (UID SEARCH ALL on reopen): the folder's cached list.
-            s.send(b"* SEARCH " + mb.uids_text() + b"\r\n" if uids else b"* SEARCH\r\n")
+            s.send(rw.search_line_joined(mb.uids_text()))
         else:
-            s.send(_search_line(ids, highest if highest else None))
+            s.send(rw.search_line(ids, highest if highest else None))
         return Done("SEARCH completed")
     if "SAVE" in opts:
         raise OperationError("SEARCH RETURN (SAVE) is not supported", "CANNOT", status="BAD")
@@ -338,17 +335,6 @@ def _search_modseq(view: SelectedView, uids: list[int], opts: set[str] | None) -
         if picked:
             return max(view.modseq_of(u) for u in picked)
     return max(view.modseq_of(u) for u in uids)
-
-
-def _search_line(ids: Sequence[int], modseq: int | None) -> bytes:
-    """``* SEARCH 1 2 3 [(MODSEQ m)]``, as ``rsp.Search`` writes it, but with the
-    numbers joined in one C-level pass (100,000 of them for ``SEARCH ALL``)."""
-    out = b"* SEARCH"
-    if ids:
-        out += b" " + " ".join(map(str, ids)).encode("ascii")
-    if modseq is not None:
-        out += b" (MODSEQ %d)" % modseq
-    return out + b"\r\n"
 
 
 # --- COPY / MOVE ------------------------------------------------------------------------------
@@ -423,7 +409,7 @@ async def check(s: Session, c: cmd.Command) -> Done:
 
 @command(cmd.Idle, AUTH)
 async def idle(s: Session, c: cmd.Command) -> Done:
-    s.send(b"+ idling\r\n")
+    s.send_response(rsp.ContinuationRequest("idling"))
     ok = await s.idle_until_done()
     if s.state == State.LOGOUT:
         raise OperationError("connection closed during IDLE", None, status="ANSWERED")

@@ -32,7 +32,7 @@ async def noop(s: Session, c: cmd.Command) -> Done:
 
 @command(cmd.Logout, ANY | {State.LOGOUT})
 async def logout(s: Session, c: cmd.Command) -> Done:
-    s.send(b"* BYE imapgate logging out\r\n")
+    s.send_response(rsp.UntaggedStatus("BYE", None, "imapgate logging out"))
     s.select_view(None)
     s.state = State.LOGOUT
     return Done("LOGOUT completed")
@@ -151,7 +151,7 @@ async def authenticate(s: Session, c: cmd.Command) -> Done:
         )
     data = c.initial_response
     if data is None:
-        s.send(b"+ \r\n")
+        s.send_response(rsp.ContinuationRequest())  # an empty challenge (RFC 4959)
         await s.flush()
         s.framer.raw_line()
         ev = await s.next_event(60)

@@ -13,6 +13,8 @@ from ..config import parse_address
 from ..errors import bind_error
 from ..gateway.app import Gateway
 from ..gateway.control import SessionInfo
+from ..protocol import responses as rsp
+from ..protocol.response_writer import write_response
 from . import commands_mailbox, commands_message, commands_session  # noqa: F401  (register handlers)
 from .session import Session
 from .tls import tls_context
@@ -23,6 +25,12 @@ log = logging.getLogger("imapgate.server")
 #: the rest is headroom for reconnect storms.  Beyond it, new connections get
 #: ``* BYE`` at once instead of starving the others.
 MAX_CONNECTIONS = 2000
+
+#: Written straight to the socket: no ``Session`` exists for these connections.
+_TOO_MANY = write_response(
+    rsp.UntaggedStatus("BYE", rsp.UNAVAILABLE, "Too many connections; try again later")
+)
+_SHUTTING_DOWN = write_response(rsp.UntaggedStatus("BYE", None, "Server shutting down"))
 
 
 class ImapServer:
@@ -102,7 +110,7 @@ class ImapServer:
         task = asyncio.current_task()
         if len(self.sessions) >= MAX_CONNECTIONS:
             with contextlib.suppress(Exception):
-                writer.write(b"* BYE [UNAVAILABLE] Too many connections; try again later\r\n")
+                writer.write(_TOO_MANY)
                 await writer.drain()
                 writer.close()
             return
@@ -142,7 +150,7 @@ class ImapServer:
         # is still busy after a grace period.
         for writer in list(self._open.values()):
             with contextlib.suppress(Exception):
-                writer.write(b"* BYE Server shutting down\r\n")
+                writer.write(_SHUTTING_DOWN)
                 writer.close()
         if self.sessions:
             await asyncio.wait(list(self.sessions), timeout=2)

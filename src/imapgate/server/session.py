@@ -60,6 +60,8 @@ WRITE_CHUNK = 256 * 1024
 LOGIN_TIMEOUT = 60.0
 
 _session_ids = itertools.count(1)
+#: The framer's go-ahead for a synchronizing literal (RFC 9051 §7.5).
+_LITERAL_GO_AHEAD = write_response(rsp.ContinuationRequest("Ready for literal data"))
 
 
 class State(enum.Enum):
@@ -304,7 +306,7 @@ class Session:
             ev = self.framer.next_event()
             if isinstance(ev, NeedContinuation):
                 wire_log.debug("S: + Ready for literal data")
-                self.writer.write(b"+ Ready for literal data\r\n")
+                self.writer.write(_LITERAL_GO_AHEAD)
                 await self.writer.drain()
                 continue
             if ev is not None:
@@ -343,7 +345,7 @@ class Session:
                     if self._end_reason is not None:
                         break
                     if self.framer.has_partial_frame() or self.state == State.NOT_AUTHENTICATED:
-                        self.send(b"* BYE Autologout; idle for too long\r\n")
+                        self._bye("Autologout; idle for too long")
                     break
                 if isinstance(ev, CodecError):
                     await self._protocol_error(ev)
@@ -351,13 +353,13 @@ class Session:
                     await self.handle_frame(ev.data)
                 await self.flush()
                 if self._errors >= MAX_CONSECUTIVE_ERRORS:
-                    self.send(b"* BYE Too many invalid commands\r\n")
+                    self._bye("Too many invalid commands")
                     break
         except (ConnectionError, OSError, ssl.SSLError) as exc:
             self.log.info("connection lost: %s", exc)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                self.send(b"* BYE Server shutting down\r\n")
+                self._bye("Server shutting down")
             raise
         finally:
             await self.close()
@@ -368,7 +370,7 @@ class Session:
             self.view = None
         self.state = State.LOGOUT
         if self._end_reason is not None:
-            self.send(f"* BYE {self._end_reason}\r\n".encode("utf-8", "replace"))
+            self._bye(self._end_reason)
             self.log.info("ended: %s", self._end_reason)
         with contextlib.suppress(Exception):
             if self._out:
@@ -381,14 +383,13 @@ class Session:
 
     async def _protocol_error(self, err: CodecError) -> None:
         self._errors += 1
-        text = err.reason
-        code = f"[{err.code}] " if err.code else ""
+        code = rsp.AtomCode(err.code) if err.code else None
         if err.tag:
-            self.send(f"{err.tag} BAD {code}{text}\r\n".encode("utf-8", "replace"))
+            self.send_response(rsp.TaggedResponse(err.tag, "BAD", code, err.reason))
         else:
-            self.send(f"* BAD {code}{text}\r\n".encode("utf-8", "replace"))
+            self.send_response(rsp.UntaggedStatus("BAD", code, err.reason))
         if err.fatal:
-            self.send(b"* BYE Protocol error\r\n")
+            self._bye("Protocol error")
             self.state = State.LOGOUT
 
     async def handle_frame(self, frame: bytes) -> None:
@@ -407,11 +408,13 @@ class Session:
         spec = COMMANDS.get(type(command))
         if spec is None:
             self._errors += 1
-            self.send(f"{tag} BAD [CANNOT] {command.name} is not supported by this server\r\n".encode())
+            self.send_response(
+                rsp.TaggedResponse(tag, "BAD", rsp.CANNOT, f"{command.name} is not supported by this server")
+            )
             return
         if self.state not in spec.states:
             self._errors += 1
-            self.send(self._wrong_state(tag, command, spec))
+            self.send_response(self._wrong_state(tag, command, spec))
             return
         handler = spec.handler if invalid is None else _invalid_name_handler(invalid)
         self._busy = True
@@ -456,11 +459,13 @@ class Session:
         except Exception:  # the store itself is broken: report the original failure
             return None
 
-    def _tagged(self, tag: str, status: str, code: str | None, text: str) -> None:
-        c = f"[{code}] " if code else ""
-        self.send(f"{tag} {status} {c}{text}\r\n".encode("utf-8", "replace"))
+    def _tagged(self, tag: str, status: rsp.StatusWord, code: str | None, text: str) -> None:
+        self.send_response(rsp.TaggedResponse(tag, status, rsp.AtomCode(code) if code else None, text))
 
-    def _wrong_state(self, tag: str, command: cmd.Command, spec: CommandSpec) -> bytes:
+    def _bye(self, text: str) -> None:
+        self.send_response(rsp.UntaggedStatus("BYE", None, text))
+
+    def _wrong_state(self, tag: str, command: cmd.Command, spec: CommandSpec) -> rsp.TaggedResponse:
         if self.state == State.NOT_AUTHENTICATED:
             why = "log in first"
         elif spec.states == SELECTED:
@@ -469,14 +474,14 @@ class Session:
             why = "already logged in"
         else:
             why = f"not allowed in the {self.state.value} state"
-        return f"{tag} BAD [CLIENTBUG] {command.name}: {why}\r\n".encode()
+        return rsp.TaggedResponse(tag, "BAD", rsp.CLIENTBUG, f"{command.name}: {why}")
 
     def _flush_view(self, allow_expunge: bool) -> None:
         view = self.view
         if view is None:
             return
         if view.reset_reason is not None:
-            self.send(f"* BYE {view.reset_reason}; please reconnect\r\n".encode())
+            self._bye(f"{view.reset_reason}; please reconnect")
             self.state = State.LOGOUT
             return
         for line in view.flush(allow_expunge=allow_expunge, condstore=self.condstore, qresync=self.qresync):

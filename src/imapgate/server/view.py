@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from ..protocol import response_writer as rw
 from ..protocol import responses as rsp
+from ..protocol.response_writer import flags_body
 from ..protocol.sequence import SequenceSet
 from ..replica.events import (
     ExpungedPrivate,
@@ -42,7 +43,7 @@ from ..replica.events import (
     ModeChanged,
     ReplicaEvent,
 )
-from ..replica.mailbox import MailboxIndex, MessageRecord, PrivateState, flags_wire, intern_flags
+from ..replica.mailbox import MailboxIndex, MessageRecord, PrivateState, intern_flags
 from ..replica.replica import Replica
 from ..replica.uidset import UidSet
 
@@ -413,28 +414,28 @@ class SelectedView:
             else []
         )
         if not private:
-            wire = {t: flags_wire(t) for t in combos}
+            wire = {t: flags_body(t) for t in combos}
             out = list(map(wire.__getitem__, shared))
             announce = self.announce_keywords(combos)
         else:
             hidden = {t: intern_flags([f for f in t if f not in private]) for t in combos}
             announce = self.announce_keywords([*hidden.values(), tuple(f for f, _ in mine)])
-            without = {t: flags_wire(v) for t, v in hidden.items()}
+            without = {t: flags_body(v) for t, v in hidden.items()}
             if not mine:
                 out = list(map(without.__getitem__, shared))
             elif len(mine) > 1:
                 # Several private flags in use (not the default set-up): per message.
                 replica, mb = self.replica, self.mb
-                out = [flags_wire(replica.flags_for(mb, r, state, private)) for r in recs]
+                out = [flags_body(replica.flags_for(mb, r, state, private)) for r in recs]
             else:
                 flag, members = mine[0]
-                with_ = {t: flags_wire(intern_flags([*v, flag])) for t, v in hidden.items()}
+                with_ = {t: flags_body(intern_flags([*v, flag])) for t, v in hidden.items()}
                 out = _pick_by_mask(_membership(uids, members), shared, without, with_)
         if self.ghosts or self.recent:
             # Few messages (expunged meanwhile, \\Recent): one by one.
             special = self._special_positions(uids)
             for i in special:
-                out[i] = flags_wire(self.flags_of(uids[i]))
+                out[i] = flags_body(self.flags_of(uids[i]))
             if self.ghosts:
                 announce += self.announce_keywords(self.flags_of(uids[i]) for i in special)
         return out, announce
@@ -455,7 +456,7 @@ class SelectedView:
         if self.recent:
             self.recent.difference_update(gone)
         if qresync:
-            out.append(b"* VANISHED " + bytes(SequenceSet.from_ids(gone)) + b"\r\n")
+            out.append(rw.vanished_line(SequenceSet.from_ids(gone)))
             drop = set(gone)
             self.uids = [u for u in self.uids if u not in drop]
             self._uid_set = None
@@ -463,7 +464,7 @@ class SelectedView:
             # Highest sequence number first: each number is valid when sent.
             for u in gone:
                 seq = self.seq_of(u)
-                out.append(b"* %d EXPUNGE\r\n" % seq)
+                out.append(rw.expunge_line(seq))
                 del self.uids[seq - 1]
             self._uid_set = None
         for u in gone:
@@ -485,12 +486,12 @@ class SelectedView:
                 if self.track_recent and self.mb.recent:
                     # This session is the first to learn of them: \\Recent here.
                     self.recent.update(self.mb.claim_recent(fresh[0], take=not self.readonly))
-                out.append(b"* %d EXISTS\r\n" % len(self.uids))
+                out.append(rw.exists_line(len(self.uids)))
                 exists = True
         if self.track_recent and (exists or len(self.recent) != self.recent_told):
             # RFC 3501 clients expect RECENT with EXISTS (RFC 9051 removed it).
             self.recent_told = len(self.recent)
-            out.append(b"* %d RECENT\r\n" % self.recent_told)
+            out.append(rw.recent_line(self.recent_told))
         if self.pending_flags:
             changed = sorted(self.pending_flags - self.suppress)
             self.pending_flags.clear()
@@ -504,7 +505,7 @@ class SelectedView:
                 flags = self.flags_of(u)
                 combos.append(flags)
                 lines.append(
-                    rw.fetch_flags_line(seq, u, flags_wire(flags), self.modseq_of(u) if condstore else None)
+                    rw.fetch_flags_line(seq, u, flags_body(flags), self.modseq_of(u) if condstore else None)
                 )
             out.extend(self.announce_keywords(combos))
             out.extend(lines)
@@ -514,7 +515,7 @@ class SelectedView:
 
     def flags_line(self, seq: int, uid: int, condstore: bool) -> bytes:
         return rw.fetch_flags_line(
-            seq, uid, flags_wire(self.flags_of(uid)), self.modseq_of(uid) if condstore else None
+            seq, uid, flags_body(self.flags_of(uid)), self.modseq_of(uid) if condstore else None
         )
 
 
