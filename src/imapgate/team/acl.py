@@ -67,6 +67,19 @@ class AclError(ValueError):
 
 
 # --------------------------------------------------------------------------- rights
+def _letter_mask(letter: str) -> int:
+    bit = _BIT.get(letter)
+    if bit is not None:
+        return bit
+    implied = OBSOLETE.get(letter)
+    if implied is None:
+        return 0
+    mask = 0
+    for each in implied:
+        mask |= _BIT[each]
+    return mask
+
+
 @dataclass(frozen=True, slots=True)
 class Rights:
     """A set of RFC 4314 rights as a bit mask over ``LETTERS``."""
@@ -117,19 +130,6 @@ ALL: Final = Rights.of(LETTERS)
 ADMIN: Final = Rights.of("a")
 
 
-def _letter_mask(letter: str) -> int:
-    bit = _BIT.get(letter)
-    if bit is not None:
-        return bit
-    implied = OBSOLETE.get(letter)
-    if implied is None:
-        return 0
-    mask = 0
-    for each in implied:
-        mask |= _BIT[each]
-    return mask
-
-
 RightsMode = Literal["set", "add", "remove"]
 
 
@@ -169,9 +169,8 @@ def parse_rights(text: str, *, allow_modifier: bool = True) -> RightsChange:
     for letter in letters:
         bit = _letter_mask(letter)
         if not bit:
-            shown = letter if letter.isprintable() else repr(letter)
             raise AclError(
-                f"unknown right {shown!r} in {text!r}: rights are the letters {LETTERS} "
+                f"unknown right {letter!r} in {text!r}: rights are the letters {LETTERS} "
                 "(RFC 4314; the obsolete c and d are accepted too)"
             )
         mask |= bit
@@ -419,10 +418,11 @@ class AclTable:
 class UserRights:
     """One user's rights on every folder of one ``AclTable``, precomputed.
 
-    Folders without entries share one precomputed value, so the cost of
-    ``rights`` is one dict lookup whatever the ACLs hold."""
+    Folders without entries share one precomputed value, so ``rights`` is one
+    dict lookup and ``visible`` one set lookup, whatever the ACLs hold (LIST
+    asks ``visible`` for every folder)."""
 
-    __slots__ = ("_by_folder", "_default", "user")
+    __slots__ = ("_by_folder", "_default", "_default_visible", "_exceptions", "user")
 
     def __init__(self, table: AclTable, user: str) -> None:
         self.user = user
@@ -434,12 +434,24 @@ class UserRights:
             for folder, entries in table.entries.items()
             if entries
         }
+        self._default_visible = visible(self._default)
+        #: Folders whose visibility differs from that of a folder without entries.
+        self._exceptions = frozenset(
+            folder for folder, got in self._by_folder.items() if visible(got) != self._default_visible
+        )
 
     def rights(self, folder: str) -> Rights:
         return self._by_folder.get(folder, self._default)
 
     def visible(self, folder: str) -> bool:
-        return visible(self._by_folder.get(folder, self._default))
+        return (folder in self._exceptions) != self._default_visible
+
+    def visible_names(self, folders: Iterable[str]) -> list[str]:
+        """Those of ``folders`` the user may see (``l``), in the given order."""
+        exceptions = self._exceptions
+        if self._default_visible:
+            return [f for f in folders if f not in exceptions]
+        return [f for f in folders if f in exceptions]
 
 
 # --------------------------------------------------------------------------- LISTRIGHTS
