@@ -35,6 +35,9 @@ def acl(*pairs: tuple[str, str]) -> tuple[AclEntry, ...]:
     return tuple(AclEntry.parse(ident, text) for ident, text in pairs)
 
 
+NO_ACL = None  # a folder without an ACL of its own
+
+
 # ------------------------------------------------------------------------- rights
 @pytest.mark.parametrize(
     ("text", "mode", "letters"),
@@ -154,7 +157,8 @@ def test_user_and_group_of_one_name_are_different_identifiers() -> None:
 # ------------------------------------------------------------------------- the decision
 CASES = [
     # (entries, user, groups, admin, expected)
-    ((), "alice", (), False, "lrswipkxte"),                                 # default
+    (NO_ACL, "alice", (), False, "lrswipkxte"),                             # default
+    ((), "alice", (), False, ""),                   # an ACL of its own, all entries gone
     ((("alice", "lr"),), "alice", (), False, "lr"),
     ((("alice", "lr"),), "bob", (), False, ""),                             # own ACL: no default
     ((("$acct", "lrswi"),), "bob", ("acct",), False, "lrswi"),
@@ -165,16 +169,16 @@ CASES = [
     ((("alice", "lrsw"), ("-anyone", "w")), "alice", (), False, "lrs"),
     ((("-alice", "l"),), "alice", (), False, ""),
     ((("-alice", "lrswipkxtea"),), "alice", (), True, "lrswipkxtea"),       # admins: all
-    ((), "root", (), True, "lrswipkxtea"),
+    (NO_ACL, "root", (), True, "lrswipkxtea"),
     ((("alice", ""),), "alice", (), False, ""),                             # empty grants nothing
 ]
 
 
 @pytest.mark.parametrize(("pairs", "user", "groups", "admin", "expected"), CASES)
 def test_effective_rights(
-    pairs: tuple[tuple[str, str], ...], user: str, groups: tuple[str, ...], admin: bool, expected: str
+    pairs: tuple[tuple[str, str], ...] | None, user: str, groups: tuple[str, ...], admin: bool, expected: str
 ) -> None:
-    got = effective_rights(user, groups, admin, acl(*pairs), DEFAULT)
+    got = effective_rights(user, groups, admin, None if pairs is None else acl(*pairs), DEFAULT)
     assert str(got.rights) == expected
     assert got.visible == ("l" in expected)
 
@@ -191,10 +195,10 @@ def test_explanation_says_who_gave_and_took_what() -> None:
         "  anyone gives lr",
         "  -alice takes away w",   # x was never given: nothing to take
     ]
-    default = effective_rights("bob", (), False, (), DEFAULT)
+    default = effective_rights("bob", (), False, None, DEFAULT)
     assert default.explain("bob", "News") == [
         "bob on News: lrswipkxte",
-        "  News has no entries of its own: the default ([acl] default) applies",
+        "  News has no ACL of its own: the default ([acl] default) applies",
         "  authenticated gives lrswipkxte",
     ]
     admin = effective_rights("root", (), True, acl(("-root", "l")), DEFAULT)
@@ -259,12 +263,13 @@ def test_rights_come_only_from_matching_entries(
     for entry in got.gave:
         given_ = given_ | entry.rights
     assert got.rights - given_ == Rights()
-    assert (got.source == "default") == (not entries_)
+    assert got.source == "entries"
+    assert effective_rights(user, groups, False, None, DEFAULT).rights == DEFAULT
 
 
 @given(acls, group_sets)
 def test_snapshot_agrees_with_the_function(entries_: tuple[AclEntry, ...], groups: frozenset[str]) -> None:
-    table = AclTable(1, {"F": entries_} if entries_ else {}, {"alice": groups}, frozenset({"root"}), DEFAULT)
+    table = AclTable(1, {"F": entries_}, {"alice": groups}, frozenset({"root"}), DEFAULT)
     for user in ("alice", "bob", "root"):
         for folder in ("F", "Other"):
             assert table.rights(user, folder) == table.explain(user, folder).rights

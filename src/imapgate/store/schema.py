@@ -114,7 +114,7 @@ subscriptions = Table(
 # with the user or group as a foreign key so removing them removes their entries: a new
 # account with an old name must not inherit the old rights.  ``mailbox`` is the folder's
 # name, not its id: ACLs exist for folders the replica has not synced yet, and RENAME
-# moves them with the name.  A folder without rows uses ``[acl] default``.
+# moves them with the name.
 acl_entries = Table(
     "acl_entries",
     metadata,
@@ -127,6 +127,16 @@ acl_entries = Table(
     Column("rights", String(32), nullable=False),
     UniqueConstraint("mailbox", "principal", "negative", name="uq_acl_entries_identifier"),
     Index("ix_acl_entries_mailbox", "mailbox"),
+)
+
+# Folders with an ACL of their own (which may have no entries left: then only admins
+# have rights).  A folder without a row here uses ``[acl] default``.  Kept apart from the
+# entries so that removing a user or group (whose entries go by cascade) or deleting an
+# entry can never turn a closed folder into one open to the whole team.
+acl_folders = Table(
+    "acl_folders",
+    metadata,
+    Column("mailbox", Text, primary_key=True),
 )
 
 groups = Table(

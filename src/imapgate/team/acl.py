@@ -15,11 +15,14 @@ them to admins):
 * A negative right wins over every positive one (RFC 4314 §2), whatever
   entry gave the positive one: rights = (union of matching positive entries)
   minus (union of matching negative entries).
-* A folder without entries of its own uses the configured default
+* A folder without an ACL of its own uses the configured default
   (``[acl] default``, "lrswipkxte"), as if it had the one entry
   ``authenticated <default>``; that is what GETACL shows for it, and the
   first change to its ACL starts from that entry (``acl_store``), so adding
-  one member never locks the rest of the team out by surprise.
+  one member never locks the rest of the team out by surprise.  Once a
+  folder has an ACL of its own it keeps it, even with no entries left (then
+  only admins have rights): deleting an entry, a user or a group never
+  opens a folder to the whole team.
 * Admins have every right on every folder, ``a`` included; no entry, not
   even a negative one, takes any away (they manage the ACLs, and a folder no
   admin can see could not be repaired).
@@ -312,7 +315,7 @@ class Effective:
             lines.append(f"  {user} is an admin: every right on every folder")
             return lines
         if self.source == "default":
-            lines.append(f"  {folder} has no entries of its own: the default ([acl] default) applies")
+            lines.append(f"  {folder} has no ACL of its own: the default ([acl] default) applies")
         for entry in self.gave:
             lines.append(f"  {entry.identifier} gives {entry.rights or 'nothing'}")
         for entry in self.took:
@@ -341,14 +344,15 @@ def effective_rights(
     user: str,
     groups_of_user: Iterable[str],
     is_admin: bool,
-    entries: Sequence[AclEntry],
+    entries: Sequence[AclEntry] | None,
     default: Rights,
 ) -> Effective:
-    """The rights ``user`` has on a folder whose own entries are ``entries``."""
+    """The rights ``user`` has on a folder whose ACL is ``entries`` (None: the folder
+    has no ACL of its own and ``default`` applies)."""
     if is_admin:
         return Effective(ALL, "admin")
     source: Source = "entries"
-    if not entries:
+    if entries is None:
         entries = default_entries(default)
         source = "default"
     groups = groups_of_user if isinstance(groups_of_user, frozenset) else frozenset(groups_of_user)
@@ -383,6 +387,7 @@ class AclTable:
     computed once per user and table."""
 
     version: int
+    #: Folders with an ACL of their own -> its entries (maybe none: admins only).
     entries: Mapping[str, tuple[AclEntry, ...]]
     #: user name -> the groups they are a member of.
     groups_of: Mapping[str, frozenset[str]]
@@ -390,13 +395,14 @@ class AclTable:
     default: Rights = field(default_factory=lambda: rights(DEFAULT_RIGHTS_TEXT))
     _users: dict[str, UserRights] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def folder_entries(self, folder: str) -> tuple[AclEntry, ...]:
-        """A folder's own entries (empty: it uses the default)."""
-        return self.entries.get(folder, ())
+    def folder_entries(self, folder: str) -> tuple[AclEntry, ...] | None:
+        """A folder's own ACL (None: it uses the default)."""
+        return self.entries.get(folder)
 
     def shown_entries(self, folder: str) -> tuple[AclEntry, ...]:
         """What GETACL and ``acl get`` show: the own entries, or the default as one entry."""
-        return self.entries.get(folder) or default_entries(self.default)
+        own = self.entries.get(folder)
+        return default_entries(self.default) if own is None else own
 
     def for_user(self, user: str) -> UserRights:
         got = self._users.get(user)
@@ -428,11 +434,10 @@ class UserRights:
         self.user = user
         groups = table.groups_of.get(user, frozenset())
         admin = user in table.admins
-        self._default = effective_rights(user, groups, admin, (), table.default).rights
+        self._default = effective_rights(user, groups, admin, None, table.default).rights
         self._by_folder: dict[str, Rights] = {
             folder: effective_rights(user, groups, admin, entries, table.default).rights
             for folder, entries in table.entries.items()
-            if entries
         }
         self._default_visible = visible(self._default)
         #: Folders whose visibility differs from that of a folder without entries.

@@ -10,11 +10,16 @@ an immutable ``acl.AclTable`` -- the pipeline's rights check asks only that.
 Folder lifecycle (called by the pipeline after the hoster said OK, in the
 same transaction as the replica change where it can be):
 
-* ``folder_created``: a new folder starts with its parent's entries (INBOX's
-  for a top-level folder); a parent without entries means the default.
-* ``folder_renamed``: the entries move with the folder and its children;
+* ``folder_created``: a new folder starts with its parent's ACL (INBOX's
+  for a top-level folder); a parent without one means the default.
+* ``folder_renamed``: the ACLs move with the folder and its children;
   RENAME of INBOX (RFC 3501: the messages move, INBOX stays) copies INBOX's.
-* ``folder_deleted``: the folder's entries go (its children keep theirs).
+* ``folder_deleted``: the folder's ACL goes (its children keep theirs).
+
+A folder has an ACL of its own when it is in ``acl_folders``; its entries
+may all be gone (then only admins have rights).  Users and groups are
+foreign keys of their entries, so removing one removes its entries and
+never the folder's ACL itself.
 
 What the rules refuse raises ``acl.AclError`` with one line for the CLI and
 for IMAP's NO: unknown user, group or folder (the caller passes the folder
@@ -30,7 +35,7 @@ from typing import Literal
 
 from sqlalchemy import Connection, Engine, Select, delete, func, insert, select, update
 
-from ..store.schema import acl_entries, acl_state, group_members, groups, users
+from ..store.schema import acl_entries, acl_folders, acl_state, group_members, groups, users
 from .acl import (
     AclEntry,
     AclError,
@@ -74,7 +79,9 @@ class AclStore:
         """Everything the rights check needs, at one version (one read transaction)."""
         with self.engine.connect() as conn:
             version = _version(conn)
-            by_folder: dict[str, list[AclEntry]] = {}
+            by_folder: dict[str, list[AclEntry]] = {
+                name: [] for name in conn.execute(select(acl_folders.c.mailbox)).scalars()
+            }
             for row in conn.execute(_entries_query()):
                 by_folder.setdefault(row.mailbox, []).append(_entry(row))
             groups_of: dict[str, set[str]] = {}
@@ -92,9 +99,11 @@ class AclStore:
             default,
         )
 
-    def entries(self, folder: str) -> tuple[AclEntry, ...]:
-        """The folder's own entries (empty: it uses the default)."""
+    def entries(self, folder: str) -> tuple[AclEntry, ...] | None:
+        """The folder's own ACL (None: it has none and uses the default)."""
         with self.engine.connect() as conn:
+            if not _has_acl(conn, folder):
+                return None
             rows = conn.execute(_entries_query().where(acl_entries.c.mailbox == folder))
             return tuple(_entry(r) for r in rows)
 
@@ -121,7 +130,8 @@ class AclStore:
         with self.engine.begin() as conn:
             principal, user_id, group_id = _principal(conn, ident)
             changed = False
-            if not _has_entries(conn, folder):
+            if not _has_acl(conn, folder):
+                conn.execute(insert(acl_folders).values(mailbox=folder))
                 for entry in default_entries(default):
                     _insert(conn, folder, entry.identifier, entry.rights)
                 changed = True
@@ -154,10 +164,9 @@ class AclStore:
     def delete_entry(self, folder: str, identifier: str, *, folders: Collection[str] | None = None) -> bool:
         """``acl delete`` / DELETEACL: whether there was such an entry.
 
-        Deleting a folder's last entry leaves it ``authenticated ""``: the
-        folder keeps an ACL of its own (admins only) rather than falling back
-        to the default, because taking an entry away must never open a folder
-        to the whole team.  ``reset`` gives a folder back to the default."""
+        The folder keeps its ACL of its own even when no entry is left (then
+        only admins have rights): taking an entry away must never open a
+        folder to the whole team.  ``reset`` gives a folder back to the default."""
         ident = parse_identifier(identifier)
         _check_folder(folder, folders)
         with self.engine.begin() as conn:
@@ -169,67 +178,64 @@ class AclStore:
                     acl_entries.c.negative == ident.negative,
                 )
             ).rowcount
-            if not n:
-                return False
-            if not _has_entries(conn, folder):
-                _insert(conn, folder, Identifier(Kind.AUTHENTICATED, "authenticated"), Rights())
-            _bump(conn)
-        return True
-
-    def reset(self, folder: str) -> bool:
-        """Remove every entry of ``folder``: it uses the default again."""
-        with self.engine.begin() as conn:
-            n = conn.execute(delete(acl_entries).where(acl_entries.c.mailbox == folder)).rowcount
             if n:
                 _bump(conn)
         return bool(n)
 
+    def reset(self, folder: str) -> bool:
+        """Drop the folder's ACL: it uses the default again.  Whether it had one."""
+        with self.engine.begin() as conn:
+            had = _drop(conn, [folder])
+            if had:
+                _bump(conn)
+        return had
+
     # ------------------------------------------------------------------ folder lifecycle
     def folder_created(self, name: str, delimiter: str | None) -> None:
-        """A new folder starts with its parent's entries (INBOX's at the top level)."""
+        """A new folder starts with its parent's ACL (INBOX's at the top level); a
+        parent without one means the default."""
         if name == "INBOX":
             return
         parent = name.rsplit(delimiter, 1)[0] if delimiter and delimiter in name else "INBOX"
         with self.engine.begin() as conn:
-            # Entries left from an earlier folder of this name (deleted at the hoster while
+            # An ACL left from an earlier folder of this name (deleted at the hoster while
             # the gateway was down) must not apply to the new one.
-            changed = conn.execute(delete(acl_entries).where(acl_entries.c.mailbox == name)).rowcount
-            rows = conn.execute(select(acl_entries).where(acl_entries.c.mailbox == parent)).all()
-            for row in rows:
-                conn.execute(insert(acl_entries).values(_copy(row, name)))
-            if changed or rows:
+            changed = _drop(conn, [name])
+            if _has_acl(conn, parent):
+                _copy_acl(conn, parent, name)
+                changed = True
+            if changed:
                 _bump(conn)
 
     def folder_renamed(self, old: str, new: str, delimiter: str | None) -> None:
-        """The entries move with the folder and its children.  RENAME INBOX moves
-        its messages to a new folder and INBOX stays (RFC 3501 §6.3.5): copy."""
+        """The ACLs move with the folder and its children.  RENAME INBOX moves its
+        messages to a new folder and INBOX stays (RFC 3501 §6.3.5): copied."""
         with self.engine.begin() as conn:
             if old == "INBOX":
-                conn.execute(delete(acl_entries).where(acl_entries.c.mailbox == new))
-                for row in conn.execute(select(acl_entries).where(acl_entries.c.mailbox == old)).all():
-                    conn.execute(insert(acl_entries).values(_copy(row, new)))
+                _drop(conn, [new])
+                if _has_acl(conn, old):
+                    _copy_acl(conn, old, new)
                 _bump(conn)
                 return
             moved = [(old, new)]
             if delimiter:
                 prefix = old + delimiter
                 children = conn.execute(
-                    select(acl_entries.c.mailbox).distinct().where(
-                        func.substr(acl_entries.c.mailbox, 1, len(prefix)) == prefix
+                    select(acl_folders.c.mailbox).where(
+                        func.substr(acl_folders.c.mailbox, 1, len(prefix)) == prefix
                     )
                 ).scalars()
                 moved += [(child, new + child[len(old):]) for child in children]
-            targets = [target for _, target in moved]
-            conn.execute(delete(acl_entries).where(acl_entries.c.mailbox.in_(targets)))
+            _drop(conn, [target for _, target in moved])
             for source, target in moved:
-                conn.execute(
-                    update(acl_entries).where(acl_entries.c.mailbox == source).values(mailbox=target)
-                )
+                for table in (acl_entries, acl_folders):
+                    conn.execute(update(table).where(table.c.mailbox == source).values(mailbox=target))
             _bump(conn)
 
     def folder_deleted(self, name: str) -> None:
+        """The folder's ACL goes (its children keep theirs)."""
         with self.engine.begin() as conn:
-            if conn.execute(delete(acl_entries).where(acl_entries.c.mailbox == name)).rowcount:
+            if _drop(conn, [name]):
                 _bump(conn)
 
     # ------------------------------------------------------------------ groups
@@ -388,9 +394,21 @@ def _principal(conn: Connection, ident: Identifier) -> tuple[str, int | None, in
     return ident.name, None, None
 
 
-def _has_entries(conn: Connection, folder: str) -> bool:
-    query = select(acl_entries.c.id).where(acl_entries.c.mailbox == folder).limit(1)
+def _has_acl(conn: Connection, folder: str) -> bool:
+    query = select(acl_folders.c.mailbox).where(acl_folders.c.mailbox == folder)
     return conn.execute(query).first() is not None
+
+
+def _drop(conn: Connection, folders: list[str]) -> bool:
+    """Remove these folders' ACLs; whether any had one."""
+    conn.execute(delete(acl_entries).where(acl_entries.c.mailbox.in_(folders)))
+    return bool(conn.execute(delete(acl_folders).where(acl_folders.c.mailbox.in_(folders))).rowcount)
+
+
+def _copy_acl(conn: Connection, source: str, target: str) -> None:
+    conn.execute(insert(acl_folders).values(mailbox=target))
+    for row in conn.execute(select(acl_entries).where(acl_entries.c.mailbox == source)).all():
+        conn.execute(insert(acl_entries).values(_copy(row, target)))
 
 
 def _insert(conn: Connection, folder: str, ident: Identifier, granted: Rights) -> None:

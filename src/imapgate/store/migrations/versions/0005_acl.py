@@ -1,4 +1,4 @@
-"""folder permissions: ACL entries, groups and their members, the ACL version, admins
+"""folder permissions: ACL entries and folders, groups and their members, the ACL version, admins
 
 Revision ID: 0005
 Revises: 0004
@@ -54,6 +54,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("acl_entries", schema=None) as batch_op:
         batch_op.create_index("ix_acl_entries_mailbox", ["mailbox"], unique=False)
+    op.create_table(
+        "acl_folders",
+        sa.Column("mailbox", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("mailbox"),
+    )
     acl_state = op.create_table(
         "acl_state",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
@@ -65,6 +70,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("acl_state")
+    op.drop_table("acl_folders")
     with op.batch_alter_table("acl_entries", schema=None) as batch_op:
         batch_op.drop_index("ix_acl_entries_mailbox")
     op.drop_table("acl_entries")
