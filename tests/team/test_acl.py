@@ -48,8 +48,8 @@ NO_ACL = None  # a folder without an ACL of its own
         ("-w", "remove", "w"),
         ("", "set", ""),
         ("lrswipkxtea", "set", "lrswipkxtea"),
-        ("c", "set", "k"),           # RFC 4314 §2.1.1: c = k
-        ("d", "set", "xte"),         # d = x t e
+        ("c", "set", "kx"),          # RFC 4314 §2.1.1 (first group, as Dovecot): c = k x
+        ("d", "set", "te"),          # d = t e
         ("lrcd", "set", "lrkxte"),
         ("llrr", "set", "lr"),
     ],
@@ -95,12 +95,14 @@ def test_rights_apply_and_wire() -> None:
     assert str(parse_rights("+w").apply(rights("lr"))) == "lrw"
     assert str(parse_rights("-rw").apply(rights("lrw"))) == "l"
     assert str(parse_rights("s").apply(rights("lrw"))) == "s"
-    # MYRIGHTS/ACL add RFC 2086's c (with k) and d (with any of x t e).
+    # MYRIGHTS/ACL add RFC 2086's c (with any of k x) and d (with any of t e).
     assert rights("lrswipkxte").wire() == "lrswipkxtecd"
     assert rights("lrt").wire() == "lrtd"
     assert rights("lrk").wire() == "lrkc"
+    assert rights("lrx").wire() == "lrxc"
+    assert rights("lrswi").wire() == "lrswi"
     assert Rights().wire() == ""
-    assert "l" in rights("lr") and "w" not in rights("lr") and "c" in rights("k")
+    assert "l" in rights("lr") and "w" not in rights("lr") and "c" in rights("k")  # any member
 
 
 # ------------------------------------------------------------------------- identifiers

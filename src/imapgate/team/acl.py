@@ -33,9 +33,11 @@ them to admins):
   to make every colleague an administrator of it.
 * Without ``l`` a folder behaves as non-existent (the issue's rule, stricter
   than RFC 4314 §4, which lets ``r`` alone SELECT): ``visible``.
-* The obsolete RFC 2086 rights are read as RFC 4314 §2.1.1's second group:
-  ``c`` = ``k``, ``d`` = ``x t e``.  On output (MYRIGHTS, ACL) ``c`` is added
-  when ``k`` is present and ``d`` when any of ``x t e`` is, as §2.1.1 asks.
+* The obsolete RFC 2086 rights are read as RFC 4314 §2.1.1's first group,
+  as Dovecot does (checked in tests/team/test_acl_dovecot.py): ``c`` = ``k x``
+  (create and delete folders), ``d`` = ``t e`` (delete messages).  On output
+  (MYRIGHTS, ACL) ``c`` is added when any of ``k x`` is present and ``d`` when
+  any of ``t e`` is, as §2.1.1 asks.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from typing import Final, Literal
 #: RFC 4314 §2.1 rights in the RFC's order (also the order rights are written in).
 LETTERS: Final = "lrswipkxtea"
 #: RFC 4314 §2.1.1: the obsolete RFC 2086 rights and what they stand for here.
-OBSOLETE: Final[Mapping[str, str]] = {"c": "k", "d": "xte"}
+OBSOLETE: Final[Mapping[str, str]] = {"c": "kx", "d": "te"}
 #: The default for a folder without entries (``[acl] default``): everything but ``a``.
 DEFAULT_RIGHTS_TEXT: Final = "lrswipkxte"
 #: Longest rights string accepted: 13 distinct letters; more is a repetition or garbage.
@@ -121,9 +123,9 @@ class Rights:
     def wire(self) -> str:
         """For MYRIGHTS and ACL responses: with the virtual ``c``/``d`` of RFC 4314 §2.1.1."""
         text = str(self)
-        if self.mask & _BIT["k"]:
+        if self.mask & (_BIT["k"] | _BIT["x"]):
             text += "c"
-        if self.mask & (_BIT["x"] | _BIT["t"] | _BIT["e"]):
+        if self.mask & (_BIT["t"] | _BIT["e"]):
             text += "d"
         return text
 
