@@ -19,8 +19,8 @@ import re
 from collections.abc import Callable
 from typing import Final
 
+from . import acl, limits
 from . import commands as c
-from . import limits
 from .errors import ClientProtocolError, CodecError, InvalidMailboxName
 from .fetch_items import MACROS, FetchAttribute, read_fetch_attribute
 from .grammar import Reader
@@ -369,7 +369,7 @@ def _special_use(r: Reader) -> str:
     return SPECIAL_USE.get(flag.lower(), flag)
 
 
-def _mailbox_only(cls: type[c.Delete | c.Subscribe | c.Unsubscribe | c.GetAcl | c.MyRights]) -> Handler:
+def _mailbox_only(cls: type[c.Delete | c.Subscribe | c.Unsubscribe]) -> Handler:
     def handler(r: Reader, tag: str, uid: bool) -> c.Command:
         r.sp()
         return cls(tag, r.mailbox())
@@ -620,25 +620,6 @@ def _thread(r: Reader, tag: str, uid: bool) -> c.Command:
     return c.Thread(tag, algorithm, charset, _criteria(r), uid)
 
 
-def _setacl(r: Reader, tag: str, uid: bool) -> c.Command:
-    r.sp()
-    mailbox = r.mailbox()
-    r.sp()
-    identifier = _astring_str(r, "identifier")
-    r.sp()
-    return c.SetAcl(tag, mailbox, identifier, _astring_str(r, "rights"))
-
-
-def _identifier_cmd(cls: type[c.DeleteAcl | c.ListRights]) -> Handler:
-    def handler(r: Reader, tag: str, uid: bool) -> c.Command:
-        r.sp()
-        mailbox = r.mailbox()
-        r.sp()
-        return cls(tag, mailbox, _astring_str(r, "identifier"))
-
-    return handler
-
-
 def _notify(r: Reader, tag: str, uid: bool) -> c.Command:
     r.sp()
     start = r.pos
@@ -743,10 +724,11 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "MOVE": _copy_move(c.Move),
     "SORT": _sort,
     "THREAD": _thread,
-    "SETACL": _setacl,
-    "DELETEACL": _identifier_cmd(c.DeleteAcl),
-    "GETACL": _mailbox_only(c.GetAcl),
-    "LISTRIGHTS": _identifier_cmd(c.ListRights),
-    "MYRIGHTS": _mailbox_only(c.MyRights),
+    # RFC 4314 (protocol/acl.py)
+    "SETACL": acl.parse_setacl,
+    "DELETEACL": acl.parse_deleteacl,
+    "GETACL": acl.parse_getacl,
+    "LISTRIGHTS": acl.parse_listrights,
+    "MYRIGHTS": acl.parse_myrights,
     "NOTIFY": _notify,
 }

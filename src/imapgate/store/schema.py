@@ -34,6 +34,8 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
+    # Admins have every right on every folder (team/acl.py); at least one stays (acl_store).
+    Column("admin", Boolean, nullable=False, default=False),
 )
 
 mailboxes = Table(
@@ -105,6 +107,60 @@ subscriptions = Table(
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("mailbox", Text, primary_key=True),
     Column("subscribed", Boolean, nullable=False),
+)
+
+# Folder permissions (team/acl.py, team/acl_store.py).  An entry names a user, a group,
+# anyone or authenticated (``principal``: "u:<id>", "g:<id>", "anyone", "authenticated"),
+# with the user or group as a foreign key so removing them removes their entries: a new
+# account with an old name must not inherit the old rights.  ``mailbox`` is the folder's
+# name, not its id: ACLs exist for folders the replica has not synced yet, and RENAME
+# moves them with the name.
+acl_entries = Table(
+    "acl_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mailbox", Text, nullable=False),
+    Column("principal", String(64), nullable=False),
+    Column("negative", Boolean, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("group_id", Integer, ForeignKey("groups.id", ondelete="CASCADE"), nullable=True),
+    Column("rights", String(32), nullable=False),
+    UniqueConstraint("mailbox", "principal", "negative", name="uq_acl_entries_identifier"),
+    Index("ix_acl_entries_mailbox", "mailbox"),
+)
+
+# Folders with an ACL of their own (which may have no entries left: then only admins
+# have rights).  A folder without a row here uses ``[acl] default``.  Kept apart from the
+# entries so that removing a user or group (whose entries go by cascade) or deleting an
+# entry can never turn a closed folder into one open to the whole team.
+acl_folders = Table(
+    "acl_folders",
+    metadata,
+    Column("mailbox", Text, primary_key=True),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", Integer, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# One row (id 1): bumped in the transaction of every ACL, group, membership or admin
+# change; running gateways compare it to reload their ACL table.
+acl_state = Table(
+    "acl_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
 )
 
 content = Table(
