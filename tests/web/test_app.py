@@ -452,3 +452,32 @@ def test_event_stream_filtered_by_read_right(web: WebServer, gateway: GatewayHar
 
 def test_base_url_helper(web: WebServer) -> None:
     assert base_url(web).startswith("http://127.0.0.1:")
+
+
+def test_search_in_a_folder_matches_imap_and_respects_rights(
+    alice: httpx.Client, bob: httpx.Client, gateway: GatewayHarness
+) -> None:
+    """The folder page's search is IMAP's TEXT search through the same service (index
+    where it covers the folder, else the hoster): the same UIDs as an IMAP client gets."""
+    imap = gateway.imaplib_login("alice", "alice-pw")
+    counts = []
+    try:
+        imap.select("INBOX", readonly=True)
+        for word in ("Rechnung", "Grüße", "zzz-no-such-text"):
+            imap.literal = word.encode("utf-8")  # type: ignore[attr-defined]
+            typ, data = imap.uid("SEARCH", "CHARSET", "UTF-8", "TEXT")
+            assert typ == "OK"
+            expected = sorted((int(x) for x in data[0].split()), reverse=True)
+            got = alice.get("/api/folders/INBOX/messages", params={"q": word, "per_page": "200"}).json()
+            assert got["query"] == word and got["matching"] == len(expected)
+            assert [m["uid"] for m in got["messages"]] == expected[:200]
+            counts.append(len(expected))
+    finally:
+        imap.logout()
+    assert counts[0] > 0 and counts[1] > 0 and counts[2] == 0, counts
+    secret = alice.get("/api/folders/Secret/messages?q=salaries").json()
+    assert secret["matching"] == 1
+    assert bob.get("/api/folders/Secret/messages?q=salaries").status_code == 403
+    assert alice.get("/api/folders/Secret/messages?q=" + "x" * 201).status_code == 400
+    page = alice.get("/folders/Secret?q=salaries")
+    assert page.status_code == 200 and 'value="salaries"' in page.text and "1 matching" in page.text

@@ -422,12 +422,14 @@ async def _folder(request: Request, session: WebSession) -> View:
     page = _int_arg(request, "page", 1)
     per_page = _int_arg(request, "per_page", PER_PAGE)
     filt: Filter = flt
-    result = await _web(request).data.list_messages(_actor(session), name, filt, page, per_page)
+    query = request.query_params.get("q", "")
+    result = await _web(request).data.list_messages(_actor(session), name, filt, page, per_page, query)
     return View(
         "folder.html",
         {"p": result, "filters": FILTERS},
         json={
             "folder": result.folder.name,
+            "query": result.query,
             "messages_total": result.folder.total,
             "unread": result.folder.unread,
             "filter": result.filter,

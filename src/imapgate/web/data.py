@@ -42,11 +42,16 @@ from ..gateway.policy import LOOKUP, READ, SEEN, Actor
 from ..protocol.envelope import Envelope, parse_envelope
 from ..protocol.errors import CodecError
 from ..protocol.fetch_items import FetchAttribute, Section
+from ..protocol.search import SearchText
 from ..replica import events as ev
 from . import render
 
 log = logging.getLogger("imapgate.web")
 
+#: Characters of a dashboard search string: longer than any subject a team types,
+#: short enough that the hoster's command line (when the index does not cover the
+#: folder yet) stays far below its limits.
+MAX_QUERY_CHARS = 200
 #: Messages per folder page (the JSON API may ask for up to MAX_PER_PAGE).
 PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -86,6 +91,10 @@ class Forbidden(DataError):
 
 class Unavailable(DataError):
     status = 503
+
+
+class BadRequest(DataError):
+    status = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +144,8 @@ class MessagePage:
     pages: int
     matching: int
     per_page: int
+    #: The search string the page is filtered by ("" = none).
+    query: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,11 +321,18 @@ class Dashboard:
         return int(mb.shared_counts()[0])
 
     async def list_messages(
-        self, actor: Actor, folder: str, filter: Filter = "all", page: int = 1, per_page: int = PER_PAGE
+        self, actor: Actor, folder: str, filter: Filter = "all", page: int = 1, per_page: int = PER_PAGE,
+        query: str = "",
     ) -> MessagePage:
-        """One page of a folder, newest first.  → ``ListMessages(folder, filter,
-        page)`` (later with the claim and answered-by columns), whose envelopes
-        come as one ``FetchContent(ENVELOPE)`` of the page's UIDs."""
+        """One page of a folder, newest first, optionally only the messages whose text
+        holds ``query`` (IMAP's ``TEXT``: headers and body, case-insensitive, answered
+        by the search index where it covers the folder, as for IMAP clients).
+        → ``ListMessages(folder, filter, page)`` (later with the claim and
+        answered-by columns), whose envelopes come as one ``FetchContent(ENVELOPE)``
+        of the page's UIDs; the search → ``Search(folder, TEXT query)``."""
+        query = query.strip()
+        if len(query) > MAX_QUERY_CHARS:
+            raise BadRequest(f"a search is at most {MAX_QUERY_CHARS} characters")
         mb = self._readable(actor, folder)
         if not mb.synced:
             try:
@@ -325,6 +343,14 @@ class Dashboard:
         seen = self._seen_set(actor, mb)
         records = mb.records
         uids = mb.uids
+        if query:
+            try:
+                found = await self.gw.service.search_content(
+                    actor, mb, SearchText("TEXT", query.encode("utf-8")), "UTF-8"
+                )
+            except OperationError as exc:
+                raise Unavailable(exc.text) from None
+            uids = [u for u in uids if u in found]
         if filter == "all":
             matching = len(uids)
             pages = max(1, -(-matching // per_page))
@@ -361,7 +387,7 @@ class Dashboard:
                 )
             )  # fmt: skip
         view = FolderView(folder, mb.exists, self._unread(actor, mb), self._rights(actor, folder), True)
-        return MessagePage(view, tuple(out), filter, page, pages, matching, per_page)
+        return MessagePage(view, tuple(out), filter, page, pages, matching, per_page, query)
 
     async def _envelopes(self, mb: Any, uids: list[int]) -> dict[int, Envelope | None]:
         """ENVELOPE of ``uids`` in one batch through the content cache (most
