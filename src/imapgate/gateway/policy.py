@@ -44,6 +44,7 @@ __all__ = [
     "POST",
     "READ",
     "SEEN",
+    "SYSTEM",
     "WRITE",
     "Actor",
     "Policy",
@@ -57,6 +58,12 @@ class Actor:
     user_id: int
     user: str
     client: str = ""
+
+
+#: The gateway acting for itself (work done once for every viewer, such as the
+#: dashboard's live feed reading the senders of new mail, each viewer then
+#: filtered by their own rights).  A policy grants it every right.
+SYSTEM = Actor(0, "", "gateway")
 
 
 class Policy:

@@ -13,7 +13,10 @@ The pipeline, the same for every operation:
    and journal, publish.
 
 Handlers are private to the service; front ends hold an operation value and
-an ``Actor``, never a handler.
+an ``Actor``, never a handler.  ``execute_now`` is the same pipeline for the
+operations answered from memory without waiting (``IMMEDIATE``), for callers
+that cannot await: the dashboard's live feed decides per change, inside the
+change bus's callback, whom it may reach.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ log = logging.getLogger("imapgate.service")
 
 R = TypeVar("R")
 
+#: Operations whose handler never waits (memory only): ``execute_now`` may run them.
+IMMEDIATE: tuple[type[ops.Operation[Any]], ...] = (
+    ops.ListFolders,
+    ops.MyRights,
+    ops.ReadMessages,
+    ops.MarkSeen,
+)
+
 
 class Service(MailService):
     """The gateway's service layer: ``execute`` and the handlers behind it."""
@@ -39,17 +50,34 @@ class Service(MailService):
     async def execute(self, actor: Actor, op: ops.Operation[R]) -> R:
         """Run ``op`` for ``actor`` through the pipeline; returns its result.
         Raises ``OperationError`` when it is refused or fails (nothing changed)."""
+        if not self._admit(actor, op):
+            return cast(R, self._nothing(op))
+        if isinstance(op, IMMEDIATE):
+            return cast(R, self._run_now(actor, op))
+        return cast(R, await self._run(actor, op))
+
+    def execute_now(self, actor: Actor, op: ops.Operation[R]) -> R:
+        """``execute`` for an operation of ``IMMEDIATE``, without awaiting."""
+        if not isinstance(op, IMMEDIATE):
+            raise TypeError(f"{type(op).__name__} waits for upstream or the store: use execute")
+        if not self._admit(actor, op):
+            return cast(R, self._nothing(op))
+        return cast(R, self._run_now(actor, op))
+
+    def _admit(self, actor: Actor, op: ops.Operation[Any]) -> bool:
+        """Steps 1 and 2: the rights of the table, then the store's health for a
+        write.  False: a skippable need was denied, or a side effect cannot be
+        recorded; the operation then does nothing (``_nothing``)."""
         for need in required(op, self.replica.delimiter()):
             if not self._granted(actor, need):
-                # Only a need marked skip_if_denied gets here: the op does nothing.
-                return cast(R, self._nothing(op))
+                return False
         if op.writes and not self.health.writable:
             if isinstance(op, ops.MarkSeen):
                 # A read must not fail because its side effect cannot be recorded.
                 log.warning("store unwritable: \\Seen not set implicitly in %s", op.mailbox.name)
-                return cast(R, [])
+                return False
             raise OperationError(STORE_UNWRITABLE, "UNAVAILABLE")
-        return cast(R, await self._run(actor, op))
+        return True
 
     def _granted(self, actor: Actor, need: Need) -> bool:
         """Ask the policy for every letter of ``need``; False only for a need that
@@ -67,30 +95,35 @@ class Service(MailService):
 
     @staticmethod
     def _nothing(op: ops.Operation[Any]) -> object:
+        """The result of an operation that was admitted to do nothing."""
         if isinstance(op, ops.MarkSeen):
             return []
         raise AssertionError(f"{type(op).__name__} has no skippable need")
 
+    def _run_now(self, actor: Actor, op: ops.Operation[Any]) -> object:
+        match op:
+            case ops.ReadMessages():
+                return None
+            case ops.ListFolders():
+                return self._list_folders(actor, op)
+            case ops.MyRights():
+                return self.policy.rights(actor, op.mailbox)
+            case ops.MarkSeen():
+                return self._mark_seen(actor, op)
+        raise TypeError(f"{type(op).__name__} is not immediate")
+
     async def _run(self, actor: Actor, op: ops.Operation[Any]) -> object:
         match op:
             # reads
-            case ops.ReadMessages():
-                return None
             case ops.FetchContent():
                 return await self._fetch_content(op.mailbox, op.uids, op.attributes)
             case ops.SearchContent():
                 return await self._search_content(op.mailbox, op.key, op.charset)
             case ops.Select() | ops.Status() | ops.EnsureSynced():
                 return await self._ensure_synced(op.mailbox)
-            case ops.ListFolders():
-                return self._list_folders(actor, op)
-            case ops.MyRights():
-                return self.policy.rights(actor, op.mailbox)
             # changes
             case ops.StoreFlags():
                 return await self._store(actor, op)
-            case ops.MarkSeen():
-                return self._mark_seen(actor, op)
             case ops.Expunge():
                 return await self._expunge(actor, op)
             case ops.Copy() | ops.Move():
