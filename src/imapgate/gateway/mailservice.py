@@ -5,8 +5,9 @@ of the operation (rights.py) and checked that the store takes writes before a
 handler here runs.  Each write handler then goes through the rest of the
 pipeline in the same order (DESIGN, write path):
 
-1. conflict check (``policy.check_conflicts``), always with the folder's lock
-   held, told the typed operation;
+1. conflict check (``policy.check_conflicts``), told the typed operation, at
+   the same step of every handler: targets known, upstream next, under the
+   folder's lock wherever the operation holds it for upstream;
 2. removals upstream only through ``Remover`` (removal.py), whose pre-removal
    hook is where recoverable deletes will copy the messages first;
 3. an intent is written before a multi-step upstream operation (a move
@@ -188,23 +189,16 @@ class MailService:
             # take the journal line must not turn it into an internal error.
             log.error("%s %s refused (%s); journal entry not written: %s", command, mailbox, err.text, exc)
 
-    async def _check_conflicts(
-        self,
-        actor: Actor,
-        op: ops.Operation[Any],
-        mailbox: str,
-        uids: Sequence[int],
-        lock: asyncio.Lock,
-        *,
-        held: bool,
+    def _check_conflicts(
+        self, actor: Actor, op: ops.Operation[Any], mailbox: str, uids: Sequence[int]
     ) -> None:
-        """The conflict check, always under the folder's lock: taken for the check
-        alone where the operation does not hold it for its upstream part."""
-        if held:
-            self.policy.check_conflicts(actor, mailbox, uids, op)
-            return
-        async with lock:
-            self.policy.check_conflicts(actor, mailbox, uids, op)
+        """The conflict check, at the same step of every handler: the targets are
+        known, upstream is next, and the folder's lock is held exactly when the
+        operation holds it for its upstream part.  Lock-free writes (STORE under
+        CONDSTORE, UID EXPUNGE under QRESYNC) do not wait for the lock to check:
+        that would queue them behind a sync, which is what running them lock-free
+        avoids (tests/gateway/test_write_path.py)."""
+        self.policy.check_conflicts(actor, mailbox, uids, op)
 
     @contextlib.contextmanager
     def _committed(self, what: str, *mailboxes: str) -> Iterator[None]:
@@ -236,11 +230,8 @@ class MailService:
         # Lock-free upstream needs answers in MODSEQ order; UNCHANGEDSINCE is
         # decided on the replica, which must not change until the STORE is done.
         hold = unchangedsince is not None or "CONDSTORE" not in self.pool.enabled
-        if not hold:
-            await self._check_conflicts(actor, op, mb.name, uids, lock, held=False)
         async with _held(lock, hold):
-            if hold:
-                await self._check_conflicts(actor, op, mb.name, uids, lock, held=True)
+            self._check_conflicts(actor, op, mb.name, uids)
             state = self.replica.private_state(mb, actor.user_id) if private else None
             targets = [u for u in uids if u in mb.records]
             modified: list[int] = []
@@ -433,7 +424,7 @@ class MailService:
             targets = [u for u in candidates if "\\Deleted" in mb.records[u].flags]
             if not targets:
                 return []
-            await self._check_conflicts(actor, op, mb.name, targets, lock, held=not exact)
+            self._check_conflicts(actor, op, mb.name, targets)
             entry = JournalEntry(actor.user, actor.client, "EXPUNGE", mb.name, _uids_text(targets))
             uidvalidity = mb.uidvalidity
             try:
@@ -505,7 +496,7 @@ class MailService:
         # must not expunge the moved originals in between).
         source_lock = self.sync.mailbox_lock(mb.name)
         async with source_lock:
-            await self._check_conflicts(actor, op, mb.name, targets, source_lock, held=True)
+            self._check_conflicts(actor, op, mb.name, targets)
             try:
                 async with self.pool.connection(mb.name) as conn:
                     self._check_uidvalidity(conn, mb)
@@ -845,7 +836,7 @@ class MailService:
             raise OperationError("INBOX cannot be deleted", "CANNOT")
         lock = self.sync.mailbox_lock(name)
         async with lock:
-            await self._check_conflicts(actor, op, name, mb.uids, lock, held=True)
+            self._check_conflicts(actor, op, name, mb.uids)
             entry = await self._simple_upstream(
                 actor,
                 "DELETE",
@@ -867,7 +858,7 @@ class MailService:
             raise OperationError(f"mailbox {new!r} already exists", "ALREADYEXISTS")
         lock = self.sync.mailbox_lock(old)
         async with lock:
-            await self._check_conflicts(actor, op, old, mb.uids, lock, held=True)
+            self._check_conflicts(actor, op, old, mb.uids)
 
             async def rename(conn: UpstreamConnection) -> CommandResult:
                 if conn.selected == old:
