@@ -14,6 +14,7 @@ import pytest
 
 from imapgate.config import from_dict
 from imapgate.demo.dovecot import DovecotServer
+from imapgate.gateway import operations as ops
 from imapgate.gateway.app import Gateway
 from imapgate.gateway.errors import OperationError
 from imapgate.gateway.policy import Actor
@@ -69,7 +70,7 @@ async def test_append_answer_lost_is_not_duplicated(
     gw, alice = await make(relay.port, tmp_path)
     try:
         relay.cut_after = b" APPEND "
-        result = await gw.service.append(alice, "INBOX", [(MESSAGE, ["\\Flagged"], None)])
+        result = await gw.service.execute(alice, ops.Append("INBOX", [(MESSAGE, ["\\Flagged"], None)]))
         assert relay.cuts == 1, "the fault was not injected"
         assert len(result.dest) == 1
         inbox = gw.replica.get("INBOX")
@@ -93,7 +94,7 @@ async def test_store_answer_lost_gives_no_and_converges(
         assert inbox is not None
         relay.cut_after = b" STORE "
         with pytest.raises(OperationError) as info:
-            await gw.service.store(alice, inbox, [1], "add", ["\\Flagged"])
+            await gw.service.execute(alice, ops.StoreFlags(inbox, [1], "add", ["\\Flagged"]))
         assert info.value.code == "UNAVAILABLE"
         # Upstream did apply it; the next sync brings the replica in line.
         await gw.sync.sync_mailbox("INBOX")
@@ -121,7 +122,7 @@ async def test_move_without_move_capability_interrupted_is_finished(
         mid = inbox.records[2].message_id
         relay.cut_after = b" COPY "
         with pytest.raises(OperationError):
-            await gw.service.copy(alice, inbox, [2], "Archive", move=True)
+            await gw.service.execute(alice, ops.Move(inbox, [2], "Archive"))
         assert relay.cuts == 1
         assert gw.service.intents.pending() == []
         assert upstream_count(dc, "INBOX", f'HEADER Message-ID "{mid}"') == 0

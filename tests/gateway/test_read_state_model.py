@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from imapgate.config import from_dict
 from imapgate.demo.dovecot import DovecotServer
+from imapgate.gateway import operations as gops
 from imapgate.gateway.app import Gateway
 from imapgate.gateway.policy import Actor
 
@@ -65,9 +66,9 @@ async def scenario(dc: DovecotServer, data_dir: Path, ops: list[tuple[str, str, 
     src, dst = f"ModelA{run}", f"ModelB{run}"
     try:
         await gw.sync.sync_list()
-        await svc.create(actors["ann"], src)
-        await svc.create(actors["ann"], dst)
-        await svc.append(actors["ann"], src, [(message(i, run), (), None) for i in range(6)])
+        await svc.execute(actors["ann"], gops.Create(src))
+        await svc.execute(actors["ann"], gops.Create(dst))
+        await svc.execute(actors["ann"], gops.Append(src, [(message(i, run), (), None) for i in range(6)]))
         a, b = gw.replica.get(src), gw.replica.get(dst)
         assert a is not None and b is not None
         model: dict[str, set[tuple[str, int]]] = {u: set() for u in USERS}
@@ -87,17 +88,18 @@ async def scenario(dc: DovecotServer, data_dir: Path, ops: list[tuple[str, str, 
             mb = gw.replica.get(folder)
             assert mb is not None
             if kind == "read":
-                svc.set_seen_implicitly(actor, mb, [uid])
+                svc.execute_now(actor, gops.MarkSeen(mb, [uid]))
                 model[user].add((folder, uid))
             elif kind == "mark":
-                await svc.store(actor, mb, [uid], "add", ["\\Seen"])
+                await svc.execute(actor, gops.StoreFlags(mb, [uid], "add", ["\\Seen"]))
                 model[user].add((folder, uid))
             elif kind == "unread":
-                await svc.store(actor, mb, [uid], "remove", ["\\Seen"])
+                await svc.execute(actor, gops.StoreFlags(mb, [uid], "remove", ["\\Seen"]))
                 model[user].discard((folder, uid))
             elif kind in ("copy", "move"):
                 target = dst if folder == src else src
-                res = await svc.copy(actor, mb, [uid], target, move=kind == "move")
+                op = gops.Move(mb, [uid], target) if kind == "move" else gops.Copy(mb, [uid], target)
+                res = await svc.execute(actor, op)
                 assert len(res.dest) == 1, "COPYUID expected from Dovecot"
                 existing.add((target, res.dest[0]))
                 if kind == "move":
@@ -108,8 +110,8 @@ async def scenario(dc: DovecotServer, data_dir: Path, ops: list[tuple[str, str, 
                         if kind == "move":
                             model[u].discard((folder, uid))
             else:
-                await svc.store(actor, mb, [uid], "add", ["\\Deleted"])
-                await svc.expunge(actor, mb, [uid])
+                await svc.execute(actor, gops.StoreFlags(mb, [uid], "add", ["\\Deleted"]))
+                await svc.execute(actor, gops.Expunge(mb, [uid]))
                 existing.discard((folder, uid))
                 for u in USERS:
                     model[u].discard((folder, uid))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from imapgate.demo.dovecot import DovecotServer
+from imapgate.gateway import operations as ops
 from imapgate.replica.events import MailboxReset
 
 from .test_faults import make
@@ -30,8 +31,8 @@ async def test_uidvalidity_change_rebuilds_and_reattaches(
         old_uv = inbox.uidvalidity
         state = gw.replica.private_state(inbox, alice.user_id)
         # alice marks two mails unread (private), then reads one of them again.
-        await gw.service.store(alice, inbox, inbox.uids[1:3], "remove", ["\\Seen"])
-        gw.service.set_seen_implicitly(alice, inbox, [inbox.uids[2]])
+        await gw.service.execute(alice, ops.StoreFlags(inbox, inbox.uids[1:3], "remove", ["\\Seen"]))
+        gw.service.execute_now(alice, ops.MarkSeen(inbox, [inbox.uids[2]]))
         assert inbox.uids[1] not in state.flags["\\Seen"] and inbox.uids[2] in state.flags["\\Seen"]
         mids_read = {inbox.records[u].message_id for u in inbox.uids if u in state.flags["\\Seen"]}
         resets: list[MailboxReset] = []

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from imapgate.demo.dovecot import DovecotServer
+from imapgate.gateway import operations as ops
 from imapgate.gateway.errors import OperationError
 from imapgate.protocol import commands as cmd
 from imapgate.replica.events import MessagesAdded
@@ -56,7 +57,8 @@ async def test_store_does_not_hold_the_folder_lock_upstream(
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
         async with gw.sync.mailbox_lock("INBOX"):  # e.g. a long sync
-            task = asyncio.create_task(gw.service.store(alice, inbox, [2], "add", ["\\Flagged"]))
+            flag = ops.StoreFlags(inbox, [2], "add", ["\\Flagged"])
+            task = asyncio.create_task(gw.service.execute(alice, flag))
             for _ in range(200):
                 if "\\Flagged" in (await asyncio.to_thread(flags_upstream, dc))[2]:
                     break
@@ -88,7 +90,7 @@ async def test_concurrent_stores_leave_the_replica_equal_to_upstream(
                 uids = rng.sample(inbox.uids, 2)
                 op = rng.choice(["add", "remove"])
                 flag = rng.choice(["\\Flagged", "\\Answered", "$Label1"])
-                await gw.service.store(alice, inbox, uids, op, [flag])
+                await gw.service.execute(alice, ops.StoreFlags(inbox, uids, op, [flag]))
                 await asyncio.sleep(rng.random() * 0.003)
 
         await asyncio.gather(*(writer() for _ in range(6)))
@@ -112,7 +114,8 @@ async def test_a_store_answer_older_than_a_sync_does_not_undo_it(
         lock = gw.sync.mailbox_lock("INBOX")
         await lock.acquire()
         try:
-            task = asyncio.create_task(gw.service.store(alice, inbox, [2], "add", ["$Mine"]))
+            mine = ops.StoreFlags(inbox, [2], "add", ["$Mine"])
+            task = asyncio.create_task(gw.service.execute(alice, mine))
             for _ in range(200):
                 if "$Mine" in (await asyncio.to_thread(flags_upstream, dc))[2]:
                     break
@@ -157,10 +160,10 @@ async def test_own_writes_coming_back_through_notify_cost_no_select(
         assert inbox is not None
         commands.clear()
         for uid in (1, 2, 3):
-            await gw.service.store(alice, inbox, [uid], "add", ["\\Flagged"])
-        added = await gw.service.append(alice, "INBOX", [(MESSAGE, (), None)])
-        await gw.service.store(alice, inbox, added.dest, "add", ["\\Deleted"])
-        await gw.service.expunge(alice, inbox, added.dest)
+            await gw.service.execute(alice, ops.StoreFlags(inbox, [uid], "add", ["\\Flagged"]))
+        added = await gw.service.execute(alice, ops.Append("INBOX", [(MESSAGE, (), None)]))
+        await gw.service.execute(alice, ops.StoreFlags(inbox, added.dest, "add", ["\\Deleted"]))
+        await gw.service.execute(alice, ops.Expunge(inbox, added.dest))
         await asyncio.sleep(2.0)  # Dovecot's NOTIFY arrives after about 0.5 s
         assert commands["SELECT"] <= 1, commands  # at most the first pooled SELECT
         assert commands["NOOP"] <= 4, commands
@@ -180,7 +183,8 @@ async def test_changes_made_directly_upstream_still_arrive(
         gw.sync.start()
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
-        await gw.service.store(alice, inbox, [1], "add", ["\\Flagged"])  # a pooled connection has INBOX
+        # a pooled connection has INBOX
+        await gw.service.execute(alice, ops.StoreFlags(inbox, [1], "add", ["\\Flagged"]))
 
         def elsewhere() -> None:
             m = imaplib.IMAP4("127.0.0.1", dc.port)
@@ -216,7 +220,7 @@ async def test_expunge_keeps_what_upstream_did_not_expunge(
     try:
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
-        await gw.service.store(alice, inbox, [2], "add", ["\\Deleted"])
+        await gw.service.execute(alice, ops.StoreFlags(inbox, [2], "add", ["\\Deleted"]))
 
         def undelete() -> None:
             m = imaplib.IMAP4("127.0.0.1", dc.port)
@@ -226,7 +230,7 @@ async def test_expunge_keeps_what_upstream_did_not_expunge(
             m.logout()
 
         await asyncio.to_thread(undelete)
-        assert await gw.service.expunge(alice, inbox, [2]) == []
+        assert await gw.service.execute(alice, ops.Expunge(inbox, [2])) == []
         assert 2 in inbox.records
         assert upstream_count(dc, "INBOX") == 5
         await gw.sync.sync_mailbox("INBOX")
@@ -245,10 +249,10 @@ async def test_expunge_answer_lost_converges(
     try:
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
-        await gw.service.store(alice, inbox, [3], "add", ["\\Deleted"])
+        await gw.service.execute(alice, ops.StoreFlags(inbox, [3], "add", ["\\Deleted"]))
         relay.cut_after = b" EXPUNGE "
         with pytest.raises(OperationError) as info:
-            await gw.service.expunge(alice, inbox, [3])
+            await gw.service.execute(alice, ops.Expunge(inbox, [3]))
         assert info.value.code == "UNAVAILABLE" and relay.cuts == 1
         await gw.sync.sync_mailbox("INBOX")
         assert 3 not in inbox.records and inbox.exists == upstream_count(dc, "INBOX") == 4
@@ -268,7 +272,8 @@ async def test_store_on_a_uid_the_connection_was_not_told_about_still_lands(
     try:
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
-        await gw.service.store(alice, inbox, [1], "add", ["$Probe"])  # a pooled INBOX connection
+        # a pooled INBOX connection
+        await gw.service.execute(alice, ops.StoreFlags(inbox, [1], "add", ["$Probe"]))
         idle = [c for c in gw.pool._idle if c.selected == "INBOX"]
         assert idle
         m = imaplib.IMAP4("127.0.0.1", dc.port)
@@ -281,7 +286,7 @@ async def test_store_on_a_uid_the_connection_was_not_told_about_still_lands(
         gw.replica.add_messages(inbox, [MessageRecord(new_uid, (), 0, 1.7e9, 0, len(MESSAGE), None)])
         for c in idle:
             c.known_uid = 10**6
-        await gw.service.store(alice, inbox, [new_uid], "add", ["\\Flagged"])
+        await gw.service.execute(alice, ops.StoreFlags(inbox, [new_uid], "add", ["\\Flagged"]))
         assert "\\Flagged" in (await asyncio.to_thread(flags_upstream, dc))[new_uid]
         assert "\\Flagged" in inbox.records[new_uid].flags
     finally:
@@ -313,7 +318,7 @@ async def test_append_records_a_lower_uid_it_finds_unrecorded_first(
             m.logout()
 
         await asyncio.to_thread(direct_append)
-        result = await gw.service.append(alice, "INBOX", [(MESSAGE, [], None)])
+        result = await gw.service.execute(alice, ops.Append("INBOX", [(MESSAGE, [], None)]))
         assert result.dest == [7]
         assert inbox.uids[-2:] == [6, 7]
         assert inbox.records[6].message_id == "<direct-1@example.org>"

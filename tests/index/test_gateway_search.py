@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from imapgate.demo import DovecotServer, SampleMessage
+from imapgate.gateway import operations as ops
 from imapgate.gateway.errors import OperationError
 from imapgate.gateway.mailservice import MailService
 from imapgate.gateway.policy import Actor
@@ -66,13 +67,13 @@ class _Counting:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        original = MailService.search_upstream
+        original = MailService._search_upstream
 
         async def counted(service: MailService, *args: Any, **kwargs: Any) -> set[int]:
             self.calls += 1
             return await original(service, *args, **kwargs)
 
-        monkeypatch.setattr(MailService, "search_upstream", counted)
+        monkeypatch.setattr(MailService, "_search_upstream", counted)
 
 
 def test_same_hits_as_dovecot_from_the_index(
@@ -210,7 +211,7 @@ def test_permission_checked_by_the_service(gateway: GatewayHarness, monkeypatch:
     assert mb is not None
     key = s.SearchText("BODY", b"Rechnung")
     with pytest.raises(OperationError) as err:
-        gateway.call(gateway.gw.service.search_content(Actor(99, "bob"), mb, key, None))
+        gateway.call(gateway.gw.service.execute(Actor(99, "bob"), ops.SearchContent(mb, key, None)))
     assert err.value.code == "NOPERM"
     assert ("alice", "INBOX", "r") in seen
 

@@ -30,8 +30,8 @@ from .control import (
     socket_path,
 )
 from .indexing import IndexFetcher, IndexSwitch
-from .mailservice import MailService
 from .policy import Actor, Policy
+from .service import Service
 
 log = logging.getLogger("imapgate")
 
@@ -46,7 +46,8 @@ class Gateway:
     content: ContentCache
     journal: Journal
     users: UserDirectory
-    service: MailService
+    #: The one entry point of reads and changes (``Service.execute``).
+    service: Service
     subscriptions: Subscriptions
     #: The login check of every front end (IMAP; later SMTP submission, web).
     auth: Authenticator
@@ -74,7 +75,8 @@ class Gateway:
         content = ContentCache(engine, config.store.cache_max_bytes)
         journal = Journal(engine)
         users = UserDirectory(engine)
-        service = MailService(replica, pool, sync, content, journal, Policy())
+        subscriptions = Subscriptions(engine)
+        service = Service(replica, pool, sync, content, journal, Policy(), subscriptions=subscriptions)
         auth = Authenticator(
             users,
             max_failed_logins=config.server.max_failed_logins,
@@ -93,7 +95,7 @@ class Gateway:
                 log.info("search index: not available with %s yet; searches go to the server",
                          engine.dialect.name)
         return cls(
-            config, hub, replica, pool, sync, content, journal, users, service, Subscriptions(engine), auth,
+            config, hub, replica, pool, sync, content, journal, users, service, subscriptions, auth,
             index=index,
         )
 

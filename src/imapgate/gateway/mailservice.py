@@ -1,24 +1,35 @@
-"""MailService: the one write path, and content reads through the cache.
+"""MailService: the per-operation handlers behind ``Service.execute``.
 
-Every change follows the same steps (DESIGN, write path):
+``Service.execute`` (gateway/service.py) has asked the policy for the rights
+of the operation (rights.py) and checked that the store takes writes before a
+handler here runs.  Each write handler then goes through the rest of the
+pipeline in the same order (DESIGN, write path):
 
-1. ``policy.authorize`` and ``policy.check_conflicts`` (one place each);
-2. apply upstream on a pooled connection, using UIDPLUS (COPYUID/APPENDUID,
+1. conflict check (``policy.check_conflicts``), told the typed operation, at
+   the same step of every handler: targets known, upstream next, under the
+   folder's lock wherever the operation holds it for upstream;
+2. removals upstream only through ``Remover`` (removal.py), whose pre-removal
+   hook is where recoverable deletes will copy the messages first;
+3. an intent is written before a multi-step upstream operation (a move
+   without MOVE);
+4. apply upstream on a pooled connection, using UIDPLUS (COPYUID/APPENDUID,
    UID EXPUNGE) where offered;
-3. on success, update the replica and write the journal entry in one store
+5. on success, update the replica and write the journal entry in one store
    transaction; the replica then publishes events to every session.
 
 If upstream refuses or the connection drops, ``OperationError`` carries the
-reason and nothing local changed.
+reason and nothing local changed.  If upstream did it but the commit fails
+(store full, I/O error), the client is told the truth: done (OK), and the
+folder is re-read from upstream to heal the replica (``_committed``).
 
-Step 3 (the replica+journal transaction and the events) runs under the sync
-engine's lock for the mailbox, so a sync never interleaves with it; the
-upstream command of step 2 does not hold the lock, so writes to one folder run
-side by side.  That is safe where upstream's answers say what they describe:
-STORE answers carry the upstream MODSEQ (CONDSTORE) and ``SyncEngine.apply_flags``
-keeps the newest, UID EXPUNGE answers name the expunged UIDs (VANISHED), and
-UIDVALIDITY is checked again under the lock.  Without CONDSTORE (STORE), without
-UIDPLUS (EXPUNGE, MOVE) or with UNCHANGEDSINCE, the lock is held throughout.
+Step 5 runs under the sync engine's lock for the mailbox, so a sync never
+interleaves with it; the upstream command of step 4 does not hold the lock, so
+writes to one folder run side by side.  That is safe where upstream's answers
+say what they describe: STORE answers carry the upstream MODSEQ (CONDSTORE) and
+``SyncEngine.apply_flags`` keeps the newest, UID EXPUNGE answers name the
+expunged UIDs (VANISHED), and UIDVALIDITY is checked again under the lock.
+Without CONDSTORE (STORE), without UIDPLUS (EXPUNGE, MOVE) or with
+UNCHANGEDSINCE, the lock is held throughout.
 """
 
 from __future__ import annotations
@@ -28,8 +39,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +59,7 @@ from ..replica.mailbox import MailboxIndex, MessageRecord
 from ..replica.replica import Replica
 from ..replica.sync import FlagReport, SyncEngine, stored_flags
 from ..team.journal import Journal, JournalEntry
+from ..team.subscriptions import Subscriptions
 from ..upstream.connection import (
     CommandResult,
     UpstreamConnection,
@@ -57,10 +68,13 @@ from ..upstream.connection import (
     UpstreamUnavailable,
 )
 from ..upstream.pool import UpstreamPool
-from . import policy as rights
+from . import operations as ops
 from .errors import OperationError
 from .intents import IntentLog
+from .operations import CopyResult, StoreResult
 from .policy import Actor, Policy
+from .removal import Removal, Remover
+from .storehealth import STORE_FAILURES, AlwaysWritable, StoreHealth
 
 log = logging.getLogger("imapgate.service")
 
@@ -77,19 +91,6 @@ SEARCH_SET_MAX_BYTES = 4096
 #: back for good: long enough for a COPY still queued at the hoster to land
 #: (it is then finished instead of leaving the mail in both folders).
 INTENT_RECHECK_SECONDS = 30.0
-
-
-@dataclass
-class StoreResult:
-    changed: list[int]
-    modified: list[int]  # failed UNCHANGEDSINCE
-
-
-@dataclass
-class CopyResult:
-    uidvalidity: int
-    source: list[int]
-    dest: list[int]
 
 
 def _upstream_failure(
@@ -119,6 +120,10 @@ class MailService:
         content: ContentCache,
         journal: Journal,
         policy: Policy | None = None,
+        *,
+        health: StoreHealth | None = None,
+        remover: Remover | None = None,
+        subscriptions: Subscriptions | None = None,
     ) -> None:
         self.replica = replica
         self.pool = pool
@@ -126,6 +131,12 @@ class MailService:
         self.content = content
         self.journal = journal
         self.policy = policy or Policy()
+        #: Whether the store takes writes (asked before upstream is touched).
+        self.health: StoreHealth = health or AlwaysWritable()
+        #: The one way messages leave a folder upstream (the recovery seam).
+        self.remover = remover or Remover()
+        #: The team's subscription decisions (SUBSCRIBE, UNSUBSCRIBE, CREATE).
+        self.subscriptions = subscriptions
         self.intents = IntentLog(journal.engine)
         #: The search index (None: every text search goes to the hoster) and whether it
         #: answers now (``[search] index``; "auto" waits for the hoster's greeting).
@@ -150,7 +161,7 @@ class MailService:
             raise OperationError(f"mailbox {name!r} does not exist", "NONEXISTENT")
         return mb
 
-    async def ensure_synced(self, name: str) -> MailboxIndex:
+    async def _ensure_synced(self, name: str) -> MailboxIndex:
         mb = self.mailbox(name)
         if any(a.upper() in ("\\NOSELECT", "\\NONEXISTENT") for a in mb.attributes):
             raise OperationError(
@@ -169,35 +180,49 @@ class MailService:
     def _fail(
         self, actor: Actor, command: str, mailbox: str | None, uids: Sequence[int], err: OperationError
     ) -> None:
-        self.journal.record(
-            JournalEntry(actor.user, actor.client, command, mailbox, _uids_text(uids), "NO", err.text)
-        )
+        try:
+            self.journal.record(
+                JournalEntry(actor.user, actor.client, command, mailbox, _uids_text(uids), "NO", err.text)
+            )
+        except STORE_FAILURES as exc:
+            # The client's answer is about upstream's refusal; a store that cannot
+            # take the journal line must not turn it into an internal error.
+            log.error("%s %s refused (%s); journal entry not written: %s", command, mailbox, err.text, exc)
+
+    def _check_conflicts(
+        self, actor: Actor, op: ops.Operation[Any], mailbox: str, uids: Sequence[int]
+    ) -> None:
+        """The conflict check, at the same step of every handler: the targets are
+        known, upstream is next, and the folder's lock is held exactly when the
+        operation holds it for its upstream part.  Lock-free writes (STORE under
+        CONDSTORE, UID EXPUNGE under QRESYNC) do not wait for the lock to check:
+        that would queue them behind a sync, which is what running them lock-free
+        avoids (tests/gateway/test_write_path.py)."""
+        self.policy.check_conflicts(actor, mailbox, uids, op)
+
+    @contextlib.contextmanager
+    def _committed(self, what: str, *mailboxes: str) -> Iterator[None]:
+        """The commit after upstream carried out ``what``: a store failure here is
+        logged and healed (the folders are re-read from upstream once the store
+        takes writes), never reported to the client as a failure of what it asked."""
+        try:
+            yield
+        except STORE_FAILURES as exc:
+            log.error(
+                "%s was carried out at the mail server, but the gateway's store could not record it "
+                "(%s); the replica of %s is re-read from the mail server",
+                what,
+                exc,
+                ", ".join(mailboxes),
+            )
+            for name in mailboxes:
+                self.sync.request(name)
 
     # -- flags -------------------------------------------------------------------------
-    async def store(
-        self,
-        actor: Actor,
-        mb: MailboxIndex,
-        uids: Sequence[int],
-        operation: str,
-        flags: Iterable[str],
-        *,
-        unchangedsince: int | None = None,
-    ) -> StoreResult:
+    async def _store(self, actor: Actor, op: ops.StoreFlags) -> StoreResult:
         """STORE for ``actor``: shared flags upstream, private flags per user."""
-        requested = {self.replica.canonical_flag(f) for f in flags if f not in NEVER_UPSTREAM}
-        self.policy.authorize(actor, mb.name, rights.READ)
-        needed = set()
-        if "\\Seen" in requested:
-            needed.add(rights.SEEN)
-        if "\\Deleted" in requested:
-            needed.add(rights.DELETE_MESSAGES)
-        if requested - {"\\Seen", "\\Deleted"} or operation == "set":
-            needed.add(rights.WRITE)
-        for right in sorted(needed):
-            self.policy.authorize(actor, mb.name, right)
-        self.policy.check_conflicts(actor, mb.name, uids, "store")
-
+        mb, uids, operation, unchangedsince = op.mailbox, op.uids, op.mode, op.unchangedsince
+        requested = {self.replica.canonical_flag(f) for f in op.flags if f not in NEVER_UPSTREAM}
         private = self.replica.private_flags_of(mb)
         req_private = requested & private
         req_shared = requested - private
@@ -206,6 +231,7 @@ class MailService:
         # decided on the replica, which must not change until the STORE is done.
         hold = unchangedsince is not None or "CONDSTORE" not in self.pool.enabled
         async with _held(lock, hold):
+            self._check_conflicts(actor, op, mb.name, uids)
             state = self.replica.private_state(mb, actor.user_id) if private else None
             targets = [u for u in uids if u in mb.records]
             modified: list[int] = []
@@ -243,9 +269,11 @@ class MailService:
                     err = _rebuilt(mb)
                     self._fail(actor, "STORE", mb.name, targets, err)
                     raise err
-                changed = self._apply_store(
-                    actor, mb, entry, reports, targets, operation, req_private, private
-                )
+                changed: set[int] = set()
+                with self._committed("STORE", mb.name):
+                    changed = self._apply_store(
+                        actor, mb, entry, reports, targets, operation, req_private, private
+                    )
         return StoreResult(sorted(changed), modified)
 
     def _apply_store(
@@ -356,9 +384,10 @@ class MailService:
                 "UNAVAILABLE",
             )
 
-    def set_seen_implicitly(self, actor: Actor, mb: MailboxIndex, uids: Sequence[int]) -> list[int]:
+    def _mark_seen(self, actor: Actor, op: ops.MarkSeen) -> list[int]:
         """\\Seen from a non-PEEK body fetch.  Private read state changes locally
         only; in a shared-read folder it goes upstream in the background."""
+        mb, uids = op.mailbox, op.uids
         if not uids:
             return []
         private = self.replica.private_flags_of(mb)
@@ -376,14 +405,15 @@ class MailService:
 
     async def _seen_upstream(self, actor: Actor, mb: MailboxIndex, uids: list[int]) -> None:
         try:
-            await self.store(actor, mb, uids, "add", ["\\Seen"])
+            # The rights were asked for the MarkSeen (s) and the fetch (r) already.
+            await self._store(actor, ops.StoreFlags(mb, uids, "add", ("\\Seen",)))
         except OperationError as exc:
             log.warning("could not set \\Seen upstream in %s: %s", mb.name, exc.text)
 
     # -- expunge -----------------------------------------------------------------------
-    async def expunge(self, actor: Actor, mb: MailboxIndex, uids: Sequence[int] | None) -> list[int]:
+    async def _expunge(self, actor: Actor, op: ops.Expunge) -> list[int]:
         """Expunge messages flagged \\Deleted (all of them, or those among ``uids``)."""
-        self.policy.authorize(actor, mb.name, rights.EXPUNGE)
+        mb, uids = op.mailbox, op.uids
         lock = self.sync.mailbox_lock(mb.name)
         # Lock-free only where UID EXPUNGE's answer names what went (VANISHED):
         # without UIDPLUS, other messages' \\Deleted is shielded by the replica's
@@ -394,7 +424,7 @@ class MailService:
             targets = [u for u in candidates if "\\Deleted" in mb.records[u].flags]
             if not targets:
                 return []
-            self.policy.check_conflicts(actor, mb.name, targets, "expunge")
+            self._check_conflicts(actor, op, mb.name, targets)
             entry = JournalEntry(actor.user, actor.client, "EXPUNGE", mb.name, _uids_text(targets))
             uidvalidity = mb.uidvalidity
             try:
@@ -403,7 +433,7 @@ class MailService:
                 else:
                     async with self.pool.connection(mb.name) as conn:
                         self._check_uidvalidity(conn, mb)
-                        await _expunge_exactly(conn, SequenceSet.from_ids(targets), mb)
+                        await self.remover.remove(conn, _expunging(mb.name, targets), mb)
                     gone = set(targets)
             except (UpstreamError, UpstreamUnavailable) as exc:
                 if isinstance(exc, UpstreamTimeout):
@@ -417,7 +447,9 @@ class MailService:
                     self._fail(actor, "EXPUNGE", mb.name, targets, err)
                     raise err
                 entry.uids = _uids_text(gone)
-                removed = self.replica.expunge(mb, gone, hook=entry.writer())
+                removed: tuple[int, ...] = ()
+                with self._committed("EXPUNGE", mb.name):
+                    removed = self.replica.expunge(mb, gone, hook=entry.writer())
         if len(gone) < len(targets) or not exact:
             # Some stayed upstream (their \\Deleted there was not what the replica
             # says): a sync brings the replica in line.
@@ -429,7 +461,7 @@ class MailService:
         wanted = set(targets)
         async with self.pool.connection(mb.name, need_uid=max(targets)) as conn:
             self._check_uidvalidity(conn, mb)
-            res = await _expunge_exactly(conn, SequenceSet.from_ids(targets), mb)
+            res = await self.remover.remove(conn, _expunging(mb.name, targets), mb)
             gone = _vanished(res) & wanted
             left = wanted - gone
             if left:
@@ -440,27 +472,21 @@ class MailService:
                 gone |= _vanished(noop) & left
                 left -= gone
                 if left:
-                    again = await _expunge_exactly(conn, SequenceSet.from_ids(left), mb)
+                    again = await self.remover.remove(conn, _expunging(mb.name, sorted(left)), mb)
                     gone |= _vanished(again) & left
         return gone
 
     # -- copy / move -------------------------------------------------------------------
-    async def copy(
-        self, actor: Actor, mb: MailboxIndex, uids: Sequence[int], dest_name: str, *, move: bool = False
-    ) -> CopyResult:
+    async def _copy(self, actor: Actor, op: ops.Copy | ops.Move) -> CopyResult:
+        mb, uids, dest_name = op.mailbox, op.uids, op.dest
+        move = isinstance(op, ops.Move)
         verb = "MOVE" if move else "COPY"
-        self.policy.authorize(actor, mb.name, rights.READ)
-        if move:
-            self.policy.authorize(actor, mb.name, rights.DELETE_MESSAGES)
-            self.policy.authorize(actor, mb.name, rights.EXPUNGE)
         dest = self.replica.get(dest_name)
         if dest is None:
             raise OperationError(f"mailbox {dest_name!r} does not exist", "TRYCREATE")
-        self.policy.authorize(actor, dest.name, rights.INSERT)
         targets = [u for u in uids if u in mb.records]
         if not targets:
             return CopyResult(dest.uidvalidity, [], [])
-        self.policy.check_conflicts(actor, mb.name, targets, verb.lower())
         entry = JournalEntry(
             actor.user, actor.client, verb, mb.name, _uids_text(targets), detail=f"to {dest.name}"
         )
@@ -468,17 +494,21 @@ class MailService:
         # The source stays locked across the upstream command: its records and
         # everyone's private flags are carried to the copies after it (a sync
         # must not expunge the moved originals in between).
-        async with self.sync.mailbox_lock(mb.name):
+        source_lock = self.sync.mailbox_lock(mb.name)
+        async with source_lock:
+            self._check_conflicts(actor, op, mb.name, targets)
             try:
                 async with self.pool.connection(mb.name) as conn:
                     self._check_uidvalidity(conn, mb)
                     uidset = SequenceSet.from_ids(targets)
                     if move and conn.has("MOVE"):
-                        res = await conn.check(lambda tag: cmd.Move(tag, uidset, dest.name, uid=True))
+                        res = await self.remover.remove(
+                            conn, Removal("move", mb.name, uidset, dest=dest.name), mb
+                        )
                     elif move:
                         intent = self._move_intent(mb, targets, dest)
                         res = await conn.check(lambda tag: cmd.Copy(tag, uidset, dest.name, uid=True))
-                        await self._expunge_originals(conn, uidset, mb)
+                        await self._expunge_originals(conn, mb.name, uidset, mb)
                         self.intents.finish(intent)
                         intent = None
                     else:
@@ -515,21 +545,24 @@ class MailService:
                 if (r := _copied_record(mb, s_uid, d_uid)) is not None
             ]
             if move:
-                self.replica.expunge(mb, targets, hook=hook)
+                with self._committed(verb, mb.name, dest.name):
+                    self.replica.expunge(mb, targets, hook=hook)
                 hook = None
         if result.dest:
             async with self.sync.mailbox_lock(dest.name):
-                # Initialise these users' destination state before the copies
-                # arrive, so a copy never inherits upstream \\Seen as "read" for
-                # someone who had not read the original.
-                for user_id in carried:
-                    self.replica.private_state(dest, user_id)
-                await self.sync.fill_below(dest, min(result.dest))
-                recs = copies
-                self.replica.add_messages(dest, recs, hook=hook)
-                self._carry_private_state(carried, dest, dict(zip(result.source, result.dest, strict=True)))
+                with self._committed(verb, mb.name, dest.name):
+                    # Initialise these users' destination state before the copies
+                    # arrive, so a copy never inherits upstream \\Seen as "read" for
+                    # someone who had not read the original.
+                    for user_id in carried:
+                        self.replica.private_state(dest, user_id)
+                    await self.sync.fill_below(dest, min(result.dest))
+                    self.replica.add_messages(dest, copies, hook=hook)
+                    mapping = dict(zip(result.source, result.dest, strict=True))
+                    self._carry_private_state(carried, dest, mapping)
         elif hook is not None:
-            self.journal.record(entry)
+            with self._committed(verb, mb.name, dest.name):
+                self.journal.record(entry)
         self.sync.request(dest.name)
         if move:
             self.sync.request(mb.name)
@@ -548,12 +581,12 @@ class MailService:
             },
         )
 
-    @staticmethod
     async def _expunge_originals(
-        conn: UpstreamConnection, uidset: SequenceSet, mb: MailboxIndex | None
+        self, conn: UpstreamConnection, name: str, uidset: SequenceSet, mb: MailboxIndex | None
     ) -> None:
-        await conn.check(lambda tag: cmd.Store(tag, uidset, "add", ("\\Deleted",), silent=True, uid=True))
-        await _expunge_exactly(conn, uidset, mb)
+        """The last steps of a move without MOVE: \\Deleted on the originals, then
+        expunge exactly them."""
+        await self.remover.remove(conn, Removal("expunge", name, uidset, flag_first=True), mb)
 
     async def recover_intents(self, *, only: int | None = None, final: bool = True) -> int:
         """Finish or roll back open intents: all of them at start-up, ``only`` one
@@ -631,7 +664,7 @@ class MailService:
                 return "source folder was rebuilt; nothing to do"
             if copied:
                 await self._expunge_originals(
-                    conn, SequenceSet.from_ids(copied), self.replica.get(p["source"])
+                    conn, p["source"], SequenceSet.from_ids(copied), self.replica.get(p["source"])
                 )
             rollback = [u for u in uids if u not in copied and u not in unknown]
             if rollback:
@@ -667,13 +700,11 @@ class MailService:
                 self.replica.set_private_flags(dest, user_id, add, {})
 
     # -- append ------------------------------------------------------------------------
-    async def append(
-        self, actor: Actor, dest_name: str, messages: Sequence[tuple[bytes, Sequence[str], datetime | None]]
-    ) -> CopyResult:
+    async def _append(self, actor: Actor, op: ops.Append) -> CopyResult:
+        dest_name, messages = op.mailbox, op.messages
         dest = self.replica.get(dest_name)
         if dest is None:
             raise OperationError(f"mailbox {dest_name!r} does not exist", "TRYCREATE")
-        self.policy.authorize(actor, dest.name, rights.INSERT)
         private = self.replica.private_flags_of(dest)
         appends = []
         private_flags: list[set[str]] = []
@@ -712,40 +743,42 @@ class MailService:
                 if len(new_uids) == len(appends):
                     result = CopyResult(code.uidvalidity, [], new_uids)
         async with self.sync.mailbox_lock(dest.name):
-            if result.dest and dest.uidvalidity != result.uidvalidity:
-                # Rebuilt meanwhile: these UIDs are not the folder's any more; the
-                # sync that rebuilt it fetches what is there.
-                result = CopyResult(dest.uidvalidity, [], [])
-                self.journal.record(entry)
-            elif result.dest:
-                await self.sync.fill_below(dest, min(result.dest))
-                recs = []
-                for uid, msg in zip(result.dest, appends, strict=True):
-                    when = msg.internal_date or datetime.now().astimezone()
-                    off = when.utcoffset()
-                    recs.append(
-                        MessageRecord(
-                            uid,
-                            msg.flags,
-                            0,
-                            when.timestamp(),
-                            int(off.total_seconds() // 60) if off else 0,
-                            len(msg.data),
-                            _message_id(msg.data),
+            with self._committed("APPEND", dest.name):
+                if result.dest and dest.uidvalidity != result.uidvalidity:
+                    # Rebuilt meanwhile: these UIDs are not the folder's any more; the
+                    # sync that rebuilt it fetches what is there.
+                    result = CopyResult(dest.uidvalidity, [], [])
+                    self.journal.record(entry)
+                elif result.dest:
+                    await self.sync.fill_below(dest, min(result.dest))
+                    recs = []
+                    for uid, msg in zip(result.dest, appends, strict=True):
+                        when = msg.internal_date or datetime.now().astimezone()
+                        off = when.utcoffset()
+                        recs.append(
+                            MessageRecord(
+                                uid,
+                                msg.flags,
+                                0,
+                                when.timestamp(),
+                                int(off.total_seconds() // 60) if off else 0,
+                                len(msg.data),
+                                _message_id(msg.data),
+                            )
                         )
-                    )
-                entry.uids = _uids_text(result.dest)
-                self.replica.add_messages(dest, recs, hook=entry.writer())
-                add: dict[str, list[int]] = {}
-                for uid, fl in zip(result.dest, private_flags, strict=True):
-                    for f in fl:
-                        add.setdefault(f, []).append(uid)
-                if add:
-                    self.replica.set_private_flags(dest, actor.user_id, add, {})
-            else:
-                self.journal.record(entry)
+                    entry.uids = _uids_text(result.dest)
+                    self.replica.add_messages(dest, recs, hook=entry.writer())
+                    add: dict[str, list[int]] = {}
+                    for uid, fl in zip(result.dest, private_flags, strict=True):
+                        for f in fl:
+                            add.setdefault(f, []).append(uid)
+                    if add:
+                        self.replica.set_private_flags(dest, actor.user_id, add, {})
+                else:
+                    self.journal.record(entry)
         if not result.dest:
-            await self.sync.sync_mailbox(dest.name)
+            with self._committed("APPEND", dest.name):
+                await self.sync.sync_mailbox(dest.name)
         return result
 
     async def _find_by_message_id(
@@ -773,51 +806,79 @@ class MailService:
         return found
 
     # -- mailboxes ---------------------------------------------------------------------
-    async def create(self, actor: Actor, name: str, special_use: Sequence[str] = ()) -> None:
-        parent = name.rsplit("/", 1)[0] if "/" in name else ""
-        self.policy.authorize(actor, parent or name, rights.CREATE)
+    async def _create(self, actor: Actor, op: ops.Create) -> None:
+        name = op.mailbox
         if self.replica.get(name) is not None:
             raise OperationError(f"mailbox {name!r} already exists", "ALREADYEXISTS")
         # The new folder is listed on the connection that created it: another session of
         # the hoster may not list it yet (seen with Dovecot while the indexer holds one).
         async with self.sync.list_lock:
-            await self._simple_upstream(
-                actor, "CREATE", name, lambda tag: cmd.Create(tag, name, tuple(special_use)),
+            entry = await self._simple_upstream(
+                actor,
+                "CREATE",
+                name,
+                lambda conn: conn.check(lambda tag: cmd.Create(tag, name, tuple(op.special_use))),
                 then=self.sync.sync_list,
             )
-        if self.replica.get(name) is not None:
-            await self.sync.sync_mailbox(name)
+        with self._committed("CREATE", name):
+            self.journal.record(entry)
+            if self.subscriptions is not None:
+                # RFC 3501 §6.3.3: CREATE does not subscribe (the rest of the team sees
+                # the new folder subscribed by default; see team/subscriptions.py).
+                self.subscriptions.created(actor.user_id, name)
+            if self.replica.get(name) is not None:
+                await self.sync.sync_mailbox(name)
 
-    async def delete(self, actor: Actor, name: str) -> None:
+    async def _delete(self, actor: Actor, op: ops.Delete) -> None:
+        name = op.mailbox
         mb = self.mailbox(name)
         if name == "INBOX":
             raise OperationError("INBOX cannot be deleted", "CANNOT")
-        self.policy.authorize(actor, name, rights.DELETE_MAILBOX)
-        self.policy.check_conflicts(actor, name, mb.uids, "delete-mailbox")
-        async with self.sync.mailbox_lock(name):
-            await self._simple_upstream(actor, "DELETE", name, lambda tag: cmd.Delete(tag, name))
-            self.content.drop_mailbox(mb.id)
-            self.replica.drop_mailbox(name)
+        lock = self.sync.mailbox_lock(name)
+        async with lock:
+            self._check_conflicts(actor, op, name, mb.uids)
+            entry = await self._simple_upstream(
+                actor,
+                "DELETE",
+                name,
+                lambda conn: self.remover.remove(conn, Removal("delete-mailbox", name, None), mb),
+            )
+            with self._committed("DELETE", name):
+                self.content.drop_mailbox(mb.id)
+                # The journal entry and the replica's drop: one transaction.
+                self.replica.drop_mailbox(name, hook=entry.writer())
         await self.pool.drop_selected(name)
-        await self.sync.sync_list()
+        with self._committed("DELETE", name):
+            await self.sync.sync_list()
 
-    async def rename(self, actor: Actor, old: str, new: str) -> None:
-        self.mailbox(old)
-        self.policy.authorize(actor, old, rights.DELETE_MAILBOX)
-        self.policy.authorize(actor, new, rights.CREATE)
+    async def _rename(self, actor: Actor, op: ops.Rename) -> None:
+        old, new = op.mailbox, op.new_name
+        mb = self.mailbox(old)
         if self.replica.get(new) is not None:
             raise OperationError(f"mailbox {new!r} already exists", "ALREADYEXISTS")
-        async with self.sync.mailbox_lock(old):
-            await self._simple_upstream(
-                actor, "RENAME", old, lambda tag: cmd.Rename(tag, old, new), detail=f"to {new}"
-            )
-            if old != "INBOX":
-                self.replica.rename_mailbox(old, new)
+        lock = self.sync.mailbox_lock(old)
+        async with lock:
+            self._check_conflicts(actor, op, old, mb.uids)
+
+            async def rename(conn: UpstreamConnection) -> CommandResult:
+                if conn.selected == old:
+                    await conn.run(lambda tag: cmd.Unselect(tag) if conn.has("UNSELECT") else cmd.Close(tag))
+                    conn.selected = None
+                return await conn.check(lambda tag: cmd.Rename(tag, old, new))
+
+            entry = await self._simple_upstream(actor, "RENAME", old, rename, detail=f"to {new}")
+            with self._committed("RENAME", old, new):
+                if old != "INBOX":
+                    # The journal entry and the replica's rename: one transaction.
+                    self.replica.rename_mailbox(old, new, hook=entry.writer())
+                else:
+                    self.journal.record(entry)
         await self.pool.drop_selected(old)
-        await self.sync.sync_list()
+        with self._committed("RENAME", old, new):
+            await self.sync.sync_list()
         for name in self.replica.names():
-            mb = self.replica.get(name)
-            if mb is not None and not mb.synced:
+            other = self.replica.get(name)
+            if other is not None and not other.synced:
                 self.sync.request(name)
 
     async def _simple_upstream(
@@ -825,30 +886,59 @@ class MailService:
         actor: Actor,
         verb: str,
         mailbox: str,
-        build: object,
+        act: Callable[[UpstreamConnection], Awaitable[CommandResult]],
         detail: str | None = None,
         then: Callable[[UpstreamConnection], Awaitable[None]] | None = None,
-    ) -> CommandResult:
-        """``build``'s command upstream, journalled; ``then`` runs on the same connection
-        after it succeeded."""
+    ) -> JournalEntry:
+        """``act`` upstream on a pooled connection; returns the journal entry for
+        the caller to commit with its replica change.  ``then`` runs on the same
+        connection after it succeeded."""
         entry = JournalEntry(actor.user, actor.client, verb, mailbox, detail=detail)
         try:
             async with self.pool.connection() as conn:
-                if conn.selected == mailbox and verb in ("DELETE", "RENAME"):
-                    await conn.run(lambda tag: cmd.Unselect(tag) if conn.has("UNSELECT") else cmd.Close(tag))
-                    conn.selected = None
-                res = await conn.check(build)  # type: ignore[arg-type]
+                await act(conn)
                 if then is not None:
-                    await then(conn)
+                    with self._committed(verb, mailbox):
+                        await then(conn)
         except (UpstreamError, UpstreamUnavailable) as exc:
             err = _upstream_failure(exc, f"cannot {verb.lower()} {mailbox}", write=True)
             self._fail(actor, verb, mailbox, [], err)
             raise err from None
-        self.journal.record(entry)
-        return res
+        return entry
+
+    # -- subscriptions and folder settings ---------------------------------------------
+    def _subscribe(self, actor: Actor, op: ops.Subscribe, known: bool) -> None:
+        """SUBSCRIBE: ``known`` says whether the name is a folder (or a level above
+        one) the actor sees."""
+        subs = self._subscriptions()
+        if not known and not subs.is_subscribed(actor.user_id, op.mailbox, exists=False):
+            # RFC 3501 §6.3.6 lets a server check; Dovecot does (a typo is caught).
+            raise OperationError(f"mailbox {op.mailbox!r} does not exist", "NONEXISTENT")
+        subs.subscribe(actor.user_id, op.mailbox)
+
+    def _unsubscribe(self, actor: Actor, op: ops.Unsubscribe) -> None:
+        self._subscriptions().unsubscribe(actor.user_id, op.mailbox)
+
+    def _subscriptions(self) -> Subscriptions:
+        if self.subscriptions is None:
+            raise OperationError("subscriptions are not kept by this gateway", "CANNOT")
+        return self.subscriptions
+
+    def _set_read_mode(self, actor: Actor, op: ops.SetReadMode) -> None:
+        """Switch a folder's read state (private/shared/default) and journal it."""
+        mb = self.mailbox(op.mailbox)
+        before = self.replica.seen_mode(mb)
+        self.replica.set_seen_mode(mb, op.mode)
+        after = self.replica.seen_mode(mb)
+        self.journal.record(
+            JournalEntry(
+                actor.user, actor.client, "FOLDER SET", mb.name,
+                detail=f"read state {before} -> {after} ({op.mode or 'default'})",
+            )
+        )  # fmt: skip
 
     # -- reads through upstream --------------------------------------------------------
-    async def fetch_content(
+    async def _fetch_content(
         self, mb: MailboxIndex, uids: Sequence[int], attrs: Sequence[FetchAttribute]
     ) -> dict[tuple[int, bytes], bytes | None]:
         """Content items for ``uids``: {(uid, cache key): bytes, or None for NIL}.
@@ -984,17 +1074,14 @@ class MailService:
         """Whether SEARCH accepts ``CHARSET charset`` (else NO [BADCHARSET])."""
         return search_charset_supported(charset)
 
-    async def search_content(
-        self, actor: Actor, mb: MailboxIndex, key: SearchKey, charset: str | None
-    ) -> set[int]:
-        """UIDs matching one content criterion (text, header, sent date) for ``actor``:
-        from the search index for the messages it covers, from the hoster for the rest
-        (all of them while the index is off or cannot answer this key the hoster's way)."""
-        self.policy.authorize(actor, mb.name, rights.READ)
+    async def _search_content(self, mb: MailboxIndex, key: SearchKey, charset: str | None) -> set[int]:
+        """UIDs matching one content criterion (text, header, sent date): from the
+        search index for the messages it covers, from the hoster for the rest (all of
+        them while the index is off or cannot answer this key the hoster's way)."""
         index = self.index if self.index is not None and self.index_active() else None
         needle = needle_for(key, charset) if index is not None else None
         if index is None or needle is None:
-            return await self.search_upstream(mb, key, charset)
+            return await self._search_upstream(mb, key, charset)
         found, uncovered = await index.lookup(mb, needle)
         if uncovered:
             found |= await self._search_upstream_among(mb, key, charset, uncovered)
@@ -1007,10 +1094,10 @@ class MailService:
         folder when the set would make a long command line."""
         uidset = SequenceSet.from_ids(uids)
         if len(bytes(uidset)) > SEARCH_SET_MAX_BYTES:
-            return (await self.search_upstream(mb, key, charset)) & set(uids)
-        return await self.search_upstream(mb, key, charset, within=uidset)
+            return (await self._search_upstream(mb, key, charset)) & set(uids)
+        return await self._search_upstream(mb, key, charset, within=uidset)
 
-    async def search_upstream(
+    async def _search_upstream(
         self, mb: MailboxIndex, key: SearchKey, charset: str | None, *, within: SequenceSet | None = None
     ) -> set[int]:
         """UIDs matching one content criterion (text, header, sent date), asked upstream
@@ -1095,27 +1182,9 @@ def _uid_store(
     return build
 
 
-async def _expunge_exactly(
-    conn: UpstreamConnection, uidset: SequenceSet, mb: MailboxIndex | None
-) -> CommandResult:
-    """Expunge exactly ``uidset``; returns the answer to the expunge command.  With
-    UIDPLUS that is UID EXPUNGE; without it a plain EXPUNGE would also remove other
-    messages someone marked \\Deleted but meant to keep for now, so their
-    \\Deleted is lifted around it."""
-    if conn.has("UIDPLUS"):
-        return await conn.check(lambda tag: cmd.Expunge(tag, uid=True, uid_set=uidset))
-    mine = set(uidset.iter(0))
-    others = (
-        [] if mb is None else [u for u in mb.uids if u not in mine and "\\Deleted" in mb.records[u].flags]
-    )
-    shield = SequenceSet.from_ids(others)
-    if others:
-        await conn.check(_uid_store(shield, "remove", ("\\Deleted",)))
-    try:
-        return await conn.check(lambda tag: cmd.Expunge(tag))
-    finally:
-        if others:
-            await conn.check(_uid_store(shield, "add", ("\\Deleted",)))
+def _expunging(name: str, uids: Sequence[int]) -> Removal:
+    """The removal of an EXPUNGE of ``uids`` (they carry \\Deleted already)."""
+    return Removal("expunge", name, SequenceSet.from_ids(uids))
 
 
 def _vanished(res: CommandResult) -> set[int]:

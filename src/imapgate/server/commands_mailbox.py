@@ -4,7 +4,7 @@ DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, APPEND."""
 
 from __future__ import annotations
 
-from ..gateway import policy as rights
+from ..gateway import operations as ops
 from ..gateway.errors import OperationError
 from ..protocol import commands as cmd
 from ..protocol import response_writer as rw
@@ -66,21 +66,16 @@ def _recent_count(s: Session, mb: MailboxIndex) -> int:
     return len(mb.recent) + len(view.recent)
 
 
-def _hierarchy(s: Session) -> Hierarchy:
-    """The folders this user may see (RFC 4314 LOOKUP), with their attributes."""
-    replica = s.gw.replica
-    folders = {}
-    for name in replica.names():
-        mb = replica.get(name)
-        if mb is not None and _may_see(s, name):
-            folders[name] = mb.attributes
-    return Hierarchy(folders, replica.delimiter())
+async def _hierarchy(s: Session, *, subscriptions: bool = False) -> tuple[Hierarchy, frozenset[str]]:
+    """The folders this user may see (RFC 4314 LOOKUP), with their attributes, and
+    (``subscriptions``) the names the user counts as subscribed."""
+    found = await s.gw.service.execute(s.require_actor(), ops.ListFolders(subscriptions=subscriptions))
+    return Hierarchy(dict(found.folders), s.gw.replica.delimiter()), found.subscribed
 
 
 @command(cmd.List, AUTH)
 async def list_(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.List)
-    actor = s.require_actor()
     selection = c.selection_options or ()
     returns = c.return_options or ()
     problem = selection_error(selection, returns)
@@ -89,8 +84,7 @@ async def list_(s: Session, c: cmd.Command) -> Done:
     if len(c.patterns) == 1 and c.patterns[0] == "" and not selection:
         s.send_response(rsp.ListResponse(("\\Noselect",), s.gw.replica.delimiter(), ""))
         return Done("LIST completed")
-    tree = _hierarchy(s)
-    subscribed = s.gw.subscriptions.subscribed_names(actor.user_id, tree.folders)
+    tree, subscribed = await _hierarchy(s, subscriptions=True)
     entries = tree.select(
         [pattern_regex(c.reference, p, tree.delimiter) for p in c.patterns],
         selection=selection,
@@ -110,20 +104,10 @@ async def list_(s: Session, c: cmd.Command) -> Done:
     return Done("LIST completed")
 
 
-def _may_see(s: Session, name: str) -> bool:
-    try:
-        s.gw.service.policy.authorize(s.require_actor(), name, rights.LOOKUP)
-    except OperationError:
-        return False
-    return True
-
-
 @command(cmd.Lsub, AUTH)
 async def lsub(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Lsub)
-    actor = s.require_actor()
-    tree = _hierarchy(s)
-    subscribed = s.gw.subscriptions.subscribed_names(actor.user_id, tree.folders)
+    tree, subscribed = await _hierarchy(s, subscriptions=True)
     for e in tree.lsub(pattern_regex(c.reference, c.pattern, tree.delimiter), subscribed):
         s.send_response(rsp.LsubResponse(e.attributes, tree.delimiter, e.name))
     return Done("LSUB completed")
@@ -132,8 +116,7 @@ async def lsub(s: Session, c: cmd.Command) -> Done:
 @command(cmd.Status, AUTH)
 async def status(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Status)
-    s.gw.service.policy.authorize(s.require_actor(), c.mailbox, rights.READ)
-    mb = await s.gw.service.ensure_synced(c.mailbox)
+    mb = await s.gw.service.execute(s.require_actor(), ops.Status(c.mailbox))
     s.send_response(rsp.StatusResponse(mb.name, _status_items(s, mb, c.items)))
     return Done("STATUS completed")
 
@@ -144,8 +127,7 @@ async def _select(s: Session, c: cmd.SelectBase, readonly: bool) -> Done:
     s.select_view(None)
     if c.qresync is not None and not s.qresync:
         raise OperationError("QRESYNC parameter without ENABLE QRESYNC", "CLIENTBUG", status="BAD")
-    s.gw.service.policy.authorize(actor, c.mailbox, rights.READ)
-    mb = await s.gw.service.ensure_synced(c.mailbox)
+    mb = await s.gw.service.execute(actor, ops.Select(c.mailbox, readonly))
     if c.condstore:
         s.enabled.add("CONDSTORE")
     view = SelectedView(
@@ -211,11 +193,7 @@ async def create(s: Session, c: cmd.Command) -> Done:
         raise OperationError("empty mailbox name", "CANNOT")
     if name.upper() == "INBOX":
         raise OperationError("INBOX already exists", "ALREADYEXISTS")
-    actor = s.require_actor()
-    await s.gw.service.create(actor, name, c.special_use)
-    # RFC 3501 §6.3.3: CREATE does not subscribe (the rest of the team sees the
-    # new folder subscribed by default; see team/subscriptions.py).
-    s.gw.subscriptions.created(actor.user_id, name)
+    await s.gw.service.execute(s.require_actor(), ops.Create(name, c.special_use))
     return Done("CREATE completed")
 
 
@@ -224,34 +202,29 @@ async def delete(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Delete)
     if s.view is not None and s.view.mb.name == c.mailbox:
         s.select_view(None)
-    await s.gw.service.delete(s.require_actor(), c.mailbox)
+    await s.gw.service.execute(s.require_actor(), ops.Delete(c.mailbox))
     return Done("DELETE completed")
 
 
 @command(cmd.Rename, AUTH)
 async def rename(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Rename)
-    await s.gw.service.rename(s.require_actor(), c.mailbox, c.new_name.rstrip(s.gw.replica.delimiter()))
+    new_name = c.new_name.rstrip(s.gw.replica.delimiter())
+    await s.gw.service.execute(s.require_actor(), ops.Rename(c.mailbox, new_name))
     return Done("RENAME completed")
 
 
 @command(cmd.Subscribe, AUTH)
 async def subscribe(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Subscribe)
-    actor = s.require_actor()
-    tree = _hierarchy(s)
-    known = c.mailbox in tree.folders or c.mailbox in tree.implicit
-    if not known and not s.gw.subscriptions.is_subscribed(actor.user_id, c.mailbox, exists=False):
-        # RFC 3501 §6.3.6 lets a server check; Dovecot does (a typo is caught).
-        raise OperationError(f"mailbox {c.mailbox!r} does not exist", "NONEXISTENT")
-    s.gw.subscriptions.subscribe(actor.user_id, c.mailbox)
+    await s.gw.service.execute(s.require_actor(), ops.Subscribe(c.mailbox))
     return Done("SUBSCRIBE completed")
 
 
 @command(cmd.Unsubscribe, AUTH)
 async def unsubscribe(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Unsubscribe)
-    s.gw.subscriptions.unsubscribe(s.require_actor().user_id, c.mailbox)
+    await s.gw.service.execute(s.require_actor(), ops.Unsubscribe(c.mailbox))
     return Done("UNSUBSCRIBE completed")
 
 
@@ -263,9 +236,8 @@ async def append(s: Session, c: cmd.Command) -> Done:
     for m in c.messages:
         if not m.data:
             raise OperationError("empty message", "CLIENTBUG", status="BAD")
-    result = await s.gw.service.append(
-        s.require_actor(), c.mailbox, [(m.data, m.flags, m.internal_date) for m in c.messages]
-    )
+    messages = [(m.data, m.flags, m.internal_date) for m in c.messages]
+    result = await s.gw.service.execute(s.require_actor(), ops.Append(c.mailbox, messages))
     code = None
     if result.dest:
         code = rsp.AppendUidCode(result.uidvalidity, SequenceSet.from_ids(result.dest))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 
-from ..gateway import policy as rights
+from ..gateway import operations as ops
 from ..gateway.errors import OperationError
 from ..gateway.mailservice import cache_key, is_content
 from ..protocol import commands as cmd
@@ -84,7 +84,7 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
         and (c.changedsince is not None or "FLAGS" in names)
     ):
         attrs.append(FetchAttribute("MODSEQ"))
-    s.gw.service.policy.authorize(actor, view.mb.name, rights.READ)
+    await s.gw.service.execute(actor, ops.ReadMessages(view.mb))
     _check_set(view, c.sequence_set, c.uid)
     _announce_expunges(s, view, c.uid)
     seqs, uids = view.resolve_columns(c.sequence_set, uid=c.uid)
@@ -111,7 +111,8 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
 
     seen_changed: set[int] = set()
     if any(a.sets_seen for a in attrs) and not view.readonly:
-        seen_changed = set(s.gw.service.set_seen_implicitly(actor, mb, uids))
+        marked = await s.gw.service.execute(actor, ops.MarkSeen(mb, uids))
+        seen_changed = set(marked)
         view.suppress.update(seen_changed)
     names = {a.name for a in attrs}
     if names <= _FAST_ITEMS:
@@ -130,7 +131,8 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
         chunk = pairs[i : i + CONTENT_ROUND]
         content = {}
         if content_attrs:
-            content = await s.gw.service.fetch_content(mb, [u for _, u in chunk], content_attrs)
+            fetch = ops.FetchContent(mb, [u for _, u in chunk], content_attrs)
+            content = await s.gw.service.execute(actor, fetch)
         for seq, uid in chunk:
             rec = view.record(uid)  # also one expunged meanwhile, not yet announced
             if rec is None or any((uid, ckey) not in content for _, _, ckey, _ in plan if ckey):
@@ -245,14 +247,8 @@ async def store(s: Session, c: cmd.Command) -> Done:
         s.enable_condstore()
     pairs = _targets(s, view, c.sequence_set, c.uid, announce=True)
     seq_of = {u: q for q, u in pairs}
-    result = await s.gw.service.store(
-        s.require_actor(),
-        view.mb,
-        [u for _, u in pairs],
-        c.operation,
-        c.flags,
-        unchangedsince=c.unchangedsince,
-    )
+    op = ops.StoreFlags(view.mb, [u for _, u in pairs], c.operation, c.flags, c.unchangedsince)
+    result = await s.gw.service.execute(s.require_actor(), op)
     view.suppress.update(result.changed)
     if not c.silent:
         # A keyword new to this session is announced before the FETCH carrying it.
@@ -282,14 +278,14 @@ async def search(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Search)
     view = s.require_view()
     actor = s.require_actor()
-    s.gw.service.policy.authorize(actor, view.mb.name, rights.READ)
+    await s.gw.service.execute(actor, ops.ReadMessages(view.mb))
     if c.charset is not None and not s.gw.service.charset_supported(c.charset):
         raise OperationError(f"charset {c.charset} is not supported", "BADCHARSET")
     mb = view.mb
     _announce_expunges(s, view, c.uid)
 
     async def upstream(key: SearchKey) -> set[int]:
-        return await s.gw.service.search_content(actor, mb, key, c.charset)
+        return await s.gw.service.execute(actor, ops.SearchContent(mb, key, c.charset))
 
     if search_eval.uses_modseq(c.criteria):
         s.enable_condstore()  # RFC 7162 §3.1: SEARCH MODSEQ enables CONDSTORE
@@ -343,7 +339,9 @@ async def _copy(s: Session, c: cmd.Copy | cmd.Move, move: bool) -> Done:
     if move and view.readonly:
         raise OperationError("mailbox is open read-only (EXAMINE)", "READ-ONLY")
     pairs = _targets(s, view, c.sequence_set, c.uid)
-    result = await s.gw.service.copy(s.require_actor(), view.mb, [u for _, u in pairs], c.mailbox, move=move)
+    uids = [u for _, u in pairs]
+    op = ops.Move(view.mb, uids, c.mailbox) if move else ops.Copy(view.mb, uids, c.mailbox)
+    result = await s.gw.service.execute(s.require_actor(), op)
     code = None
     if result.dest:
         code = rsp.CopyUidCode(
@@ -378,7 +376,7 @@ async def expunge(s: Session, c: cmd.Command) -> Done:
     uids = None
     if c.uid_set is not None:
         uids = [u for _, u in view.resolve(c.uid_set, uid=True)]
-    await s.gw.service.expunge(s.require_actor(), view.mb, uids)
+    await s.gw.service.execute(s.require_actor(), ops.Expunge(view.mb, uids))
     return Done("EXPUNGE completed")
 
 
@@ -387,7 +385,7 @@ async def close(s: Session, c: cmd.Command) -> Done:
     view = s.require_view()
     if not view.readonly:
         try:
-            await s.gw.service.expunge(s.require_actor(), view.mb, None)
+            await s.gw.service.execute(s.require_actor(), ops.Expunge(view.mb))
         except OperationError as exc:
             if exc.code != "NOPERM":
                 raise

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 #: RFC 5258 selection options (plus RFC 6154 SPECIAL-USE) the gateway knows.
@@ -127,7 +128,7 @@ class Hierarchy:
         selection: Iterable[str],
         returns: Iterable[str],
         extended: bool,
-        subscribed: set[str],
+        subscribed: AbstractSet[str],
     ) -> list[Entry]:
         """The LIST answer, in order (options already checked with ``selection_error``)."""
         sel = {o.upper() for o in selection}
@@ -169,7 +170,7 @@ class Hierarchy:
             )
         return out
 
-    def lsub(self, pattern: re.Pattern[str], subscribed: set[str]) -> list[Entry]:
+    def lsub(self, pattern: re.Pattern[str], subscribed: AbstractSet[str]) -> list[Entry]:
         """The LSUB answer: subscribed names (existing or not) the pattern
         matches, and as ``\\Noselect`` each unsubscribed level it matches that
         has a subscribed descendant it does not match (RFC 3501 §6.3.9)."""

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import SubmissionConfig
+from ..gateway import operations as ops
 from ..gateway.app import Gateway
 from ..gateway.errors import OperationError
 from ..gateway.policy import Actor
@@ -327,7 +328,7 @@ class SubmissionService:
             if mb is None or rec is None or "\\Answered" in rec.flags:
                 continue
             try:
-                await self.gw.service.store(actor, mb, [copy.uid], "add", ["\\Answered"])
+                await self.gw.service.execute(actor, ops.StoreFlags(mb, [copy.uid], "add", ("\\Answered",)))
             except OperationError as exc:
                 log.warning("could not mark %s in %s answered after %s's reply: %s",
                             original.message_id, copy.mailbox, actor.user, exc.text)

@@ -35,10 +35,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..gateway import operations as ops
 from ..gateway.app import Gateway
 from ..gateway.auth import AuthResult, Outcome
 from ..gateway.errors import OperationError
-from ..gateway.policy import LOOKUP, READ, SEEN, Actor
+from ..gateway.policy import LOOKUP, READ, SEEN, SYSTEM, Actor
 from ..protocol.envelope import Envelope, parse_envelope
 from ..protocol.errors import CodecError
 from ..protocol.fetch_items import FetchAttribute, Section
@@ -263,7 +264,7 @@ class Dashboard:
 
     # -- permissions ---------------------------------------------------------------------
     def _rights(self, actor: Actor, folder: str) -> str:
-        return self.gw.service.policy.rights(actor, folder)
+        return self.gw.service.execute_now(actor, ops.MyRights(folder))
 
     def _readable(self, actor: Actor, folder: str) -> Any:
         """The folder's index if ``actor`` may read it (else NotFound/Forbidden)."""
@@ -336,7 +337,7 @@ class Dashboard:
         mb = self._readable(actor, folder)
         if not mb.synced:
             try:
-                mb = await self.gw.service.ensure_synced(folder)
+                mb = await self.gw.service.execute(actor, ops.EnsureSynced(folder))
             except OperationError as exc:
                 raise Unavailable(exc.text) from None
         per_page = max(1, min(per_page, MAX_PER_PAGE))
@@ -370,7 +371,7 @@ class Dashboard:
             pages = max(1, -(-matching // per_page))
             page = max(1, min(page, pages))
             chosen = hits[(page - 1) * per_page : page * per_page]
-        envelopes = await self._envelopes(mb, chosen)
+        envelopes = await self._envelopes(actor, mb, chosen)
         out: list[MessageSummary] = []
         private = self.gw.replica.private_flags_of(mb)
         for u in chosen:
@@ -389,14 +390,14 @@ class Dashboard:
         view = FolderView(folder, mb.exists, self._unread(actor, mb), self._rights(actor, folder), True)
         return MessagePage(view, tuple(out), filter, page, pages, matching, per_page, query)
 
-    async def _envelopes(self, mb: Any, uids: list[int]) -> dict[int, Envelope | None]:
+    async def _envelopes(self, actor: Actor, mb: Any, uids: list[int]) -> dict[int, Envelope | None]:
         """ENVELOPE of ``uids`` in one batch through the content cache (most
         IMAP clients fetch ENVELOPE, so it is usually cached already)."""
         if not uids:
             return {}
         attr = _envelope_attr()
         try:
-            found = await self.gw.service.fetch_content(mb, uids, [attr])
+            found = await self.gw.service.execute(actor, ops.FetchContent(mb, uids, [attr]))
         except OperationError as exc:
             log.info("envelopes of %s unavailable: %s", mb.name, exc.text)
             return {}
@@ -418,7 +419,7 @@ class Dashboard:
         if rec is None:
             raise NotFound(f"no message {uid} in {folder!r}")
         attr = _whole_attr() if rec.size <= MAX_FETCH_FOR_PAGE else _header_attr()
-        raw = await self._content(mb, uid, attr)
+        raw = await self._content(actor, mb, uid, attr)
         async with self._render_slots:
             rendered = await asyncio.to_thread(render.render_message, raw)
         if rec.size > MAX_FETCH_FOR_PAGE:
@@ -435,14 +436,14 @@ class Dashboard:
         if SEEN not in self._rights(actor, mb.name):
             return
         with contextlib.suppress(OperationError):
-            self.gw.service.set_seen_implicitly(actor, mb, [uid])
+            self.gw.service.execute_now(actor, ops.MarkSeen(mb, [uid]))
 
     async def raw_message(self, actor: Actor, folder: str, uid: int) -> bytes:
         """The whole message for download.  → ``FetchContent(BODY.PEEK[])``."""
         mb = self._readable(actor, folder)
         if uid not in mb.records:
             raise NotFound(f"no message {uid} in {folder!r}")
-        return await self._content(mb, uid, _whole_attr())
+        return await self._content(actor, mb, uid, _whole_attr())
 
     async def attachment(self, actor: Actor, folder: str, uid: int, index: int) -> tuple[str, bytes]:
         """(safe file name, content) of one leaf part.  → ``FetchContent(BODY.PEEK[])``
@@ -454,11 +455,11 @@ class Dashboard:
             raise NotFound(f"message {uid} has no part {index}")
         return got
 
-    async def _content(self, mb: Any, uid: int, attr: FetchAttribute) -> bytes:
+    async def _content(self, actor: Actor, mb: Any, uid: int, attr: FetchAttribute) -> bytes:
         from ..gateway.mailservice import cache_key
 
         try:
-            found = await self.gw.service.fetch_content(mb, [uid], [attr])
+            found = await self.gw.service.execute(actor, ops.FetchContent(mb, [uid], [attr]))
         except OperationError as exc:
             raise Unavailable(exc.text) from None
         raw = found.get((uid, cache_key(attr)))
@@ -663,7 +664,8 @@ class LiveFeed:
         moment later anyway), then publish."""
         summaries: list[tuple[int, str, str]] = []
         try:
-            envs = await self.dashboard._envelopes(mb, list(change.uids[-LIVE_ENVELOPES:]))
+            # Fetched once for every viewer; each stream then sees only folders its user may read.
+            envs = await self.dashboard._envelopes(SYSTEM, mb, list(change.uids[-LIVE_ENVELOPES:]))
             for uid in change.uids[-LIVE_ENVELOPES:]:
                 name, address, subject = _summary(envs.get(uid))
                 summaries.append((uid, name or address, subject))
