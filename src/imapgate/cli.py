@@ -186,8 +186,8 @@ def sync(ctx: click.Context, config_file: Path | None) -> None:
     import asyncio
 
     from .logs import setup_logging
-    from .replica.sync import SyncProgress
     from .runner import sync_once
+    from .sync.algorithms import SyncProgress
 
     cfg = load_config(ctx, config_file)
     setup_logging(_verbose(ctx))

@@ -13,8 +13,9 @@ from ..index.store import SqliteIndexStore
 from ..replica.content import ContentCache
 from ..replica.events import EventHub
 from ..replica.replica import Replica
-from ..replica.sync import ProgressFn, SyncEngine
 from ..store.engine import open_engine
+from ..sync.algorithms import ProgressFn
+from ..sync.engine import SyncEngine
 from ..team.journal import Journal
 from ..team.subscriptions import Subscriptions
 from ..team.users import UserDirectory
