@@ -49,3 +49,29 @@ class MemoryModseqAllocator:
 
     def current(self, mb: MailboxIndex) -> int:
         return mb.modseq
+
+
+class MailboxIdAllocator(Protocol):
+    """Hands out the ids of new mailboxes (the replica's key for a folder)."""
+
+    def seen(self, highest: int) -> None:
+        """Ids up to ``highest`` are taken (start-up: the store's highest)."""
+        ...
+
+    def next(self) -> int: ...
+
+
+class MemoryMailboxIdAllocator:
+    """Ids from a counter, never reused within a run: a folder created while the
+    store cannot be written still gets its id at once (its row follows at the
+    heal)."""
+
+    def __init__(self) -> None:
+        self._highest = 0
+
+    def seen(self, highest: int) -> None:
+        self._highest = max(self._highest, highest)
+
+    def next(self) -> int:
+        self._highest += 1
+        return self._highest
