@@ -34,6 +34,9 @@ from ..store.changes import (
     ExpungeMessages,
     InsertMailbox,
     MessageRow,
+    ParkMailboxName,
+    PrivateRows,
+    ReplaceMailbox,
     RestampMessages,
     RowChange,
     SetMeta,
@@ -691,6 +694,42 @@ class Replica:
             changes.add(self._private_sets(mb, user_id, state, state.flags.keys()))
             self._commit(changes)
         return restored
+
+    # -- healing after the store was unwritable -----------------------------------------
+    def heal(self, mailbox_ids: set[int], hooks: list[Hook]) -> list[str]:
+        """Write ``mailbox_ids`` to the store as memory holds them (those deleted
+        meanwhile: their rows go) and replay ``hooks``, in one transaction that
+        raises on failure.  Returns the names of the folders written."""
+        gone = sorted(i for i in mailbox_ids if i not in self.by_id)
+        here = [self.by_id[i] for i in sorted(mailbox_ids) if i in self.by_id]
+        items: list[RowChange] = [DeleteMailbox(i) for i in gone]
+        items += [ParkMailboxName(mb.id) for mb in here]
+        for mb in here:
+            items.append(self._replace(mb))
+            items.append(self._record_mode(mb))
+        self.repository.write_through(items, hooks)
+        return [mb.name for mb in here]
+
+    def _replace(self, mb: MailboxIndex) -> ReplaceMailbox:
+        values = {
+            "name": mb.name,
+            "delimiter": mb.delimiter,
+            "attributes": " ".join(mb.attributes),
+            "uidvalidity": mb.uidvalidity,
+            "uidnext": mb.uidnext,
+            "upstream_modseq": mb.upstream_modseq,
+            "modseq": self.modseqs.current(mb),
+            "seen_mode": mb.seen_mode,
+            "synced": mb.synced,
+        }
+        private = {
+            user_id: PrivateRows(
+                {flag: s.encode() for flag, s in state.flags.items()}, dict(state.modseqs), state.floor
+            )
+            for user_id, state in mb.private.items()
+        }
+        rows = tuple(_row(mb.records[u]) for u in mb.uids)
+        return ReplaceMailbox(mb.id, values, rows, dict(mb.expunged), private, FLOOR_UID)
 
     # -- what one user sees ---------------------------------------------------------------
     def highest_modseq_for(self, mb: MailboxIndex, user_id: int | None) -> int:

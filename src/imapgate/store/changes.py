@@ -133,6 +133,39 @@ class RestampMessages:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivateRows:
+    """One user's private state in one mailbox, whole."""
+
+    sets: Mapping[str, bytes]
+    modseqs: Mapping[int, int]
+    floor: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParkMailboxName:
+    """Give the mailbox row a name no folder has (``:heal:<id>``), so a heal can
+    write names that moved between rows without breaking their uniqueness."""
+
+    mailbox_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceMailbox:
+    """A mailbox's rows as the replica holds them (the heal after the store was
+    unwritable): its row (inserted when missing), every message and expunged
+    row, and the private rows of the users in ``private`` (others' rows are
+    left alone; a removed user's are skipped).  The content cache and search
+    index rows of the folder stay."""
+
+    mailbox_id: int
+    values: Mapping[str, object]
+    rows: tuple[MessageRow, ...]
+    expunged: Mapping[int, int]
+    private: Mapping[int, PrivateRows]
+    floor_uid: int
+
+
+@dataclass(frozen=True, slots=True)
 class SetMeta:
     key: str
     value: str
@@ -152,6 +185,8 @@ RowChange = (
     | CompactPrivateModseqs
     | DropPrivateFlag
     | RestampMessages
+    | ParkMailboxName
+    | ReplaceMailbox
     | SetMeta
 )
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import Connection, Engine, delete, insert, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from .changes import (
     AddMessages,
@@ -30,6 +30,8 @@ from .changes import (
     DropPrivateFlag,
     ExpungeMessages,
     InsertMailbox,
+    ParkMailboxName,
+    ReplaceMailbox,
     RestampMessages,
     RowChange,
     RowChanges,
@@ -41,7 +43,7 @@ from .changes import (
     WritePrivateSets,
 )
 from .health import StoreHealth, is_storage_failure
-from .schema import expunged, mailboxes, messages, meta, private_flags, private_modseqs
+from .schema import expunged, mailboxes, messages, meta, private_flags, private_modseqs, users
 
 Hook = Callable[[Connection], None]
 
@@ -75,6 +77,15 @@ class StoreRepository:
             self.health.failed(exc, changes.mailbox_ids(), hook)
             return False
         return True
+
+    def write(self, hook: Hook, mailbox_ids: Iterable[int] = ()) -> bool:
+        """A write of the service layer alone (a journal entry of its own), with
+        the same truth as ``commit``: kept for replay while the store is unwritable."""
+        changes = RowChanges()
+        ok = self.commit(changes, hook)
+        if not ok:
+            self.health.dirty.update(mailbox_ids)
+        return ok
 
     def write_through(self, items: Iterable[RowChange], hooks: Iterable[Hook]) -> None:
         """One transaction, whatever ``health`` says (the heal); raises on failure."""
@@ -258,6 +269,40 @@ def _restamp(conn: Connection, c: RowChange) -> None:
     conn.execute(update(messages).where(messages.c.mailbox_id == c.mailbox_id).values(modseq=c.modseq))
 
 
+def _park_mailbox_name(conn: Connection, c: RowChange) -> None:
+    assert isinstance(c, ParkMailboxName)
+    conn.execute(update(mailboxes).where(mailboxes.c.id == c.mailbox_id).values(name=f":heal:{c.mailbox_id}"))
+
+
+def _replace_mailbox(conn: Connection, c: RowChange) -> None:
+    assert isinstance(c, ReplaceMailbox)
+    mid = c.mailbox_id
+    if conn.execute(update(mailboxes).where(mailboxes.c.id == mid).values(**c.values)).rowcount == 0:
+        conn.execute(insert(mailboxes).values(id=mid, **c.values))
+    for table in (messages, expunged):
+        conn.execute(delete(table).where(table.c.mailbox_id == mid))
+    _add_messages(conn, AddMessages(mid, c.rows))
+    if c.expunged:
+        conn.execute(
+            insert(expunged), [{"mailbox_id": mid, "uid": u, "modseq": m} for u, m in c.expunged.items()]
+        )
+    existing = {r[0] for r in conn.execute(select(users.c.id).where(users.c.id.in_(list(c.private))))}
+    for user_id, state in c.private.items():
+        if user_id not in existing:
+            continue  # removed meanwhile: their rows went with the account
+        for table in (private_flags, private_modseqs):
+            conn.execute(delete(table).where(table.c.mailbox_id == mid, table.c.user_id == user_id))
+        _write_private_sets(conn, WritePrivateSets(mid, user_id, state.sets))
+        modseqs = dict(state.modseqs)
+        if state.floor:
+            modseqs[c.floor_uid] = state.floor
+        if modseqs:
+            conn.execute(
+                insert(private_modseqs),
+                [{"user_id": user_id, "mailbox_id": mid, "uid": u, "modseq": m} for u, m in modseqs.items()],
+            )
+
+
 def _set_meta(conn: Connection, c: RowChange) -> None:
     assert isinstance(c, SetMeta)
     conn.execute(delete(meta).where(meta.c.key == c.key))
@@ -278,6 +323,8 @@ _APPLY: dict[type, Callable[[Connection, RowChange], None]] = {
     CompactPrivateModseqs: _compact_private_modseqs,
     DropPrivateFlag: _drop_private_flag,
     RestampMessages: _restamp,
+    ParkMailboxName: _park_mailbox_name,
+    ReplaceMailbox: _replace_mailbox,
     SetMeta: _set_meta,
 }
 
