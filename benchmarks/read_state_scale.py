@@ -95,8 +95,7 @@ Shared = "shared"
         # Each user's own reading: mostly read, a scattered 3 % unread.
         unread = {uid for uid in range(1, n + 1) if rnd.random() < 0.03}
         state.flags["\\Seen"] = UidSet(uid for uid in range(1, n + 1) if uid not in unread)
-        with gw.replica.engine.begin() as conn:
-            gw.replica._write_private_sets(conn, private, u.id, state, ["\\Seen"])
+        gw.replica.write_private_sets(private, u.id, ["\\Seen"])
         # ... and 1,000 recent private changes (read/unread toggles) with modseqs.
         for _ in range(20):
             batch = rnd.sample(range(1, n + 1), 50)

@@ -26,12 +26,12 @@ from .config import Config, load
 from .errors import OperatorError, bind_error
 from .gateway.app import Gateway
 from .logs import setup_logging
-from .replica.sync import SyncProgress
 from .server.listener import ImapServer
 from .server.tls import tls_context
 from .store.engine import sqlite_path
 from .store.lock import StoreLock
 from .submission.server import SubmissionServer
+from .sync.algorithms import SyncProgress
 from .upstream.connection import (
     UpstreamConnection,
     UpstreamError,

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 from imapgate.protocol import commands as cmd
-from tests.replica.scripted import ScriptedConnection, ScriptedPool
 from tests.server.harness import connect, make_gateway, running
+from tests.sync.scripted import ScriptedConnection, ScriptedPool
 
 LOST = b"f NO [EXPUNGEISSUED] some requested messages were expunged and their content is no longer available"
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import OperatorError
-from ..replica.sync import SyncProgress
 from ..store.engine import sqlite_path
 from ..store.lock import StoreLock
+from ..sync.algorithms import SyncProgress
 from ..upstream.connection import UpstreamConnection, UpstreamError, UpstreamLoginRefused, UpstreamUnavailable
 from .app import Gateway
 

@@ -13,8 +13,12 @@ from ..index.store import SqliteIndexStore
 from ..replica.content import ContentCache
 from ..replica.events import EventHub
 from ..replica.replica import Replica
-from ..replica.sync import ProgressFn, SyncEngine
 from ..store.engine import open_engine
+from ..store.health import StoreHealth
+from ..store.repository import StoreRepository
+from ..sync.algorithms import ProgressFn
+from ..sync.engine import SyncEngine
+from ..sync.healing import StoreHealer
 from ..team.journal import Journal
 from ..team.subscriptions import Subscriptions
 from ..team.users import UserDirectory
@@ -57,6 +61,14 @@ class Gateway:
     extra_sessions: list[AccountSessions] = field(default_factory=list)
     #: The search index (None: off, or a store without one yet).
     index: SearchIndex | None = None
+    #: Writes out what the replica kept in memory while the store was unwritable.
+    healer: StoreHealer | None = None
+
+    @property
+    def health(self) -> StoreHealth:
+        """Whether the store takes writes (``writable``, ``require_writable()``):
+        the service layer asks it before it touches upstream."""
+        return self.replica.health
 
     @classmethod
     def build(cls, config: Config, *, progress: ProgressFn | None = None) -> Gateway:
@@ -65,6 +77,7 @@ class Gateway:
         replica = Replica(
             engine,
             hub,
+            repository=StoreRepository(engine, StoreHealth()),
             private_flags=config.folders.private_flags,
             default_seen=config.folders.default_seen,
             seen_modes=config.folders.seen,
@@ -76,7 +89,10 @@ class Gateway:
         journal = Journal(engine)
         users = UserDirectory(engine)
         subscriptions = Subscriptions(engine)
-        service = Service(replica, pool, sync, content, journal, Policy(), subscriptions=subscriptions)
+        service = Service(
+            replica, pool, sync, content, journal, Policy(),
+            subscriptions=subscriptions, health=replica.health,
+        )
         auth = Authenticator(
             users,
             max_failed_logins=config.server.max_failed_logins,
@@ -96,7 +112,7 @@ class Gateway:
                          engine.dialect.name)
         return cls(
             config, hub, replica, pool, sync, content, journal, users, service, subscriptions, auth,
-            index=index,
+            index=index, healer=StoreHealer(replica, sync),
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
@@ -129,6 +145,8 @@ class Gateway:
                 # check catch up once the hoster answers again.
                 log.warning("start-up sync failed (%s); serving from the replica", exc)
         self.sync.start()
+        if self.healer is not None:
+            self.healer.start()
         if self.index is not None:
             await self.index.start()
 
@@ -160,6 +178,8 @@ class Gateway:
         if self.index is not None:
             await self.index.stop()
         await self.service.stop()
+        if self.healer is not None:
+            await self.healer.stop()
         await self.sync.stop()
         await self.pool.close()
         self.auth.close()

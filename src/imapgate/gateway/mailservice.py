@@ -57,7 +57,8 @@ from ..replica import mime
 from ..replica.content import ContentCache
 from ..replica.mailbox import MailboxIndex, MessageRecord
 from ..replica.replica import Replica
-from ..replica.sync import FlagReport, SyncEngine, stored_flags
+from ..sync.engine import SyncEngine
+from ..sync.records import FlagReport, stored_flags
 from ..team.journal import Journal, JournalEntry
 from ..team.subscriptions import Subscriptions
 from ..upstream.connection import (
@@ -400,7 +401,7 @@ class MailService:
             return list(self.replica.set_private_flags(mb, actor.user_id, {"\\Seen": todo}, {}))
         todo = [u for u in uids if u in mb.records and "\\Seen" not in mb.records[u].flags]
         if todo:
-            self.sync._spawn(self._seen_upstream(actor, mb, todo))
+            self.sync.spawn(self._seen_upstream(actor, mb, todo))
         return []
 
     async def _seen_upstream(self, actor: Actor, mb: MailboxIndex, uids: list[int]) -> None:

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 from ..config import UpstreamConfig
 from ..protocol import commands as cmd
+from ..protocol import responses as rsp
 from .connection import (
     Unsolicited,
     UpstreamConnection,
@@ -112,7 +113,12 @@ class UpstreamPool:
     ) -> None:
         self.config = config
         self.max_connections = config.max_connections
-        self.on_unsolicited = on_unsolicited
+        #: Called for every unsolicited response on any pooled or dedicated
+        #: connection (the change watcher, later others): several parts may
+        #: listen, so nobody overwrites another's callback.
+        self._unsolicited_listeners: list[Unsolicited] = []
+        if on_unsolicited is not None:
+            self._unsolicited_listeners.append(on_unsolicited)
         self._factory = connection_factory
         self._idle: list[UpstreamConnection] = []
         self._lent: set[UpstreamConnection] = set()
@@ -138,6 +144,20 @@ class UpstreamPool:
         self.on_down: list[Callable[[str], None]] = []
         self._maintainer: asyncio.Task[None] | None = None
 
+    def add_unsolicited_listener(self, fn: Unsolicited) -> None:
+        """Call ``fn(conn, response)`` for every unsolicited response from now on."""
+        if fn not in self._unsolicited_listeners:
+            self._unsolicited_listeners.append(fn)
+
+    def remove_unsolicited_listener(self, fn: Unsolicited) -> None:
+        with contextlib.suppress(ValueError):
+            self._unsolicited_listeners.remove(fn)
+
+    def _on_unsolicited(self, conn: UpstreamConnection, resp: rsp.Response) -> None:
+        # A copy: a listener may remove itself while being called.
+        for fn in list(self._unsolicited_listeners):
+            fn(conn, resp)
+
     @property
     def open_connections(self) -> int:
         return self._open
@@ -161,7 +181,7 @@ class UpstreamPool:
                 f"upstream unavailable ({self.last_error}); next attempt in {self._down_until - now:.0f} s"
             )
         self._serial += 1
-        conn = self._factory(self.config, name=f"{name}-{self._serial}", on_unsolicited=self.on_unsolicited)
+        conn = self._factory(self.config, name=f"{name}-{self._serial}", on_unsolicited=self._on_unsolicited)
         try:
             await conn.connect()
         except UpstreamUnavailable as exc:

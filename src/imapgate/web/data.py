@@ -346,11 +346,11 @@ class Dashboard:
         uids = mb.uids
         if query:
             try:
-                found = await self.gw.service.search_content(
-                    actor, mb, SearchText("TEXT", query.encode("utf-8")), "UTF-8"
+                found = await self.gw.service.execute(
+                    actor, ops.SearchContent(mb, SearchText("TEXT", query.encode("utf-8")), "UTF-8")
                 )
             except OperationError as exc:
-                raise Unavailable(exc.text) from None
+                raise (Forbidden if exc.code == "NOPERM" else Unavailable)(exc.text) from None
             uids = [u for u in uids if u in found]
         if filter == "all":
             matching = len(uids)

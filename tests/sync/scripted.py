@@ -70,11 +70,19 @@ class ScriptedPool:
 
     def __init__(self, conn: ScriptedConnection) -> None:
         self.conn = conn
-        self.on_unsolicited: Any = None
+        self.listeners: list[Any] = []
         self.capabilities = conn.capabilities
 
     def has(self, capability: str) -> bool:
         return self.conn.has(capability)
+
+    def add_unsolicited_listener(self, fn: Any) -> None:
+        self.listeners.append(fn)
+
+    def unsolicited(self, resp: Any) -> None:
+        """``resp`` arrives unsolicited on the scripted connection."""
+        for fn in self.listeners:
+            fn(self.conn, resp)
 
     @contextlib.asynccontextmanager
     async def connection(self, mailbox: str | None = None, **_: Any) -> AsyncIterator[ScriptedConnection]:

@@ -11,8 +11,8 @@ from imapgate.protocol import responses as rsp
 from imapgate.replica.events import EventHub
 from imapgate.replica.mailbox import MailboxIndex, MessageRecord
 from imapgate.replica.replica import Replica
-from imapgate.replica.sync import SyncEngine
 from imapgate.store.engine import open_engine
+from imapgate.sync.engine import SyncEngine
 
 from .scripted import ScriptedConnection, ScriptedPool
 
@@ -215,16 +215,20 @@ async def test_requests_are_debounced_and_skipped_when_nothing_is_new(tmp_path: 
 
 async def test_pooled_connections_signals_are_left_to_notify(tmp_path: Path) -> None:
     sync, _replica, _mb, conn = make(tmp_path, lambda c: ([], b"OK done"))
+    pool = sync.pool
+    assert isinstance(pool, ScriptedPool)
+    # The engine listens through the pool's listener API (nobody's callback replaced).
+    assert pool.listeners == [sync.watcher.on_unsolicited]
     conn.selected = "Work"
-    sync._notify_active = True
-    sync._on_unsolicited(conn, rsp.Exists(4))  # type: ignore[arg-type]
-    assert not sync._scheduled
-    sync._notify_active = False
-    sync._on_unsolicited(conn, rsp.Exists(4))  # type: ignore[arg-type]
-    assert sync._scheduled == {"Work"}
+    sync.watcher.notify_active = True
+    pool.unsolicited(rsp.Exists(4))
+    assert not sync.scheduler._scheduled
+    sync.watcher.notify_active = False
+    pool.unsolicited(rsp.Exists(4))
+    assert sync.scheduler._scheduled == {"Work"}
     await sync.stop()
 
 
 async def drain(sync: SyncEngine) -> None:
-    while sync._tasks:
-        await asyncio.gather(*list(sync._tasks))
+    while sync.scheduler._tasks:
+        await asyncio.gather(*list(sync.scheduler._tasks))

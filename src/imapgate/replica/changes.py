@@ -1,0 +1,30 @@
+"""A change set: what one replica transition changed, as a value.
+
+Each transition of the replica (new messages, flags, expunges, a folder
+created, renamed, reset ...) produces one ``ChangeSet``: the row changes the
+store repository commits (``store.changes``) and the events sessions and the
+dashboard are told (``events``).  The change bus publishes it after the
+commit; with several nodes it is what travels to the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..store.changes import RowChange, RowChanges
+from .events import ReplicaEvent
+
+
+@dataclass(slots=True)
+class ChangeSet:
+    rows: RowChanges = field(default_factory=RowChanges)
+    events: list[ReplicaEvent] = field(default_factory=list)
+
+    def add(self, change: RowChange) -> None:
+        self.rows.add(change)
+
+    def mailbox_ids(self) -> set[int]:
+        """The mailboxes whose rows or sessions this change set touches."""
+        ids = self.rows.mailbox_ids()
+        ids.update(e.mailbox_id for e in self.events if hasattr(e, "mailbox_id"))
+        return ids
