@@ -11,6 +11,7 @@ test_faults.py.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from imapgate.gateway.app import Gateway
+from imapgate.server.listener import ImapServer
 from tests.server.harness import PASSWORDS, Client, connect
 from tests.support.gateway_setup import gateway_config, imap_listener, running_gateway
 from tests.support.scripted_upstream import Script, ScriptedUpstream
@@ -62,6 +64,7 @@ class Setup:
     script: Script
     upstream: ScriptedUpstream
     gw: Gateway
+    server: ImapServer
     client: Client
 
     async def command(self, line: bytes) -> list[bytes]:
@@ -88,19 +91,19 @@ class Setup:
 @asynccontextmanager
 async def gateway(tmp_path: Path, script: Script, *, select: bytes | None = b"INBOX") -> AsyncIterator[Setup]:
     """The gateway after its initial sync from ``script`` (no watcher: nothing changes
-    behind a test's back), alice logged in and ``select`` selected."""
+    behind a test's back), alice logged in and ``select`` selected; bob may log in too."""
     async with (
         ScriptedUpstream(script) as upstream,
         running_gateway(
             gateway_config(upstream_port=upstream.port, data_dir=tmp_path / "gw"),
-            users={"alice": PASSWORDS["alice"]},
+            users=PASSWORDS,
             start="sync",
         ) as gw,
         imap_listener(gw) as server,
         connect(server) as client,
     ):
         await client.login("alice")
-        setup = Setup(script, upstream, gw, client)
+        setup = Setup(script, upstream, gw, server, client)
         if select is not None:
             await setup.ok(b"s SELECT " + select)
         yield setup
@@ -355,3 +358,42 @@ async def test_mailbox_commands_refused_upstream_change_nothing(tmp_path: Path) 
         got = await g.command(b"c DELETE Archive")
         assert got[-1] == b"c NO [INUSE] cannot delete Archive: the mail server refused: Archive is in use"
         assert "Archive" in g.script.folders and g.gw.replica.get("Archive") is not None
+
+
+# -- the hoster changed things itself ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "caps", [ALL, ("UIDPLUS", "CONDSTORE"), ("UIDPLUS",)], ids=["qresync", "condstore", "plain"]
+)
+async def test_changes_made_at_the_hoster_reach_the_replica(tmp_path: Path, caps: tuple[str, ...]) -> None:
+    """Another client changed flags, expunged and delivered at the hoster: the next sync
+    (QRESYNC's VANISHED, CONDSTORE's CHANGEDSINCE, or the full flag scan) brings them in."""
+    async with gateway(tmp_path, script_with(*caps)) as g:
+        inbox = g.script.folder("INBOX")
+        inbox.messages[2].flags.add("\\Answered")
+        inbox.messages[2].modseq = g.script.next_modseq()
+        g.script.expunge_uids("INBOX", [3])
+        g.script.add_message("INBOX", message(7), {"$New"})
+        await g.gw.sync.sync_mailbox("INBOX")
+        g.replica_agrees("INBOX")
+        assert sorted(g.replica_flags("INBOX")) == [1, 2, 4, 5]
+
+
+async def test_a_slow_upstream_store_does_not_hold_up_other_sessions(tmp_path: Path) -> None:
+    """The upstream command runs outside the folder lock: while alice's STORE waits for
+    the hoster, bob's session opens the folder and lists its flags."""
+    async with gateway(tmp_path, script_with(*ALL)) as g, connect(g.server) as bob:
+        await bob.login("bob")
+        g.script.delay("UID STORE", 1.0)
+        loop = asyncio.get_running_loop()
+        await g.client.send(b"a UID STORE 2 +FLAGS (\\Flagged)")
+        started = loop.time()
+        await bob.send(b"b SELECT INBOX")
+        assert (await bob.until_tagged(b"b"))[-1].startswith(b"b OK")
+        await bob.send(b"c UID FETCH 1:* (FLAGS)")
+        listing = await bob.until_tagged(b"c")
+        assert listing[-1].startswith(b"c OK") and len(listing) == 5, listing
+        assert loop.time() - started < 0.8, "bob waited for alice's STORE"
+        assert (await g.client.until_tagged(b"a"))[-1] == b"a OK STORE completed"
+        assert "\\Flagged" in g.replica_flags("INBOX")[2]
