@@ -34,8 +34,9 @@ import pytest
 
 from imapgate.demo import DovecotServer, PymapServer, SampleMessage, generate_mailbox
 
-# Fixtures of the other real peers: PostgreSQL, Postfix, HAProxy, Chromium, Dovecot with ACLs.
-pytest_plugins = ["tests.support.peers"]
+# Fixtures of the other real peers: PostgreSQL, Postfix, HAProxy, Chromium, Dovecot with ACLs;
+# ``start_gateway`` (an in-process gateway stopped at the end of the test).
+pytest_plugins = ["tests.support.peers", "tests.support.gateway_setup"]
 
 SHARED_USER = "shared"
 SHARED_PASSWORD = "shared-secret"

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from types import TracebackType
+from typing import Self
 
 
 class FaultRelay:
@@ -38,6 +40,15 @@ class FaultRelay:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
 
     async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
         if self.rate is not None or self.small_buffers:

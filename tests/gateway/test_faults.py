@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from imapgate.config import from_dict
+from imapgate.config import Config
 from imapgate.demo.dovecot import DovecotServer
 from imapgate.gateway import operations as ops
 from imapgate.gateway.app import Gateway
 from imapgate.gateway.errors import OperationError
 from imapgate.gateway.policy import Actor
+from tests.support.gateway_setup import build_gateway, gateway_config, running_gateway
 
 from .relay import FaultRelay
 
@@ -40,35 +42,29 @@ def upstream_count(dc: DovecotServer, folder: str, criterion: str = "ALL") -> in
         m.logout()
 
 
-async def make(dc_port: int, tmp_path: Path) -> tuple[Gateway, Actor]:
-    cfg = from_dict(
-        {
-            "upstream": {
-                "host": "127.0.0.1",
-                "port": dc_port,
-                "tls": "none",
-                "user": "shared",
-                "password": "shared-secret",
-            },
-            "server": {"allow_plaintext": True},
-            "store": {"data_dir": str(tmp_path / "gw")},
-        },
-        base_dir=tmp_path,
-    )
-    gw = Gateway.build(cfg)
-    user = gw.users.get("alice") or gw.users.add("alice", "pw")
-    await gw.sync.initial_sync()
-    return gw, Actor(user.id, "alice", "fault-test")
+def config(dc_port: int, tmp_path: Path) -> Config:
+    return gateway_config(upstream_port=dc_port, data_dir=tmp_path / "gw", base_dir=tmp_path)
+
+
+def alice_of(gw: Gateway) -> Actor:
+    user = gw.users.get("alice")
+    assert user is not None
+    return Actor(user.id, "alice", "fault-test")
+
+
+@asynccontextmanager
+async def make(dc_port: int, tmp_path: Path) -> AsyncIterator[tuple[Gateway, Actor]]:
+    """A gateway in front of ``dc_port`` after one initial sync (no watcher: the tests
+    decide when to sync), with the user alice; stopped when the block ends."""
+    async with running_gateway(config(dc_port, tmp_path), users={"alice": "pw"}, start="sync") as gw:
+        yield gw, alice_of(gw)
 
 
 async def test_append_answer_lost_is_not_duplicated(
     fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
 ) -> None:
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
-    relay = FaultRelay(dc.port)
-    await relay.start()
-    gw, alice = await make(relay.port, tmp_path)
-    try:
+    async with FaultRelay(dc.port) as relay, make(relay.port, tmp_path) as (gw, alice):
         relay.cut_after = b" APPEND "
         result = await gw.service.execute(alice, ops.Append("INBOX", [(MESSAGE, ["\\Flagged"], None)]))
         assert relay.cuts == 1, "the fault was not injected"
@@ -77,19 +73,13 @@ async def test_append_answer_lost_is_not_duplicated(
         assert inbox is not None and result.dest[0] in inbox.records
         assert upstream_count(dc, "INBOX", 'HEADER Message-ID "<fault-1@example.org>"') == 1
         assert upstream_count(dc, "INBOX") == 6 == inbox.exists
-    finally:
-        await gw.stop()
-        await relay.stop()
 
 
 async def test_store_answer_lost_gives_no_and_converges(
     fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
 ) -> None:
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
-    relay = FaultRelay(dc.port)
-    await relay.start()
-    gw, alice = await make(relay.port, tmp_path)
-    try:
+    async with FaultRelay(dc.port) as relay, make(relay.port, tmp_path) as (gw, alice):
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
         relay.cut_after = b" STORE "
@@ -102,9 +92,6 @@ async def test_store_answer_lost_gives_no_and_converges(
         assert upstream_count(dc, "INBOX", "FLAGGED") == sum(
             1 for r in inbox.records.values() if "\\Flagged" in r.flags
         )
-    finally:
-        await gw.stop()
-        await relay.stop()
 
 
 async def test_move_without_move_capability_interrupted_is_finished(
@@ -113,10 +100,10 @@ async def test_move_without_move_capability_interrupted_is_finished(
     """COPY done, then the connection dies before \\Deleted/EXPUNGE: the intent is
     settled at once — the original goes, exactly one copy stays."""
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5], "Archive": []})
-    relay = FaultRelay(dc.port, hide_capabilities=(b"MOVE",))
-    await relay.start()
-    gw, alice = await make(relay.port, tmp_path)
-    try:
+    async with (
+        FaultRelay(dc.port, hide_capabilities=(b"MOVE",)) as relay,
+        make(relay.port, tmp_path) as (gw, alice),
+    ):
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
         mid = inbox.records[2].message_id
@@ -128,9 +115,6 @@ async def test_move_without_move_capability_interrupted_is_finished(
         assert upstream_count(dc, "INBOX", f'HEADER Message-ID "{mid}"') == 0
         assert upstream_count(dc, "Archive", f'HEADER Message-ID "{mid}"') == 1
         assert upstream_count(dc, "INBOX") == 4
-    finally:
-        await gw.stop()
-        await relay.stop()
 
 
 async def test_move_open_at_crash_is_settled_at_start(
@@ -138,7 +122,9 @@ async def test_move_open_at_crash_is_settled_at_start(
 ) -> None:
     """The gateway died (SIGKILL) after COPY: the next start finishes the move."""
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5], "Archive": []})
-    gw, _alice = await make(dc.port, tmp_path)
+    # Not a context manager: this gateway is never stopped cleanly, it "dies".
+    gw = build_gateway(config(dc.port, tmp_path), users={"alice": "pw"})
+    await gw.sync.initial_sync()
     inbox = gw.replica.get("INBOX")
     archive = gw.replica.get("Archive")
     assert inbox is not None and archive is not None
@@ -150,16 +136,13 @@ async def test_move_open_at_crash_is_settled_at_start(
     assert m.uid("COPY", "3", "Archive")[0] == "OK"  # ... and then the process died
     m.logout()
     await gw.pool.close()  # no clean stop: only the store survives
-    again, _ = await make(dc.port, tmp_path)
-    try:
+    async with make(dc.port, tmp_path) as (again, _):
         await again.start()
         assert again.service.intents.pending() == []
         assert upstream_count(dc, "INBOX", f'HEADER Message-ID "{mid}"') == 0
         assert upstream_count(dc, "Archive", f'HEADER Message-ID "{mid}"') == 1
         recovered = [e for e in again.journal.recent() if e.command == "RECOVER"]
         assert recovered and "finished" in (recovered[0].detail or "")
-    finally:
-        await again.stop()
 
 
 async def test_interrupted_move_waits_for_a_late_copy_and_leaves_other_moves_alone(
@@ -169,8 +152,7 @@ async def test_interrupted_move_waits_for_a_late_copy_and_leaves_other_moves_alo
     once (the COPY may still land at the hoster): when the copy turns up, the move
     is finished, not left in both folders.  Settling it touches no other open move."""
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5], "Archive": []})
-    gw, _alice = await make(dc.port, tmp_path)
-    try:
+    async with make(dc.port, tmp_path) as (gw, _alice):
         inbox = gw.replica.get("INBOX")
         archive = gw.replica.get("Archive")
         assert inbox is not None and archive is not None
@@ -192,8 +174,6 @@ async def test_interrupted_move_waits_for_a_late_copy_and_leaves_other_moves_alo
         assert upstream_count(dc, "INBOX", f'HEADER Message-ID "{mid}"') == 0
         assert upstream_count(dc, "Archive", f'HEADER Message-ID "{mid}"') == 1
         assert upstream_count(dc, "INBOX") == 4
-    finally:
-        await gw.stop()
 
 
 async def test_interrupted_move_without_copy_is_rolled_back_after_the_delay(
@@ -203,9 +183,8 @@ async def test_interrupted_move_without_copy_is_rolled_back_after_the_delay(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5], "Archive": []})
-    gw, _alice = await make(dc.port, tmp_path)
-    monkeypatch.setattr("imapgate.gateway.mailservice.INTENT_RECHECK_SECONDS", 0.2)
-    try:
+    async with make(dc.port, tmp_path) as (gw, _alice):
+        monkeypatch.setattr("imapgate.gateway.mailservice.INTENT_RECHECK_SECONDS", 0.2)
         inbox = gw.replica.get("INBOX")
         archive = gw.replica.get("Archive")
         assert inbox is not None and archive is not None
@@ -220,5 +199,3 @@ async def test_interrupted_move_without_copy_is_rolled_back_after_the_delay(
         assert upstream_count(dc, "INBOX") == 5 and upstream_count(dc, "Archive") == 0
         recovered = [e for e in gw.journal.recent() if e.command == "RECOVER"]
         assert recovered and "rolled back" in (recovered[0].detail or "")
-    finally:
-        await gw.stop()

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imapgate.config import from_dict
 from imapgate.demo.dovecot import DovecotServer
 from imapgate.gateway import operations as gops
 from imapgate.gateway.app import Gateway
 from imapgate.gateway.policy import Actor
+from tests.support.gateway_setup import gateway_config, running_gateway
 
 USERS = ("ann", "ben", "cid")
 _run = itertools.count()
@@ -46,25 +46,11 @@ def message(n: int, run: int) -> bytes:
 
 async def scenario(dc: DovecotServer, data_dir: Path, ops: list[tuple[str, str, int]]) -> None:
     run = next(_run)
-    cfg = from_dict(
-        {
-            "upstream": {
-                "host": "127.0.0.1",
-                "port": dc.port,
-                "tls": "none",
-                "user": "shared",
-                "password": "shared-secret",
-            },
-            "server": {"allow_plaintext": True},
-            "store": {"data_dir": str(data_dir / f"gw{run}")},
-        },
-        base_dir=data_dir,
-    )
-    gw = Gateway.build(cfg)
-    actors = {u: Actor(gw.users.add(u, "pw").id, u, "model") for u in USERS}
-    svc = gw.service
-    src, dst = f"ModelA{run}", f"ModelB{run}"
-    try:
+    cfg = gateway_config(upstream_port=dc.port, data_dir=data_dir / f"gw{run}", base_dir=data_dir)
+    async with running_gateway(cfg, start="none") as gw:
+        actors = {u: Actor(gw.users.add(u, "pw").id, u, "model") for u in USERS}
+        svc = gw.service
+        src, dst = f"ModelA{run}", f"ModelB{run}"
         await gw.sync.sync_list()
         await svc.execute(actors["ann"], gops.Create(src))
         await svc.execute(actors["ann"], gops.Create(dst))
@@ -120,8 +106,6 @@ async def scenario(dc: DovecotServer, data_dir: Path, ops: list[tuple[str, str, 
                 mbf = gw.replica.get(f)
                 assert mbf is not None
                 assert {(f, u) for u in mbf.uids} == {e for e in existing if e[0] == f}, "lost or extra mail"
-    finally:
-        await gw.stop()
 
 
 def check(gw: Gateway, model: dict[str, set[tuple[str, int]]], folders: tuple[str, str]) -> None:

@@ -24,8 +24,7 @@ async def test_uidvalidity_change_rebuilds_and_reattaches(
     fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
 ) -> None:
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:8]})
-    gw, alice = await make(dc.port, tmp_path)
-    try:
+    async with make(dc.port, tmp_path) as (gw, alice):
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
         old_uv = inbox.uidvalidity
@@ -49,5 +48,3 @@ async def test_uidvalidity_change_rebuilds_and_reattaches(
         assert {
             inbox.records[u].message_id for u in inbox.uids if u in new_state.flags["\\Seen"]
         } == mids_read
-    finally:
-        await gw.stop()

@@ -52,8 +52,7 @@ async def test_store_does_not_hold_the_folder_lock_upstream(
     fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
 ) -> None:
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
-    gw, alice = await make(dc.port, tmp_path)
-    try:
+    async with make(dc.port, tmp_path) as (gw, alice):
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
         async with gw.sync.mailbox_lock("INBOX"):  # e.g. a long sync
@@ -69,8 +68,6 @@ async def test_store_does_not_hold_the_folder_lock_upstream(
             assert not task.done()
         await task
         assert "\\Flagged" in inbox.records[2].flags
-    finally:
-        await gw.stop()
 
 
 async def test_concurrent_stores_leave_the_replica_equal_to_upstream(
@@ -79,9 +76,8 @@ async def test_concurrent_stores_leave_the_replica_equal_to_upstream(
     """Writers race on the same messages; their answers reach the replica in any
     order; the flags with the newest upstream MODSEQ win."""
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:6]})
-    gw, alice = await make(dc.port, tmp_path)
-    rng = random.Random(5)
-    try:
+    async with make(dc.port, tmp_path) as (gw, alice):
+        rng = random.Random(5)
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
 
@@ -97,8 +93,6 @@ async def test_concurrent_stores_leave_the_replica_equal_to_upstream(
         upstream = await asyncio.to_thread(flags_upstream, dc)
         shown = {u: set(inbox.records[u].flags) for u in inbox.uids}
         assert shown == upstream
-    finally:
-        await gw.stop()
 
 
 async def test_a_store_answer_older_than_a_sync_does_not_undo_it(
@@ -107,8 +101,7 @@ async def test_a_store_answer_older_than_a_sync_does_not_undo_it(
     """A STORE's answer waits for the lock while a sync reads a newer state of the
     same message (changed again elsewhere): applied late, it must not win."""
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
-    gw, alice = await make(dc.port, tmp_path)
-    try:
+    async with make(dc.port, tmp_path) as (gw, alice):
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
         lock = gw.sync.mailbox_lock("INBOX")
@@ -137,8 +130,6 @@ async def test_a_store_answer_older_than_a_sync_does_not_undo_it(
         await task
         assert set(inbox.records[2].flags) == (await asyncio.to_thread(flags_upstream, dc))[2]
         assert "$Mine" not in inbox.records[2].flags
-    finally:
-        await gw.stop()
 
 
 async def test_own_writes_coming_back_through_notify_cost_no_select(
@@ -148,8 +139,7 @@ async def test_own_writes_coming_back_through_notify_cost_no_select(
     commands: Counter[str],
 ) -> None:
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
-    gw, alice = await make(dc.port, tmp_path)
-    try:
+    async with make(dc.port, tmp_path) as (gw, alice):
         gw.sync.start()
         for _ in range(50):
             if gw.sync._notify_active:
@@ -170,16 +160,13 @@ async def test_own_writes_coming_back_through_notify_cost_no_select(
         assert {u: set(inbox.records[u].flags) for u in inbox.uids} == await asyncio.to_thread(
             flags_upstream, dc
         )
-    finally:
-        await gw.stop()
 
 
 async def test_changes_made_directly_upstream_still_arrive(
     fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
 ) -> None:
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
-    gw, alice = await make(dc.port, tmp_path)
-    try:
+    async with make(dc.port, tmp_path) as (gw, alice):
         gw.sync.start()
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
@@ -206,8 +193,6 @@ async def test_changes_made_directly_upstream_still_arrive(
         assert {u: set(inbox.records[u].flags) for u in inbox.uids} == await asyncio.to_thread(
             flags_upstream, dc
         )
-    finally:
-        await gw.stop()
 
 
 async def test_expunge_keeps_what_upstream_did_not_expunge(
@@ -216,8 +201,7 @@ async def test_expunge_keeps_what_upstream_did_not_expunge(
     """The replica says \\Deleted, but someone lifted it upstream and no sync ran
     since: UID EXPUNGE leaves the message there, so it must stay here too."""
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
-    gw, alice = await make(dc.port, tmp_path)
-    try:
+    async with make(dc.port, tmp_path) as (gw, alice):
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
         await gw.service.execute(alice, ops.StoreFlags(inbox, [2], "add", ["\\Deleted"]))
@@ -235,18 +219,13 @@ async def test_expunge_keeps_what_upstream_did_not_expunge(
         assert upstream_count(dc, "INBOX") == 5
         await gw.sync.sync_mailbox("INBOX")
         assert "\\Deleted" not in inbox.records[2].flags
-    finally:
-        await gw.stop()
 
 
 async def test_expunge_answer_lost_converges(
     fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
 ) -> None:
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
-    relay = FaultRelay(dc.port)
-    await relay.start()
-    gw, alice = await make(relay.port, tmp_path)
-    try:
+    async with FaultRelay(dc.port) as relay, make(relay.port, tmp_path) as (gw, alice):
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
         await gw.service.execute(alice, ops.StoreFlags(inbox, [3], "add", ["\\Deleted"]))
@@ -256,9 +235,6 @@ async def test_expunge_answer_lost_converges(
         assert info.value.code == "UNAVAILABLE" and relay.cuts == 1
         await gw.sync.sync_mailbox("INBOX")
         assert 3 not in inbox.records and inbox.exists == upstream_count(dc, "INBOX") == 4
-    finally:
-        await gw.stop()
-        await relay.stop()
 
 
 async def test_store_on_a_uid_the_connection_was_not_told_about_still_lands(
@@ -268,8 +244,7 @@ async def test_store_on_a_uid_the_connection_was_not_told_about_still_lands(
     skips the unannounced UID silently: the STORE notices no answer, NOOPs and
     repeats; a content fetch likewise."""
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
-    gw, alice = await make(dc.port, tmp_path)
-    try:
+    async with make(dc.port, tmp_path) as (gw, alice):
         inbox = gw.replica.get("INBOX")
         assert inbox is not None
         # a pooled INBOX connection
@@ -289,8 +264,6 @@ async def test_store_on_a_uid_the_connection_was_not_told_about_still_lands(
         await gw.service.execute(alice, ops.StoreFlags(inbox, [new_uid], "add", ["\\Flagged"]))
         assert "\\Flagged" in (await asyncio.to_thread(flags_upstream, dc))[new_uid]
         assert "\\Flagged" in inbox.records[new_uid].flags
-    finally:
-        await gw.stop()
 
 
 async def test_append_records_a_lower_uid_it_finds_unrecorded_first(
@@ -301,8 +274,7 @@ async def test_append_records_a_lower_uid_it_finds_unrecorded_first(
     the lower UID before its own, so sessions, which learn new mail in UID order
     and never below the highest UID they know, see both."""
     dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:5]})
-    gw, alice = await make(dc.port, tmp_path)
-    try:
+    async with make(dc.port, tmp_path) as (gw, alice):
         inbox = gw.replica.get("INBOX")
         assert inbox is not None and inbox.uids[-1] == 5
         added: list[tuple[int, ...]] = []
@@ -323,5 +295,3 @@ async def test_append_records_a_lower_uid_it_finds_unrecorded_first(
         assert inbox.uids[-2:] == [6, 7]
         assert inbox.records[6].message_id == "<direct-1@example.org>"
         assert added == [(6,), (7,)], "UID 6 must be published before UID 7"
-    finally:
-        await gw.stop()

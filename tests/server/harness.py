@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from imapgate.config import from_dict
 from imapgate.gateway.app import Gateway
 from imapgate.replica.mailbox import MessageRecord
 from imapgate.server.listener import ImapServer
+from tests.support.gateway_setup import build_gateway, gateway_config, imap_listener
 
 UIDVALIDITY = 1700000000
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw"}
@@ -28,17 +28,9 @@ PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw"}
 def make_gateway(tmp_path: Path, messages: int = 5, *, private_flags: tuple[str, ...] = ()) -> Gateway:
     """``private_flags``: keywords kept per user besides \\Seen (``[folders]
     private_flags``), which a client can STORE without an upstream."""
-    raw: dict[str, object] = {
-        "upstream": {"host": "127.0.0.1", "port": 1, "tls": "none", "user": "shared", "password": "x"},
-        "server": {"listen": ["127.0.0.1:0"], "allow_plaintext": True},
-        "store": {"data_dir": str(tmp_path / "gw")},
-    }
-    if private_flags:
-        raw["folders"] = {"private_flags": ["\\Seen", *private_flags]}
-    cfg = from_dict(raw, base_dir=tmp_path)
-    gw = Gateway.build(cfg)
-    for name, pw in PASSWORDS.items():
-        gw.users.add(name, pw)
+    folders = {"private_flags": ["\\Seen", *private_flags]} if private_flags else None
+    cfg = gateway_config(data_dir=tmp_path / "gw", base_dir=tmp_path, folders=folders)
+    gw = build_gateway(cfg, users=PASSWORDS)
     mb = gw.replica.upsert_mailbox("INBOX", "/", ())
     gw.replica.reset(mb, UIDVALIDITY, "test")
     recs = [
@@ -111,12 +103,13 @@ class Client:
 
 @asynccontextmanager
 async def running(gw: Gateway) -> AsyncIterator[ImapServer]:
-    server = ImapServer(gw)
-    await server.start()
+    """Serve ``gw`` (built by :func:`make_gateway`, never started: no upstream) for the
+    block.  Only the listener stops and the pool closes, not the whole gateway: tests
+    serve the same gateway again in a second block, as after a listener restart."""
     try:
-        yield server
+        async with imap_listener(gw) as server:
+            yield server
     finally:
-        await server.stop()
         await gw.pool.close()
 
 

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imapgate.config import from_dict
 from imapgate.gateway.app import Gateway
-from imapgate.server.listener import ImapServer
+from tests.support.gateway_setup import build_gateway, gateway_config, imap_listener, running_gateway
 
 from .harness import PASSWORDS
 
@@ -48,22 +47,18 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
 
 def gateway(tmp_path: Path) -> Gateway:
     cert, key = certificate(tmp_path)
-    cfg = from_dict(
-        {
-            "upstream": {"host": "127.0.0.1", "port": 1, "tls": "none", "user": "shared", "password": "x"},
-            "server": {
-                "listen": ["127.0.0.1:0"],
-                "tls_listen": ["127.0.0.1:0"],
-                "certificate": str(cert),
-                "private_key": str(key),
-            },
-            "store": {"data_dir": str(tmp_path / "gw")},
-        },
+    cfg = gateway_config(
+        data_dir=tmp_path / "gw",
         base_dir=tmp_path,
+        server={
+            # Plaintext is what the test is about: LOGINDISABLED until STARTTLS.
+            "allow_plaintext": False,
+            "tls_listen": ["127.0.0.1:0"],
+            "certificate": str(cert),
+            "private_key": str(key),
+        },
     )
-    gw = Gateway.build(cfg)
-    gw.users.add("alice", PASSWORDS["alice"])
-    return gw
+    return build_gateway(cfg, users={"alice": PASSWORDS["alice"]})
 
 
 def client_context() -> ssl.SSLContext:
@@ -75,12 +70,8 @@ def client_context() -> ssl.SSLContext:
 
 async def test_plaintext_login_disabled_then_starttls_and_implicit_tls(tmp_path: Path) -> None:
     gw = gateway(tmp_path)
-    server = ImapServer(gw)
-    await server.start()
-    plain = next(p for _, p, tls in server.addresses if not tls)
-    secure = next(p for _, p, tls in server.addresses if tls)
 
-    def clients() -> None:
+    def clients(plain: int, secure: int) -> None:
         m = imaplib.IMAP4("127.0.0.1", plain)
         assert "LOGINDISABLED" in m.capabilities and "STARTTLS" in m.capabilities
         with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
@@ -95,8 +86,7 @@ async def test_plaintext_login_disabled_then_starttls_and_implicit_tls(tmp_path:
         assert s.login("alice", PASSWORDS["alice"])[0] == "OK"
         s.logout()
 
-    try:
-        await asyncio.to_thread(clients)
-    finally:
-        await server.stop()
-        await gw.pool.close()
+    async with running_gateway(gw, start="none"), imap_listener(gw) as server:
+        plain = next(p for _, p, tls in server.addresses if not tls)
+        secure = next(p for _, p, tls in server.addresses if tls)
+        await asyncio.to_thread(clients, plain, secure)

@@ -21,7 +21,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imapgate.config import from_dict
 from imapgate.gateway.app import Gateway
 from imapgate.protocol import search as sk
 from imapgate.protocol.sequence import STAR, SequenceSet
@@ -30,6 +29,7 @@ from imapgate.replica.mailbox import MailboxIndex, MessageRecord, flags_wire
 from imapgate.server import search as search_eval
 from imapgate.server import view as view_module
 from imapgate.server.view import SelectedView
+from tests.support.gateway_setup import build_gateway, gateway_config
 
 SHARED = ("\\Seen", "\\Flagged", "\\Answered", "$Label1", "work")
 N = 30
@@ -61,16 +61,7 @@ def build(tmp: Path, seen: str, extra_private: bool) -> tuple[Gateway, list[int]
     folders: dict[str, object] = {"default_seen": seen}
     if extra_private:
         folders["private_flags"] = ["\\Seen", "$Mine"]
-    cfg = from_dict(
-        {
-            "upstream": {"host": "127.0.0.1", "port": 1, "tls": "none", "user": "shared", "password": "x"},
-            "server": {"listen": ["127.0.0.1:0"], "allow_plaintext": True},
-            "store": {"data_dir": str(tmp / "gw")},
-            "folders": folders,
-        },
-        base_dir=tmp,
-    )
-    gw = Gateway.build(cfg)
+    gw = build_gateway(gateway_config(data_dir=tmp / "gw", base_dir=tmp, folders=folders))
     return gw, [gw.users.add(name, "pw-123456").id for name in ("ann", "ben")]
 
 

@@ -27,15 +27,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from imapgate.config import from_dict
 from imapgate.gateway.app import Gateway
 from imapgate.server.listener import ImapServer
 from imapgate.submission.server import SubmissionServer
 
+from .gateway_setup import UPSTREAM_PASSWORD, UPSTREAM_USER, gateway_config, running_gateway
+
 T = TypeVar("T")
 
-UPSTREAM_USER = "shared"
-UPSTREAM_PASSWORD = "shared-secret"
+__all__ = ["UPSTREAM_PASSWORD", "UPSTREAM_USER", "GatewayHarness"]
 
 
 class GatewayHarness:
@@ -62,28 +62,21 @@ class GatewayHarness:
         initial_sync: bool = True,
         submission: dict[str, Any] | None = None,
     ) -> None:
-        up: dict[str, Any] = {
-            "host": upstream_host,
-            "port": upstream_port,
-            "tls": "none",
-            "user": upstream_user,
-            "password": upstream_password,
-            "poll_interval": 5,
-        }
-        up.update(upstream or {})
-        sv: dict[str, Any] = {"listen": ["127.0.0.1:0"], "allow_plaintext": True}
-        sv.update(server or {})
-        data: dict[str, Any] = {"upstream": up, "server": sv, "store": {"data_dir": str(data_dir)}}
-        if folders:
-            data["folders"] = folders
+        sub: dict[str, Any] | None = None
         if submission is not None:
-            sub: dict[str, Any] = {"listen": ["127.0.0.1:0"], "allow_plaintext": True}
-            sub.update(submission)
-            data["submission"] = sub
-        if search:
-            data["search"] = search
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.config = from_dict(data, base_dir=data_dir)
+            sub = {"listen": ["127.0.0.1:0"], "allow_plaintext": True, **submission}
+        self.config = gateway_config(
+            data_dir=data_dir,
+            upstream_port=upstream_port,
+            upstream_host=upstream_host,
+            upstream_user=upstream_user,
+            upstream_password=upstream_password,
+            upstream={"poll_interval": 5, **(upstream or {})},
+            server=server or {},
+            folders=folders or None,
+            submission=sub,
+            search=search or None,
+        )
         self.initial_sync = initial_sync
         self._initial_users = dict(users or {})
         self.loop = asyncio.new_event_loop()
@@ -96,6 +89,7 @@ class GatewayHarness:
         #: (host, port, implicit TLS) of each submission listener.
         self.smtp_addresses: list[tuple[str, int, bool]] = []
         self._started = False
+        self._running: contextlib.AbstractAsyncContextManager[Gateway] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def _run_loop(self) -> None:
@@ -105,10 +99,12 @@ class GatewayHarness:
     def start(self) -> Self:
         self._thread.start()
         try:
-            self.gw = Gateway.build(self.config)
-            for name, password in self._initial_users.items():
-                self.gw.users.add(name, password)
-            self.call(self.gw.start(initial_sync=self.initial_sync), timeout=240)
+            # The gateway's own lifecycle is the one every in-process test uses,
+            # entered and left on the gateway's loop.
+            running = running_gateway(self.config, users=self._initial_users, initial_sync=self.initial_sync)
+            # A failed start has stopped the gateway already (the context manager's own finally).
+            self.gw = self.call(running.__aenter__(), timeout=240)
+            self._running = running
             self.server = ImapServer(self.gw)
             self.call(self.server.start())
             self.port = self.server.addresses[0][1] if self.server.addresses else 0
@@ -129,9 +125,10 @@ class GatewayHarness:
             if self._started:
                 with contextlib.suppress(Exception):
                     self.call(self.server.stop(), timeout=30)
-            if hasattr(self, "gw"):
+            if self._running is not None:
                 with contextlib.suppress(Exception):
-                    self.call(self.gw.stop(), timeout=30)
+                    self.call(self._running.__aexit__(None, None, None), timeout=30)
+                self._running = None
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
         if not self.loop.is_running():
