@@ -246,8 +246,11 @@ def user_set(ctx: click.Context, name: str, make_admin: bool | None, config_file
     if make_admin is None:
         raise CliError("give --admin or --no-admin")
     changed, notice = admin_service(ctx, config_file).set_admin(name, make_admin)
-    state = "an admin" if make_admin else "not an admin"
-    click.echo(f"{name} is {'now' if changed else 'already'} {state}{told_acl(notice)}")
+    if make_admin:
+        said = f"{name} is {'now' if changed else 'already'} an admin"
+    else:
+        said = f"{name} is no longer an admin" if changed else f"{name} is not an admin"
+    click.echo(f"{said}{told_acl(notice)}")
 
 
 @user.command("list")
