@@ -22,7 +22,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-DEFAULT = ["gateway_flags.py", "gateway_envelope.py", "gateway_idle.py", "gateway_mixed.py", "gateway_memory.py"]
+DEFAULT = [
+    "gateway_flags.py", "gateway_envelope.py", "gateway_idle.py", "gateway_mixed.py", "gateway_memory.py",
+]
 _RESULT = re.compile(
     r"^RESULT (?P<name>.+?): gateway (?P<gw>[0-9.e+-]+) (?P<unit>\S+), direct (?P<dc>[0-9.e+-]+) \S+, "
     r"ratio (?P<ratio>[0-9.inf]+)"
@@ -73,15 +75,19 @@ def main() -> None:
             a = statistics.median(g for g, _ in by["after"])
             rb = statistics.median(g / d for g, d in by["before"] if d)
             ra = statistics.median(g / d for g, d in by["after"] if d)
+            unit = units[name]
+            runs = f"{len(by['before'])}+{len(by['after'])}"
             print(
-                f"  {name}: before {b:.4g} {units[name]}, after {a:.4g} {units[name]}, after/before {a / b:.2f}; "
-                f"gateway/direct before {rb:.2f}, after {ra:.2f} (runs {len(by['before'])}+{len(by['after'])})",
+                f"  {name}: before {b:.4g} {unit}, after {a:.4g} {unit}, after/before {a / b:.2f}; "
+                f"gateway/direct before {rb:.2f}, after {ra:.2f} (runs {runs})",
                 flush=True,
             )
 
 
 def _head(build: Path) -> str:
-    proc = subprocess.run(["git", "-C", str(build), "log", "-1", "--format=%h"], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "-C", str(build), "log", "-1", "--format=%h"], capture_output=True, text=True, check=False
+    )
     return proc.stdout.strip() or "?"
 
 

@@ -29,6 +29,8 @@ from imapgate.gateway.errors import OperationError
 from imapgate.gateway.policy import Actor, Policy
 from imapgate.store.engine import open_engine
 from imapgate.store.schema import mailboxes, metadata
+from imapgate.team.acl import rights
+from imapgate.team.acl_store import AclStore
 from imapgate.team.users import UserDirectory
 from tests.support.cli import closed_port, write_config
 
@@ -46,6 +48,14 @@ WRITES: dict[Verb, tuple[list[str], str]] = {
     ("index", "rebuild"): ([], ""),
     ("sync", ): ([], ""),
     ("kick", ): (["alice"], ""),
+    ("user", "set"): (["alice", "--admin"], ""),
+    ("group", "add"): (["leads"], ""),
+    ("group", "remove"): (["team"], ""),
+    ("group", "add-member"): (["team", "alice"], ""),
+    ("group", "remove-member"): (["team", "bob"], ""),
+    ("acl", "set"): (["INBOX", "alice", "lr"], ""),
+    ("acl", "delete"): (["INBOX", "bob"], ""),
+    ("acl", "reset"): (["INBOX"], ""),
 }
 
 #: Verbs that only read; run too, and the store must come out unchanged.
@@ -56,6 +66,15 @@ READ_ONLY: dict[Verb, str] = {
     ("sessions", ): "asks the running gateway for its session list",
     ("check", ): "opens the store read-only (never created, never migrated) and tests the hoster login",
     ("config", ): "prints the configuration file with the defaults filled in",
+    ("group", "list"): "lists the groups and their members",
+    ("acl", "get"): "reads one folder's ACL entries",
+    ("acl", "rights"): "computes a user's effective rights from the ACL table",
+}
+
+#: The arguments a read-only verb is run with (none where it takes none).
+READ_ARGS: dict[Verb, list[str]] = {
+    ("acl", "get"): ["INBOX"],
+    ("acl", "rights"): ["alice", "INBOX"],
 }
 
 #: Verbs not run here, and why they are no admin writes.
@@ -97,10 +116,12 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.fixture
 def installation(tmp_path: Path) -> tuple[Path, Engine]:
-    """A store with one team member and one folder; the hoster unreachable."""
+    """A store with two team members, one folder with an ACL entry for bob, and
+    a group with bob in it; the hoster unreachable."""
     cfg = write_config(tmp_path, upstream_port=closed_port())
     engine = open_engine(f"sqlite:///{tmp_path / 'imapgate-data' / 'imapgate.sqlite3'}")
     UserDirectory(engine).add("alice", "alice-pw")
+    UserDirectory(engine).add("bob", "bob-pw")
     with engine.begin() as conn:
         conn.execute(
             insert(mailboxes).values(
@@ -108,6 +129,10 @@ def installation(tmp_path: Path) -> tuple[Path, Engine]:
                 modseq=1, synced=True,
             )
         )
+    acls = AclStore(engine)
+    acls.add_group("team")
+    acls.add_members("team", ["bob"])
+    acls.set_entry("INBOX", "bob", "lr", default=rights("lrswipkxte"))
     return cfg, engine
 
 
@@ -142,8 +167,10 @@ def test_a_denied_write_changes_nothing(installation: tuple[Path, Engine], verb:
 def test_a_read_only_verb_changes_nothing(installation: tuple[Path, Engine], verb: Verb) -> None:
     cfg, engine = installation
     before = snapshot(engine)
-    result = invoke(cfg, verb, [], "", RecordingPolicy(deny=True))
+    result = invoke(cfg, verb, READ_ARGS.get(verb, []), "", RecordingPolicy(deny=True))
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    if verb in READ_ARGS:
+        assert result.exit_code == 0, result.output
     assert snapshot(engine) == before
 
 

@@ -310,3 +310,30 @@ def test_web_invalid(tmp_path: Path, web: str, message: str) -> None:
 def test_web_plain_http_behind_a_proxy(tmp_path: Path) -> None:
     got = _web(tmp_path, 'listen = ["0.0.0.0:8080"]\ntls = "off"\ntrusted_proxies = ["10.0.0.0/8"]')
     assert got.listen == ("0.0.0.0:8080",) and got.trusted_proxies == ("10.0.0.0/8",)
+
+
+def test_acl_default(tmp_path: Path) -> None:
+    assert load(write(tmp_path, MINIMAL)).acl.default == "lrswipkxte"
+    # the obsolete c/d are spelt out as the model reads them; "" gives members nothing
+    assert load(write(tmp_path, MINIMAL + '[acl]\ndefault = "lrc"\n')).acl.default == "lrkx"
+    assert load(write(tmp_path, MINIMAL + '[acl]\ndefault = ""\n')).acl.default == ""
+
+
+@pytest.mark.parametrize(
+    ("acl", "message"),
+    [
+        ('default = "lrz"', "[acl] default: unknown right 'z' in 'lrz'"),
+        ('default = "+lr"', "[acl] default: rights '+lr': + or - is not allowed here"),
+        ("default = 3", "[acl] default must be a string"),
+        ('defualt = "lr"', "unknown key [acl] defualt (did you mean default?)"),
+    ],
+)
+def test_acl_default_invalid(tmp_path: Path, acl: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+        load(write(tmp_path, MINIMAL + "[acl]\n" + acl + "\n"))
+    assert "\n" not in str(caught.value)
+
+
+def test_acl_default_in_the_effective_config(tmp_path: Path) -> None:
+    text = effective_toml(load(write(tmp_path, MINIMAL + '[acl]\ndefault = "lrs"\n')))
+    assert '[acl]\ndefault = "lrs"' in text

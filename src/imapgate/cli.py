@@ -15,39 +15,30 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
-from .config import ENV_VAR, Config, config_path, effective_toml, load
-from .errors import EXIT_CONFIG, OperatorError
+from .cli_acl import acl, group
+from .cli_common import (
+    CliError,
+    admin_service,
+    cli_error,
+    config_option,
+    confirm,
+    is_verbose,
+    load_config,
+    told_acl,
+    verbose_option,
+    yes_option,
+)
+from .config import effective_toml
+from .errors import OperatorError
 
 if TYPE_CHECKING:
-    from .gateway.admin import AdminService, GatewayNotice, SeenSetting
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class CliError(click.ClickException):
-    """A one-line failure of a command (shown as ``imapgate: error: ...``)."""
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"imapgate: error: {self.format_message()}", err=True)
-
-
-class CliConfigError(CliError):
-    exit_code = EXIT_CONFIG
-
-
-def _cli_error(exc: OperatorError) -> CliError:
-    return CliConfigError(str(exc)) if exc.exit_code == EXIT_CONFIG else CliError(str(exc))
-
-
-def _verbose(ctx: click.Context) -> bool:
-    return bool((ctx.find_root().obj or {}).get("verbose"))
+    from .gateway.admin import GatewayNotice, SeenSetting
 
 
 class _Main(click.Group):
@@ -57,73 +48,18 @@ class _Main(click.Group):
         try:
             return super().invoke(ctx)
         except OperatorError as exc:
-            if _verbose(ctx):
+            if is_verbose(ctx):
                 traceback.print_exc()
-            raise _cli_error(exc) from None
+            raise cli_error(exc) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
-            if _verbose(ctx):
+            if is_verbose(ctx):
                 traceback.print_exc()
                 raise CliError(f"internal error: {type(exc).__name__}: {exc}") from None
             raise CliError(
                 f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)"
             ) from None
-
-
-def config_option(f: F) -> F:
-    return click.option(
-        "--config",
-        "config_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help=f"configuration file (default: ${ENV_VAR})",
-        expose_value=True,
-    )(f)
-
-
-def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-    if value:
-        root = ctx.find_root()
-        root.obj = {**(root.obj or {}), "verbose": True}
-    return value
-
-
-def verbose_option(f: F) -> F:
-    return click.option(
-        "-v",
-        "--verbose",
-        is_flag=True,
-        callback=_set_verbose,
-        expose_value=False,
-        is_eager=True,
-        help="debug logging (protocol exchange, credentials masked) and tracebacks on errors",
-    )(f)
-
-
-def load_config(ctx: click.Context, explicit: Path | None, *, show_warnings: bool = True) -> Config:
-    """The configuration (``--config`` here, on the root, or ``$IMAPGATE_CONFIG``);
-    its warnings go to standard error unless the caller logs them."""
-    root = ctx.find_root()
-    chosen = explicit or (root.obj or {}).get("config_file")
-    cfg = load(config_path(chosen))
-    if show_warnings:
-        for w in cfg.warnings:
-            click.echo(f"imapgate: warning: {w}", err=True)
-    return cfg
-
-
-def confirm(question: str, yes: bool) -> None:
-    """Ask before dropping data; ``--yes`` answers; no terminal and no ``--yes``: refuse."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise CliError(f"{question} Refused: standard input is not a terminal; add --yes to confirm")
-    if not click.confirm(f"{question} Continue?", default=False, err=True):
-        raise CliError("nothing changed")
-
-
-yes_option = click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation (scripts)")
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
@@ -152,7 +88,7 @@ def demo(ctx: click.Context, data_dir: Path | None, port: int, keep: bool) -> No
     from .logs import setup_logging
     from .runner import run_demo
 
-    setup_logging(_verbose(ctx))
+    setup_logging(is_verbose(ctx))
     run_demo(data_dir, port, keep=keep)
 
 
@@ -176,7 +112,7 @@ def serve(ctx: click.Context, config_file: Path | None, log_format: str) -> None
     from .runner import serve as run_serve
 
     cfg = load_config(ctx, config_file, show_warnings=False)
-    setup_logging(_verbose(ctx), "json" if log_format == "json" else "text")
+    setup_logging(is_verbose(ctx), "json" if log_format == "json" else "text")
     asyncio.run(run_serve(cfg))
 
 
@@ -189,8 +125,8 @@ def sync(ctx: click.Context, config_file: Path | None) -> None:
     from .gateway.admin_sync import SyncProgress
     from .logs import setup_logging
 
-    admin = _admin(ctx, config_file)
-    setup_logging(_verbose(ctx))
+    admin = admin_service(ctx, config_file)
+    setup_logging(is_verbose(ctx))
     bars: dict[str, Any] = {}
 
     def progress(p: SyncProgress) -> None:
@@ -247,16 +183,6 @@ def config_cmd(ctx: click.Context, config_file: Path | None) -> None:
 # --- admin verbs: parse, call the AdminService, print ------------------------------
 
 
-def _admin(ctx: click.Context, config_file: Path | None) -> AdminService:
-    """The admin service for this installation.  Tests hand in the policy it asks
-    (``CliRunner().invoke(main, args, obj={"policy": ...})``): the seam the CLI
-    walker uses to prove every changing verb asks it."""
-    from .gateway.admin import AdminService
-
-    policy = (ctx.find_root().obj or {}).get("policy")
-    return AdminService(load_config(ctx, config_file), policy=policy)
-
-
 # --- users --------------------------------------------------------------------
 
 
@@ -289,15 +215,42 @@ def _told(notice: GatewayNotice) -> str:
 @user.command("add")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@click.option("--admin", "make_admin", is_flag=True, help="an admin: every right on every folder")
 @config_option
 @verbose_option
 @click.pass_context
-def user_add(ctx: click.Context, name: str, password_stdin: bool, config_file: Path | None) -> None:
+def user_add(
+    ctx: click.Context, name: str, password_stdin: bool, make_admin: bool, config_file: Path | None
+) -> None:
     """Add a team member."""
-    admin = _admin(ctx, config_file)
+    admin = admin_service(ctx, config_file)
     admin.authorize("user add")
-    admin.add_user(name, _read_password(password_stdin))
-    click.echo(f"added user {name}")
+    notice = admin.add_user(name, _read_password(password_stdin), admin=make_admin)
+    click.echo(f"added user {name}{' (admin)' if make_admin else ''}{told_acl(notice)}")
+
+
+@user.command("set")
+@click.argument("name")
+@click.option(
+    "--admin/--no-admin",
+    "make_admin",
+    required=True,
+    default=None,
+    help="make an admin (every right on every folder), or take that away",
+)
+@config_option
+@verbose_option
+@click.pass_context
+def user_set(ctx: click.Context, name: str, make_admin: bool | None, config_file: Path | None) -> None:
+    """Change a team member's admin flag (the last enabled admin keeps it)."""
+    if make_admin is None:
+        raise CliError("give --admin or --no-admin")
+    changed, notice = admin_service(ctx, config_file).set_admin(name, make_admin)
+    if make_admin:
+        said = f"{name} is {'now' if changed else 'already'} an admin"
+    else:
+        said = f"{name} is no longer an admin" if changed else f"{name} is not an admin"
+    click.echo(f"{said}{told_acl(notice)}")
 
 
 @user.command("list")
@@ -308,12 +261,15 @@ def user_list(ctx: click.Context, config_file: Path | None) -> None:
     """List team members."""
     import datetime
 
-    found = _admin(ctx, config_file).users()
+    found = admin_service(ctx, config_file).users()
     if not found:
         click.echo("no users yet: add one with `imapgate user add NAME`")
     for u in found:
         created = datetime.datetime.fromtimestamp(u.created_at).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{u.name:<24} created {created}{'  (disabled)' if u.disabled else ''}")
+        marks = ("  admin" if u.admin else "") + ("  (disabled)" if u.disabled else "")
+        click.echo(f"{u.name:<24} created {created}{marks}")
+    if found and not any(u.admin and not u.disabled for u in found):
+        click.echo("no admin yet: every verb still works; make one with `imapgate user set NAME --admin`")
 
 
 @user.command("passwd")
@@ -324,7 +280,7 @@ def user_list(ctx: click.Context, config_file: Path | None) -> None:
 @click.pass_context
 def user_passwd(ctx: click.Context, name: str, password_stdin: bool, config_file: Path | None) -> None:
     """Set a team member's password."""
-    admin = _admin(ctx, config_file)
+    admin = admin_service(ctx, config_file)
     admin.authorize("user passwd")
     admin.require_user(name)
     admin.set_password(name, _read_password(password_stdin))
@@ -339,7 +295,7 @@ def user_passwd(ctx: click.Context, name: str, password_stdin: bool, config_file
 @click.pass_context
 def user_remove(ctx: click.Context, name: str, yes: bool, config_file: Path | None) -> None:
     """Remove a team member (with their personal read state and subscriptions)."""
-    admin = _admin(ctx, config_file)
+    admin = admin_service(ctx, config_file)
     admin.authorize("user remove")
     admin.require_user(name)
     confirm(f"This removes {name}'s login, personal read marks and subscriptions.", yes)
@@ -354,7 +310,7 @@ def user_remove(ctx: click.Context, name: str, yes: bool, config_file: Path | No
 @click.pass_context
 def user_disable(ctx: click.Context, name: str, config_file: Path | None) -> None:
     """Disable a team member's login (their data stays; open sessions end)."""
-    notice = _admin(ctx, config_file).set_disabled(name, True)
+    notice = admin_service(ctx, config_file).set_disabled(name, True)
     click.echo(f"disabled user {name}{_told(notice)}")
 
 
@@ -365,7 +321,7 @@ def user_disable(ctx: click.Context, name: str, config_file: Path | None) -> Non
 @click.pass_context
 def user_enable(ctx: click.Context, name: str, config_file: Path | None) -> None:
     """Enable a disabled team member's login again."""
-    _admin(ctx, config_file).set_disabled(name, False)
+    admin_service(ctx, config_file).set_disabled(name, False)
     click.echo(f"enabled user {name}")
 
 
@@ -383,7 +339,7 @@ def folder() -> None:
 @click.pass_context
 def folder_list(ctx: click.Context, config_file: Path | None) -> None:
     """List the folders known to the gateway with their read-state mode."""
-    found = _admin(ctx, config_file).folders()
+    found = admin_service(ctx, config_file).folders()
     if not found:
         click.echo("no folders yet: run `imapgate sync` (or `serve`) first")
     for f in found:
@@ -407,7 +363,7 @@ def folder_list(ctx: click.Context, config_file: Path | None) -> None:
 def folder_set(ctx: click.Context, name: str, seen: str, yes: bool, config_file: Path | None) -> None:
     """Set a folder's read-state mode (a running gateway applies it at once)."""
     setting: SeenSetting = "private" if seen == "private" else "shared" if seen == "shared" else "default"
-    admin = _admin(ctx, config_file)
+    admin = admin_service(ctx, config_file)
     plan = admin.plan_read_mode(name, setting)
     if plan.drops_users:
         whose = "1 user's" if plan.drops_users == 1 else f"{plan.drops_users} users'"
@@ -448,7 +404,7 @@ def sessions(ctx: click.Context, as_json: bool, config_file: Path | None) -> Non
     from .gateway.control import ControlError, NoGateway, describe_age
 
     try:
-        found = _admin(ctx, config_file).sessions()
+        found = admin_service(ctx, config_file).sessions()
     except NoGateway as exc:
         if as_json:
             raise CliError(str(exc)) from None
@@ -486,7 +442,7 @@ def kick(ctx: click.Context, user_name: str, session_id: int | None, config_file
     from .gateway.control import ControlError
 
     try:
-        ended = _admin(ctx, config_file).kick(user_name, session_id)
+        ended = admin_service(ctx, config_file).kick(user_name, session_id)
     except ControlError as exc:
         raise CliError(str(exc)) from None
     if not ended:
@@ -531,7 +487,7 @@ class _IndexErrors:
 def index_status(ctx: click.Context, config_file: Path | None) -> None:
     """Per folder: messages indexed / total, bytes fetched, time left."""
     with _IndexErrors():
-        status = _admin(ctx, config_file).index_status()
+        status = admin_service(ctx, config_file).index_status()
     reports = status.folders
     if not reports:
         click.echo("no folders yet: run `imapgate sync` (or `serve`) first")
@@ -559,12 +515,16 @@ def index_status(ctx: click.Context, config_file: Path | None) -> None:
 def index_rebuild(ctx: click.Context, folder: str | None, config_file: Path | None) -> None:
     """Index FOLDER (default: every folder) again from scratch."""
     with _IndexErrors():
-        n = _admin(ctx, config_file).rebuild_index(folder)
+        n = admin_service(ctx, config_file).rebuild_index(folder)
     what = folder or f"{n} folders"
     click.echo(
         f"{what}: the search index will be rebuilt by the running gateway within 30 s (or when it "
         "next starts); until then searches there go to the mail server"
     )
+
+
+main.add_command(group)
+main.add_command(acl)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import EXIT_CONFIG, OperatorError
+from .team.acl import DEFAULT_RIGHTS_TEXT as DEFAULT_ACL_RIGHTS
+from .team.acl import AclError
+from .team.acl import rights as acl_rights
 
 TlsMode = Literal["none", "starttls", "implicit"]
 IndexMode = Literal["auto", "on", "off"]
@@ -180,6 +183,14 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class AclConfig:
+    #: RFC 4314 rights every team member has on a folder without an ACL of its
+    #: own (docs/permissions.md); "" gives them none (only admins then).  Kept
+    #: as the model writes it back (``c``/``d`` spelt out as ``kx``/``te``).
+    default: str = DEFAULT_ACL_RIGHTS
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     upstream: UpstreamConfig
@@ -192,6 +203,7 @@ class Config:
     #: None: no SMTP submission server.
     submission: SubmissionConfig | None = None
     search: SearchConfig = field(default_factory=SearchConfig)
+    acl: AclConfig = field(default_factory=AclConfig)
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -232,6 +244,7 @@ SECTIONS: dict[str, type] = {
     "submission": SubmissionConfig,
     "web": WebConfig,
     "search": SearchConfig,
+    "acl": AclConfig,
 }
 #: Tables inside a section whose keys are free (folder names).
 _FREE_TABLES = {("folders", "seen")}
@@ -384,6 +397,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
     se = r.section("search")
     search = SearchConfig(index=se.choice("index", ("auto", "on", "off"), "auto"))  # type: ignore[arg-type]
     se.done()
+    acl = _acl_section(r.section("acl"))
     r.done()
     return Config(
         path=path,
@@ -394,8 +408,19 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         submission=submission,
         web=web,
         search=search,
+        acl=acl,
         warnings=tuple(warnings),
     )
+
+
+def _acl_section(section: _Section) -> AclConfig:
+    text = section.get_str("default", DEFAULT_ACL_RIGHTS)
+    try:
+        default = acl_rights(text)
+    except AclError as exc:
+        raise ConfigError(f"[acl] default: {exc}") from None
+    section.done()
+    return AclConfig(default=str(default))
 
 def _password(section: _Section, base_dir: Path, warnings: list[str]) -> tuple[str, Path | None]:
     """``password`` or the content of ``password_file`` ("" when neither is set), and

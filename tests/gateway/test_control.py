@@ -20,6 +20,7 @@ import pytest
 from imapgate.demo.dovecot import DovecotServer
 from imapgate.gateway import control
 from imapgate.store.engine import open_engine
+from imapgate.team.acl_store import AclStore
 from imapgate.team.journal import Journal
 from imapgate.team.users import UserDirectory
 from tests.support.gateway import GatewayHarness
@@ -338,3 +339,38 @@ def test_folder_set_takes_effect_at_once_in_a_running_gateway(
         entry = Journal(open_engine(harness.config.store.url)).recent(1)[0]
         assert (entry.user, entry.command, entry.mailbox) == ("cli", "FOLDER SET", "INBOX")
         assert entry.detail is not None and "private -> shared" in entry.detail
+
+
+def test_acl_change_reaches_the_running_gateway(upstream: DovecotServer, tmp_path: Path) -> None:
+    """Issue 11: ``imapgate acl set`` / ``group add-member`` tell the running
+    gateway (``acl-changed``), which reloads its ACL table before the CLI returns;
+    a change the gateway is not told about (another process writing the store)
+    arrives through its 1 s poll of the ACL version, within 2 s."""
+    data_dir = tmp_path / "gw"
+    with GatewayHarness(upstream_port=upstream.port, data_dir=data_dir, users=TEAM) as harness:
+        cfg = cli_config(tmp_path, data_dir, upstream.port)
+        watch = harness.gw.acl_watch
+        assert watch is not None
+        assert "w" in harness.call_soon(lambda: harness.gw.acl.rights("bob", "INBOX"))
+        harness.call(watch.stop())  # no poll: only the notice can bring the change now
+
+        res = imapgate(cfg, "acl", "set", "INBOX", "-bob", "w")
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == "INBOX: -bob now has w", res.stdout  # no "not told"
+        table = harness.call_soon(lambda: harness.gw.acl)
+        assert "w" not in table.rights("bob", "INBOX") and "w" in table.rights("alice", "INBOX")
+
+        assert imapgate(cfg, "group", "add", "leads").returncode == 0
+        assert imapgate(cfg, "group", "add-member", "leads", "alice").returncode == 0
+        assert harness.call_soon(lambda: harness.gw.acl.groups_of.get("alice")) == frozenset({"leads"})
+        answer = control.request(data_dir, {"request": "acl-changed"})
+        assert answer == {"ok": True, "version": harness.call_soon(lambda: harness.gw.acl.version)}
+
+        # Not told: straight into the store, as another node or a CLI without the socket would.
+        harness.call_soon(watch.start)
+        AclStore(open_engine(harness.config.store.url)).set_admin("bob", True)
+        changed_at = time.monotonic()
+        while not harness.call_soon(lambda: "bob" in harness.gw.acl.admins):
+            assert time.monotonic() - changed_at < 2.0, "the poll did not reload the ACL table"
+            time.sleep(0.05)
+        assert str(harness.call_soon(lambda: harness.gw.acl.rights("bob", "INBOX"))) == "lrswipkxtea"

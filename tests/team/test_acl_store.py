@@ -3,14 +3,15 @@ version every change bumps, the folder lifecycle and the last-admin rule."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from imapgate.store.engine import open_engine, upgrade
 from imapgate.team.acl import AclError, rights
-from imapgate.team.acl_store import AclStore, LastAdminError
+from imapgate.team.acl_store import AclStore, LastAdminError, bump_version
 from imapgate.team.users import UserDirectory
 
 DEFAULT = rights("lrswipkxte")
@@ -160,6 +161,53 @@ def test_admins_and_the_last_admin(store: AclStore) -> None:
         store.refuse_last_admin("bob", "disable")
     with pytest.raises(AclError, match="no user 'dave'"):
         store.set_admin("dave", True)
+
+
+def test_also_is_written_with_a_change_and_only_then(store: AclStore) -> None:
+    """The admin verbs journal through ``also=``: in the change's transaction, not
+    for a change that did not happen, and rolled back with a refused one."""
+    calls: list[str] = []
+
+    def also(what: str) -> Callable[[Connection], None]:
+        def write(conn: Connection) -> None:
+            conn.execute(text("SELECT 1"))
+            calls.append(what)
+
+        return write
+
+    store.add_group("acct", also=also("add group"))
+    assert store.add_members("acct", ["alice"], also=also("add member")) == ["alice"]
+    assert store.add_members("acct", ["alice"], also=also("again")) == []
+    store.set_entry("Finance", "alice", "lr", default=DEFAULT, also=also("set"))
+    store.set_entry("Finance", "alice", "lr", default=DEFAULT, also=also("same"))
+    with pytest.raises(AclError):
+        store.set_entry("Finance", "dave", "lr", default=DEFAULT, also=also("unknown user"))
+    assert store.delete_entry("Finance", "alice", also=also("delete"))
+    assert not store.delete_entry("Finance", "alice", also=also("nothing to delete"))
+    assert store.reset("Finance", also=also("reset"))
+    assert not store.reset("Finance", also=also("nothing to reset"))
+    assert store.remove_members("acct", ["alice"], also=also("remove member")) == ["alice"]
+    assert store.set_admin("bob", True, also=also("admin"))
+    assert not store.set_admin("bob", True, also=also("admin again"))
+    store.remove_group("acct", also=also("remove group"))
+    assert calls == [
+        "add group", "add member", "set", "delete", "reset", "remove member", "admin", "remove group"
+    ]
+
+    def broken(conn: Connection) -> None:
+        raise RuntimeError("journal full")
+
+    before = store.version()
+    with pytest.raises(RuntimeError):
+        store.add_group("leads", also=broken)
+    assert store.groups() == [] and store.version() == before  # the change went with it
+
+
+def test_bump_version_in_another_transaction(store: AclStore) -> None:
+    before = store.version()
+    with store.engine.begin() as conn:
+        bump_version(conn)
+    assert store.version() == before + 1
 
 
 def test_migration_keeps_per_user_rows(tmp_path: Path) -> None:

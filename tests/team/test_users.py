@@ -46,6 +46,31 @@ def test_bad_names(directory: UserDirectory, name: str) -> None:
         directory.add(name, "pw")
 
 
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("anyone", "in folder permissions it means every team member"),
+        ("Authenticated", "in folder permissions it means every team member"),
+        ("$team", "$ in front marks a group in folder permissions"),
+        ("-bob", "- in front marks a negative entry in folder permissions"),
+    ],
+)
+def test_names_an_acl_identifier_means_otherwise(directory: UserDirectory, name: str, why: str) -> None:
+    with pytest.raises(UserError) as caught:
+        directory.add(name, "pw")
+    assert str(caught.value) == f"invalid user name {name!r}: {why}"
+
+
+def test_admin_flag(directory: UserDirectory) -> None:
+    assert directory.add("alice", "pw", admin=True).admin
+    assert not directory.add("bob", "pw").admin
+    assert [(u.name, u.admin) for u in directory.list()] == [("alice", True), ("bob", False)]
+    alice = directory.get("alice")
+    assert alice is not None and alice.admin
+    cred = directory.credentials("alice")
+    assert cred is not None and cred.user.admin
+
+
 def test_duplicate(directory: UserDirectory) -> None:
     directory.add("carol", "pw1")
     with pytest.raises(UserError, match="already exists"):

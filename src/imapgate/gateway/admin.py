@@ -15,6 +15,10 @@ method that changes something
    effect at once instead of at its next periodic check; no gateway running
    is fine: the change is in the store and taken at start.
 
+Folder permissions (groups, ACL entries; ``imapgate group``, ``imapgate
+acl``) are the same kind of methods in ``admin_acl.py``, reached as
+``AdminService.acl``.
+
 It works offline: it opens the store itself (a running gateway may have it
 open too: SQLite WAL, one writer at a time, as before).  Read-only verbs
 (lists, status) ask nothing: whoever can run them can read the store file.
@@ -23,10 +27,11 @@ open too: SQLite WAL, one writer at a time, as before).  Read-only verbs
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from ..config import Config
 from ..errors import OperatorError
@@ -34,12 +39,17 @@ from ..index.report import FolderReport, folder_reports, index_sizes, rebuild
 from ..replica.replica import Replica
 from ..store.engine import open_engine
 from ..store.schema import mailboxes, messages
+from ..team.acl import AclError
+from ..team.acl_store import AclStore, bump_version
 from ..team.journal import Journal, JournalEntry
 from ..team.users import UserDirectory, UserError
 from . import control
 from .admin_sync import ProgressCallback, SyncSummary, sync_once
 from .errors import OperationError
 from .policy import ADMIN, Actor, Policy
+
+if TYPE_CHECKING:
+    from .admin_acl import AclAdmin
 
 #: Who acts when the operator runs ``imapgate``: not a team member (no user id),
 #: named ``cli`` in the journal.  The permission issue makes it an admin with
@@ -59,6 +69,14 @@ ADMIN_RIGHTS: Final[dict[str, str]] = {
     "user remove": ADMIN,
     "user disable": ADMIN,
     "user enable": ADMIN,
+    "user set": ADMIN,
+    "group add": ADMIN,
+    "group remove": ADMIN,
+    "group add-member": ADMIN,
+    "group remove-member": ADMIN,
+    "acl set": ADMIN,
+    "acl delete": ADMIN,
+    "acl reset": ADMIN,
     "folder set": ADMIN,
     "index rebuild": ADMIN,
     "sync": ADMIN,
@@ -89,6 +107,7 @@ class UserInfo:
     name: str
     created_at: float
     disabled: bool
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,6 +189,12 @@ class AdminService:
             raise AdminRefused(f"{verb}{where} refused: {exc.text}") from None
 
     def _entry(self, command: str, *, mailbox: str | None = None, detail: str | None = None) -> JournalEntry:
+        return self.journal_entry(command, mailbox=mailbox, detail=detail)
+
+    def journal_entry(
+        self, command: str, *, mailbox: str | None = None, detail: str | None = None
+    ) -> JournalEntry:
+        """The journal entry of an admin verb by this service's actor."""
         return JournalEntry(
             user=self.actor.user, client=self.actor.client, command=command, mailbox=mailbox, detail=detail
         )
@@ -181,6 +206,31 @@ class AdminService:
     def _users(self) -> UserDirectory:
         return UserDirectory(self.engine)
 
+    @property
+    def _acl_store(self) -> AclStore:
+        return AclStore(self.engine)
+
+    @property
+    def acl(self) -> AclAdmin:
+        """The folder-permission verbs (``imapgate group``, ``imapgate acl``)."""
+        from .admin_acl import AclAdmin
+
+        return AclAdmin(self)
+
+    def _refuse_last_admin(self, name: str, action: Literal["remove", "disable", "demote"]) -> None:
+        try:
+            self._acl_store.refuse_last_admin(name, action)
+        except AclError as exc:
+            raise AdminError(str(exc)) from None
+
+    def tell_acl_changed(self) -> GatewayNotice:
+        """Tell a running gateway to reload its ACL table now (else its 1 s poll does)."""
+        try:
+            version = control.notify_acl_changed(self.config.store.data_dir)
+        except control.ControlError as exc:
+            return GatewayNotice(error=str(exc))
+        return GatewayNotice(reached=version is not None)
+
     def _tell_user_changed(self, name: str) -> GatewayNotice:
         try:
             ended = control.notify_user_changed(self.config.store.data_dir, name)
@@ -190,7 +240,7 @@ class AdminService:
 
     # -- users ----------------------------------------------------------------------
     def users(self) -> list[UserInfo]:
-        return [UserInfo(u.name, u.created_at, u.disabled) for u in self._users.list()]
+        return [UserInfo(u.name, u.created_at, u.disabled, u.admin) for u in self._users.list()]
 
     def require_user(self, name: str) -> None:
         """``AdminError`` unless ``name`` is a team member (asked before a prompt)."""
@@ -202,12 +252,30 @@ class AdminService:
         every changing method asks again itself."""
         self._authorize(verb, mailbox)
 
-    def add_user(self, name: str, password: str) -> None:
+    def add_user(self, name: str, password: str, *, admin: bool = False) -> GatewayNotice:
+        """Add an account (``admin``: with every right on every folder; the running
+        gateway is told so, as for any ACL change)."""
         self._authorize("user add")
+        entry = self._entry("USER ADD", detail=f"{name} (admin)" if admin else name)
+        also = _both(entry.writer(), bump_version) if admin else entry.writer()
         try:
-            self._users.add(name, password, also=self._entry("USER ADD", detail=name).writer())
+            self._users.add(name, password, admin=admin, also=also)
         except UserError as exc:
             raise AdminError(str(exc)) from None
+        return self.tell_acl_changed() if admin else GatewayNotice()
+
+    def set_admin(self, name: str, admin: bool) -> tuple[bool, GatewayNotice]:
+        """``user set --admin|--no-admin``: whether the flag changed, and the notice.
+        Taking it from the last enabled admin is refused (a team that never had an
+        admin is refused nothing)."""
+        self._authorize("user set")
+        self.require_user(name)
+        entry = self._entry("USER SET", detail=f"{name}: {'admin' if admin else 'not admin'}")
+        try:
+            changed = self._acl_store.set_admin(name, admin, also=entry.writer())
+        except AclError as exc:
+            raise AdminError(str(exc)) from None
+        return changed, self.tell_acl_changed() if changed else GatewayNotice()
 
     def set_password(self, name: str, password: str) -> None:
         self._authorize("user passwd")
@@ -220,10 +288,15 @@ class AdminService:
         """Remove the account (with its read state and subscriptions); a running
         gateway ends its sessions."""
         self._authorize("user remove")
+        self._refuse_last_admin(name, "remove")
+        # Their ACL entries and memberships go with the account (foreign keys): the
+        # ACL version moves in the same transaction.
+        also = _both(self._entry("USER REMOVE", detail=name).writer(), bump_version)
         try:
-            self._users.remove(name, also=self._entry("USER REMOVE", detail=name).writer())
+            self._users.remove(name, also=also)
         except UserError as exc:
             raise AdminError(str(exc)) from None
+        self.tell_acl_changed()
         return self._tell_user_changed(name)
 
     def set_disabled(self, name: str, disabled: bool) -> GatewayNotice:
@@ -231,6 +304,8 @@ class AdminService:
         (nothing to tell: the next login reads the store)."""
         verb = "user disable" if disabled else "user enable"
         self._authorize(verb)
+        if disabled:
+            self._refuse_last_admin(name, "disable")
         entry = self._entry(verb.upper(), detail=name)
         try:
             self._users.set_disabled(name, disabled, also=entry.writer())
@@ -354,3 +429,14 @@ class AdminService:
             self._journal(self._entry("KICK", detail=f"{user}: {which}, {ended} ended"))
         return ended
 
+
+def _both(
+    first: Callable[[Connection], None], second: Callable[[Connection], None]
+) -> Callable[[Connection], None]:
+    """Two writes for one transaction (the journal entry and the ACL version)."""
+
+    def write(conn: Connection) -> None:
+        first(conn)
+        second(conn)
+
+    return write

@@ -19,11 +19,15 @@ from ..store.repository import StoreRepository
 from ..sync.algorithms import ProgressFn
 from ..sync.engine import SyncEngine
 from ..sync.healing import StoreHealer
+from ..team.acl import AclTable
+from ..team.acl import rights as acl_rights
+from ..team.acl_store import AclStore
 from ..team.journal import Journal
 from ..team.subscriptions import Subscriptions
 from ..team.users import UserDirectory
 from ..upstream.connection import UpstreamError, UpstreamLoginRefused, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
+from .acl_watch import AclWatch
 from .auth import Authenticator
 from .control import (
     DISABLED_REASON,
@@ -69,6 +73,14 @@ class Gateway:
         """Whether the store takes writes (``writable``, ``require_writable()``):
         the service layer asks it before it touches upstream."""
         return self.replica.health
+    #: The folder permissions, kept current (``acl`` is the table in force).
+    acl_watch: AclWatch | None = None
+
+    @property
+    def acl(self) -> AclTable:
+        """The ACL table in force (an immutable snapshot; see ``gateway/acl_watch.py``)."""
+        assert self.acl_watch is not None, "built without Gateway.build"
+        return self.acl_watch.table
 
     @classmethod
     def build(cls, config: Config, *, progress: ProgressFn | None = None) -> Gateway:
@@ -110,9 +122,10 @@ class Gateway:
             else:
                 log.info("search index: not available with %s yet; searches go to the server",
                          engine.dialect.name)
+        acl_watch = AclWatch(AclStore(engine), acl_rights(config.acl.default))
         return cls(
             config, hub, replica, pool, sync, content, journal, users, service, subscriptions, auth,
-            index=index, healer=StoreHealer(replica, sync),
+            index=index, healer=StoreHealer(replica, sync), acl_watch=acl_watch,
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
@@ -147,6 +160,8 @@ class Gateway:
         self.sync.start()
         if self.healer is not None:
             self.healer.start()
+        if self.acl_watch is not None:
+            self.acl_watch.start()
         if self.index is not None:
             await self.index.start()
 
@@ -155,6 +170,8 @@ class Gateway:
         changes) for the IMAP server's ``sessions``."""
         path = socket_path(self.config.store.data_dir)
         self.control = ControlServer(path, self.users, self.replica, sessions, self.extra_sessions)
+        if self.acl_watch is not None:
+            self.control.acl_changed = self.acl_watch.reload
         await self.control.start()
 
     async def stop_control(self) -> None:
@@ -175,6 +192,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.stop_control()
+        if self.acl_watch is not None:
+            await self.acl_watch.stop()
         if self.index is not None:
             await self.index.stop()
         await self.service.stop()

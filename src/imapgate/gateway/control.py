@@ -15,6 +15,7 @@ Protocol: one JSON object per line each way, one request per connection:
     {"request": "kick", "user": "alice", "session": 7}
     {"request": "user-changed", "name": "alice"}     -> {"ok": true, "ended": 1}
     {"request": "folder-changed", "name": "INBOX"}   -> {"ok": true, "seen": "shared"}
+    {"request": "acl-changed"}                       -> {"ok": true, "version": 12}
     anything wrong                                   -> {"ok": false, "error": "..."}
 
 ``user-changed``: the gateway looks the user up in the store; when the account
@@ -29,6 +30,12 @@ a folder whose mode changed is announced as after a restart would show it:
 every session with it open gets the flags as the new mode sees them.  The
 answer names the mode now in force (null: the gateway does not know the
 folder yet).
+
+``acl-changed``: an ACL entry, a group, a membership or the admin flag
+changed in the store; the gateway reloads its ACL table now (the callback it
+registered, ``ControlServer.acl_changed``) and answers the version it holds.
+Without the notification its 1 s poll of the ACL version does the same
+(``gateway/acl_watch.py``).
 
 The IMAP server is not imported here: it hands in a ``SessionProvider`` when
 it starts (``Gateway.start_control``).
@@ -223,6 +230,16 @@ def notify_folder_changed(data_dir: Path, name: str) -> str | None:
     return str(seen or "")
 
 
+def notify_acl_changed(data_dir: Path) -> int | None:
+    """Tell a running gateway that the ACLs changed in the store; the ACL version
+    it now holds, or None when no gateway runs (not an error: it loads the ACLs
+    at start, and its poll of the version catches what a failed notice missed)."""
+    try:
+        return int(request(data_dir, {"request": "acl-changed"}).get("version", 0))
+    except NoGateway:
+        return None
+
+
 def notify_user_changed(data_dir: Path, name: str) -> int | None:
     """Tell a running gateway that ``name`` was removed or disabled; the number of
     sessions it ended, or None when no gateway runs (not an error: the change is
@@ -251,6 +268,9 @@ class ControlServer:
         self.provider = provider
         #: Other front ends' logins (shared list: a web server joining later counts).
         self.others = others if others is not None else []
+        #: Reloads the gateway's ACL table and returns its version (``acl-changed``);
+        #: registered by the gateway, None where no ACL table is held (tests).
+        self.acl_changed: Callable[[], int] | None = None
         self._server: asyncio.AbstractServer | None = None
         self._checker: asyncio.Task[None] | None = None
         self._owned = False
@@ -350,6 +370,10 @@ class ControlServer:
             if not isinstance(name, str):
                 return _bad('folder-changed needs "name"')
             return {"ok": True, "seen": self.folder_changed(name)}
+        if what == "acl-changed":
+            if self.acl_changed is None:
+                return _bad("this gateway holds no ACL table")
+            return {"ok": True, "version": self.acl_changed()}
         return _bad(f"unknown request {what!r}")
 
     def folder_changed(self, name: str) -> str | None:

@@ -29,7 +29,7 @@ names it knows), invalid rights or identifier, removing the last admin.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -64,6 +64,11 @@ class Group:
 
 
 AdminAction = Literal["remove", "disable", "demote"]
+
+#: Written in the same transaction as a change that happened (the admin verb's
+#: journal entry, ``JournalEntry.writer()``), as ``team/users.py`` does: the
+#: journal never misses a change nor records one that was rolled back.
+AlsoWrite = Callable[[Connection], None]
 
 
 class AclStore:
@@ -117,6 +122,7 @@ class AclStore:
         default: Rights,
         by_admin: bool = True,
         folders: Collection[str] | None = None,
+        also: AlsoWrite | None = None,
     ) -> Rights:
         """``acl set`` / SETACL: replace, add to or take from ``identifier``'s rights on
         ``folder``; the entry's new rights.
@@ -158,10 +164,17 @@ class AclStore:
                 )
                 changed = True
             if changed:
-                _bump(conn)
+                _changed(conn, also)
         return new
 
-    def delete_entry(self, folder: str, identifier: str, *, folders: Collection[str] | None = None) -> bool:
+    def delete_entry(
+        self,
+        folder: str,
+        identifier: str,
+        *,
+        folders: Collection[str] | None = None,
+        also: AlsoWrite | None = None,
+    ) -> bool:
         """``acl delete`` / DELETEACL: whether there was such an entry.
 
         The folder keeps its ACL of its own even when no entry is left (then
@@ -179,15 +192,15 @@ class AclStore:
                 )
             ).rowcount
             if n:
-                _bump(conn)
+                _changed(conn, also)
         return bool(n)
 
-    def reset(self, folder: str) -> bool:
+    def reset(self, folder: str, *, also: AlsoWrite | None = None) -> bool:
         """Drop the folder's ACL: it uses the default again.  Whether it had one."""
         with self.engine.begin() as conn:
             had = _drop(conn, [folder])
             if had:
-                _bump(conn)
+                _changed(conn, also)
         return had
 
     # ------------------------------------------------------------------ folder lifecycle
@@ -239,24 +252,24 @@ class AclStore:
                 _bump(conn)
 
     # ------------------------------------------------------------------ groups
-    def add_group(self, name: str) -> None:
+    def add_group(self, name: str, *, also: AlsoWrite | None = None) -> None:
         name = check_group_name(name)
         with self.engine.begin() as conn:
             if conn.execute(select(groups.c.id).where(groups.c.name == name)).first():
                 raise AclError(f"group ${name} already exists")
             conn.execute(insert(groups).values(name=name, created_at=time.time()))
-            _bump(conn)
+            _changed(conn, also)
 
-    def remove_group(self, name: str) -> None:
+    def remove_group(self, name: str, *, also: AlsoWrite | None = None) -> None:
         """Its memberships and every ACL entry naming it go with it."""
         with self.engine.begin() as conn:
             group_id = _group_id(conn, name)
             conn.execute(delete(group_members).where(group_members.c.group_id == group_id))
             conn.execute(delete(acl_entries).where(acl_entries.c.group_id == group_id))
             conn.execute(delete(groups).where(groups.c.id == group_id))
-            _bump(conn)
+            _changed(conn, also)
 
-    def add_members(self, name: str, members: Iterable[str]) -> list[str]:
+    def add_members(self, name: str, members: Iterable[str], *, also: AlsoWrite | None = None) -> list[str]:
         """Add users to a group; those who were not members yet."""
         with self.engine.begin() as conn:
             group_id = _group_id(conn, name)
@@ -270,10 +283,12 @@ class AclStore:
             for user in added:
                 conn.execute(insert(group_members).values(group_id=group_id, user_id=user_ids[user]))
             if added:
-                _bump(conn)
+                _changed(conn, also)
         return added
 
-    def remove_members(self, name: str, members: Iterable[str]) -> list[str]:
+    def remove_members(
+        self, name: str, members: Iterable[str], *, also: AlsoWrite | None = None
+    ) -> list[str]:
         """Remove users from a group; those who were members."""
         with self.engine.begin() as conn:
             group_id = _group_id(conn, name)
@@ -287,7 +302,7 @@ class AclStore:
                 if n:
                     removed.append(user)
             if removed:
-                _bump(conn)
+                _changed(conn, also)
         return removed
 
     def groups(self) -> list[Group]:
@@ -305,8 +320,8 @@ class AclStore:
             ]
 
     # ------------------------------------------------------------------ admins
-    def set_admin(self, user: str, admin: bool) -> None:
-        """``user add --admin`` / ``user set --admin|--no-admin``."""
+    def set_admin(self, user: str, admin: bool, *, also: AlsoWrite | None = None) -> bool:
+        """``user set --admin|--no-admin``: whether the flag changed."""
         with self.engine.begin() as conn:
             uid = _user_id(conn, user)
             if not admin:
@@ -315,7 +330,8 @@ class AclStore:
                 update(users).where(users.c.id == uid, users.c.admin.is_not(admin)).values(admin=admin)
             ).rowcount
             if n:
-                _bump(conn)
+                _changed(conn, also)
+        return bool(n)
 
     def admins(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -338,6 +354,19 @@ def _version(conn: Connection) -> int:
 
 def _bump(conn: Connection) -> None:
     conn.execute(update(acl_state).where(acl_state.c.id == 1).values(version=acl_state.c.version + 1))
+
+
+def bump_version(conn: Connection) -> None:
+    """Move the ACL version in a transaction of another part of the team state
+    (a user added as admin, a user removed with their entries and memberships),
+    so running gateways reload their table."""
+    _bump(conn)
+
+
+def _changed(conn: Connection, also: AlsoWrite | None) -> None:
+    _bump(conn)
+    if also is not None:
+        also(conn)
 
 
 def _entries_query() -> Select[tuple[str, str, bool, str, str | None, str | None]]:
@@ -445,4 +474,4 @@ def _refuse_last_admin(conn: Connection, user: str, action: AdminAction) -> None
         )
 
 
-__all__ = ["AclStore", "Group", "LastAdminError"]
+__all__ = ["AclStore", "AlsoWrite", "Group", "LastAdminError", "bump_version"]

@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -26,6 +27,9 @@ from ..store.schema import users
 
 #: Login names: what mail clients put in LOGIN without quoting trouble.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}\Z")
+#: Names an ACL identifier gives another meaning (RFC 4314 §3.1: every team
+#: member), so no account may carry them (matched in any case).
+RESERVED_NAMES = frozenset({"anyone", "authenticated"})
 #: Longer passwords are refused: argon2 cost grows with input, and nobody types 1 KiB.
 MAX_PASSWORD = 1024
 
@@ -59,6 +63,9 @@ class User:
     name: str
     created_at: float
     disabled: bool
+    #: Every right on every folder (team/acl.py); set by ``user add --admin``
+    #: and ``user set --admin|--no-admin``.
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,9 @@ class UserDirectory:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def add(self, name: str, password: str, *, also: AlsoWrite | None = None) -> User:
+    def add(
+        self, name: str, password: str, *, admin: bool = False, also: AlsoWrite | None = None
+    ) -> User:
         _check_name(name)
         _check_password(password)
         now = time.time()
@@ -108,23 +117,24 @@ class UserDirectory:
                 raise UserError(f"user {name!r} already exists")
             uid = conn.execute(
                 insert(users).values(
-                    name=name, password_hash=_hasher.hash(password), created_at=now, disabled=False
+                    name=name, password_hash=_hasher.hash(password), created_at=now, disabled=False,
+                    admin=admin,
                 )
             ).inserted_primary_key
             if also is not None:
                 also(conn)
         assert uid is not None
-        return User(int(uid[0]), name, now, False)
+        return User(int(uid[0]), name, now, False, admin)
 
     def list(self) -> list[User]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(users).order_by(users.c.name)).all()
-        return [User(r.id, r.name, r.created_at, r.disabled) for r in rows]
+        return [_user(r) for r in rows]
 
     def get(self, name: str) -> User | None:
         with self.engine.connect() as conn:
             r = conn.execute(select(users).where(users.c.name == name)).first()
-        return None if r is None else User(r.id, r.name, r.created_at, r.disabled)
+        return None if r is None else _user(r)
 
     def set_password(self, name: str, password: str, *, also: AlsoWrite | None = None) -> None:
         _check_password(password)
@@ -146,7 +156,7 @@ class UserDirectory:
             r = conn.execute(select(users).where(users.c.name == name)).first()
         if r is None:
             return None
-        return Credentials(User(r.id, r.name, r.created_at, r.disabled), r.password_hash)
+        return Credentials(_user(r), r.password_hash)
 
     def replace_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool:
         """Store ``new_hash`` only if the account still has ``old_hash`` (compare and set).
@@ -182,6 +192,10 @@ class UserDirectory:
         return cred.user
 
 
+def _user(row: Any) -> User:
+    return User(row.id, row.name, row.created_at, row.disabled, bool(row.admin))
+
+
 def _also_if(conn: Connection, changed: int, also: AlsoWrite | None, name: str) -> None:
     """Write ``also`` with a change that happened; none happened: roll back and say so."""
     if not changed:
@@ -191,6 +205,13 @@ def _also_if(conn: Connection, changed: int, also: AlsoWrite | None, name: str) 
 
 
 def _check_name(name: str) -> None:
+    if name.lower() in RESERVED_NAMES:
+        raise UserError(f"invalid user name {name!r}: in folder permissions it means every team member")
+    if name[:1] in ("$", "-"):
+        meaning = "a group" if name[0] == "$" else "a negative entry"
+        raise UserError(
+            f"invalid user name {name!r}: {name[0]} in front marks {meaning} in folder permissions"
+        )
     if not NAME_RE.match(name):
         raise UserError(
             f"invalid user name {name!r}: use 1-64 letters, digits and . _ @ + - "
