@@ -171,6 +171,11 @@ class Rule:
 #: (``serve``/``sync``, the composition root) and the demo (``imapgate demo``).
 CLI_ALLOWED = ("gateway", "config", "errors", "logs", "checks", "runner", "demo")
 
+
+def is_cli(module: str) -> bool:
+    """The command line: ``imapgate.cli`` and its parts (``cli_common``, ``cli_acl``, ...)."""
+    return module == "imapgate.cli" or module.startswith("imapgate.cli_")
+
 RULES = [
     Rule(
         "protocol-pure",
@@ -180,14 +185,14 @@ RULES = [
     ),
     Rule(
         "cli-service-only",
-        f"cli imports only the service layer ({', '.join(CLI_ALLOWED)}) and the package root",
-        lambda m: m == "imapgate.cli",
-        lambda t: within(t, "") and t != ROOT_PACKAGE and not within(t, *CLI_ALLOWED),
+        f"cli imports only the service layer ({', '.join(CLI_ALLOWED)}), its own parts and the package root",
+        is_cli,
+        lambda t: within(t, "") and t != ROOT_PACKAGE and not within(t, *CLI_ALLOWED) and not is_cli(t),
     ),
     Rule(
         "cli-no-state",
         "cli never imports imapgate.store, imapgate.team or imapgate.replica",
-        lambda m: m == "imapgate.cli",
+        is_cli,
         lambda t: within(t, "store", "team", "replica"),
     ),
     Rule(
@@ -201,7 +206,6 @@ RULES = [
         "replica/ and team/ import nothing of server, upstream, sync, web, submission",
         lambda m: within(m, "replica", "team"),
         lambda t: within(t, "server", "upstream", "sync", "web", "submission"),
-        broken_by="issue 10: the sync engine replica/sync.py imports upstream.connection and upstream.pool",
     ),
     Rule(
         "state-knows-no-sockets",
@@ -214,7 +218,6 @@ RULES = [
         "web/ never imports imapgate.store, imapgate.team or imapgate.replica",
         lambda m: within(m, "web"),
         lambda t: within(t, "store", "team", "replica"),
-        broken_by="issue 10: web/data.py imports replica.events (the EventHub's event types)",
     ),
 ]
 

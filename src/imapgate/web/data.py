@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..gateway import changes as ev
 from ..gateway import operations as ops
 from ..gateway.app import Gateway
 from ..gateway.auth import AuthResult, Outcome
@@ -44,7 +45,6 @@ from ..protocol.envelope import Envelope, parse_envelope
 from ..protocol.errors import CodecError
 from ..protocol.fetch_items import FetchAttribute, Section
 from ..protocol.search import SearchText
-from ..replica import events as ev
 from . import render
 
 log = logging.getLogger("imapgate.web")
