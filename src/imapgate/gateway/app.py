@@ -19,11 +19,14 @@ from ..store.repository import StoreRepository
 from ..sync.algorithms import ProgressFn
 from ..sync.engine import SyncEngine
 from ..sync.healing import StoreHealer
+from ..team.acl import DEFAULT_RIGHTS_TEXT, rights
+from ..team.acl_store import AclStore
 from ..team.journal import Journal
 from ..team.subscriptions import Subscriptions
 from ..team.users import UserDirectory
 from ..upstream.connection import UpstreamError, UpstreamLoginRefused, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
+from .acl_policy import AclPolicy, AclSource
 from .auth import Authenticator
 from .control import (
     DISABLED_REASON,
@@ -34,7 +37,7 @@ from .control import (
     socket_path,
 )
 from .indexing import IndexFetcher, IndexSwitch
-from .policy import Actor, Policy
+from .policy import Actor
 from .service import Service
 
 log = logging.getLogger("imapgate")
@@ -89,10 +92,14 @@ class Gateway:
         journal = Journal(engine)
         users = UserDirectory(engine)
         subscriptions = Subscriptions(engine)
+        # Folder permissions: the store's ACL table, reloaded when its version moves.
+        acl_config = getattr(config, "acl", None)
+        acl = AclSource(AclStore(engine), rights(getattr(acl_config, "default", DEFAULT_RIGHTS_TEXT)))
         service = Service(
-            replica, pool, sync, content, journal, Policy(),
+            replica, pool, sync, content, journal, AclPolicy(acl.current),
             subscriptions=subscriptions, health=replica.health,
         )
+        service.acl = acl
         auth = Authenticator(
             users,
             max_failed_logins=config.server.max_failed_logins,
