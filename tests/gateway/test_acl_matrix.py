@@ -224,3 +224,41 @@ async def test_capabilities_name_acl(tmp_path: Path, caps_line: bytes) -> None:
             b"a " + caps_line, re.compile(rb"\* CAPABILITY .*"), b"a OK CAPABILITY completed"
         )
         assert b" ACL " in got[0] and b" RIGHTS=texk" in got[0], got
+
+
+async def test_imapclient_acl_methods(tmp_path: Path) -> None:
+    """imapclient's ACL methods (getacl, setacl; 4.1 has no others, so deleteacl and
+    myrights go through its imaplib connection, LISTRIGHTS as a raw command)."""
+    import asyncio
+    import imaplib
+
+    from imapclient import IMAPClient
+
+    imaplib.Commands.setdefault("LISTRIGHTS", ("AUTH", "SELECTED"))  # imaplib does not know it
+
+    gw = make_gateway(tmp_path)
+    _set(gw, "INBOX", "alice", "lrswipkxtea")
+    async with running(gw) as server:
+        host, port, _ = server.addresses[0]
+
+        def client_side() -> dict[str, object]:
+            with IMAPClient(host, port=port, ssl=False) as client:
+                client.login("alice", "alice-pw")
+                imap = client._imap
+                out: dict[str, object] = {"caps": client.capabilities()}
+                client.setacl("INBOX", "bob", "lr")
+                out["getacl"] = client.getacl("INBOX")
+                out["myrights"] = imap.myrights("INBOX")
+                typ, _ = imap._simple_command("LISTRIGHTS", "INBOX", "bob")
+                out["listrights"] = (typ, imap._untagged_response(typ, [None], "LISTRIGHTS")[1])
+                out["deleteacl"] = imap.deleteacl("INBOX", "bob")[0]
+                out["after"] = client.getacl("INBOX")
+                return out
+
+        got = await asyncio.to_thread(client_side)
+    assert b"ACL" in got["caps"]  # type: ignore[operator]
+    assert (b"bob", b"lr") in got["getacl"], got  # type: ignore[operator]
+    assert (b"bob", b"lr") not in got["after"], got  # type: ignore[operator]
+    assert got["myrights"] == ("OK", [b"INBOX lrswipkxteacd"]), got
+    assert got["listrights"] == ("OK", [b'INBOX bob "" l r s w i p k x t e a c d']), got
+    assert got["deleteacl"] == "OK", got
