@@ -10,9 +10,10 @@ Two ways a change arrives, so it reaches running sessions within 2 s:
   could not reach it, another gateway node writing the same store.
 
 The table itself is immutable (``team/acl.AclTable``); a reload swaps it, so
-whoever read ``table`` holds one consistent snapshot.  The rights check of
-the operation pipeline is wired to ``table`` by the permissions work; until
-then the gateway only keeps it current.
+whoever read ``table`` holds one consistent snapshot.  ``AclPolicy``
+(``gateway/acl_policy.py``) asks ``current`` on every rights check; the
+gateway's own ACL changes (SETACL, CREATE/RENAME/DELETE carrying entries)
+call ``refresh`` so they apply to the next command without waiting for the poll.
 """
 
 from __future__ import annotations
@@ -40,6 +41,20 @@ class AclWatch:
         self.poll_seconds = poll_seconds
         self.table: AclTable = store.load(default)
         self._task: asyncio.Task[None] | None = None
+        #: This gateway changed an ACL: the next ``current`` looks at the version.
+        self._stale = False
+
+    def current(self) -> AclTable:
+        """The table in force (what ``AclPolicy`` asks on every rights check)."""
+        if self._stale:
+            self._stale = False
+            self.reload()
+        return self.table
+
+    def refresh(self) -> None:
+        """After this gateway changed an ACL (inside the change's transaction): the
+        next ``current`` reloads, so the change applies to the next command at once."""
+        self._stale = True
 
     def reload(self) -> int:
         """Load the table again if the store's version moved; the version held."""

@@ -27,6 +27,7 @@ from ..team.subscriptions import Subscriptions
 from ..team.users import UserDirectory
 from ..upstream.connection import UpstreamError, UpstreamLoginRefused, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
+from .acl_policy import AclPolicy
 from .acl_watch import AclWatch
 from .auth import Authenticator
 from .control import (
@@ -38,7 +39,7 @@ from .control import (
     socket_path,
 )
 from .indexing import IndexFetcher, IndexSwitch
-from .policy import Actor, Policy
+from .policy import Actor
 from .service import Service
 
 log = logging.getLogger("imapgate")
@@ -101,10 +102,13 @@ class Gateway:
         journal = Journal(engine)
         users = UserDirectory(engine)
         subscriptions = Subscriptions(engine)
+        # Folder permissions: the store's ACL table, kept current (control socket + poll).
+        acl_watch = AclWatch(AclStore(engine), acl_rights(config.acl.default))
         service = Service(
-            replica, pool, sync, content, journal, Policy(),
+            replica, pool, sync, content, journal, AclPolicy(acl_watch.current),
             subscriptions=subscriptions, health=replica.health,
         )
+        service.acl = acl_watch
         auth = Authenticator(
             users,
             max_failed_logins=config.server.max_failed_logins,
@@ -122,7 +126,6 @@ class Gateway:
             else:
                 log.info("search index: not available with %s yet; searches go to the server",
                          engine.dialect.name)
-        acl_watch = AclWatch(AclStore(engine), acl_rights(config.acl.default))
         return cls(
             config, hub, replica, pool, sync, content, journal, users, service, subscriptions, auth,
             index=index, healer=StoreHealer(replica, sync), acl_watch=acl_watch,

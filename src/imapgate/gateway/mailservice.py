@@ -56,9 +56,10 @@ from ..protocol.sequence import STAR, SequenceSet
 from ..replica import mime
 from ..replica.content import ContentCache
 from ..replica.mailbox import MailboxIndex, MessageRecord
-from ..replica.replica import Replica
+from ..replica.replica import Hook, Replica
 from ..sync.engine import SyncEngine
 from ..sync.records import FlagReport, stored_flags
+from ..team.acl_store import folder_created_in, folder_deleted_in, folder_renamed_in
 from ..team.journal import Journal, JournalEntry
 from ..team.subscriptions import Subscriptions
 from ..upstream.connection import (
@@ -70,6 +71,7 @@ from ..upstream.connection import (
 )
 from ..upstream.pool import UpstreamPool
 from . import operations as ops
+from .acl_watch import AclWatch
 from .errors import OperationError
 from .intents import IntentLog
 from .operations import CopyResult, StoreResult
@@ -143,6 +145,10 @@ class MailService:
         #: answers now (``[search] index``; "auto" waits for the hoster's greeting).
         self.index: SearchIndex | None = None
         self.index_active: Callable[[], bool] = lambda: True
+        #: The team's folder permissions (None: none kept, e.g. a bare test service):
+        #: the ACL commands read and change them, and a folder's CREATE, RENAME and
+        #: DELETE carry its entries along in the same commit.
+        self.acl: AclWatch | None = None
         #: Delayed re-checks of interrupted moves (kept referenced until done).
         self._background: set[asyncio.Task[None]] = set()
 
@@ -813,13 +819,18 @@ class MailService:
             raise OperationError(f"mailbox {name!r} already exists", "ALREADYEXISTS")
         # The new folder is listed on the connection that created it: another session of
         # the hoster may not list it yet (seen with Dovecot while the indexer holds one).
+        async def listed(conn: UpstreamConnection) -> None:
+            # The parent's entries are the new folder's before any session can list it.
+            self._acl_change(lambda db: folder_created_in(db, name, self.replica.delimiter()))
+            await self.sync.sync_list(conn)
+
         async with self.sync.list_lock:
             entry = await self._simple_upstream(
                 actor,
                 "CREATE",
                 name,
                 lambda conn: conn.check(lambda tag: cmd.Create(tag, name, tuple(op.special_use))),
-                then=self.sync.sync_list,
+                then=listed,
             )
         with self._committed("CREATE", name):
             self.journal.record(entry)
@@ -846,8 +857,10 @@ class MailService:
             )
             with self._committed("DELETE", name):
                 self.content.drop_mailbox(mb.id)
-                # The journal entry and the replica's drop: one transaction.
-                self.replica.drop_mailbox(name, hook=entry.writer())
+                # The journal entry, the folder's ACL and the replica's drop: one transaction.
+                self.replica.drop_mailbox(
+                    name, hook=self._with_acl(entry.writer(), lambda db: folder_deleted_in(db, name))
+                )
         await self.pool.drop_selected(name)
         with self._committed("DELETE", name):
             await self.sync.sync_list()
@@ -869,11 +882,15 @@ class MailService:
 
             entry = await self._simple_upstream(actor, "RENAME", old, rename, detail=f"to {new}")
             with self._committed("RENAME", old, new):
+                delimiter = self.replica.delimiter()
+                hook = self._with_acl(entry.writer(), lambda db: folder_renamed_in(db, old, new, delimiter))
                 if old != "INBOX":
-                    # The journal entry and the replica's rename: one transaction.
-                    self.replica.rename_mailbox(old, new, hook=entry.writer())
+                    # The journal entry, the ACLs and the replica's rename: one transaction.
+                    self.replica.rename_mailbox(old, new, hook=hook)
                 else:
+                    # INBOX stays (its messages move): no replica change to commit with.
                     self.journal.record(entry)
+                    self._acl_change(lambda db: folder_renamed_in(db, old, new, delimiter))
         await self.pool.drop_selected(old)
         with self._committed("RENAME", old, new):
             await self.sync.sync_list()
@@ -881,6 +898,29 @@ class MailService:
             other = self.replica.get(name)
             if other is not None and not other.synced:
                 self.sync.request(name)
+
+    def _with_acl(self, hook: Hook, acl_step: Hook) -> Hook:
+        """``hook`` followed by ``acl_step`` in its transaction (no ACLs kept: ``hook``)."""
+        if self.acl is None:
+            return hook
+
+        def both(db: Connection) -> None:
+            hook(db)
+            acl_step(db)
+            self._acl_refresh()
+
+        return both
+
+    def _acl_change(self, step: Hook) -> None:
+        """``step`` in a transaction of its own (the ACL part of a CREATE)."""
+        if self.acl is not None:
+            with self.journal.engine.begin() as db:
+                step(db)
+            self._acl_refresh()
+
+    def _acl_refresh(self) -> None:
+        if self.acl is not None:
+            self.acl.refresh()
 
     async def _simple_upstream(
         self,

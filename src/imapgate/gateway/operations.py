@@ -257,6 +257,52 @@ class SetReadMode(Operation[None]):
     mode: ReadMode
 
 
+# --- folder permissions (RFC 4314) ------------------------------------------------------------
+@dataclass(frozen=True)
+class AclEntryView:
+    """One entry of a folder's ACL as GETACL shows it: ``identifier`` as written
+    (``-`` for a negative one, ``$`` for a group), ``rights`` in wire form."""
+
+    identifier: str
+    rights: str
+
+
+@dataclass(frozen=True, eq=False)
+class GetAcl(Operation[tuple[AclEntryView, ...]]):
+    """GETACL: the folder's entries (the default as one ``authenticated`` entry when
+    it has none of its own)."""
+
+    mailbox: str
+
+
+@dataclass(frozen=True, eq=False)
+class ListRights(Operation[tuple[str, tuple[str, ...]]]):
+    """LISTRIGHTS: (rights ``identifier`` always has, rights grantable one by one)."""
+
+    mailbox: str
+    identifier: str
+
+
+@dataclass(frozen=True, eq=False)
+class SetAcl(Operation[str]):
+    """SETACL: replace (``lr``), add to (``+lr``) or take from (``-w``) the rights of
+    ``identifier`` on ``mailbox``; returns the entry's new rights."""
+
+    writes: ClassVar[bool] = True
+    mailbox: str
+    identifier: str
+    rights: str
+
+
+@dataclass(frozen=True, eq=False)
+class DeleteAcl(Operation[bool]):
+    """DELETEACL: remove ``identifier``'s entry; whether there was one."""
+
+    writes: ClassVar[bool] = True
+    mailbox: str
+    identifier: str
+
+
 #: Every operation type, for the rights table's completeness test.
 ALL: tuple[type[Operation[Any]], ...] = (
     ListFolders,
@@ -279,4 +325,8 @@ ALL: tuple[type[Operation[Any]], ...] = (
     Subscribe,
     Unsubscribe,
     SetReadMode,
+    GetAcl,
+    ListRights,
+    SetAcl,
+    DeleteAcl,
 )

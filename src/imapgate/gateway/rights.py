@@ -6,16 +6,22 @@ else happens.  RFC 4314 §4 is the source, with these readings:
 
 - STORE needs ``r`` (the flags it answers with are a read) plus, per flag
   (§4, "STORE"): ``\\Seen`` -> ``s``, ``\\Deleted`` -> ``t``, any other flag or
-  keyword -> ``w``; a replace (FLAGS) also needs ``w``, because it may clear
-  flags the client did not name.  ``\\Recent`` is never stored (session state)
-  and asks nothing of its own.
+  keyword -> ``w``.  Adding or removing flags (``+FLAGS``/``-FLAGS``) changes
+  the flags the user may change and leaves out the others; it is refused only
+  when none of the asked flags may be changed (§4: "STORE operation SHOULD NOT
+  fail if the user has rights to modify at least one flag").  A replace
+  (FLAGS) needs ``w`` and the letters of every flag it names, all or nothing,
+  because it may clear flags the client did not name.  ``\\Recent`` is never
+  stored (session state) and asks nothing of its own.
 - The implicit ``\\Seen`` of a body fetch needs ``s``; without it the flag is
   simply not set (§4, "FETCH"), so the need is marked ``skip_if_denied``.
 - COPY: ``r`` on the source, ``i`` on the destination.  MOVE (RFC 6851 §3.3):
   ``r``, ``t`` and ``e`` on the source, ``i`` on the destination.
-- EXPUNGE ``e``; APPEND ``i``; CREATE ``k`` on the parent (a top-level name:
-  on the name itself, there being no parent to ask); DELETE ``x``; RENAME
-  ``x`` on the old name and ``k`` on the new name's parent.
+- EXPUNGE ``e``; APPEND ``i``; CREATE ``k`` on the parent (INBOX for a
+  top-level name, the folder whose entries a new top-level folder inherits);
+  DELETE ``x``; RENAME ``x`` on the old name and ``k`` on the new name's parent.
+- A destination (COPY, MOVE, APPEND) the user may not see is answered as a
+  missing one there: ``TRYCREATE`` (``Need.missing``).
 - Reads: SELECT/EXAMINE, opening a folder elsewhere, FETCH, SEARCH -> ``r``;
   STATUS -> ``l`` and ``r`` (a folder one cannot see must not tell its counts);
   LIST/LSUB -> ``l`` on each folder listed, a filter rather than a refusal.
@@ -23,7 +29,9 @@ else happens.  RFC 4314 §4 is the source, with these readings:
   subscribed to, so a typo or a probe is caught); UNSUBSCRIBE needs nothing (it
   only removes the actor's own decision and reveals nothing).
 - Switching a folder's read-state mode changes it for the whole team: ``a``.
-- MYRIGHTS needs nothing: it is the question itself.
+- MYRIGHTS needs ``l`` (RFC 4314 §4: "any of the rights"; here a folder
+  without ``l`` does not exist, so ``l`` is what "any" comes to).  GETACL,
+  LISTRIGHTS, SETACL and DELETEACL need ``a`` (§4).
 """
 
 from __future__ import annotations
@@ -61,28 +69,37 @@ class Need:
     mailbox: str | None
     rights: str
     skip_if_denied: bool = False
+    #: The response code for a folder the user may not see (it is answered as
+    #: missing): a destination says TRYCREATE, as for a folder that is not there.
+    missing: str | None = None
+    #: STORE +FLAGS/-FLAGS: the flags that need ``rights``; denied, they are left
+    #: out of the operation instead of refusing it (unless no flag is left).
+    flags: tuple[str, ...] = ()
 
 
 def parent_of(name: str, delimiter: str = "/") -> str:
-    """The folder whose ``k`` right governs creating ``name`` (the name itself at the top level)."""
+    """The folder whose ``k`` right governs creating ``name``: INBOX at the top
+    level, whose entries a new top-level folder starts with (``acl_store``)."""
     if delimiter and delimiter in name:
         return name.rsplit(delimiter, 1)[0]
-    return name
+    return "INBOX"
+
+
+def flag_right(flag: str) -> str:
+    """The letter changing ``flag`` needs ("" for ``\\Recent``, never stored)."""
+    low = flag.lower()
+    if low == "\\recent":
+        return ""
+    if low == "\\seen":
+        return SEEN
+    if low == "\\deleted":
+        return DELETE_MESSAGES
+    return WRITE
 
 
 def flag_rights(mode: ops.StoreMode, flags: tuple[str, ...] | list[str] | frozenset[str] | set[str]) -> str:
     """The letters STORE ``mode flags`` needs besides ``r`` (RFC 4314 §4), sorted."""
-    needed: set[str] = set()
-    for flag in flags:
-        low = flag.lower()
-        if low == "\\recent":
-            continue
-        if low == "\\seen":
-            needed.add(SEEN)
-        elif low == "\\deleted":
-            needed.add(DELETE_MESSAGES)
-        else:
-            needed.add(WRITE)
+    needed = {flag_right(flag) for flag in flags} - {""}
     if mode == "set":
         needed.add(WRITE)
     return "".join(sorted(needed))
@@ -92,7 +109,15 @@ def required(op: ops.Operation[Any], delimiter: str = "/") -> tuple[Need, ...]:
     """The rights ``op`` needs, in the order they are asked.  ``delimiter``: the
     hierarchy delimiter, for the parent of a new name."""
     if isinstance(op, ops.StoreFlags):
-        return (Need(op.mailbox.name, READ + flag_rights(op.mode, list(op.flags))),)
+        name = op.mailbox.name
+        if op.mode == "set":
+            return (Need(name, READ + flag_rights(op.mode, list(op.flags))),)
+        by_right: dict[str, list[str]] = {}
+        for flag in op.flags:
+            right = flag_right(flag)
+            if right:
+                by_right.setdefault(right, []).append(flag)
+        return (Need(name, READ), *(Need(name, r, flags=tuple(f)) for r, f in sorted(by_right.items())))
     if isinstance(op, (ops.ReadMessages, ops.FetchContent, ops.SearchContent)):
         return (Need(op.mailbox.name, READ),)
     if isinstance(op, ops.MarkSeen):
@@ -100,11 +125,14 @@ def required(op: ops.Operation[Any], delimiter: str = "/") -> tuple[Need, ...]:
     if isinstance(op, ops.Expunge):
         return (Need(op.mailbox.name, EXPUNGE),)
     if isinstance(op, ops.Copy):
-        return (Need(op.mailbox.name, READ), Need(op.dest, INSERT))
+        return (Need(op.mailbox.name, READ), Need(op.dest, INSERT, missing="TRYCREATE"))
     if isinstance(op, ops.Move):
-        return (Need(op.mailbox.name, READ + DELETE_MESSAGES + EXPUNGE), Need(op.dest, INSERT))
+        return (
+            Need(op.mailbox.name, READ + DELETE_MESSAGES + EXPUNGE),
+            Need(op.dest, INSERT, missing="TRYCREATE"),
+        )
     if isinstance(op, ops.Append):
-        return (Need(op.mailbox, INSERT),)
+        return (Need(op.mailbox, INSERT, missing="TRYCREATE"),)
     if isinstance(op, ops.Create):
         return (Need(parent_of(op.mailbox, delimiter), CREATE),)
     if isinstance(op, ops.Delete):
@@ -121,6 +149,10 @@ def required(op: ops.Operation[Any], delimiter: str = "/") -> tuple[Need, ...]:
         return (Need(op.mailbox, LOOKUP),)
     if isinstance(op, ops.SetReadMode):
         return (Need(op.mailbox, ADMIN),)
-    if isinstance(op, (ops.Unsubscribe, ops.MyRights)):
+    if isinstance(op, ops.MyRights):
+        return (Need(op.mailbox, LOOKUP),)
+    if isinstance(op, (ops.GetAcl, ops.ListRights, ops.SetAcl, ops.DeleteAcl)):
+        return (Need(op.mailbox, ADMIN),)
+    if isinstance(op, ops.Unsubscribe):
         return ()
     raise TypeError(f"no rights known for {type(op).__name__}: add it to gateway/rights.py")

@@ -21,10 +21,15 @@ change bus's callback, whom it may reach.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, TypeVar, cast
 
+from ..team.acl import AclError, Identifier, check_change, list_rights, parse_identifier, parse_rights
+from ..team.journal import JournalEntry
 from . import operations as ops
+from .acl_policy import AclPolicy, missing_folder
+from .acl_watch import AclWatch
 from .errors import OperationError
 from .mailservice import MailService
 from .policy import Actor
@@ -41,6 +46,8 @@ IMMEDIATE: tuple[type[ops.Operation[Any]], ...] = (
     ops.MyRights,
     ops.ReadMessages,
     ops.MarkSeen,
+    ops.GetAcl,
+    ops.ListRights,
 )
 
 
@@ -50,34 +57,52 @@ class Service(MailService):
     async def execute(self, actor: Actor, op: ops.Operation[R]) -> R:
         """Run ``op`` for ``actor`` through the pipeline; returns its result.
         Raises ``OperationError`` when it is refused or fails (nothing changed)."""
-        if not self._admit(actor, op):
+        admitted = self._admit(actor, op)
+        if admitted is None:
             return cast(R, self._nothing(op))
-        if isinstance(op, IMMEDIATE):
-            return cast(R, self._run_now(actor, op))
-        return cast(R, await self._run(actor, op))
+        if isinstance(admitted, IMMEDIATE):
+            return cast(R, self._run_now(actor, admitted))
+        return cast(R, await self._run(actor, admitted))
 
     def execute_now(self, actor: Actor, op: ops.Operation[R]) -> R:
         """``execute`` for an operation of ``IMMEDIATE``, without awaiting."""
         if not isinstance(op, IMMEDIATE):
             raise TypeError(f"{type(op).__name__} waits for upstream or the store: use execute")
-        if not self._admit(actor, op):
+        admitted = self._admit(actor, op)
+        if admitted is None:
             return cast(R, self._nothing(op))
-        return cast(R, self._run_now(actor, op))
+        return cast(R, self._run_now(actor, admitted))
 
-    def _admit(self, actor: Actor, op: ops.Operation[Any]) -> bool:
+    def _admit(self, actor: Actor, op: ops.Operation[R]) -> ops.Operation[R] | None:
         """Steps 1 and 2: the rights of the table, then the store's health for a
-        write.  False: a skippable need was denied, or a side effect cannot be
-        recorded; the operation then does nothing (``_nothing``)."""
+        write.  Returns the operation to run: ``op``, or for STORE +FLAGS/-FLAGS
+        ``op`` without the flags the actor may not change.  None: a skippable
+        need was denied, or a side effect cannot be recorded; the operation then
+        does nothing (``_nothing``)."""
+        denied_flags: set[str] = set()
+        first_denial: OperationError | None = None
         for need in required(op, self.replica.delimiter()):
-            if not self._granted(actor, need):
-                return False
+            try:
+                if not self._granted(actor, need):
+                    return None
+            except OperationError as exc:
+                if not need.flags or exc.code != "NOPERM":
+                    raise
+                denied_flags.update(need.flags)
+                first_denial = first_denial or exc
+        if denied_flags and isinstance(op, ops.StoreFlags):
+            kept = tuple(f for f in op.flags if f not in denied_flags)
+            if not any(f.lower() != "\\recent" for f in kept):
+                assert first_denial is not None
+                raise first_denial  # none of the asked flags may be changed
+            op = cast(ops.Operation[R], dataclasses.replace(op, flags=kept))
         if op.writes and not self.health.writable:
             if isinstance(op, ops.MarkSeen):
                 # A read must not fail because its side effect cannot be recorded.
                 log.warning("store unwritable: \\Seen not set implicitly in %s", op.mailbox.name)
-                return False
+                return None
             raise OperationError(STORE_UNWRITABLE, "UNAVAILABLE")
-        return True
+        return op
 
     def _granted(self, actor: Actor, need: Need) -> bool:
         """Ask the policy for every letter of ``need``; False only for a need that
@@ -90,6 +115,8 @@ class Service(MailService):
         except OperationError as exc:
             if need.skip_if_denied and exc.code == "NOPERM":
                 return False
+            if need.missing is not None and exc.code == "NONEXISTENT":
+                raise OperationError(exc.text, need.missing) from None
             raise
         return True
 
@@ -110,6 +137,10 @@ class Service(MailService):
                 return self.policy.rights(actor, op.mailbox)
             case ops.MarkSeen():
                 return self._mark_seen(actor, op)
+            case ops.GetAcl():
+                return self._get_acl(op)
+            case ops.ListRights():
+                return self._list_rights(op)
         raise TypeError(f"{type(op).__name__} is not immediate")
 
     async def _run(self, actor: Actor, op: ops.Operation[Any]) -> object:
@@ -149,6 +180,10 @@ class Service(MailService):
             case ops.SetReadMode():
                 self._set_read_mode(actor, op)
                 return None
+            case ops.SetAcl():
+                return self._set_acl(actor, op)
+            case ops.DeleteAcl():
+                return self._delete_acl(actor, op)
         raise TypeError(f"no handler for {type(op).__name__}")
 
     def _list_folders(self, actor: Actor, op: ops.ListFolders) -> ops.FolderList:
@@ -177,3 +212,79 @@ class Service(MailService):
             return True
         prefix = name + self.replica.delimiter()
         return any(f.startswith(prefix) for f in visible)
+
+    # -- folder permissions (RFC 4314) ---------------------------------------------------
+    def _acl_source(self) -> AclWatch:
+        if self.acl is None:
+            raise OperationError("folder permissions are not kept by this gateway", "CANNOT")
+        return self.acl
+
+    def _existing(self, name: str) -> str:
+        """``name`` when it is a folder (the rights check already hid the invisible ones)."""
+        if self.replica.get(name) is None:
+            raise missing_folder(name)
+        return name
+
+    def _get_acl(self, op: ops.GetAcl) -> tuple[ops.AclEntryView, ...]:
+        table = self._acl_source().current()
+        return tuple(
+            ops.AclEntryView(str(e.identifier), e.rights.wire())
+            for e in table.shown_entries(self._existing(op.mailbox))
+        )
+
+    def _list_rights(self, op: ops.ListRights) -> tuple[str, tuple[str, ...]]:
+        self._existing(op.mailbox)
+        ident = _identifier(op.identifier)
+        table = self._acl_source().current()
+        return list_rights(ident, names_admin=ident.name in table.admins)
+
+    def _set_acl(self, actor: Actor, op: ops.SetAcl) -> str:
+        source = self._acl_source()
+        folder = self._existing(op.mailbox)
+        ident = _identifier(op.identifier)
+        try:
+            change = parse_rights(op.rights)
+        except AclError as exc:
+            raise OperationError(str(exc), "CLIENTBUG", status="BAD") from None
+        by_admin = isinstance(self.policy, AclPolicy) and self.policy.is_admin(actor)
+        if change.mode != "remove":
+            try:
+                check_change(ident, change.rights, by_admin=by_admin)
+            except AclError as exc:
+                raise OperationError(str(exc), "NOPERM") from None
+        try:
+            new = source.store.set_entry(
+                folder, op.identifier, change, default=source.default, by_admin=by_admin
+            )
+        except AclError as exc:
+            raise OperationError(str(exc), "CANNOT") from None
+        source.refresh()
+        self.journal.record(
+            JournalEntry(
+                actor.user, actor.client, "SETACL", folder,
+                detail=f"{ident} {op.rights or '(none)'} -> {new or 'none'}",
+            )
+        )  # fmt: skip
+        return str(new)
+
+    def _delete_acl(self, actor: Actor, op: ops.DeleteAcl) -> bool:
+        source = self._acl_source()
+        folder = self._existing(op.mailbox)
+        ident = _identifier(op.identifier)
+        try:
+            had = source.store.delete_entry(folder, op.identifier)
+        except AclError as exc:
+            raise OperationError(str(exc), "CANNOT") from None
+        if had:
+            source.refresh()
+            entry = JournalEntry(actor.user, actor.client, "DELETEACL", folder, detail=str(ident))
+            self.journal.record(entry)
+        return had
+
+
+def _identifier(text: str) -> Identifier:
+    """An RFC 4314 identifier, or BAD: its syntax is the client's mistake."""
+    try:
+        return parse_identifier(text)
+    except AclError as exc:
+        raise OperationError(str(exc), "CLIENTBUG", status="BAD") from None

@@ -15,6 +15,9 @@ from .listing import Hierarchy, pattern_regex, selection_error
 from .session import AUTH, Done, Session, State, command
 from .view import SelectedView
 
+#: RFC 4314 §4: the rights that let a SELECT change anything (else it is READ-ONLY).
+CHANGE_RIGHTS = "swite"
+
 STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT", "HIGHESTMODSEQ")
 
 
@@ -98,7 +101,12 @@ async def list_(s: Session, c: cmd.Command) -> Done:
     for e in entries:
         s.send_response(rsp.ListResponse(e.attributes, tree.delimiter, e.name, e.childinfo))
         mb = s.gw.replica.get(e.name) if e.exists and want_status else None
-        if mb is not None and not any(a.upper() == "\\NOSELECT" for a in mb.attributes):
+        if (
+            mb is not None
+            and not any(a.upper() == "\\NOSELECT" for a in mb.attributes)
+            # STATUS needs r (RFC 4314 §4); a folder listed with l only tells no counts.
+            and "r" in s.gw.service.execute_now(s.require_actor(), ops.MyRights(e.name))
+        ):
             s.send_response(rsp.StatusResponse(e.name, _status_items(s, mb, c.status_items)))
         await s.maybe_flush()
     return Done("LIST completed")
@@ -128,10 +136,15 @@ async def _select(s: Session, c: cmd.SelectBase, readonly: bool) -> Done:
     if c.qresync is not None and not s.qresync:
         raise OperationError("QRESYNC parameter without ENABLE QRESYNC", "CLIENTBUG", status="BAD")
     mb = await s.gw.service.execute(actor, ops.Select(c.mailbox, readonly))
+    rights = s.gw.service.execute_now(actor, ops.MyRights(mb.name))
+    verb = "EXAMINE" if readonly else "SELECT"
+    # RFC 4314 §4: without any of s w i t e nothing can be changed, so READ-ONLY.
+    readonly = readonly or not set(rights) & set(CHANGE_RIGHTS)
     if c.condstore:
         s.enabled.add("CONDSTORE")
     view = SelectedView(
-        s.gw.replica, mb, user_id=actor.user_id, readonly=readonly, wake=s.wake, recent=not s.imap4rev2
+        s.gw.replica, mb, user_id=actor.user_id, readonly=readonly, wake=s.wake, recent=not s.imap4rev2,
+        rights=rights,
     )
     s.select_view(view)
     # FLAGS lists every keyword in use (and this user's private ones).
@@ -148,9 +161,7 @@ async def _select(s: Session, c: cmd.SelectBase, readonly: bool) -> Done:
     s.send_response(rsp.UntaggedStatus("OK", rsp.HighestModseqCode(view.highest_modseq()), "Highest"))
     if c.qresync is not None and c.qresync.uidvalidity == mb.uidvalidity:
         await _qresync(s, view, c.qresync)
-    return Done(
-        f"{'EXAMINE' if readonly else 'SELECT'} completed", rsp.READ_ONLY if readonly else rsp.READ_WRITE
-    )
+    return Done(f"{verb} completed", rsp.READ_ONLY if readonly else rsp.READ_WRITE)
 
 
 async def _qresync(s: Session, view: SelectedView, q: cmd.QresyncParameters) -> None:

@@ -15,7 +15,7 @@ from ..gateway.app import Gateway
 from ..gateway.control import SessionInfo
 from ..protocol import responses as rsp
 from ..protocol.response_writer import write_response
-from . import commands_mailbox, commands_message, commands_session  # noqa: F401  (register handlers)
+from . import commands_acl, commands_mailbox, commands_message, commands_session  # noqa: F401  (register handlers)
 from .session import Session
 from .tls import tls_context
 

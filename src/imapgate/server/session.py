@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .. import __version__, logs
+from ..gateway import operations as ops
 from ..gateway.app import Gateway
 from ..gateway.control import SessionInfo
 from ..gateway.errors import OperationError
@@ -193,6 +194,7 @@ class Session:
                 caps.append("LOGINDISABLED")
         else:
             caps += ["UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "ESEARCH", "STATUS=SIZE"]
+            caps += ["ACL", "RIGHTS=texk"]  # RFC 4314 §2.1.1/§3: the rights c and d stand for
         return caps
 
     @property
@@ -419,6 +421,8 @@ class Session:
         handler = spec.handler if invalid is None else _invalid_name_handler(invalid)
         self._busy = True
         try:
+            if _works_on_selected(command, spec):
+                self._require_readable()
             done = await handler(self, command)
         except OperationError as exc:
             if exc.status == "ANSWERED":
@@ -476,10 +480,26 @@ class Session:
             why = f"not allowed in the {self.state.value} state"
         return rsp.TaggedResponse(tag, "BAD", rsp.CLIENTBUG, f"{command.name}: {why}")
 
+    def _require_readable(self) -> None:
+        """A folder whose ``r`` the user lost since SELECT (an ACL change) answers
+        every further command there with the policy's NO."""
+        view, actor = self.view, self.actor
+        if view is not None and actor is not None:
+            self.gw.service.execute_now(actor, ops.ReadMessages(view.mb))
+
+    def _readable(self) -> bool:
+        try:
+            self._require_readable()
+        except OperationError:
+            return False
+        return True
+
     def _flush_view(self, allow_expunge: bool) -> None:
         view = self.view
         if view is None:
             return
+        if not self._readable():
+            return  # no events about a folder the user may no longer read
         if view.reset_reason is not None:
             self._bye(f"{view.reset_reason}; please reconnect")
             self.state = State.LOGOUT
@@ -543,6 +563,15 @@ def _invalid_name_handler(err: InvalidMailboxName) -> Handler:
         raise OperationError(f"{err.reason}: no such mailbox", "NONEXISTENT")
 
     return answer
+
+
+def _works_on_selected(command: cmd.Command, spec: CommandSpec) -> bool:
+    """Commands that act on (or wait for news of) the selected folder: refused
+    there once the user may not read it any more.  CLOSE and UNSELECT still
+    leave it, and every other command is about other folders or the session."""
+    if isinstance(command, (cmd.Close, cmd.Unselect)):
+        return False
+    return spec.states == SELECTED or isinstance(command, (cmd.Noop, cmd.Idle, cmd.Check))
 
 
 def _is_seq_command(command: cmd.Command) -> bool:

@@ -77,11 +77,15 @@ class SelectedView:
         readonly: bool,
         wake: Callable[[], None],
         recent: bool = True,
+        rights: str = "swt",
     ) -> None:
         self.replica = replica
         self.mb = mb
         self.user_id = user_id
         self.readonly = readonly
+        #: The flag rights (RFC 4314 ``s``, ``w``, ``t``) the user had at SELECT:
+        #: PERMANENTFLAGS lists only the flags they may change.
+        self.flag_rights = rights
         self.wake = wake
         self.uids: list[int] = list(mb.uids)
         #: ``uids`` as a set, built on first use after a change (``uid_set``).
@@ -276,6 +280,15 @@ class SelectedView:
         permanent_flags = self.mb.permanent_flags
         keywords_ok = permanent_flags is None or "\\*" in permanent_flags
         permanent = () if self.readonly else (*flags, "\\*") if keywords_ok else flags
+        if "w" not in self.flag_rights:
+            # RFC 4314 §4: \\Seen needs s, \\Deleted t, every other flag (and \\*) w.
+            allowed = {"\\Seen"} if "s" in self.flag_rights else set()
+            if "t" in self.flag_rights:
+                allowed.add("\\Deleted")
+            permanent = tuple(f for f in permanent if f in allowed)
+        else:
+            denied = {f for f, r in (("\\Seen", "s"), ("\\Deleted", "t")) if r not in self.flag_rights}
+            permanent = tuple(f for f in permanent if f not in denied)
         return [
             rw.write_response(rsp.Flags(flags)),
             rw.write_response(rsp.UntaggedStatus("OK", rsp.PermanentFlagsCode(permanent), "Limited")),

@@ -207,49 +207,19 @@ class AclStore:
     def folder_created(self, name: str, delimiter: str | None) -> None:
         """A new folder starts with its parent's ACL (INBOX's at the top level); a
         parent without one means the default."""
-        if name == "INBOX":
-            return
-        parent = name.rsplit(delimiter, 1)[0] if delimiter and delimiter in name else "INBOX"
         with self.engine.begin() as conn:
-            # An ACL left from an earlier folder of this name (deleted at the hoster while
-            # the gateway was down) must not apply to the new one.
-            changed = _drop(conn, [name])
-            if _has_acl(conn, parent):
-                _copy_acl(conn, parent, name)
-                changed = True
-            if changed:
-                _bump(conn)
+            folder_created_in(conn, name, delimiter)
 
     def folder_renamed(self, old: str, new: str, delimiter: str | None) -> None:
         """The ACLs move with the folder and its children.  RENAME INBOX moves its
         messages to a new folder and INBOX stays (RFC 3501 §6.3.5): copied."""
         with self.engine.begin() as conn:
-            if old == "INBOX":
-                _drop(conn, [new])
-                if _has_acl(conn, old):
-                    _copy_acl(conn, old, new)
-                _bump(conn)
-                return
-            moved = [(old, new)]
-            if delimiter:
-                prefix = old + delimiter
-                children = conn.execute(
-                    select(acl_folders.c.mailbox).where(
-                        func.substr(acl_folders.c.mailbox, 1, len(prefix)) == prefix
-                    )
-                ).scalars()
-                moved += [(child, new + child[len(old):]) for child in children]
-            _drop(conn, [target for _, target in moved])
-            for source, target in moved:
-                for table in (acl_entries, acl_folders):
-                    conn.execute(update(table).where(table.c.mailbox == source).values(mailbox=target))
-            _bump(conn)
+            folder_renamed_in(conn, old, new, delimiter)
 
     def folder_deleted(self, name: str) -> None:
         """The folder's ACL goes (its children keep theirs)."""
         with self.engine.begin() as conn:
-            if _drop(conn, [name]):
-                _bump(conn)
+            folder_deleted_in(conn, name)
 
     # ------------------------------------------------------------------ groups
     def add_group(self, name: str, *, also: AlsoWrite | None = None) -> None:
@@ -345,6 +315,53 @@ class AclStore:
         ``user disable``; a team that never had an admin is not refused anything."""
         with self.engine.connect() as conn:
             _refuse_last_admin(conn, user, action)
+
+
+
+# ---------------------------------------------------------------------- folder lifecycle
+# In a caller's transaction, so the pipeline commits them with the replica
+# change and the journal entry of the same CREATE/RENAME/DELETE.
+def folder_created_in(conn: Connection, name: str, delimiter: str | None) -> None:
+    """``AclStore.folder_created`` in the transaction of ``conn``."""
+    if name == "INBOX":
+        return
+    parent = name.rsplit(delimiter, 1)[0] if delimiter and delimiter in name else "INBOX"
+    # An ACL left from an earlier folder of this name (deleted at the hoster while
+    # the gateway was down) must not apply to the new one.
+    changed = _drop(conn, [name])
+    if _has_acl(conn, parent):
+        _copy_acl(conn, parent, name)
+        changed = True
+    if changed:
+        _bump(conn)
+
+
+def folder_renamed_in(conn: Connection, old: str, new: str, delimiter: str | None) -> None:
+    """``AclStore.folder_renamed`` in the transaction of ``conn``."""
+    if old == "INBOX":
+        _drop(conn, [new])
+        if _has_acl(conn, old):
+            _copy_acl(conn, old, new)
+        _bump(conn)
+        return
+    moved = [(old, new)]
+    if delimiter:
+        prefix = old + delimiter
+        children = conn.execute(
+            select(acl_folders.c.mailbox).where(func.substr(acl_folders.c.mailbox, 1, len(prefix)) == prefix)
+        ).scalars()
+        moved += [(child, new + child[len(old):]) for child in children]
+    _drop(conn, [target for _, target in moved])
+    for source, target in moved:
+        for table in (acl_entries, acl_folders):
+            conn.execute(update(table).where(table.c.mailbox == source).values(mailbox=target))
+    _bump(conn)
+
+
+def folder_deleted_in(conn: Connection, name: str) -> None:
+    """``AclStore.folder_deleted`` in the transaction of ``conn``."""
+    if _drop(conn, [name]):
+        _bump(conn)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -474,4 +491,13 @@ def _refuse_last_admin(conn: Connection, user: str, action: AdminAction) -> None
         )
 
 
-__all__ = ["AclStore", "AlsoWrite", "Group", "LastAdminError", "bump_version"]
+__all__ = [
+    "AclStore",
+    "AlsoWrite",
+    "Group",
+    "LastAdminError",
+    "bump_version",
+    "folder_created_in",
+    "folder_deleted_in",
+    "folder_renamed_in",
+]

@@ -264,7 +264,14 @@ class Dashboard:
 
     # -- permissions ---------------------------------------------------------------------
     def _rights(self, actor: Actor, folder: str) -> str:
-        return self.gw.service.execute_now(actor, ops.MyRights(folder))
+        """The actor's rights on ``folder``; "" for one they may not see (MYRIGHTS
+        refuses it as missing, and the dashboard shows it as missing too)."""
+        try:
+            return self.gw.service.execute_now(actor, ops.MyRights(folder))
+        except OperationError as exc:
+            if exc.code in ("NONEXISTENT", "NOPERM"):
+                return ""
+            raise
 
     def _readable(self, actor: Actor, folder: str) -> Any:
         """The folder's index if ``actor`` may read it (else NotFound/Forbidden)."""
