@@ -128,7 +128,20 @@ def test_demo_prints_working_logins(tmp_path: Path) -> None:
         typ, data_ = client.list()
         assert typ == "OK" and any(b"INBOX" in d for d in data_)
         assert client.select("INBOX")[0] == "OK"
+        # The demo's permissions: bob is not in $buchhaltung (no Rechnungen for him),
+        # and the archive is read-only for him.
+        assert not any(b"Rechnungen" in d for d in data_), data_
+        assert client.select("Rechnungen")[0] == "NO"
+        assert client.select("Archive")[0] == "OK"  # lrs: may mark read (s), so not READ-ONLY
+        typ, why = client.store("1", "+FLAGS", "(\\Deleted)")
+        assert typ == "NO" and b"NOPERM" in why[0], why
         client.logout()
+        alice_pw = _wait_for(log, r"alice\s+password (\S+)", proc).group(1)
+        alice = imaplib.IMAP4("127.0.0.1", port)
+        assert alice.login("alice", alice_pw)[0] == "OK"
+        assert alice.select("Rechnungen")[0] == "OK"
+        alice.logout()
+        assert "carol is the admin" in log.read_text()
         # The demo wrote its config and says how to use it: admin commands work against it.
         cfg = Path(_wait_for(log, r"export IMAPGATE_CONFIG=(\S+)", proc).group(1))
         assert cfg == data / "imapgate.toml" and cfg.exists()

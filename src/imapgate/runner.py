@@ -234,6 +234,38 @@ async def sync_once(config: Config, progress: Callable[[SyncProgress], None]) ->
 # --- demo ----------------------------------------------------------------------------------
 
 DEMO_USERS = ("alice", "bob", "carol")
+#: The demo's folder permissions (docs/permissions.md's recipes): carol is the admin,
+#: the invoices folder is for the accounting group only, the archive is read-only.
+DEMO_ADMIN = "carol"
+DEMO_GROUP = ("buchhaltung", ("alice", "carol"))
+DEMO_ACL = (
+    ("Rechnungen", "$buchhaltung", "lrswipkxte"),
+    ("Rechnungen", "authenticated", ""),
+    ("Archive", "authenticated", "lrs"),
+)
+
+
+def _demo_permissions(gw: Gateway) -> str:
+    """Set the demo's permissions once (a kept store keeps what it has); what to print."""
+    from .team.acl import rights as acl_rights
+    from .team.acl_store import AclStore
+
+    store = AclStore(gw.replica.engine)
+    if not store.admins():
+        store.set_admin(DEMO_ADMIN, True)
+        group, members = DEMO_GROUP
+        store.add_group(group)
+        store.add_members(group, members)
+        default = acl_rights(gw.config.acl.default)
+        # Before the first sync (the replica is empty yet): the names are the
+        # sample mailbox's, so they are not checked against the replica.
+        for folder, identifier, granted in DEMO_ACL:
+            store.set_entry(folder, identifier, granted, default=default)
+    return (
+        f"Permissions: {DEMO_ADMIN} is the admin; Rechnungen is for the group "
+        f"${DEMO_GROUP[0]} ({', '.join(DEMO_GROUP[1])}) only, bob does not see it;\n"
+        "Archive is read-only for everyone but the admin.\n"
+    )
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -371,6 +403,7 @@ def run_demo(data_dir: Path | None, port: int, *, keep: bool = False) -> None:
                 passwords[name] = pw
             else:
                 passwords[name] = None
+        acl_note = _demo_permissions(gw)
         gw.replica.engine.dispose()
         data_note = "kept at exit (--keep)" if keep else "removed at exit; --keep keeps it"
 
@@ -395,10 +428,12 @@ Log in with any IMAP client (server {host}, port {bound}, no encryption, normal 
   e.g.  neomutt -f imap://alice@{host}:{bound}/INBOX  (or Thunderbird, K-9, Apple Mail ...)
 
 Each person has their own read state; changes reach every other client at once.
+{acl_note}
 The admin commands work against this demo from another terminal:
 
   export IMAPGATE_CONFIG={cfg_path}
   imapgate user list; imapgate folder list; imapgate check
+  imapgate acl get Rechnungen; imapgate acl rights bob Archive; imapgate group list
 
 Press Ctrl-C to stop.
 """,
