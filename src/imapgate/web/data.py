@@ -185,6 +185,9 @@ class Change:
     #: For new mail: (uid, sender, subject) of the first LIVE_ENVELOPES.
     summaries: tuple[tuple[int, str, str], ...] = ()
     text: str = ""
+    #: For a change of the folder list: the folder names it is about (each viewer is
+    #: shown only the ones they may see).
+    names: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -617,8 +620,8 @@ class LiveFeed:
         stream = _Stream(actor, deliver, session_number)
         if last_id is not None:
             for change in list(self._recent):
-                if change.id > last_id and self._visible(actor, change):
-                    deliver(change)
+                if change.id > last_id and (shown := self._for(actor, change)) is not None:
+                    deliver(shown)
         self._streams.add(stream)
         return stream
 
@@ -629,6 +632,32 @@ class LiveFeed:
         if change.user_id is not None and change.user_id != actor.user_id:
             return False
         return self.dashboard.may_read(actor, change.folder) if change.kind != "folders" else True
+
+    def _for(self, actor: Actor, change: Change) -> Change | None:
+        """``change`` as ``actor`` may see it: a folder-list change names only the
+        folders they may see (None: none of them), anything else as it is."""
+        if not self._visible(actor, change):
+            return None
+        if change.kind != "folders" or not change.names:
+            return change
+        names = tuple(n for n in change.names if self._may_see_name(actor, n))
+        if not names:
+            return None
+        if names == change.names:
+            return change
+        from dataclasses import replace
+
+        return replace(change, names=names, text=_folders_text(names))
+
+    def _may_see_name(self, actor: Actor, name: str) -> bool:
+        """``l`` on the folder and on every folder above it: a name under a folder the
+        actor cannot see tells them that folder exists, and a just deleted folder has no
+        entries of its own any more, so its own rights say nothing (docs/permissions.md)."""
+        delimiter = self.dashboard.gw.replica.delimiter()
+        parts = name.split(delimiter) if delimiter else [name]
+        return all(
+            LOOKUP in self.dashboard._rights(actor, delimiter.join(parts[: i + 1])) for i in range(len(parts))
+        )
 
     # The hub calls subscribers synchronously right after a commit: only queue.
     def _on_event(self, event: ev.ReplicaEvent) -> None:
@@ -658,7 +687,7 @@ class LiveFeed:
             )
         elif isinstance(event, ev.MailboxListChanged):
             self._publish(
-                Change(0, now, "folders", None, text="Folders changed: " + ", ".join(event.names[:10]))
+                Change(0, now, "folders", None, text=_folders_text(event.names), names=event.names)
             )
         elif isinstance(event, ev.MailboxReset):
             self._publish(Change(0, now, "reset", name, text="Folder rebuilt at the hoster"))
@@ -688,8 +717,12 @@ class LiveFeed:
         change = replace(change, id=next(self._ids))
         self._recent.append(change)
         for stream in list(self._streams):
-            if self._visible(stream.actor, change):
-                stream.deliver(change)
+            if (shown := self._for(stream.actor, change)) is not None:
+                stream.deliver(shown)
+
+
+def _folders_text(names: tuple[str, ...]) -> str:
+    return "Folders changed: " + ", ".join(names[:10])
 
 
 def _count(n: int, what: str) -> str:
