@@ -28,21 +28,14 @@ from .gateway.app import Gateway
 from .logs import setup_logging
 from .server.listener import ImapServer
 from .server.tls import tls_context
-from .store.engine import sqlite_path
 from .store.lock import StoreLock
 from .submission.server import SubmissionServer
 from .sync.algorithms import SyncProgress
-from .upstream.connection import (
-    UpstreamConnection,
-    UpstreamError,
-    UpstreamLoginRefused,
-    UpstreamUnavailable,
-)
 
 if TYPE_CHECKING:
     from .web.server import WebServer
 
-__all__ = ["ProgressLog", "run_demo", "serve", "setup_logging", "sync_once"]
+__all__ = ["ProgressLog", "run_demo", "serve", "setup_logging"]
 
 log = logging.getLogger("imapgate")
 
@@ -187,48 +180,6 @@ def _web_server(gw: Gateway, config: Config, tls: ssl.SSLContext | None) -> WebS
     from .web.server import WebServer
 
     return WebServer(gw, config, tls=tls)
-
-
-def _sync_error(exc: Exception) -> OperatorError:
-    if isinstance(exc, UpstreamLoginRefused):
-        return OperatorError(f"sync failed: {exc}; check [upstream] user and the password (password_file)")
-    return OperatorError(f"sync failed: {exc}")
-
-
-def _store_is_empty(gw: Gateway) -> bool:
-    return not gw.replica.names() and not gw.users.list()
-
-
-async def sync_once(config: Config, progress: Callable[[SyncProgress], None]) -> Gateway:
-    """``imapgate sync``: the initial sync in the foreground, under the store lock.
-
-    A first sync that fails leaves no database behind (it would look like a
-    store that was synced and holds nothing); a later one keeps what it got
-    (the next run continues)."""
-    with StoreLock(config.store.data_dir, "imapgate sync"):
-        # One login first: a wrong password or an unreachable hoster is reported
-        # before a store is created (and without the pool's back-off warnings).
-        try:
-            probe = UpstreamConnection(config.upstream, name="sync-probe")
-            await probe.connect()
-            await probe.logout()
-        except UpstreamUnavailable as exc:
-            raise _sync_error(exc) from exc
-        db = sqlite_path(config.store.url)
-        fresh = db is not None and not db.exists()
-        gw = Gateway.build(config, progress=progress)
-        try:
-            await gw.sync.initial_sync()
-        except (UpstreamUnavailable, UpstreamError) as exc:
-            raise _sync_error(exc) from exc
-        finally:
-            await gw.pool.close()
-            if fresh and db is not None and _store_is_empty(gw):
-                gw.replica.engine.dispose()
-                for suffix in ("", "-wal", "-shm", "-journal"):
-                    with contextlib.suppress(FileNotFoundError):
-                        Path(f"{db}{suffix}").unlink()
-        return gw
 
 
 # --- demo ----------------------------------------------------------------------------------
