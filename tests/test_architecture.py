@@ -6,8 +6,6 @@ statement in it counts: top level, inside functions and classes, under
 relative ones resolved against the module's package, and ``importlib.import_module``
 / ``__import__`` calls with a literal name.  Text in docstrings or comments does not.
 
-A rule that does not hold yet on main is marked ``xfail(strict=True)`` with what
-breaks it: the moment it starts to hold, the case turns red and the mark must go.
 A failing rule prints every offending import as ``module:line imports target``.
 """
 
@@ -158,8 +156,6 @@ class Rule:
     applies: Callable[[str], bool]
     #: True when the import breaks the rule.
     forbidden: Callable[[str], bool]
-    #: Why the rule does not hold yet on this branch (None: it holds and must keep holding).
-    broken_by: str | None = None
 
     def violations(self) -> Iterator[Import]:
         return (i for i in imports_of_all() if self.applies(i.module) and self.forbidden(i.target))
@@ -223,8 +219,7 @@ RULES = [
 
 
 def _case(rule: Rule) -> object:
-    marks = [pytest.mark.xfail(strict=True, reason=rule.broken_by)] if rule.broken_by else []
-    return pytest.param(rule, id=rule.id, marks=marks)
+    return pytest.param(rule, id=rule.id)
 
 
 @pytest.mark.parametrize("rule", [_case(r) for r in RULES])
