@@ -161,11 +161,21 @@ class AdminService:
     talk to the running gateway (``sessions``) do not create one.
     """
 
-    def __init__(self, config: Config, *, policy: Policy | None = None, actor: Actor = CLI_ACTOR) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        policy: Policy | None = None,
+        actor: Actor = CLI_ACTOR,
+        engine: Engine | None = None,
+    ) -> None:
         self.config = config
         self.policy = policy if policy is not None else Policy()
         self.actor = actor
-        self._engine: Engine | None = None
+        #: An engine given by the caller (the dashboard keeps one open across
+        #: requests instead of opening the store per click) is the caller's to close.
+        self._own_engine = engine is None
+        self._engine: Engine | None = engine
         self._replica: Replica | None = None
 
     # -- plumbing -------------------------------------------------------------------
@@ -176,10 +186,10 @@ class AdminService:
         return self._engine
 
     def close(self) -> None:
-        if self._engine is not None:
+        if self._engine is not None and self._own_engine:
             self._engine.dispose()
-            self._engine = None
-            self._replica = None
+        self._engine = None
+        self._replica = None
 
     def _authorize(self, verb: str, mailbox: str = GATEWAY) -> None:
         try:
@@ -425,6 +435,17 @@ class AdminService:
         if ended:
             which = f"session {session}" if session is not None else "all sessions"
             self._journal(self._entry("KICK", detail=f"{user}: {which}, {ended} ended"))
+        return ended
+
+    def kick_other(self, user: str, what: str, end: Callable[[], int]) -> int:
+        """End a login of another front end in this process (``what`` names it, e.g.
+        "dashboard session w3"; ``end`` ends it and says how many ended): asked and
+        journaled as ``kick``.  The dashboard's logins live in the gateway's memory,
+        not behind the control socket, so the caller hands in the ending."""
+        self._authorize("kick")
+        ended = end()
+        if ended:
+            self._journal(self._entry("KICK", detail=f"{user}: {what}, {ended} ended"))
         return ended
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, select
 from ..store.schema import mailboxes
 from ..team.acl import AclError, Rights, parse_identifier, parse_rights, rights
 from ..team.acl_store import AclStore
-from .admin import AdminError, AdminService, GatewayNotice
+from .admin import AdminError, AdminService, GatewayNotice, NoSuchFolder
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class AclAdmin:
 
     def _require_folder(self, folder: str) -> None:
         if folder not in self._folder_names():
-            raise AdminError(f"no folder {folder!r} (see `imapgate folder list`)")
+            raise NoSuchFolder(f"no folder {folder!r} (see `imapgate folder list`)")
 
     def _done(self, changed: bool, *, rights: str = "", names: tuple[str, ...] = ()) -> Change:
         notice = self.service.tell_acl_changed() if changed else GatewayNotice()
@@ -162,6 +162,13 @@ class AclAdmin:
         with _one_line():
             had = self.store.reset(folder, also=entry.writer())
         return self._done(had)
+
+    def effective(self, folder: str) -> list[tuple[str, str]]:
+        """Every team member's effective rights on ``folder`` (name, rights), as
+        ``acl rights`` computes them one at a time."""
+        self._require_folder(folder)
+        table = self.store.load(self.default)
+        return [(u.name, str(table.rights(u.name, folder))) for u in self.service.users()]
 
     def explain(self, user: str, folder: str) -> list[str]:
         """``acl rights USER FOLDER``: the effective rights and which entries gave

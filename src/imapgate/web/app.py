@@ -19,7 +19,8 @@ Routes (docs/dashboard.md lists them with examples):
     GET  /messages/{folder}/{uid}/raw         the whole message (download)
     GET  /live                     /api/events (text/event-stream)
     GET  /audit                    /api/audit
-    GET  /recovery, /admin         (issues 13 and 11)
+    GET  /recovery                 (issue 13)
+    GET|POST /admin...             /api/admin/...   (admins only: web/admin_views.py)
     GET  /healthz, /metrics
     GET  /.well-known/autoconfig/mail/config-v1.1.xml, /mail/config-v1.1.xml
     POST /autodiscover/autodiscover.xml
@@ -49,6 +50,7 @@ from starlette.staticfiles import StaticFiles
 from ..config import WebConfig
 from ..gateway.policy import Actor
 from . import autoconfig
+from .admin_data import AdminDesk
 from .data import FILTERS, PER_PAGE, Change, Dashboard, DataError, Filter
 from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .metrics import Metrics
@@ -108,6 +110,8 @@ class Web:
     proxies: Proxies
     metrics: Metrics
     templates: jinja2.Environment
+    #: The Admin area's door to AdminService (web/admin_data.py).
+    admin: AdminDesk
     #: Open event streams per session number.
     streams: dict[int, set[asyncio.Queue[Change | None]]] = field(default_factory=dict)
     closing: bool = False
@@ -137,6 +141,8 @@ def _size(n: int) -> str:
 
 
 def create_app(config: WebConfig, data: Dashboard) -> Starlette:
+    from . import admin_views  # it builds on this module's helpers
+
     sessions = MemorySessionStore(idle_timeout=config.session_idle_timeout, lifetime=config.session_lifetime)
     web = Web(
         config=config,
@@ -145,6 +151,7 @@ def create_app(config: WebConfig, data: Dashboard) -> Starlette:
         proxies=Proxies.parse(config.trusted_proxies),
         metrics=Metrics(data, lambda: len(sessions)),
         templates=_templates(),
+        admin=AdminDesk(data.gw, sessions),
     )
     sessions.on_end.append(lambda s: _end_streams(web, s))
     routes = [
@@ -166,7 +173,7 @@ def create_app(config: WebConfig, data: Dashboard) -> Starlette:
         Route("/audit", _page(_audit)),
         Route("/api/audit", _api(_audit)),
         Route("/recovery", _page(_coming("Recovery", "issue 13 (recoverable deletes)"))),
-        Route("/admin", _page(_coming("Admin", "issue 11 (permissions and admin roles)"))),
+        *admin_views.routes(),
         Route("/healthz", _healthz),
         Route("/metrics", _metrics),
         Route("/.well-known/autoconfig/mail/config-v1.1.xml", _autoconfig),
@@ -204,11 +211,13 @@ def _actor(session: WebSession) -> Actor:
 
 def _render(request: Request, view: View, session: WebSession | None) -> Response:
     web = _web(request)
+    # The Admin link only for admins (the pages refuse everyone else anyway).
+    admin = session is not None and web.admin.is_admin(_actor(session))
     context = {
         "user": session.user if session else None,
         "csrf_token": session.csrf_token if session else "",
         "path": request.url.path,
-        "nav": NAV,
+        "nav": NAV if admin else tuple(n for n in NAV if n[0] != "/admin"),
         **view.context,
     }
     html = web.templates.get_template(view.template).render(context)

@@ -145,6 +145,7 @@ class WebServer:
                 await server.shutdown(sockets=self.sockets)
             self._server = None
         self._close_sockets()
+        self.web.admin.close()
 
     def _close_sockets(self) -> None:
         for sock in self.sockets:

@@ -77,6 +77,10 @@ class SessionStore(Protocol):
 
     def sessions(self) -> list[WebSession]: ...
 
+    def end_number(self, number: int) -> WebSession | None:
+        """End the session numbered ``number``; which it was (None: none)."""
+        ...
+
     def end_user(self, name: str, keep_user_id: int | None) -> int:
         """End every session of ``name`` except those of account ``keep_user_id``
         (None: all).  How many ended."""
@@ -147,6 +151,15 @@ class MemorySessionStore:
 
     def delete(self, cookie: str) -> None:
         self._end(self._key(cookie))
+
+    def end_number(self, number: int) -> WebSession | None:
+        """End the session shown as ``w<number>`` (the admin's "end session");
+        the session it was, or None when there is none (any more)."""
+        for key, session in list(self._by_key.items()):
+            if session.number == number:
+                self._end(key)
+                return session
+        return None
 
     def sessions(self) -> list[WebSession]:
         self._expire()
