@@ -14,8 +14,11 @@ from a page (for POSTs of the API).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
-from typing import Any
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -24,7 +27,10 @@ from imapgate.web.server import WebServer
 
 from .gateway import GatewayHarness
 
-__all__ = ["csrf_token", "login", "start_web", "web_client"]
+if TYPE_CHECKING:  # Playwright only where a browser test runs
+    from playwright.sync_api import Page
+
+__all__ = ["browser_login", "csrf_token", "login", "shot", "start_web", "web_client"]
 
 
 def start_web(harness: GatewayHarness, **options: Any) -> WebServer:
@@ -70,3 +76,27 @@ def csrf_token(client: httpx.Client) -> str:
     m = _TOKEN_RE.search(page.text)
     assert m is not None, page.text
     return m.group(1)
+
+
+#: IMAPGATE_SCREENSHOTS=1 writes the screenshots of docs/dashboard.md into docs/images/;
+#: otherwise they go to a temporary folder (a test run leaves the checkout unchanged).
+IMAGES = (
+    Path(__file__).resolve().parents[2] / "docs" / "images"
+    if os.environ.get("IMAPGATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "imapgate-screenshots"
+)
+
+
+def shot(page: Page, name: str) -> None:
+    """A screenshot of ``page`` as ``dashboard-NAME.png`` (see IMAGES)."""
+    IMAGES.mkdir(exist_ok=True)
+    page.screenshot(path=str(IMAGES / f"dashboard-{name}.png"), type="png")
+
+
+def browser_login(page: Page, web: WebServer, user: str = "alice", password: str = "alice-pw") -> None:
+    """Log in through the login form in the browser; waits for the team inbox."""
+    page.goto(base_url(web) + "/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/inbox")

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Page
 
 from imapgate.demo import DovecotServer
 from imapgate.web.server import WebServer
+from tests.support.browser import page_errors
 from tests.support.cli import run, write_config
 from tests.support.gateway import GatewayHarness
-from tests.support.web import csrf_token, login, web_client
+from tests.support.web import browser_login, csrf_token, login, shot, web_client
 
 from .conftest import USERS
 
@@ -317,3 +319,56 @@ def test_end_an_imap_and_a_dashboard_session(
     assert any(d and d.startswith("alice:") for d in kicks) and any(
         d and "dashboard session" in d for d in kicks
     )
+
+
+def test_admin_pages_have_no_inline_script_or_style(carol: httpx.Client) -> None:
+    for path in ("/admin", "/admin/folders", "/admin/folders/INBOX", "/admin/sessions"):
+        page = carol.get(path)
+        assert page.status_code == 200, path
+        assert "default-src 'none'" in page.headers["content-security-policy"], path
+        assert "'unsafe-inline'" not in page.headers["content-security-policy"], path
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page.text), path
+        assert not re.search(r"<style|\sstyle=|\son[a-z]+=", page.text), path
+        # Every form that changes something carries the session's token.
+        assert page.text.count('method="post"') == page.text.count('name="csrf_token"'), path
+
+
+def test_names_are_escaped(carol: httpx.Client) -> None:
+    page = _post(carol, "/admin", action="add-group", name="<b>x</b>")
+    assert "<b>x</b>" not in page.text and "&lt;b&gt;" in page.text
+
+
+# --- in the browser --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_in_the_browser_add_a_user_and_set_an_acl_entry(
+    page: Page, web: WebServer, gateway: GatewayHarness
+) -> None:
+    browser_login(page, web, "carol", "carol-pw")
+    page.click("header nav a >> text=Admin")
+    page.wait_for_url("**/admin")
+    page.fill("form.add input[name=name] >> nth=0", "kim")
+    page.fill("form.add input[name=password]", "kim-pw")
+    page.click("form.add button >> text=Add user")
+    assert "User kim added." in page.inner_text("main")
+    assert _imap_login_ok(gateway, "kim", "kim-pw")
+    page.click("nav.subnav a >> text=Folders and permissions")
+    page.click("table.folders a >> text=Secret")
+    page.wait_for_url("**/admin/folders/Secret")
+    page.fill("form.add input[name=identifier]", "-kim")
+    page.fill("form.add input[name=rights]", "r")
+    page.click("button >> text=Set entry")
+    assert "-kim on Secret: r." in page.inner_text("main")
+    kims = page.locator("table.effective tr", has_text="kim").inner_text().split()[-1]
+    assert "l" in kims and "r" not in kims
+    shot(page, "admin-folder")
+    kim = gateway.imaplib_login("kim", "kim-pw")
+    try:
+        typ, data = kim.select("Secret")
+        assert typ == "NO" and b"NOPERM" in data[0]
+    finally:
+        kim.logout()
+    page.click("nav.subnav a >> text=Users and groups")
+    shot(page, "admin")
+    assert page_errors(page) == []

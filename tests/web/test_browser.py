@@ -5,10 +5,7 @@ within 1 s.  Screenshots go to docs/images/ (docs/dashboard.md shows them)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -17,30 +14,9 @@ from playwright.sync_api import Page
 from imapgate.web.server import WebServer
 from tests.support.browser import page_errors, page_requests_blocked
 from tests.support.gateway import GatewayHarness
-from tests.support.web import base_url, login, web_client
+from tests.support.web import base_url, browser_login, login, shot, web_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-#: IMAPGATE_SCREENSHOTS=1 writes the screenshots of docs/dashboard.md into docs/images/;
-#: otherwise they go to a temporary folder (a test run leaves the checkout unchanged).
-IMAGES = (
-    Path(__file__).resolve().parents[2] / "docs" / "images"
-    if os.environ.get("IMAPGATE_SCREENSHOTS") == "1"
-    else Path(tempfile.gettempdir()) / "imapgate-screenshots"
-)
-
-
-def shot(page: Page, name: str) -> None:
-    IMAGES.mkdir(exist_ok=True)
-    page.screenshot(path=str(IMAGES / f"dashboard-{name}.png"), type="png")
-
-
-def browser_login(page: Page, web: WebServer, user: str = "alice", password: str = "alice-pw") -> None:
-    page.goto(base_url(web) + "/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/inbox")
 
 
 def test_login_inbox_and_message(page: Page, web: WebServer) -> None:
