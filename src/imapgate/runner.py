@@ -371,6 +371,7 @@ imapgate demo is running.
   The "hoster": {kind} on 127.0.0.1:{host_port}, one shared account with {total} sample mails
   The gateway:  IMAP on {host}:{bound} (plain IMAP, localhost only)
   Dashboard:    http://127.0.0.1:{web_port}/  (log in with the same names and passwords)
+  Admin pages:  http://127.0.0.1:{web_port}/admin  (log in as {DEMO_ADMIN}: users, groups, ACLs, sessions)
   Data:         {base} ({data_note})
 
 Log in with any IMAP client (server {host}, port {bound}, no encryption, normal password):

@@ -1,5 +1,6 @@
 """The dashboard's one door into the gateway: every read and (later) every
-change the web makes goes through a method of :class:`Dashboard`, and no
+change the web makes goes through a method of :class:`Dashboard` (the Admin
+area's through ``admin_data.AdminDesk``, the CLI's ``AdminService``), and no
 other module of ``web/`` imports anything of the gateway.
 
 Today the methods read through what exists — the replica's index for folders,
