@@ -161,19 +161,25 @@ def test_add_user_in_the_page_logs_in_over_imap(carol: httpx.Client, gateway: Ga
 
 
 def test_disable_ends_imap_and_refuses_login_enable_allows_it(
-    carol: httpx.Client, gateway: GatewayHarness
+    carol: httpx.Client, web: WebServer, gateway: GatewayHarness
 ) -> None:
     assert (
         _api(carol, "POST", "/api/admin/users", {"name": "frank", "password": "frank-pw"}).status_code == 201
     )
     session = gateway.imaplib_login("frank", "frank-pw")
+    dashboard = _client(web, "frank")
+    assert dashboard.get("/api/folders").status_code == 200
     answer = _api(carol, "PATCH", "/api/admin/users/frank", {"disabled": True})
     assert answer.status_code == 200, answer.text
-    assert "disabled" in answer.json()["text"] and "1 session(s) ended" in answer.json()["text"]
+    assert (
+        "disabled" in answer.json()["text"] and "2 session(s) ended" in answer.json()["text"]
+    )  # IMAP + dashboard
     with pytest.raises((imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError)):
         session.noop()
         session.noop()
     assert not _imap_login_ok(gateway, "frank", "frank-pw")
+    assert dashboard.get("/api/folders").status_code == 401  # the dashboard login ended too
+    dashboard.close()
     assert ("carol", "web dashboard", None, "frank") in _journal(gateway, "USER DISABLE")
     page = _post(carol, "/admin", action="enable", name="frank")
     assert page.status_code == 200 and "User frank enabled." in page.text
@@ -200,6 +206,7 @@ def test_remove_user_and_the_last_admin_is_refused(carol: httpx.Client, gateway:
     for action in ("remove", "disable", "drop-admin"):
         refused = _post(carol, "/admin", action=action, name="carol")
         assert refused.status_code == 400 and "last admin" in refused.text, action
+    assert [u for u, c, m, d in _journal(gateway, "USER REMOVE") if d == "carol"] == []
     assert _api(carol, "DELETE", "/api/admin/users/carol").status_code == 400
     assert gateway.call_soon(lambda: gateway.gw.users.get("carol")) is not None
     assert carol.get("/api/admin/users").status_code == 200
@@ -215,6 +222,12 @@ def test_make_admin_gives_the_admin_pages(
         assert ivy.get("/api/admin/users").status_code == 200
         assert _post(carol, "/admin", action="drop-admin", name="ivy").status_code == 200
         assert ivy.get("/api/admin/users").status_code == 403
+        # An admin who is not the last may remove themselves: their login ends with the account.
+        assert _post(carol, "/admin", action="make-admin", name="ivy").status_code == 200
+        gone = _post(ivy, "/admin", action="remove", name="ivy")
+        assert gone.status_code == 303 and gone.headers["location"] == "/login"
+        assert gateway.call_soon(lambda: gateway.gw.users.get("ivy")) is None
+        assert ivy.get("/api/folders").status_code == 401
 
 
 # --- groups ----------------------------------------------------------------------------------

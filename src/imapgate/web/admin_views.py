@@ -247,6 +247,9 @@ def _admin_page(
                     done = await action(_desk(request), actor, form, request)
                 except (DataError, HTTPError) as exc:
                     failed = exc
+                if not _web(request).sessions.alive(session):
+                    # The admin removed or disabled their own account, or ended this login.
+                    return RedirectResponse("/login", status_code=303)
             page = await view(request, session)
         except (DataError, HTTPError) as exc:
             return _error_page(request, exc.status, exc.reason, session)
