@@ -228,18 +228,20 @@ class AdminDesk:
         return self._done(f"Group ${name.removeprefix('$')} deleted.", change.notice)
 
     async def add_members(self, actor: Actor, name: str, users: list[str]) -> Done:
-        change = await self._call(actor, lambda s: s.acl.add_members(name, users))
-        group = f"${name.removeprefix('$')}"
-        if not change.changed:
-            return Done(f"{', '.join(users)}: already in {group}.", changed=False)
-        return self._done(f"Added to {group}: {', '.join(change.names)}.", change.notice)
+        return await self._members(actor, name, users, add=True)
 
     async def remove_members(self, actor: Actor, name: str, users: list[str]) -> Done:
-        change = await self._call(actor, lambda s: s.acl.remove_members(name, users))
+        return await self._members(actor, name, users, add=False)
+
+    async def _members(self, actor: Actor, name: str, users: list[str], *, add: bool) -> Done:
+        change = await self._call(
+            actor, lambda s: s.acl.add_members(name, users) if add else s.acl.remove_members(name, users)
+        )
         group = f"${name.removeprefix('$')}"
         if not change.changed:
-            return Done(f"{', '.join(users)}: not in {group}.", changed=False)
-        return self._done(f"Removed from {group}: {', '.join(change.names)}.", change.notice)
+            return Done(f"{', '.join(users)}: {'already' if add else 'not'} in {group}.", changed=False)
+        done = f"{'Added to' if add else 'Removed from'} {group}: {', '.join(change.names)}."
+        return self._done(done, change.notice)
 
     # -- folders: ACL and read mode --------------------------------------------------
     async def folders(self, actor: Actor) -> list[FolderRow]:
