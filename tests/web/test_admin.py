@@ -385,3 +385,18 @@ def test_in_the_browser_add_a_user_and_set_an_acl_entry(
     page.click("nav.subnav a >> text=Users and groups")
     shot(page, "admin")
     assert page_errors(page) == []
+
+
+def test_nested_and_non_ascii_folder_names(carol: httpx.Client) -> None:
+    listing = carol.get("/admin/folders")
+    assert 'href="/admin/folders/Projekte%2FWebsite-Relaunch"' in listing.text
+    assert 'href="/admin/folders/B%C3%BCro"' in listing.text
+    page = carol.get("/admin/folders/Projekte%2FWebsite-Relaunch")
+    assert page.status_code == 200 and "Admin: Projekte/Website-Relaunch" in page.text
+    mode = carol.get("/api/admin/folders/Projekte%2FWebsite-Relaunch/read-mode").json()
+    assert mode["folder"] == "Projekte/Website-Relaunch"
+    done = _api(carol, "POST", "/api/admin/acl/B%C3%BCro", {"identifier": "bob", "rights": "lr"})
+    assert done.status_code == 200, done.text
+    entries = carol.get("/api/admin/acl/B%C3%BCro").json()["entries"]
+    assert {"identifier": "bob", "rights": "lr"} in entries
+    assert _api(carol, "DELETE", "/api/admin/acl/B%C3%BCro", {"identifier": "bob"}).json()["changed"] is True
