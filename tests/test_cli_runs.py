@@ -16,10 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from imapgate.demo.dovecot import DovecotServer, find_free_port
 from tests.support import cli
+from tests.support.web import login as web_login
 
 pytestmark = pytest.mark.integration
 IMAPGATE = [sys.executable, "-m", "imapgate.cli"]
@@ -142,6 +144,13 @@ def test_demo_prints_working_logins(tmp_path: Path) -> None:
         assert alice.select("Rechnungen")[0] == "OK"
         alice.logout()
         assert "carol is the admin" in log.read_text()
+        # The demo's dashboard has the Admin pages on, for carol.
+        site = _wait_for(log, r"Admin pages:\s+(http://\S+)/admin", proc).group(1)
+        carol_pw = _wait_for(log, r"carol\s+password (\S+)", proc).group(1)
+        with httpx.Client(base_url=site, timeout=30) as browser:
+            assert web_login(browser, "carol", carol_pw).status_code == 303
+            admin = browser.get("/admin")
+            assert admin.status_code == 200 and "Users and groups" in admin.text, admin.text
         # The demo wrote its config and says how to use it: admin commands work against it.
         cfg = Path(_wait_for(log, r"export IMAPGATE_CONFIG=(\S+)", proc).group(1))
         assert cfg == data / "imapgate.toml" and cfg.exists()
