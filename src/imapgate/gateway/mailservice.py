@@ -72,6 +72,7 @@ from ..upstream.connection import (
 from ..upstream.pool import UpstreamPool
 from . import operations as ops
 from .acl_watch import AclWatch
+from .departures import Departures
 from .errors import OperationError
 from .intents import IntentLog
 from .operations import CopyResult, StoreResult
@@ -141,6 +142,8 @@ class MailService:
         #: The team's subscription decisions (SUBSCRIBE, UNSUBSCRIBE, CREATE).
         self.subscriptions = subscriptions
         self.intents = IntentLog(journal.engine)
+        #: Who took a message away, for the loser of a race (gateway/departures.py).
+        self.departures = Departures(replica.departures)
         #: The search index (None: every text search goes to the hoster) and whether it
         #: answers now (``[search] index``; "auto" waits for the hoster's greeting).
         self.index: SearchIndex | None = None
@@ -241,6 +244,11 @@ class MailService:
             self._check_conflicts(actor, op, mb.name, uids)
             state = self.replica.private_state(mb, actor.user_id) if private else None
             targets = [u for u in uids if u in mb.records]
+            # Named by the session but gone (a colleague won the race): nothing to do
+            # for them, and the client must hear why (gateway/departures.py).
+            missing = [u for u in uids if u not in mb.records]
+            if missing and not targets:
+                self._refuse_gone(actor, "STORE", mb, missing, len(uids))
             modified: list[int] = []
             if unchangedsince is not None:
                 ok: list[int] = []
@@ -281,7 +289,24 @@ class MailService:
                     changed = self._apply_store(
                         actor, mb, entry, reports, targets, operation, req_private, private
                     )
-        return StoreResult(sorted(changed), modified)
+                # Gone at the hoster before this STORE reached it (a colleague's move
+                # ran meanwhile, lock-free): upstream reported nothing for them.
+                lost = [u for u in new_shared if u not in reports and u not in mb.records]
+        not_done = sorted({*missing, *lost})
+        if not_done and len(not_done) == len(uids) and not changed:
+            self._refuse_gone(actor, "STORE", mb, not_done, len(uids))
+        gone = self.departures.gone(mb, not_done, len(uids))
+        return StoreResult(sorted(changed), modified, gone.text if gone else None)
+
+    def _refuse_gone(
+        self, actor: Actor, verb: str, mb: MailboxIndex, uids: Sequence[int], total: int
+    ) -> None:
+        """Raise ``NO [EXPUNGEISSUED]`` naming who took ``uids`` away (journaled)."""
+        gone = self.departures.gone(mb, uids, total)
+        assert gone is not None
+        err = gone.refusal()
+        self._fail(actor, verb, mb.name, uids, err)
+        raise err
 
     def _apply_store(
         self,
@@ -429,7 +454,11 @@ class MailService:
         async with _held(lock, not exact):
             candidates = mb.uids if uids is None else [u for u in uids if u in mb.records]
             targets = [u for u in candidates if "\\Deleted" in mb.records[u].flags]
+            # UID EXPUNGE naming messages a colleague took away meanwhile.
+            missing = [] if uids is None else [u for u in uids if u not in mb.records]
             if not targets:
+                if missing:
+                    self._refuse_gone(actor, "EXPUNGE", mb, missing, len(missing))
                 return []
             self._check_conflicts(actor, op, mb.name, targets)
             entry = JournalEntry(actor.user, actor.client, "EXPUNGE", mb.name, _uids_text(targets))
@@ -455,8 +484,14 @@ class MailService:
                     raise err
                 entry.uids = _uids_text(gone)
                 removed: tuple[int, ...] = ()
+                departed = self.replica.departures.writer(mb.id, uidvalidity, gone, "deleted", actor.user)
                 with self._committed("EXPUNGE", mb.name):
-                    removed = self.replica.expunge(mb, gone, hook=entry.writer())
+                    removed = self.replica.expunge(mb, gone, hook=_hooks(entry.writer(), departed))
+                # Not removed by this command and gone now: a colleague's move or
+                # expunge reached the hoster first (its commit came before ours).
+                lost = [u for u in targets if u not in gone and u not in mb.records]
+        if not gone and uids is not None and (missing or lost):
+            self._refuse_gone(actor, "EXPUNGE", mb, [*missing, *lost], len(missing) + len(targets))
         if len(gone) < len(targets) or not exact:
             # Some stayed upstream (their \\Deleted there was not what the replica
             # says): a sync brings the replica in line.
@@ -491,22 +526,29 @@ class MailService:
         dest = self.replica.get(dest_name)
         if dest is None:
             raise OperationError(f"mailbox {dest_name!r} does not exist", "TRYCREATE")
-        targets = [u for u in uids if u in mb.records]
-        if not targets:
+        if not uids:
             return CopyResult(dest.uidvalidity, [], [])
-        entry = JournalEntry(
-            actor.user, actor.client, verb, mb.name, _uids_text(targets), detail=f"to {dest.name}"
-        )
         intent: int | None = None
         # The source stays locked across the upstream command: its records and
         # everyone's private flags are carried to the copies after it (a sync
         # must not expunge the moved originals in between).
         source_lock = self.sync.mailbox_lock(mb.name)
         async with source_lock:
+            # The targets are read under the lock: a colleague's move of the same
+            # message that held it before us has committed by now, and this one
+            # must not answer OK for a message it never moved.
+            targets = [u for u in uids if u in mb.records]
+            missing = [u for u in uids if u not in mb.records]
+            if not targets:
+                self._refuse_gone(actor, verb, mb, missing, len(uids))
+            entry = JournalEntry(
+                actor.user, actor.client, verb, mb.name, _uids_text(targets), detail=f"to {dest.name}"
+            )
             self._check_conflicts(actor, op, mb.name, targets)
             try:
                 async with self.pool.connection(mb.name) as conn:
                     self._check_uidvalidity(conn, mb)
+                    uidplus = conn.has("UIDPLUS")
                     uidset = SequenceSet.from_ids(targets)
                     if move and conn.has("MOVE"):
                         res = await self.remover.remove(
@@ -543,7 +585,27 @@ class MailService:
                 dst = list(copyuid.dest.iter(0))
                 if len(src) == len(dst):
                     result = CopyResult(copyuid.uidvalidity, src, dst)
+            # With UIDPLUS, COPYUID names every message copied; one it leaves out
+            # was gone at the hoster (taken away there, past the gateway).
+            copied = set(copyuid.source.iter(0)) if copyuid is not None else set()
+            at_hoster = [u for u in targets if u not in copied] if uidplus else []
+            if len(at_hoster) == len(targets):
+                if move:
+                    hoster = self.replica.departures.writer(mb.id, mb.uidvalidity, at_hoster, "hoster")
+                    with self._committed(verb, mb.name):
+                        self.replica.expunge(mb, at_hoster, hook=hoster)
+                self.sync.request(mb.name)
+                self._refuse_gone(actor, verb, mb, [*missing, *at_hoster], len(uids))
             hook: Callable[[Connection], None] | None = entry.writer()
+            if move:
+                # Where each original went, in the expunge's transaction.
+                moved = [u for u in targets if u not in at_hoster]
+                departures = self.replica.departures
+                hook = _hooks(
+                    entry.writer(),
+                    departures.writer(mb.id, mb.uidvalidity, moved, "moved", actor.user, dest.name),
+                    departures.writer(mb.id, mb.uidvalidity, at_hoster, "hoster"),
+                )
             # Snapshot records and everyone's private flags first: a move expunges the source.
             carried = self._private_snapshot(mb, targets)
             copies = [
@@ -555,6 +617,8 @@ class MailService:
                 with self._committed(verb, mb.name, dest.name):
                     self.replica.expunge(mb, targets, hook=hook)
                 hook = None
+            gone = self.departures.gone(mb, [*missing, *at_hoster], len(uids))
+            result.gone = gone.text if gone is not None else None
         if result.dest:
             async with self.sync.mailbox_lock(dest.name):
                 with self._committed(verb, mb.name, dest.name):
@@ -817,6 +881,7 @@ class MailService:
         name = op.mailbox
         if self.replica.get(name) is not None:
             raise OperationError(f"mailbox {name!r} already exists", "ALREADYEXISTS")
+
         # The new folder is listed on the connection that created it: another session of
         # the hoster may not list it yet (seen with Dovecot while the indexer holds one).
         async def listed(conn: UpstreamConnection) -> None:
@@ -1196,6 +1261,16 @@ async def _run_stores(
                 if f.uid is not None and f.flags is not None:
                     reported[f.uid] = (stored_flags(f.flags), f.modseq)
     return answered
+
+
+def _hooks(*hooks: Hook) -> Hook:
+    """One transaction hook running ``hooks`` in order."""
+
+    def run(db: Connection) -> None:
+        for hook in hooks:
+            hook(db)
+
+    return run
 
 
 @contextlib.asynccontextmanager

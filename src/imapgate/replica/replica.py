@@ -53,6 +53,7 @@ from ..store.schema import mailboxes, messages, meta, private_flags, private_mod
 from .bus import ChangeBus, InProcessChangeBus
 from .changes import ChangeSet
 from .coordination import MailboxIdAllocator, MemoryMailboxIdAllocator, MemoryModseqAllocator, ModseqAllocator
+from .departures import DepartureLog
 from .events import (
     EventHub,
     ExpungedPrivate,
@@ -111,6 +112,8 @@ class Replica:
         self.config_seen_modes = dict(seen_modes or {})
         self.by_name: dict[str, MailboxIndex] = {}
         self.by_id: dict[int, MailboxIndex] = {}
+        #: Where expunged messages went, written with each expunge (conflicts).
+        self.departures = DepartureLog(engine)
 
     @property
     def health(self) -> StoreHealth:
@@ -445,6 +448,12 @@ class Replica:
         for user_id, snap in private.items():
             if snap.flags:
                 changes.add(self._private_sets(mb, user_id, mb.private[user_id], snap.flags))
+        if hook is None and ordered and self.health.writable:
+            # No caller's hook: the sync saw them gone at the hoster.  The write
+            # path's own hook records who moved or deleted them (replica/departures.py).
+            # Not while the store is unwritable: the healer replays hooks, and a
+            # missing departure only makes the loser's text generic.
+            hook = self.departures.writer(mb.id, mb.uidvalidity, ordered, "hoster")
         self._commit(changes, hook)
         if gone:
             mb.shared_highest = modseq
