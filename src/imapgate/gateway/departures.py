@@ -18,14 +18,19 @@ something that happened.  See docs/conflicts.md.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from sqlalchemy import Connection
 
 from ..replica.departures import Departure, DepartureLog
 from ..replica.mailbox import MailboxIndex
 from .errors import OperationError
+
+Hook = Callable[[Connection], None]
 
 #: The response code of every answer about a message that is gone (RFC 9051 §7.1).
 EXPUNGEISSUED = "EXPUNGEISSUED"
@@ -104,11 +109,47 @@ def describe(uids: Sequence[int], found: dict[int, Departure], total: int, now: 
 
 
 class Departures:
-    """Reads the departures record for the write path and the FETCH handler."""
+    """Reads the departures record for the write path and the FETCH handler, and
+    knows the lock-free removals in flight on this node (``removing``)."""
 
     def __init__(self, log: DepartureLog, *, clock: Callable[[], float] = time.time) -> None:
         self.log = log
         self.clock = clock
+        #: (mailbox id, UID) -> user, for UID EXPUNGEs sent upstream and not yet
+        #: committed.  UID EXPUNGE runs without the folder lock (QRESYNC tells what
+        #: it removed), so a colleague's MOVE holding the lock can find the message
+        #: gone at the hoster before that expunge commits: this says who it was.
+        #: In memory: with several nodes, the other node's text says "at the hoster".
+        self._in_flight: dict[tuple[int, int], str] = {}
+
+    @contextlib.contextmanager
+    def removing(self, mb: MailboxIndex, uids: Sequence[int], user: str) -> Iterator[None]:
+        """``uids`` are being expunged upstream by ``user`` for the block's duration."""
+        keys = [(mb.id, u) for u in uids]
+        self._in_flight.update(dict.fromkeys(keys, user))
+        try:
+            yield
+        finally:
+            for k in keys:
+                self._in_flight.pop(k, None)
+
+    def at_hoster(self, mb: MailboxIndex, uids: Sequence[int]) -> Hook:
+        """A hook recording ``uids`` as found gone at the hoster by a command of the
+        write path: deleted by whoever has an expunge of them in flight, else
+        removed at the hoster."""
+        by_user: dict[str | None, list[int]] = {}
+        for u in uids:
+            by_user.setdefault(self._in_flight.get((mb.id, u)), []).append(u)
+        writers = [
+            self.log.writer(mb.id, mb.uidvalidity, us, "deleted" if user else "hoster", user)
+            for user, us in by_user.items()
+        ]
+
+        def write(db: Connection) -> None:
+            for w in writers:
+                w(db)
+
+        return write
 
     def gone(self, mb: MailboxIndex, uids: Sequence[int], total: int) -> Gone | None:
         """``Gone`` for ``uids`` (None when empty) out of ``total`` messages named."""

@@ -144,6 +144,9 @@ class MailService:
         self.intents = IntentLog(journal.engine)
         #: Who took a message away, for the loser of a race (gateway/departures.py).
         self.departures = Departures(replica.departures)
+        # Messages the sync or a MOVE finds gone at the hoster: deleted by whoever
+        # has a lock-free expunge of them in flight, else "at the hoster".
+        replica.gone_at_hoster = self.departures.at_hoster
         #: The search index (None: every text search goes to the hoster) and whether it
         #: answers now (``[search] index``; "auto" waits for the hoster's greeting).
         self.index: SearchIndex | None = None
@@ -462,34 +465,38 @@ class MailService:
                 return []
             self._check_conflicts(actor, op, mb.name, targets)
             entry = JournalEntry(actor.user, actor.client, "EXPUNGE", mb.name, _uids_text(targets))
-            uidvalidity = mb.uidvalidity
-            try:
-                if exact:
-                    gone = await self._uid_expunge(mb, targets)
-                else:
-                    async with self.pool.connection(mb.name) as conn:
-                        self._check_uidvalidity(conn, mb)
-                        await self.remover.remove(conn, _expunging(mb.name, targets), mb)
-                    gone = set(targets)
-            except (UpstreamError, UpstreamUnavailable) as exc:
-                if isinstance(exc, UpstreamTimeout):
-                    self.sync.request(mb.name)
-                err = _upstream_failure(exc, "cannot expunge", write=True)
-                self._fail(actor, "EXPUNGE", mb.name, targets, err)
-                raise err from None
-            async with _held(lock, exact):
-                if mb.uidvalidity != uidvalidity:
-                    err = _rebuilt(mb)
+            # Lock-free, a colleague's MOVE may find these gone at the hoster before
+            # this commits: until then, who is removing them is known (departures.py).
+            removing = self.departures.removing(mb, targets if exact else [], actor.user)
+            with removing:
+                uidvalidity = mb.uidvalidity
+                try:
+                    if exact:
+                        gone = await self._uid_expunge(mb, targets)
+                    else:
+                        async with self.pool.connection(mb.name) as conn:
+                            self._check_uidvalidity(conn, mb)
+                            await self.remover.remove(conn, _expunging(mb.name, targets), mb)
+                        gone = set(targets)
+                except (UpstreamError, UpstreamUnavailable) as exc:
+                    if isinstance(exc, UpstreamTimeout):
+                        self.sync.request(mb.name)
+                    err = _upstream_failure(exc, "cannot expunge", write=True)
                     self._fail(actor, "EXPUNGE", mb.name, targets, err)
-                    raise err
-                entry.uids = _uids_text(gone)
-                removed: tuple[int, ...] = ()
-                departed = self.replica.departures.writer(mb.id, uidvalidity, gone, "deleted", actor.user)
-                with self._committed("EXPUNGE", mb.name):
-                    removed = self.replica.expunge(mb, gone, hook=_hooks(entry.writer(), departed))
-                # Not removed by this command and gone now: a colleague's move or
-                # expunge reached the hoster first (its commit came before ours).
-                lost = [u for u in targets if u not in gone and u not in mb.records]
+                    raise err from None
+                async with _held(lock, exact):
+                    if mb.uidvalidity != uidvalidity:
+                        err = _rebuilt(mb)
+                        self._fail(actor, "EXPUNGE", mb.name, targets, err)
+                        raise err
+                    entry.uids = _uids_text(gone)
+                    removed: tuple[int, ...] = ()
+                    departed = self.replica.departures.writer(mb.id, uidvalidity, gone, "deleted", actor.user)
+                    with self._committed("EXPUNGE", mb.name):
+                        removed = self.replica.expunge(mb, gone, hook=_hooks(entry.writer(), departed))
+                    # Not removed by this command and gone now: a colleague's move or
+                    # expunge reached the hoster first (its commit came before ours).
+                    lost = [u for u in targets if u not in gone and u not in mb.records]
         if not gone and uids is not None and (missing or lost):
             self._refuse_gone(actor, "EXPUNGE", mb, [*missing, *lost], len(missing) + len(targets))
         if len(gone) < len(targets) or not exact:
@@ -589,11 +596,15 @@ class MailService:
             # was gone at the hoster (taken away there, past the gateway).
             copied = set(copyuid.source.iter(0)) if copyuid is not None else set()
             at_hoster = [u for u in targets if u not in copied] if uidplus else []
+            if at_hoster and not move:
+                # Still in the replica until the sync removes them; recorded now so
+                # that this answer names who took them away.
+                with self._committed(verb, mb.name), self.journal.engine.begin() as db:
+                    self.departures.at_hoster(mb, at_hoster)(db)
             if len(at_hoster) == len(targets):
                 if move:
-                    hoster = self.replica.departures.writer(mb.id, mb.uidvalidity, at_hoster, "hoster")
                     with self._committed(verb, mb.name):
-                        self.replica.expunge(mb, at_hoster, hook=hoster)
+                        self.replica.expunge(mb, at_hoster, hook=self.departures.at_hoster(mb, at_hoster))
                 self.sync.request(mb.name)
                 self._refuse_gone(actor, verb, mb, [*missing, *at_hoster], len(uids))
             hook: Callable[[Connection], None] | None = entry.writer()
@@ -604,7 +615,7 @@ class MailService:
                 hook = _hooks(
                     entry.writer(),
                     departures.writer(mb.id, mb.uidvalidity, moved, "moved", actor.user, dest.name),
-                    departures.writer(mb.id, mb.uidvalidity, at_hoster, "hoster"),
+                    self.departures.at_hoster(mb, at_hoster),
                 )
             # Snapshot records and everyone's private flags first: a move expunges the source.
             carried = self._private_snapshot(mb, targets)

@@ -20,7 +20,7 @@ so several nodes can later share them through the database.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 from sqlalchemy import Connection, Engine, func, select
@@ -114,6 +114,11 @@ class Replica:
         self.by_id: dict[int, MailboxIndex] = {}
         #: Where expunged messages went, written with each expunge (conflicts).
         self.departures = DepartureLog(engine)
+        #: The hook recording messages the sync found gone at the hoster (the
+        #: service layer replaces it to name a removal of its own in flight).
+        self.gone_at_hoster: Callable[[MailboxIndex, Sequence[int]], Hook] = lambda mb, uids: (
+            self.departures.writer(mb.id, mb.uidvalidity, uids, "hoster")
+        )
 
     @property
     def health(self) -> StoreHealth:
@@ -453,7 +458,7 @@ class Replica:
             # path's own hook records who moved or deleted them (replica/departures.py).
             # Not while the store is unwritable: the healer replays hooks, and a
             # missing departure only makes the loser's text generic.
-            hook = self.departures.writer(mb.id, mb.uidvalidity, ordered, "hoster")
+            hook = self.gone_at_hoster(mb, ordered)
         self._commit(changes, hook)
         if gone:
             mb.shared_highest = modseq
