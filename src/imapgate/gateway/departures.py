@@ -157,4 +157,9 @@ class Departures:
             return None
         ordered = tuple(sorted(set(uids)))
         found = self.log.lookup(mb.id, mb.uidvalidity, ordered)
-        return Gone(ordered, describe(ordered, found, max(total, len(ordered)), self.clock()))
+        now = self.clock()
+        for u in ordered:
+            if u not in found and u in mb.records:
+                # The hoster said it is gone and the sync has not removed it yet.
+                found[u] = Departure(u, "hoster", None, None, now)
+        return Gone(ordered, describe(ordered, found, max(total, len(ordered)), now))
