@@ -3,10 +3,11 @@ by key, bounded by age and count."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, create_engine, func, select
 
 from imapgate.replica import departures as dep_mod
 from imapgate.replica.departures import Departure, DepartureLog
@@ -16,8 +17,24 @@ from imapgate.store.engine import open_engine
 from imapgate.store.schema import departures
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The store on SQLite (migrated), and the table alone on a real PostgreSQL:
+    the record is portable SQLAlchemy Core."""
+    if request.param == "sqlite":
+        yield open_engine(f"sqlite:///{tmp_path / 'store.db'}")
+        return
+    db = request.getfixturevalue("postgres_db")
+    engine = create_engine(db.url.replace("postgresql://", "postgresql+psycopg://", 1))
+    departures.create(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
+def sqlite_engine(tmp_path: Path) -> Engine:
     return open_engine(f"sqlite:///{tmp_path / 'store.db'}")
 
 
@@ -108,8 +125,8 @@ def test_a_large_move_is_recorded_whole(engine: Engine) -> None:
     assert len(log.lookup(1, 1, list(range(1, 2_001)))) == 2_000
 
 
-def test_the_replica_records_what_the_sync_found_gone_at_the_hoster(engine: Engine) -> None:
-    replica = Replica(engine)
+def test_the_replica_records_what_the_sync_found_gone_at_the_hoster(sqlite_engine: Engine) -> None:
+    replica = Replica(sqlite_engine)
     mb = replica.upsert_mailbox("INBOX", "/", ())
     replica.reset(mb, 42, "initial")
     replica.add_messages(mb, [MessageRecord(u, (), 0, 1.0, 0, 10, None) for u in (1, 2, 3)])
