@@ -18,9 +18,8 @@ something that happened.  See docs/conflicts.md.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -59,32 +58,23 @@ def _clock(at: float, now: float) -> str:
     return f"{when:%Y-%m-%d %H:%M}"
 
 
-def _one(dep: Departure | None, now: float) -> str:
-    if dep is None:
-        return "this message is gone: it was expunged meanwhile"
-    at = _clock(dep.at, now)
-    if dep.kind == "moved" and dep.user:
-        return f"{dep.user} moved this message to {dep.dest} at {at}"
-    if dep.kind == "deleted" and dep.user:
-        return f"this message is gone: {dep.user} deleted it at {at}"
-    return f"this message is gone: it was removed at the hoster at {at}"
-
-
-def _group(deps: list[Departure], now: float) -> str:
-    d = deps[-1]  # the latest of the group names the time
-    n = len(deps)
+def _says(d: Departure | None, n: int | None, now: float) -> str:
+    """What happened to the one message named (``n`` None), or to ``n`` of them."""
+    head = "this message is gone: " if n is None else ""
+    if d is None:
+        return f"{head}it was expunged meanwhile" if n is None else f"{n} expunged meanwhile"
     at = _clock(d.at, now)
     if d.kind == "moved" and d.user:
-        return f"{d.user} moved {n} to {d.dest} at {at}"
+        return f"{d.user} moved {'this message' if n is None else n} to {d.dest} at {at}"
     if d.kind == "deleted" and d.user:
-        return f"{d.user} deleted {n} at {at}"
-    return f"{n} removed at the hoster at {at}"
+        return f"{head}{d.user} deleted {'it' if n is None else n} at {at}"
+    return f"{head}{'it was' if n is None else n} removed at the hoster at {at}"
 
 
 def describe(uids: Sequence[int], found: dict[int, Departure], total: int, now: float) -> str:
     """The text for ``uids`` gone out of ``total`` messages named."""
     if len(uids) == 1 and total == 1:
-        return _one(found.get(uids[0]), now)
+        return _says(found.get(uids[0]), None, now)
     groups: dict[tuple[str, str | None, str | None], list[Departure]] = {}
     unknown = 0
     for u in uids:
@@ -94,13 +84,14 @@ def describe(uids: Sequence[int], found: dict[int, Departure], total: int, now: 
             continue
         key = (dep.kind if dep.user else "hoster", dep.user, dep.dest if dep.kind == "moved" else None)
         groups.setdefault(key, []).append(dep)
-    parts = [_group(sorted(g, key=lambda d: d.at), now) for g in groups.values()]
+    # The latest departure of a group names its time.
+    parts = [_says(max(g, key=lambda d: d.at), len(g), now) for g in groups.values()]
     parts.sort()
     if len(parts) > MAX_GROUPS:
         rest = len(parts) - MAX_GROUPS
         parts = [*parts[:MAX_GROUPS], f"and {rest} more"]
     if unknown:
-        parts.append(f"{unknown} expunged meanwhile")
+        parts.append(_says(None, unknown, now))
     if len(uids) < total:
         head = f"{len(uids)} of {total} messages {'is' if len(uids) == 1 else 'are'} gone"
     else:
@@ -109,37 +100,28 @@ def describe(uids: Sequence[int], found: dict[int, Departure], total: int, now: 
 
 
 class Departures:
-    """Reads the departures record for the write path and the FETCH handler, and
-    knows the lock-free removals in flight on this node (``removing``)."""
+    """Reads the departures record for the write path and the FETCH handler."""
 
-    def __init__(self, log: DepartureLog, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        log: DepartureLog,
+        *,
+        remover_of: Callable[[MailboxIndex, int], str | None] = lambda mb, uid: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.log = log
+        #: Who has a removal of a message on its way upstream (gateway/inflight.py):
+        #: found gone at the hoster meanwhile, it was them, not someone past the gateway.
+        self.remover_of = remover_of
         self.clock = clock
-        #: (mailbox id, UID) -> user, for UID EXPUNGEs sent upstream and not yet
-        #: committed.  UID EXPUNGE runs without the folder lock (QRESYNC tells what
-        #: it removed), so a colleague's MOVE holding the lock can find the message
-        #: gone at the hoster before that expunge commits: this says who it was.
-        #: In memory: with several nodes, the other node's text says "at the hoster".
-        self._in_flight: dict[tuple[int, int], str] = {}
-
-    @contextlib.contextmanager
-    def removing(self, mb: MailboxIndex, uids: Sequence[int], user: str) -> Iterator[None]:
-        """``uids`` are being expunged upstream by ``user`` for the block's duration."""
-        keys = [(mb.id, u) for u in uids]
-        self._in_flight.update(dict.fromkeys(keys, user))
-        try:
-            yield
-        finally:
-            for k in keys:
-                self._in_flight.pop(k, None)
 
     def at_hoster(self, mb: MailboxIndex, uids: Sequence[int]) -> Hook:
-        """A hook recording ``uids`` as found gone at the hoster by a command of the
-        write path: deleted by whoever has an expunge of them in flight, else
+        """A hook recording ``uids`` as found gone at the hoster (by the sync, or by a
+        MOVE's COPYUID): deleted by whoever has a removal of them in flight, else
         removed at the hoster."""
         by_user: dict[str | None, list[int]] = {}
         for u in uids:
-            by_user.setdefault(self._in_flight.get((mb.id, u)), []).append(u)
+            by_user.setdefault(self.remover_of(mb, u), []).append(u)
         writers = [
             self.log.writer(mb.id, mb.uidvalidity, us, "deleted" if user else "hoster", user)
             for user, us in by_user.items()

@@ -74,6 +74,7 @@ from . import operations as ops
 from .acl_watch import AclWatch
 from .departures import Departures
 from .errors import OperationError
+from .inflight import InFlight
 from .intents import IntentLog
 from .operations import CopyResult, StoreResult
 from .policy import Actor, Policy
@@ -143,7 +144,9 @@ class MailService:
         self.subscriptions = subscriptions
         self.intents = IntentLog(journal.engine)
         #: Who took a message away, for the loser of a race (gateway/departures.py).
-        self.departures = Departures(replica.departures)
+        #: The order of lock-free writes against removals of the same message.
+        self.inflight = InFlight()
+        self.departures = Departures(replica.departures, remover_of=self.inflight.remover_of)
         # Messages the sync or a MOVE finds gone at the hoster: deleted by whoever
         # has a lock-free expunge of them in flight, else "at the hoster".
         replica.gone_at_hoster = self.departures.at_hoster
@@ -243,7 +246,11 @@ class MailService:
         # Lock-free upstream needs answers in MODSEQ order; UNCHANGEDSINCE is
         # decided on the replica, which must not change until the STORE is done.
         hold = unchangedsince is not None or "CONDSTORE" not in self.pool.enabled
-        async with _held(lock, hold):
+        async with _held(lock, hold), contextlib.AsyncExitStack() as flight:
+            if not hold:
+                # Lock-free: ordered against a colleague's MOVE or UID EXPUNGE of the
+                # same messages (gateway/inflight.py), until upstream has answered.
+                await flight.enter_async_context(self.inflight.storing(mb, uids))
             self._check_conflicts(actor, op, mb.name, uids)
             state = self.replica.private_state(mb, actor.user_id) if private else None
             targets = [u for u in uids if u in mb.records]
@@ -282,6 +289,7 @@ class MailService:
                 err = _upstream_failure(exc, "cannot change flags", write=True)
                 self._fail(actor, "STORE", mb.name, targets, err)
                 raise err from None
+            await flight.aclose()  # before the commit takes the lock a removal may hold
             async with _held(lock, not hold):
                 if mb.uidvalidity != uidvalidity:
                     err = _rebuilt(mb)
@@ -454,7 +462,10 @@ class MailService:
         # without UIDPLUS, other messages' \\Deleted is shielded by the replica's
         # view of them, which must not change meanwhile.
         exact = self.pool.has("UIDPLUS") and "QRESYNC" in self.pool.enabled
-        async with _held(lock, not exact):
+        # Never two removals of one message at once, nor a removal during a lock-free
+        # STORE of it (gateway/inflight.py); registered before the folder lock.
+        named = uids if uids is not None else [u for u in mb.uids if "\\Deleted" in mb.records[u].flags]
+        async with self.inflight.removing(mb, named, actor.user), _held(lock, not exact):
             candidates = mb.uids if uids is None else [u for u in uids if u in mb.records]
             targets = [u for u in candidates if "\\Deleted" in mb.records[u].flags]
             # UID EXPUNGE naming messages a colleague took away meanwhile.
@@ -465,38 +476,34 @@ class MailService:
                 return []
             self._check_conflicts(actor, op, mb.name, targets)
             entry = JournalEntry(actor.user, actor.client, "EXPUNGE", mb.name, _uids_text(targets))
-            # Lock-free, a colleague's MOVE may find these gone at the hoster before
-            # this commits: until then, who is removing them is known (departures.py).
-            removing = self.departures.removing(mb, targets if exact else [], actor.user)
-            with removing:
-                uidvalidity = mb.uidvalidity
-                try:
-                    if exact:
-                        gone = await self._uid_expunge(mb, targets)
-                    else:
-                        async with self.pool.connection(mb.name) as conn:
-                            self._check_uidvalidity(conn, mb)
-                            await self.remover.remove(conn, _expunging(mb.name, targets), mb)
-                        gone = set(targets)
-                except (UpstreamError, UpstreamUnavailable) as exc:
-                    if isinstance(exc, UpstreamTimeout):
-                        self.sync.request(mb.name)
-                    err = _upstream_failure(exc, "cannot expunge", write=True)
+            uidvalidity = mb.uidvalidity
+            try:
+                if exact:
+                    gone = await self._uid_expunge(mb, targets)
+                else:
+                    async with self.pool.connection(mb.name) as conn:
+                        self._check_uidvalidity(conn, mb)
+                        await self.remover.remove(conn, _expunging(mb.name, targets), mb)
+                    gone = set(targets)
+            except (UpstreamError, UpstreamUnavailable) as exc:
+                if isinstance(exc, UpstreamTimeout):
+                    self.sync.request(mb.name)
+                err = _upstream_failure(exc, "cannot expunge", write=True)
+                self._fail(actor, "EXPUNGE", mb.name, targets, err)
+                raise err from None
+            async with _held(lock, exact):
+                if mb.uidvalidity != uidvalidity:
+                    err = _rebuilt(mb)
                     self._fail(actor, "EXPUNGE", mb.name, targets, err)
-                    raise err from None
-                async with _held(lock, exact):
-                    if mb.uidvalidity != uidvalidity:
-                        err = _rebuilt(mb)
-                        self._fail(actor, "EXPUNGE", mb.name, targets, err)
-                        raise err
-                    entry.uids = _uids_text(gone)
-                    removed: tuple[int, ...] = ()
-                    departed = self.replica.departures.writer(mb.id, uidvalidity, gone, "deleted", actor.user)
-                    with self._committed("EXPUNGE", mb.name):
-                        removed = self.replica.expunge(mb, gone, hook=_hooks(entry.writer(), departed))
-                    # Not removed by this command and gone now: a colleague's move or
-                    # expunge reached the hoster first (its commit came before ours).
-                    lost = [u for u in targets if u not in gone and u not in mb.records]
+                    raise err
+                entry.uids = _uids_text(gone)
+                removed: tuple[int, ...] = ()
+                departed = self.replica.departures.writer(mb.id, uidvalidity, gone, "deleted", actor.user)
+                with self._committed("EXPUNGE", mb.name):
+                    removed = self.replica.expunge(mb, gone, hook=_hooks(entry.writer(), departed))
+                # Not removed by this command and gone now: a colleague's move or
+                # expunge reached the hoster first (its commit came before ours).
+                lost = [u for u in targets if u not in gone and u not in mb.records]
         if not gone and uids is not None and (missing or lost):
             self._refuse_gone(actor, "EXPUNGE", mb, [*missing, *lost], len(missing) + len(targets))
         if len(gone) < len(targets) or not exact:
@@ -540,7 +547,10 @@ class MailService:
         # everyone's private flags are carried to the copies after it (a sync
         # must not expunge the moved originals in between).
         source_lock = self.sync.mailbox_lock(mb.name)
-        async with source_lock:
+        # A MOVE is a removal: never at once with another removal or a lock-free
+        # STORE of the same messages (gateway/inflight.py), registered before the lock.
+        removing = self.inflight.removing(mb, uids, actor.user) if move else contextlib.nullcontext()
+        async with removing, source_lock:
             # The targets are read under the lock: a colleague's move of the same
             # message that held it before us has committed by now, and this one
             # must not answer OK for a message it never moved.
