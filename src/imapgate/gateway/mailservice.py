@@ -247,9 +247,10 @@ class MailService:
         # decided on the replica, which must not change until the STORE is done.
         hold = unchangedsince is not None or "CONDSTORE" not in self.pool.enabled
         async with _held(lock, hold), contextlib.AsyncExitStack() as flight:
-            if not hold:
-                # Lock-free: ordered against a colleague's MOVE or UID EXPUNGE of the
-                # same messages (gateway/inflight.py), until upstream has answered.
+            if not hold and req_shared:
+                # Lock-free upstream: ordered against a colleague's MOVE or UID EXPUNGE
+                # of the same messages (gateway/inflight.py) until upstream has answered.
+                # (Private flags never go upstream: nothing to order.)
                 await flight.enter_async_context(self.inflight.storing(mb, uids))
             self._check_conflicts(actor, op, mb.name, uids)
             state = self.replica.private_state(mb, actor.user_id) if private else None
