@@ -209,3 +209,41 @@ def test_fetch_after_move_gets_expunge_and_who_moved_it(race: Race) -> None:
         assert r.at_dovecot(mid) == {"INBOX": 0, "RaceA": 1, "RaceB": 0}
 
     _rounds(race, one)
+
+
+def test_a_partly_gone_move_moves_the_rest_and_warns(race: Race) -> None:
+    """Decision (docs/architecture.md): what can be done is done and answered OK;
+    the gone part is named in an untagged NO [EXPUNGEISSUED] first."""
+    (u1, m1), (u2, m2) = race.fresh_message(), race.fresh_message()
+    assert race.alice.command(b"A", b"UID MOVE %d RaceA" % u1)[-1].startswith(b"A OK")
+    lines = race.bob.command(b"B", b"UID MOVE %d,%d RaceB" % (u1, u2))
+    assert lines[-1].startswith(b"B OK MOVE completed"), lines
+    warning = re.compile(
+        rb"\* NO \[EXPUNGEISSUED\] 1 of 2 messages is gone: alice moved 1 to RaceA at " + CLOCK + rb"\r\n"
+    )
+    assert any(warning.fullmatch(ln) for ln in lines), lines
+    assert any(re.match(rb"\* OK \[COPYUID \d+ %d \d+\]" % u2, ln) for ln in lines), lines
+    assert race.at_dovecot(m1) == {"INBOX": 0, "RaceA": 1, "RaceB": 0}
+    assert race.at_dovecot(m2) == {"INBOX": 0, "RaceA": 0, "RaceB": 1}
+
+
+def test_unchangedsince_after_a_colleagues_change_is_modified(race: Race) -> None:
+    """RFC 7162 across users: bob's \\Flagged after alice's modseq makes her
+    conditional STORE fail with [MODIFIED]; bob reading it (private \\Seen) does not."""
+    uid, _ = race.fresh_message()
+    for c in (race.alice, race.bob):
+        assert c.command(b"E", b"ENABLE CONDSTORE")[-1].startswith(b"E OK")
+    lines = race.alice.command(b"F", b"UID FETCH %d (MODSEQ)" % uid)
+    before = int(re.findall(rb"MODSEQ \((\d+)\)", b"".join(lines))[0])
+    assert race.bob.command(b"R", b"UID FETCH %d (BODY[])" % uid)[-1].startswith(b"R OK")  # \Seen for bob
+    lines = race.alice.command(b"A", b"UID STORE %d (UNCHANGEDSINCE %d) +FLAGS (\\Answered)" % (uid, before))
+    assert lines[-1].startswith(b"A OK STORE completed"), lines  # not MODIFIED: bob's read is his
+    lines = race.alice.command(b"F", b"UID FETCH %d (MODSEQ)" % uid)
+    before = int(re.findall(rb"MODSEQ \((\d+)\)", b"".join(lines))[0])
+    assert race.bob.command(b"T", b"UID STORE %d +FLAGS (\\Flagged)" % uid)[-1].startswith(b"T OK")
+    lines = race.alice.command(b"A", b"UID STORE %d (UNCHANGEDSINCE %d) +FLAGS (\\Deleted)" % (uid, before))
+    assert lines[-1].startswith(b"A OK [MODIFIED %d]" % uid), lines
+    with session(upstream_login(race.upstream.host, race.upstream.port)) as c:
+        ok(c.select("INBOX", readonly=True))
+        flags = b"".join(x for x in ok(c.uid("FETCH", str(uid), "(FLAGS)")) if isinstance(x, bytes))
+    assert b"\\Flagged" in flags and b"\\Answered" in flags and b"\\Deleted" not in flags, flags
