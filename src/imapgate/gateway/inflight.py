@@ -38,7 +38,17 @@ class InFlight:
         #: Removals on their way, with the user removing: who to name when a
         #: colleague's command finds such a message gone at the hoster.
         self._removals: dict[Key, str] = {}
-        self._changed = asyncio.Condition()
+        self._condition: asyncio.Condition | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def _changed(self) -> asyncio.Condition:
+        """The condition of the running loop (a service built outside any loop, or
+        served again from another one in tests, gets its own)."""
+        loop = asyncio.get_running_loop()
+        if self._condition is None or self._loop is not loop:
+            self._condition, self._loop = asyncio.Condition(), loop
+        return self._condition
 
     def remover_of(self, mb: MailboxIndex, uid: int) -> str | None:
         return self._removals.get((mb.id, uid))
