@@ -380,6 +380,8 @@ Log in with any IMAP client (server {host}, port {bound}, no encryption, normal 
   e.g.  neomutt -f imap://alice@{host}:{bound}/INBOX  (or Thunderbird, K-9, Apple Mail ...)
 
 Each person has their own read state; changes reach every other client at once.
+Move a mail that a colleague's client also shows and then act on it there: that client
+is told who moved it where and when (NO [EXPUNGEISSUED], docs/conflicts.md).
 {acl_note}
 The admin commands work against this demo from another terminal:
 

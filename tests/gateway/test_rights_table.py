@@ -82,6 +82,8 @@ CASES: list[tuple[ops.Operation[Any], tuple[Need, ...]]] = [
     (ops.Status("INBOX"), (Need("INBOX", "lr"),)),
     (ops.ReadMessages(INBOX), (Need("INBOX", "r"),)),
     (ops.FetchContent(INBOX, [1], [BODY]), (Need("INBOX", "r"),)),
+    # who took a message away is read like the message: r
+    (ops.ExplainGone(INBOX, [1], 1), (Need("INBOX", "r"),)),
     (ops.SearchContent(INBOX, SearchText("BODY", b"x")), (Need("INBOX", "r"),)),
     (ops.ListFolders(), (Need(None, "l"),)),
     # RFC 4314 ACL commands: MYRIGHTS l (a folder without it does not exist), the rest a

@@ -72,7 +72,9 @@ from ..upstream.connection import (
 from ..upstream.pool import UpstreamPool
 from . import operations as ops
 from .acl_watch import AclWatch
+from .departures import Departures
 from .errors import OperationError
+from .inflight import InFlight
 from .intents import IntentLog
 from .operations import CopyResult, StoreResult
 from .policy import Actor, Policy
@@ -141,6 +143,13 @@ class MailService:
         #: The team's subscription decisions (SUBSCRIBE, UNSUBSCRIBE, CREATE).
         self.subscriptions = subscriptions
         self.intents = IntentLog(journal.engine)
+        #: Who took a message away, for the loser of a race (gateway/departures.py).
+        #: The order of lock-free writes against removals of the same message.
+        self.inflight = InFlight()
+        self.departures = Departures(replica.departures, remover_of=self.inflight.remover_of)
+        # Messages the sync or a MOVE finds gone at the hoster: deleted by whoever
+        # has a lock-free expunge of them in flight, else "at the hoster".
+        replica.gone_at_hoster = self.departures.at_hoster
         #: The search index (None: every text search goes to the hoster) and whether it
         #: answers now (``[search] index``; "auto" waits for the hoster's greeting).
         self.index: SearchIndex | None = None
@@ -237,10 +246,20 @@ class MailService:
         # Lock-free upstream needs answers in MODSEQ order; UNCHANGEDSINCE is
         # decided on the replica, which must not change until the STORE is done.
         hold = unchangedsince is not None or "CONDSTORE" not in self.pool.enabled
-        async with _held(lock, hold):
+        async with _held(lock, hold), contextlib.AsyncExitStack() as flight:
+            if not hold and req_shared:
+                # Lock-free upstream: ordered against a colleague's MOVE or UID EXPUNGE
+                # of the same messages (gateway/inflight.py) until upstream has answered.
+                # (Private flags never go upstream: nothing to order.)
+                await flight.enter_async_context(self.inflight.storing(mb, uids))
             self._check_conflicts(actor, op, mb.name, uids)
             state = self.replica.private_state(mb, actor.user_id) if private else None
             targets = [u for u in uids if u in mb.records]
+            # Named by the session but gone (a colleague won the race): nothing to do
+            # for them, and the client must hear why (gateway/departures.py).
+            missing = [u for u in uids if u not in mb.records]
+            if missing and not targets:
+                self._refuse_gone(actor, "STORE", mb, missing, len(uids))
             modified: list[int] = []
             if unchangedsince is not None:
                 ok: list[int] = []
@@ -271,6 +290,7 @@ class MailService:
                 err = _upstream_failure(exc, "cannot change flags", write=True)
                 self._fail(actor, "STORE", mb.name, targets, err)
                 raise err from None
+            await flight.aclose()  # before the commit takes the lock a removal may hold
             async with _held(lock, not hold):
                 if mb.uidvalidity != uidvalidity:
                     err = _rebuilt(mb)
@@ -281,7 +301,24 @@ class MailService:
                     changed = self._apply_store(
                         actor, mb, entry, reports, targets, operation, req_private, private
                     )
-        return StoreResult(sorted(changed), modified)
+                # Gone at the hoster before this STORE reached it (a colleague's move
+                # ran meanwhile, lock-free): upstream reported nothing for them.
+                lost = [u for u in new_shared if u not in reports and u not in mb.records]
+        not_done = sorted({*missing, *lost})
+        if not_done and len(not_done) == len(uids) and not changed:
+            self._refuse_gone(actor, "STORE", mb, not_done, len(uids))
+        gone = self.departures.gone(mb, not_done, len(uids))
+        return StoreResult(sorted(changed), modified, gone.text if gone else None)
+
+    def _refuse_gone(
+        self, actor: Actor, verb: str, mb: MailboxIndex, uids: Sequence[int], total: int
+    ) -> None:
+        """Raise ``NO [EXPUNGEISSUED]`` naming who took ``uids`` away (journaled)."""
+        gone = self.departures.gone(mb, uids, total)
+        assert gone is not None
+        err = gone.refusal()
+        self._fail(actor, verb, mb.name, uids, err)
+        raise err
 
     def _apply_store(
         self,
@@ -426,10 +463,17 @@ class MailService:
         # without UIDPLUS, other messages' \\Deleted is shielded by the replica's
         # view of them, which must not change meanwhile.
         exact = self.pool.has("UIDPLUS") and "QRESYNC" in self.pool.enabled
-        async with _held(lock, not exact):
+        # Never two removals of one message at once, nor a removal during a lock-free
+        # STORE of it (gateway/inflight.py); registered before the folder lock.
+        named = uids if uids is not None else [u for u in mb.uids if "\\Deleted" in mb.records[u].flags]
+        async with self.inflight.removing(mb, named, actor.user), _held(lock, not exact):
             candidates = mb.uids if uids is None else [u for u in uids if u in mb.records]
             targets = [u for u in candidates if "\\Deleted" in mb.records[u].flags]
+            # UID EXPUNGE naming messages a colleague took away meanwhile.
+            missing = [] if uids is None else [u for u in uids if u not in mb.records]
             if not targets:
+                if missing:
+                    self._refuse_gone(actor, "EXPUNGE", mb, missing, len(missing))
                 return []
             self._check_conflicts(actor, op, mb.name, targets)
             entry = JournalEntry(actor.user, actor.client, "EXPUNGE", mb.name, _uids_text(targets))
@@ -455,8 +499,14 @@ class MailService:
                     raise err
                 entry.uids = _uids_text(gone)
                 removed: tuple[int, ...] = ()
+                departed = self.replica.departures.writer(mb.id, uidvalidity, gone, "deleted", actor.user)
                 with self._committed("EXPUNGE", mb.name):
-                    removed = self.replica.expunge(mb, gone, hook=entry.writer())
+                    removed = self.replica.expunge(mb, gone, hook=_hooks(entry.writer(), departed))
+                # Not removed by this command and gone now: a colleague's move or
+                # expunge reached the hoster first (its commit came before ours).
+                lost = [u for u in targets if u not in gone and u not in mb.records]
+        if not gone and uids is not None and (missing or lost):
+            self._refuse_gone(actor, "EXPUNGE", mb, [*missing, *lost], len(missing) + len(targets))
         if len(gone) < len(targets) or not exact:
             # Some stayed upstream (their \\Deleted there was not what the replica
             # says): a sync brings the replica in line.
@@ -491,22 +541,32 @@ class MailService:
         dest = self.replica.get(dest_name)
         if dest is None:
             raise OperationError(f"mailbox {dest_name!r} does not exist", "TRYCREATE")
-        targets = [u for u in uids if u in mb.records]
-        if not targets:
+        if not uids:
             return CopyResult(dest.uidvalidity, [], [])
-        entry = JournalEntry(
-            actor.user, actor.client, verb, mb.name, _uids_text(targets), detail=f"to {dest.name}"
-        )
         intent: int | None = None
         # The source stays locked across the upstream command: its records and
         # everyone's private flags are carried to the copies after it (a sync
         # must not expunge the moved originals in between).
         source_lock = self.sync.mailbox_lock(mb.name)
-        async with source_lock:
+        # A MOVE is a removal: never at once with another removal or a lock-free
+        # STORE of the same messages (gateway/inflight.py), registered before the lock.
+        removing = self.inflight.removing(mb, uids, actor.user) if move else contextlib.nullcontext()
+        async with removing, source_lock:
+            # The targets are read under the lock: a colleague's move of the same
+            # message that held it before us has committed by now, and this one
+            # must not answer OK for a message it never moved.
+            targets = [u for u in uids if u in mb.records]
+            missing = [u for u in uids if u not in mb.records]
+            if not targets:
+                self._refuse_gone(actor, verb, mb, missing, len(uids))
+            entry = JournalEntry(
+                actor.user, actor.client, verb, mb.name, _uids_text(targets), detail=f"to {dest.name}"
+            )
             self._check_conflicts(actor, op, mb.name, targets)
             try:
                 async with self.pool.connection(mb.name) as conn:
                     self._check_uidvalidity(conn, mb)
+                    uidplus = conn.has("UIDPLUS")
                     uidset = SequenceSet.from_ids(targets)
                     if move and conn.has("MOVE"):
                         res = await self.remover.remove(
@@ -543,7 +603,31 @@ class MailService:
                 dst = list(copyuid.dest.iter(0))
                 if len(src) == len(dst):
                     result = CopyResult(copyuid.uidvalidity, src, dst)
+            # With UIDPLUS, COPYUID names every message copied; one it leaves out
+            # was gone at the hoster (taken away there, past the gateway).
+            copied = set(copyuid.source.iter(0)) if copyuid is not None else set()
+            at_hoster = [u for u in targets if u not in copied] if uidplus else []
+            if at_hoster and not move:
+                # Still in the replica until the sync removes them; recorded now so
+                # that this answer names who took them away.
+                with self._committed(verb, mb.name), self.journal.engine.begin() as db:
+                    self.departures.at_hoster(mb, at_hoster)(db)
+            if len(at_hoster) == len(targets):
+                if move:
+                    with self._committed(verb, mb.name):
+                        self.replica.expunge(mb, at_hoster, hook=self.departures.at_hoster(mb, at_hoster))
+                self.sync.request(mb.name)
+                self._refuse_gone(actor, verb, mb, [*missing, *at_hoster], len(uids))
             hook: Callable[[Connection], None] | None = entry.writer()
+            if move:
+                # Where each original went, in the expunge's transaction.
+                moved = [u for u in targets if u not in at_hoster]
+                departures = self.replica.departures
+                hook = _hooks(
+                    entry.writer(),
+                    departures.writer(mb.id, mb.uidvalidity, moved, "moved", actor.user, dest.name),
+                    self.departures.at_hoster(mb, at_hoster),
+                )
             # Snapshot records and everyone's private flags first: a move expunges the source.
             carried = self._private_snapshot(mb, targets)
             copies = [
@@ -555,6 +639,8 @@ class MailService:
                 with self._committed(verb, mb.name, dest.name):
                     self.replica.expunge(mb, targets, hook=hook)
                 hook = None
+            gone = self.departures.gone(mb, [*missing, *at_hoster], len(uids))
+            result.gone = gone.text if gone is not None else None
         if result.dest:
             async with self.sync.mailbox_lock(dest.name):
                 with self._committed(verb, mb.name, dest.name):
@@ -1197,6 +1283,16 @@ async def _run_stores(
                 if f.uid is not None and f.flags is not None:
                     reported[f.uid] = (stored_flags(f.flags), f.modseq)
     return answered
+
+
+def _hooks(*hooks: Hook) -> Hook:
+    """One transaction hook running ``hooks`` in order."""
+
+    def run(db: Connection) -> None:
+        for hook in hooks:
+            hook(db)
+
+    return run
 
 
 @contextlib.asynccontextmanager

@@ -39,6 +39,9 @@ R = TypeVar("R")
 class StoreResult:
     changed: list[int]
     modified: list[int]  # failed UNCHANGEDSINCE
+    #: Some messages named were gone (a colleague moved or deleted them): why, for
+    #: an untagged ``NO [EXPUNGEISSUED]`` before the OK (gateway/departures.py).
+    gone: str | None = None
 
 
 @dataclass
@@ -49,6 +52,8 @@ class CopyResult:
     uidvalidity: int
     source: list[int]
     dest: list[int]
+    #: Some messages named were gone: why (as ``StoreResult.gone``).
+    gone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,17 @@ class FetchContent(Operation[Content]):
     mailbox: MailboxIndex
     uids: Sequence[int]
     attributes: Sequence[FetchAttribute]
+
+
+@dataclass(frozen=True, eq=False)
+class ExplainGone(Operation[str]):
+    """Why ``uids`` of an open folder are gone (who moved or deleted them, where
+    to, when), out of ``total`` messages a command named: the text of its
+    ``NO [EXPUNGEISSUED]`` (gateway/departures.py)."""
+
+    mailbox: MailboxIndex
+    uids: Sequence[int]
+    total: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -312,6 +328,7 @@ ALL: tuple[type[Operation[Any]], ...] = (
     EnsureSynced,
     ReadMessages,
     FetchContent,
+    ExplainGone,
     SearchContent,
     StoreFlags,
     MarkSeen,

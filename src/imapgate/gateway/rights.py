@@ -118,7 +118,7 @@ def required(op: ops.Operation[Any], delimiter: str = "/") -> tuple[Need, ...]:
             if right:
                 by_right.setdefault(right, []).append(flag)
         return (Need(name, READ), *(Need(name, r, flags=tuple(f)) for r, f in sorted(by_right.items())))
-    if isinstance(op, (ops.ReadMessages, ops.FetchContent, ops.SearchContent)):
+    if isinstance(op, (ops.ReadMessages, ops.FetchContent, ops.ExplainGone, ops.SearchContent)):
         return (Need(op.mailbox.name, READ),)
     if isinstance(op, ops.MarkSeen):
         return (Need(op.mailbox.name, SEEN, skip_if_denied=True),)

@@ -150,6 +150,9 @@ class Service(MailService):
                 return await self._fetch_content(op.mailbox, op.uids, op.attributes)
             case ops.SearchContent():
                 return await self._search_content(op.mailbox, op.key, op.charset)
+            case ops.ExplainGone():
+                gone = self.departures.gone(op.mailbox, op.uids, op.total)
+                return gone.text if gone is not None else ""
             case ops.Select() | ops.Status() | ops.EnsureSynced():
                 return await self._ensure_synced(op.mailbox)
             # changes

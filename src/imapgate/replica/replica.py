@@ -20,7 +20,7 @@ so several nodes can later share them through the database.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 from sqlalchemy import Connection, Engine, func, select
@@ -53,6 +53,7 @@ from ..store.schema import mailboxes, messages, meta, private_flags, private_mod
 from .bus import ChangeBus, InProcessChangeBus
 from .changes import ChangeSet
 from .coordination import MailboxIdAllocator, MemoryMailboxIdAllocator, MemoryModseqAllocator, ModseqAllocator
+from .departures import DepartureLog
 from .events import (
     EventHub,
     ExpungedPrivate,
@@ -111,6 +112,13 @@ class Replica:
         self.config_seen_modes = dict(seen_modes or {})
         self.by_name: dict[str, MailboxIndex] = {}
         self.by_id: dict[int, MailboxIndex] = {}
+        #: Where expunged messages went, written with each expunge (conflicts).
+        self.departures = DepartureLog(engine)
+        #: The hook recording messages the sync found gone at the hoster (the
+        #: service layer replaces it to name a removal of its own in flight).
+        self.gone_at_hoster: Callable[[MailboxIndex, Sequence[int]], Hook] = lambda mb, uids: (
+            self.departures.writer(mb.id, mb.uidvalidity, uids, "hoster")
+        )
 
     @property
     def health(self) -> StoreHealth:
@@ -445,6 +453,12 @@ class Replica:
         for user_id, snap in private.items():
             if snap.flags:
                 changes.add(self._private_sets(mb, user_id, mb.private[user_id], snap.flags))
+        if hook is None and ordered and self.health.writable:
+            # No caller's hook: the sync saw them gone at the hoster.  The write
+            # path's own hook records who moved or deleted them (replica/departures.py).
+            # Not while the store is unwritable: the healer replays hooks, and a
+            # missing departure only makes the loser's text generic.
+            hook = self.gone_at_hoster(mb, ordered)
         self._commit(changes, hook)
         if gone:
             mb.shared_highest = modseq

@@ -38,26 +38,38 @@ def _check_set(view: SelectedView, seqset: SequenceSet, uid: bool) -> None:
         )
 
 
-def _targets(
-    s: Session, view: SelectedView, seqset: SequenceSet, uid: bool, *, announce: bool = False
-) -> list[tuple[int, int]]:
-    """(seq, uid) of the messages named; ``announce``: pending expunges are sent
-    first for a UID command (see ``_announce_expunges``)."""
+def _targets(s: Session, view: SelectedView, seqset: SequenceSet, uid: bool) -> list[tuple[int, int]]:
+    """(seq, uid) of the messages named, including those expunged meanwhile that
+    this session still shows (the operation answers for those)."""
     _check_set(view, seqset, uid)
-    if announce:
-        _announce_expunges(s, view, uid)
     return view.resolve(seqset, uid=uid)
 
 
-def _announce_expunges(s: Session, view: SelectedView, uid: bool) -> None:
+def _announce_expunges(
+    s: Session, view: SelectedView, uid: bool, named: SequenceSet | None = None
+) -> list[int]:
     """Before a UID command runs, tell the client about messages expunged
     elsewhere (RFC 9051 §7.5.1 allows EXPUNGE with UID commands; Dovecot does
-    the same), so it never names a message this session still shows but that
-    is gone: UID FETCH/STORE/SEARCH then answer OK, not NO [EXPUNGEISSUED].
-    By sequence number, nothing is announced (numbers must not shift)."""
-    if uid:
-        for line in view.take_expunges(qresync=s.qresync):
-            s.send(line)
+    the same).  By sequence number, nothing is announced (numbers must not shift).
+
+    Returns the announced UIDs that ``named`` (the command's UID set) names: the
+    session still showed them when the command came, so the command is about a
+    message a colleague took away — UID STORE and a UID FETCH of content answer
+    ``NO [EXPUNGEISSUED]`` with who and where (gateway/departures.py)."""
+    if not uid:
+        return []
+    largest = view.uids[-1] if view.uids else 0
+    pending = [u for u in view.pending_expunged if view.seq_of(u)] if named is not None else []
+    for line in view.take_expunges(qresync=s.qresync):
+        s.send(line)
+    return sorted(u for u in pending if named is not None and named.contains(u, largest))
+
+
+def _warn_gone(s: Session, text: str | None) -> None:
+    """Some of the messages named were gone, the others done: the reason as an
+    untagged ``NO [EXPUNGEISSUED]`` (a warning, RFC 9051 §7.1.2) before the OK."""
+    if text:
+        s.send_response(rsp.UntaggedStatus("NO", rsp.AtomCode("EXPUNGEISSUED"), text))
 
 
 # --- FETCH ------------------------------------------------------------------------------------
@@ -86,7 +98,8 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
         attrs.append(FetchAttribute("MODSEQ"))
     await s.gw.service.execute(actor, ops.ReadMessages(view.mb))
     _check_set(view, c.sequence_set, c.uid)
-    _announce_expunges(s, view, c.uid)
+    wants_content = any(is_content(a) for a in attrs)
+    taken = _announce_expunges(s, view, c.uid, c.sequence_set if wants_content else None)
     seqs, uids = view.resolve_columns(c.sequence_set, uid=c.uid)
     mb = view.mb
     if c.vanished and c.changedsince is not None:
@@ -107,6 +120,8 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
         keep = view.changed_since(uids, recs, c.changedsince)
         seqs, uids, recs = [seqs[i] for i in keep], [uids[i] for i in keep], [recs[i] for i in keep]
     if not uids:
+        if taken:
+            raise await _gone(s, view, taken, len(taken))
         return Done("FETCH completed")
 
     seen_changed: set[int] = set()
@@ -126,7 +141,7 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
     ]
     pairs = list(zip(seqs, uids, strict=True))
     shows_flags = "FLAGS" in names
-    lost = False  # content of a message gone at the hoster that the cache lacks
+    lost: list[int] = list(taken)  # content gone at the hoster that the cache lacks
     for i in range(0, len(pairs), CONTENT_ROUND):
         chunk = pairs[i : i + CONTENT_ROUND]
         content = {}
@@ -137,7 +152,7 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
             rec = view.record(uid)  # also one expunged meanwhile, not yet announced
             if rec is None or any((uid, ckey) not in content for _, _, ckey, _ in plan if ckey):
                 # Neither the cache nor the hoster has it any more (RFC 2180 §4.1.2).
-                lost = True
+                lost.append(uid)
                 continue
             items: list[bytes] = []
             has_flags = False
@@ -168,11 +183,15 @@ async def fetch(s: Session, c: cmd.Command) -> Done:
             s.send(rw.fetch_raw_line(seq, items))
         await s.maybe_flush()
     if lost:
-        raise OperationError(
-            "some requested messages were expunged and their content is no longer available",
-            "EXPUNGEISSUED",
-        )
+        raise await _gone(s, view, lost, len(uids) + len(taken))
     return Done("FETCH completed")
+
+
+async def _gone(s: Session, view: SelectedView, uids: list[int], total: int) -> OperationError:
+    """``NO [EXPUNGEISSUED]`` for a FETCH whose content of ``uids`` is gone: who
+    moved or deleted them, where to and when."""
+    text = await s.gw.service.execute(s.require_actor(), ops.ExplainGone(view.mb, uids, total))
+    return OperationError(text, "EXPUNGEISSUED")
 
 
 def _present(
@@ -245,9 +264,14 @@ async def store(s: Session, c: cmd.Command) -> Done:
         raise OperationError("mailbox is open read-only (EXAMINE)", "READ-ONLY")
     if c.unchangedsince is not None:
         s.enable_condstore()
-    pairs = _targets(s, view, c.sequence_set, c.uid, announce=True)
+    _check_set(view, c.sequence_set, c.uid)
+    # A UID the session showed until now names a message gone meanwhile: it goes
+    # into the operation, which answers why (NO [EXPUNGEISSUED]), not a silent OK.
+    taken = _announce_expunges(s, view, c.uid, c.sequence_set)
+    pairs = view.resolve(c.sequence_set, uid=c.uid)
     seq_of = {u: q for q, u in pairs}
-    op = ops.StoreFlags(view.mb, [u for _, u in pairs], c.operation, c.flags, c.unchangedsince)
+    named = sorted([*seq_of, *taken]) if taken else [u for _, u in pairs]
+    op = ops.StoreFlags(view.mb, named, c.operation, c.flags, c.unchangedsince)
     result = await s.gw.service.execute(s.require_actor(), op)
     view.suppress.update(result.changed)
     if not c.silent:
@@ -269,6 +293,7 @@ async def store(s: Session, c: cmd.Command) -> Done:
     if result.modified:
         ids = result.modified if c.uid else [seq_of[u] for u in result.modified if u in seq_of]
         code = rsp.ModifiedCode(SequenceSet.from_ids(ids))
+    _warn_gone(s, result.gone)
     return Done("STORE completed", code)
 
 
@@ -347,6 +372,7 @@ async def _copy(s: Session, c: cmd.Copy | cmd.Move, move: bool) -> Done:
         code = rsp.CopyUidCode(
             result.uidvalidity, SequenceSet.from_ids(result.source), SequenceSet.from_ids(result.dest)
         )
+    _warn_gone(s, result.gone)
     if move:
         if code is not None:
             s.send_response(rsp.UntaggedStatus("OK", code, "Moved"))

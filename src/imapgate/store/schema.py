@@ -95,6 +95,27 @@ expunged = Table(
     Column("modseq", BigInteger, nullable=False),
 )
 
+# Where messages went (gateway/departures.py, replica/departures.py): one row per
+# message that left a folder, written in the transaction of the replica's expunge,
+# so a colleague who loses a race is told who moved or deleted it, where and when.
+# Keyed by (folder, UIDVALIDITY, UID): a UID names a message only within its
+# UIDVALIDITY.  No foreign key: a row is useless once its folder is gone, and the
+# pruning (age, count) removes it; a cascade would make DELETE of a large folder
+# slower for nothing.  kind: "moved" (dest set), "deleted", "hoster" (seen gone by
+# the sync; user NULL).
+departures = Table(
+    "departures",
+    metadata,
+    Column("mailbox_id", Integer, primary_key=True, autoincrement=False),
+    Column("uidvalidity", BigInteger, primary_key=True, autoincrement=False),
+    Column("uid", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("user_name", String(255), nullable=True),
+    Column("dest", Text, nullable=True),
+    Index("ix_departures_ts", "ts"),
+)
+
 # Per-user subscription decisions: a row says the user subscribed (true) or
 # unsubscribed (false) that name, which also outlives the folder (RFC 3501
 # §6.3.6).  A folder without a row counts as subscribed while it exists, so a
