@@ -29,6 +29,7 @@ from ..upstream.connection import UpstreamError, UpstreamLoginRefused, UpstreamU
 from ..upstream.pool import UpstreamPool
 from .acl_policy import AclPolicy
 from .acl_watch import AclWatch
+from .audit_retention import AuditRetention
 from .auth import Authenticator
 from .control import (
     DISABLED_REASON,
@@ -76,6 +77,8 @@ class Gateway:
         return self.replica.health
     #: The folder permissions, kept current (``acl`` is the table in force).
     acl_watch: AclWatch | None = None
+    #: Purges audit journal entries older than ``[audit] retention``.
+    retention: AuditRetention | None = None
 
     @property
     def acl(self) -> AclTable:
@@ -113,6 +116,7 @@ class Gateway:
             users,
             max_failed_logins=config.server.max_failed_logins,
             cache_ttl=config.server.login_cache_ttl,
+            journal=journal,
         )
         index = None
         if config.search.index != "off":
@@ -129,6 +133,7 @@ class Gateway:
         return cls(
             config, hub, replica, pool, sync, content, journal, users, service, subscriptions, auth,
             index=index, healer=StoreHealer(replica, sync), acl_watch=acl_watch,
+            retention=AuditRetention(engine, config.audit.retention),
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
@@ -167,6 +172,8 @@ class Gateway:
             self.acl_watch.start()
         if self.index is not None:
             await self.index.start()
+        if self.retention is not None:
+            self.retention.start()
 
     async def start_control(self, sessions: SessionProvider) -> None:
         """Serve the admin control socket (``imapgate sessions``, ``kick``, user
@@ -195,6 +202,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.stop_control()
+        if self.retention is not None:
+            await self.retention.stop()
         if self.acl_watch is not None:
             await self.acl_watch.stop()
         if self.index is not None:

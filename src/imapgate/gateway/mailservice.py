@@ -72,6 +72,7 @@ from ..upstream.connection import (
 from ..upstream.pool import UpstreamPool
 from . import operations as ops
 from .acl_watch import AclWatch
+from .audit_refs import appended_ref, message_refs, moved_refs, op_command
 from .errors import OperationError
 from .intents import IntentLog
 from .operations import CopyResult, StoreResult
@@ -189,7 +190,9 @@ class MailService:
     ) -> None:
         try:
             self.journal.record(
-                JournalEntry(actor.user, actor.client, command, mailbox, _uids_text(uids), "NO", err.text)
+                JournalEntry.by(
+                    actor, command, mailbox=mailbox, uids=_uids_text(uids), result="NO", detail=err.text
+                )
             )
         except STORE_FAILURES as exc:
             # The client's answer is about upstream's refusal; a store that cannot
@@ -204,8 +207,22 @@ class MailService:
         operation holds it for its upstream part.  Lock-free writes (STORE under
         CONDSTORE, UID EXPUNGE under QRESYNC) do not wait for the lock to check:
         that would queue them behind a sync, which is what running them lock-free
-        avoids (tests/gateway/test_write_path.py)."""
-        self.policy.check_conflicts(actor, mailbox, uids, op)
+        avoids (tests/gateway/test_write_path.py).  A refusal is journaled."""
+        try:
+            self.policy.check_conflicts(actor, mailbox, uids, op)
+        except OperationError as exc:
+            self._refused(actor, op_command(op), mailbox, uids, exc)
+            raise
+
+    def _refused(
+        self, actor: Actor, command: str, mailbox: str | None, uids: Sequence[int], exc: OperationError
+    ) -> None:
+        """Journal a refusal by the gateway (a store that cannot take it: logged only,
+        the client's answer stays the refusal)."""
+        try:
+            self.journal.refused(actor, command, mailbox, _uids_text(uids) if uids else None, exc.text)
+        except STORE_FAILURES as err:
+            log.error("%s %s refused (%s); journal entry not written: %s", command, mailbox, exc.text, err)
 
     @contextlib.contextmanager
     def _committed(self, what: str, *mailboxes: str) -> Iterator[None]:
@@ -251,14 +268,14 @@ class MailService:
                         ok.append(u)
                 targets = ok
             new_shared = self._plan_shared(mb, targets, operation, req_shared, private)
-            entry = JournalEntry(
-                actor.user,
-                actor.client,
+            entry = JournalEntry.by(
+                actor,
                 "STORE",
-                mb.name,
-                _uids_text(targets),
+                mailbox=mb.name,
+                uids=_uids_text(targets),
                 detail=f"{operation} {' '.join(sorted(requested))}",
                 answered=_answer_marks(mb, new_shared),
+                messages=message_refs(mb, targets, self.content),
             )
             uidvalidity = mb.uidvalidity
             reports: dict[int, FlagReport] = {}
@@ -432,7 +449,10 @@ class MailService:
             if not targets:
                 return []
             self._check_conflicts(actor, op, mb.name, targets)
-            entry = JournalEntry(actor.user, actor.client, "EXPUNGE", mb.name, _uids_text(targets))
+            refs = message_refs(mb, targets, self.content)
+            entry = JournalEntry.by(
+                actor, "EXPUNGE", mailbox=mb.name, uids=_uids_text(targets), messages=refs
+            )
             uidvalidity = mb.uidvalidity
             try:
                 if exact:
@@ -454,6 +474,7 @@ class MailService:
                     self._fail(actor, "EXPUNGE", mb.name, targets, err)
                     raise err
                 entry.uids = _uids_text(gone)
+                entry.messages = tuple(r for r in refs if r.uid in gone)
                 removed: tuple[int, ...] = ()
                 with self._committed("EXPUNGE", mb.name):
                     removed = self.replica.expunge(mb, gone, hook=entry.writer())
@@ -494,8 +515,9 @@ class MailService:
         targets = [u for u in uids if u in mb.records]
         if not targets:
             return CopyResult(dest.uidvalidity, [], [])
-        entry = JournalEntry(
-            actor.user, actor.client, verb, mb.name, _uids_text(targets), detail=f"to {dest.name}"
+        refs = message_refs(mb, targets, self.content)
+        entry = JournalEntry.by(
+            actor, verb, mailbox=mb.name, uids=_uids_text(targets), detail=f"to {dest.name}", messages=refs
         )
         intent: int | None = None
         # The source stays locked across the upstream command: its records and
@@ -543,6 +565,10 @@ class MailService:
                 dst = list(copyuid.dest.iter(0))
                 if len(src) == len(dst):
                     result = CopyResult(copyuid.uidvalidity, src, dst)
+            # The history of a message follows it: its copies' refs ride on the entry.
+            entry.messages = refs + moved_refs(
+                refs, dest.name, dict(zip(result.source, result.dest, strict=True))
+            )
             hook: Callable[[Connection], None] | None = entry.writer()
             # Snapshot records and everyone's private flags first: a move expunges the source.
             carried = self._private_snapshot(mb, targets)
@@ -719,9 +745,7 @@ class MailService:
             fl = {self.replica.canonical_flag(f) for f in flags if f not in NEVER_UPSTREAM}
             private_flags.append(fl & private)
             appends.append(cmd.AppendMessage(data, tuple(sorted(fl - private)), date))
-        entry = JournalEntry(
-            actor.user, actor.client, "APPEND", dest.name, detail=f"{len(appends)} message(s)"
-        )
+        entry = JournalEntry.by(actor, "APPEND", mailbox=dest.name, detail=f"{len(appends)} message(s)")
         uidnext_before = dest.uidnext
         result = CopyResult(dest.uidvalidity, [], [])
         try:
@@ -774,6 +798,9 @@ class MailService:
                             )
                         )
                     entry.uids = _uids_text(result.dest)
+                    entry.messages = tuple(
+                        appended_ref(dest.name, u, a.data) for u, a in zip(result.dest, appends, strict=True)
+                    )
                     self.replica.add_messages(dest, recs, hook=entry.writer())
                     add: dict[str, list[int]] = {}
                     for uid, fl in zip(result.dest, private_flags, strict=True):
@@ -817,6 +844,7 @@ class MailService:
         name = op.mailbox
         if self.replica.get(name) is not None:
             raise OperationError(f"mailbox {name!r} already exists", "ALREADYEXISTS")
+
         # The new folder is listed on the connection that created it: another session of
         # the hoster may not list it yet (seen with Dovecot while the indexer holds one).
         async def listed(conn: UpstreamConnection) -> None:
@@ -934,7 +962,7 @@ class MailService:
         """``act`` upstream on a pooled connection; returns the journal entry for
         the caller to commit with its replica change.  ``then`` runs on the same
         connection after it succeeded."""
-        entry = JournalEntry(actor.user, actor.client, verb, mailbox, detail=detail)
+        entry = JournalEntry.by(actor, verb, mailbox=mailbox, detail=detail)
         try:
             async with self.pool.connection() as conn:
                 await act(conn)
@@ -972,8 +1000,8 @@ class MailService:
         self.replica.set_seen_mode(mb, op.mode)
         after = self.replica.seen_mode(mb)
         self.journal.record(
-            JournalEntry(
-                actor.user, actor.client, "FOLDER SET", mb.name,
+            JournalEntry.by(
+                actor, "FOLDER SET", mailbox=mb.name,
                 detail=f"read state {before} -> {after} ({op.mode or 'default'})",
             )
         )  # fmt: skip
