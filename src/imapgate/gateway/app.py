@@ -29,6 +29,7 @@ from ..upstream.connection import UpstreamError, UpstreamLoginRefused, UpstreamU
 from ..upstream.pool import UpstreamPool
 from .acl_policy import AclPolicy
 from .acl_watch import AclWatch
+from .audit_hoster import HosterJournal
 from .audit_retention import AuditRetention
 from .auth import Authenticator
 from .control import (
@@ -103,6 +104,8 @@ class Gateway:
         sync = SyncEngine(pool, replica, poll_interval=config.upstream.poll_interval, progress=progress)
         content = ContentCache(engine, config.store.cache_max_bytes)
         journal = Journal(engine)
+        # Changes the sync finds made at the hoster are journaled "at the hoster".
+        sync.algorithms.observer = HosterJournal(content)
         users = UserDirectory(engine)
         subscriptions = Subscriptions(engine)
         # Folder permissions: the store's ACL table, kept current (control socket + poll).

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, or_, select
+from sqlalchemy import ColumnElement, Engine, delete, or_, select
 
 from ..store.schema import journal, journal_messages
 from .journal import GATEWAY, JournalEntry, MessageRef
@@ -47,6 +47,29 @@ class AuditRecord:
 
     id: int
     entry: JournalEntry
+
+    def to_json(self) -> dict[str, object]:
+        """The entry for scripts (``imapgate audit --json``): stable keys."""
+        e = self.entry
+        return {
+            "id": self.id,
+            "time": e.ts,
+            "user": e.user,
+            "action": e.action_word,
+            "command": e.command,
+            "folder": e.mailbox,
+            "uids": e.uids,
+            "result": e.result,
+            "detail": e.detail,
+            "client": e.client,
+            "client_id": e.client_id or None,
+            "address": e.address or None,
+            "origin": e.origin,
+            "messages": [
+                {"folder": m.mailbox, "uid": m.uid, "message_id": m.message_id, "subject": m.subject}
+                for m in e.messages
+            ],
+        }
 
 
 def message_id_forms(message_id: str) -> list[str]:
@@ -103,7 +126,7 @@ def search(engine: Engine, q: AuditQuery) -> list[AuditRecord]:
     """The entries matching ``q``, newest first, at most ``q.limit`` (capped at
     ``MAX_LIMIT``), each with the messages it is about."""
     limit = max(1, min(q.limit, MAX_LIMIT))
-    stmt = select(journal).where(and_(*conditions(q))).order_by(journal.c.ts.desc(), journal.c.id.desc())
+    stmt = select(journal).where(*conditions(q)).order_by(journal.c.ts.desc(), journal.c.id.desc())
     with engine.connect() as conn:
         rows = conn.execute(stmt.limit(limit)).all()
         ids = [int(r.id) for r in rows]
