@@ -44,6 +44,9 @@ MAX_UIDS_TEXT = 4000
 MAX_MESSAGE_ROWS = 10_000
 #: Longest subject kept per message row (a subject is for recognising the mail).
 MAX_SUBJECT = 200
+#: Messages without a subject whose subject an entry looks up in earlier entries (by
+#: Message-ID, indexed): a single message's history gets it; a bulk change stays cheap.
+SUBJECT_LOOKUPS = 100
 #: Where a change was made.
 GATEWAY = "gateway"
 HOSTER = "hoster"
@@ -129,17 +132,33 @@ class JournalEntry:
             "origin": self.origin,
         }
 
-    def message_rows(self, entry_id: int) -> list[dict[str, object]]:
+    def message_rows(self, entry_id: int, known: dict[str, str] | None = None) -> list[dict[str, object]]:
+        """The ``journal_messages`` rows; ``known``: subjects by Message-ID for refs without one."""
+        known = known or {}
         return [
             {
                 "entry_id": entry_id,
                 "mailbox": m.mailbox,
                 "uid": m.uid,
                 "message_id": m.message_id,
-                "subject": m.subject[:MAX_SUBJECT] if m.subject else None,
+                "subject": (m.subject or known.get(m.message_id or "") or "")[:MAX_SUBJECT] or None,
             }
             for m in self.messages[:MAX_MESSAGE_ROWS]
         ]
+
+    def _known_subjects(self, conn: Connection) -> dict[str, str]:
+        """Subjects earlier entries recorded for this entry's messages that lack one
+        (a moved copy whose ENVELOPE nobody fetched yet): an indexed lookup each, for
+        the first ``SUBJECT_LOOKUPS`` of them."""
+        wanted = [m.message_id for m in self.messages if m.message_id and not m.subject][:SUBJECT_LOOKUPS]
+        if not wanted:
+            return {}
+        rows = conn.execute(
+            select(journal_messages.c.message_id, journal_messages.c.subject).where(
+                journal_messages.c.message_id.in_(wanted), journal_messages.c.subject.is_not(None)
+            )
+        )
+        return {str(mid): str(subject) for mid, subject in rows}
 
     def write(self, conn: Connection) -> None:
         """Insert the entry (its messages, its answer marks) on ``conn``, in the
@@ -148,7 +167,7 @@ class JournalEntry:
         if self.messages:
             key = done.inserted_primary_key
             assert key is not None
-            conn.execute(insert(journal_messages), self.message_rows(int(key[0])))
+            conn.execute(insert(journal_messages), self.message_rows(int(key[0]), self._known_subjects(conn)))
         if self.answered and self.result == "OK":
             conn.execute(
                 insert(answer_marks),
