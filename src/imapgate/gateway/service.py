@@ -75,11 +75,12 @@ class Service(MailService):
         return cast(R, self._run_now(actor, admitted))
 
     def _admitted(self, actor: Actor, op: ops.Operation[R]) -> ops.Operation[R] | None:
-        """``_admit``; a refusal for want of rights is journaled."""
+        """``_admit``; a change refused for want of rights is journaled (a refused read
+        is not: a session whose folder lost ``r`` would write one per command)."""
         try:
             return self._admit(actor, op)
         except OperationError as exc:
-            if exc.code == "NOPERM":
+            if exc.code == "NOPERM" and op.writes:
                 mailbox, uids = op_target(op)
                 self._refused(actor, op_command(op), mailbox, uids, exc)
             raise
