@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -164,6 +165,7 @@ def main() -> None:
     print(f"ratio full scan / indexed: {ref_med / med:.0f}x")
     verdict("audit --user X --since 7d", med, ref_med, "ms", "<= 200 ms", max(ours) <= 200 and first <= 200)
     print(f"RESULT store growth: {grown / args.entries:.0f} bytes per entry")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

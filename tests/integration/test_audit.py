@@ -52,6 +52,7 @@ def test_session_changes_carry_client_id_and_address(
     with session(_client(gateway, "audit-test", "alice", "alice-pw")) as c:
         ok(c.select("Rechnungen"))
         ok(c.uid("FETCH", "1:2", "(ENVELOPE)"))  # what clients show first (and its subject)
+        ok(c.uid("FETCH", "1", "(BODY[])"))  # opening it: "read by alice" (private read state)
         ok(c.uid("STORE", "1", "+FLAGS", "(\\Flagged)"))
         ok(c.uid("MOVE", "1", "Archive"))
         ok(c.uid("STORE", "2", "+FLAGS", "(\\Deleted)"))
@@ -64,7 +65,7 @@ def test_session_changes_carry_client_id_and_address(
 
     mine = _audit(gateway, user="alice")
     actions = [r.entry.action_word for r in mine]
-    assert actions == ["expunged", "deleted", "expunged", "deleted", "moved", "flagged", "login"], actions
+    assert actions == ["expunged", "deleted", "expunged", "deleted", "moved", "flagged", "read", "login"], actions
     for r in mine:
         assert (r.entry.client_id, r.entry.address) == ("audit-test 1.0", "127.0.0.1"), r
         assert r.entry.client == "audit-test 1.0 from 127.0.0.1"
@@ -79,6 +80,7 @@ def test_session_changes_carry_client_id_and_address(
         ("deleted", "Archive"),
         ("moved", "Rechnungen"),
         ("flagged", "Rechnungen"),
+        ("read", "Rechnungen"),
     ]
     # "Who deleted the invoice?": the subject finds it too.
     found = _audit(gateway, search=subject[:12], action="expunged", folder="Archive")
@@ -140,12 +142,17 @@ def test_changes_at_the_hoster(gateway: GatewayHarness, upstream: DovecotServer)
         ok(d.select("Support"))
         ok(d.uid("STORE", "3", "+FLAGS", "(\\Flagged)"))
         ok(d.append("Support", "", None, new))
+        ok(d.uid("STORE", "4", "+FLAGS", "(\\Deleted)"))
+        ok(d.uid("EXPUNGE", "4"))
 
     def journaled() -> bool:
-        return {r.entry.action_word for r in _audit(gateway, folder="Support")} >= {"arrived", "flagged"}
+        found = {r.entry.action_word for r in _audit(gateway, folder="Support")}
+        return found >= {"arrived", "flagged", "expunged"}
 
     gateway.wait_for(journaled, timeout=30, what="the hoster's changes in the journal")
     for r in _audit(gateway, folder="Support"):
         assert r.entry.origin == "hoster" and r.entry.user is None and r.entry.client == "at the hoster"
     (arrived,) = _audit(gateway, message_id="<mahnung-1@example.org>")
     assert arrived.entry.action_word == "arrived"
+    (gone,) = _audit(gateway, folder="Support", action="expunged")
+    assert gone.entry.uids == "4" and [m.uid for m in gone.entry.messages] == [4]

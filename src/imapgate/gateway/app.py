@@ -104,8 +104,6 @@ class Gateway:
         sync = SyncEngine(pool, replica, poll_interval=config.upstream.poll_interval, progress=progress)
         content = ContentCache(engine, config.store.cache_max_bytes)
         journal = Journal(engine)
-        # Changes the sync finds made at the hoster are journaled "at the hoster".
-        sync.algorithms.observer = HosterJournal(content)
         users = UserDirectory(engine)
         subscriptions = Subscriptions(engine)
         # Folder permissions: the store's ACL table, kept current (control socket + poll).
@@ -115,6 +113,8 @@ class Gateway:
             subscriptions=subscriptions, health=replica.health,
         )
         service.acl = acl_watch
+        # Changes the sync finds made at the hoster are journaled "at the hoster".
+        sync.algorithms.observer = HosterJournal(content, service.own_changes)
         auth = Authenticator(
             users,
             max_failed_logins=config.server.max_failed_logins,

@@ -72,6 +72,7 @@ from ..upstream.connection import (
 from ..upstream.pool import UpstreamPool
 from . import operations as ops
 from .acl_watch import AclWatch
+from .audit_hoster import OwnChanges
 from .audit_refs import appended_ref, message_refs, moved_refs, op_command
 from .errors import OperationError
 from .intents import IntentLog
@@ -142,6 +143,8 @@ class MailService:
         #: The team's subscription decisions (SUBSCRIBE, UNSUBSCRIBE, CREATE).
         self.subscriptions = subscriptions
         self.intents = IntentLog(journal.engine)
+        #: The writes in flight, which the sync must not journal as made at the hoster.
+        self.own_changes = OwnChanges()
         #: The search index (None: every text search goes to the hoster) and whether it
         #: answers now (``[search] index``; "auto" waits for the hoster's greeting).
         self.index: SearchIndex | None = None
@@ -421,7 +424,14 @@ class MailService:
             todo = [u for u in uids if s is None or u not in s]
             if not todo:
                 return []
-            return list(self.replica.set_private_flags(mb, actor.user_id, {"\\Seen": todo}, {}))
+            # "Read by alice": the audit journal's entry, with the read state in one commit.
+            entry = JournalEntry.by(
+                actor, "FETCH", mailbox=mb.name, uids=_uids_text(todo), detail="opened (\\Seen)",
+                action="read", messages=message_refs(mb, todo, self.content),
+            )  # fmt: skip
+            return list(
+                self.replica.set_private_flags(mb, actor.user_id, {"\\Seen": todo}, {}, hook=entry.writer())
+            )
         todo = [u for u in uids if u in mb.records and "\\Seen" not in mb.records[u].flags]
         if todo:
             self.sync.spawn(self._seen_upstream(actor, mb, todo))
@@ -430,7 +440,9 @@ class MailService:
     async def _seen_upstream(self, actor: Actor, mb: MailboxIndex, uids: list[int]) -> None:
         try:
             # The rights were asked for the MarkSeen (s) and the fetch (r) already.
-            await self._store(actor, ops.StoreFlags(mb, uids, "add", ("\\Seen",)))
+            op = ops.StoreFlags(mb, uids, "add", ("\\Seen",))
+            with self.own_changes.during(op):
+                await self._store(actor, op)
         except OperationError as exc:
             log.warning("could not set \\Seen upstream in %s: %s", mb.name, exc.text)
 

@@ -63,7 +63,8 @@ class Service(MailService):
             return cast(R, self._nothing(op))
         if isinstance(admitted, IMMEDIATE):
             return cast(R, self._run_now(actor, admitted))
-        return cast(R, await self._run(actor, admitted))
+        with self.own_changes.during(admitted):
+            return cast(R, await self._run(actor, admitted))
 
     def execute_now(self, actor: Actor, op: ops.Operation[R]) -> R:
         """``execute`` for an operation of ``IMMEDIATE``, without awaiting."""
