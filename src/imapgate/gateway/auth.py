@@ -221,16 +221,18 @@ class Authenticator:
     async def _journal_login(
         self, result: AuthResult, name: str, address: str, client_id: str, via: str
     ) -> None:
-        assert self.journal is not None
+        journal = self.journal
+        assert journal is not None
+        shown: str | None = None
         if result.user is not None and result.ok:
-            user, action, detail = result.user.name, "login", f"via {via}"
+            shown, action, detail = result.user.name, "login", f"via {via}"
         else:
             # Never the password, never an unknown name as typed (it may be a password).
-            user = result.shown or unknown_name_ref(name)
+            shown = result.shown or None  # a throttled attempt: looked up below
             reason = result.reason or ("too many failed logins" if result.outcome is Outcome.LOCKED else "")
             action, detail = "login_failed", f"via {via}: {reason or 'wrong name or password'}"
         entry = JournalEntry(
-            user=user,
+            user=shown,
             client=f"{client_id} from {address}" if client_id else address,
             command="LOGIN",
             result="OK" if result.ok else "NO",
@@ -239,10 +241,17 @@ class Authenticator:
             client_id=client_id,
             address=address,
         )
+
+        def write() -> None:
+            if entry.user is None:
+                cred = self.users.credentials(name)
+                entry.user = cred.user.name if cred is not None else unknown_name_ref(name)
+            journal.record(entry)
+
         try:
-            await asyncio.to_thread(self.journal.record, entry)
+            await asyncio.to_thread(write)
         except SQLAlchemyError as exc:
-            log.warning("login of %s from %s not journaled: %s", user, address, _db_reason(exc))
+            log.warning("login from %s not journaled: %s", address, _db_reason(exc))
 
     async def _authenticate(self, name: str, password: str, address: str) -> AuthResult:
         self.stats.attempts += 1
