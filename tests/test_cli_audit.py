@@ -14,7 +14,7 @@ from imapgate.cli import main
 from imapgate.cli_audit import parse_when
 from imapgate.store.engine import open_engine
 from imapgate.team.journal import HOSTER, Journal, JournalEntry, MessageRef
-from tests.support.cli import closed_port, write_config
+from tests.support.cli import closed_port, invoked_error, invoked_ok, write_config
 
 INVOICE = MessageRef("Archive", 3, "<inv-4711@lieferant-x.de>", "Rechnung 4711 Lieferant X")
 
@@ -44,16 +44,10 @@ class Site:
         return CliRunner().invoke(main, ["--config", str(self.cfg), "audit", *args])
 
     def ok(self, *args: str) -> list[str]:
-        result = self.run(*args)
-        assert result.exit_code == 0, result.output
-        return result.output.splitlines()
+        return invoked_ok(self.run(*args))
 
     def error(self, *args: str) -> str:
-        result = self.run(*args)
-        assert result.exit_code != 0, result.output
-        lines = result.output.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("imapgate: error: "), lines
-        return lines[0]
+        return invoked_error(self.run(*args))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Engine, delete, or_, select
 
 from ..store.schema import journal, journal_messages
-from .journal import GATEWAY, JournalEntry, MessageRef
+from .journal import JournalEntry, MessageRef, entry_of
 
 #: Entries a query returns at most, whatever ``--limit`` says: a terminal or a
 #: script reads that many comfortably, and the query stays one index range.
@@ -141,27 +141,7 @@ def search(engine: Engine, q: AuditQuery) -> list[AuditRecord]:
                 refs.setdefault(int(m.entry_id), []).append(
                     MessageRef(m.mailbox, int(m.uid), m.message_id, m.subject)
                 )
-    return [
-        AuditRecord(
-            int(r.id),
-            JournalEntry(
-                user=r.user_name,
-                client=r.client,
-                command=r.command,
-                mailbox=r.mailbox,
-                uids=r.uids,
-                result=r.result,
-                detail=r.detail,
-                ts=r.ts,
-                action=r.action or "",
-                client_id=r.client_id or "",
-                address=r.address or "",
-                origin=r.origin or GATEWAY,
-                messages=tuple(refs.get(int(r.id), ())),
-            ),
-        )
-        for r in rows
-    ]
+    return [AuditRecord(int(r.id), entry_of(r, tuple(refs.get(int(r.id), ())))) for r in rows]
 
 
 def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:

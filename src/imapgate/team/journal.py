@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, Row, insert, select
 
 from ..store.schema import answer_marks, journal, journal_messages
 from .audit_actions import action_of
@@ -211,20 +211,23 @@ class Journal:
     def recent(self, limit: int = 100) -> list[JournalEntry]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(journal).order_by(journal.c.id.desc()).limit(limit)).all()
-        return [
-            JournalEntry(
-                user=r.user_name,
-                client=r.client,
-                command=r.command,
-                mailbox=r.mailbox,
-                uids=r.uids,
-                result=r.result,
-                detail=r.detail,
-                ts=r.ts,
-                action=r.action or "",
-                client_id=r.client_id or "",
-                address=r.address or "",
-                origin=r.origin or GATEWAY,
-            )
-            for r in rows
-        ]
+        return [entry_of(r) for r in rows]
+
+
+def entry_of(r: Row[Any], messages: tuple[MessageRef, ...] = ()) -> JournalEntry:
+    """The entry a ``journal`` row holds (with ``messages``, its ``journal_messages``)."""
+    return JournalEntry(
+        user=r.user_name,
+        client=r.client,
+        command=r.command,
+        mailbox=r.mailbox,
+        uids=r.uids,
+        result=r.result,
+        detail=r.detail,
+        ts=r.ts,
+        action=r.action or "",
+        client_id=r.client_id or "",
+        address=r.address or "",
+        origin=r.origin or GATEWAY,
+        messages=messages,
+    )
