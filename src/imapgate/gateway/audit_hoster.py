@@ -87,9 +87,10 @@ class OwnChanges:
         name, uids = op_target(op)
         kind = type(op).__name__
         if name is not None:
+            # A move without MOVE sets \\Deleted on its originals, then expunges them.
             if kind in ("StoreFlags", "MarkSeen", "Move"):
                 flags = [(name, u) for u in uids]
-            elif kind == "Expunge" and not uids:
+            if kind == "Expunge" and not uids:
                 all_expunges = [name]
             elif kind in ("Expunge", "Move"):
                 expunges = [(name, u) for u in uids]
