@@ -107,7 +107,7 @@ def audit(
         click.echo("no journal entries match")
         return
     click.echo(
-        f"{'TIME':<19}  {'USER':<16} {'ACTION':<14} {'FOLDER':<18} {'MESSAGES':<34} {'CLIENT':<30} DETAIL"
+        f"{'TIME':<19}  {'USER':<16} {'ACTION':<14} {'FOLDER':<18} {'MESSAGES':<34} {'CLIENT':<36} DETAIL"
     )
     for r in reversed(found):  # oldest first on a terminal: read top to bottom
         e = r.entry
@@ -117,7 +117,7 @@ def audit(
             detail = f"{e.result}: {detail}"
         click.echo(
             f"{_when(e.ts):<19}  {who[:16]:<16} {e.action_word:<14} {(e.mailbox or '-')[:18]:<18} "
-            f"{_messages(r)[:34]:<34} {(e.client or '-')[:30]:<30} {detail}".rstrip()
+            f"{_messages(r)[:34]:<34} {(e.client or '-')[:36]:<36} {detail}".rstrip()
         )
     shown = f"{len(found)} entr{'y' if len(found) == 1 else 'ies'}"
     click.echo(shown + (f" (the newest {limit}; --limit N for more)" if len(found) >= limit else ""))
