@@ -72,6 +72,8 @@ from ..upstream.connection import (
 from ..upstream.pool import UpstreamPool
 from . import operations as ops
 from .acl_watch import AclWatch
+from .audit_hoster import OwnChanges
+from .audit_refs import appended_ref, message_refs, moved_refs, op_command
 from .errors import OperationError
 from .intents import IntentLog
 from .operations import CopyResult, StoreResult
@@ -141,6 +143,8 @@ class MailService:
         #: The team's subscription decisions (SUBSCRIBE, UNSUBSCRIBE, CREATE).
         self.subscriptions = subscriptions
         self.intents = IntentLog(journal.engine)
+        #: The writes in flight, which the sync must not journal as made at the hoster.
+        self.own_changes = OwnChanges()
         #: The search index (None: every text search goes to the hoster) and whether it
         #: answers now (``[search] index``; "auto" waits for the hoster's greeting).
         self.index: SearchIndex | None = None
@@ -189,7 +193,9 @@ class MailService:
     ) -> None:
         try:
             self.journal.record(
-                JournalEntry(actor.user, actor.client, command, mailbox, _uids_text(uids), "NO", err.text)
+                JournalEntry.by(
+                    actor, command, mailbox=mailbox, uids=_uids_text(uids), result="NO", detail=err.text
+                )
             )
         except STORE_FAILURES as exc:
             # The client's answer is about upstream's refusal; a store that cannot
@@ -204,8 +210,22 @@ class MailService:
         operation holds it for its upstream part.  Lock-free writes (STORE under
         CONDSTORE, UID EXPUNGE under QRESYNC) do not wait for the lock to check:
         that would queue them behind a sync, which is what running them lock-free
-        avoids (tests/gateway/test_write_path.py)."""
-        self.policy.check_conflicts(actor, mailbox, uids, op)
+        avoids (tests/gateway/test_write_path.py).  A refusal is journaled."""
+        try:
+            self.policy.check_conflicts(actor, mailbox, uids, op)
+        except OperationError as exc:
+            self._refused(actor, op_command(op), mailbox, uids, exc)
+            raise
+
+    def _refused(
+        self, actor: Actor, command: str, mailbox: str | None, uids: Sequence[int], exc: OperationError
+    ) -> None:
+        """Journal a refusal by the gateway (a store that cannot take it: logged only,
+        the client's answer stays the refusal)."""
+        try:
+            self.journal.refused(actor, command, mailbox, _uids_text(uids) if uids else None, exc.text)
+        except STORE_FAILURES as err:
+            log.error("%s %s refused (%s); journal entry not written: %s", command, mailbox, exc.text, err)
 
     @contextlib.contextmanager
     def _committed(self, what: str, *mailboxes: str) -> Iterator[None]:
@@ -251,14 +271,14 @@ class MailService:
                         ok.append(u)
                 targets = ok
             new_shared = self._plan_shared(mb, targets, operation, req_shared, private)
-            entry = JournalEntry(
-                actor.user,
-                actor.client,
+            entry = JournalEntry.by(
+                actor,
                 "STORE",
-                mb.name,
-                _uids_text(targets),
+                mailbox=mb.name,
+                uids=_uids_text(targets),
                 detail=f"{operation} {' '.join(sorted(requested))}",
                 answered=_answer_marks(mb, new_shared),
+                messages=message_refs(mb, targets, self.content),
             )
             uidvalidity = mb.uidvalidity
             reports: dict[int, FlagReport] = {}
@@ -404,7 +424,14 @@ class MailService:
             todo = [u for u in uids if s is None or u not in s]
             if not todo:
                 return []
-            return list(self.replica.set_private_flags(mb, actor.user_id, {"\\Seen": todo}, {}))
+            # "Read by alice": the audit journal's entry, with the read state in one commit.
+            entry = JournalEntry.by(
+                actor, "FETCH", mailbox=mb.name, uids=_uids_text(todo), detail="opened (\\Seen)",
+                action="read", messages=message_refs(mb, todo, self.content),
+            )  # fmt: skip
+            return list(
+                self.replica.set_private_flags(mb, actor.user_id, {"\\Seen": todo}, {}, hook=entry.writer())
+            )
         todo = [u for u in uids if u in mb.records and "\\Seen" not in mb.records[u].flags]
         if todo:
             self.sync.spawn(self._seen_upstream(actor, mb, todo))
@@ -413,7 +440,9 @@ class MailService:
     async def _seen_upstream(self, actor: Actor, mb: MailboxIndex, uids: list[int]) -> None:
         try:
             # The rights were asked for the MarkSeen (s) and the fetch (r) already.
-            await self._store(actor, ops.StoreFlags(mb, uids, "add", ("\\Seen",)))
+            op = ops.StoreFlags(mb, uids, "add", ("\\Seen",))
+            with self.own_changes.during(op):
+                await self._store(actor, op)
         except OperationError as exc:
             log.warning("could not set \\Seen upstream in %s: %s", mb.name, exc.text)
 
@@ -432,7 +461,10 @@ class MailService:
             if not targets:
                 return []
             self._check_conflicts(actor, op, mb.name, targets)
-            entry = JournalEntry(actor.user, actor.client, "EXPUNGE", mb.name, _uids_text(targets))
+            refs = message_refs(mb, targets, self.content)
+            entry = JournalEntry.by(
+                actor, "EXPUNGE", mailbox=mb.name, uids=_uids_text(targets), messages=refs
+            )
             uidvalidity = mb.uidvalidity
             try:
                 if exact:
@@ -454,6 +486,7 @@ class MailService:
                     self._fail(actor, "EXPUNGE", mb.name, targets, err)
                     raise err
                 entry.uids = _uids_text(gone)
+                entry.messages = tuple(r for r in refs if r.uid in gone)
                 removed: tuple[int, ...] = ()
                 with self._committed("EXPUNGE", mb.name):
                     removed = self.replica.expunge(mb, gone, hook=entry.writer())
@@ -494,8 +527,9 @@ class MailService:
         targets = [u for u in uids if u in mb.records]
         if not targets:
             return CopyResult(dest.uidvalidity, [], [])
-        entry = JournalEntry(
-            actor.user, actor.client, verb, mb.name, _uids_text(targets), detail=f"to {dest.name}"
+        refs = message_refs(mb, targets, self.content)
+        entry = JournalEntry.by(
+            actor, verb, mailbox=mb.name, uids=_uids_text(targets), detail=f"to {dest.name}", messages=refs
         )
         intent: int | None = None
         # The source stays locked across the upstream command: its records and
@@ -543,6 +577,10 @@ class MailService:
                 dst = list(copyuid.dest.iter(0))
                 if len(src) == len(dst):
                     result = CopyResult(copyuid.uidvalidity, src, dst)
+            # The history of a message follows it: its copies' refs ride on the entry.
+            entry.messages = refs + moved_refs(
+                refs, dest.name, dict(zip(result.source, result.dest, strict=True))
+            )
             hook: Callable[[Connection], None] | None = entry.writer()
             # Snapshot records and everyone's private flags first: a move expunges the source.
             carried = self._private_snapshot(mb, targets)
@@ -719,9 +757,7 @@ class MailService:
             fl = {self.replica.canonical_flag(f) for f in flags if f not in NEVER_UPSTREAM}
             private_flags.append(fl & private)
             appends.append(cmd.AppendMessage(data, tuple(sorted(fl - private)), date))
-        entry = JournalEntry(
-            actor.user, actor.client, "APPEND", dest.name, detail=f"{len(appends)} message(s)"
-        )
+        entry = JournalEntry.by(actor, "APPEND", mailbox=dest.name, detail=f"{len(appends)} message(s)")
         uidnext_before = dest.uidnext
         result = CopyResult(dest.uidvalidity, [], [])
         try:
@@ -774,6 +810,9 @@ class MailService:
                             )
                         )
                     entry.uids = _uids_text(result.dest)
+                    entry.messages = tuple(
+                        appended_ref(dest.name, u, a.data) for u, a in zip(result.dest, appends, strict=True)
+                    )
                     self.replica.add_messages(dest, recs, hook=entry.writer())
                     add: dict[str, list[int]] = {}
                     for uid, fl in zip(result.dest, private_flags, strict=True):
@@ -935,7 +974,7 @@ class MailService:
         """``act`` upstream on a pooled connection; returns the journal entry for
         the caller to commit with its replica change.  ``then`` runs on the same
         connection after it succeeded."""
-        entry = JournalEntry(actor.user, actor.client, verb, mailbox, detail=detail)
+        entry = JournalEntry.by(actor, verb, mailbox=mailbox, detail=detail)
         try:
             async with self.pool.connection() as conn:
                 await act(conn)
@@ -973,8 +1012,8 @@ class MailService:
         self.replica.set_seen_mode(mb, op.mode)
         after = self.replica.seen_mode(mb)
         self.journal.record(
-            JournalEntry(
-                actor.user, actor.client, "FOLDER SET", mb.name,
+            JournalEntry.by(
+                actor, "FOLDER SET", mailbox=mb.name,
                 detail=f"read state {before} -> {after} ({op.mode or 'default'})",
             )
         )  # fmt: skip
