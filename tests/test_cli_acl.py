@@ -19,7 +19,7 @@ from imapgate.store.engine import open_engine
 from imapgate.store.schema import mailboxes
 from imapgate.team.journal import Journal
 from imapgate.team.users import UserDirectory
-from tests.support.cli import closed_port, write_config
+from tests.support.cli import closed_port, invoked_error, invoked_ok, write_config
 
 
 class Installation:
@@ -48,17 +48,11 @@ class Installation:
         return CliRunner().invoke(main, ["--config", str(self.cfg), *args], input=stdin)
 
     def ok(self, *args: str) -> list[str]:
-        result = self.run(*args)
-        assert result.exit_code == 0, result.output
-        return result.output.splitlines()
+        return invoked_ok(self.run(*args))
 
     def error(self, *args: str) -> str:
         """The one error line of a refused verb (exit status 1)."""
-        result = self.run(*args)
-        assert result.exit_code == 1, result.output
-        lines = result.output.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("imapgate: error: "), lines
-        return lines[0].removeprefix("imapgate: error: ")
+        return invoked_error(self.run(*args))
 
     def journal(self) -> list[tuple[str, str | None, str | None]]:
         entries = reversed(Journal(self.engine).recent(100))

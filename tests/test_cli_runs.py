@@ -5,6 +5,7 @@ stops it cleanly), and ``imapgate demo`` (the README's main command)."""
 from __future__ import annotations
 
 import imaplib
+import json
 import os
 import re
 import signal
@@ -158,6 +159,12 @@ def test_demo_prints_working_logins(tmp_path: Path) -> None:
         assert users.returncode == 0 and {"alice", "bob", "carol"} <= set(users.stdout.split()), users
         folders = cli.run("folder", "list", cfg=cfg)
         assert folders.returncode == 0 and "INBOX" in folders.stdout, folders
+        # The audit journal is on: bob's login and his refused delete in Archive are in it.
+        audit = cli.run("audit", "--user", "bob", "--json", cfg=cfg)
+        assert audit.returncode == 0, audit
+        seen = {(e["action"], e["folder"]) for e in json.loads(audit.stdout)}
+        assert {("login", None), ("refused", "Archive")} <= seen, seen
+        assert "[audit]" in cfg.read_text()
         # One writer per store: a sync is refused while the demo serves it.
         sync = cli.run("sync", cfg=cfg)
         assert sync.returncode == 1 and f"pid {proc.pid}: imapgate demo" in sync.stderr, sync

@@ -69,6 +69,7 @@ READ_ONLY: dict[Verb, str] = {
     ("group", "list"): "lists the groups and their members",
     ("acl", "get"): "reads one folder's ACL entries",
     ("acl", "rights"): "computes a user's effective rights from the ACL table",
+    ("audit",): "reads the audit journal",
 }
 
 #: The arguments a read-only verb is run with (none where it takes none).

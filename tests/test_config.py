@@ -349,3 +349,15 @@ def test_acl_default_invalid(tmp_path: Path, acl: str, message: str) -> None:
 def test_acl_default_in_the_effective_config(tmp_path: Path) -> None:
     text = effective_toml(load(write(tmp_path, MINIMAL + '[acl]\ndefault = "lrs"\n')))
     assert '[acl]\ndefault = "lrs"' in text
+
+
+def test_audit_retention(tmp_path: Path) -> None:
+    assert load(write(tmp_path, MINIMAL)).audit.retention == 365 * 86400.0
+    ninety = MINIMAL + '\n[audit]\nretention = "90d"\n'
+    assert load(write(tmp_path, ninety)).audit.retention == 90 * 86400.0
+    with pytest.raises(ConfigError, match=r"\[audit\] retention must be between"):
+        load(write(tmp_path, MINIMAL + '\n[audit]\nretention = "2h"\n'))
+    with pytest.raises(ConfigError, match=r"\[audit\] retention.*not a duration"):
+        load(write(tmp_path, MINIMAL + '\n[audit]\nretention = "a year"\n'))
+    with pytest.raises(ConfigError, match="retain"):
+        load(write(tmp_path, MINIMAL + '\n[audit]\nretain = "1d"\n'))

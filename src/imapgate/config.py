@@ -191,6 +191,13 @@ class AclConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    #: How long journal entries are kept (docs/audit.md); older ones are purged by
+    #: the gateway every ``gateway/audit_retention.PURGE_INTERVAL``.
+    retention: float = 365 * 86400.0
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     upstream: UpstreamConfig
@@ -204,6 +211,7 @@ class Config:
     submission: SubmissionConfig | None = None
     search: SearchConfig = field(default_factory=SearchConfig)
     acl: AclConfig = field(default_factory=AclConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -245,6 +253,7 @@ SECTIONS: dict[str, type] = {
     "web": WebConfig,
     "search": SearchConfig,
     "acl": AclConfig,
+    "audit": AuditConfig,
 }
 #: Tables inside a section whose keys are free (folder names).
 _FREE_TABLES = {("folders", "seen")}
@@ -398,6 +407,10 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
     search = SearchConfig(index=se.choice("index", ("auto", "on", "off"), "auto"))  # type: ignore[arg-type]
     se.done()
     acl = _acl_section(r.section("acl"))
+    au = r.section("audit")
+    # At least a day: the journal answers "who did this yesterday"; at most ten years.
+    audit = AuditConfig(retention=au.duration("retention", 365 * 86400.0, 86400.0, 3650 * 86400.0))
+    au.done()
     r.done()
     return Config(
         path=path,
@@ -409,6 +422,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         web=web,
         search=search,
         acl=acl,
+        audit=audit,
         warnings=tuple(warnings),
     )
 

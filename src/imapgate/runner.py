@@ -294,6 +294,9 @@ data_dir = "gateway"
 
 [web]
 listen = ["127.0.0.1:{web_port}"]      # the team dashboard (plain HTTP: localhost only)
+
+[audit]
+retention = "30d"                    # the audit journal (imapgate audit); 365d by default
 """,
         encoding="utf-8",
     )
@@ -388,6 +391,7 @@ The admin commands work against this demo from another terminal:
   export IMAPGATE_CONFIG={cfg_path}
   imapgate user list; imapgate folder list; imapgate check
   imapgate acl get Rechnungen; imapgate acl rights bob Archive; imapgate group list
+  imapgate audit --since 1h      (who did what: every change, login and refusal)
 
 Press Ctrl-C to stop.
 """,

@@ -211,8 +211,12 @@ async def test_acl_commands_over_imap(tmp_path: Path) -> None:
         )
         await alice.exchange(b"j DELETEACL INBOX -bob", b"j OK DELETEACL completed")
         await bob.exchange(b"k MYRIGHTS INBOX", b"* MYRIGHTS INBOX lrswipkxtecd", b"k OK MYRIGHTS completed")
-        kinds = [e.command for e in gw.journal.recent(10)]
+        entries = gw.journal.recent(10)
+        kinds = [e.command for e in entries if e.result == "OK"]
         assert kinds.count("SETACL") == 2 and kinds.count("DELETEACL") == 1, kinds
+        # bob's SETACL without a is journaled as a refusal (the audit journal, issue 13).
+        refused = [e for e in entries if e.action_word == "refused"]
+        assert [(e.command, e.user, e.mailbox) for e in refused] == [("SETACL", "bob", "INBOX")], entries
 
 
 @pytest.mark.parametrize("caps_line", [b"CAPABILITY"])

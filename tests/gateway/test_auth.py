@@ -366,3 +366,30 @@ async def test_failed_login_log_lines(directory: UserDirectory, caplog: pytest.L
     assert "login refused for bob from" in text and "account disabled" in text
     assert "Secret-Guess" not in text and "bob-pw" not in text
     auth.close()
+
+
+async def test_logins_are_journaled_never_a_password_nor_an_unknown_name(directory: UserDirectory) -> None:
+    from imapgate.team.audit import AuditQuery, search
+    from imapgate.team.journal import Journal
+
+    engine = directory.engine
+    auth = make_auth(directory, journal=Journal(engine), max_failed_logins=2)
+    assert (await auth.authenticate("alice", "alice-pw", OFFICE, client_id="Thunderbird 128")).ok
+    assert not (await auth.authenticate("bob", "guess-1", ATTACKER, via="web")).ok
+    assert not (await auth.authenticate("hunter2-typed-as-name", "x", ATTACKER)).ok
+    for _ in range(3):  # bob's pair gets locked: those are failed logins too
+        await auth.authenticate("bob", "guess-2", ATTACKER)
+    entries = [r.entry for r in reversed(search(engine, AuditQuery(limit=100)))]
+    login = entries[0]
+    assert (login.action_word, login.user, login.client_id, login.address) == (
+        "login", "alice", "Thunderbird 128", OFFICE,
+    )  # fmt: skip
+    assert login.client == f"Thunderbird 128 from {OFFICE}" and login.detail == "via imap"
+    failed = entries[1:]
+    assert all(e.action_word == "login_failed" and e.result == "NO" for e in failed), failed
+    assert failed[0].user == "bob" and failed[0].detail == "via web: wrong name or password"
+    assert failed[1].user is not None and failed[1].user.startswith("unknown user [ref ")
+    locked = [e for e in failed[2:] if e.detail == "via imap: too many failed logins"]
+    assert locked and all(e.user == "bob" for e in locked), failed
+    text = repr(entries)
+    assert "hunter2-typed-as-name" not in text and "guess-" not in text and "alice-pw" not in text

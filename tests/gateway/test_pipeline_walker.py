@@ -149,7 +149,15 @@ class Touches:
         for name in TEAM_WRITES:
             counted = self._counting(f"subscriptions.{name}", getattr(gw.subscriptions, name))
             monkeypatch.setattr(gw.subscriptions, name, counted)
-        monkeypatch.setattr(gw.journal, "record", self._counting("journal", gw.journal.record))
+        record = gw.journal.record
+
+        def journaled(entry: Any) -> None:
+            # A refusal and a login are journaled on purpose (the audit journal, issue 13).
+            kind = {"refused": "journal.refusal", "login": "journal.login"}.get(entry.action_word, "journal")
+            self._hit(kind)
+            record(entry)
+
+        monkeypatch.setattr(gw.journal, "record", journaled)
         monkeypatch.setattr(gw.sync, "request", self._counting("sync.request", gw.sync.request))
 
     def _hit(self, what: str) -> None:
@@ -219,6 +227,9 @@ async def test_deny_policy_stops_every_command_before_upstream_and_replica(
                         gw.service.policy = permissive
                 tagged = got[-1]
                 assert not re.match(rb"w (NO|BAD) \[SERVERBUG\]", tagged), (line, got)
+                refusals = touches.counts.pop("journal.refusal", 0)
+                if kind in (cmd.Login, cmd.Authenticate):
+                    touches.counts.pop("journal.login", None)
                 changes = dict(touches.counts)
                 if kind in NO_RIGHT_NEEDED:
                     allowed = {"subscriptions.unsubscribe"} if kind is cmd.Unsubscribe else set()
@@ -230,6 +241,8 @@ async def test_deny_policy_stops_every_command_before_upstream_and_replica(
                     report.append(f"{line!r} did not ask the policy (answer {tagged!r})")
                 if changes:
                     report.append(f"{line!r} reached {changes} under a policy that denies everything")
+                if refusals > 1:
+                    report.append(f"{line!r} journaled {refusals} refusals for one command")
                 if tagged.startswith(b"w OK") and kind not in (cmd.List, cmd.Lsub, cmd.Close):
                     # Only a listing (filtered to nothing) and CLOSE (expunges what it
                     # may, then closes) complete without a right.

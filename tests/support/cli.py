@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from click.testing import Result
+
 IMAPGATE = [sys.executable, "-m", "imapgate.cli"]
 UPSTREAM_PASSWORD = "shared-secret"
 
@@ -59,6 +61,21 @@ def write_config(
     cfg = tmp_path / "imapgate.toml"
     cfg.write_text("\n".join(lines) + "\n" + extra)
     return cfg
+
+
+def invoked_ok(result: Result) -> list[str]:
+    """The output lines of an in-process ``CliRunner`` run that succeeded."""
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
+
+
+def invoked_error(result: Result) -> str:
+    """The one error line of an in-process run that failed (exit status 1), without
+    its ``imapgate: error: `` prefix."""
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("imapgate: error: "), lines
+    return lines[0].removeprefix("imapgate: error: ")
 
 
 def free_port() -> int:

@@ -41,6 +41,11 @@ from ..store.engine import open_engine
 from ..store.schema import mailboxes, messages
 from ..team.acl import AclError
 from ..team.acl_store import AclStore, bump_version
+from ..team.audit import MAX_LIMIT
+from ..team.audit import AuditQuery as AuditQuery  # re-exported for the CLI
+from ..team.audit import AuditRecord as AuditRecord
+from ..team.audit import search as audit_search
+from ..team.audit_actions import ACTIONS
 from ..team.journal import Journal, JournalEntry
 from ..team.users import UserDirectory, UserError
 from . import control
@@ -422,6 +427,17 @@ class AdminService:
         summary = asyncio.run(sync_once(self.config, progress))
         self._journal(self._entry("SYNC", detail=f"{summary.folders} folders, {summary.messages} messages"))
         return summary
+
+    # -- the audit journal ----------------------------------------------------------
+    def audit(self, query: AuditQuery) -> list[AuditRecord]:
+        """Journal entries matching ``query``, newest first (read-only: asks nothing)."""
+        if query.action and query.action not in ACTIONS:
+            raise AdminError(f"no action {query.action!r}; actions: {', '.join(ACTIONS)}")
+        if not 1 <= query.limit <= MAX_LIMIT:
+            raise AdminError(f"--limit must be between 1 and {MAX_LIMIT}, got {query.limit}")
+        if query.since is not None and query.until is not None and query.since >= query.until:
+            raise AdminError("--since must be before --until")
+        return audit_search(self.engine, query)
 
     # -- the running gateway's sessions ---------------------------------------------
     def sessions(self) -> list[control.SessionInfo]:

@@ -29,6 +29,8 @@ from ..upstream.connection import UpstreamError, UpstreamLoginRefused, UpstreamU
 from ..upstream.pool import UpstreamPool
 from .acl_policy import AclPolicy
 from .acl_watch import AclWatch
+from .audit_hoster import HosterJournal
+from .audit_retention import AuditRetention
 from .auth import Authenticator
 from .control import (
     DISABLED_REASON,
@@ -77,6 +79,8 @@ class Gateway:
 
     #: The folder permissions, kept current (``acl`` is the table in force).
     acl_watch: AclWatch | None = None
+    #: Purges audit journal entries older than ``[audit] retention``.
+    retention: AuditRetention | None = None
 
     @property
     def acl(self) -> AclTable:
@@ -116,10 +120,13 @@ class Gateway:
             health=replica.health,
         )
         service.acl = acl_watch
+        # Changes the sync finds made at the hoster are journaled "at the hoster".
+        sync.algorithms.observer = HosterJournal(content, service.own_changes)
         auth = Authenticator(
             users,
             max_failed_logins=config.server.max_failed_logins,
             cache_ttl=config.server.login_cache_ttl,
+            journal=journal,
         )
         index = None
         if config.search.index != "off":
@@ -149,6 +156,7 @@ class Gateway:
             index=index,
             healer=StoreHealer(replica, sync),
             acl_watch=acl_watch,
+            retention=AuditRetention(engine, config.audit.retention),
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
@@ -187,6 +195,8 @@ class Gateway:
             self.acl_watch.start()
         if self.index is not None:
             await self.index.start()
+        if self.retention is not None:
+            self.retention.start()
 
     async def start_control(self, sessions: SessionProvider) -> None:
         """Serve the admin control socket (``imapgate sessions``, ``kick``, user
@@ -215,6 +225,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.stop_control()
+        if self.retention is not None:
+            await self.retention.stop()
         if self.acl_watch is not None:
             await self.acl_watch.stop()
         if self.index is not None:

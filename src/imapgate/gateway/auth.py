@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from ..team.journal import Journal, JournalEntry
 from ..team.users import Credentials, PasswordCheckError, User, UserDirectory, check_password, upgraded_hash
 from .throttle import LoginThrottle, Refused, Reservation
 from .verifier import BoundedVerifier, VerifierBusy
@@ -80,6 +81,10 @@ class AuthResult:
     outcome: Outcome
     user: User | None = None
     retry_after: float = 0.0
+    #: How a failed attempt's name is journaled and logged (the name only if such a
+    #: user exists, else ``unknown_name_ref``), and why it failed.
+    shown: str = ""
+    reason: str = ""
 
     @property
     def ok(self) -> bool:
@@ -184,8 +189,11 @@ class Authenticator:
         throttle: LoginThrottle | None = None,
         failure_delay: float = FAILURE_DELAY,
         clock: Callable[[], float] = time.monotonic,
+        journal: Journal | None = None,
     ) -> None:
         self.users = users
+        #: Where logins and failed logins are journaled (None: nowhere, e.g. tests).
+        self.journal = journal
         self.throttle = throttle or LoginThrottle(max_failed_logins, clock=clock)
         self.cache = CredentialCache(cache_ttl, cache_size, clock)
         self.verifier = verifier or BoundedVerifier()
@@ -199,8 +207,53 @@ class Authenticator:
         self.verifier.close()
         self.cache.clear()
 
-    async def authenticate(self, name: str, password: str, address: str) -> AuthResult:
-        """Check a login; see the module docstring for the steps."""
+    async def authenticate(
+        self, name: str, password: str, address: str, *, client_id: str = "", via: str = "imap"
+    ) -> AuthResult:
+        """Check a login; see the module docstring for the steps.  Logins and failed
+        logins are journaled (``client_id``: the IMAP ID, ``via``: the front end);
+        checks that could not be made are not: they say nothing about the user."""
+        result = await self._authenticate(name, password, address)
+        if self.journal is not None and result.outcome in (Outcome.OK, Outcome.FAILED, Outcome.LOCKED):
+            await self._journal_login(result, name, address, client_id, via)
+        return result
+
+    async def _journal_login(
+        self, result: AuthResult, name: str, address: str, client_id: str, via: str
+    ) -> None:
+        journal = self.journal
+        assert journal is not None
+        shown: str | None = None
+        if result.user is not None and result.ok:
+            shown, action, detail = result.user.name, "login", f"via {via}"
+        else:
+            # Never the password, never an unknown name as typed (it may be a password).
+            shown = result.shown or None  # a throttled attempt: looked up below
+            reason = result.reason or ("too many failed logins" if result.outcome is Outcome.LOCKED else "")
+            action, detail = "login_failed", f"via {via}: {reason or 'wrong name or password'}"
+        entry = JournalEntry(
+            user=shown,
+            client=f"{client_id} from {address}" if client_id else address,
+            command="LOGIN",
+            result="OK" if result.ok else "NO",
+            detail=detail,
+            action=action,
+            client_id=client_id,
+            address=address,
+        )
+
+        def write() -> None:
+            if entry.user is None:
+                cred = self.users.credentials(name)
+                entry.user = cred.user.name if cred is not None else unknown_name_ref(name)
+            journal.record(entry)
+
+        try:
+            await asyncio.to_thread(write)
+        except SQLAlchemyError as exc:
+            log.warning("login from %s not journaled: %s", address, _db_reason(exc))
+
+    async def _authenticate(self, name: str, password: str, address: str) -> AuthResult:
         self.stats.attempts += 1
         wait = self.throttle.retry_after(name, address)
         if wait > 0:
@@ -284,8 +337,10 @@ class Authenticator:
             self.stats.failed += 1
             locks = reservation.failed()
             if ok and cred is not None:
+                reason = "account disabled"
                 log.info("login refused for %s from %s: account disabled", shown, address)
             else:
+                reason = "wrong name or password"
                 log.info("failed login for %s from %s", shown, address)
             for lock in locks:
                 log.warning(
@@ -295,7 +350,7 @@ class Authenticator:
                     address,
                     lock.seconds,
                 )
-            return AuthResult(Outcome.FAILED)
+            return AuthResult(Outcome.FAILED, shown=shown, reason=reason)
         if new_hash is not None:
             cred = await self._store_upgraded_hash(cred, new_hash)
         self.cache.put(key, cred)

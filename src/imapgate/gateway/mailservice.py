@@ -72,6 +72,8 @@ from ..upstream.connection import (
 from ..upstream.pool import UpstreamPool
 from . import operations as ops
 from .acl_watch import AclWatch
+from .audit_hoster import OwnChanges
+from .audit_refs import appended_ref, message_refs, moved_refs, op_command
 from .departures import Departures
 from .errors import OperationError
 from .inflight import InFlight
@@ -150,6 +152,8 @@ class MailService:
         # Messages the sync or a MOVE finds gone at the hoster: deleted by whoever
         # has a lock-free expunge of them in flight, else "at the hoster".
         replica.gone_at_hoster = self.departures.at_hoster
+        #: The writes in flight, which the sync must not journal as made at the hoster.
+        self.own_changes = OwnChanges()
         #: The search index (None: every text search goes to the hoster) and whether it
         #: answers now (``[search] index``; "auto" waits for the hoster's greeting).
         self.index: SearchIndex | None = None
@@ -198,7 +202,9 @@ class MailService:
     ) -> None:
         try:
             self.journal.record(
-                JournalEntry(actor.user, actor.client, command, mailbox, _uids_text(uids), "NO", err.text)
+                JournalEntry.by(
+                    actor, command, mailbox=mailbox, uids=_uids_text(uids), result="NO", detail=err.text
+                )
             )
         except STORE_FAILURES as exc:
             # The client's answer is about upstream's refusal; a store that cannot
@@ -213,8 +219,22 @@ class MailService:
         operation holds it for its upstream part.  Lock-free writes (STORE under
         CONDSTORE, UID EXPUNGE under QRESYNC) do not wait for the lock to check:
         that would queue them behind a sync, which is what running them lock-free
-        avoids (tests/gateway/test_write_path.py)."""
-        self.policy.check_conflicts(actor, mailbox, uids, op)
+        avoids (tests/gateway/test_write_path.py).  A refusal is journaled."""
+        try:
+            self.policy.check_conflicts(actor, mailbox, uids, op)
+        except OperationError as exc:
+            self._refused(actor, op_command(op), mailbox, uids, exc)
+            raise
+
+    def _refused(
+        self, actor: Actor, command: str, mailbox: str | None, uids: Sequence[int], exc: OperationError
+    ) -> None:
+        """Journal a refusal by the gateway (a store that cannot take it: logged only,
+        the client's answer stays the refusal)."""
+        try:
+            self.journal.refused(actor, command, mailbox, _uids_text(uids) if uids else None, exc.text)
+        except STORE_FAILURES as err:
+            log.error("%s %s refused (%s); journal entry not written: %s", command, mailbox, exc.text, err)
 
     @contextlib.contextmanager
     def _committed(self, what: str, *mailboxes: str) -> Iterator[None]:
@@ -270,14 +290,14 @@ class MailService:
                         ok.append(u)
                 targets = ok
             new_shared = self._plan_shared(mb, targets, operation, req_shared, private)
-            entry = JournalEntry(
-                actor.user,
-                actor.client,
+            entry = JournalEntry.by(
+                actor,
                 "STORE",
-                mb.name,
-                _uids_text(targets),
+                mailbox=mb.name,
+                uids=_uids_text(targets),
                 detail=f"{operation} {' '.join(sorted(requested))}",
                 answered=_answer_marks(mb, new_shared),
+                messages=message_refs(mb, targets, self.content),
             )
             uidvalidity = mb.uidvalidity
             reports: dict[int, FlagReport] = {}
@@ -441,7 +461,14 @@ class MailService:
             todo = [u for u in uids if s is None or u not in s]
             if not todo:
                 return []
-            return list(self.replica.set_private_flags(mb, actor.user_id, {"\\Seen": todo}, {}))
+            # "Read by alice": the audit journal's entry, with the read state in one commit.
+            entry = JournalEntry.by(
+                actor, "FETCH", mailbox=mb.name, uids=_uids_text(todo), detail="opened (\\Seen)",
+                action="read", messages=message_refs(mb, todo, self.content),
+            )  # fmt: skip
+            return list(
+                self.replica.set_private_flags(mb, actor.user_id, {"\\Seen": todo}, {}, hook=entry.writer())
+            )
         todo = [u for u in uids if u in mb.records and "\\Seen" not in mb.records[u].flags]
         if todo:
             self.sync.spawn(self._seen_upstream(actor, mb, todo))
@@ -450,7 +477,9 @@ class MailService:
     async def _seen_upstream(self, actor: Actor, mb: MailboxIndex, uids: list[int]) -> None:
         try:
             # The rights were asked for the MarkSeen (s) and the fetch (r) already.
-            await self._store(actor, ops.StoreFlags(mb, uids, "add", ("\\Seen",)))
+            op = ops.StoreFlags(mb, uids, "add", ("\\Seen",))
+            with self.own_changes.during(op):
+                await self._store(actor, op)
         except OperationError as exc:
             log.warning("could not set \\Seen upstream in %s: %s", mb.name, exc.text)
 
@@ -476,7 +505,10 @@ class MailService:
                     self._refuse_gone(actor, "EXPUNGE", mb, missing, len(missing))
                 return []
             self._check_conflicts(actor, op, mb.name, targets)
-            entry = JournalEntry(actor.user, actor.client, "EXPUNGE", mb.name, _uids_text(targets))
+            refs = message_refs(mb, targets, self.content)
+            entry = JournalEntry.by(
+                actor, "EXPUNGE", mailbox=mb.name, uids=_uids_text(targets), messages=refs
+            )
             uidvalidity = mb.uidvalidity
             try:
                 if exact:
@@ -498,6 +530,7 @@ class MailService:
                     self._fail(actor, "EXPUNGE", mb.name, targets, err)
                     raise err
                 entry.uids = _uids_text(gone)
+                entry.messages = tuple(r for r in refs if r.uid in gone)
                 removed: tuple[int, ...] = ()
                 departed = self.replica.departures.writer(mb.id, uidvalidity, gone, "deleted", actor.user)
                 with self._committed("EXPUNGE", mb.name):
@@ -559,8 +592,14 @@ class MailService:
             missing = [u for u in uids if u not in mb.records]
             if not targets:
                 self._refuse_gone(actor, verb, mb, missing, len(uids))
-            entry = JournalEntry(
-                actor.user, actor.client, verb, mb.name, _uids_text(targets), detail=f"to {dest.name}"
+            refs = message_refs(mb, targets, self.content)
+            entry = JournalEntry.by(
+                actor,
+                verb,
+                mailbox=mb.name,
+                uids=_uids_text(targets),
+                detail=f"to {dest.name}",
+                messages=refs,
             )
             self._check_conflicts(actor, op, mb.name, targets)
             try:
@@ -618,6 +657,10 @@ class MailService:
                         self.replica.expunge(mb, at_hoster, hook=self.departures.at_hoster(mb, at_hoster))
                 self.sync.request(mb.name)
                 self._refuse_gone(actor, verb, mb, [*missing, *at_hoster], len(uids))
+            # The history of a message follows it: its copies' refs ride on the entry.
+            entry.messages = refs + moved_refs(
+                refs, dest.name, dict(zip(result.source, result.dest, strict=True))
+            )
             hook: Callable[[Connection], None] | None = entry.writer()
             if move:
                 # Where each original went, in the expunge's transaction.
@@ -805,9 +848,7 @@ class MailService:
             fl = {self.replica.canonical_flag(f) for f in flags if f not in NEVER_UPSTREAM}
             private_flags.append(fl & private)
             appends.append(cmd.AppendMessage(data, tuple(sorted(fl - private)), date))
-        entry = JournalEntry(
-            actor.user, actor.client, "APPEND", dest.name, detail=f"{len(appends)} message(s)"
-        )
+        entry = JournalEntry.by(actor, "APPEND", mailbox=dest.name, detail=f"{len(appends)} message(s)")
         uidnext_before = dest.uidnext
         result = CopyResult(dest.uidvalidity, [], [])
         try:
@@ -860,6 +901,9 @@ class MailService:
                             )
                         )
                     entry.uids = _uids_text(result.dest)
+                    entry.messages = tuple(
+                        appended_ref(dest.name, u, a.data) for u, a in zip(result.dest, appends, strict=True)
+                    )
                     self.replica.add_messages(dest, recs, hook=entry.writer())
                     add: dict[str, list[int]] = {}
                     for uid, fl in zip(result.dest, private_flags, strict=True):
@@ -1021,7 +1065,7 @@ class MailService:
         """``act`` upstream on a pooled connection; returns the journal entry for
         the caller to commit with its replica change.  ``then`` runs on the same
         connection after it succeeded."""
-        entry = JournalEntry(actor.user, actor.client, verb, mailbox, detail=detail)
+        entry = JournalEntry.by(actor, verb, mailbox=mailbox, detail=detail)
         try:
             async with self.pool.connection() as conn:
                 await act(conn)
@@ -1059,8 +1103,8 @@ class MailService:
         self.replica.set_seen_mode(mb, op.mode)
         after = self.replica.seen_mode(mb)
         self.journal.record(
-            JournalEntry(
-                actor.user, actor.client, "FOLDER SET", mb.name,
+            JournalEntry.by(
+                actor, "FOLDER SET", mailbox=mb.name,
                 detail=f"read state {before} -> {after} ({op.mode or 'default'})",
             )
         )  # fmt: skip

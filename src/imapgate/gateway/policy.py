@@ -58,6 +58,10 @@ class Actor:
     user_id: int
     user: str
     client: str = ""
+    #: The client's IMAP ID (name and version) and peer address, for the audit
+    #: journal; ``client`` is their readable sum.
+    client_id: str = ""
+    address: str = ""
 
 
 #: The gateway acting for itself (work done once for every viewer, such as the

@@ -30,6 +30,7 @@ from ..team.journal import JournalEntry
 from . import operations as ops
 from .acl_policy import AclPolicy, missing_folder
 from .acl_watch import AclWatch
+from .audit_refs import op_command, op_target
 from .errors import OperationError
 from .mailservice import MailService
 from .policy import Actor
@@ -57,21 +58,33 @@ class Service(MailService):
     async def execute(self, actor: Actor, op: ops.Operation[R]) -> R:
         """Run ``op`` for ``actor`` through the pipeline; returns its result.
         Raises ``OperationError`` when it is refused or fails (nothing changed)."""
-        admitted = self._admit(actor, op)
+        admitted = self._admitted(actor, op)
         if admitted is None:
             return cast(R, self._nothing(op))
         if isinstance(admitted, IMMEDIATE):
             return cast(R, self._run_now(actor, admitted))
-        return cast(R, await self._run(actor, admitted))
+        with self.own_changes.during(admitted):
+            return cast(R, await self._run(actor, admitted))
 
     def execute_now(self, actor: Actor, op: ops.Operation[R]) -> R:
         """``execute`` for an operation of ``IMMEDIATE``, without awaiting."""
         if not isinstance(op, IMMEDIATE):
             raise TypeError(f"{type(op).__name__} waits for upstream or the store: use execute")
-        admitted = self._admit(actor, op)
+        admitted = self._admitted(actor, op)
         if admitted is None:
             return cast(R, self._nothing(op))
         return cast(R, self._run_now(actor, admitted))
+
+    def _admitted(self, actor: Actor, op: ops.Operation[R]) -> ops.Operation[R] | None:
+        """``_admit``; a change refused for want of rights is journaled (a refused read
+        is not: a session whose folder lost ``r`` would write one per command)."""
+        try:
+            return self._admit(actor, op)
+        except OperationError as exc:
+            if exc.code == "NOPERM" and op.writes:
+                mailbox, uids = op_target(op)
+                self._refused(actor, op_command(op), mailbox, uids, exc)
+            raise
 
     def _admit(self, actor: Actor, op: ops.Operation[R]) -> ops.Operation[R] | None:
         """Steps 1 and 2: the rights of the table, then the store's health for a
@@ -263,9 +276,8 @@ class Service(MailService):
             raise OperationError(str(exc), "CANNOT") from None
         source.refresh()
         self.journal.record(
-            JournalEntry(
-                actor.user, actor.client, "SETACL", folder,
-                detail=f"{ident} {op.rights or '(none)'} -> {new or 'none'}",
+            JournalEntry.by(
+                actor, "SETACL", mailbox=folder, detail=f"{ident} {op.rights or '(none)'} -> {new or 'none'}"
             )
         )  # fmt: skip
         return str(new)
@@ -280,7 +292,7 @@ class Service(MailService):
             raise OperationError(str(exc), "CANNOT") from None
         if had:
             source.refresh()
-            entry = JournalEntry(actor.user, actor.client, "DELETEACL", folder, detail=str(ident))
+            entry = JournalEntry.by(actor, "DELETEACL", mailbox=folder, detail=str(ident))
             self.journal.record(entry)
         return had
 

@@ -40,6 +40,13 @@ class ContentCache:
         self.hits = 0
         self.misses = 0
 
+    def peek(self, mailbox_id: int, uidvalidity: int, uid: int, item: bytes) -> bytes | None:
+        """The item if it is in memory now (no store read; None when not there):
+        for callers that only want it when it costs nothing (the audit journal's
+        subjects)."""
+        v = self._mem.get((mailbox_id, uidvalidity, uid, item))
+        return v if isinstance(v, bytes) else None
+
     def get_many(
         self, mailbox_id: int, uidvalidity: int, keys: Iterable[tuple[int, bytes]]
     ) -> dict[tuple[int, bytes], bytes | None]:

@@ -47,6 +47,9 @@ async def id_(s: Session, c: cmd.Command) -> Done:
         version = params.get("version") or params.get("VERSION") or ""
         s.client_id = f"{name} {version}".strip()[:80]
         s.log.info("client %s", s.client_id or "(unnamed)")
+        if s.actor is not None:
+            # Clients may send ID after logging in: the journal names it from then on.
+            s.actor = _actor_of(s, s.actor.user_id, s.actor.user)
     s.send_response(rsp.IdResponse({"name": "imapgate", "version": __version__}))
     return Done("ID completed")
 
@@ -106,7 +109,7 @@ class _AlreadyAnswered(OperationError):
 async def _authenticate_user(s: Session, user: str, password: str) -> Done:
     # Cache, throttle and the bounded argon2 check live in the service layer
     # (gateway/auth.py), shared with every other front end; it also logs failures.
-    result = await s.gw.auth.authenticate(user, password, s.address)
+    result = await s.gw.auth.authenticate(user, password, s.address, client_id=s.client_id)
     if result.outcome is Outcome.LOCKED:
         raise OperationError(
             f"too many failed logins; try again in {int(result.retry_after) + 1} seconds", "UNAVAILABLE"
@@ -120,12 +123,16 @@ async def _authenticate_user(s: Session, user: str, password: str) -> Done:
     found = result.user
     if found is None:
         raise OperationError("invalid user name or password", "AUTHENTICATIONFAILED")
-    client = f"{s.client_id} from {s.address}" if s.client_id else s.address
-    s.actor = Actor(found.id, found.name, client)
+    s.actor = _actor_of(s, found.id, found.name)
     s.state = State.AUTHENTICATED
     s.framer.max_append_literal = limits.MAX_APPEND_LITERAL
     s.log.info("logged in as %s", found.name)
     return Done("logged in", rsp.CapabilityCode(tuple(s.capabilities())))
+
+
+def _actor_of(s: Session, user_id: int, user: str) -> Actor:
+    client = f"{s.client_id} from {s.address}" if s.client_id else s.address
+    return Actor(user_id, user, client, client_id=s.client_id, address=s.address)
 
 
 @command(cmd.Login, NOT_AUTH)

@@ -209,7 +209,34 @@ journal = Table(
     Column("uids", Text, nullable=True),
     Column("result", String(16), nullable=False),
     Column("detail", Text, nullable=True),
+    # The audit journal (team/audit.py): the stable action word (team/audit_actions.py),
+    # the client's IMAP ID and peer address apart from ``client`` (their readable sum),
+    # and where the change was made: "gateway", or "hoster" (seen by the sync).
+    Column("action", String(32), nullable=True),
+    Column("client_id", Text, nullable=True),
+    Column("address", String(64), nullable=True),
+    Column("origin", String(16), nullable=True),
     Index("ix_journal_ts", "ts"),
+    # `imapgate audit --user X --since 7d` (and the newest first): one range scan.
+    Index("ix_journal_user_ts", "user_name", "ts"),
+    Index("ix_journal_mailbox_ts", "mailbox", "ts"),
+    Index("ix_journal_action_ts", "action", "ts"),
+)
+
+# The messages one journal entry is about (UID, Message-ID, subject as known then):
+# `imapgate audit --message-id M` is one indexed lookup across folders and renames,
+# which the entry's UID-set text (cut for bulk changes) cannot give.
+journal_messages = Table(
+    "journal_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entry_id", Integer, ForeignKey("journal.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox", Text, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("message_id", Text, nullable=True),
+    Column("subject", Text, nullable=True),
+    Index("ix_journal_messages_entry", "entry_id"),
+    Index("ix_journal_messages_message_id", "message_id"),
 )
 
 # What the double-reply guard remembers (submission/guard.py).  One row per

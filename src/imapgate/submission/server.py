@@ -244,9 +244,10 @@ class ConnectionHandler:
             password = password_b.decode("utf-8")
         except UnicodeDecodeError:
             return await self._failed(server, "535 5.7.8 Authentication credentials invalid")
-        result = await self.server.gw.auth.authenticate(name, password, self.address)
+        result = await self.server.gw.auth.authenticate(name, password, self.address, via="smtp")
         if result.outcome is AuthOutcome.OK and result.user is not None:
-            self.actor = Actor(result.user.id, result.user.name, f"smtp from {self.address}")
+            who = f"smtp from {self.address}"
+            self.actor = Actor(result.user.id, result.user.name, who, address=self.address)
             log.info("submission: %s logged in from %s", result.user.name, self.address)
             return AuthResult(success=True, message="235 2.7.0 Authentication successful")
         if result.outcome is AuthOutcome.LOCKED:

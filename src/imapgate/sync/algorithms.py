@@ -23,6 +23,11 @@ and drops older reports.
 
 No scheduling, no locks, no tasks here: callers decide when (``scheduler``)
 and hold the lock (``engine``).
+
+What the sync finds changed at the hoster (new mail in a folder already
+synced, flags, expunges) is told to ``observer`` before the replica takes it;
+the observer's hook (the audit journal's "at the hoster" entries) is committed
+in the same transaction.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..protocol import commands as cmd
 from ..protocol import responses as rsp
@@ -72,6 +78,15 @@ def selectable(mb: MailboxIndex) -> bool:
     return not any(a.upper() in ("\\NOSELECT", "\\NONEXISTENT") for a in mb.attributes)
 
 
+class SyncObserver(Protocol):
+    """Told what the sync is about to record as changed at the hoster; returns the
+    hook to commit with it (None: nothing to add)."""
+
+    def arrived(self, mb: MailboxIndex, recs: list[MessageRecord]) -> Hook | None: ...
+    def flags_changed(self, mb: MailboxIndex, flags: Mapping[int, tuple[str, ...]]) -> Hook | None: ...
+    def expunged(self, mb: MailboxIndex, uids: set[int]) -> Hook | None: ...
+
+
 class MailboxSync:
     """The sync algorithms for one upstream account's replica."""
 
@@ -94,6 +109,8 @@ class MailboxSync:
         #: HIGHESTMODSEQ (``upstream_modseq``: every other message's flags are at
         #: least that new).  Pruned at every sync.
         self.flag_modseqs: dict[tuple[int, int], dict[int, int]] = {}
+        #: Told about changes found at the hoster (the audit journal); None: nobody.
+        self.observer: SyncObserver | None = None
 
     # -- flags, in MODSEQ order ------------------------------------------------------
     def apply_flags(
@@ -118,11 +135,18 @@ class MailboxSync:
             else:
                 newer[uid] = modseq
             accepted[uid] = flags
+        if hook is None and self.observer is not None:
+            hook = self.observer.flags_changed(mb, accepted)  # no hook: found by the sync
         changed = self.replica.set_shared_flags(mb, accepted, hook=hook)
         seen.update(newer)
         for uid in unordered:
             seen.pop(uid, None)
         return changed
+
+    def _expunge_found(self, mb: MailboxIndex, gone: set[int]) -> None:
+        """Expunges the sync found at the hoster, told to the observer."""
+        hook = self.observer.expunged(mb, gone) if self.observer is not None else None
+        self.replica.expunge(mb, gone, hook=hook)
 
     def _settle_floor(self, mb: MailboxIndex, highest: int) -> None:
         """Every message's flags in the replica are now at least as new as
@@ -207,7 +231,7 @@ class MailboxSync:
             elif isinstance(r, rsp.FetchResponse) and r.uid is not None and r.flags is not None:
                 reports[r.uid] = (stored_flags(r.flags), r.modseq)
         if gone:
-            self.replica.expunge(mb, gone)
+            self._expunge_found(mb, gone)
         if reports:
             self.apply_flags(mb, reports)
         if conn.exists > len(mb.uids):
@@ -300,7 +324,7 @@ class MailboxSync:
                         flag_changes[f.uid] = (stored_flags(f.flags), f.modseq)
                 gone = set(mb.records) - present
         if gone:
-            self.replica.expunge(mb, gone)
+            self._expunge_found(mb, gone)
         if flag_changes:
             self.apply_flags(mb, flag_changes)
 
@@ -320,7 +344,7 @@ class MailboxSync:
         if exists and len(mb.uids) > exists:
             gone = await self._vanished_by_search(conn, mb, mb.uids[-1])
             if gone:
-                self.replica.expunge(mb, gone)
+                self._expunge_found(mb, gone)
         self._report(mb.name, len(mb.uids), len(mb.uids), "done")
 
     async def _vanished_by_search(
@@ -391,7 +415,9 @@ class MailboxSync:
         fresh = [r for r in recs if r.uid not in mb.records]
         if not fresh:
             return fresh
-        self.replica.add_messages(mb, fresh)
+        # A folder's first fill is no arrival: those messages were there before.
+        hook = self.observer.arrived(mb, fresh) if self.observer is not None and mb.synced else None
+        self.replica.add_messages(mb, fresh, hook=hook)
         seen = self.flag_modseqs.setdefault((mb.id, mb.uidvalidity), {})
         for r in fresh:
             m = reports.get(r.uid, ((), None))[1]

@@ -254,7 +254,7 @@ class Dashboard:
     async def login(self, name: str, password: str, address: str) -> AuthResult:
         """Check a team member's gateway login (same throttle, cache and logging
         as IMAP LOGIN)."""
-        return await self.gw.auth.authenticate(name, password, address)
+        return await self.gw.auth.authenticate(name, password, address, via="web")
 
     @staticmethod
     def refusal(result: AuthResult) -> str:
