@@ -768,7 +768,7 @@ def parse_address(value: str, where: str = "address") -> tuple[str, int]:
 
 #: Fields never printed: their value is a secret.
 _SECRET_FIELDS = {("upstream", "password"), ("submission.upstream", "password")}
-_URL_PASSWORD_RE = re.compile(r"(//[^/:@]*:)[^/@]*@")
+_URL_PASSWORD_RE = re.compile(r"(//[^/:@]*):[^/@]*@")
 
 
 def _toml_value(value: Any) -> str:
@@ -823,7 +823,9 @@ def _render_section(lines: list[str], name: str, section: Any) -> None:
             lines.append(f"# {f.name} = (not set)")
             continue
         if name == "store" and f.name == "url":
-            value = _URL_PASSWORD_RE.sub(r"\1***@", value)
+            # From password_file: left out, so the output loads again with that file.
+            hidden = r"\1@" if section.password_file is not None else r"\1:***@"
+            value = _URL_PASSWORD_RE.sub(hidden, value)
         lines.append(f"{f.name} = {_toml_value(value)}")
     for tname, table in tables:
         lines += ["", f"[{name}.{tname}]"]

@@ -22,7 +22,7 @@ from ..replica.replica import Hook, Replica
 from ..upstream.connection import UpstreamConnection
 from ..upstream.pool import UpstreamPool
 from .algorithms import MailboxSync, ProgressFn, selectable
-from .locks import AsyncioLockManager
+from .locks import AsyncioLockManager, LockManagers, MailboxLock
 from .records import FlagReport
 from .scheduler import SyncScheduler
 from .watcher import ChangeWatcher
@@ -36,7 +36,7 @@ class SyncEngine:
         *,
         poll_interval: float = 60.0,
         progress: ProgressFn | None = None,
-        locks: AsyncioLockManager | None = None,
+        locks: LockManagers | None = None,
     ) -> None:
         self.pool = pool
         self.replica = replica
@@ -101,7 +101,7 @@ class SyncEngine:
         await self.scheduler.stop()
 
     # -- what the write path uses ---------------------------------------------------------
-    def mailbox_lock(self, name: str) -> asyncio.Lock:
+    def mailbox_lock(self, name: str) -> MailboxLock:
         """The lock of folder ``name`` (``locks.mailbox(name)``), as the lock itself."""
         return self.locks.lock(name)
 
