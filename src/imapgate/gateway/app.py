@@ -39,6 +39,7 @@ from .control import (
     socket_path,
 )
 from .indexing import IndexFetcher, IndexSwitch
+from .nodes import SharedStore
 from .policy import Actor
 from .service import Service
 
@@ -74,8 +75,12 @@ class Gateway:
         """Whether the store takes writes (``writable``, ``require_writable()``):
         the service layer asks it before it touches upstream."""
         return self.replica.health
+
     #: The folder permissions, kept current (``acl`` is the table in force).
     acl_watch: AclWatch | None = None
+
+    #: What several nodes on one PostgreSQL share (nothing on SQLite).
+    nodes: SharedStore = field(default_factory=lambda: SharedStore(None))
 
     @property
     def acl(self) -> AclTable:
@@ -87,6 +92,7 @@ class Gateway:
     def build(cls, config: Config, *, progress: ProgressFn | None = None) -> Gateway:
         engine = open_engine(config.store.url)
         hub = EventHub()
+        nodes = SharedStore.for_engine(engine, config.store.url)
         replica = Replica(
             engine,
             hub,
@@ -94,10 +100,13 @@ class Gateway:
             private_flags=config.folders.private_flags,
             default_seen=config.folders.default_seen,
             seen_modes=config.folders.seen,
+            **nodes.replica_parts(),
         )
         replica.load()
         pool = UpstreamPool(config.upstream)
-        sync = SyncEngine(pool, replica, poll_interval=config.upstream.poll_interval, progress=progress)
+        sync = SyncEngine(
+            pool, replica, poll_interval=config.upstream.poll_interval, progress=progress, locks=nodes.locks
+        )
         content = ContentCache(engine, config.store.cache_max_bytes)
         journal = Journal(engine)
         users = UserDirectory(engine)
@@ -126,9 +135,10 @@ class Gateway:
             else:
                 log.info("search index: not available with %s yet; searches go to the server",
                          engine.dialect.name)
+        nodes.attach(replica)
         return cls(
             config, hub, replica, pool, sync, content, journal, users, service, subscriptions, auth,
-            index=index, healer=StoreHealer(replica, sync), acl_watch=acl_watch,
+            index=index, healer=StoreHealer(replica, sync), acl_watch=acl_watch, nodes=nodes,
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
@@ -160,6 +170,7 @@ class Gateway:
                 # Serve what the replica holds; the watcher and the periodic
                 # check catch up once the hoster answers again.
                 log.warning("start-up sync failed (%s); serving from the replica", exc)
+        await self.nodes.start()
         self.sync.start()
         if self.healer is not None:
             self.healer.start()
@@ -203,5 +214,6 @@ class Gateway:
         if self.healer is not None:
             await self.healer.stop()
         await self.sync.stop()
+        await self.nodes.stop()
         await self.pool.close()
         self.auth.close()

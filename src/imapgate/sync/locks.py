@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from types import TracebackType
 
 from sqlalchemy import Engine
@@ -43,9 +44,12 @@ class NodeMailboxLock:
     here, not at the database) and by this node against the others (the advisory
     lock, on a pooled connection of its own while held)."""
 
-    def __init__(self, local: asyncio.Lock, advisory: AdvisoryLock) -> None:
+    def __init__(
+        self, local: asyncio.Lock, advisory: AdvisoryLock, on_acquired: Callable[[], None] | None = None
+    ) -> None:
         self.local = local
         self.advisory = advisory
+        self.on_acquired = on_acquired
 
     def locked(self) -> bool:
         return self.local.locked()
@@ -62,6 +66,14 @@ class NodeMailboxLock:
         except BaseException:
             self.local.release()
             raise
+        if self.on_acquired is not None:
+            # Catch up on what the previous holder (maybe another node) did before acting:
+            # the lock is where writes to one folder line up across nodes.
+            try:
+                self.on_acquired()
+            except BaseException:
+                await self.release()
+                raise
         return True
 
     async def _try(self) -> bool:
@@ -94,19 +106,25 @@ class NodeMailboxLock:
 class AdvisoryLockManager:
     """Per-mailbox locks across every node on one PostgreSQL database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, on_acquired: Callable[[], None] | None = None) -> None:
         self.engine = engine
+        #: Called on the loop right after a lock was taken (the change bus's catch-up).
+        self.on_acquired = on_acquired
         self._locks: dict[str, NodeMailboxLock] = {}
 
     def lock(self, name: str) -> NodeMailboxLock:
         lock = self._locks.get(name)
         if lock is None:
             advisory = AdvisoryLock(self.engine, advisory_key("mailbox", name))
-            lock = self._locks[name] = NodeMailboxLock(asyncio.Lock(), advisory)
+            lock = self._locks[name] = NodeMailboxLock(asyncio.Lock(), advisory, self._acquired)
         return lock
 
     def mailbox(self, name: str) -> NodeMailboxLock:
         return self.lock(name)
+
+    def _acquired(self) -> None:
+        if self.on_acquired is not None:
+            self.on_acquired()
 
 
 #: What ``SyncEngine.mailbox_lock`` hands out and ``locks`` is, on one node or several.
