@@ -51,7 +51,7 @@ def test_two_nodes_share_users_push_and_read_state(
             start = time.monotonic()
             done = on_a.command(b"F%d" % uid, b"UID STORE %d +FLAGS.SILENT (\\Flagged)" % uid)
             assert done[-1].startswith(b"F%d OK" % uid), done
-            lines, _ = on_b.wait_for(rb"\* \d+ FETCH \(.*\\Flagged", timeout=5)
+            on_b.wait_for(rb"\* \d+ FETCH \(.*\\Flagged", timeout=5)
             latencies.append(time.monotonic() - start)
         on_b.done()
         p50 = statistics.median(latencies)

@@ -117,7 +117,8 @@ def make_engine(url: str) -> Engine:
 
 def _reason(exc: sa_exc.SQLAlchemyError, url: str) -> str:
     orig = getattr(exc, "orig", None)
-    return safe_text(str(orig if orig is not None else exc).strip(), url)
+    # libpq's messages run over several lines ("Is the server running ..."): one line.
+    return safe_text(" ".join(str(orig if orig is not None else exc).split()), url)
 
 
 def sqlite_path(url: str) -> Path | None:
