@@ -170,8 +170,9 @@ class Gateway:
                 # Serve what the replica holds; the watcher and the periodic
                 # check catch up once the hoster answers again.
                 log.warning("start-up sync failed (%s); serving from the replica", exc)
-        await self.nodes.start()
-        self.sync.start()
+        # With several nodes only the sync leader watches the hoster (nodes.start decides).
+        self.sync.start(watch=not self.nodes.shared)
+        await self.nodes.start(self.sync, self.config.upstream)
         if self.healer is not None:
             self.healer.start()
         if self.acl_watch is not None:
@@ -213,7 +214,7 @@ class Gateway:
         await self.service.stop()
         if self.healer is not None:
             await self.healer.stop()
+        await self.nodes.stop()  # first: a node becoming leader now must not start a watcher
         await self.sync.stop()
-        await self.nodes.stop()
         await self.pool.close()
         self.auth.close()

@@ -88,12 +88,17 @@ class SyncEngine:
             if mb is not None and selectable(mb):
                 await self.sync_mailbox(name)
 
-    def start(self) -> None:
-        """Start the change watcher and the periodic check."""
+    def start(self, *, watch: bool = True) -> None:
+        """Start the change watcher and the periodic check.  ``watch=False``: not the
+        watcher (a node that is not the sync leader; ``start_watcher`` when it becomes one)."""
         self.scheduler.stopping.clear()
         self.pool.start()
-        self.watcher.start()
+        if watch:
+            self.watcher.start()
         self.scheduler.start()
+
+    def start_watcher(self) -> None:
+        self.watcher.start()
 
     async def stop(self) -> None:
         self.scheduler.stopping.set()
