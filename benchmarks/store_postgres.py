@@ -112,7 +112,7 @@ async def push_bench(a: GatewayProcess, b: GatewayProcess, samples: int) -> bool
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     print(f"   {samples} flag changes on node A seen by IDLE on node B (the hoster's STORE included)")
     print(
-        f"   node A's own answer (STORE at the hoster + commit): p50 {percentile(answers, 50) * 1000:.1f} ms, "
+        f"   node A's own answer (hoster STORE + commit): p50 {percentile(answers, 50) * 1000:.1f} ms, "
         f"p99 {percentile(answers, 99) * 1000:.1f} ms"
     )
     ok = p99 <= 0.1
