@@ -4,6 +4,7 @@ follows the user across nodes.  Each node is a whole gateway (own loop thread, o
 
 from __future__ import annotations
 
+import imaplib
 import re
 import statistics
 import time
@@ -13,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from imapgate.demo import DovecotServer
+from tests.support.cli import free_port, run, serving, write_config
 from tests.support.gateway import GatewayHarness
-from tests.support.imap import RawClient
+from tests.support.imap import RawClient, dovecot_login
 from tests.support.postgres import PostgresDatabase
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -84,3 +86,58 @@ def test_two_nodes_share_users_push_and_read_state(
         assert flags_a == flags_b
         for c in (on_a, on_b, alice_b):
             c.close()
+
+
+def _append_at_hoster(dc: DovecotServer, subject: str) -> None:
+    client = dovecot_login(dc)
+    try:
+        msg = f"From: x@example.net\r\nSubject: {subject}\r\n\r\nbody\r\n".encode()
+        typ, data = client.append("INBOX", "", imaplib.Time2Internaldate(time.time()), msg)
+        assert typ == "OK", data
+    finally:
+        client.logout()
+
+
+def _wait_log(log: Path, text: str, timeout: float) -> float:
+    start = time.monotonic()
+    while text not in log.read_text(errors="replace"):
+        assert time.monotonic() - start < timeout, f"{text!r} not in {log}:\n{log.read_text()[-3000:]}"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_leader_killed_another_node_takes_over(
+    fresh_dovecot: Callable[..., DovecotServer], postgres_db: PostgresDatabase, tmp_path: Path
+) -> None:
+    """Two ``imapgate serve`` processes: one watches the hoster (the leader), the other does
+    not; an upstream change reaches IDLE on the follower through the bus; after kill -9 of the
+    leader the follower takes over within 10 s and pushes the next upstream change itself."""
+    dc = fresh_dovecot()
+    store = f'\n[store]\nurl = "{postgres_db.url}"\n'
+    ports = (free_port(), free_port())
+    cfgs = []
+    for name, port in zip(("a", "b"), ports, strict=True):
+        (tmp_path / name).mkdir()
+        cfgs.append(write_config(tmp_path / name, upstream_port=dc.port, listen_port=port, extra=store))
+    assert run("user", "add", "bob", "--password-stdin", cfg=cfgs[0], input="bob-pw\n").returncode == 0
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    with serving(cfgs[0], logs[0], port=ports[0]) as leader:
+        _wait_log(logs[0], "sync leader for", 30)
+        with serving(cfgs[1], logs[1], port=ports[1]):
+            follower = RawClient("127.0.0.1", ports[1])
+            follower.login("bob", "bob-pw")
+            follower.command(b"S1", b"SELECT INBOX")
+            follower.idle()
+            # The leader sees the upstream change; the follower's session hears of it by the bus.
+            _append_at_hoster(dc, "while a leads")
+            follower.wait_for(rb"\* \d+ EXISTS", timeout=15)
+            assert "sync leader for" not in logs[1].read_text()
+
+            leader.kill()  # kill -9: no clean shutdown, no release of anything
+            leader.wait(10)
+            took = _wait_log(logs[1], "sync leader for", 10)
+            _append_at_hoster(dc, "after the leader died")
+            _, pushed = follower.wait_for(rb"\* \d+ EXISTS", timeout=15)
+            print(f"failover: {took:.1f} s to take over, {pushed:.2f} s from the APPEND to the push")
+            follower.done()
+            follower.close()

@@ -98,7 +98,9 @@ class SyncEngine:
         self.scheduler.start()
 
     def start_watcher(self) -> None:
-        self.watcher.start()
+        """Watch the hoster from now on (this node became the sync leader), after a check
+        of every folder."""
+        self.watcher.start(catch_up=True)
 
     async def stop(self) -> None:
         self.scheduler.stopping.set()
