@@ -63,16 +63,17 @@ async def test_notify_wakes_and_a_lost_connection_loses_nothing(
             await wait_until(lambda uid=uid: uid in got, timeout=5)  # type: ignore[misc]
             latencies.append(time.monotonic() - start)
         assert got == list(range(1, 21))
-        assert sorted(latencies)[18] < 0.5, latencies  # p95 well under the safety-net poll
+        # p95 far under the 30 s safety-net poll (loose: the test machine may be loaded).
+        assert sorted(latencies)[18] < 2.0, latencies
         assert listener.notifications >= 20
 
         # Every connection of the database dies (a PostgreSQL failover, a network cut);
         # changes are made while node b is not listening.
+        assert listener.connections == 1
         postgres_db.server.terminate_connections(postgres_db.name)
-        await wait_until(lambda: not listener.connected, timeout=5)
         for uid in range(21, 26):
             a.publish(change(uid))
-        await wait_until(lambda: listener.connected, timeout=15)
+        await wait_until(lambda: listener.connections == 2 and listener.connected, timeout=20)
         await wait_until(lambda: len(got) == 25, timeout=10)
         assert got == list(range(1, 26))  # caught up from the log, in order, once each
     finally:

@@ -46,6 +46,8 @@ class BusListener:
         self.url = libpq_url(url)
         self.poll_interval = poll_interval
         self.connected = False
+        #: LISTEN connections made (the first one and each reconnect).
+        self.connections = 0
         self.notifications = 0
         self._stop = threading.Event()
         self._wake: asyncio.Event | None = None
@@ -85,6 +87,7 @@ class BusListener:
                     if not self.connected:
                         log.info("change bus: listening for other nodes' changes")
                     self.connected, pause = True, 0.1
+                    self.connections += 1
                     self._wake_loop()  # catch up on whatever happened while not listening
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=LISTEN_SLICE):
