@@ -96,6 +96,8 @@ class ServerConfig:
     login_cache_ttl: float = 3600.0
     #: Seconds an idle, non-IDLE connection may stay open (RFC 9051 §5.4: >= 30 min).
     idle_timeout: float = 30 * 60
+    #: Every connection starts with a PROXY protocol header (v1 or v2) from a load balancer.
+    proxy_protocol: bool = False
 
 
 @dataclass(frozen=True)
@@ -357,6 +359,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         max_failed_logins=sv.get_int("max_failed_logins", 5, 1, 1000),
         login_cache_ttl=sv.get_float("login_cache_ttl", 3600.0, 0.0, 86400.0),
         idle_timeout=sv.get_float("idle_timeout", 30 * 60.0, 60.0, 7 * 86400.0),
+        proxy_protocol=sv.get_bool("proxy_protocol", False),
     )
     sv.done()
     if bool(server.certificate) != bool(server.private_key):
