@@ -7,6 +7,7 @@ import threading
 from sqlalchemy import Engine
 
 from imapgate.store.counters import advance, value
+from tests.support.concurrency import at_once
 
 
 def test_advance_raises_to_the_floor_then_by(store_engine: Engine) -> None:
@@ -22,19 +23,13 @@ def test_advance_raises_to_the_floor_then_by(store_engine: Engine) -> None:
 def test_nodes_advancing_at_once_never_share_a_value(store_engine: Engine) -> None:
     blocks: list[int] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(4)
 
     def node() -> None:
-        barrier.wait()
         for _ in range(25):
             with store_engine.begin() as conn:
                 top = advance(conn, "modseq:1", by=8)
             with lock:
                 blocks.append(top)
 
-    threads = [threading.Thread(target=node) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    assert at_once(4, node) == []
     assert sorted(blocks) == [8 * (i + 1) for i in range(100)]

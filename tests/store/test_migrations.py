@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from alembic.migration import MigrationContext
 
 from imapgate.store.engine import migration_status, open_engine
 from imapgate.store.schema import include_name, metadata
+from tests.support.concurrency import at_once
 
 
 def test_migrations_match_schema(empty_store_url: str) -> None:
@@ -34,22 +34,7 @@ def test_nodes_starting_at_once_migrate_once(store_backend: str, empty_store_url
     another just created."""
     if store_backend != "postgresql":
         pytest.skip("SQLite serialises its writers itself; several nodes need PostgreSQL")
-    barrier = threading.Barrier(4)
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            barrier.wait()
-            open_engine(empty_store_url).dispose()
-        except BaseException as exc:  # collected: a thread's failure must fail the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
+    assert at_once(4, lambda: open_engine(empty_store_url).dispose()) == []
     status = migration_status(empty_store_url)
     assert status.exists and status.current == status.head
 

@@ -147,19 +147,7 @@ def _raise(mb: MailboxIndex, modseq: int) -> None:
 def _insert(replica: Replica, c: rc.InsertMailbox) -> None:
     if c.mailbox_id in replica.by_id:
         return
-    mb = MailboxIndex(
-        id=c.mailbox_id,
-        name=c.name,
-        delimiter=c.delimiter,
-        attributes=tuple(c.attributes),
-        uidvalidity=0,
-        uidnext=1,
-        modseq=1,
-        shared_highest=1,
-        upstream_modseq=0,
-        seen_mode=None,
-        synced=False,
-    )
+    mb = MailboxIndex.new(c.mailbox_id, c.name, c.delimiter, tuple(c.attributes))
     replica.by_id[mb.id] = mb
     replica.by_name[mb.name] = mb
     replica.mailbox_ids.seen(mb.id)

@@ -223,19 +223,7 @@ class Replica:
         changes = ChangeSet()
         changes.add(InsertMailbox(mailbox_id, name, delimiter, attributes))
         self._commit(changes)
-        mb = MailboxIndex(
-            id=mailbox_id,
-            name=name,
-            delimiter=delimiter,
-            attributes=attributes,
-            uidvalidity=0,
-            uidnext=1,
-            modseq=1,
-            shared_highest=1,
-            upstream_modseq=0,
-            seen_mode=None,
-            synced=False,
-        )
+        mb = MailboxIndex.new(mailbox_id, name, delimiter, attributes)
         self.by_name[name] = mb
         self.by_id[mb.id] = mb
         changes.events.append(MailboxListChanged((name,)))
