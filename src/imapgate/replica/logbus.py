@@ -58,6 +58,8 @@ class LogChangeBus:
         self.node = node
         self._local: list[ChangeListener] = []
         self._remote: list[ChangeListener] = []
+        #: Committed change sets not published yet (see ``committed``).
+        self._pending: list[ChangeSet] = []
         #: Called (with no argument) when this node missed changes the log no longer holds.
         self.on_stale: Callable[[], None] | None = None
         self.published = 0
@@ -71,7 +73,27 @@ class LogChangeBus:
     def publish(self, changes: ChangeSet) -> None:
         for fn in list(self._local):
             fn(changes)
+        self.flush(but=changes)
         self.append(changes)
+
+    def committed(self, changes: ChangeSet) -> None:
+        """The replica committed ``changes``.  Many transitions commit rows that no event
+        announces (a folder's UIDVALIDITY, its sync state, a read-state mode) and never
+        ``publish`` them: those must reach the other nodes too.  Kept until the transition
+        publishes it (then with its events) or until ``flush`` (the next transition, or the
+        driver's next round): transitions run one at a time on one thread, so an earlier
+        change set still here when another arrives is complete."""
+        self.flush(but=changes)
+        if changes.rows and not any(c is changes for c in self._pending):
+            self._pending.append(changes)
+
+    def flush(self, but: ChangeSet | None = None) -> None:
+        """Write the committed change sets no transition published (except ``but``)."""
+        keep = [c for c in self._pending if c is but]
+        for changes in self._pending:
+            if changes is not but:
+                self.append(changes)
+        self._pending = keep
 
     def subscribe(self, fn: ChangeListener) -> Unsubscribe:
         return _subscribe(self._local, fn)
@@ -83,6 +105,7 @@ class LogChangeBus:
 
     def append(self, changes: ChangeSet) -> int:
         """Write ``changes`` to the log (and notify); its id."""
+        self._pending = [c for c in self._pending if c is not changes]
         payload = encode(changes)
         with self.engine.begin() as conn:
             postgres = conn.dialect.name == "postgresql"

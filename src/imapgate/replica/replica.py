@@ -120,7 +120,11 @@ class Replica:
     def _commit(self, changes: ChangeSet, hook: Hook | None = None) -> bool:
         """Commit the rows of ``changes`` (with ``hook``); False when the store is
         unwritable and the debt was recorded instead (memory goes on)."""
-        return self.repository.commit(changes.rows, hook)
+        done = self.repository.commit(changes.rows, hook)
+        committed = getattr(self.bus, "committed", None)
+        if committed is not None:  # the bus between nodes carries rows-only change sets too
+            committed(changes)
+        return done
 
     def _publish(self, changes: ChangeSet) -> None:
         if changes.events:

@@ -112,6 +112,7 @@ class BusListener:
 
     def poll(self) -> None:
         try:
+            self.bus.flush()  # this node's committed change sets that no event announced
             self.bus.poll()
         except sa_exc.SQLAlchemyError as exc:
             if not self._failing:
