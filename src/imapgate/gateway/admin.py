@@ -37,13 +37,14 @@ from ..config import Config
 from ..errors import OperatorError
 from ..index.report import FolderReport, folder_reports, index_sizes, rebuild
 from ..replica.replica import Replica
-from ..store.engine import open_engine
+from ..store.engine import open_engine, safe_url
 from ..store.schema import mailboxes, messages
 from ..team.acl import AclError
 from ..team.acl_store import AclStore, bump_version
 from ..team.journal import Journal, JournalEntry
 from ..team.users import UserDirectory, UserError
 from . import control
+from .admin_store import CopyProgress, CopySummary, copy_to
 from .admin_sync import ProgressCallback, SyncSummary, sync_once
 from .errors import OperationError
 from .policy import ADMIN, Actor, Policy
@@ -81,6 +82,7 @@ ADMIN_RIGHTS: Final[dict[str, str]] = {
     "index rebuild": ADMIN,
     "sync": ADMIN,
     "kick": ADMIN,
+    "store copy": ADMIN,
 }
 
 SeenSetting = Literal["private", "shared", "default"]
@@ -412,6 +414,13 @@ class AdminService:
         summary = asyncio.run(sync_once(self.config, progress))
         self._journal(self._entry("SYNC", detail=f"{summary.folders} folders, {summary.messages} messages"))
         return summary
+
+    def store_copy(self, target_url: str, progress: CopyProgress | None = None) -> CopySummary:
+        """Copy this store into the empty database at ``target_url`` (``imapgate store copy``)."""
+        self._authorize("store copy")
+        source = safe_url(self.config.store.url)
+        entry = self._entry("STORE COPY", detail=f"from {source}")
+        return copy_to(self.engine, target_url, progress, entry=entry)
 
     # -- the running gateway's sessions ---------------------------------------------
     def sessions(self) -> list[control.SessionInfo]:
