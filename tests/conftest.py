@@ -36,7 +36,11 @@ from imapgate.demo import DovecotServer, PymapServer, SampleMessage, generate_ma
 
 # Fixtures of the other real peers: PostgreSQL, Postfix, HAProxy, Chromium, Dovecot with ACLs;
 # ``start_gateway`` (an in-process gateway stopped at the end of the test).
-pytest_plugins = ["tests.support.peers", "tests.support.gateway_setup"]
+pytest_plugins = [
+    "tests.support.peers",
+    "tests.support.gateway_setup",
+    "tests.support.store_backends",
+]
 
 SHARED_USER = "shared"
 SHARED_PASSWORD = "shared-secret"

@@ -114,3 +114,24 @@ def test_check_while_serve_runs(hoster: DovecotServer, tmp_path: Path) -> None:
     assert f"in use by pid {proc.pid}: imapgate serve" in lines(out.stdout, "OK", "store")[0]
     assert any("connection limit not tested" in line for line in lines(out.stdout, "OK", "upstream"))
     assert any("not tested, the store is in use" in line for line in lines(out.stdout, "OK", "listen"))
+
+
+def test_check_on_postgresql_shows_the_schema_version(
+    hoster: DovecotServer, tmp_path: Path, postgres_db: Any
+) -> None:
+    """[store] url on PostgreSQL with the password in password_file: check reads the schema
+    revision without creating anything and never shows the password."""
+    (tmp_path / "db.pw").write_text("imapgate-pg-secret\n")
+    (tmp_path / "db.pw").chmod(0o600)
+    url = postgres_db.url.replace(":imapgate-pg-secret@", "@")
+    extra = f'\n[store]\nurl = "{url}"\npassword_file = "db.pw"\n'
+    cfg = write_config(tmp_path, upstream_port=hoster.port, extra=extra)
+    before = run("check", cfg=cfg)
+    assert any("no database yet" in line for line in lines(before.stdout, "WARN", "store")), before.stdout
+    assert run("user", "add", "alice", "--password-stdin", cfg=cfg, input="pw-alice\n").returncode == 0
+    out = run("check", cfg=cfg)
+    assert out.returncode == 0, out.stdout + out.stderr
+    store = lines(out.stdout, "OK", "store")
+    assert any("postgresql://imapgate:***@127.0.0.1" in line and "(current)" in line for line in store), store
+    assert lines(out.stdout, "OK", "users")[0].endswith("1 team members")
+    assert "imapgate-pg-secret" not in out.stdout + out.stderr

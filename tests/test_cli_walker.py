@@ -56,6 +56,7 @@ WRITES: dict[Verb, tuple[list[str], str]] = {
     ("acl", "set"): (["INBOX", "alice", "lr"], ""),
     ("acl", "delete"): (["INBOX", "bob"], ""),
     ("acl", "reset"): (["INBOX"], ""),
+    ("store", "copy"): (["--to", "postgresql://imapgate@127.0.0.1:1/nowhere"], ""),
 }
 
 #: Verbs that only read; run too, and the store must come out unchanged.
@@ -181,11 +182,15 @@ def test_a_read_only_verb_changes_nothing(installation: tuple[Path, Engine], ver
     assert snapshot(engine) == before
 
 
-@pytest.mark.parametrize("verb", sorted(set(WRITES) - {("sync",), ("kick",)}), ids=" ".join)
+@pytest.mark.parametrize(
+    "verb", sorted(set(WRITES) - {("sync",), ("kick",), ("store", "copy")}), ids=" ".join
+)
 def test_an_allowed_write_is_seen_by_the_comparison(installation: tuple[Path, Engine], verb: Verb) -> None:
     """The same verbs with every right: each asks, changes the store and journals it.
     (``sync`` needs the hoster and ``kick`` a running gateway: both are refused
-    without them before anything changes, see test_control and test_cli_admin.)"""
+    without them before anything changes, see test_control and test_cli_admin;
+    ``store copy`` changes another database and journals there, see
+    tests/store/test_copy.py.)"""
     cfg, engine = installation
     before = snapshot(engine)
     policy = RecordingPolicy(deny=False)

@@ -361,3 +361,45 @@ def test_audit_retention(tmp_path: Path) -> None:
         load(write(tmp_path, MINIMAL + '\n[audit]\nretention = "a year"\n'))
     with pytest.raises(ConfigError, match="retain"):
         load(write(tmp_path, MINIMAL + '\n[audit]\nretain = "1d"\n'))
+
+
+def test_store_password_file_goes_into_the_url_and_never_out(tmp_path: Path) -> None:
+    (tmp_path / "db.pw").write_text("P@ss/w:rd\n")
+    (tmp_path / "db.pw").chmod(0o600)
+    cfg = from_dict(
+        {
+            "upstream": {"host": "imap.example.net", "user": "info", "password": "x"},
+            "server": {"allow_plaintext": True},
+            "store": {"url": "postgresql://gw@db.example.net:5432/imapgate", "password_file": "db.pw"},
+        },
+        base_dir=tmp_path,
+    )
+    # Percent-encoded: '@', '/' and ':' in the password do not change where the URL points.
+    assert cfg.store.url == "postgresql://gw:P%40ss%2Fw%3Ard@db.example.net:5432/imapgate"
+    assert cfg.store.password_file == tmp_path / "db.pw"
+    assert "P%40ss" not in repr(cfg.store) and "P@ss" not in repr(cfg.store)
+    text = effective_toml(cfg)
+    assert "P%40ss" not in text and 'url = "postgresql://gw@db.example.net:5432/imapgate"' in text
+    again = from_dict(tomllib.loads(text), base_dir=tmp_path)
+    assert again.store.url == cfg.store.url
+
+
+@pytest.mark.parametrize(
+    ("store", "message"),
+    [
+        ({"url": "mysql://gw@db/x"}, "unsupported database 'mysql'"),
+        ({"url": "postgresql://gw:inline@db/x", "password_file": "db.pw"}, "keep only one"),
+        ({"url": "postgresql://db/x", "password_file": "db.pw"}, "needs the user in url"),
+        ({"url": "sqlite:////tmp/x.sqlite3", "password_file": "db.pw"}, "SQLite has no password"),
+    ],
+)
+def test_store_url_errors(tmp_path: Path, store: dict[str, str], message: str) -> None:
+    (tmp_path / "db.pw").write_text("pw\n")
+    (tmp_path / "db.pw").chmod(0o600)
+    data = {
+        "upstream": {"host": "imap.example.net", "user": "info", "password": "x"},
+        "server": {"allow_plaintext": True},
+        "store": store,
+    }
+    with pytest.raises(ConfigError, match=message):
+        from_dict(data, base_dir=tmp_path)

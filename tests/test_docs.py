@@ -67,12 +67,13 @@ def _relocate(data: Any, tmp: Path) -> Any:
 @pytest.mark.parametrize(("where", "text"), [(w, t) for w, t, partial in TOML_BLOCKS if not partial])
 def test_documented_config_loads(tmp_path: Path, where: str, text: str) -> None:
     data = _relocate(tomllib.loads(text), tmp_path)
-    pf = data.get("upstream", {}).get("password_file")
-    if pf:
-        path = Path(pf) if os.path.isabs(pf) else tmp_path / pf
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("secret\n")
-        path.chmod(0o600)
+    for section in ("upstream", "store"):
+        pf = data.get(section, {}).get("password_file")
+        if pf:
+            path = Path(pf) if os.path.isabs(pf) else tmp_path / pf
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("secret\n")
+            path.chmod(0o600)
     cfg = from_dict(data, base_dir=tmp_path)
     assert cfg.upstream.host and cfg.warnings == (), where
 

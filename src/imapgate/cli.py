@@ -35,6 +35,7 @@ from .cli_common import (
     verbose_option,
     yes_option,
 )
+from .cli_store import store
 from .config import effective_toml
 from .errors import OperatorError
 
@@ -82,15 +83,22 @@ def main(ctx: click.Context, config_file: Path | None) -> None:
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=1143, show_default=True, help="IMAP port")
 @click.option("--keep", is_flag=True, help="keep the data folder at exit (default: remove what it made)")
+@click.option(
+    "--store-url",
+    metavar="URL",
+    default=None,
+    help="keep the gateway's state in this empty PostgreSQL database (postgresql://USER:PW@HOST/DB; "
+    "start a second `imapgate serve` on the same URL for two nodes)",
+)
 @verbose_option
 @click.pass_context
-def demo(ctx: click.Context, data_dir: Path | None, port: int, keep: bool) -> None:
+def demo(ctx: click.Context, data_dir: Path | None, port: int, keep: bool, store_url: str | None) -> None:
     """Run a demo: a sample mailbox, the gateway in front of it, logins to try."""
     from .logs import setup_logging
     from .runner import run_demo
 
     setup_logging(is_verbose(ctx))
-    run_demo(data_dir, port, keep=keep)
+    run_demo(data_dir, port, keep=keep, store_url=store_url)
 
 
 @main.command()
@@ -527,6 +535,7 @@ def index_rebuild(ctx: click.Context, folder: str | None, config_file: Path | No
 main.add_command(group)
 main.add_command(acl)
 main.add_command(audit)
+main.add_command(store)
 
 
 if __name__ == "__main__":

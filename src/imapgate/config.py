@@ -25,6 +25,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from .errors import EXIT_CONFIG, OperatorError
 from .team.acl import DEFAULT_RIGHTS_TEXT as DEFAULT_ACL_RIGHTS
@@ -95,14 +96,20 @@ class ServerConfig:
     login_cache_ttl: float = 3600.0
     #: Seconds an idle, non-IDLE connection may stay open (RFC 9051 §5.4: >= 30 min).
     idle_timeout: float = 30 * 60
+    #: Every connection starts with a PROXY protocol header (v1 or v2) from a load balancer.
+    proxy_protocol: bool = False
 
 
 @dataclass(frozen=True)
 class StoreConfig:
     data_dir: Path
-    url: str
+    #: The database URL, with the password of ``password_file`` filled in (never logged:
+    #: ``store.engine.safe_url``; hidden from repr).
+    url: str = field(repr=False)
     #: Upper bound for the content cache (message bodies, headers, structures).
     cache_max_bytes: int = 1024 * 1024 * 1024
+    #: Where the database password was read from (None: in ``url`` or none).
+    password_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -361,6 +368,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         max_failed_logins=sv.get_int("max_failed_logins", 5, 1, 1000),
         login_cache_ttl=sv.get_float("login_cache_ttl", 3600.0, 0.0, 86400.0),
         idle_timeout=sv.get_float("idle_timeout", 30 * 60.0, 60.0, 7 * 86400.0),
+        proxy_protocol=sv.get_bool("proxy_protocol", False),
     )
     sv.done()
     if bool(server.certificate) != bool(server.private_key):
@@ -379,10 +387,12 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
     st = r.section("store")
     data_dir = _resolve(base_dir, st.get_str("data_dir", "imapgate-data"))
     url = st.get_str("url", "") or f"sqlite:///{data_dir / 'imapgate.sqlite3'}"
+    db_password, db_password_file = _store_password(st, base_dir, warnings)
     store = StoreConfig(
         data_dir=data_dir,
-        url=url,
+        url=_store_url(url, db_password, db_password_file),
         cache_max_bytes=st.get_int("cache_max_bytes", 1024**3, 0, 1 << 50),
+        password_file=db_password_file,
     )
     st.done()
 
@@ -435,6 +445,35 @@ def _acl_section(section: _Section) -> AclConfig:
         raise ConfigError(f"[acl] default: {exc}") from None
     section.done()
     return AclConfig(default=str(default))
+
+
+def _store_password(section: _Section, base_dir: Path, warnings: list[str]) -> tuple[str, Path | None]:
+    """The database password of ``[store] password_file`` (the URL holds none then)."""
+    if not section.get_str("password_file", ""):
+        return "", None
+    return _password(section, base_dir, warnings)
+
+
+def _store_url(url: str, password: str, password_file: Path | None) -> str:
+    """``url`` checked for its scheme, with the password of ``password_file`` put in."""
+    scheme = url.partition(":")[0].lower()
+    if scheme.partition("+")[0] not in ("sqlite", "postgresql", "postgres"):
+        raise ConfigError(
+            f'[store] url: unsupported database {scheme!r}: use "sqlite:///PATH" or '
+            '"postgresql://USER@HOST:PORT/DATABASE"'
+        )
+    if password_file is None:
+        return url
+    if scheme.startswith("sqlite"):
+        raise ConfigError("[store] password_file is for a PostgreSQL url; SQLite has no password")
+    if _URL_PASSWORD_RE.search(url):
+        raise ConfigError("[store] url has a password and password_file is set: keep only one")
+    if not re.match(r"^[^:]+://[^/@]+@", url):
+        raise ConfigError("[store] password_file needs the user in url: postgresql://USER@HOST/DATABASE")
+    # The password goes in percent-encoded: a '@' or '/' in it must not change the URL.
+    return re.sub(
+        r"^([^:]+://)([^/@]*)@", lambda m: f"{m[1]}{m[2]}:{quote(password, safe='')}@", url, count=1
+    )
 
 
 def _password(section: _Section, base_dir: Path, warnings: list[str]) -> tuple[str, Path | None]:
@@ -746,7 +785,7 @@ def parse_address(value: str, where: str = "address") -> tuple[str, int]:
 
 #: Fields never printed: their value is a secret.
 _SECRET_FIELDS = {("upstream", "password"), ("submission.upstream", "password")}
-_URL_PASSWORD_RE = re.compile(r"(//[^/:@]*:)[^/@]*@")
+_URL_PASSWORD_RE = re.compile(r"(//[^/:@]*):[^/@]*@")
 
 
 def _toml_value(value: Any) -> str:
@@ -801,7 +840,9 @@ def _render_section(lines: list[str], name: str, section: Any) -> None:
             lines.append(f"# {f.name} = (not set)")
             continue
         if name == "store" and f.name == "url":
-            value = _URL_PASSWORD_RE.sub(r"\1***@", value)
+            # From password_file: left out, so the output loads again with that file.
+            hidden = r"\1@" if section.password_file is not None else r"\1:***@"
+            value = _URL_PASSWORD_RE.sub(hidden, value)
         lines.append(f"{f.name} = {_toml_value(value)}")
     for tname, table in tables:
         lines += ["", f"[{name}.{tname}]"]

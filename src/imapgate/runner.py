@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from .config import Config, load
 from .errors import OperatorError, bind_error
@@ -268,7 +269,25 @@ def _demo_web_port() -> int:
             return find_free_port()
 
 
-def _demo_config(base: Path, host_port: int, port: int, created: _Created, web_port: int) -> Path:
+def _demo_store(base: Path, created: _Created, store_url: str | None) -> str:
+    """The demo's ``[store]`` lines: SQLite in the data folder, or ``store_url`` (PostgreSQL,
+    several nodes: issue 16) with its password moved into a file of its own."""
+    if not store_url:
+        return 'data_dir = "gateway"\n'
+    scheme, _, rest = store_url.partition("://")
+    user, at, host = rest.rpartition("@")
+    name, _, password = user.partition(":")
+    if not at or not password:
+        return f'data_dir = "gateway"\nurl = "{store_url}"\n'
+    pw = created.new(base / "store.password")
+    pw.write_text(unquote(password) + "\n", encoding="utf-8")
+    pw.chmod(0o600)
+    return f'data_dir = "gateway"\nurl = "{scheme}://{name}@{host}"\npassword_file = "store.password"\n'
+
+
+def _demo_config(
+    base: Path, host_port: int, port: int, created: _Created, web_port: int, store_url: str | None = None
+) -> Path:
     pw_file = created.new(base / "upstream.password")
     cfg = created.new(base / "imapgate.toml")
     # The hoster is new at every run, with a new password.
@@ -290,8 +309,7 @@ listen = ["127.0.0.1:{port}"]
 allow_plaintext = true               # localhost only; configure a certificate in production
 
 [store]
-data_dir = "gateway"
-
+{_demo_store(base, created, store_url)}
 [web]
 listen = ["127.0.0.1:{web_port}"]      # the team dashboard (plain HTTP: localhost only)
 
@@ -303,7 +321,7 @@ retention = "30d"                    # the audit journal (imapgate audit); 365d 
     return cfg
 
 
-def run_demo(data_dir: Path | None, port: int, *, keep: bool = False) -> None:
+def run_demo(data_dir: Path | None, port: int, *, keep: bool = False, store_url: str | None = None) -> None:
     from .demo.sample_mail import generate_mailbox
 
     _check_port_free("127.0.0.1", port)
@@ -325,7 +343,7 @@ def run_demo(data_dir: Path | None, port: int, *, keep: bool = False) -> None:
 
         host_port = find_free_port()
         web_port = _demo_web_port()
-        cfg_path = _demo_config(base, host_port, port, created, web_port)
+        cfg_path = _demo_config(base, host_port, port, created, web_port, store_url)
         config = load(cfg_path)
         upstream_password = config.upstream.password
         mailbox = generate_mailbox()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import event
 
 from imapgate.replica.events import EventHub, FlagsChanged, MessagesAdded, MessagesExpunged, ReplicaEvent
@@ -17,16 +15,16 @@ def rec(uid: int, *flags: str) -> MessageRecord:
     return MessageRecord(uid, tuple(flags), 0, 1_700_000_000.0 + uid, 60, 1000 + uid, f"<m{uid}@x>")
 
 
-def make(tmp_path: Path) -> tuple[Replica, list[ReplicaEvent]]:
-    engine = open_engine(f"sqlite:///{tmp_path / 'r.sqlite3'}")
+def make(store_url: str) -> tuple[Replica, list[ReplicaEvent]]:
+    engine = open_engine(store_url)
     hub = EventHub()
     events: list[ReplicaEvent] = []
     hub.subscribe(None, events.append)
     return Replica(engine, hub), events
 
 
-def test_lifecycle_and_reload(tmp_path: Path) -> None:
-    replica, events = make(tmp_path)
+def test_lifecycle_and_reload(store_url: str) -> None:
+    replica, events = make(store_url)
     alice = UserDirectory(replica.engine).add("alice", "pw")
     mb = replica.upsert_mailbox("INBOX", "/", ())
     replica.reset(mb, 1234, "initial")
@@ -60,8 +58,8 @@ def test_lifecycle_and_reload(tmp_path: Path) -> None:
     assert again.flags_for(mb2, mb2.records[5], state, private) == ()
 
 
-def test_uidvalidity_reset_clears(tmp_path: Path) -> None:
-    replica, _ = make(tmp_path)
+def test_uidvalidity_reset_clears(store_url: str) -> None:
+    replica, _ = make(store_url)
     mb = replica.upsert_mailbox("Support", "/", ())
     replica.reset(mb, 1, "initial")
     replica.add_messages(mb, [rec(1), rec(2)])
@@ -73,16 +71,16 @@ def test_uidvalidity_reset_clears(tmp_path: Path) -> None:
     assert got is not None and got.uids == [] and got.uidvalidity == 2
 
 
-def test_rename_with_children(tmp_path: Path) -> None:
-    replica, _ = make(tmp_path)
+def test_rename_with_children(store_url: str) -> None:
+    replica, _ = make(store_url)
     replica.upsert_mailbox("Projects", "/", ())
     replica.upsert_mailbox("Projects/Web", "/", ())
     replica.rename_mailbox("Projects", "Archive/Projects")
     assert replica.names() == ["Archive/Projects", "Archive/Projects/Web"]
 
 
-def test_seen_mode_switch_by_config_drops_stale_private_state(tmp_path: Path) -> None:
-    replica, _ = make(tmp_path)
+def test_seen_mode_switch_by_config_drops_stale_private_state(store_url: str) -> None:
+    replica, _ = make(store_url)
     alice = UserDirectory(replica.engine).add("alice", "pw")
     mb = replica.upsert_mailbox("Queue", "/", ())
     replica.reset(mb, 7, "initial")
@@ -104,8 +102,8 @@ def test_seen_mode_switch_by_config_drops_stale_private_state(tmp_path: Path) ->
     assert q is not None and 1 in back.private_state(q, alice.id).flags["\\Seen"]
 
 
-def test_expunge_rewrites_only_private_sets_that_held_an_expunged_uid(tmp_path: Path) -> None:
-    replica, _ = make(tmp_path)
+def test_expunge_rewrites_only_private_sets_that_held_an_expunged_uid(store_url: str) -> None:
+    replica, _ = make(store_url)
     users = UserDirectory(replica.engine)
     alice, bob, carol = (users.add(n, "pw") for n in ("alice", "bob", "carol"))
     mb = replica.upsert_mailbox("INBOX", "/", ())
@@ -135,10 +133,10 @@ def test_expunge_rewrites_only_private_sets_that_held_an_expunged_uid(tmp_path: 
     assert list(again.private_state(mb2, carol.id).flags["\\Seen"]) == []
 
 
-def test_status_counts_follow_every_kind_of_change(tmp_path: Path) -> None:
+def test_status_counts_follow_every_kind_of_change(store_url: str) -> None:
     """STATUS UNSEEN/DELETED/SIZE are cached per folder state: every change
     (new mail, shared flags, expunge, UIDVALIDITY reset) must show at once."""
-    replica, _events = make(tmp_path)
+    replica, _events = make(store_url)
     mb = replica.upsert_mailbox("INBOX", "/", ())
     replica.reset(mb, 1, "initial")
     replica.add_messages(mb, [rec(1, "\\Seen"), rec(2), rec(3, "\\Deleted")])

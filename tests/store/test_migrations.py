@@ -4,25 +4,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from imapgate.store.engine import open_engine
+from imapgate.store.engine import migration_status, open_engine
 from imapgate.store.schema import include_name, metadata
+from tests.support.concurrency import at_once
 
 
-def test_migrations_match_schema(tmp_path: Path) -> None:
-    engine = open_engine(f"sqlite:///{tmp_path / 's.sqlite3'}")
+def test_migrations_match_schema(empty_store_url: str) -> None:
+    engine = open_engine(empty_store_url)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"include_name": include_name})
         diff = compare_metadata(ctx, metadata)
+    engine.dispose()
     assert diff == []
 
 
-def test_upgrade_twice_is_harmless(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
-    open_engine(url)
-    open_engine(url)
+def test_upgrade_twice_is_harmless(empty_store_url: str) -> None:
+    open_engine(empty_store_url).dispose()
+    open_engine(empty_store_url).dispose()
+    assert migration_status(empty_store_url).current == migration_status(empty_store_url).head
+
+
+def test_nodes_starting_at_once_migrate_once(store_backend: str, empty_store_url: str) -> None:
+    """Four nodes start on one empty PostgreSQL at the same moment: the advisory lock
+    lets one migrate while the others wait; all end at head, none fails on a table
+    another just created."""
+    if store_backend != "postgresql":
+        pytest.skip("SQLite serialises its writers itself; several nodes need PostgreSQL")
+    assert at_once(4, lambda: open_engine(empty_store_url).dispose()) == []
+    status = migration_status(empty_store_url)
+    assert status.exists and status.current == status.head
+
+
+def test_status_of_an_empty_database(store_backend: str, empty_store_url: str) -> None:
+    status = migration_status(empty_store_url)
+    assert not status.exists and status.current is None and status.pending
 
 
 def test_0002_keeps_unsubscriptions_as_decisions(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ DEFAULT = rights("lrswipkxte")
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AclStore:
-    engine = open_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+def store(store_url: str) -> AclStore:
+    engine = open_engine(store_url)
     users = UserDirectory(engine)
     for name in ("alice", "bob", "carol"):
         users.add(name, "pw")

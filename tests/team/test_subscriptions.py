@@ -3,15 +3,13 @@ plus each user's own decisions, kept in the store and beyond the folder's life."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from imapgate.store.engine import open_engine
 from imapgate.team.subscriptions import Subscriptions
 from imapgate.team.users import UserDirectory
 
 
-def test_default_decisions_create_and_persistence(tmp_path: Path) -> None:
-    engine = open_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+def test_default_decisions_create_and_persistence(store_url: str) -> None:
+    engine = open_engine(store_url)
     users = UserDirectory(engine)
     ann, ben = users.add("ann", "pw-123456").id, users.add("ben", "pw-123456").id
     subs = Subscriptions(engine)

@@ -15,8 +15,8 @@ from imapgate.team.users import UserDirectory, UserError, check_password
 
 
 @pytest.fixture
-def directory(tmp_path: Path) -> UserDirectory:
-    return UserDirectory(open_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}"))
+def directory(store_url: str) -> UserDirectory:
+    return UserDirectory(open_engine(store_url))
 
 
 def test_add_verify_passwd_remove(directory: UserDirectory) -> None:

@@ -37,7 +37,7 @@ from ..config import Config
 from ..errors import OperatorError
 from ..index.report import FolderReport, folder_reports, index_sizes, rebuild
 from ..replica.replica import Replica
-from ..store.engine import open_engine
+from ..store.engine import open_engine, safe_url
 from ..store.schema import mailboxes, messages
 from ..team.acl import AclError
 from ..team.acl_store import AclStore, bump_version
@@ -49,6 +49,7 @@ from ..team.audit_actions import ACTIONS
 from ..team.journal import Journal, JournalEntry
 from ..team.users import UserDirectory, UserError
 from . import control
+from .admin_store import CopyProgress, CopySummary, copy_to
 from .admin_sync import ProgressCallback, SyncSummary, sync_once
 from .errors import OperationError
 from .policy import ADMIN, Actor, Policy
@@ -86,6 +87,7 @@ ADMIN_RIGHTS: Final[dict[str, str]] = {
     "index rebuild": ADMIN,
     "sync": ADMIN,
     "kick": ADMIN,
+    "store copy": ADMIN,
 }
 
 SeenSetting = Literal["private", "shared", "default"]
@@ -438,6 +440,13 @@ class AdminService:
         if query.since is not None and query.until is not None and query.since >= query.until:
             raise AdminError("--since must be before --until")
         return audit_search(self.engine, query)
+
+    def store_copy(self, target_url: str, progress: CopyProgress | None = None) -> CopySummary:
+        """Copy this store into the empty database at ``target_url`` (``imapgate store copy``)."""
+        self._authorize("store copy")
+        source = safe_url(self.config.store.url)
+        entry = self._entry("STORE COPY", detail=f"from {source}")
+        return copy_to(self.engine, target_url, progress, entry=entry)
 
     # -- the running gateway's sessions ---------------------------------------------
     def sessions(self) -> list[control.SessionInfo]:

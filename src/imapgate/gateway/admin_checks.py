@@ -181,7 +181,7 @@ def check_store(cfg: Config, holder: str | None) -> Iterator[Result]:
         yield Result("WARN", "replica", "not synced yet: run `imapgate sync` (or start serve)")
     else:
         yield Result("OK", "replica", f"{counts.folders} folders, {counts.messages} messages")
-    if cfg.search.index != "off":
+    if cfg.search.index != "off" and db is not None:  # the index is SQLite's FTS5
         yield from _check_index(url)
 
 

@@ -41,6 +41,7 @@ from .control import (
     socket_path,
 )
 from .indexing import IndexFetcher, IndexSwitch
+from .nodes import SharedStore
 from .policy import Actor
 from .service import Service
 
@@ -82,6 +83,9 @@ class Gateway:
     #: Purges audit journal entries older than ``[audit] retention``.
     retention: AuditRetention | None = None
 
+    #: What several nodes on one PostgreSQL share (nothing on SQLite).
+    nodes: SharedStore = field(default_factory=lambda: SharedStore(None))
+
     @property
     def acl(self) -> AclTable:
         """The ACL table in force (an immutable snapshot; see ``gateway/acl_watch.py``)."""
@@ -92,6 +96,7 @@ class Gateway:
     def build(cls, config: Config, *, progress: ProgressFn | None = None) -> Gateway:
         engine = open_engine(config.store.url)
         hub = EventHub()
+        nodes = SharedStore.for_engine(engine, config.store.url)
         replica = Replica(
             engine,
             hub,
@@ -99,10 +104,13 @@ class Gateway:
             private_flags=config.folders.private_flags,
             default_seen=config.folders.default_seen,
             seen_modes=config.folders.seen,
+            **nodes.replica_parts(),
         )
         replica.load()
         pool = UpstreamPool(config.upstream)
-        sync = SyncEngine(pool, replica, poll_interval=config.upstream.poll_interval, progress=progress)
+        sync = SyncEngine(
+            pool, replica, poll_interval=config.upstream.poll_interval, progress=progress, locks=nodes.locks
+        )
         content = ContentCache(engine, config.store.cache_max_bytes)
         journal = Journal(engine)
         users = UserDirectory(engine)
@@ -141,6 +149,7 @@ class Gateway:
                 log.info(
                     "search index: not available with %s yet; searches go to the server", engine.dialect.name
                 )
+        nodes.attach(replica)
         return cls(
             config,
             hub,
@@ -157,6 +166,7 @@ class Gateway:
             healer=StoreHealer(replica, sync),
             acl_watch=acl_watch,
             retention=AuditRetention(engine, config.audit.retention),
+            nodes=nodes,
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
@@ -188,7 +198,9 @@ class Gateway:
                 # Serve what the replica holds; the watcher and the periodic
                 # check catch up once the hoster answers again.
                 log.warning("start-up sync failed (%s); serving from the replica", exc)
-        self.sync.start()
+        # With several nodes only the sync leader watches the hoster (nodes.start decides).
+        self.sync.start(watch=not self.nodes.shared)
+        await self.nodes.start(self.sync, self.config.upstream)
         if self.healer is not None:
             self.healer.start()
         if self.acl_watch is not None:
@@ -234,6 +246,7 @@ class Gateway:
         await self.service.stop()
         if self.healer is not None:
             await self.healer.stop()
+        await self.nodes.stop()  # first: a node becoming leader now must not start a watcher
         await self.sync.stop()
         await self.pool.close()
         self.auth.close()

@@ -58,6 +58,7 @@ from ..replica.content import ContentCache
 from ..replica.mailbox import MailboxIndex, MessageRecord
 from ..replica.replica import Hook, Replica
 from ..sync.engine import SyncEngine
+from ..sync.locks import MailboxLock
 from ..sync.records import FlagReport, stored_flags
 from ..team.acl_store import folder_created_in, folder_deleted_in, folder_renamed_in
 from ..team.journal import Journal, JournalEntry
@@ -1340,7 +1341,7 @@ def _hooks(*hooks: Hook) -> Hook:
 
 
 @contextlib.asynccontextmanager
-async def _held(lock: asyncio.Lock, hold: bool) -> AsyncIterator[None]:
+async def _held(lock: MailboxLock, hold: bool) -> AsyncIterator[None]:
     """``lock`` held for the block when ``hold``, else nothing."""
     if hold:
         async with lock:

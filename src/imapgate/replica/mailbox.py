@@ -99,6 +99,25 @@ class MailboxIndex:
         default_factory=dict, init=False, repr=False, compare=False
     )
 
+    @classmethod
+    def new(
+        cls, mailbox_id: int, name: str, delimiter: str | None, attributes: tuple[str, ...]
+    ) -> MailboxIndex:
+        """A folder just created: no messages, not synced yet."""
+        return cls(
+            id=mailbox_id,
+            name=name,
+            delimiter=delimiter,
+            attributes=attributes,
+            uidvalidity=0,
+            uidnext=1,
+            modseq=1,
+            shared_highest=1,
+            upstream_modseq=0,
+            seen_mode=None,
+            synced=False,
+        )
+
     @property
     def exists(self) -> int:
         return len(self.uids)

@@ -128,7 +128,11 @@ class Replica:
     def _commit(self, changes: ChangeSet, hook: Hook | None = None) -> bool:
         """Commit the rows of ``changes`` (with ``hook``); False when the store is
         unwritable and the debt was recorded instead (memory goes on)."""
-        return self.repository.commit(changes.rows, hook)
+        done = self.repository.commit(changes.rows, hook)
+        committed = getattr(self.bus, "committed", None)
+        if committed is not None:  # the bus between nodes carries rows-only change sets too
+            committed(changes)
+        return done
 
     def _publish(self, changes: ChangeSet) -> None:
         if changes.events:
@@ -231,19 +235,7 @@ class Replica:
         changes = ChangeSet()
         changes.add(InsertMailbox(mailbox_id, name, delimiter, attributes))
         self._commit(changes)
-        mb = MailboxIndex(
-            id=mailbox_id,
-            name=name,
-            delimiter=delimiter,
-            attributes=attributes,
-            uidvalidity=0,
-            uidnext=1,
-            modseq=1,
-            shared_highest=1,
-            upstream_modseq=0,
-            seen_mode=None,
-            synced=False,
-        )
+        mb = MailboxIndex.new(mailbox_id, name, delimiter, attributes)
         self.by_name[name] = mb
         self.by_id[mb.id] = mb
         changes.events.append(MailboxListChanged((name,)))

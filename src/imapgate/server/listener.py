@@ -8,11 +8,13 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Iterable
+from typing import Literal
 
 from ..config import parse_address
 from ..errors import bind_error
 from ..gateway.app import Gateway
 from ..gateway.control import SessionInfo
+from ..protocol import proxy
 from ..protocol import responses as rsp
 from ..protocol.response_writer import write_response
 from . import commands_acl, commands_mailbox, commands_message, commands_session  # noqa: F401  (register handlers)
@@ -31,6 +33,10 @@ _TOO_MANY = write_response(
     rsp.UntaggedStatus("BYE", rsp.UNAVAILABLE, "Too many connections; try again later")
 )
 _SHUTTING_DOWN = write_response(rsp.UntaggedStatus("BYE", None, "Server shutting down"))
+
+#: Seconds a connection may take to send its PROXY header (``[server] proxy_protocol``): the
+#: balancer sends it at once; a client that reached the node directly sends none.
+PROXY_HEADER_TIMEOUT = 5.0
 
 
 class ImapServer:
@@ -91,7 +97,9 @@ class ImapServer:
                 handle,
                 host,
                 port,
-                ssl=self.tls if implicit_tls else None,
+                # Behind a PROXY-protocol balancer the header comes before the TLS handshake:
+                # TLS is started by hand after it (``_proxied``).
+                ssl=self.tls if implicit_tls and not self.config.proxy_protocol else None,
                 reuse_address=True,
                 limit=65536,
                 start_serving=False,
@@ -119,7 +127,14 @@ class ImapServer:
         self._open[task] = writer
         session: Session | None = None
         try:
-            session = Session(self.gw, reader, writer, tls_context=self.tls, is_tls=is_tls)
+            address = None
+            if self.config.proxy_protocol:
+                address = await self._proxied(reader, writer, is_tls)
+                if address is False:
+                    return
+            session = Session(
+                self.gw, reader, writer, tls_context=self.tls, is_tls=is_tls, address=address or None
+            )
             self.live[session.id] = session
             await session.run()
         except Exception:
@@ -129,6 +144,30 @@ class ImapServer:
             self._open.pop(task, None)
             if session is not None:
                 self.live.pop(session.id, None)
+
+    async def _proxied(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, is_tls: bool
+    ) -> str | Literal[False] | None:
+        """Read the PROXY header (and start TLS after it on a TLS listener): the client's
+        address (None: the balancer's own LOCAL connection), or False when the connection
+        was closed for a missing or malformed header."""
+        peer = writer.get_extra_info("peername")
+        try:
+            header = await asyncio.wait_for(_read_proxy_header(reader), PROXY_HEADER_TIMEOUT)
+            if is_tls and self.tls is not None:
+                await writer.start_tls(self.tls)
+        except (
+            proxy.ProxyError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+            ssl.SSLError,
+            OSError,
+        ) as exc:
+            log.warning("connection from %s refused: no valid PROXY header (%s)", peer, exc)
+            writer.close()
+            return False
+        return header.source[0] if header.source is not None else None
 
     # -- the control channel's view of the sessions (gateway.control.SessionProvider) ---------
     def session_list(self) -> list[SessionInfo]:
@@ -162,3 +201,17 @@ class ImapServer:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+
+
+async def _read_proxy_header(reader: asyncio.StreamReader) -> proxy.ProxyHeader:
+    """Exactly the header's bytes (the IMAP or TLS bytes after it stay in ``reader``)."""
+    data = await reader.readexactly(proxy.MIN_HEADER)
+    if data.startswith(proxy.V1_PREFIX):
+        data += await reader.readuntil(proxy.V1_END)
+    elif proxy.V2_SIGNATURE.startswith(data):
+        data += await reader.readexactly(len(proxy.V2_SIGNATURE) + 4 - proxy.MIN_HEADER)
+        data += await reader.readexactly(proxy.v2_remaining(data))
+    parsed = proxy.parse(data)
+    if parsed is None or parsed[1] != len(data):
+        raise proxy.ProxyError("incomplete PROXY header")
+    return parsed[0]

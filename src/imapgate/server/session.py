@@ -124,6 +124,7 @@ class Session:
         *,
         tls_context: ssl.SSLContext | None,
         is_tls: bool,
+        address: str | None = None,
     ) -> None:
         self.gw = gw
         self.reader = reader
@@ -135,7 +136,8 @@ class Session:
         self.log_context = logs.LogContext(f"s{self.id}")
         self.started = time.monotonic()
         peer = writer.get_extra_info("peername")
-        self.address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        # ``address``: the client's, from the load balancer's PROXY header (listener).
+        self.address = address or (str(peer[0]) if isinstance(peer, tuple) and peer else "unknown")
         # Before login, APPEND gets no more room than any other literal: an
         # anonymous client must not make the server buffer a 64 MiB message.
         self.framer = CommandFramer(max_append_literal=limits.MAX_COMMAND_LITERAL)

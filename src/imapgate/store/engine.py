@@ -1,8 +1,17 @@
 """Open the store: create the engine (SQLite with WAL and foreign keys, or
-PostgreSQL) and bring the schema to the newest Alembic revision.
+PostgreSQL through psycopg 3 with a bounded pool) and bring the schema to the
+newest Alembic revision.
+
+On PostgreSQL several nodes may start at once: the migration runs inside one
+transaction holding a transaction-level advisory lock (``MIGRATION_LOCK``), so
+one node migrates and the others wait for it and then find the schema current
+(PostgreSQL's DDL is transactional: a node killed mid-migration leaves nothing
+half done).
 
 A store that cannot be opened (a data folder the gateway may not write, an
-unknown database driver, a corrupt file) is an ``OperatorError`` naming it."""
+unknown database driver, a corrupt file, a database that refuses the login) is
+an ``OperatorError`` naming it -- with the password replaced by ``***``
+(``safe_url``): credentials never reach a log or a terminal."""
 
 from __future__ import annotations
 
@@ -15,13 +24,30 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, make_url, select, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import NullPool
 
 from ..errors import OperatorError
 from .schema import mailboxes, messages, users
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: Advisory-lock key of the migration (any constant both nodes agree on: "imapgate" as digits).
+MIGRATION_LOCK = 0x696D61706761
+
+#: Pool of one node: the loop's commits, the login check's reads (its own thread pool),
+#: the change bus's LISTEN connection and a few admin reads at once.  Beyond
+#: POOL_SIZE + POOL_OVERFLOW a caller waits POOL_TIMEOUT seconds: a storm of logins must
+#: not exhaust the server's max_connections (default 100) shared with the other nodes.
+POOL_SIZE = 5
+POOL_OVERFLOW = 10
+POOL_TIMEOUT = 30.0
+#: Connections are renewed after this many seconds: a load balancer or PgBouncer in
+#: front of PostgreSQL may drop idle ones silently.
+POOL_RECYCLE = 1800
+#: Seconds to wait for PostgreSQL to accept a connection before the start fails.
+CONNECT_TIMEOUT = 10
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -40,6 +66,61 @@ def safe_url(url: str) -> str:
     return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)
 
 
+def safe_text(text: str, url: str) -> str:
+    """``text`` (a driver's error) with the password of ``url`` replaced: psycopg may
+    repeat the connection string in its messages."""
+    password = make_url(driver_url(url)).password if not is_sqlite(url) else None
+    text = re.sub(r"(//[^/:@\s]*:)[^/@\s]*@", r"\1***@", text)
+    text = re.sub(r"password=\S+", "password=***", text)
+    if password:
+        text = text.replace(str(password), "***")
+    return text
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def is_postgresql(url: str) -> bool:
+    return url.startswith(("postgresql", "postgres:"))
+
+
+def driver_url(url: str) -> str:
+    """``url`` with the driver SQLAlchemy should use: psycopg 3 for PostgreSQL
+    (``postgresql://`` alone would mean psycopg2, which is not installed)."""
+    if url.startswith("postgres://"):  # the form Heroku and others hand out
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (no migration): SQLite with its pragmas, PostgreSQL with the pool."""
+    path = sqlite_path(url)
+    if path is not None:
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if is_postgresql(url):
+        return create_engine(
+            driver_url(url),
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+            pool_timeout=POOL_TIMEOUT,
+            pool_recycle=POOL_RECYCLE,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT, "application_name": "imapgate"},
+        )
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _reason(exc: sa_exc.SQLAlchemyError, url: str) -> str:
+    orig = getattr(exc, "orig", None)
+    # libpq's messages run over several lines ("Is the server running ..."): one line.
+    return safe_text(" ".join(str(orig if orig is not None else exc).split()), url)
+
+
 def sqlite_path(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
@@ -50,10 +131,7 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url)
-            event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = create_engine(url, pool_pre_ping=True)
+        engine = make_engine(url)
         if migrate:
             upgrade(engine)
     except OSError as exc:
@@ -62,10 +140,9 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
             "(is [store] data_dir writable by the gateway's user?)"
         ) from None
     except (sa_exc.OperationalError, sa_exc.DatabaseError) as exc:
-        reason = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
-        raise OperatorError(f"cannot open the store {safe_url(url)}: {reason}") from None
+        raise OperatorError(f"cannot open the store {safe_url(url)}: {_reason(exc, url)}") from None
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ModuleNotFoundError) as exc:
-        raise OperatorError(f"[store] url {safe_url(url)}: {exc}") from None
+        raise OperatorError(f"[store] url {safe_url(url)}: {safe_text(str(exc), url)}") from None
     return engine
 
 
@@ -90,17 +167,19 @@ def migration_status(url: str) -> MigrationStatus:
     if path is not None and not path.exists():
         return MigrationStatus(False, None, head)
     try:
-        engine = create_engine(url if path is None else f"sqlite:///file:{path}?mode=ro&uri=true")
+        engine = _read_only_engine(url)
         try:
             with engine.connect() as conn:
                 current = MigrationContext.configure(conn).get_current_revision()
         finally:
             engine.dispose()
     except (sa_exc.OperationalError, sa_exc.DatabaseError) as exc:
-        reason = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
-        raise OperatorError(f"cannot read the store {safe_url(url)}: {reason}") from None
+        raise OperatorError(f"cannot read the store {safe_url(url)}: {_reason(exc, url)}") from None
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ModuleNotFoundError) as exc:
-        raise OperatorError(f"[store] url {safe_url(url)}: {exc}") from None
+        raise OperatorError(f"[store] url {safe_url(url)}: {safe_text(str(exc), url)}") from None
+    if path is None and current is None:
+        # A PostgreSQL database exists once it is reachable; no revision means empty.
+        return MigrationStatus(False, None, head)
     known = True
     if current is not None:
         try:
@@ -116,9 +195,22 @@ def alembic_config() -> AlembicConfig:
     return cfg
 
 
+def _read_only_engine(url: str) -> Engine:
+    """An engine that cannot create the SQLite file (check and counts read only)."""
+    path = sqlite_path(url)
+    if path is not None:
+        return create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    return create_engine(
+        driver_url(url), poolclass=NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+    )
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Released at the commit; a second node blocks here until the first is done.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
@@ -133,8 +225,7 @@ class StoreCounts:
 
 def store_counts(url: str) -> StoreCounts:
     """How much the store holds (``imapgate check``), read-only."""
-    path = sqlite_path(url)
-    engine = create_engine(url if path is None else f"sqlite:///file:{path}?mode=ro&uri=true")
+    engine = _read_only_engine(url)
     try:
         with engine.connect() as conn:
             n_users = conn.execute(select(func.count()).select_from(users)).scalar_one()
@@ -144,8 +235,7 @@ def store_counts(url: str) -> StoreCounts:
             n_folders = conn.execute(select(func.count()).select_from(mailboxes)).scalar_one()
             n_messages = conn.execute(select(func.count()).select_from(messages)).scalar_one()
     except (sa_exc.OperationalError, sa_exc.DatabaseError) as exc:
-        reason = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
-        raise OperatorError(f"cannot read the store {safe_url(url)}: {reason}") from None
+        raise OperatorError(f"cannot read the store {safe_url(url)}: {_reason(exc, url)}") from None
     finally:
         engine.dispose()
     return StoreCounts(n_users, n_disabled, n_folders, n_messages)

@@ -10,18 +10,28 @@ so a lock is never stale.  Admin commands (``user``, ``folder``) do not take
 it: they are short transactions SQLite serialises, and ``serve`` picks their
 changes up.
 
-Several gateway nodes on one PostgreSQL store will replace this with the
-database's advisory lock (sync leadership).
+Several gateway nodes on one PostgreSQL store: each node keeps its own data
+folder and so its own file lock (one ``serve`` per node); what the nodes must
+agree on is decided by PostgreSQL's advisory locks, ``AdvisoryLock`` below
+(the mailbox locks of ``sync/locks.py``, sync leadership).  A session-level
+advisory lock belongs to one database connection: it is held on a connection
+of its own, checked out of the pool for as long as the lock is held, and
+PostgreSQL releases it when that connection ends -- a node killed with -9
+loses its locks as soon as the server notices the closed socket.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy import exc as sa_exc
 
 from ..errors import OperatorError
 
@@ -103,3 +113,78 @@ class StoreLock:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+def advisory_key(namespace: str, name: str) -> int:
+    """A stable signed 64-bit key for ``name`` in ``namespace`` (every node computes
+    the same one; a collision only makes two names share one lock)."""
+    digest = hashlib.blake2b(f"{namespace}\0{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class AdvisoryLock:
+    """One PostgreSQL session-level advisory lock on a connection of its own.
+
+    ``try_acquire()`` never blocks (``pg_try_advisory_lock``): the asyncio
+    driver polls it, so a wait can be cancelled and never holds a thread.
+    ``held()`` asks the server whether the lock's connection still lives (a
+    leader must step down when it lost it).  Blocking calls: run them in a
+    worker thread from the loop."""
+
+    def __init__(self, engine: Engine, key: int) -> None:
+        self.engine = engine
+        self.key = key
+        self._conn: Connection | None = None
+
+    @property
+    def acquired(self) -> bool:
+        return self._conn is not None
+
+    def try_acquire(self) -> bool:
+        if self._conn is not None:
+            return True
+        conn = self.engine.connect()
+        try:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar())
+            conn.commit()  # the lock outlives the transaction; no transaction stays open
+        except BaseException:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def held(self) -> bool:
+        """True while the lock's connection is alive (then the server still holds it)."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute(text("SELECT 1"))
+            self._conn.commit()
+            return True
+        except sa_exc.DBAPIError:
+            self._drop()
+            return False
+
+    def release(self) -> None:
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            conn.commit()
+        except sa_exc.DBAPIError:
+            self._conn = conn
+            self._drop()  # the connection is gone: so is the lock
+            return
+        conn.close()  # back to the pool, unlocked
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sa_exc.DBAPIError):
+                # A connection that failed must not go back to the pool (it may hold the lock).
+                conn.invalidate()
+                conn.close()

@@ -329,9 +329,33 @@ search_docs = Table(
 meta = Table(
     "meta",
     metadata,
+    # The primary key is its unique constraint (0001 also declared a redundant UNIQUE,
+    # which SQLite keeps and PostgreSQL drops: the schema says what both have).
     Column("key", String(255), primary_key=True),
     Column("value", Text, nullable=False),
-    UniqueConstraint("key"),
+)
+
+# Several nodes on one database (store/counters.py, replica/pgbus.py).  ``counters``: the
+# high-water marks of the shared allocators ("mailbox_id", "modseq:<mailbox id>"), each
+# advanced by one UPDATE, so two nodes never hand out the same value.
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# The change sets the change bus carries between nodes, in commit order by ``id``: the
+# NOTIFY says only "there is news"; a node reads every row above the last id it applied,
+# also after a lost connection (catch-up).  Trimmed by age (replica/pgbus.py).
+change_log = Table(
+    "change_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("node", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("payload", Text, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 

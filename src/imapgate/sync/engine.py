@@ -22,7 +22,7 @@ from ..replica.replica import Hook, Replica
 from ..upstream.connection import UpstreamConnection
 from ..upstream.pool import UpstreamPool
 from .algorithms import MailboxSync, ProgressFn, selectable
-from .locks import AsyncioLockManager
+from .locks import AsyncioLockManager, LockManagers, MailboxLock
 from .records import FlagReport
 from .scheduler import SyncScheduler
 from .watcher import ChangeWatcher
@@ -36,7 +36,7 @@ class SyncEngine:
         *,
         poll_interval: float = 60.0,
         progress: ProgressFn | None = None,
-        locks: AsyncioLockManager | None = None,
+        locks: LockManagers | None = None,
     ) -> None:
         self.pool = pool
         self.replica = replica
@@ -88,12 +88,19 @@ class SyncEngine:
             if mb is not None and selectable(mb):
                 await self.sync_mailbox(name)
 
-    def start(self) -> None:
-        """Start the change watcher and the periodic check."""
+    def start(self, *, watch: bool = True) -> None:
+        """Start the change watcher and the periodic check.  ``watch=False``: not the
+        watcher (a node that is not the sync leader; ``start_watcher`` when it becomes one)."""
         self.scheduler.stopping.clear()
         self.pool.start()
-        self.watcher.start()
+        if watch:
+            self.watcher.start()
         self.scheduler.start()
+
+    def start_watcher(self) -> None:
+        """Watch the hoster from now on (this node became the sync leader), after a check
+        of every folder."""
+        self.watcher.start(catch_up=True)
 
     async def stop(self) -> None:
         self.scheduler.stopping.set()
@@ -101,7 +108,7 @@ class SyncEngine:
         await self.scheduler.stop()
 
     # -- what the write path uses ---------------------------------------------------------
-    def mailbox_lock(self, name: str) -> asyncio.Lock:
+    def mailbox_lock(self, name: str) -> MailboxLock:
         """The lock of folder ``name`` (``locks.mailbox(name)``), as the lock itself."""
         return self.locks.lock(name)
 

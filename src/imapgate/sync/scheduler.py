@@ -21,7 +21,7 @@ from ..protocol import responses as rsp
 from ..replica.replica import Replica
 from ..upstream.connection import UpstreamError, UpstreamUnavailable
 from .algorithms import selectable
-from .locks import AsyncioLockManager
+from .locks import LockManagers
 
 log = logging.getLogger("imapgate.sync")
 
@@ -50,7 +50,7 @@ class SyncScheduler:
     def __init__(
         self,
         replica: Replica,
-        locks: AsyncioLockManager,
+        locks: LockManagers,
         *,
         poll_interval: float,
         sync_locked: Callable[[str], Awaitable[None]],

@@ -51,6 +51,7 @@ class ChangeWatcher:
         #: folder became the busiest and should be watched instead.
         self.idle_wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._catch_up = False
         pool.add_unsolicited_listener(self.on_unsolicited)
         replica.hub.add_interest_listener(self._interest_changed)
 
@@ -58,9 +59,12 @@ class ChangeWatcher:
     def watched_folder(self) -> str | None:
         return self.conn.selected if self.conn is not None else None
 
-    def start(self) -> None:
+    def start(self, *, catch_up: bool = False) -> None:
+        """``catch_up``: check every folder once watching (a node taking over as sync
+        leader: what changed while the old leader was dying was announced to no one)."""
         if self._hoster_down not in self.pool.on_down:
             self.pool.on_down.append(self._hoster_down)
+        self._catch_up = catch_up
         self._task = asyncio.create_task(self._watch_loop(), name="sync-watcher")
 
     async def stop(self) -> None:
@@ -95,7 +99,7 @@ class ChangeWatcher:
     async def _watch_loop(self) -> None:
         stop = self.scheduler.stopping
         delay = 1.0
-        watched_before = False
+        watched_before = self._catch_up
         while not stop.is_set():
             conn: UpstreamConnection | None = None
             try:

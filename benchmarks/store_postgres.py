@@ -1,0 +1,176 @@
+"""The PostgreSQL store against SQLite, and push between two nodes on one PostgreSQL (issue 16).
+
+1. ``UID FETCH 1:* (UID FLAGS)`` on 100,000 messages through a gateway on a PostgreSQL store and
+   through one on SQLite, each in its own ``imapgate serve`` process before the same Dovecot,
+   runs interleaved, and directly at Dovecot as the reference.  Target: PostgreSQL <= 1.2 x SQLite.
+   The answer comes from the replica in memory, so this measures that nothing of the store sits
+   on the read path; the start-up (initial sync of the folder into the store) is printed too.
+2. Cross-node push: a second node on the same PostgreSQL; a session on node B IDLEs, a session on
+   node A sets a flag; time from sending the STORE to B's untagged FETCH, p50/p99.  Target: p99
+   <= 100 ms.
+
+The PostgreSQL server is the tests' private one (tests/support/postgres.py), never the machine's.
+
+Run: ``.venv/bin/python benchmarks/store_postgres.py [--quick] [--messages N] [--runs R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from common import (
+    PASSWORD,
+    UPSTREAM_PASSWORD,
+    UPSTREAM_USER,
+    Client,
+    GatewayProcess,
+    header,
+    make_tmp,
+    median,
+    percentile,
+    realistic_bulk,
+    start_dovecot,
+    verdict,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.postgres import PostgresServer
+
+FOLDER = "Bulk"
+COMMAND = "UID FETCH 1:* (UID FLAGS)"
+
+
+async def timed(c: Client, expect: int) -> float:
+    t0 = time.perf_counter()
+    body, line = await c.command(COMMAND)
+    dt = time.perf_counter() - t0
+    if line.split(b" ")[1] != b"OK" or body.count(b" FETCH ") != expect:
+        raise RuntimeError(f"FETCH failed: {line!r}")
+    return dt
+
+
+async def fetch_bench(pg: GatewayProcess, lite: GatewayProcess, dc_port: int, n: int, runs: int) -> bool:
+    clients = {
+        "postgresql": await Client.login(pg.port, "alice", PASSWORD),
+        "sqlite": await Client.login(lite.port, "alice", PASSWORD),
+        "direct": await Client.login(dc_port, UPSTREAM_USER, UPSTREAM_PASSWORD),
+    }
+    for c in clients.values():
+        await c.ok(f"SELECT {FOLDER}")
+    times: dict[str, list[float]] = {k: [] for k in clients}
+    for i in range(runs + 2):
+        for name, c in clients.items():
+            dt = await timed(c, n)
+            if i >= 2:  # two warm-up rounds
+                times[name].append(dt)
+    for name, ts in times.items():
+        print(f"   {name:10} runs: {' '.join(f'{x * 1000:.0f}' for x in ts)} ms")
+    g, s, d = (median(times[k]) for k in ("postgresql", "sqlite", "direct"))
+    print(f"   direct at Dovecot: {d * 1000:.0f} ms; SQLite gateway {s / d:.2f} x direct")
+    ok = g <= 1.2 * s
+    verdict("UID FETCH 1:* (UID FLAGS), PostgreSQL vs SQLite", g * 1000, s * 1000, "ms", "<= 1.2 x", ok)
+    for c in clients.values():
+        await c.close()
+    return ok
+
+
+async def push_bench(a: GatewayProcess, b: GatewayProcess, samples: int) -> bool:
+    writer = await Client.login(a.port, "alice", PASSWORD)
+    idler = await Client.login(b.port, "bob", PASSWORD)
+    await writer.ok(f"SELECT {FOLDER}")
+    await idler.ok(f"SELECT {FOLDER}")
+    idler.writer.write(b"I1 IDLE\r\n")
+    assert (await idler.readline()).startswith(b"+")
+    latencies: list[float] = []
+    answers: list[float] = []
+
+    async def pushed() -> float:
+        while b" FETCH " not in await idler.readline():
+            pass
+        return time.perf_counter()
+
+    async def answered(tag: str) -> float:
+        await writer.read_response(tag)
+        return time.perf_counter()
+
+    for i in range(samples):
+        # A keyword no message has yet, on a new UID each time: every STORE is a change.
+        uid = 1 + i
+        t0 = time.perf_counter()
+        tag = writer.next_tag()
+        writer.writer.write(f"{tag} UID STORE {uid} +FLAGS.SILENT ($BenchPush)\r\n".encode())
+        t_push, t_ok = await asyncio.wait_for(asyncio.gather(pushed(), answered(tag)), 10)
+        latencies.append(t_push - t0)
+        answers.append(t_ok - t0)
+    idler.writer.write(b"DONE\r\n")
+    await idler.read_response("I1")
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    print(f"   {samples} flag changes on node A seen by IDLE on node B (the hoster's STORE included)")
+    print(
+        f"   node A's own answer (hoster STORE + commit): p50 {percentile(answers, 50) * 1000:.1f} ms, "
+        f"p99 {percentile(answers, 99) * 1000:.1f} ms"
+    )
+    ok = p99 <= 0.1
+    print(
+        f"RESULT cross-node push: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max "
+        f"{max(latencies) * 1000:.1f} ms (target p99 <= 100 ms: {'MET' if ok else 'MISSED'})",
+        flush=True,
+    )
+    await writer.close()
+    await idler.close()
+    return ok
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer runs")
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--push", type=int, default=200, help="flag changes for the push latency")
+    args = ap.parse_args()
+    runs = args.runs or (3 if args.quick else 7)
+    header(f"store_postgres: {COMMAND} on {args.messages} messages, PostgreSQL vs SQLite; cross-node push")
+    tmp = make_tmp("pgstore")
+    dc = pg = None
+    gws: list[GatewayProcess] = []
+    try:
+        t0 = time.perf_counter()
+        dc = start_dovecot(tmp, {FOLDER: realistic_bulk(args.messages)})
+        print(f"   Dovecot populated and indexed in {time.perf_counter() - t0:.1f} s")
+        pg = PostgresServer()
+        pg.start()
+        url = pg.create_database("bench").url
+        lite = GatewayProcess(tmp, dc.port, ["alice", "bob"], name="sqlite")
+        gws.append(lite)
+        print(f"   SQLite gateway ready (initial sync included) in {lite.start():.1f} s")
+        extra = f'url = "{url}"\n'
+        node_a = GatewayProcess(tmp, dc.port, ["alice", "bob"], extra_toml=extra, name="pg-a")
+        gws.append(node_a)
+        print(f"   PostgreSQL gateway ready (initial sync included) in {node_a.start():.1f} s")
+        asyncio.run(fetch_bench(node_a, lite, dc.port, args.messages, runs))
+        node_b = GatewayProcess(tmp, dc.port, [], extra_toml=extra, name="pg-b")
+        gws.append(node_b)
+        print(f"   second PostgreSQL node ready in {node_b.start():.1f} s")
+        asyncio.run(push_bench(node_a, node_b, args.push))
+        for gw in gws:
+            errors = gw.error_lines()
+            print(f"   {gw.dir.name} log errors: {len(errors)}")
+            for line in errors[:5]:
+                print("     " + line)
+    finally:
+        for gw in gws:
+            gw.stop()
+        if dc is not None:
+            dc.close()
+        if pg is not None:
+            pg.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""What a node shares with the other nodes on one PostgreSQL store, in one place.
+
+On SQLite (one node) nothing: the replica keeps its in-process bus and
+allocators, the sync engine its asyncio locks.  On PostgreSQL:
+
+* modseqs and mailbox ids from the store's counters (``SharedModseqAllocator``,
+  ``SharedMailboxIdAllocator``): two nodes never hand out the same one;
+* per-mailbox locks that are also advisory locks (``AdvisoryLockManager``);
+* sync leadership: one node per upstream account holds the advisory lock
+  ``leader:<user>@<host>:<port>`` and runs the change watcher (NOTIFY/IDLE at
+  the hoster); the others try every ``LEADER_RETRY`` seconds and take over
+  when the leader's database connection ends (kill -9 included: PostgreSQL
+  drops the lock with the connection);
+* the change bus on the change log with LISTEN/NOTIFY (``LogChangeBus``,
+  driven by ``BusListener``): another node's change set is applied to this
+  replica (``replica/remote.py``) and pushed to this node's sessions; a node
+  that missed more than the log keeps reloads its replica (``rebuild``).
+
+Built by ``Gateway.build``; ``start``/``stop`` with the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine
+
+from ..config import UpstreamConfig
+from ..replica.coordination import SharedMailboxIdAllocator, SharedModseqAllocator
+from ..replica.logbus import LogChangeBus
+from ..replica.remote import apply_remote, rebuild
+from ..replica.replica import Replica
+from ..store.lock import AdvisoryLock, advisory_key
+from ..sync.buslisten import BusListener
+from ..sync.engine import SyncEngine
+from ..sync.locks import AdvisoryLockManager
+
+log = logging.getLogger("imapgate.nodes")
+
+#: Seconds between a follower's tries of the leader lock (and the leader's check that it
+#: still holds it): failover after a leader died takes about this long.
+LEADER_RETRY = 1.0
+
+
+def node_name() -> str:
+    """This process among the nodes: host, pid and a random part (a restarted node
+    is a new one; it must not skip change-log rows as "its own")."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
+
+
+class SharedStore:
+    def __init__(self, engine: Engine | None, url: str = "") -> None:
+        self.engine = engine
+        self.url = url
+        self.name = node_name()
+        self.bus: LogChangeBus | None = None
+        self.locks: AdvisoryLockManager | None = None
+        self.listener: BusListener | None = None
+        self.leader: AdvisoryLock | None = None
+        #: True while this node is the sync leader (always, alone on SQLite).
+        self.leading = engine is None
+        self._lead_task: asyncio.Task[None] | None = None
+        if engine is not None:
+            self.bus = LogChangeBus(engine, self.name)
+            self.listener = BusListener(self.bus, url)
+            # A folder's lock taken: first apply what other nodes did to it.
+            self.locks = AdvisoryLockManager(engine, on_acquired=self.listener.poll)
+
+    @classmethod
+    def for_engine(cls, engine: Engine, url: str) -> SharedStore:
+        return cls(engine if engine.dialect.name == "postgresql" else None, url)
+
+    @property
+    def shared(self) -> bool:
+        return self.engine is not None
+
+    def replica_parts(self) -> dict[str, Any]:
+        """The ``Replica`` keyword arguments of the shared implementations (none on SQLite)."""
+        if self.engine is None:
+            return {}
+        return {
+            "bus": self.bus,
+            "modseqs": SharedModseqAllocator(self.engine),
+            "mailbox_ids": SharedMailboxIdAllocator(self.engine),
+        }
+
+    def attach(self, replica: Replica) -> None:
+        """Other nodes' changes go into ``replica`` (and its sessions)."""
+        if self.bus is None:
+            return
+        self.bus.subscribe_remote(lambda changes: apply_remote(replica, changes))
+        self.bus.on_stale = lambda: rebuild(replica, "this gateway node missed changes; please reconnect")
+
+    async def start(self, sync: SyncEngine | None = None, upstream: UpstreamConfig | None = None) -> None:
+        if self.listener is not None:
+            await self.listener.start()
+        if self.engine is not None and sync is not None and upstream is not None:
+            account = f"{upstream.user}@{upstream.host}:{upstream.port}"
+            self.leader = AdvisoryLock(self.engine, advisory_key("leader", account))
+            self._lead_task = asyncio.create_task(self._lead(sync, account), name="sync-leader")
+
+    async def _lead(self, sync: SyncEngine, account: str) -> None:
+        assert self.leader is not None
+        while True:
+            try:
+                if not self.leading:
+                    if await asyncio.to_thread(self.leader.try_acquire):
+                        self.leading = True
+                        log.info("sync leader for %s: this node (%s)", account, self.name)
+                        sync.start_watcher()
+                elif not await asyncio.to_thread(self.leader.held):
+                    # Another node may take over now; this one goes on watching until it can
+                    # take the lock again (both watching is redundant, not inconsistent: the
+                    # folder locks serialise the syncs).  Stepping down: not yet.
+                    log.error("sync leadership for %s lost with the database connection", account)
+                    self.leading = False
+                    while not await asyncio.to_thread(self.leader.try_acquire):
+                        await asyncio.sleep(LEADER_RETRY)
+                    self.leading = True
+                    log.info("sync leader for %s again: this node", account)
+            except Exception as exc:  # a database error: try again at the next round
+                log.warning("sync leadership check failed: %s", exc.__class__.__name__)
+            await asyncio.sleep(LEADER_RETRY)
+
+    async def stop(self) -> None:
+        if self._lead_task is not None:
+            self._lead_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lead_task
+            self._lead_task = None
+        if self.leader is not None:
+            await asyncio.to_thread(self.leader.release)
+        if self.listener is not None:
+            await self.listener.stop()

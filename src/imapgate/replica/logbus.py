@@ -1,0 +1,192 @@
+"""The change bus between nodes: the store's ``change_log`` plus PostgreSQL's
+LISTEN/NOTIFY as the wake-up call.
+
+``LogChangeBus`` is a ``ChangeBus``: ``publish`` first calls this node's
+listeners (synchronously, as ``InProcessChangeBus`` does: the local sessions
+learn at once), then appends the change set to ``change_log`` and, on
+PostgreSQL, sends ``NOTIFY imapgate_changes, '<id>'`` in the same transaction
+(PostgreSQL delivers a notification only when its transaction commits, so a
+node never hears of a row it cannot read yet).  The payload stays a few bytes
+whatever the change: the change set itself -- a 100,000-message flag change
+included -- is read from the log by the receiver (NOTIFY payloads are limited
+to 8,000 bytes).
+
+Receivers call ``poll()`` (the asyncio driver in ``sync/buslisten.py`` does, on
+each notification and every second besides): every row above the last id it
+applied, in id order, from other nodes, to the ``subscribe_remote``
+listeners.  Ids are in commit order: a publish holds a transaction-level
+advisory lock (``PUBLISH_LOCK``) from its INSERT to its commit, so a row with
+a lower id can never become visible after a higher one was read.  A node that
+lost its connection simply reads on from its last id when it is back: nothing
+is skipped.  If the log was trimmed beyond what a node has read (it was away
+longer than ``KEEP_SECONDS``), the node is *stale*: ``poll`` calls
+``on_stale`` (reload the replica from the store) instead of pretending.
+
+No asyncio here: blocking calls, run by the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text
+
+from ..store.counters import advance, value
+from ..store.lock import advisory_key
+from ..store.schema import change_log
+from .bus import ChangeListener, Unsubscribe
+from .changes import ChangeSet
+from .wire import WireError, decode, encode
+
+log = logging.getLogger("imapgate.bus")
+
+CHANNEL = "imapgate_changes"
+PUBLISH_LOCK = advisory_key("bus", "publish")
+#: Change-log rows are kept this long (seconds): a node away for longer reloads its
+#: replica from the store instead of replaying (an hour of changes replays in seconds).
+KEEP_SECONDS = 3600.0
+#: Rows read per query of ``poll``: a node catching up reads in slices.
+POLL_BATCH = 500
+_TRIMMED = "change_log_trimmed"
+
+
+class LogChangeBus:
+    def __init__(self, engine: Engine, node: str) -> None:
+        self.engine = engine
+        self.node = node
+        self._local: list[ChangeListener] = []
+        self._remote: list[ChangeListener] = []
+        #: Committed change sets not published yet (see ``committed``).
+        self._pending: list[ChangeSet] = []
+        #: Called (with no argument) when this node missed changes the log no longer holds.
+        self.on_stale: Callable[[], None] | None = None
+        self.published = 0
+        self.received = 0
+        with engine.connect() as conn:
+            # Whatever is in the log now is in the store the replica was loaded from.
+            newest = int(conn.execute(select(func.max(change_log.c.id))).scalar() or 0)
+            self.last_id = max(newest, value(conn, _TRIMMED) or 0)
+
+    # -- the ChangeBus interface ----------------------------------------------------
+    def publish(self, changes: ChangeSet) -> None:
+        for fn in list(self._local):
+            fn(changes)
+        self.flush(but=changes)
+        self.append(changes)
+
+    def committed(self, changes: ChangeSet) -> None:
+        """The replica committed ``changes``.  Many transitions commit rows that no event
+        announces (a folder's UIDVALIDITY, its sync state, a read-state mode) and never
+        ``publish`` them: those must reach the other nodes too.  Kept until the transition
+        publishes it (then with its events) or until ``flush`` (the next transition, or the
+        driver's next round): transitions run one at a time on one thread, so an earlier
+        change set still here when another arrives is complete."""
+        self.flush(but=changes)
+        if changes.rows and not any(c is changes for c in self._pending):
+            self._pending.append(changes)
+
+    def flush(self, but: ChangeSet | None = None) -> None:
+        """Write the committed change sets no transition published (except ``but``)."""
+        keep = [c for c in self._pending if c is but]
+        for changes in self._pending:
+            if changes is not but:
+                self.append(changes)
+        self._pending = keep
+
+    def subscribe(self, fn: ChangeListener) -> Unsubscribe:
+        return _subscribe(self._local, fn)
+
+    # -- between nodes ----------------------------------------------------------------
+    def subscribe_remote(self, fn: ChangeListener) -> Unsubscribe:
+        """``fn`` gets the change sets other nodes published (from ``poll``)."""
+        return _subscribe(self._remote, fn)
+
+    def append(self, changes: ChangeSet) -> int:
+        """Write ``changes`` to the log (and notify); its id."""
+        self._pending = [c for c in self._pending if c is not changes]
+        payload = encode(changes)
+        with self.engine.begin() as conn:
+            postgres = conn.dialect.name == "postgresql"
+            if postgres:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
+            row_id = int(
+                conn.execute(
+                    insert(change_log)
+                    .values(node=self.node, created_at=time.time(), payload=payload)
+                    .returning(change_log.c.id)
+                ).scalar_one()
+            )
+            if postgres:
+                conn.execute(text("SELECT pg_notify(:ch, :id)"), {"ch": CHANNEL, "id": str(row_id)})
+        self.published += 1
+        return row_id
+
+    def poll(self) -> int:
+        """Deliver what other nodes published since the last poll; how many change sets."""
+        delivered = 0
+        while True:
+            with self.engine.connect() as conn:
+                trimmed = value(conn, _TRIMMED) or 0
+                rows = conn.execute(
+                    select(change_log.c.id, change_log.c.node, change_log.c.payload)
+                    .where(change_log.c.id > self.last_id)
+                    .order_by(change_log.c.id)
+                    .limit(POLL_BATCH)
+                ).all()
+            if self.last_id < trimmed:
+                self._stale(trimmed)
+                return delivered
+            for row in rows:
+                self.last_id = int(row.id)
+                if row.node == self.node:
+                    continue
+                try:
+                    changes = decode(row.payload)
+                except WireError as exc:
+                    # Written by a newer version: this node cannot apply it, so its replica
+                    # would be behind -- reload rather than serve it.
+                    log.error("change-log row %d from node %s: %s; reloading", row.id, row.node, exc)
+                    self._stale(row.id)
+                    return delivered
+                for fn in list(self._remote):
+                    fn(changes)
+                delivered += 1
+            if len(rows) < POLL_BATCH:
+                self.received += delivered
+                return delivered
+
+    def _stale(self, upto: int) -> None:
+        log.warning("missed changes of other nodes (change log read up to %d): reloading", self.last_id)
+        with self.engine.connect() as conn:
+            self.last_id = max(upto, int(conn.execute(select(func.max(change_log.c.id))).scalar() or 0))
+        if self.on_stale is not None:
+            self.on_stale()
+
+    def trim(self, keep_seconds: float = KEEP_SECONDS) -> int:
+        """Drop rows older than ``keep_seconds`` (the sync leader does, now and then)."""
+        cutoff = time.time() - keep_seconds
+        with self.engine.begin() as conn:
+            highest = conn.execute(
+                select(func.max(change_log.c.id)).where(change_log.c.created_at < cutoff)
+            ).scalar()
+            if highest is None:
+                return 0
+            gone = conn.execute(delete(change_log).where(change_log.c.id <= highest)).rowcount
+            _raise_to(conn, _TRIMMED, int(highest))
+        return int(gone or 0)
+
+
+def _raise_to(conn: Connection, name: str, target: int) -> None:
+    advance(conn, name, by=0, floor=target)
+
+
+def _subscribe(listeners: list[ChangeListener], fn: ChangeListener) -> Unsubscribe:
+    listeners.append(fn)
+
+    def unsubscribe() -> None:
+        if fn in listeners:
+            listeners.remove(fn)
+
+    return unsubscribe

@@ -1,0 +1,84 @@
+"""Mailbox locks across nodes (sync/locks.py AdvisoryLockManager on store/lock.py AdvisoryLock):
+two nodes on one PostgreSQL never hold a folder at once; a dead node's lock is released."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from imapgate.store.engine import open_engine
+from imapgate.store.lock import AdvisoryLock, advisory_key
+from imapgate.sync.locks import AdvisoryLockManager
+from tests.support.postgres import PostgresDatabase
+
+
+@pytest.fixture
+def nodes(postgres_db: PostgresDatabase) -> Iterator[list[Engine]]:
+    engines = [open_engine(postgres_db.url) for _ in range(2)]
+    yield engines
+    for e in engines:
+        e.dispose()
+
+
+def test_keys_are_stable_and_distinct() -> None:
+    assert advisory_key("mailbox", "INBOX") == advisory_key("mailbox", "INBOX")
+    assert advisory_key("mailbox", "INBOX") != advisory_key("mailbox", "Sent")
+    assert advisory_key("mailbox", "x") != advisory_key("leader", "x")
+    assert -(2**63) <= advisory_key("mailbox", "INBOX") < 2**63
+
+
+def test_one_holder_and_release_on_connection_loss(
+    nodes: list[Engine], postgres_db: PostgresDatabase
+) -> None:
+    key = advisory_key("leader", "shared@imap")
+    a, b = AdvisoryLock(nodes[0], key), AdvisoryLock(nodes[1], key)
+    assert a.try_acquire() and a.held()
+    assert not b.try_acquire()
+    # The node's connection dies (kill -9, network): the server drops its lock.
+    postgres_db.server.terminate_connections(postgres_db.name)
+    assert not a.held() and not a.acquired
+    assert b.try_acquire()
+    b.release()
+    assert a.try_acquire()
+    a.release()
+
+
+async def test_two_nodes_take_turns_on_a_folder(nodes: list[Engine]) -> None:
+    managers = [AdvisoryLockManager(e) for e in nodes]
+    inside: list[int] = []
+    overlaps = 0
+
+    async def work(node: int) -> None:
+        nonlocal overlaps
+        for _ in range(5):
+            async with managers[node].mailbox("INBOX"):
+                inside.append(node)
+                if len(inside) > 1:
+                    overlaps += 1
+                await asyncio.sleep(0.01)
+                inside.remove(node)
+
+    await asyncio.gather(work(0), work(1), work(0))
+    assert overlaps == 0
+    # Other folders are independent: held by node 0, node 1 takes another at once.
+    async with managers[0].mailbox("INBOX"):
+        await asyncio.wait_for(managers[1].mailbox("Sent").acquire(), 2)
+        await managers[1].mailbox("Sent").release()
+        assert managers[0].mailbox("INBOX").locked()
+
+
+async def test_a_cancelled_wait_leaves_the_lock_free(nodes: list[Engine]) -> None:
+    a, b = AdvisoryLockManager(nodes[0]), AdvisoryLockManager(nodes[1])
+    await a.mailbox("INBOX").acquire()
+    waiter = asyncio.ensure_future(b.mailbox("INBOX").acquire())
+    await asyncio.sleep(0.1)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert not b.mailbox("INBOX").locked() and not b.mailbox("INBOX").advisory.acquired
+    await a.mailbox("INBOX").release()
+    await asyncio.wait_for(b.mailbox("INBOX").acquire(), 2)
+    await b.mailbox("INBOX").release()
