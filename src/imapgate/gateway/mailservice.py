@@ -78,6 +78,7 @@ from .operations import CopyResult, StoreResult
 from .policy import Actor, Policy
 from .removal import Removal, Remover
 from .storehealth import STORE_FAILURES, AlwaysWritable, StoreHealth
+from .virtual import VirtualFolders
 
 log = logging.getLogger("imapgate.service")
 
@@ -141,6 +142,8 @@ class MailService:
         #: The team's subscription decisions (SUBSCRIBE, UNSUBSCRIBE, CREATE).
         self.subscriptions = subscriptions
         self.intents = IntentLog(journal.engine)
+        #: Per-user read-only folders (gateway/virtual.py) and the hidden real ones.
+        self.virtual = VirtualFolders(replica)
         #: The search index (None: every text search goes to the hoster) and whether it
         #: answers now (``[search] index``; "auto" waits for the hoster's greeting).
         self.index: SearchIndex | None = None
