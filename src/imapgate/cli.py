@@ -34,6 +34,7 @@ from .cli_common import (
     verbose_option,
     yes_option,
 )
+from .cli_recovery import recovery
 from .config import effective_toml
 from .errors import OperatorError
 
@@ -525,6 +526,7 @@ def index_rebuild(ctx: click.Context, folder: str | None, config_file: Path | No
 
 main.add_command(group)
 main.add_command(acl)
+main.add_command(recovery)
 
 
 if __name__ == "__main__":

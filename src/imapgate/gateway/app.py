@@ -187,6 +187,8 @@ class Gateway:
         self.control = ControlServer(path, self.users, self.replica, sessions, self.extra_sessions)
         if self.acl_watch is not None:
             self.control.acl_changed = self.acl_watch.reload
+        if self.recovery is not None:
+            self.control.async_requests.update(self.recovery.control_requests())
         await self.control.start()
 
     async def stop_control(self) -> None:

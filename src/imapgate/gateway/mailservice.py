@@ -850,7 +850,8 @@ class MailService:
             )
         with self._committed("CREATE", name):
             self.journal.record(entry)
-            if self.subscriptions is not None:
+            if self.subscriptions is not None and actor.user_id:
+                # (No team member acting, e.g. a restore by the operator: no decision to keep.)
                 # RFC 3501 §6.3.3: CREATE does not subscribe (the rest of the team sees
                 # the new folder subscribed by default; see team/subscriptions.py).
                 self.subscriptions.created(actor.user_id, name)

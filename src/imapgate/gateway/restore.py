@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import RecoveryConfig
 from ..protocol import commands as cmd
@@ -208,6 +209,39 @@ class Restorer:
         log.warning("recovery: interrupted restore of item %d: %s", item.id, outcome)
         return 1
 
+    async def restore_ids(self, actor: Actor, ids: Sequence[int]) -> list[Restored]:
+        items = self.store.items(ItemFilter(ids=tuple(ids)))
+        missing = sorted(set(ids) - {i.id for i in items})
+        if missing:
+            raise OperationError(f"no recoverable item {', '.join(map(str, missing))}", "NONEXISTENT")
+        return await self.restore(actor, items)
+
+    def control_requests(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
+        """The control socket's requests of recovery (the CLI asks the running
+        gateway, whose connections and replica then carry the change)."""
+
+        async def restore(payload: dict[str, Any]) -> dict[str, Any]:
+            ids = payload.get("ids")
+            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+                return {"ok": False, "error": 'recovery-restore needs "ids" (a list of numbers)'}
+            try:
+                done = await self.restore_ids(_requester(payload), ids)
+            except OperationError as exc:
+                return {"ok": False, "error": exc.text}
+            return {"ok": True, "restored": [dataclasses.asdict(r) for r in done]}
+
+        async def purge(payload: dict[str, Any]) -> dict[str, Any]:
+            older = payload.get("older_than")
+            if older is not None and not isinstance(older, (int, float)):
+                return {"ok": False, "error": '"older_than" must be a number of seconds'}
+            try:
+                purged = await self.purge(_requester(payload), None if older is None else float(older))
+            except OperationError as exc:
+                return {"ok": False, "error": exc.text}
+            return {"ok": True, "purged": purged}
+
+        return {"recovery-restore": restore, "recovery-purge": purge}
+
     # -- purge ---------------------------------------------------------------------------
     async def purge(self, actor: Actor, older_than: float | None = None) -> list[int]:
         """Purge the items removed more than ``older_than`` seconds ago (None: the
@@ -259,3 +293,12 @@ class Restorer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+def _requester(payload: dict[str, Any]) -> Actor:
+    """Who asked over the control socket (the CLI names itself; journaled as such)."""
+    user = payload.get("user")
+    client = payload.get("client")
+    return Actor(
+        0, user if isinstance(user, str) else "cli", client if isinstance(client, str) else "imapgate cli"
+    )
