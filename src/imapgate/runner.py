@@ -294,6 +294,10 @@ data_dir = "gateway"
 
 [web]
 listen = ["127.0.0.1:{web_port}"]      # the team dashboard (plain HTTP: localhost only)
+
+[recovery]
+enabled = true                       # every delete recoverable: see the "Recovered" folder
+retention = "7d"                     # the demo hoster is gone at exit anyway
 """,
         encoding="utf-8",
     )

@@ -254,7 +254,8 @@ class Service(MailService):
         subscribed: frozenset[str] = frozenset()
         if op.subscriptions and self.subscriptions is not None:
             subscribed = frozenset(self.subscriptions.subscribed_names(actor.user_id, folders))
-        virtual = {name: VIRTUAL_ATTRIBUTES for name in self.virtual.names() if name not in folders}
+        # A real folder of a virtual folder's name is hidden behind it (as for every operation).
+        virtual = {name: VIRTUAL_ATTRIBUTES for name in self.virtual.names()}
         folders.update(virtual)
         return ops.FolderList(folders, subscribed | frozenset(virtual))
 
