@@ -5,7 +5,6 @@ read-only folder and cannot push into it (what docs/recovery.md says it does).""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ import pytest
 from imapgate.demo import DovecotServer
 from tests.support.gateway import GatewayHarness
 from tests.support.imap import ok, session
+from tests.support.mbsync import mbsync_config, require_mbsync
 
 pytestmark = pytest.mark.integration
 
@@ -91,41 +91,19 @@ def test_imapclient_moves_out_of_it(harness: GatewayHarness) -> None:
 
 
 def test_mbsync_downloads_it_read_only(harness: GatewayHarness, tmp_path: Path) -> None:
-    mbsync = shutil.which("mbsync")
-    if mbsync is None:
-        pytest.fail("mbsync not found: apt-get install -y isync (scripts/setup-env.sh does this)")
+    mbsync = require_mbsync()
     _delete_first(harness)
-    local = tmp_path / "mail"
-    local.mkdir()
-    conf = tmp_path / "mbsyncrc"
-    conf.write_text(
-        f"""IMAPAccount remote
-Host 127.0.0.1
-Port {harness.port}
-User alice
-Pass {USERS["alice"]}
-SSLType None
-AuthMechs LOGIN
-Timeout 60
-
-IMAPStore remote
-Account remote
-
-MaildirStore local
-Path {local}/
-Inbox {local}/INBOX
-SubFolders Verbatim
-
-Channel all
-Far :remote:
-Near :local:
-Patterns *
-Create Near
-Sync All
-Expunge Both
-SyncState *
-"""
+    conf = mbsync_config(
+        tmp_path,
+        harness.port,
+        "alice",
+        USERS["alice"],
+        channel="all",
+        patterns="*",
+        sync="All",
+        expunge="Both",
     )
+    local = tmp_path / "mail"
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run([mbsync, "-c", str(conf), "all"], capture_output=True, text=True, timeout=120)
@@ -141,7 +119,7 @@ SyncState *
     said = second.stdout + second.stderr
     print(f"mbsync exit {second.returncode}: {said[-800:]}")
     with session(harness.imaplib_login("alice", USERS["alice"])) as c:
-        typ, data = c.select("Recovered", readonly=True)
+        _typ, data = c.select("Recovered", readonly=True)
         assert data == [b"1"]  # nothing appended, nothing expunged
         assert b"\\Flagged" not in ok(c.fetch("1", "(FLAGS)"))[0]
     # mbsync reports each refusal and carries on (exit 0): the flag change (\\Flagged and
