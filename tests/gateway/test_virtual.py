@@ -62,6 +62,8 @@ async def test_listed_selected_read_only_and_served(tmp_path: Path) -> None:
         await c.exchange(b"t STATUS Picked (MESSAGES UIDNEXT UIDVALIDITY)",
                          b"* STATUS Picked (MESSAGES 2 UIDNEXT 10 UIDVALIDITY 4242)",
                          b"t OK STATUS completed")  # fmt: skip
+        await c.send(b'ls LIST "" "Picked" RETURN (STATUS (MESSAGES))')
+        assert b"* STATUS Picked (MESSAGES 2)" in await c.until_tagged(b"ls")
         await c.send(b"x SELECT Picked")
         got = await c.until_tagged(b"x")
         assert b"* 2 EXISTS" in got and b"* OK [UIDVALIDITY 4242] UIDs valid" in got

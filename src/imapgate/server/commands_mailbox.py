@@ -101,6 +101,8 @@ async def list_(s: Session, c: cmd.Command) -> Done:
     for e in entries:
         s.send_response(rsp.ListResponse(e.attributes, tree.delimiter, e.name, e.childinfo))
         mb = s.gw.replica.get(e.name) if e.exists and want_status else None
+        if want_status and s.gw.service.virtual.is_virtual(e.name):
+            mb = await s.gw.service.execute(s.require_actor(), ops.Status(e.name))
         if (
             mb is not None
             and not any(a.upper() == "\\NOSELECT" for a in mb.attributes)
