@@ -248,8 +248,8 @@ class RecoveryHook:
         """The UIDs about to go and their folder's UIDVALIDITY (DELETE: every message,
         as the hoster lists them, on the removing connection)."""
         if removal.kind == "delete-mailbox":
-            if conn.selected != removal.mailbox:
-                await conn.select(removal.mailbox)
+            if conn.selected != removal.mailbox and not (await conn.select(removal.mailbox)).ok:
+                return [], 0  # a level that holds no messages (\\Noselect): nothing to keep
             res = await conn.check(
                 lambda tag: cmd.Search(tag, (SearchUid(SequenceSet(((1, STAR),))),), uid=True)
             )
