@@ -446,6 +446,7 @@ def _acl_section(section: _Section) -> AclConfig:
     section.done()
     return AclConfig(default=str(default))
 
+
 def _recovery_section(section: _Section) -> RecoveryConfig:
     default = RecoveryConfig()
     cfg = RecoveryConfig(
