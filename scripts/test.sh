@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh
-echo "== ruff"; .venv/bin/ruff check src tests benchmarks
+echo "== ruff"; .venv/bin/ruff check src tests benchmarks; .venv/bin/ruff format --check src tests benchmarks
 echo "== mypy (strict, src/)"; .venv/bin/mypy
 # Two worker processes (pytest-xdist): the suite mostly waits on real peers starting
 # and stopping, so two halve its time on a 2-core machine; IMAPGATE_TEST_WORKERS=0 runs

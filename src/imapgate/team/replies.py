@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert, or_, select, update
 
@@ -63,10 +64,17 @@ def recipients_key(recipients: Iterable[str]) -> str:
     return ", ".join(sorted({r.strip().lower() for r in recipients}))
 
 
-def _row(r: object) -> SubmissionRow:
+def _row(r: Any) -> SubmissionRow:  # a result Row: its columns are attributes
     return SubmissionRow(
-        r.id, r.ts, r.user_name, r.message_id, r.recipients, r.subject,  # type: ignore[attr-defined]
-        r.original, r.state, r.reason,  # type: ignore[attr-defined]
+        r.id,
+        r.ts,
+        r.user_name,
+        r.message_id,
+        r.recipients,
+        r.subject,
+        r.original,
+        r.state,
+        r.reason,
     )
 
 
@@ -138,8 +146,13 @@ class ReplyLog:
         with self.engine.begin() as conn:
             result = conn.execute(
                 insert(submissions).values(
-                    ts=ts if ts is not None else time.time(), user_name=user, message_id=message_id,
-                    recipients=recipients, subject=subject, original=original, state="sending",
+                    ts=ts if ts is not None else time.time(),
+                    user_name=user,
+                    message_id=message_id,
+                    recipients=recipients,
+                    subject=subject,
+                    original=original,
+                    state="sending",
                 )
             )
             key = result.inserted_primary_key
@@ -175,8 +188,14 @@ class ReplyLog:
         with self.engine.begin() as conn:
             conn.execute(
                 insert(submissions).values(
-                    ts=entry.ts, user_name=user, message_id=message_id, recipients=recipients,
-                    subject=subject, original=original, state="refused", reason=reason,
+                    ts=entry.ts,
+                    user_name=user,
+                    message_id=message_id,
+                    recipients=recipients,
+                    subject=subject,
+                    original=original,
+                    state="refused",
+                    reason=reason,
                 )
             )
             entry.write(conn)
