@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -243,3 +244,33 @@ async def test_purge_removes_expired_copies(
         purged = await gw.recovery.purge(alice, older_than=0)  # type: ignore[union-attr]
         assert len(purged) == 2 and at_dovecot(dc, HIDDEN) == {}
         assert items(gw) == [] and len(items(gw, states=(PURGED,))) == 2
+
+
+async def test_the_gateway_purges_expired_copies_by_itself(
+    fresh_dovecot: Callable[..., DovecotServer],
+    tmp_path: Path,
+    sample_mailbox: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The retention pass (started with the gateway) removes what is past the retention."""
+    from sqlalchemy import update
+
+    from imapgate.gateway import restore
+    from imapgate.store.schema import recovery_items
+
+    monkeypatch.setattr(restore, "RETENTION_CHECK_MAX", 0.5)  # checked twice a second here
+    dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:3]})
+    async with make(dc, tmp_path, retention="1m") as gw:
+        await expunge(gw, actor(gw, "alice"), "INBOX", [1, 2])
+        await cleared(dc)
+        with gw.journal.engine.begin() as db:  # one of them removed two minutes ago
+            db.execute(
+                update(recovery_items).where(recovery_items.c.uid == 1).values(removed_at=time.time() - 120)
+            )
+        for _ in range(100):
+            if len(at_dovecot(dc, HIDDEN)) == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert [i.uid for i in items(gw)] == [2]
+        assert [i.uid for i in items(gw, states=(PURGED,))] == [1]
+        assert len(at_dovecot(dc, HIDDEN)) == 1
