@@ -274,3 +274,26 @@ async def test_the_gateway_purges_expired_copies_by_itself(
         assert [i.uid for i in items(gw)] == [2]
         assert [i.uid for i in items(gw, states=(PURGED,))] == [1]
         assert len(at_dovecot(dc, HIDDEN)) == 1
+
+
+def test_one_item_per_message_whatever_the_fetch_answers() -> None:
+    """An unsolicited FETCH (another session's flag change) among the answers must not
+    make a second, empty item for the message (seen in the restore crash test)."""
+    from imapgate.gateway.recovery import _HEADER, merged_fetches
+    from imapgate.protocol import responses as rsp
+
+    header = _HEADER.response_name()
+    answers = [
+        rsp.FetchResponse(1, {b"UID": 16, b"FLAGS": ("\\Seen",)}),  # unsolicited, first
+        rsp.FetchResponse(
+            1, {b"UID": 16, b"FLAGS": ("\\Deleted", "\\Seen"), header: b"Message-ID: <a@x>\r\n\r\n"}
+        ),
+        rsp.FetchResponse(2, {b"UID": 17, b"FLAGS": ("\\Deleted",), header: b"Message-ID: <b@x>\r\n\r\n"}),
+        rsp.FetchResponse(2, {b"UID": 17, b"FLAGS": ("\\Deleted", "\\Flagged")}),  # unsolicited, after
+        rsp.FetchResponse(3, {b"UID": 18, b"FLAGS": ()}),  # no header: not a message to keep
+        rsp.FetchResponse(4, {b"UID": 99, header: b"\r\n"}),  # not asked for
+    ]
+    merged = merged_fetches(answers, [16, 17, 18])
+    assert sorted(merged) == [16, 17]
+    assert merged[16][header] == b"Message-ID: <a@x>\r\n\r\n"
+    assert merged[17][b"FLAGS"] == ("\\Deleted", "\\Flagged")  # the newest flags

@@ -273,14 +273,12 @@ class RecoveryHook:
         restore_to = removal.mailbox
         by = removal.by
         items: list[RecoveryItem] = []
-        for f in res.of_type(rsp.FetchResponse):
-            uid = f.uid
-            if uid is None or uid not in uids:
-                continue
-            header = f.items.get(_HEADER.response_name())
+        for uid, f in merged_fetches(res.of_type(rsp.FetchResponse), uids).items():
+            header = f.get(_HEADER.response_name())
             fields = _headers(header if isinstance(header, bytes) else b"")
-            when = f.items.get(b"INTERNALDATE")
-            size = f.items.get(b"RFC822.SIZE")
+            when = f.get(b"INTERNALDATE")
+            size = f.get(b"RFC822.SIZE")
+            shown = f.get(b"FLAGS")
             message_id = fields.get("message-id") or None
             target = restore_to
             if message_id and is_trash(mb, removal.mailbox):
@@ -292,7 +290,7 @@ class RecoveryHook:
                     size=size if isinstance(size, int) else 0, how=_how(removal), restore_to=target,
                     message_id=message_id, subject=fields.get("subject", ""), sender=fields.get("from", ""),
                     date=fields.get("date", ""),
-                    flags=tuple(sorted(set(f.flags or ()) - _DROPPED_FLAGS)),
+                    flags=tuple(sorted(set(shown if isinstance(shown, tuple) else ()) - _DROPPED_FLAGS)),
                     private={user: flags for user, per in private.items() if (flags := per.get(uid, ()))},
                     removed_by=by.user if by is not None else None,
                     client=by.client if by is not None else "gateway",
@@ -382,6 +380,21 @@ class RecoveryHook:
                 return
             removal = Removal("expunge", self.folder, SequenceSet.from_ids(copy_uids), flag_first=True)
             await Remover().remove(conn, removal, self.replica.get(self.folder))
+
+
+def merged_fetches(
+    responses: Sequence[rsp.FetchResponse], uids: Sequence[int]
+) -> dict[int, dict[bytes, rsp.FetchValue]]:
+    """One item set per UID of ``uids``, from every FETCH answer naming it: the hoster
+    may send a message's items in several responses, and unsolicited ones (another
+    session's flag change: ``* n FETCH (UID u FLAGS (...))``) among them.  Later
+    values win (the newest flags); only UIDs whose header was sent are kept."""
+    wanted = set(uids)
+    out: dict[int, dict[bytes, rsp.FetchValue]] = {}
+    for f in responses:
+        if f.uid is not None and f.uid in wanted:
+            out.setdefault(f.uid, {}).update(f.items)
+    return {u: items for u, items in out.items() if _HEADER.response_name() in items}
 
 
 async def _present(conn: UpstreamConnection, uids: Sequence[int]) -> set[int]:
