@@ -57,6 +57,8 @@ WRITES: dict[Verb, tuple[list[str], str]] = {
     ("acl", "delete"): (["INBOX", "bob"], ""),
     ("acl", "reset"): (["INBOX"], ""),
     ("store", "copy"): (["--to", "postgresql://imapgate@127.0.0.1:1/nowhere"], ""),
+    ("recovery", "restore"): (["1"], ""),
+    ("recovery", "purge"): ([], ""),
 }
 
 #: Verbs that only read; run too, and the store must come out unchanged.
@@ -71,6 +73,7 @@ READ_ONLY: dict[Verb, str] = {
     ("acl", "get"): "reads one folder's ACL entries",
     ("acl", "rights"): "computes a user's effective rights from the ACL table",
     ("audit",): "reads the audit journal",
+    ("recovery", "list"): "lists the recoverable items",
 }
 
 #: The arguments a read-only verb is run with (none where it takes none).
@@ -182,15 +185,20 @@ def test_a_read_only_verb_changes_nothing(installation: tuple[Path, Engine], ver
     assert snapshot(engine) == before
 
 
-@pytest.mark.parametrize(
-    "verb", sorted(set(WRITES) - {("sync",), ("kick",), ("store", "copy")}), ids=" ".join
-)
+#: Allowed writes that need the hoster (or a running gateway) to change anything.
+NEED_HOSTER = {("sync",), ("kick",), ("recovery", "restore"), ("recovery", "purge")}
+#: Writes into another database (journaled there).
+OTHER_STORE = {("store", "copy")}
+
+
+@pytest.mark.parametrize("verb", sorted(set(WRITES) - NEED_HOSTER - OTHER_STORE), ids=" ".join)
 def test_an_allowed_write_is_seen_by_the_comparison(installation: tuple[Path, Engine], verb: Verb) -> None:
     """The same verbs with every right: each asks, changes the store and journals it.
     (``sync`` needs the hoster and ``kick`` a running gateway: both are refused
     without them before anything changes, see test_control and test_cli_admin;
     ``store copy`` changes another database and journals there, see
-    tests/store/test_copy.py.)"""
+    tests/store/test_copy.py;
+    ``recovery restore``/``purge`` act at the hoster: tests/test_cli_recovery.py.)"""
     cfg, engine = installation
     before = snapshot(engine)
     policy = RecordingPolicy(deny=False)

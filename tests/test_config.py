@@ -403,3 +403,38 @@ def test_store_url_errors(tmp_path: Path, store: dict[str, str], message: str) -
     }
     with pytest.raises(ConfigError, match=message):
         from_dict(data, base_dir=tmp_path)
+
+
+def test_recovery_defaults_and_values(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, MINIMAL))
+    assert (cfg.recovery.enabled, cfg.recovery.folder, cfg.recovery.visible_name) == (
+        False,
+        "imapgate-recovery",
+        "Recovered",
+    )
+    assert cfg.recovery.retention == 30 * 86400.0
+    extra = '[recovery]\nenabled = true\nfolder = "Kept"\nvisible_name = "Papierkorb"\nretention = "90d"\n'
+    cfg = load(write(tmp_path, MINIMAL + extra))
+    got = (cfg.recovery.enabled, cfg.recovery.folder, cfg.recovery.visible_name)
+    assert got == (True, "Kept", "Papierkorb")
+    assert cfg.recovery.retention == 90 * 86400.0
+    # The effective configuration loads again with the same values.
+    again = tomllib.loads(effective_toml(cfg))["recovery"]
+    assert again["retention"] == 90 * 86400.0 and again["folder"] == "Kept"
+
+
+@pytest.mark.parametrize(
+    ("recovery", "message"),
+    [
+        ('retention = "10s"', "[recovery] retention must be between"),
+        ('retention = "soon"', "is not a duration"),
+        ('folder = "INBOX"', "[recovery] folder must be a top-level folder name other than INBOX"),
+        ('visible_name = "Team/Recovered"', "[recovery] visible_name must be a top-level folder name"),
+        ('folder = ".hidden"', "not starting with '.'"),
+        ('folder = "Same"\nvisible_name = "Same"', "[recovery] folder and visible_name must differ"),
+        ("typo = 1", "unknown key [recovery] typo"),
+    ],
+)
+def test_invalid_recovery(tmp_path: Path, recovery: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(write(tmp_path, MINIMAL + "[recovery]\n" + recovery + "\n"))

@@ -35,6 +35,7 @@ from .cli_common import (
     verbose_option,
     yes_option,
 )
+from .cli_recovery import recovery
 from .cli_store import store
 from .config import effective_toml
 from .errors import OperatorError
@@ -536,6 +537,7 @@ main.add_command(group)
 main.add_command(acl)
 main.add_command(audit)
 main.add_command(store)
+main.add_command(recovery)
 
 
 if __name__ == "__main__":

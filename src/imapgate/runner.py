@@ -315,6 +315,9 @@ listen = ["127.0.0.1:{web_port}"]      # the team dashboard (plain HTTP: localho
 
 [audit]
 retention = "30d"                    # the audit journal (imapgate audit); 365d by default
+[recovery]
+enabled = true                       # every delete recoverable: see the "Recovered" folder
+retention = "7d"                     # the demo hoster is gone at exit anyway
 """,
         encoding="utf-8",
     )

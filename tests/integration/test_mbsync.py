@@ -6,7 +6,6 @@ another and appends a new one, and the next mbsync run must bring exactly these 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -18,53 +17,12 @@ from imapgate.demo import DovecotServer, generate_bulk
 from tests.integration.test_imaplib_write import APPENDED
 from tests.support.gateway import GatewayHarness
 from tests.support.imap import dovecot_login, ok, session
+from tests.support.mbsync import mbsync_config, require_mbsync
 
 pytestmark = pytest.mark.integration
 
 DovecotFactory = Callable[..., DovecotServer]
 COUNT = 2000
-
-
-def _require_mbsync() -> str:
-    path = shutil.which("mbsync")
-    if path is None:
-        pytest.fail("mbsync not found: apt-get install -y isync (scripts/setup-env.sh does this)")
-    return path
-
-
-def _config(tmp: Path, port: int, user: str, password: str) -> Path:
-    local = tmp / "mail"
-    local.mkdir()
-    conf = tmp / "mbsyncrc"
-    conf.write_text(
-        f"""IMAPAccount remote
-Host 127.0.0.1
-Port {port}
-User {user}
-Pass {password}
-SSLType None
-AuthMechs LOGIN
-Timeout 60
-
-IMAPStore remote
-Account remote
-
-MaildirStore local
-Path {local}/
-Inbox {local}/INBOX
-SubFolders Verbatim
-
-Channel bulk
-Far :remote:
-Near :local:
-Patterns Bulk
-Create Near
-Sync Pull
-Expunge Near
-SyncState *
-"""
-    )
-    return conf
 
 
 def _run(mbsync: str, conf: Path) -> float:
@@ -93,7 +51,7 @@ def _local(tmp: Path) -> dict[str, str]:
 def test_mbsync_full_sync_and_incremental_changes(
     via: str, fresh_dovecot: DovecotFactory, tmp_path: Path
 ) -> None:
-    mbsync = _require_mbsync()
+    mbsync = require_mbsync()
     dc = fresh_dovecot(folders={"INBOX": [], "Bulk": generate_bulk(COUNT)})
     harness: GatewayHarness | None = None
     try:
@@ -101,9 +59,9 @@ def test_mbsync_full_sync_and_incremental_changes(
             harness = GatewayHarness(
                 upstream_port=dc.port, data_dir=tmp_path / "gw", users={"alice": "a-pw", "bob": "b-pw"}
             ).start()
-            conf = _config(tmp_path, harness.port, "alice", "a-pw")
+            conf = mbsync_config(tmp_path, harness.port, "alice", "a-pw")
         else:
-            conf = _config(tmp_path, dc.port, "shared", "shared-secret")
+            conf = mbsync_config(tmp_path, dc.port, "shared", "shared-secret")
         first = _run(mbsync, conf)
         local = _local(tmp_path)
         assert len(local) == COUNT, (len(local), first)

@@ -42,8 +42,9 @@ class GatewayHarness:
     """A started gateway on its own event loop thread.
 
     ``upstream`` overrides/extends the ``[upstream]`` config table, ``server`` the ``[server]``
-    one, ``folders`` the ``[folders]`` one, ``search`` the ``[search]`` one, ``store`` the
-    ``[store]`` one (a PostgreSQL ``url``: several harnesses are several nodes).  ``users`` are added
+    one, ``folders`` the ``[folders]`` one, ``search`` the ``[search]`` one, ``recovery`` the
+    ``[recovery]`` one, ``store`` the ``[store]`` one (a PostgreSQL ``url``: several harnesses
+    are several nodes).  ``users`` are added
     before the listener starts.
     """
 
@@ -63,6 +64,7 @@ class GatewayHarness:
         initial_sync: bool = True,
         submission: dict[str, Any] | None = None,
         store: dict[str, Any] | None = None,
+        recovery: dict[str, Any] | None = None,
     ) -> None:
         sub: dict[str, Any] | None = None
         if submission is not None:
@@ -79,6 +81,7 @@ class GatewayHarness:
             submission=sub,
             search=search or None,
             store=store or {},
+            recovery=recovery or None,
         )
         self.initial_sync = initial_sync
         self._initial_users = dict(users or {})

@@ -56,6 +56,7 @@ from .policy import ADMIN, Actor, Policy
 
 if TYPE_CHECKING:
     from .admin_acl import AclAdmin
+    from .admin_recovery import RecoveryAdmin
 
 #: Who acts when the operator runs ``imapgate``: not a team member (no user id),
 #: named ``cli`` in the journal.  The permission issue makes it an admin with
@@ -88,6 +89,8 @@ ADMIN_RIGHTS: Final[dict[str, str]] = {
     "sync": ADMIN,
     "kick": ADMIN,
     "store copy": ADMIN,
+    "recovery restore": ADMIN,
+    "recovery purge": ADMIN,
 }
 
 SeenSetting = Literal["private", "shared", "default"]
@@ -226,6 +229,13 @@ class AdminService:
     @property
     def _acl_store(self) -> AclStore:
         return AclStore(self.engine)
+
+    @property
+    def recovery(self) -> RecoveryAdmin:
+        """The recovery verbs (``imapgate recovery``)."""
+        from .admin_recovery import RecoveryAdmin
+
+        return RecoveryAdmin(self)
 
     @property
     def acl(self) -> AclAdmin:

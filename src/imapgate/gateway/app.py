@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from sqlalchemy import Engine
+
 from ..config import Config
 from ..errors import OperatorError
 from ..index.indexer import SearchIndex
@@ -23,6 +25,7 @@ from ..team.acl import AclTable
 from ..team.acl import rights as acl_rights
 from ..team.acl_store import AclStore
 from ..team.journal import Journal
+from ..team.recovery_store import RecoveryStore
 from ..team.subscriptions import Subscriptions
 from ..team.users import UserDirectory
 from ..upstream.connection import UpstreamError, UpstreamLoginRefused, UpstreamUnavailable
@@ -43,6 +46,10 @@ from .control import (
 from .indexing import IndexFetcher, IndexSwitch
 from .nodes import SharedStore
 from .policy import Actor
+from .recovered import RecoveredFolder
+from .recovery import RecoveryHook, settler
+from .removal import Remover
+from .restore import RESTORE_KIND, Restorer
 from .service import Service
 
 log = logging.getLogger("imapgate")
@@ -71,6 +78,8 @@ class Gateway:
     index: SearchIndex | None = None
     #: Writes out what the replica kept in memory while the store was unwritable.
     healer: StoreHealer | None = None
+    #: Recoverable deletes: restore and purge (None: ``[recovery] enabled`` is off).
+    recovery: Restorer | None = None
 
     @property
     def health(self) -> StoreHealth:
@@ -136,6 +145,7 @@ class Gateway:
             cache_ttl=config.server.login_cache_ttl,
             journal=journal,
         )
+        recovery = _recovery(config, engine, service)
         index = None
         if config.search.index != "off":
             if engine.dialect.name == "sqlite":
@@ -167,6 +177,7 @@ class Gateway:
             acl_watch=acl_watch,
             retention=AuditRetention(engine, config.audit.retention),
             nodes=nodes,
+            recovery=recovery,
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
@@ -201,6 +212,8 @@ class Gateway:
         # With several nodes only the sync leader watches the hoster (nodes.start decides).
         self.sync.start(watch=not self.nodes.shared)
         await self.nodes.start(self.sync, self.config.upstream)
+        if self.recovery is not None:
+            self.recovery.start()
         if self.healer is not None:
             self.healer.start()
         if self.acl_watch is not None:
@@ -217,6 +230,8 @@ class Gateway:
         self.control = ControlServer(path, self.users, self.replica, sessions, self.extra_sessions)
         if self.acl_watch is not None:
             self.control.acl_changed = self.acl_watch.reload
+        if self.recovery is not None:
+            self.control.async_requests.update(self.recovery.control_requests())
         await self.control.start()
 
     async def stop_control(self) -> None:
@@ -243,6 +258,8 @@ class Gateway:
             await self.acl_watch.stop()
         if self.index is not None:
             await self.index.stop()
+        if self.recovery is not None:
+            await self.recovery.stop()
         await self.service.stop()
         if self.healer is not None:
             await self.healer.stop()
@@ -250,3 +267,24 @@ class Gateway:
         await self.sync.stop()
         await self.pool.close()
         self.auth.close()
+
+
+def _recovery(config: Config, engine: Engine, service: Service) -> Restorer | None:
+    """Recoverable deletes (gateway/recovery.py): the pre-removal hook, restore and
+    purge, the "Recovered" virtual folder.  The hidden folder stays hidden when
+    recovery is off (copies kept before stay at the hoster until purged)."""
+    cfg = config.recovery
+    service.virtual.hide(cfg.folder)
+    if not cfg.enabled:
+        return None
+    store = RecoveryStore(engine)
+    hook = RecoveryHook(cfg, store, service.intents, service.replica, service.sync)
+    hook.pool = service.pool
+    service.remover = Remover(hook)
+    restorer = Restorer(cfg, store, hook, service)
+    service.settlers["recovery"] = settler(hook, service.pool)
+    service.settlers[RESTORE_KIND] = restorer.settle_restore
+    service.virtual.register(
+        RecoveredFolder(cfg.visible_name, cfg.folder, store, restorer, service.policy, service.replica)
+    )
+    return restorer

@@ -101,6 +101,8 @@ async def list_(s: Session, c: cmd.Command) -> Done:
     for e in entries:
         s.send_response(rsp.ListResponse(e.attributes, tree.delimiter, e.name, e.childinfo))
         mb = s.gw.replica.get(e.name) if e.exists and want_status else None
+        if want_status and s.gw.service.virtual.is_virtual(e.name):
+            mb = await s.gw.service.execute(s.require_actor(), ops.Status(e.name))
         if (
             mb is not None
             and not any(a.upper() == "\\NOSELECT" for a in mb.attributes)
@@ -247,7 +249,7 @@ async def unsubscribe(s: Session, c: cmd.Command) -> Done:
 @command(cmd.Append, AUTH)
 async def append(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Append)
-    if s.gw.replica.get(c.mailbox) is None:
+    if s.gw.replica.get(c.mailbox) is None and not s.gw.service.virtual.is_virtual(c.mailbox):
         raise OperationError(f"mailbox {c.mailbox!r} does not exist", "TRYCREATE")
     for m in c.messages:
         if not m.data:

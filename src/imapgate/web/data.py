@@ -279,7 +279,8 @@ class Dashboard:
 
     def _readable(self, actor: Actor, folder: str) -> Any:
         """The folder's index if ``actor`` may read it (else NotFound/Forbidden)."""
-        mb = self.gw.replica.get(folder)
+        # The hidden recovery folder is no team folder (gateway/virtual.py: hidden).
+        mb = None if folder in self.gw.service.virtual.hidden else self.gw.replica.get(folder)
         rights = self._rights(actor, folder) if mb is not None else ""
         if mb is None or LOOKUP not in rights:
             raise NotFound(f"no folder {folder!r}")
@@ -299,6 +300,8 @@ class Dashboard:
         ``Status(MESSAGES UNSEEN)`` per folder."""
         out: list[FolderView] = []
         for name in self.gw.replica.names():
+            if name in self.gw.service.virtual.hidden:
+                continue
             rights = self._rights(actor, name)
             if LOOKUP not in rights:
                 continue
