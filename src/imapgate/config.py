@@ -422,6 +422,7 @@ def _acl_section(section: _Section) -> AclConfig:
     section.done()
     return AclConfig(default=str(default))
 
+
 def _password(section: _Section, base_dir: Path, warnings: list[str]) -> tuple[str, Path | None]:
     """``password`` or the content of ``password_file`` ("" when neither is set), and
     the file it came from.  A file other users can open is a warning."""

@@ -22,15 +22,20 @@ def _wait_for(predicate: object, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def test_connects_as_the_app_role_over_tcp(postgres_db: PostgresDatabase,
-                                           postgres_server: PostgresServer) -> None:
+def test_connects_as_the_app_role_over_tcp(
+    postgres_db: PostgresDatabase, postgres_server: PostgresServer
+) -> None:
     assert postgres_db.url.startswith(f"postgresql://{APP_ROLE}:")
     assert f"@127.0.0.1:{postgres_server.port}/" in postgres_db.url
     assert postgres_server.port != 5432
     with psycopg.connect(postgres_db.url) as conn:
-        user, db, version, superuser = conn.execute(
-            "SELECT current_user, current_database(), current_setting('server_version_num')::int, "
-            "usesuper FROM pg_user WHERE usename = current_user").fetchone() or ()
+        user, db, version, superuser = (
+            conn.execute(
+                "SELECT current_user, current_database(), current_setting('server_version_num')::int, "
+                "usesuper FROM pg_user WHERE usename = current_user"
+            ).fetchone()
+            or ()
+        )
         assert (user, db, superuser) == (APP_ROLE, postgres_db.name, False)
         assert 150000 <= version < 160000
         # It owns its database: it can create the schema.
@@ -86,8 +91,10 @@ def test_listen_notify_round_trip(postgres_db: PostgresDatabase) -> None:
 
 async def test_listen_notify_async(postgres_db: PostgresDatabase) -> None:
     """The gateway is asyncio: psycopg's AsyncConnection gets notifications as a generator."""
-    async with await psycopg.AsyncConnection.connect(postgres_db.url, autocommit=True) as listener, \
-            await psycopg.AsyncConnection.connect(postgres_db.url, autocommit=True) as sender:
+    async with (
+        await psycopg.AsyncConnection.connect(postgres_db.url, autocommit=True) as listener,
+        await psycopg.AsyncConnection.connect(postgres_db.url, autocommit=True) as sender,
+    ):
         await listener.execute("LISTEN bus")
 
         async def first_notify() -> str:
@@ -125,8 +132,9 @@ def test_connection_count(postgres_db: PostgresDatabase) -> None:
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
-def test_restart_under_a_connected_client(postgres_db: PostgresDatabase, postgres_server: PostgresServer,
-                                          mode: str) -> None:
+def test_restart_under_a_connected_client(
+    postgres_db: PostgresDatabase, postgres_server: PostgresServer, mode: str
+) -> None:
     conn = postgres_db.connect(autocommit=True)
     conn.execute("CREATE TABLE journal (id int)")
     conn.execute("INSERT INTO journal VALUES (1)")
@@ -142,4 +150,3 @@ def test_restart_under_a_connected_client(postgres_db: PostgresDatabase, postgre
     with postgres_db.connect() as again:
         assert again.execute("SELECT id FROM journal").fetchall() == [(1,)]
     assert restart_seconds < 20
-

@@ -74,6 +74,7 @@ class Gateway:
         """Whether the store takes writes (``writable``, ``require_writable()``):
         the service layer asks it before it touches upstream."""
         return self.replica.health
+
     #: The folder permissions, kept current (``acl`` is the table in force).
     acl_watch: AclWatch | None = None
 
@@ -105,8 +106,14 @@ class Gateway:
         # Folder permissions: the store's ACL table, kept current (control socket + poll).
         acl_watch = AclWatch(AclStore(engine), acl_rights(config.acl.default))
         service = Service(
-            replica, pool, sync, content, journal, AclPolicy(acl_watch.current),
-            subscriptions=subscriptions, health=replica.health,
+            replica,
+            pool,
+            sync,
+            content,
+            journal,
+            AclPolicy(acl_watch.current),
+            subscriptions=subscriptions,
+            health=replica.health,
         )
         service.acl = acl_watch
         auth = Authenticator(
@@ -124,11 +131,24 @@ class Gateway:
                 )
                 service.index, service.index_active = index, switch
             else:
-                log.info("search index: not available with %s yet; searches go to the server",
-                         engine.dialect.name)
+                log.info(
+                    "search index: not available with %s yet; searches go to the server", engine.dialect.name
+                )
         return cls(
-            config, hub, replica, pool, sync, content, journal, users, service, subscriptions, auth,
-            index=index, healer=StoreHealer(replica, sync), acl_watch=acl_watch,
+            config,
+            hub,
+            replica,
+            pool,
+            sync,
+            content,
+            journal,
+            users,
+            service,
+            subscriptions,
+            auth,
+            index=index,
+            healer=StoreHealer(replica, sync),
+            acl_watch=acl_watch,
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
