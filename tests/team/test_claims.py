@@ -87,7 +87,9 @@ def test_claim_vs_claim_in_threads_has_exactly_one_winner(registry: ClaimRegistr
         barrier = threading.Barrier(2)
         won: list[str] = []
 
-        def attempt(name: str, uid: int = uid, barrier: threading.Barrier = barrier) -> None:
+        def attempt(
+            name: str, uid: int = uid, barrier: threading.Barrier = barrier, won: list[str] = won
+        ) -> None:
             barrier.wait()
             try:
                 regs[name].claim(1, [uid], ids[name], name, expires_after=None)
