@@ -118,7 +118,7 @@ def main() -> None:
     args = ap.parse_args()
     total = args.folders or (300 if args.quick else 1000)
     rounds = args.rounds or (9 if args.quick else 21)
-    header(f'acl_list: LIST "" * of {total} folders, 200 ACL entries vs none, {rounds} rounds')
+    header(f"acl_list: LIST \"\" * of {total} folders, 200 ACL entries vs none, {rounds} rounds")
     tmp = make_tmp("acl-list")
     dc = plain = acl = None
     try:
@@ -129,37 +129,22 @@ def main() -> None:
         print(f"   ACL entries written: {write_acl(acl, names)}")
         print(f"   gateway without ACL ready in {plain.start():.1f} s")
         print(f"   gateway with ACL ready in {acl.start():.1f} s")
-        times = asyncio.run(
-            measure(
-                {
-                    "gateway without ACL": (plain.port, "user0", PASSWORD),
-                    "gateway with ACL": (acl.port, "user0", PASSWORD),
-                    "dovecot": (dc.port, UPSTREAM_USER, UPSTREAM_PASSWORD),
-                },
-                rounds,
-            )
-        )
+        times = asyncio.run(measure({
+            "gateway without ACL": (plain.port, "user0", PASSWORD),
+            "gateway with ACL": (acl.port, "user0", PASSWORD),
+            "dovecot": (dc.port, UPSTREAM_USER, UPSTREAM_PASSWORD),
+        }, rounds))
         for name, values in times.items():
-            print(
-                f"   {name}: median {median(values) * 1000:.1f} ms "
-                f"(min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})"
-            )
+            print(f"   {name}: median {median(values) * 1000:.1f} ms "
+                  f"(min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})")
         with_acl = median(times["gateway with ACL"])
         without = median(times["gateway without ACL"])
-        print(
-            f"   with ACL / Dovecot: {with_acl / median(times['dovecot']):.2f} x; "
-            f"without ACL / Dovecot: {without / median(times['dovecot']):.2f} x"
-        )
+        print(f"   with ACL / Dovecot: {with_acl / median(times['dovecot']):.2f} x; "
+              f"without ACL / Dovecot: {without / median(times['dovecot']):.2f} x")
         errors = len(plain.error_lines()) + len(acl.error_lines())
         print(f"   gateway log errors: {errors}")
-        verdict(
-            "LIST with 200 ACL entries",
-            with_acl * 1000,
-            without * 1000,
-            "ms",
-            "with ACL <= 1.2 x without",
-            with_acl <= 1.2 * without and errors == 0,
-        )
+        verdict("LIST with 200 ACL entries", with_acl * 1000, without * 1000, "ms",
+                "with ACL <= 1.2 x without", with_acl <= 1.2 * without and errors == 0)
     finally:
         for gw in (acl, plain):
             if gw is not None:

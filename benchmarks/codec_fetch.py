@@ -134,27 +134,13 @@ def main() -> None:
     uids = [i + 1000 for i in seqs]
     flags = [FLAG_SETS[i % 5] for i in seqs]
     modseqs = [7_000_000 + i for i in seqs]
-    report(
-        "write fetch_flags_lines (bulk, one buffer)",
-        n,
-        best(rep, lambda: fetch_flags_lines(seqs, uids, flags, modseqs)),
-    )
-    report(
-        "write fetch_flags_line, one call per line",
-        n,
-        best(
-            rep,
-            lambda: [
-                fetch_flags_line(s, u, f, m) for s, u, f, m in zip(seqs, uids, flags, modseqs, strict=True)
-            ],
-        ),
-    )
+    report("write fetch_flags_lines (bulk, one buffer)", n,
+           best(rep, lambda: fetch_flags_lines(seqs, uids, flags, modseqs)))
+    report("write fetch_flags_line, one call per line", n, best(rep, lambda: [
+        fetch_flags_line(s, u, f, m) for s, u, f, m in zip(seqs, uids, flags, modseqs, strict=True)]))
     objects = [parse_response(line) for line in simple]
-    report(
-        "write_response(FetchResponse), general writer",
-        n,
-        best(rep, lambda: [write_response(o) for o in objects]),
-    )
+    report("write_response(FetchResponse), general writer", n,
+           best(rep, lambda: [write_response(o) for o in objects]))
     assert b"".join(write_response(o) for o in objects) == simple_buf
     assert fetch_flags_lines(seqs, uids, flags, modseqs) == simple_buf
 
@@ -168,11 +154,8 @@ def main() -> None:
     rich_objects = [parse_response(line) for line in rich]
     for o in rich_objects:
         assert isinstance(o, FetchResponse) and isinstance(o.items[b"ENVELOPE"], RawItem)
-    report(
-        "write_response(FetchResponse), general writer",
-        rn,
-        best(rep, lambda: [write_response(o) for o in rich_objects]),
-    )
+    report("write_response(FetchResponse), general writer", rn,
+           best(rep, lambda: [write_response(o) for o in rich_objects]))
     assert b"".join(write_response(o) for o in rich_objects) == rich_buf
     flag_bytes = {f: encode_flags(f.decode().split()) for f in FLAG_SETS}
     env_item = b"ENVELOPE " + ENVELOPE
@@ -181,16 +164,9 @@ def main() -> None:
 
     def cached() -> list[bytes]:
         return [
-            fetch_raw_line(
-                i,
-                [
-                    b"UID %d RFC822.SIZE %d FLAGS (%s)"
-                    % (i + 1000, 200_000 + i, flag_bytes[FLAG_SETS[i % 5]]),
-                    date_item,
-                    env_item,
-                    bs_item,
-                ],
-            )
+            fetch_raw_line(i, [b"UID %d RFC822.SIZE %d FLAGS (%s)" % (i + 1000, 200_000 + i,
+                                                                      flag_bytes[FLAG_SETS[i % 5]]),
+                               date_item, env_item, bs_item])
             for i in range(1, rn + 1)
         ]
 

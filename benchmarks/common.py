@@ -61,9 +61,7 @@ def machine_info() -> str:
     with contextlib.suppress(Exception):
         dovecot = subprocess.run(
             [shutil.which("dovecot") or "/usr/sbin/dovecot", "--version"],
-            capture_output=True,
-            text=True,
-            check=False,
+            capture_output=True, text=True, check=False,
         ).stdout.strip()
     return (
         f"CPU {model}, {os.cpu_count()} cores, RAM {ram}, Python {platform.python_version()}, "
@@ -204,10 +202,7 @@ class GatewayProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(self.exe), "serve", "--config", str(self.config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             )
         deadline = t0 + timeout
         while time.perf_counter() < deadline:
@@ -279,21 +274,9 @@ class Profiler:
         exe = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
         if self.out is not None and exe:
             self.proc = subprocess.Popen(
-                [
-                    exe,
-                    "record",
-                    "--pid",
-                    str(self.pid),
-                    "--rate",
-                    str(self.rate),
-                    "--format",
-                    "raw",
-                    "--nonblocking",
-                    "-o",
-                    str(self.out),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                [exe, "record", "--pid", str(self.pid), "--rate", str(self.rate), "--format", "raw",
+                 "--nonblocking", "-o", str(self.out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             time.sleep(0.5)
         elif self.out is not None:

@@ -23,11 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 DEFAULT = [
-    "gateway_flags.py",
-    "gateway_envelope.py",
-    "gateway_idle.py",
-    "gateway_mixed.py",
-    "gateway_memory.py",
+    "gateway_flags.py", "gateway_envelope.py", "gateway_idle.py", "gateway_mixed.py", "gateway_memory.py",
 ]
 _RESULT = re.compile(
     r"^RESULT (?P<name>.+?): gateway (?P<gw>[0-9.e+-]+) (?P<unit>\S+), direct (?P<dc>[0-9.e+-]+) \S+, "

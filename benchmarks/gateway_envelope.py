@@ -65,10 +65,8 @@ async def bench(gw: GatewayProcess, dc_port: int, runs: int) -> bool:
     await alice.ok(f"SELECT {FOLDER}")
     g_cold, g_size = await timed(alice)
     d_cold, d_size = await timed(direct)
-    print(
-        f"   cold (first fetch): gateway {g_cold * 1000:.0f} ms ({g_size} bytes), "
-        f"direct {d_cold * 1000:.0f} ms ({d_size} bytes)"
-    )
+    print(f"   cold (first fetch): gateway {g_cold * 1000:.0f} ms ({g_size} bytes), "
+          f"direct {d_cold * 1000:.0f} ms ({d_size} bytes)")
     await timed(alice)
     await timed(direct)
     g: list[float] = []

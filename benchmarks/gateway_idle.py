@@ -181,22 +181,14 @@ def main() -> None:
         print(f"   gateway ready in {gw.start():.1f} s")
         lat, rtt, missed, others = asyncio.run(gateway_side(gw, samples))
         describe("gateway", lat, rtt, missed)
-        print(
-            f"   FETCH lines received by the 10 other idlers: min {min(others)}, max {max(others)} "
-            f"(expected {samples} each)"
-        )
+        print(f"   FETCH lines received by the 10 other idlers: min {min(others)}, max {max(others)} "
+              f"(expected {samples} each)")
         dlat, drtt, dmissed = asyncio.run(direct_side(dc.port, dsamples))
         describe("direct ", dlat, drtt, dmissed)
         g99, d99 = percentile(lat, 99), percentile(dlat, 99) if dlat else float("nan")
         ok = g99 <= 0.050 and missed == 0 and min(others) >= samples
-        verdict(
-            "IDLE fan-out p50",
-            percentile(lat, 50) * 1000,
-            percentile(dlat, 50) * 1000,
-            "ms",
-            "(informational)",
-            True,
-        )
+        verdict("IDLE fan-out p50", percentile(lat, 50) * 1000, percentile(dlat, 50) * 1000, "ms",
+                "(informational)", True)
         verdict("IDLE fan-out p99", g99 * 1000, d99 * 1000, "ms", "gateway p99 <= 50 ms", ok)
         print(f"   gateway log errors: {len(gw.error_lines())}")
     finally:

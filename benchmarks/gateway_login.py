@@ -147,10 +147,8 @@ def main() -> None:
         users = [f"user{i:02d}" for i in range(BURST)]
         t0 = time.perf_counter()
         gw = GatewayProcess(tmp, dc.port, users)
-        print(
-            f"   {len(users)} users added in {time.perf_counter() - t0:.1f} s; "
-            f"gateway ready in {gw.start():.1f} s"
-        )
+        print(f"   {len(users)} users added in {time.perf_counter() - t0:.1f} s; "
+              f"gateway ready in {gw.start():.1f} s")
         workers = min(os.cpu_count() or 1, 4)
 
         # 1. cold burst
@@ -167,16 +165,12 @@ def main() -> None:
         hwm_after = hwm_mb(gw.pid)
         peak = max(sampler.peak, hwm_after if hwm_after > hwm_before else 0.0)
         bound = idle_rss + workers * 64 + 32
-        print(
-            f"   cold burst: {BURST} logins of {BURST} users at once in {took:.2f} s "
-            f"(LOGIN p50 {ms(percentile(lat, 50))}, max {ms(max(lat))}); RSS idle {idle_rss:.0f} MB, "
-            f"sampled peak {sampler.peak:.0f} MB, VmHWM {hwm_before:.0f} -> {hwm_after:.0f} MB"
-        )
-        print(
-            f"RESULT cold burst RSS peak: {peak:.0f} MB, +{peak - idle_rss:.0f} MB over idle "
-            f"(target <= idle + {workers} workers x 64 MiB + 32 = {bound:.0f} MB: "
-            f"{'MET' if peak <= bound else 'MISSED'})"
-        )
+        print(f"   cold burst: {BURST} logins of {BURST} users at once in {took:.2f} s "
+              f"(LOGIN p50 {ms(percentile(lat, 50))}, max {ms(max(lat))}); RSS idle {idle_rss:.0f} MB, "
+              f"sampled peak {sampler.peak:.0f} MB, VmHWM {hwm_before:.0f} -> {hwm_after:.0f} MB")
+        print(f"RESULT cold burst RSS peak: {peak:.0f} MB, +{peak - idle_rss:.0f} MB over idle "
+              f"(target <= idle + {workers} workers x 64 MiB + 32 = {bound:.0f} MB: "
+              f"{'MET' if peak <= bound else 'MISSED'})")
 
         # 2. parallel reconnects (cache warm from the burst)
         team = users[:CLIENTS]
@@ -188,44 +182,22 @@ def main() -> None:
         for _ in range(repeats):
             d_runs.append(asyncio.run(parallel(dc.port, shared, UPSTREAM_PASSWORD, CYCLES)))
             g_runs.append(asyncio.run(parallel(gw.port, team, PASSWORD, CYCLES)))
-        print(
-            f"   parallel {CLIENTS} x {CYCLES}: gateway runs {', '.join(f'{v:.2f}' for v in g_runs)} s; "
-            f"direct {', '.join(f'{v:.2f}' for v in d_runs)} s"
-        )
+        print(f"   parallel {CLIENTS} x {CYCLES}: gateway runs {', '.join(f'{v:.2f}' for v in g_runs)} s; "
+              f"direct {', '.join(f'{v:.2f}' for v in d_runs)} s")
         g, d = median(g_runs), median(d_runs)
-        verdict(
-            f"{CLIENTS} clients x {CYCLES} connect+LOGIN+LOGOUT",
-            g,
-            d,
-            "s",
-            "gateway <= 1.5 x direct",
-            g <= 1.5 * d,
-        )
+        verdict(f"{CLIENTS} clients x {CYCLES} connect+LOGIN+LOGOUT", g, d, "s", "gateway <= 1.5 x direct",
+                g <= 1.5 * d)
 
         # 3. single login, warm
         g_login, g_cycle = asyncio.run(sequential(gw.port, users[0], PASSWORD, samples))
         d_login, d_cycle = asyncio.run(sequential(dc.port, UPSTREAM_USER, UPSTREAM_PASSWORD, samples))
         for name, lo, cy in (("gateway", g_login, g_cycle), ("direct ", d_login, d_cycle)):
-            print(
-                f"   {name}: LOGIN p50 {ms(percentile(lo, 50))}, p99 {ms(percentile(lo, 99))}; "
-                f"whole cycle p50 {ms(percentile(cy, 50))}, p99 {ms(percentile(cy, 99))}"
-            )
-        verdict(
-            "single LOGIN p50 (warm cache)",
-            percentile(g_login, 50) * 1000,
-            percentile(d_login, 50) * 1000,
-            "ms",
-            "gateway p50 <= 5 ms",
-            percentile(g_login, 50) <= 0.005,
-        )
-        verdict(
-            "single LOGIN p99 (warm cache)",
-            percentile(g_login, 99) * 1000,
-            percentile(d_login, 99) * 1000,
-            "ms",
-            "(informational)",
-            True,
-        )
+            print(f"   {name}: LOGIN p50 {ms(percentile(lo, 50))}, p99 {ms(percentile(lo, 99))}; "
+                  f"whole cycle p50 {ms(percentile(cy, 50))}, p99 {ms(percentile(cy, 99))}")
+        verdict("single LOGIN p50 (warm cache)", percentile(g_login, 50) * 1000,
+                percentile(d_login, 50) * 1000, "ms", "gateway p50 <= 5 ms", percentile(g_login, 50) <= 0.005)
+        verdict("single LOGIN p99 (warm cache)", percentile(g_login, 99) * 1000,
+                percentile(d_login, 99) * 1000, "ms", "(informational)", True)
         errors = gw.error_lines()
         print(f"   gateway RSS at the end {gw.rss_mb():.0f} MB; gateway log errors: {len(errors)}")
         for line in errors[:5]:

@@ -94,7 +94,7 @@ async def gateway_sessions(gw: GatewayProcess, n: int) -> dict[str, float]:
     bob = await fetch_all(gw.port, "bob", PASSWORD)
     uids = list(range(7, n + 1, 20))
     for i in range(0, len(uids), 500):
-        await bob.ok(f"UID STORE {','.join(map(str, uids[i : i + 500]))} -FLAGS.SILENT (\\Seen)")
+        await bob.ok(f"UID STORE {','.join(map(str, uids[i:i + 500]))} -FLAGS.SILENT (\\Seen)")
     await bob.command(COMMAND)
     await asyncio.sleep(0.5)
     out["bob (scattered \\Seen) fetched all flags too"] = gw.rss_mb()
@@ -129,34 +129,24 @@ def main() -> None:
         gw = GatewayProcess(tmp, dc.port, ["alice", "bob"])
         ready = gw.start()
         sync = log_sync_seconds(gw.log_path)
-        print(
-            f"   initial sync: gateway ready after {ready:.1f} s (process start included); "
-            f"log: start to ready {sync:.1f} s"
-        )
+        print(f"   initial sync: gateway ready after {ready:.1f} s (process start included); "
+              f"log: start to ready {sync:.1f} s")
         time.sleep(1.0)
         rss = {"synced, no session": gw.rss_mb()}
         rss.update(asyncio.run(gateway_sessions(gw, n)))
         for what, mb in rss.items():
             print(f"   gateway RSS, {what}: {mb:.0f} MB")
         store = gw.store_bytes()
-        print(
-            f"   store: {store / 1e6:.1f} MB on disk (SQLite + WAL); "
-            f"Dovecot index files of the folder: {dovecot_index_bytes(dc) / 1e6:.1f} MB"
-        )
+        print(f"   store: {store / 1e6:.1f} MB on disk (SQLite + WAL); "
+              f"Dovecot index files of the folder: {dovecot_index_bytes(dc) / 1e6:.1f} MB")
         gw.stop()
         restart = gw.start()
         time.sleep(1.0)
         print(f"   restart with a filled store: ready after {restart:.1f} s, RSS {gw.rss_mb():.0f} MB")
         d_rss = asyncio.run(direct_session(dc))
         peak = max(rss.values())
-        verdict(
-            "gateway RSS (peak of the above)",
-            peak,
-            d_rss,
-            "MB",
-            "gateway <= 150 MB; direct = Dovecot imap process",
-            peak <= 150,
-        )
+        verdict("gateway RSS (peak of the above)", peak, d_rss, "MB",
+                "gateway <= 150 MB; direct = Dovecot imap process", peak <= 150)
         print(f"   gateway log errors: {len(gw.error_lines())}")
     finally:
         if gw is not None:

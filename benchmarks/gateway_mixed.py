@@ -135,9 +135,8 @@ class Worker:
         elif op == "append":
             self.n += 1
             data = message(self.cid, self.n)
-            _, line = await self.cmd(
-                op, b"APPEND %s (\\Seen) {%d+}\r\n%s" % (self.folder.encode(), len(data), data)
-            )
+            _, line = await self.cmd(op, b"APPEND %s (\\Seen) {%d+}\r\n%s" % (
+                self.folder.encode(), len(data), data))
             m = _APPENDUID.search(line)
             if m is not None:
                 self.appended[self.folder].append(int(m.group(2)))
@@ -264,10 +263,8 @@ def run_acl(args: argparse.Namespace, seconds: float, warmup: float) -> None:
         users = [f"user{i}" for i in range(args.clients)]
         plain = GatewayProcess(tmp, dc.port, users, name="gateway-plain")
         acl = GatewayProcess(tmp, dc.port, users, name="gateway-acl")
-        print(
-            f"   ACL entries written: {write_acl(acl, users)} "
-            f"({len(FOLDERS) * 3} on the load's folders, {len(OTHER_FOLDERS) * 4} elsewhere)"
-        )
+        print(f"   ACL entries written: {write_acl(acl, users)} "
+              f"({len(FOLDERS) * 3} on the load's folders, {len(OTHER_FOLDERS) * 4} elsewhere)")
         print(f"   gateway without ACL ready in {plain.start():.1f} s; with ACL in {acl.start():.1f} s")
         runs: dict[str, list[Stats]] = {"without ACL": [], "with ACL": []}
         abba = (("without ACL", plain), ("with ACL", acl), ("with ACL", acl), ("without ACL", plain))
@@ -284,21 +281,13 @@ def run_acl(args: argparse.Namespace, seconds: float, warmup: float) -> None:
         d_rate = summary("direct ", d)
         errors = sum(len(st.errors) for stats in runs.values() for st in stats)
         log_errors = len(plain.error_lines()) + len(acl.error_lines())
-        print(
-            f"   with ACL / direct: {rates['with ACL'] / d_rate:.2f}; "
-            f"without ACL / direct: {rates['without ACL'] / d_rate:.2f}; "
-            f"protocol errors through the gateways: {errors}; gateway log errors: {log_errors}"
-        )
+        print(f"   with ACL / direct: {rates['with ACL'] / d_rate:.2f}; "
+              f"without ACL / direct: {rates['without ACL'] / d_rate:.2f}; "
+              f"protocol errors through the gateways: {errors}; gateway log errors: {log_errors}")
         ok = rates["with ACL"] * 1.05 >= rates["without ACL"] and errors == 0 and log_errors == 0
         # verdict's "gateway" column is the ACL side, its "direct" column the side without.
-        verdict(
-            "mixed load with ACLs",
-            rates["with ACL"],
-            rates["without ACL"],
-            "ops/s",
-            "with ACL >= without / 1.05, 0 errors",
-            ok,
-        )
+        verdict("mixed load with ACLs", rates["with ACL"], rates["without ACL"], "ops/s",
+                "with ACL >= without / 1.05, 0 errors", ok)
     finally:
         for gw in (acl, plain):
             if gw is not None:

@@ -133,9 +133,8 @@ def main() -> None:
             g_plain, g_cond = asyncio.run(side(gw.port, "alice", PASSWORD, n, runs))
         for name, g, d in (("plain", g_plain, d_plain), ("CONDSTORE", g_cond, d_cond)):
             print(f"   {name}: gateway {d / g:.1f} x faster")
-            verdict(
-                f"reopen {name}", g * 1000, d * 1000, "ms", "gateway >= 5 x faster (ratio <= 0.2)", g * 5 <= d
-            )
+            verdict(f"reopen {name}", g * 1000, d * 1000, "ms", "gateway >= 5 x faster (ratio <= 0.2)",
+                    g * 5 <= d)
         print(f"   gateway log errors: {len(gw.error_lines())}")
     finally:
         if gw is not None:

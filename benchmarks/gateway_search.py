@@ -176,10 +176,8 @@ async def sync_header_cost(dc_port: int, messages: int) -> tuple[float, float]:
     for fields in ("MESSAGE-ID", "MESSAGE-ID SUBJECT FROM TO CC BCC"):
         t0 = time.perf_counter()
         for a in range(1, messages + 1, 5000):
-            await c.ok(
-                f"UID FETCH {a}:{a + 4999} (UID FLAGS INTERNALDATE RFC822.SIZE "
-                f"BODY.PEEK[HEADER.FIELDS ({fields})])"
-            )
+            await c.ok(f"UID FETCH {a}:{a + 4999} (UID FLAGS INTERNALDATE RFC822.SIZE "
+                       f"BODY.PEEK[HEADER.FIELDS ({fields})])")
         out.append(time.perf_counter() - t0)
     await c.close()
     return out[0], out[1]
@@ -232,45 +230,30 @@ def main() -> None:
         url = f"sqlite:///{gw.dir / 'data' / 'imapgate.sqlite3'}"
         print(f"   gateway up after {startup:.1f} s (initial sync included)")
         head_s, full_s = wait_indexed(url, n, timeout=3600)
-        print(
-            f"   indexing: header fields {head_s:.1f} s, whole messages {full_s:.1f} s after start: "
-            f"{n / full_s:.0f} messages/s overall"
-        )
+        print(f"   indexing: header fields {head_s:.1f} s, whole messages {full_s:.1f} s after start: "
+              f"{n / full_s:.0f} messages/s overall")
         sizes = index_sizes(open_engine(url, migrate=False))
         disk = sizes["fts_bytes"] + sizes["doc_bytes"]
-        print(
-            f"   index size: {disk / 1e6:.1f} MB on disk (FTS {sizes['fts_bytes'] / 1e6:.1f} MB, "
-            f"stored texts {sizes['doc_bytes'] / 1e6:.1f} MB) for {sizes['text_bytes'] / 1e6:.1f} MB of "
-            f"text: {disk / n * 100_000 / 1e6:.0f} MB per 100,000 messages; whole store "
-            f"{gw.store_bytes() / 1e6:.0f} MB"
-        )
+        print(f"   index size: {disk / 1e6:.1f} MB on disk (FTS {sizes['fts_bytes'] / 1e6:.1f} MB, "
+              f"stored texts {sizes['doc_bytes'] / 1e6:.1f} MB) for {sizes['text_bytes'] / 1e6:.1f} MB of "
+              f"text: {disk / n * 100_000 / 1e6:.0f} MB per 100,000 messages; whole store "
+              f"{gw.store_bytes() / 1e6:.0f} MB")
 
         bare, wide = asyncio.run(sync_header_cost(dc.port, n))
-        print(
-            f"   initial sync's fetch at Dovecot: Message-ID only {bare:.2f} s, with SUBJECT FROM TO CC "
-            f"BCC {wide:.2f} s (+{(wide - bare) / bare * 100:.0f} %)"
-        )
+        print(f"   initial sync's fetch at Dovecot: Message-ID only {bare:.2f} s, with SUBJECT FROM TO CC "
+              f"BCC {wide:.2f} s (+{(wide - bare) / bare * 100:.0f} %)")
 
         results = asyncio.run(compare_searches(gw.port, dc.port, runs))
         for key, value, g, d, hits in results:
             text = key in ("BODY", "TEXT")
             met = g <= 0.050 and (not text or d / g >= 20)
             print(f"   {key} {value!r}: {hits} hits")
-            verdict(
-                f"{key} {value!r}",
-                g * 1000,
-                d * 1000,
-                "ms",
-                "<= 50 ms" + (", >= 20 x faster" if text else ""),
-                met,
-            )
+            verdict(f"{key} {value!r}", g * 1000, d * 1000, "ms",
+                    "<= 50 ms" + (", >= 20 x faster" if text else ""), met)
 
         base_push, base_sync = asyncio.run(client_latency(gw.port, n))
-        subprocess.run(
-            [str(VENV_BIN / "imapgate"), "index", "rebuild", FOLDER, "--config", str(gw.config)],
-            check=True,
-            capture_output=True,
-        )
+        subprocess.run([str(VENV_BIN / "imapgate"), "index", "rebuild", FOLDER, "--config", str(gw.config)],
+                       check=True, capture_output=True)
         deadline = time.perf_counter() + 60
         while not indexing(url, n):
             if time.perf_counter() > deadline:
@@ -280,10 +263,8 @@ def main() -> None:
         load_push, load_sync = asyncio.run(client_latency(gw.port, n))
         still = indexing(url, n)
         took = time.perf_counter() - t0
-        print(
-            f"   measured while re-indexing for {took:.1f} s"
-            + ("" if still else " (indexing finished during the measurement)")
-        )
+        print(f"   measured while re-indexing for {took:.1f} s"
+              + ("" if still else " (indexing finished during the measurement)"))
         for name, base, load in (("IDLE push", base_push, load_push), ("flag sync", base_sync, load_sync)):
             b99 = percentile(base, 99) if name == "IDLE push" else median(base)
             l99 = percentile(load, 99) if name == "IDLE push" else median(load)
@@ -291,19 +272,11 @@ def main() -> None:
             idle_part = f"index idle p50 {percentile(base, 50) * 1000:.1f} ms {what} {b99 * 1000:.1f} ms"
             load_part = f"while indexing p50 {percentile(load, 50) * 1000:.1f} ms {what} {l99 * 1000:.1f} ms"
             print(f"   {name}: {idle_part}; {load_part}")
-            verdict(
-                f"{name} while indexing ({what})",
-                l99 * 1000,
-                b99 * 1000,
-                "ms",
-                "unchanged within noise",
-                l99 <= b99 * 1.5 + 0.005,
-            )
+            verdict(f"{name} while indexing ({what})", l99 * 1000, b99 * 1000, "ms", "unchanged within noise",
+                    l99 <= b99 * 1.5 + 0.005)
         _head2, full2 = wait_indexed(url, n, timeout=3600)
-        print(
-            f"   re-indexing done {full2:.1f} s after the measurement ({n / (took + full2):.0f} messages/s "
-            "with clients busy)"
-        )
+        print(f"   re-indexing done {full2:.1f} s after the measurement ({n / (took + full2):.0f} messages/s "
+              "with clients busy)")
         errors = gw.error_lines()
         if errors:
             print("   gateway errors:", *errors[:5], sep="\n   ")
@@ -317,3 +290,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+

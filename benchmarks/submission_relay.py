@@ -45,7 +45,7 @@ RCPT = "customer@customer.test"
 
 
 def message(mid: str) -> bytes:
-    body = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tem\r\n" * 260
+    body = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tem\r\n" * 260)
     return (f"From: {SENDER}\r\nTo: {RCPT}\r\nSubject: bench\r\nMessage-ID: {mid}\r\n\r\n{body}").encode()
 
 
@@ -83,14 +83,8 @@ async def relay_smtplib_threads(pf: PostfixServer, n: int) -> list[float]:
     pool = ThreadPoolExecutor(CONCURRENCY)
     try:
         futures = [
-            loop.run_in_executor(
-                pool,
-                smtplib_session,
-                pf,
-                "shared",
-                DOVECOT_USERS["shared"],
-                message(f"<{uuid.uuid4().hex}@bench>"),
-            )
+            loop.run_in_executor(pool, smtplib_session, pf, "shared", DOVECOT_USERS["shared"],
+                                 message(f"<{uuid.uuid4().hex}@bench>"))
             for _ in range(n)
         ]
         return list(await asyncio.gather(*futures))
@@ -127,22 +121,13 @@ def main() -> None:
     args = parser.parse_args()
     n = 60 if args.quick else 200
     header(f"submission relay: {n} messages of ~20 KB, {CONCURRENCY} at a time\n{machine_info()}")
-    with (
-        tempfile.TemporaryDirectory(prefix="imapgate-bench-smtp-") as work,
-        DovecotServer(
-            Path(work) / "dovecot",
-            users=DOVECOT_USERS,
-            enable_lmtp=True,
-            auth_listener=True,
-            max_userip_connections=200,
-            auth_penalty=False,
-        ) as dc,
-        PostfixServer(dc) as pf,
-    ):
+    with tempfile.TemporaryDirectory(prefix="imapgate-bench-smtp-") as work, \
+            DovecotServer(Path(work) / "dovecot", users=DOVECOT_USERS, enable_lmtp=True, auth_listener=True,
+                          max_userip_connections=200, auth_penalty=False) as dc, \
+            PostfixServer(dc) as pf:
         os.environ["SSL_CERT_FILE"] = str(pf.certificate.cert)
-        cfg = SubmissionUpstreamConfig(
-            host=pf.host, port=pf.port, tls="starttls", user="shared", password=DOVECOT_USERS["shared"]
-        )
+        cfg = SubmissionUpstreamConfig(host=pf.host, port=pf.port, tls="starttls", user="shared",
+                                       password=DOVECOT_USERS["shared"])
         relay = Relay(cfg, hostname="bench.example.test")
         results: dict[str, tuple[float, list[float]]] = {}
         for name in ("aiosmtplib", "smtplib-threads", "aiosmtplib", "smtplib-threads"):
@@ -155,10 +140,8 @@ def main() -> None:
             pf.wait_queue_empty(120)
             results[name] = (wall, times)  # the second (warm) run of each is kept
         for name, (wall, times) in results.items():
-            print(
-                f"relay {name:16s} {n / wall:7.1f} msg/s  p50 {median(times) * 1e3:6.1f} ms  "
-                f"p99 {percentile(times, 99) * 1e3:6.1f} ms"
-            )
+            print(f"relay {name:16s} {n / wall:7.1f} msg/s  p50 {median(times) * 1e3:6.1f} ms  "
+                  f"p99 {percentile(times, 99) * 1e3:6.1f} ms")
         a = n / results["aiosmtplib"][0]
         s = n / results["smtplib-threads"][0]
         verdict("relay aiosmtplib vs smtplib threads", a, s, "msg/s", ">= 0.8 x", a >= 0.8 * s)
@@ -166,15 +149,10 @@ def main() -> None:
         from tests.support.gateway import GatewayHarness
 
         with GatewayHarness(
-            upstream_port=dc.port,
-            data_dir=Path(work) / "gw",
-            users={"alice": "alice-pw"},
+            upstream_port=dc.port, data_dir=Path(work) / "gw", users={"alice": "alice-pw"},
             server={"certificate": str(pf.certificate.cert), "private_key": str(pf.certificate.key)},
-            submission={
-                "allowed_from": [SENDER],
-                "allow_plaintext": False,
-                "upstream": {"host": pf.host, "port": pf.port, "tls": "starttls"},
-            },
+            submission={"allowed_from": [SENDER], "allow_plaintext": False,
+                        "upstream": {"host": pf.host, "port": pf.port, "tls": "starttls"}},
         ) as gw:
             ctx = pf.certificate.client_context()
             run_clients((gw.host, gw.smtp_port()), ctx, "alice", "alice-pw", 10)  # warm-up
@@ -184,25 +162,15 @@ def main() -> None:
             pf.wait_queue_empty(120)
             # One at a time: what a team member waits after clicking "send".
             single_g = [one_session((gw.host, gw.smtp_port()), ctx, "alice", "alice-pw") for _ in range(20)]
-            single_d = [
-                one_session((pf.host, pf.port), ctx, "shared", DOVECOT_USERS["shared"]) for _ in range(20)
-            ]
+            single_d = [one_session((pf.host, pf.port), ctx, "shared", DOVECOT_USERS["shared"])
+                        for _ in range(20)]
             pf.wait_queue_empty(120)
-        print(
-            f"end to end via gateway {n / g_wall:7.1f} msg/s p50 {median(g_times) * 1e3:6.1f} ms; "
-            f"direct {n / d_wall:7.1f} msg/s p50 {median(d_times) * 1e3:6.1f} ms"
-        )
-        verdict(
-            "submission via gateway vs direct (10 at a time)", n / g_wall, n / d_wall, "msg/s", "report", True
-        )
-        verdict(
-            "one submission, p50 (connect..QUIT)",
-            median(single_g) * 1e3,
-            median(single_d) * 1e3,
-            "ms",
-            "gateway <= direct + 100 ms",
-            median(single_g) <= median(single_d) + 0.1,
-        )
+        print(f"end to end via gateway {n / g_wall:7.1f} msg/s p50 {median(g_times) * 1e3:6.1f} ms; "
+              f"direct {n / d_wall:7.1f} msg/s p50 {median(d_times) * 1e3:6.1f} ms")
+        verdict("submission via gateway vs direct (10 at a time)", n / g_wall, n / d_wall, "msg/s",
+                "report", True)
+        verdict("one submission, p50 (connect..QUIT)", median(single_g) * 1e3, median(single_d) * 1e3, "ms",
+                "gateway <= direct + 100 ms", median(single_g) <= median(single_d) + 0.1)
 
 
 if __name__ == "__main__":

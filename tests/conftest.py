@@ -55,19 +55,14 @@ def require_dovecot() -> None:
     binary = _dovecot_binary()
     if in_ci:
         if binary is None:
-            pytest.fail(
-                "Dovecot is not installed, but CI must test against it (apt-get install -y "
-                "dovecot-imapd; scripts/setup-env.sh does this)",
-                pytrace=False,
-            )
+            pytest.fail("Dovecot is not installed, but CI must test against it (apt-get install -y "
+                        "dovecot-imapd; scripts/setup-env.sh does this)", pytrace=False)
         return
     if os.geteuid() != 0 and binary is None:
         pytest.skip("Dovecot tests need dovecot-imapd and root (neither is available here)")
     if binary is None:
-        pytest.fail(
-            "dovecot binary not found: apt-get install -y dovecot-imapd (or scripts/setup-env.sh)",
-            pytrace=False,
-        )
+        pytest.fail("dovecot binary not found: apt-get install -y dovecot-imapd (or scripts/setup-env.sh)",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")

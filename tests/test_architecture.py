@@ -172,7 +172,6 @@ def is_cli(module: str) -> bool:
     """The command line: ``imapgate.cli`` and its parts (``cli_common``, ``cli_acl``, ...)."""
     return module == "imapgate.cli" or module.startswith("imapgate.cli_")
 
-
 RULES = [
     Rule(
         "protocol-pure",

@@ -33,14 +33,8 @@ class Installation:
             for name in ("INBOX", "Finance"):
                 conn.execute(
                     insert(mailboxes).values(
-                        name=name,
-                        delimiter="/",
-                        attributes="",
-                        uidvalidity=1,
-                        uidnext=1,
-                        upstream_modseq=0,
-                        modseq=1,
-                        synced=True,
+                        name=name, delimiter="/", attributes="", uidvalidity=1, uidnext=1,
+                        upstream_modseq=0, modseq=1, synced=True,
                     )
                 )
 
@@ -195,11 +189,8 @@ def test_acl_set_get_delete_reset(site: Installation) -> None:
         ),
         (("acl", "delete", "Finanse", "alice"), "no folder 'Finanse' (see `imapgate folder list`)"),
         (("acl", "delete", "Finance", "dave"), "no user 'dave'"),
-        (
-            ("acl", "delete", "Finance", "$"),
-            "invalid group name in identifier '$': after $ use 1-64 "
-            "letters, digits and . _ @ + - (starting with a letter or digit)",
-        ),
+        (("acl", "delete", "Finance", "$"), "invalid group name in identifier '$': after $ use 1-64 "
+         "letters, digits and . _ @ + - (starting with a letter or digit)"),
         (("acl", "get", "Finanse"), "no folder 'Finanse' (see `imapgate folder list`)"),
         (("acl", "reset", "Finanse"), "no folder 'Finanse' (see `imapgate folder list`)"),
         (("acl", "rights", "dave", "Finance"), "no user 'dave' (see `imapgate user list`)"),

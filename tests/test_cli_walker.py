@@ -46,8 +46,8 @@ WRITES: dict[Verb, tuple[list[str], str]] = {
     ("user", "enable"): (["alice"], ""),
     ("folder", "set"): (["INBOX", "--seen", "shared", "--yes"], ""),
     ("index", "rebuild"): ([], ""),
-    ("sync",): ([], ""),
-    ("kick",): (["alice"], ""),
+    ("sync", ): ([], ""),
+    ("kick", ): (["alice"], ""),
     ("user", "set"): (["alice", "--admin"], ""),
     ("group", "add"): (["leads"], ""),
     ("group", "remove"): (["team"], ""),
@@ -63,9 +63,9 @@ READ_ONLY: dict[Verb, str] = {
     ("user", "list"): "lists the users table",
     ("folder", "list"): "lists the replica's folders and their read-state modes",
     ("index", "status"): "counts the search index's rows",
-    ("sessions",): "asks the running gateway for its session list",
-    ("check",): "opens the store read-only (never created, never migrated) and tests the hoster login",
-    ("config",): "prints the configuration file with the defaults filled in",
+    ("sessions", ): "asks the running gateway for its session list",
+    ("check", ): "opens the store read-only (never created, never migrated) and tests the hoster login",
+    ("config", ): "prints the configuration file with the defaults filled in",
     ("group", "list"): "lists the groups and their members",
     ("acl", "get"): "reads one folder's ACL entries",
     ("acl", "rights"): "computes a user's effective rights from the ACL table",
@@ -79,10 +79,10 @@ READ_ARGS: dict[Verb, list[str]] = {
 
 #: Verbs not run here, and why they are no admin writes.
 NOT_ADMIN_WRITES: dict[Verb, str] = {
-    ("serve",): "runs the gateway: its writes are the IMAP sessions' operations, each through "
+    ("serve", ): "runs the gateway: its writes are the IMAP sessions' operations, each through "
     "Service.execute and its rights check (the IMAP walker), and the sync applying what the hoster "
     "holds, which no actor decides",
-    ("demo",): "runs serve on a store and a Dovecot of its own in a temporary folder; the demo "
+    ("demo", ): "runs serve on a store and a Dovecot of its own in a temporary folder; the demo "
     "users it adds exist only there",
 }
 
@@ -125,14 +125,8 @@ def installation(tmp_path: Path) -> tuple[Path, Engine]:
     with engine.begin() as conn:
         conn.execute(
             insert(mailboxes).values(
-                name="INBOX",
-                delimiter="/",
-                attributes="",
-                uidvalidity=1,
-                uidnext=1,
-                upstream_modseq=0,
-                modseq=1,
-                synced=True,
+                name="INBOX", delimiter="/", attributes="", uidvalidity=1, uidnext=1, upstream_modseq=0,
+                modseq=1, synced=True,
             )
         )
     acls = AclStore(engine)

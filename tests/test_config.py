@@ -75,7 +75,7 @@ def test_password_file_missing_named(tmp_path: Path) -> None:
     [
         ("[server.x]\n", "unknown key [server] x"),
         ("[upstream.x]\n", "unknown key [upstream] x"),
-        ('[folders]\nseen = { Support = "sometimes" }\n', "Support"),
+        ("[folders]\nseen = { Support = \"sometimes\" }\n", "Support"),
     ],
 )
 def test_invalid(tmp_path: Path, extra: str, message: str) -> None:
@@ -213,9 +213,7 @@ def test_submission_own_settings(tmp_path: Path) -> None:
     pw = tmp_path / "smtp.pw"
     pw.write_text("smtp-secret\n")
     pw.chmod(0o600)
-    text = (
-        MINIMAL
-        + """
+    text = MINIMAL + """
 [submission]
 allowed_from = ["Info@Example.net", "support@example.net"]
 override_window = "90s"
@@ -226,7 +224,6 @@ tls = "implicit"
 user = "smtp-user"
 password_file = "smtp.pw"
 """
-    )
     sub = load(write(tmp_path, text)).submission
     assert sub is not None
     assert sub.upstream.port == 465 and sub.upstream.user == "smtp-user"
@@ -242,12 +239,10 @@ password_file = "smtp.pw"
         ("[submission]\n[submission.upstream]\nport = 25\n", "[submission.upstream] host is required"),
         ('[submission]\noverride_window = "soon"\n[submission.upstream]\nhost = "h"\n', "not a duration"),
         ('[submission]\noverride_window = "1s"\n[submission.upstream]\nhost = "h"\n', "between 10s and 1d"),
-        (
-            '[submission]\nallowed_from = ["nobody"]\n[submission.upstream]\nhost = "h"\n',
-            "not a mail address",
-        ),
+        ('[submission]\nallowed_from = ["nobody"]\n[submission.upstream]\nhost = "h"\n',
+         "not a mail address"),
         ('[submission]\ntime_zone = "Mars/Olympus"\n[submission.upstream]\nhost = "h"\n', "time zone"),
-        ('[submission]\nlisten = []\n[submission.upstream]\nhost = "h"\n', "nothing to serve"),
+        ("[submission]\nlisten = []\n[submission.upstream]\nhost = \"h\"\n", "nothing to serve"),
         ('[submission]\nfrom = 1\n[submission.upstream]\nhost = "h"\n', "unknown key [submission] from"),
         (
             '[submission]\n[submission.upstream]\nhots = "h"\n',
@@ -274,13 +269,7 @@ def test_parse_duration() -> None:
     from imapgate.config import parse_duration
 
     assert [parse_duration(v) for v in ("90s", "10m", "8h", "2d", "0", 30, "1.5h")] == [
-        90.0,
-        600.0,
-        28800.0,
-        172800.0,
-        0.0,
-        30.0,
-        5400.0,
+        90.0, 600.0, 28800.0, 172800.0, 0.0, 30.0, 5400.0,
     ]
     with pytest.raises(ConfigError):
         parse_duration("10 minutes")
@@ -297,9 +286,8 @@ def test_web_defaults_and_certificate_from_server(tmp_path: Path) -> None:
     web = load(write(tmp_path, MINIMAL)).web
     assert web.listen == ()  # off
     (tmp_path / "cert.pem").write_text("")
-    got = _web(
-        tmp_path, 'listen = ["0.0.0.0:8443"]', server='certificate = "cert.pem"\nprivate_key = "key.pem"'
-    )
+    got = _web(tmp_path, 'listen = ["0.0.0.0:8443"]',
+               server='certificate = "cert.pem"\nprivate_key = "key.pem"')
     assert got.certificate == tmp_path / "cert.pem" and got.private_key == tmp_path / "key.pem"
     assert got.tls == "auto" and got.session_idle_timeout == 7200.0
 

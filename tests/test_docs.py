@@ -54,11 +54,8 @@ def _relocate(data: Any, tmp: Path) -> Any:
     """Absolute paths of the example (``/etc/imapgate/...``) moved under ``tmp``."""
     if isinstance(data, dict):
         return {
-            k: (
-                str(tmp / v.lstrip("/"))
-                if k in _PATH_KEYS and isinstance(v, str) and v.startswith("/")
-                else _relocate(v, tmp)
-            )
+            k: (str(tmp / v.lstrip("/")) if k in _PATH_KEYS and isinstance(v, str) and v.startswith("/") else
+                _relocate(v, tmp))
             for k, v in data.items()
         }
     return data

@@ -17,16 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 _NOT_SOURCES = shutil.ignore_patterns(
-    ".venv",
-    ".git",
-    "build",
-    "dist",
-    "*.egg-info",
-    "__pycache__",
-    ".pytest_cache",
-    ".mypy_cache",
-    ".ruff_cache",
-    "*.pyc",
+    ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache",
+    ".ruff_cache", "*.pyc",
 )
 
 
@@ -76,9 +68,6 @@ def test_wheel_builds_installs_and_runs(tmp_path: Path) -> None:
     assert users.returncode == 0 and "no users yet" in users.stdout, users
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import imapgate; print(imapgate.__file__)"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )
     assert where.stdout.startswith(str(venv)), where

@@ -108,6 +108,7 @@ def admin_service(ctx: click.Context, config_file: Path | None) -> AdminService:
     return AdminService(load_config(ctx, config_file), policy=policy)
 
 
+
 def told_acl(notice: GatewayNotice) -> str:
     """What to add to an ACL change's message about the running gateway."""
     if notice.error is not None:

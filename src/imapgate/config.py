@@ -190,6 +190,22 @@ class AclConfig:
     default: str = DEFAULT_ACL_RIGHTS
 
 
+#: Longest ``[claims] expire_after``: a claim is "I'm handling this now"; beyond a
+#: month it is a forgotten claim that blocks colleagues, and an admin's job.
+MAX_CLAIM_SECONDS = 31 * 86400.0
+
+
+@dataclass(frozen=True)
+class ClaimsConfig:
+    #: Seconds after which a claim ends by itself; 0: never (docs/claims.md).
+    expire_after: float = 86400.0
+    #: Folders that mean "done": a claimed message moved there is released.
+    release_on_move_to: tuple[str, ...] = ()
+    #: A member's draft replying to a message (APPEND to Drafts with
+    #: In-Reply-To) claims that message for them.
+    claim_on_draft: bool = False
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path | None
@@ -204,6 +220,7 @@ class Config:
     submission: SubmissionConfig | None = None
     search: SearchConfig = field(default_factory=SearchConfig)
     acl: AclConfig = field(default_factory=AclConfig)
+    claims: ClaimsConfig = field(default_factory=ClaimsConfig)
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -245,6 +262,7 @@ SECTIONS: dict[str, type] = {
     "web": WebConfig,
     "search": SearchConfig,
     "acl": AclConfig,
+    "claims": ClaimsConfig,
 }
 #: Tables inside a section whose keys are free (folder names).
 _FREE_TABLES = {("folders", "seen")}
@@ -398,6 +416,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
     search = SearchConfig(index=se.choice("index", ("auto", "on", "off"), "auto"))  # type: ignore[arg-type]
     se.done()
     acl = _acl_section(r.section("acl"))
+    claims = _claims_section(r.section("claims"))
     r.done()
     return Config(
         path=path,
@@ -409,6 +428,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         web=web,
         search=search,
         acl=acl,
+        claims=claims,
         warnings=tuple(warnings),
     )
 
@@ -421,6 +441,16 @@ def _acl_section(section: _Section) -> AclConfig:
         raise ConfigError(f"[acl] default: {exc}") from None
     section.done()
     return AclConfig(default=str(default))
+
+def _claims_section(section: _Section) -> ClaimsConfig:
+    claims = ClaimsConfig(
+        # 0 is allowed (never); anything else between one second and the named limit.
+        expire_after=section.duration("expire_after", 86400.0, 0.0, MAX_CLAIM_SECONDS),
+        release_on_move_to=tuple(section.get_str_list("release_on_move_to", [])),
+        claim_on_draft=section.get_bool("claim_on_draft", False),
+    )
+    section.done()
+    return claims
 
 
 def _password(section: _Section, base_dir: Path, warnings: list[str]) -> tuple[str, Path | None]:

@@ -71,7 +71,9 @@ def _uid_flags(client: imaplib.IMAP4) -> list[tuple[int, set[str], str]]:
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory, sample_mailbox: Mailbox) -> Iterator[DovecotServer]:
+def pristine(
+    tmp_path_factory: pytest.TempPathFactory, sample_mailbox: Mailbox
+) -> Iterator[DovecotServer]:
     """A module-private populated instance: exact counts, whatever other tests do to ``dovecot``."""
     require_dovecot()
     server = DovecotServer(tmp_path_factory.mktemp("pristine"), users={"shared": "pw", "other": "pw2"})
@@ -87,19 +89,8 @@ def test_session_fixture_login_capability_list(dovecot: DovecotServer, sample_ma
     try:
         _typ, data = client.capability()
         caps = set(data[0].decode().upper().split())
-        for cap in (
-            "CONDSTORE",
-            "QRESYNC",
-            "MOVE",
-            "UIDPLUS",
-            "NOTIFY",
-            "ESEARCH",
-            "SPECIAL-USE",
-            "IDLE",
-            "ENABLE",
-            "NAMESPACE",
-            "LIST-STATUS",
-        ):
+        for cap in ("CONDSTORE", "QRESYNC", "MOVE", "UIDPLUS", "NOTIFY", "ESEARCH", "SPECIAL-USE", "IDLE",
+                    "ENABLE", "NAMESPACE", "LIST-STATUS"):
             assert cap in caps, cap
         folders = _list(client)
         assert {mutf7_encode(name) for name in sample_mailbox} <= set(folders)
@@ -113,21 +104,13 @@ def test_special_use_and_subscriptions(pristine: DovecotServer, sample_mailbox: 
     client = _login(pristine)
     try:
         folders = _list(client)
-        for name, attr in {
-            "Sent": "\\Sent",
-            "Drafts": "\\Drafts",
-            "Trash": "\\Trash",
-            "Archive": "\\Archive",
-            "Junk": "\\Junk",
-        }.items():
+        for name, attr in {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash",
+                           "Archive": "\\Archive", "Junk": "\\Junk"}.items():
             assert attr in folders[name], (name, folders[name])
         assert "\\HasChildren" in folders["Projekte"]
         _typ, data = client.lsub()
-        subscribed = {
-            _LIST_LINE.match(line)["name"].strip(b'"').decode()  # type: ignore[index]
-            for line in data
-            if isinstance(line, bytes)
-        }
+        subscribed = {_LIST_LINE.match(line)["name"].strip(b'"').decode()  # type: ignore[index]
+                      for line in data if isinstance(line, bytes)}
         assert {mutf7_encode(n) for n in sample_mailbox if n != "INBOX"} <= subscribed
     finally:
         client.logout()
@@ -306,3 +289,4 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+

@@ -116,17 +116,8 @@ def test_mime_variety(sample_mailbox: Mailbox) -> None:
             encodings[str(part.get("Content-Transfer-Encoding", "7bit")).lower()] += 1
             if part.get_filename():
                 filenames.append(str(part.get_filename()))
-    for ctype in (
-        "text/plain",
-        "text/html",
-        "multipart/alternative",
-        "multipart/mixed",
-        "application/pdf",
-        "image/png",
-        "text/csv",
-        "message/rfc822",
-        "text/calendar",
-    ):
+    for ctype in ("text/plain", "text/html", "multipart/alternative", "multipart/mixed",
+                  "application/pdf", "image/png", "text/csv", "message/rfc822", "text/calendar"):
         assert content_types[ctype] > 0, ctype
     for cte in ("7bit", "8bit", "quoted-printable", "base64"):
         assert encodings[cte] > 0, cte

@@ -246,4 +246,6 @@ async def test_a_listing_under_the_deny_policy_shows_nothing(
         gw.service.policy = DenyAll()
         await c.exchange(b'a LIST "" "*"', b"a OK LIST completed")
         await c.exchange(b'b LSUB "" "*"', b"b OK LSUB completed")
-        await c.exchange(b"c STATUS INBOX (MESSAGES)", b"c NO [NOPERM] alice has no right 'l' on 'INBOX'")
+        await c.exchange(
+            b"c STATUS INBOX (MESSAGES)", b"c NO [NOPERM] alice has no right 'l' on 'INBOX'"
+        )

@@ -31,18 +31,8 @@ ALL = ("UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC")
 #: How the gateway tells a client that the hoster's answer never came.
 LOST = b" the mail server is unreachable (upstream connection lost: upstream closed the connection)"
 #: The commands of the write path proper (no NOOP, SELECT, LIST of housekeeping).
-WRITES = (
-    "UID STORE",
-    "STORE",
-    "UID COPY",
-    "UID MOVE",
-    "UID EXPUNGE",
-    "EXPUNGE",
-    "APPEND",
-    "CREATE",
-    "DELETE",
-    "RENAME",
-)
+WRITES = ("UID STORE", "STORE", "UID COPY", "UID MOVE", "UID EXPUNGE", "EXPUNGE", "APPEND",
+          "CREATE", "DELETE", "RENAME")
 
 
 @pytest.fixture(autouse=True)

@@ -33,12 +33,8 @@ def test_status_and_rebuild(
     fresh_dovecot: DovecotFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(indexer, "RECHECK_SECONDS", 0.5)
-    dc = fresh_dovecot(
-        folders={
-            "INBOX": [SampleMessage(r) for r in generated(30, seed=2)],
-            "Archive": [SampleMessage(r) for r in generated(10, seed=4)],
-        }
-    )
+    dc = fresh_dovecot(folders={"INBOX": [SampleMessage(r) for r in generated(30, seed=2)],
+                                "Archive": [SampleMessage(r) for r in generated(10, seed=4)]})
     data = tmp_path / "gw"
     cfg = _config(tmp_path, dc.port, data)
     runner = CliRunner()

@@ -102,20 +102,16 @@ def test_address_writer(value: bytes, written: bytes) -> None:
 
 
 def test_boundary_prefix_longest_wins() -> None:
-    raw = (
-        b"Content-Type: multipart/mixed; boundary=ab\r\nMIME-Version: 1.0\r\n\r\n"
-        b"--ab\r\nContent-Type: multipart/alternative; boundary=abc\r\n\r\n"
-        b"--abc\r\n\r\none\r\n--abc--\r\n--ab\r\n\r\ntwo\r\n--ab--\r\n"
-    )
+    raw = (b"Content-Type: multipart/mixed; boundary=ab\r\nMIME-Version: 1.0\r\n\r\n"
+           b"--ab\r\nContent-Type: multipart/alternative; boundary=abc\r\n\r\n"
+           b"--abc\r\n\r\none\r\n--abc--\r\n--ab\r\n\r\ntwo\r\n--ab--\r\n")
     assert extract(raw).bodies == ["ONE", "TWO"]
 
 
 def test_attachment_names_only_in_text() -> None:
-    raw = (
-        b"Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
-        b'--B\r\n\r\nhello\r\n--B\r\nContent-Type: application/pdf; name="Plan.pdf"\r\n'
-        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode(b"secret") + b"\r\n--B--\r\n"
-    )
+    raw = (b"Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+           b"--B\r\n\r\nhello\r\n--B\r\nContent-Type: application/pdf; name=\"Plan.pdf\"\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode(b"secret") + b"\r\n--B--\r\n")
     ex = extract(raw)
     assert ex.bodies == ["HELLO"]
     assert any("PLAN.PDF" in line for line in ex.header_lines)
@@ -149,19 +145,8 @@ def test_needles() -> None:
 
 
 @pytest.mark.skipif(not charsets.have_iconv(), reason="Python's codecs are checked against glibc's iconv")
-@pytest.mark.parametrize(
-    "name",
-    [
-        "iso-8859-1",
-        "iso-8859-2",
-        "iso-8859-15",
-        "windows-1250",
-        "windows-1251",
-        "windows-1252",
-        "koi8-r",
-        "koi8-u",
-    ],
-)
+@pytest.mark.parametrize("name", ["iso-8859-1", "iso-8859-2", "iso-8859-15", "windows-1250", "windows-1251",
+                                  "windows-1252", "koi8-r", "koi8-u"])
 def test_python_fallback_agrees_with_iconv(name: str) -> None:
     """Without glibc, these charsets are converted with Python's codecs: byte for byte as
     glibc's iconv (bytes a charset does not define become U+FFFD in both)."""

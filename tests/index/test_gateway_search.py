@@ -26,30 +26,9 @@ from tests.support.search_corpus import RawSearch, crafted, generated, key_crite
 pytestmark = pytest.mark.integration
 
 FIELDS = ("SUBJECT", "FROM", "TO", "CC", "BCC", "BODY", "TEXT")
-STRINGS = (
-    "Grüße",
-    "münchen",
-    "rechnung",
-    "Rechnung_4711.pdf",
-    "doe, john",
-    "Привет",
-    "日本語",
-    "straße",
-    "angebot",
-    "example.com",
-    "invoice",
-    "Käse",
-    "Kühne",
-    "<a@b.c>",
-    "MISSING_DOMAIN",
-    "meeting",
-    "Lieferung",
-    "needle at the very",
-    "ab",
-    "€100",
-    "naïve",
-    "Österreich",
-)
+STRINGS = ("Grüße", "münchen", "rechnung", "Rechnung_4711.pdf", "doe, john", "Привет", "日本語", "straße",
+           "angebot", "example.com", "invoice", "Käse", "Kühne", "<a@b.c>", "MISSING_DOMAIN", "meeting",
+           "Lieferung", "needle at the very", "ab", "€100", "naïve", "Österreich")
 
 
 def _corpus() -> list[bytes]:
@@ -77,11 +56,8 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer
 
 @pytest.fixture(scope="module")
 def gateway(upstream: DovecotServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHarness]:
-    with GatewayHarness(
-        upstream_port=upstream.port,
-        data_dir=tmp_path_factory.mktemp("gw"),
-        users={"alice": "pw", "bob": "pw"},
-    ) as gw:
+    with GatewayHarness(upstream_port=upstream.port, data_dir=tmp_path_factory.mktemp("gw"),
+                        users={"alice": "pw", "bob": "pw"}) as gw:
         gw.wait_for(lambda: _indexed(gw), timeout=120, what="the index to cover INBOX")
         yield gw
 
@@ -136,10 +112,8 @@ def test_combinations_with_flags_and_read_state(gateway: GatewayHarness, upstrea
     assert gw.search(b"UNSEEN " + key_criteria("BODY", "Rechnung")) == {u for u in body if u > 40}
     assert gw.search(b"SEEN " + key_criteria("BODY", "Rechnung")) == {u for u in body if u <= 40}
     assert gw.search(b"NOT " + key_criteria("BODY", "Rechnung")) == all_uids - body
-    assert (
-        gw.search(b"OR " + key_criteria("BODY", "Rechnung") + b" " + key_criteria("SUBJECT", "angebot"))
+    assert gw.search(b"OR " + key_criteria("BODY", "Rechnung") + b" " + key_criteria("SUBJECT", "angebot")) \
         == body | subj
-    )
     assert gw.search(b"FLAGGED " + key_criteria("SUBJECT", "angebot")) == {u for u in subj if 5 <= u <= 9}
     assert gw.search(b"UID 10:60 " + key_criteria("BODY", "Rechnung")) == {u for u in body if 10 <= u <= 60}
     # bob has read nothing of his own yet: his UNSEEN starts from the hoster's \\Seen (none here).
@@ -242,20 +216,16 @@ def test_permission_checked_by_the_service(gateway: GatewayHarness, monkeypatch:
     assert ("alice", "INBOX", "r") in seen
 
 
-def test_new_mail_and_expunge(fresh_dovecot: DovecotFactory, tmp_path: Path) -> None:
+def test_new_mail_and_expunge(
+    fresh_dovecot: DovecotFactory, tmp_path: Path
+) -> None:
     dc = fresh_dovecot(folders={"INBOX": [SampleMessage(raw) for raw in crafted()[:5]]})
     with GatewayHarness(upstream_port=dc.port, data_dir=tmp_path / "gw", users={"alice": "pw"}) as gw:
         gw.wait_for(lambda: _indexed(gw), timeout=60, what="indexing")
         direct = imaplib.IMAP4(dc.host, dc.port)
         ok(direct.login(SHARED_USER, SHARED_PASSWORD))
-        ok(
-            direct.append(
-                "INBOX",
-                "",
-                None,
-                b"From: new@example.com\r\nSubject: Neuigkeit zzqx\r\n\r\nfrisch eingetroffen\r\n",
-            )
-        )
+        ok(direct.append("INBOX", "", None, b"From: new@example.com\r\nSubject: Neuigkeit zzqx\r\n\r\n"
+                                              b"frisch eingetroffen\r\n"))
         client = RawSearch("127.0.0.1", gw.port, "alice", "pw")
         deadline = time.monotonic() + 30
         while client.search(key_criteria("BODY", "eingetroffen")) != {6}:
@@ -295,9 +265,8 @@ def test_restart_resumes(fresh_dovecot: DovecotFactory, tmp_path: Path) -> None:
 def test_index_off(fresh_dovecot: DovecotFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dc = fresh_dovecot(folders={"INBOX": [SampleMessage(raw) for raw in crafted()[:3]]})
     counting = _Counting(monkeypatch)
-    with GatewayHarness(
-        upstream_port=dc.port, data_dir=tmp_path / "gw", users={"alice": "pw"}, search={"index": "off"}
-    ) as gw:
+    with GatewayHarness(upstream_port=dc.port, data_dir=tmp_path / "gw", users={"alice": "pw"},
+                        search={"index": "off"}) as gw:
         assert gw.gw.index is None
         client = RawSearch("127.0.0.1", gw.port, "alice", "pw")
         assert client.search(key_criteria("BODY", "München")) == {1}

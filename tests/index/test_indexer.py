@@ -24,9 +24,7 @@ from imapgate.store.engine import open_engine
 
 def _raw(uid: int) -> bytes:
     return b"From: sender%d@example.com\r\nSubject: Nummer %05d\r\n\r\nText der Nachricht %d\r\n" % (
-        uid,
-        uid,
-        uid,
+        uid, uid, uid
     )
 
 
@@ -165,14 +163,8 @@ async def test_inactive_index_does_nothing(tmp_path: Path) -> None:
     replica.add_messages(mb, [MessageRecord(1, (), 0, 1.7e9, 0, 200, None)])
     replica.set_sync_state(mb, synced=True)
     fakes = Fakes()
-    index = SearchIndex(
-        SqliteIndexStore(engine),
-        replica,
-        fakes.headers,
-        fakes.messages,
-        extract=_inline,
-        active=lambda: False,
-    )
+    index = SearchIndex(SqliteIndexStore(engine), replica, fakes.headers, fakes.messages, extract=_inline,
+                        active=lambda: False)
     await index.start()
     await asyncio.sleep(0.3)
     await index.stop()

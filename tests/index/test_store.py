@@ -15,9 +15,9 @@ from imapgate.store.engine import open_engine
 
 MESSAGES = {
     1: b"From: Anna <anna@example.com>\r\nTo: team@example.com\r\nSubject: Rechnung 4711\r\n"
-    b'X-Ticket: T-9\r\n\r\nDie Rechnung "final" liegt bei.\r\n',
+       b"X-Ticket: T-9\r\n\r\nDie Rechnung \"final\" liegt bei.\r\n",
     2: b"From: bob@example.org\r\nCc: anna@example.com\r\nSubject: Re: Angebot\r\n\r\n"
-    + "Grüße aus München\r\n".encode(),
+       + "Grüße aus München\r\n".encode(),
     3: b"From: carol@example.net\r\nSubject: misc\r\nX-Ticket: none\r\n\r\nnothing to see\r\n",
 }
 

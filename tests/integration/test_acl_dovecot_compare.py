@@ -40,10 +40,10 @@ GROUPS = {"accounting": ("bob",)}
 ACLS: dict[str, dict[str, str]] = {
     "INBOX": {"anyone": "lrswipkxte"},
     "Team": {"anyone": "lrswipkxte"},
-    "Finance": {"$accounting": "lrswipkxte", "alice": "lr"},  # group; alice read-only; carol hidden
-    "Archive": {"anyone": "lrs"},  # read-only for everybody
+    "Finance": {"$accounting": "lrswipkxte", "alice": "lr"},   # group; alice read-only; carol hidden
+    "Archive": {"anyone": "lrs"},                              # read-only for everybody
     "Leads": {"anyone": "lrswipkxte", "alice": "lrswipkxtea", "-carol": "te"},  # negative entry
-    "Hidden": {"bob": "lrswipkxte"},  # hidden for alice and carol
+    "Hidden": {"bob": "lrswipkxte"},                           # hidden for alice and carol
 }
 #: Folders probed (Team is the source and target of COPY/MOVE, so it comes last).
 PROBED = ("Finance", "Archive", "Leads", "Hidden", "Team")
@@ -151,10 +151,8 @@ def probe(client: imaplib.IMAP4, folder: str) -> dict[str, str]:
     destructive ones for last; the outcome of each."""
     out: dict[str, str] = {}
     typ, data = _untagged(client, "MYRIGHTS", folder)
-    out["MYRIGHTS"] = (
-        "".join(sorted(data[0].split(b" ", 1)[1].decode().strip('"')))
-        if typ == "OK"
-        else (_outcome(typ, data))
+    out["MYRIGHTS"] = "".join(sorted(data[0].split(b" ", 1)[1].decode().strip('"'))) if typ == "OK" else (
+        _outcome(typ, data)
     )
     out["STATUS"] = _outcome(*client.status(folder, "(MESSAGES)"))
     read_only = False
@@ -248,10 +246,8 @@ _differs("bob carol", "LISTRIGHTS Leads carol", '"" a c d e i k l p r s t w x', 
 
 @pytest.mark.parametrize("user", sorted(TEAM))
 def test_same_acl_same_answers(
-    user: str,
-    team_dovecot: Callable[..., DovecotServer],
-    fresh_dovecot: Callable[..., DovecotServer],
-    tmp_path: Path,
+    user: str, team_dovecot: Callable[..., DovecotServer],
+    fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path,
 ) -> None:
     reference = _reference(team_dovecot)
     plain = fresh_dovecot(folders=MAILBOX)

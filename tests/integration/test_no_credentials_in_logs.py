@@ -201,12 +201,9 @@ def test_no_password_in_any_log_line_smtp(
 
     with make_gateway(mail_dovecot, postfix, tls_certificate, tmp_path / "gw") as gw:
         attempts = [
-            ("PLAIN", "alice", WRONG, True),
-            ("PLAIN", "alice", team["alice"], False),
-            ("PLAIN", "bob", team["bob"], True),
-            ("LOGIN", "bob", team["bob"], True),
-            ("LOGIN", "carol", team["carol"], False),
-            ("LOGIN", team["carol"], "x", True),
+            ("PLAIN", "alice", WRONG, True), ("PLAIN", "alice", team["alice"], False),
+            ("PLAIN", "bob", team["bob"], True), ("LOGIN", "bob", team["bob"], True),
+            ("LOGIN", "carol", team["carol"], False), ("LOGIN", team["carol"], "x", True),
             ("PLAIN", "alice", team["alice"], True),  # from the cache
         ]
         for mechanism, user, password, initial in attempts:
@@ -231,18 +228,9 @@ def test_no_password_in_any_log_line_smtp(
                 with contextlib.suppress(Exception):
                     c.quit()
         secrets += BURST[:8]
-    with make_gateway(
-        mail_dovecot,
-        postfix,
-        tls_certificate,
-        tmp_path / "gw2",
-        upstream={
-            "host": postfix.host,
-            "port": postfix.port,
-            "tls": "starttls",
-            "password": "Hoster-Smtp-Wrong-7Qp",
-        },
-    ) as gw2:
+    with make_gateway(mail_dovecot, postfix, tls_certificate, tmp_path / "gw2",
+                      upstream={"host": postfix.host, "port": postfix.port, "tls": "starttls",
+                                "password": "Hoster-Smtp-Wrong-7Qp"}) as gw2:
         c = client(gw2)
         try:
             c.login("alice", team["alice"])

@@ -168,10 +168,9 @@ def test_expunge_reaches_idle_session_at_once(gateway: GatewayHarness) -> None:
 
 def test_private_seen_per_user(gateway: GatewayHarness) -> None:
     up = gateway.config.upstream
-    with (
-        session(gateway.imaplib_login("alice", "alice-pw")) as alice,
-        session(gateway.imaplib_login("bob", "bob-pw")) as bob_c,
-    ):
+    with session(gateway.imaplib_login("alice", "alice-pw")) as alice, session(
+        gateway.imaplib_login("bob", "bob-pw")
+    ) as bob_c:
         ok(alice.select("INBOX"))
         ok(bob_c.select("INBOX"))
         unseen = search_ids(ok(alice.uid("SEARCH", None, "UNSEEN")))

@@ -22,8 +22,8 @@ imaplib.Commands.setdefault("LISTRIGHTS", ("AUTH", "SELECTED"))
 
 ACLS = {
     "INBOX": {"alice": "lrs", "bob": "lrswipkxte", "anyone": "lr"},
-    "Secret": {"bob": "lr"},  # alice: no rights at all
-    "Hidden": {"alice": "r"},  # alice: read, but not "l": not listed
+    "Secret": {"bob": "lr"},            # alice: no rights at all
+    "Hidden": {"alice": "r"},           # alice: read, but not "l": not listed
     "Team": {"authenticated": "lrs", "-carol": "s"},
     "Later": {"bob": "lr"},
 }
@@ -35,9 +35,8 @@ def acl_dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotSer
     """What the ``team_dovecot`` factory makes, once for this module (a Dovecot takes ~1 s to
     stop); the tests change no ACL but that of "Later" and add mail only to INBOX."""
     require_dovecot()
-    server = DovecotServer(
-        tmp_path_factory.mktemp("acl-dovecot"), users=DOVECOT_USERS, mail_of=TEAM_MAIL_OF, enable_acl=True
-    )
+    server = DovecotServer(tmp_path_factory.mktemp("acl-dovecot"), users=DOVECOT_USERS,
+                           mail_of=TEAM_MAIL_OF, enable_acl=True)
     try:
         server.populate("shared", {name: [] for name in ("INBOX", "Secret", "Hidden", "Team", "Later")})
         for folder, entries in ACLS.items():
@@ -60,9 +59,8 @@ def _listed(client: imaplib.IMAP4) -> set[str]:
     return {line.rsplit(b' "/" ', 1)[1].decode().strip('"') for line in data if isinstance(line, bytes)}
 
 
-def _untagged(
-    client: imaplib.IMAP4, name: str, *args: str, response: str | None = None
-) -> tuple[str, list[bytes]]:
+def _untagged(client: imaplib.IMAP4, name: str, *args: str,
+              response: str | None = None) -> tuple[str, list[bytes]]:
     """Run ``name args``; its tagged status and the untagged ``response`` (default: ``name``)."""
     key = response or name
     client.untagged_responses.pop(key, None)
@@ -97,11 +95,11 @@ def test_myrights(logins: dict[str, imaplib.IMAP4]) -> None:
     expected = {
         ("alice", "INBOX"): b"INBOX lrs",
         ("bob", "INBOX"): b"INBOX lrwstipekxcd",  # Dovecot adds RFC 2086's c and d
-        ("carol", "INBOX"): b"INBOX lr",  # anyone
+        ("carol", "INBOX"): b"INBOX lr",          # anyone
         ("bob", "Secret"): b"Secret lr",
-        ("alice", "Hidden"): b"Hidden r",  # no "l", still its own rights
+        ("alice", "Hidden"): b"Hidden r",         # no "l", still its own rights
         ("alice", "Team"): b"Team lrs",
-        ("carol", "Team"): b"Team lr",  # authenticated lrs minus -carol s
+        ("carol", "Team"): b"Team lr",            # authenticated lrs minus -carol s
         ("shared", "Secret"): b"Secret lrwstipekxacd",
     }
     got = {key: _untagged(logins[key[0]], "MYRIGHTS", key[1])[1][0] for key in expected}
@@ -171,21 +169,15 @@ def test_set_acl_refuses_rights_dovecot_would_not_understand(acl_dovecot: Doveco
 def _message(size: int, n: int) -> SampleMessage:
     from datetime import UTC, datetime
 
-    raw = (
-        f"From: a@example.test\r\nSubject: {n}\r\nMessage-ID: <q{n}@example.test>\r\n\r\n".encode()
-        + b"x" * size
-        + b"\r\n"
-    )
+    raw = (f"From: a@example.test\r\nSubject: {n}\r\nMessage-ID: <q{n}@example.test>\r\n\r\n".encode()
+           + b"x" * size + b"\r\n")
     return SampleMessage(raw=raw, flags=(), internal_date=datetime(2024, 5, 1, tzinfo=UTC))
 
 
 def test_quota_refuses_append_and_copy_over_quota(fresh_dovecot: object) -> None:
     assert callable(fresh_dovecot)
-    server = fresh_dovecot(
-        users=DOVECOT_USERS,
-        quota_rules={"shared": "*:storage=64K"},
-        folders={"INBOX": [_message(30_000, 1)], "Archive": []},
-    )
+    server = fresh_dovecot(users=DOVECOT_USERS, quota_rules={"shared": "*:storage=64K"},
+                           folders={"INBOX": [_message(30_000, 1)], "Archive": []})
     assert isinstance(server, DovecotServer)
     client = _login(server, "shared")
     try:

@@ -42,9 +42,8 @@ def _delivered(dovecot: DovecotServer, user: str, message_id: str) -> EmailMessa
     raise AssertionError(f"{message_id} not in {user}'s INBOX")
 
 
-def test_starttls_auth_plain_and_delivery_by_lmtp(
-    postfix: PostfixServer, mail_dovecot: DovecotServer
-) -> None:
+def test_starttls_auth_plain_and_delivery_by_lmtp(postfix: PostfixServer,
+                                                  mail_dovecot: DovecotServer) -> None:
     message = _message()
     with smtplib.SMTP(postfix.host, postfix.port, timeout=30) as client:
         client.ehlo("gateway.example.test")
@@ -109,9 +108,8 @@ def test_rejected_recipient(postfix: PostfixServer, mail_dovecot: DovecotServer)
         refused = client.send_message(message)
     code, text = refused["nobody@example.test"]
     assert code == 550
-    assert text == (
-        b"5.1.1 <nobody@example.test>: Recipient address rejected: User unknown in virtual mailbox table"
-    )
+    assert text == (b"5.1.1 <nobody@example.test>: Recipient address rejected: "
+                    b"User unknown in virtual mailbox table")
     # The other recipient still gets it, once.
     wait_for_delivery(mail_dovecot, "customer", message["Message-ID"])
     postfix.wait_queue_empty()
@@ -156,6 +154,5 @@ def test_several_recipients_each_delivered_once(postfix: PostfixServer, mail_dov
     for user in ("customer", "bob"):
         wait_for_delivery(mail_dovecot, user, message["Message-ID"])
     postfix.wait_queue_empty()
-    assert [
-        count_deliveries(mail_dovecot, u, message["Message-ID"]) for u in ("customer", "bob", "alice")
-    ] == [1, 1, 0]
+    assert [count_deliveries(mail_dovecot, u, message["Message-ID"]) for u in ("customer", "bob", "alice")] \
+        == [1, 1, 0]

@@ -22,20 +22,15 @@ def _wait_for(predicate: object, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def test_connects_as_the_app_role_over_tcp(
-    postgres_db: PostgresDatabase, postgres_server: PostgresServer
-) -> None:
+def test_connects_as_the_app_role_over_tcp(postgres_db: PostgresDatabase,
+                                           postgres_server: PostgresServer) -> None:
     assert postgres_db.url.startswith(f"postgresql://{APP_ROLE}:")
     assert f"@127.0.0.1:{postgres_server.port}/" in postgres_db.url
     assert postgres_server.port != 5432
     with psycopg.connect(postgres_db.url) as conn:
-        user, db, version, superuser = (
-            conn.execute(
-                "SELECT current_user, current_database(), current_setting('server_version_num')::int, "
-                "usesuper FROM pg_user WHERE usename = current_user"
-            ).fetchone()
-            or ()
-        )
+        user, db, version, superuser = conn.execute(
+            "SELECT current_user, current_database(), current_setting('server_version_num')::int, "
+            "usesuper FROM pg_user WHERE usename = current_user").fetchone() or ()
         assert (user, db, superuser) == (APP_ROLE, postgres_db.name, False)
         assert 150000 <= version < 160000
         # It owns its database: it can create the schema.
@@ -91,10 +86,8 @@ def test_listen_notify_round_trip(postgres_db: PostgresDatabase) -> None:
 
 async def test_listen_notify_async(postgres_db: PostgresDatabase) -> None:
     """The gateway is asyncio: psycopg's AsyncConnection gets notifications as a generator."""
-    async with (
-        await psycopg.AsyncConnection.connect(postgres_db.url, autocommit=True) as listener,
-        await psycopg.AsyncConnection.connect(postgres_db.url, autocommit=True) as sender,
-    ):
+    async with await psycopg.AsyncConnection.connect(postgres_db.url, autocommit=True) as listener, \
+            await psycopg.AsyncConnection.connect(postgres_db.url, autocommit=True) as sender:
         await listener.execute("LISTEN bus")
 
         async def first_notify() -> str:
@@ -132,9 +125,8 @@ def test_connection_count(postgres_db: PostgresDatabase) -> None:
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
-def test_restart_under_a_connected_client(
-    postgres_db: PostgresDatabase, postgres_server: PostgresServer, mode: str
-) -> None:
+def test_restart_under_a_connected_client(postgres_db: PostgresDatabase, postgres_server: PostgresServer,
+                                          mode: str) -> None:
     conn = postgres_db.connect(autocommit=True)
     conn.execute("CREATE TABLE journal (id int)")
     conn.execute("INSERT INTO journal VALUES (1)")
@@ -150,3 +142,4 @@ def test_restart_under_a_connected_client(
     with postgres_db.connect() as again:
         assert again.execute("SELECT id FROM journal").fetchall() == [(1,)]
     assert restart_seconds < 20
+

@@ -23,7 +23,7 @@ from imapgate.protocol.responses import AclResponse, ListRightsResponse, MyRight
         (b'a SETACL "Team/Deals" "carol" "-wt"\r\n', c.SetAcl("a", "Team/Deals", "carol", "-wt")),
         (b"a SETACL Finance {5}\r\nalice lr\r\n", c.SetAcl("a", "Finance", "alice", "lr")),
         (b"a setacl inbox bob lrcd\r\n", c.SetAcl("a", "INBOX", "bob", "lrcd")),
-        (b"a SETACL &AMQ-rger bob lr\r\n", c.SetAcl("a", "\u00c4rger", "bob", "lr")),  # mUTF-7
+        (b"a SETACL &AMQ-rger bob lr\r\n", c.SetAcl("a", "\u00c4rger", "bob", "lr")),   # mUTF-7
         (b"a DELETEACL Finance -$temps\r\n", c.DeleteAcl("a", "Finance", "-$temps")),
         (b"a GETACL Finance\r\n", c.GetAcl("a", "Finance")),
         (b"a LISTRIGHTS Finance authenticated\r\n", c.ListRights("a", "Finance", "authenticated")),
@@ -46,22 +46,16 @@ def test_utf8_mailbox_names_after_utf8_accept() -> None:
     [
         (b"a SETACL Finance bob\r\n", "missing arguments: expected SETACL mailbox identifier rights"),
         (b"a SETACL Finance\r\n", "missing arguments: expected SETACL mailbox identifier rights"),
-        (
-            b"a SETACL Finance bob lr x\r\n",
-            "unexpected extra arguments ' x\\r\\n'; expected SETACL mailbox identifier rights",
-        ),
+        (b"a SETACL Finance bob lr x\r\n",
+         "unexpected extra arguments ' x\\r\\n'; expected SETACL mailbox identifier rights"),
         (b"a SETACL Finance bob lr \r\n", "trailing space after SETACL"),
         (b"a SETACL Finance bob LR\r\n", "SETACL: rights must be an optional + or - and lower-case letters"),
         (b'a SETACL Finance bob "l r"\r\n', "SETACL: rights must be"),
         (b'a SETACL Finance bob "+-w"\r\n', "SETACL: rights must be"),
-        (
-            b"a SETACL Finance bob {66}\r\n" + b"l" * 66 + b"\r\n",
-            "SETACL: rights longer than 64 bytes (MAX_RIGHTS)",
-        ),
-        (
-            b"a SETACL Finance {300}\r\n" + b"x" * 300 + b" lr\r\n",
-            "SETACL: identifier longer than 255 bytes (MAX_IDENTIFIER)",
-        ),
+        (b"a SETACL Finance bob {66}\r\n" + b"l" * 66 + b"\r\n",
+         "SETACL: rights longer than 64 bytes (MAX_RIGHTS)"),
+        (b"a SETACL Finance {300}\r\n" + b"x" * 300 + b" lr\r\n",
+         "SETACL: identifier longer than 255 bytes (MAX_IDENTIFIER)"),
         (b'a SETACL Finance "\xff\xfe" lr\r\n', "SETACL: identifier is not valid UTF-8"),
         (b"a SETACL Finance (bob) lr\r\n", "SETACL: expected an identifier"),
         (b"a DELETEACL Finance\r\n", "missing arguments: expected DELETEACL mailbox identifier"),
@@ -98,23 +92,16 @@ def test_an_invalid_mutf7_name_is_reported_with_the_command() -> None:
 @pytest.mark.parametrize(
     ("response", "wire"),
     [
-        (
-            AclResponse("Finance", (("authenticated", "lrswipkxtecd"), ("$acct", "lrswi"), ("-bob", "w"))),
-            b"* ACL Finance authenticated lrswipkxtecd $acct lrswi -bob w\r\n",
-        ),
+        (AclResponse("Finance", (("authenticated", "lrswipkxtecd"), ("$acct", "lrswi"), ("-bob", "w"))),
+         b"* ACL Finance authenticated lrswipkxtecd $acct lrswi -bob w\r\n"),
         (AclResponse("Secret", ()), b"* ACL Secret\r\n"),  # an ACL with no entries left
         (AclResponse("Sent Items", (("bob", ""),)), b'* ACL "Sent Items" bob ""\r\n'),
         (AclResponse("\u00c4rger", (("anyone", "lr"),)), b"* ACL &AMQ-rger anyone lr\r\n"),
-        (
-            ListRightsResponse(
-                "Finance", "bob", "", ("l", "r", "s", "w", "i", "p", "k", "x", "t", "e", "a", "c", "d")
-            ),
-            b'* LISTRIGHTS Finance bob "" l r s w i p k x t e a c d\r\n',
-        ),
-        (
-            ListRightsResponse("Finance", "root", "lrswipkxteacd"),
-            b"* LISTRIGHTS Finance root lrswipkxteacd\r\n",
-        ),
+        (ListRightsResponse("Finance", "bob", "", ("l", "r", "s", "w", "i", "p", "k", "x", "t", "e", "a",
+                                                  "c", "d")),
+         b'* LISTRIGHTS Finance bob "" l r s w i p k x t e a c d\r\n'),
+        (ListRightsResponse("Finance", "root", "lrswipkxteacd"),
+         b"* LISTRIGHTS Finance root lrswipkxteacd\r\n"),
         (MyRightsResponse("INBOX", "lrswipkxtecd"), b"* MYRIGHTS INBOX lrswipkxtecd\r\n"),
         (MyRightsResponse("Archive", "lrs"), b"* MYRIGHTS Archive lrs\r\n"),
     ],

@@ -93,10 +93,8 @@ def test_fetch_single_item_bare_but_parenthesised_with_modifiers() -> None:
 
 
 def test_search_key_bytes() -> None:
-    key = s.SearchOr(
-        s.SearchNot(s.SearchFlag("\\Seen")),
-        s.SearchAnd((s.SearchDate("ON", date(2024, 2, 29)), s.SearchHeader("X-A", b"b c"))),
-    )
+    key = s.SearchOr(s.SearchNot(s.SearchFlag("\\Seen")), s.SearchAnd((s.SearchDate("ON", date(2024, 2, 29)),
+                                                                        s.SearchHeader("X-A", b"b c"))))
     assert bytes(key) == b'OR NOT SEEN (ON 29-Feb-2024 HEADER X-A "b c")'
     with pytest.raises(ValueError):
         s.SearchFlag("\\Foo")

@@ -50,8 +50,7 @@ def test_byte_by_byte_same_frames() -> None:
     frames = [e.data for e in events if isinstance(e, Frame)]
     assert b"".join(frames) == STREAM
     assert [e for e in events if isinstance(e, NeedContinuation)] == [
-        NeedContinuation(5),
-        NeedContinuation(11),
+        NeedContinuation(5), NeedContinuation(11)
     ]
 
 

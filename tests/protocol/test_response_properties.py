@@ -74,9 +74,9 @@ flags = st.lists(flag, max_size=5).map(tuple)
 # (NUL cannot be in a string; CR/LF force literals, which other tests cover).
 text_char = st.characters(blacklist_categories=("Cs", "Cc"))
 any_text = st.text(text_char, max_size=20)
-resp_text_str = st.text(st.characters(codec="utf-8", blacklist_characters="\r\n\x00"), max_size=30).filter(
-    lambda t: not t.startswith("[")
-)
+resp_text_str = st.text(
+    st.characters(codec="utf-8", blacklist_characters="\r\n\x00"), max_size=30
+).filter(lambda t: not t.startswith("["))
 mailbox_name = any_text.filter(lambda n: n.upper() != "INBOX") | st.just("INBOX")
 tag = st.from_regex(r"[A-Za-z0-9.\-_]{1,12}", fullmatch=True)
 

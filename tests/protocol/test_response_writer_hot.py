@@ -105,12 +105,8 @@ def test_fetch_flags_lines_every_column_combination(columns: tuple[bool, bool, b
     if want_uid or want_flags or want_modseq:  # "FETCH ()" is no valid response
         lines = wire.split(b"\r\n")[:-1]
         assert [parse_response(line + b"\r\n") for line in lines] == expected
-    assert (
-        rw.fetch_flags_lines(
-            [], [] if want_uid else None, [] if want_flags else None, [] if want_modseq else None
-        )
-        == b""
-    )
+    assert rw.fetch_flags_lines([], [] if want_uid else None, [] if want_flags else None,
+                                [] if want_modseq else None) == b""
 
 
 def test_fetch_flags_lines_columns_must_match() -> None:
@@ -166,10 +162,8 @@ def test_session_status_lines() -> None:
     assert rw.write_response(TaggedResponse("a3", "NO", AtomCode("TOOBIG"), "")) == b"a3 NO [TOOBIG] \r\n"
     assert rw.write_response(TaggedResponse("a4", "NO", None, "")) == b"a4 NO \r\n"
     assert rw.write_response(UntaggedStatus("BAD", None, "line too long")) == b"* BAD line too long\r\n"
-    same(
-        rw.write_response(UntaggedStatus("BYE", None, "Autologout; idle for too long")),
-        UntaggedStatus("BYE", None, "Autologout; idle for too long"),
-    )
+    same(rw.write_response(UntaggedStatus("BYE", None, "Autologout; idle for too long")),
+         UntaggedStatus("BYE", None, "Autologout; idle for too long"))
     assert rw.write_response(UntaggedStatus("BYE", UNAVAILABLE, "Too many connections; try again later")) == (
         b"* BYE [UNAVAILABLE] Too many connections; try again later\r\n"
     )

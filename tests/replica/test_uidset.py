@@ -8,11 +8,8 @@ from hypothesis import strategies as st
 from imapgate.replica.uidset import UidSet
 
 ops = st.lists(
-    st.tuples(
-        st.sampled_from(["add", "discard", "add_range", "discard_range"]),
-        st.integers(1, 200),
-        st.integers(0, 20),
-    ),
+    st.tuples(st.sampled_from(["add", "discard", "add_range", "discard_range"]),
+              st.integers(1, 200), st.integers(0, 20)),
     max_size=60,
 )
 

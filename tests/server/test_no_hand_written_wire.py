@@ -67,14 +67,10 @@ def scan_source(source: str, path: str) -> tuple[list[Finding], set[tuple[str, b
                 findings.append(Finding(path, node.lineno, "text encoded to bytes (.encode)"))
             elif isinstance(func, ast.Name) and func.id == "bytes":
                 findings.append(Finding(path, node.lineno, "bytes(...) built in the server"))
-            elif (
-                isinstance(func, ast.Name)
-                and func.id == "bytearray"
-                and (
-                    len(node.args) > 1
-                    or any(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args)
-                    or any(isinstance(a, ast.JoinedStr) for a in node.args)
-                )
+            elif isinstance(func, ast.Name) and func.id == "bytearray" and (
+                len(node.args) > 1
+                or any(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args)
+                or any(isinstance(a, ast.JoinedStr) for a in node.args)
             ):
                 findings.append(Finding(path, node.lineno, "bytearray(...) of text"))
     return findings, used

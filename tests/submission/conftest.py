@@ -121,17 +121,16 @@ def customer_message(subject: str, message_id: str) -> bytes:
 
 
 @pytest.fixture
-def customer_mail(mail_dovecot: DovecotServer, smtp_gateway: GatewayHarness) -> Callable[..., CustomerMail]:
+def customer_mail(
+    mail_dovecot: DovecotServer, smtp_gateway: GatewayHarness
+) -> Callable[..., CustomerMail]:
     def make(subject: str = "Lieferung", *, flags: str = "") -> CustomerMail:
         mid = new_message_id()
         client = upstream_login(mail_dovecot.host, mail_dovecot.port)
         try:
-            typ, data = client.append(
-                "INBOX",
-                f"({flags})" if flags else None,
-                imaplib.Time2Internaldate(time.time()),
-                customer_message(subject, mid),
-            )
+            typ, data = client.append("INBOX", f"({flags})" if flags else None,
+                                      imaplib.Time2Internaldate(time.time()),
+                                      customer_message(subject, mid))
             assert typ == "OK", data
             code = data[0].decode() if isinstance(data[0], bytes) else str(data[0])
             uid = int(code.split("APPENDUID", 1)[1].split()[1].rstrip("]"))

@@ -45,9 +45,8 @@ def attempt(user: str = "bob", subject: str = "Re: Lieferung") -> Attempt:
 
 
 def run(history: History, orig: Original | None = None, who: str = "bob", subject: str = "Re: Lieferung"):
-    return decide(
-        attempt(who, subject), orig if orig is not None else original(), history, window=600, clock=CLOCK
-    )
+    return decide(attempt(who, subject), orig if orig is not None else original(), history, window=600,
+                  clock=CLOCK)
 
 
 def test_not_a_reply_goes_out() -> None:
@@ -116,9 +115,8 @@ def test_latest_colleague_reply_is_named() -> None:
     assert isinstance(got, Refuse) and got.text.startswith('Not sent: carol already replied at 10:42 ("c")')
 
 
-def refusal(
-    ts: float, subject: str = "Re: Lieferung", rcpts: frozenset[str] = RCPTS, orig: str | None = MID
-) -> PastAttempt:
+def refusal(ts: float, subject: str = "Re: Lieferung", rcpts: frozenset[str] = RCPTS,
+            orig: str | None = MID) -> PastAttempt:
     return PastAttempt(ts, "refused", rcpts, subject, orig)
 
 
@@ -163,9 +161,8 @@ def test_retransmission_while_sending_and_after_unknown_outcome() -> None:
         "Not sent: an earlier attempt at 10:40 may already have gone out (the gateway stopped while the "
         f"mail server was taking it). Check with the recipients, or {TAIL}",
     )
-    h = History(
-        same_message=(PastAttempt(AT_1040, "unknown", RCPTS, "Re: Lieferung"),), refusals=(refusal(NOW - 30),)
-    )
+    h = History(same_message=(PastAttempt(AT_1040, "unknown", RCPTS, "Re: Lieferung"),),
+                refusals=(refusal(NOW - 30),))
     assert run(h) == Send(overrides="uncertain")
 
 
@@ -180,13 +177,7 @@ def test_clock_days_and_zones() -> None:
 
 def test_window_and_ascii_texts() -> None:
     assert [window_text(s) for s in (600, 60, 90, 3600, 7200, 86400, 10)] == [
-        "10 minutes",
-        "1 minute",
-        "90 seconds",
-        "1 hour",
-        "2 hours",
-        "1 day",
-        "10 seconds",
+        "10 minutes", "1 minute", "90 seconds", "1 hour", "2 hours", "1 day", "10 seconds",
     ]
     assert ascii_line("Re: Lieferung für Müller\r\nBcc: x") == "Re: Lieferung fur Muller Bcc: x"
     assert ascii_line("Ärger 😀 €") == "Arger ? ?"

@@ -40,9 +40,8 @@ IMAPGATE = [sys.executable, "-m", "imapgate.cli"]
 class ServeProcess:
     """``imapgate serve`` with IMAP and submission on fixed ports and one store."""
 
-    def __init__(
-        self, base: Path, dovecot: DovecotServer, postfix: PostfixServer, cert: TestCertificate
-    ) -> None:
+    def __init__(self, base: Path, dovecot: DovecotServer, postfix: PostfixServer,
+                 cert: TestCertificate) -> None:
         self.base = base
         self.imap_port = find_free_port()
         self.smtp_port = find_free_port()
@@ -90,12 +89,8 @@ tls = "starttls"
         # The gateway verifies Postfix's (test) certificate through the default trust store.
         env = {**os.environ, "SSL_CERT_FILE": str(self.cert.cert)}
         with log.open("wb") as fh:
-            self.proc = subprocess.Popen(
-                [*IMAPGATE, "--config", str(self.config), "serve"],
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
+            self.proc = subprocess.Popen([*IMAPGATE, "--config", str(self.config), "serve"],
+                                         stdout=fh, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while "imapgate: ready:" not in log.read_text(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -125,12 +120,9 @@ tls = "starttls"
         return client
 
     def log_problems(self) -> list[str]:
-        return [
-            f"{log.name}: {line}"
-            for log in self.logs
-            for line in log.read_text(errors="replace").splitlines()
-            if " ERROR " in line or "Traceback" in line
-        ]
+        return [f"{log.name}: {line}" for log in self.logs
+                for line in log.read_text(errors="replace").splitlines()
+                if " ERROR " in line or "Traceback" in line]
 
 
 def _start_transaction(client: smtplib.SMTP) -> None:

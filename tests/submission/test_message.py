@@ -10,7 +10,7 @@ from imapgate.submission.message import MAX_HEADER_BYTES, complete, header_block
 
 def test_fields() -> None:
     m = parse(
-        b'From: "Info, Team" <Info@Example.com>\r\nTo: a@b\r\n'
+        b"From: \"Info, Team\" <Info@Example.com>\r\nTo: a@b\r\n"
         b"Subject: =?utf-8?q?Re=3A_Lieferung_f=C3=BCr?=\r\n"
         b" Sie\r\nMessage-ID: <r1@example.com>\r\nIn-Reply-To: <m3@c>\r\n"
         b"References: <m1@c>\r\n <m2@c> <m3@c>\r\nDate: Thu, 12 Mar 2026 10:40:00 +0100\r\n\r\n"
@@ -29,7 +29,7 @@ def test_several_from_fields_and_addresses_all_count() -> None:
 
 
 def test_unreadable_from() -> None:
-    for head in (b"From: nobody\r\n\r\n", b"From: <>\r\n\r\n", b'From: "a" <b c@d>\r\n\r\n'):
+    for head in (b"From: nobody\r\n\r\n", b"From: <>\r\n\r\n", b"From: \"a\" <b c@d>\r\n\r\n"):
         m = parse(head)
         assert m.from_unreadable or not m.from_addresses, head
 
@@ -63,33 +63,10 @@ def test_any_bytes_parse(data: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.sampled_from(
-            [
-                b"From: ",
-                b"In-Reply-To: ",
-                b"References: ",
-                b"Subject: ",
-                b"Message-ID: ",
-                b"<",
-                b">",
-                b"@",
-                b"=?utf-8?b?",
-                b"?=",
-                b"\r\n",
-                b" ",
-                b"\t",
-                b"\x00",
-                b"\xff",
-                b",",
-                b'"',
-                b"a",
-            ]
-        ),
-        max_size=200,
-    )
-)
+@given(st.lists(st.sampled_from([
+    b"From: ", b"In-Reply-To: ", b"References: ", b"Subject: ", b"Message-ID: ", b"<", b">", b"@",
+    b"=?utf-8?b?", b"?=", b"\r\n", b" ", b"\t", b"\x00", b"\xff", b",", b'"', b"a",
+]), max_size=200))
 def test_header_shaped_noise_parses(parts: list[bytes]) -> None:
     data = b"".join(parts)
     parse(data).candidates()

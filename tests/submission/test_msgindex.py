@@ -55,10 +55,8 @@ def test_lookup_cost_at_100000_messages(tmp_path: Path) -> None:
         found = index.find("<99999.791892081@customer.example>")
     t_find = (time.perf_counter() - t0) / 1000
     assert [r.uid for _, r in found] == [r.uid for r in scan] == [99999]
-    print(
-        f"100,000 messages: scan {t_scan * 1e3:.1f} ms, index build {t_build * 1e3:.0f} ms, "
-        f"lookup {t_find * 1e6:.1f} us"
-    )
+    print(f"100,000 messages: scan {t_scan * 1e3:.1f} ms, index build {t_build * 1e3:.0f} ms, "
+          f"lookup {t_find * 1e6:.1f} us")
     # Generous bounds for a loaded machine; the point is orders of magnitude.
     assert t_find < 0.001 and t_find * 20 < t_scan
     index.close()

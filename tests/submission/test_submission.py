@@ -42,9 +42,8 @@ def hhmm(ts: float) -> str:
     return datetime.fromtimestamp(ts, BERLIN).strftime("%H:%M")
 
 
-def send(
-    gw: GatewayHarness, cert: TestCertificate, user: str, data: bytes, to: tuple[str, ...] = (CUSTOMER,)
-) -> tuple[int, str]:
+def send(gw: GatewayHarness, cert: TestCertificate, user: str, data: bytes,
+         to: tuple[str, ...] = (CUSTOMER,)) -> tuple[int, str]:
     """Send ``data`` as ``user``; the reply to the end of DATA as (code, text)."""
     client = smtp_client(gw, cert, user)
     try:
@@ -73,9 +72,7 @@ def journal(gw: GatewayHarness, command: str | None = None) -> list:
 
 
 def test_reply_goes_out_and_marks_the_original_answered(
-    smtp_gateway: GatewayHarness,
-    customer_mail: MailFactory,
-    tls_certificate: TestCertificate,
+    smtp_gateway: GatewayHarness, customer_mail: MailFactory, tls_certificate: TestCertificate,
     mail_dovecot: DovecotServer,
 ) -> None:
     original = customer_mail("Lieferung")
@@ -129,9 +126,7 @@ def test_missing_message_id_and_date_are_added(
 
 
 def test_team_flow_idle_refusal_override_journal(
-    smtp_gateway: GatewayHarness,
-    customer_mail: MailFactory,
-    tls_certificate: TestCertificate,
+    smtp_gateway: GatewayHarness, customer_mail: MailFactory, tls_certificate: TestCertificate,
     mail_dovecot: DovecotServer,
 ) -> None:
     """The issue's scenario: alice replies via SMTP → bob's IDLE session sees \\Answered at
@@ -194,10 +189,7 @@ def test_override_needs_the_same_recipients_and_subject(
 
 
 def test_override_window_ends(
-    mail_dovecot: DovecotServer,
-    postfix,
-    tls_certificate: TestCertificate,
-    tmp_path,
+    mail_dovecot: DovecotServer, postfix, tls_certificate: TestCertificate, tmp_path,
     trust_test_certificate: None,
 ) -> None:
     from tests.submission.conftest import make_gateway
@@ -219,9 +211,8 @@ def _age_refusals(gw: GatewayHarness, seconds: float) -> None:
     from imapgate.store.schema import submissions
 
     with gw.gw.journal.engine.begin() as conn:
-        conn.execute(
-            update(submissions).where(submissions.c.state == "refused").values(ts=submissions.c.ts - seconds)
-        )
+        conn.execute(update(submissions).where(submissions.c.state == "refused")
+                     .values(ts=submissions.c.ts - seconds))
 
 
 def _put_original(gw: GatewayHarness, dc: DovecotServer, subject: str, flags: str = "") -> CustomerMail:
@@ -233,12 +224,8 @@ def _put_original(gw: GatewayHarness, dc: DovecotServer, subject: str, flags: st
     mid = new_message_id()
     client = upstream_login(dc.host, dc.port)
     try:
-        typ, data = client.append(
-            "INBOX",
-            f"({flags})" if flags else None,
-            imaplib.Time2Internaldate(time.time()),
-            customer_message(subject, mid),
-        )
+        typ, data = client.append("INBOX", f"({flags})" if flags else None,
+                                  imaplib.Time2Internaldate(time.time()), customer_message(subject, mid))
         assert typ == "OK", data
         uid = int(data[0].decode().split("APPENDUID", 1)[1].split()[1].rstrip("]"))
     finally:
@@ -348,9 +335,7 @@ def test_original_found_through_references(
 
 
 def test_the_same_message_twice_is_sent_once(
-    smtp_gateway: GatewayHarness,
-    customer_mail: MailFactory,
-    tls_certificate: TestCertificate,
+    smtp_gateway: GatewayHarness, customer_mail: MailFactory, tls_certificate: TestCertificate,
     mail_dovecot: DovecotServer,
 ) -> None:
     """A client retrying a message the hoster took (same Message-ID and recipients)."""
@@ -370,10 +355,8 @@ def test_from_header_spoofing_refused(
     smtp_gateway: GatewayHarness, tls_certificate: TestCertificate, mail_dovecot: DovecotServer
 ) -> None:
     for sender in ("ceo@example.test", f"Info <{SHARED_ADDRESS}>, ceo@example.test"):
-        data = (
-            f"From: {sender}\r\nTo: {CUSTOMER}\r\nSubject: x\r\nMessage-ID: <spoof-{time.time()}@x>\r\n"
-            "\r\nbody\r\n"
-        ).encode()
+        data = (f"From: {sender}\r\nTo: {CUSTOMER}\r\nSubject: x\r\nMessage-ID: <spoof-{time.time()}@x>\r\n"
+                "\r\nbody\r\n").encode()
         code, text = send(smtp_gateway, tls_certificate, "alice", data)
         assert code == 550
         assert text == (
@@ -411,9 +394,7 @@ def test_no_relaying_without_auth_and_no_auth_without_tls(
         client.ehlo("client.example.test")
         assert client.has_extn("starttls") and not client.has_extn("auth")
         assert client.docmd("AUTH", "PLAIN AGFsaWNlAGFsaWNlLXB3") == (
-            538,
-            b"5.7.11 Encryption required for requested authentication mechanism",
-        )
+            538, b"5.7.11 Encryption required for requested authentication mechanism")
         assert client.mail(SHARED_ADDRESS) == (530, b"5.7.0 Authentication required")
         client.starttls(context=tls_certificate.client_context())
         client.ehlo("client.example.test")
@@ -444,10 +425,7 @@ def test_auth_mechanisms(
 
 
 def test_plaintext_auth_when_allowed(
-    mail_dovecot: DovecotServer,
-    postfix,
-    tls_certificate: TestCertificate,
-    tmp_path,
+    mail_dovecot: DovecotServer, postfix, tls_certificate: TestCertificate, tmp_path,
     trust_test_certificate: None,
 ) -> None:
     from tests.submission.conftest import make_gateway
@@ -464,20 +442,15 @@ def test_plaintext_auth_when_allowed(
 
 
 def test_implicit_tls_listener(
-    mail_dovecot: DovecotServer,
-    postfix,
-    tls_certificate: TestCertificate,
-    tmp_path,
+    mail_dovecot: DovecotServer, postfix, tls_certificate: TestCertificate, tmp_path,
     trust_test_certificate: None,
 ) -> None:
     from tests.submission.conftest import make_gateway
 
-    with make_gateway(
-        mail_dovecot, postfix, tls_certificate, tmp_path / "gw", listen=[], tls_listen=["127.0.0.1:0"]
-    ) as gw:
-        client = smtplib.SMTP_SSL(
-            gw.host, gw.smtp_port(implicit_tls=True), timeout=30, context=tls_certificate.client_context()
-        )
+    with make_gateway(mail_dovecot, postfix, tls_certificate, tmp_path / "gw", listen=[],
+                      tls_listen=["127.0.0.1:0"]) as gw:
+        client = smtplib.SMTP_SSL(gw.host, gw.smtp_port(implicit_tls=True), timeout=30,
+                                  context=tls_certificate.client_context())
         try:
             client.ehlo("client.example.test")
             assert client.has_extn("auth") and not client.has_extn("starttls")
@@ -509,20 +482,15 @@ def test_recipient_refused_by_the_hoster_is_passed_through(
 
 
 def test_size_from_the_hoster_and_its_refusals_passed_through(
-    mail_dovecot: DovecotServer,
-    postfix_factory,
-    tls_certificate: TestCertificate,
-    tmp_path,
+    mail_dovecot: DovecotServer, postfix_factory, tls_certificate: TestCertificate, tmp_path,
     trust_test_certificate: None,
 ) -> None:
     from tests.submission.conftest import make_gateway
 
     small = postfix_factory(message_size_limit=40_000)
     with make_gateway(mail_dovecot, small, tls_certificate, tmp_path / "gw") as gw:
-        gw.wait_for(
-            lambda: gw.submission is not None and gw.submission.hoster.size == 40_000,
-            what="the hoster's SIZE",
-        )
+        gw.wait_for(lambda: gw.submission is not None and gw.submission.hoster.size == 40_000,
+                    what="the hoster's SIZE")
         client = smtp_client(gw, tls_certificate, "alice")
         try:
             assert client.esmtp_features["size"] == "40000"
@@ -560,9 +528,7 @@ def test_limits_recipients_and_line_length(
         for i in range(100):
             assert client.rcpt(f"customer+{i}@customer.test")[0] == 250
         assert client.rcpt("customer+x@customer.test") == (
-            452,
-            b"4.5.3 Too many recipients (at most 100 per message)",
-        )
+            452, b"4.5.3 Too many recipients (at most 100 per message)")
         client.rset()
         assert client.mail(SHARED_ADDRESS)[0] == 250
         assert client.rcpt(CUSTOMER)[0] == 250
@@ -639,10 +605,7 @@ def test_hostile_input_never_ends_the_server(
 
 
 def test_hoster_closes_an_idle_relay_connection(
-    mail_dovecot: DovecotServer,
-    postfix_factory,
-    tls_certificate: TestCertificate,
-    tmp_path,
+    mail_dovecot: DovecotServer, postfix_factory, tls_certificate: TestCertificate, tmp_path,
     trust_test_certificate: None,
 ) -> None:
     """The client sends two messages on one connection, minutes apart; the hoster has closed

@@ -105,15 +105,12 @@ class ChromiumBrowser:
         if self._browser is not None:
             return
         if not Path(self.executable).exists():
-            raise RuntimeError(
-                f"{self.executable} is missing (apt-get install -y chromium; "
-                "scripts/setup-env.sh) -- never `playwright install`"
-            )
+            raise RuntimeError(f"{self.executable} is missing (apt-get install -y chromium; "
+                               "scripts/setup-env.sh) -- never `playwright install`")
         self._playwright = sync_playwright().start()
         try:
             self._browser = self._playwright.chromium.launch(
-                executable_path=self.executable, args=self.args, headless=True, timeout=60_000
-            )
+                executable_path=self.executable, args=self.args, headless=True, timeout=60_000)
         except BaseException:
             self._playwright.stop()
             self._playwright = None
@@ -132,9 +129,8 @@ class ChromiumBrowser:
         self.start()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()
 
     def new_page(self, *, viewport: tuple[int, int] = (1280, 800), block_remote: bool = True) -> Page:
@@ -149,7 +145,6 @@ class ChromiumBrowser:
         page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
         page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
         if block_remote:
-
             def guard(route: Route, request: Request) -> None:
                 parts = urlsplit(request.url)
                 if parts.scheme in _LOCAL_SCHEMES or (parts.hostname or "") in _LOCAL_HOSTS:

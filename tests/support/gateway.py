@@ -42,7 +42,8 @@ class GatewayHarness:
     """A started gateway on its own event loop thread.
 
     ``upstream`` overrides/extends the ``[upstream]`` config table, ``server`` the ``[server]``
-    one, ``folders`` the ``[folders]`` one, ``search`` the ``[search]`` one.  ``users`` are added
+    one, ``folders`` the ``[folders]`` one, ``search`` the ``[search]`` one, ``claims`` the
+    ``[claims]`` one.  ``users`` are added
     before the listener starts.
     """
 
@@ -61,6 +62,7 @@ class GatewayHarness:
         users: dict[str, str] | None = None,
         initial_sync: bool = True,
         submission: dict[str, Any] | None = None,
+        claims: dict[str, Any] | None = None,
     ) -> None:
         sub: dict[str, Any] | None = None
         if submission is not None:
@@ -76,6 +78,7 @@ class GatewayHarness:
             folders=folders or None,
             submission=sub,
             search=search or None,
+            claims=claims or None,
         )
         self.initial_sync = initial_sync
         self._initial_users = dict(users or {})

@@ -102,11 +102,8 @@ class HAProxyServer:
 
     def render_config(self) -> str:
         send = {"v1": " send-proxy", "v2": " send-proxy-v2", None: ""}[self.proxy]
-        check = (
-            " check inter 1s fall 1 rise 1" + (" check-send-proxy" if self.proxy else "")
-            if self.health_check
-            else ""
-        )
+        check = " check inter 1s fall 1 rise 1" + (" check-send-proxy" if self.proxy else "") \
+            if self.health_check else ""
         servers = "".join(
             f"    server {name} {host}:{port}{send}{check}\n"
             for name, (host, port) in zip(self.server_names, self.backends, strict=True)
@@ -133,7 +130,8 @@ class HAProxyServer:
             f"    bind {self.host}:{self.port}\n"
             "    default_backend nodes\n"
             "backend nodes\n"
-            f"    balance {self.balance}\n" + extra + servers
+            f"    balance {self.balance}\n"
+            + extra + servers
         )
 
     # ----------------------------------------------------------------- lifecycle
@@ -148,27 +146,21 @@ class HAProxyServer:
         if self._own_port and not port_is_free(self.host, self.port):
             self.port = find_free_port(self.host)
         self.config_path.write_text(self.render_config(), encoding="utf-8")
-        check = subprocess.run(
-            [HAPROXY, "-c", "-q", "-f", str(self.config_path)], capture_output=True, timeout=30, check=False
-        )
+        check = subprocess.run([HAPROXY, "-c", "-q", "-f", str(self.config_path)], capture_output=True,
+                               timeout=30, check=False)
         if check.returncode != 0:
             raise HAProxyError(f"haproxy rejects its config: {check.stderr.decode(errors='replace').strip()}")
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [HAPROXY, "-db", "-f", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+            self._proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.config_path)],
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                          start_new_session=True)
         deadline = time.monotonic() + timeout
         last = "no attempt"
         try:
             while time.monotonic() < deadline:
                 if self._proc.poll() is not None:
-                    raise HAProxyError(
-                        f"haproxy exited with status {self._proc.returncode}\n{self.log_tail()}"
-                    )
+                    raise HAProxyError(f"haproxy exited with status {self._proc.returncode}\n"
+                                       f"{self.log_tail()}")
                 try:
                     if self.admin("show info").startswith("Name: HAProxy"):
                         return
@@ -201,9 +193,8 @@ class HAProxyServer:
             raise
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def log_tail(self, lines: int = 30) -> str:
@@ -258,10 +249,8 @@ def _main(argv: list[str]) -> None:
         host, _, port = arg.rpartition(":")
         backends.append((host, int(port)))
     with HAProxyServer(backends) as lb:
-        print(
-            f"HAProxy on {lb.host}:{lb.port} -> {backends} (PROXY v2)\n  config: {lb.config_path}\n"
-            f"  admin:  echo 'show stat' | socat - {lb.admin_socket}\nCtrl-C stops it."
-        )
+        print(f"HAProxy on {lb.host}:{lb.port} -> {backends} (PROXY v2)\n  config: {lb.config_path}\n"
+              f"  admin:  echo 'show stat' | socat - {lb.admin_socket}\nCtrl-C stops it.")
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
 

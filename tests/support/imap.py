@@ -17,9 +17,8 @@ UPSTREAM_USER = "shared"
 UPSTREAM_PASSWORD = "shared-secret"
 
 
-def upstream_login(
-    host: str, port: int, user: str = UPSTREAM_USER, password: str = UPSTREAM_PASSWORD
-) -> imaplib.IMAP4:
+def upstream_login(host: str, port: int, user: str = UPSTREAM_USER,
+                   password: str = UPSTREAM_PASSWORD) -> imaplib.IMAP4:
     client = imaplib.IMAP4(host, port, timeout=30)
     client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     typ, data = client.login(user, password)

@@ -109,14 +109,9 @@ def mail_dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotSe
 
     require_dovecot()
     require_peer("Dovecot LMTP", os.path.exists("/usr/lib/dovecot/lmtp"), "dovecot-lmtpd")
-    server = DovecotServer(
-        tmp_path_factory.mktemp("mail-dovecot"),
-        users=DOVECOT_USERS,
-        enable_lmtp=True,
-        auth_listener=True,
-        max_userip_connections=100,
-        auth_penalty=False,
-    )
+    server = DovecotServer(tmp_path_factory.mktemp("mail-dovecot"), users=DOVECOT_USERS,
+                           enable_lmtp=True, auth_listener=True, max_userip_connections=100,
+                           auth_penalty=False)
     try:
         server.start()
         yield server
@@ -142,9 +137,8 @@ PostfixFactory = Callable[..., PostfixServer]
 
 
 @pytest.fixture
-def postfix_factory(
-    mail_dovecot: DovecotServer, tls_certificate: TestCertificate
-) -> Iterator[PostfixFactory]:
+def postfix_factory(mail_dovecot: DovecotServer,
+                    tls_certificate: TestCertificate) -> Iterator[PostfixFactory]:
     """``make(dovecot=None, **PostfixServer options)`` -> a started instance of its own (~0.3 s),
     in front of ``mail_dovecot`` unless another Dovecot (with LMTP and auth socket) is given."""
     require_peer("Postfix", postfix_available(), "postfix")

@@ -100,19 +100,8 @@ DEFAULT_REJECTED: dict[str, str] = {
 }
 
 
-_QUEUE_DIRS = (
-    "active",
-    "bounce",
-    "corrupt",
-    "defer",
-    "deferred",
-    "flush",
-    "hold",
-    "incoming",
-    "private",
-    "saved",
-    "trace",
-)
+_QUEUE_DIRS = ("active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming",
+               "private", "saved", "trace")
 
 
 class PostfixError(RuntimeError):
@@ -153,8 +142,7 @@ class PostfixServer:
         self.smtps_port = find_free_port(self.host)
         self.message_size_limit = message_size_limit
         self.rejected_recipients = dict(
-            DEFAULT_REJECTED if rejected_recipients is None else rejected_recipients
-        )
+            DEFAULT_REJECTED if rejected_recipients is None else rejected_recipients)
         self.require_tls = require_tls
         self.extra_main_cf = dict(main_cf or {})
         # Root-owned and not writable by others (postfix check insists), traversable for postfix.
@@ -295,9 +283,8 @@ class PostfixServer:
         for name in ("main.cf", "master.cf", "rejected"):
             os.utime(self.config_dir / name, (past, past))
 
-    def reconfigure(
-        self, *, message_size_limit: int | None = None, timeout: float = 15.0, **main_cf: str
-    ) -> None:
+    def reconfigure(self, *, message_size_limit: int | None = None, timeout: float = 15.0,
+                    **main_cf: str) -> None:
         """Change main.cf parameters of the running instance (``postfix reload``) and wait until
         new connections see them (checked by the EHLO ``SIZE`` keyword)."""
         if message_size_limit is not None:
@@ -320,14 +307,11 @@ class PostfixServer:
         return int(size) if size else None
 
     def _postfix(self, *args: str, timeout: float = 60.0) -> str:
-        result = subprocess.run(
-            [POSTFIX, "-c", str(self.config_dir), *args], capture_output=True, timeout=timeout, check=False
-        )
+        result = subprocess.run([POSTFIX, "-c", str(self.config_dir), *args], capture_output=True,
+                                timeout=timeout, check=False)
         if result.returncode != 0:
-            raise PostfixError(
-                f"postfix {' '.join(args)} failed ({result.returncode}): "
-                f"{result.stderr.decode(errors='replace').strip()}\n{self.log_tail()}"
-            )
+            raise PostfixError(f"postfix {' '.join(args)} failed ({result.returncode}): "
+                               f"{result.stderr.decode(errors='replace').strip()}\n{self.log_tail()}")
         return result.stdout.decode(errors="replace")
 
     # ----------------------------------------------------------------- lifecycle
@@ -349,21 +333,16 @@ class PostfixServer:
             self.smtps_port = find_free_port(self.host)
             self._write_config()
         with open(self.root / "postfix.stderr", "ab") as err:
-            self._proc = subprocess.Popen(
-                [POSTFIX, "-c", str(self.config_dir), "start-fg"],
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                start_new_session=True,
-            )
+            self._proc = subprocess.Popen([POSTFIX, "-c", str(self.config_dir), "start-fg"],
+                                          stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                          start_new_session=True)
         deadline = time.monotonic() + timeout
         last = "no attempt"
         try:
             while time.monotonic() < deadline:
                 if self._proc.poll() is not None:
-                    raise PostfixError(
-                        f"postfix exited with status {self._proc.returncode} during start\n{self.log_tail()}"
-                    )
+                    raise PostfixError(f"postfix exited with status {self._proc.returncode} during start\n"
+                                       f"{self.log_tail()}")
                 try:
                     with socket.create_connection((self.host, self.port), timeout=2) as sock:
                         greeting = sock.recv(512)
@@ -411,9 +390,8 @@ class PostfixServer:
             raise
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def log_tail(self, lines: int = 30) -> str:
@@ -427,9 +405,8 @@ class PostfixServer:
 
     # ----------------------------------------------------------------- clients and queue
 
-    def client(
-        self, user: str | None = None, password: str | None = None, *, timeout: float = 30.0
-    ) -> smtplib.SMTP:
+    def client(self, user: str | None = None, password: str | None = None, *,
+               timeout: float = 30.0) -> smtplib.SMTP:
         """An smtplib client after EHLO and STARTTLS (certificate verified), logged in as ``user``
         (password from the Dovecot's users unless given) when a user is named."""
         client = smtplib.SMTP(self.host, self.port, timeout=timeout)
@@ -456,9 +433,8 @@ class PostfixServer:
         deadline = time.monotonic() + timeout
         while self.queued():
             if time.monotonic() > deadline:
-                raise PostfixError(
-                    f"{self.queued()} message(s) still queued after {timeout} s\n{self.log_tail()}"
-                )
+                raise PostfixError(f"{self.queued()} message(s) still queued after {timeout} s\n"
+                                   f"{self.log_tail()}")
             time.sleep(0.02)
 
 
@@ -492,9 +468,8 @@ def count_deliveries(dovecot: DovecotServer, user: str, message_id: str) -> int:
     return sum(1 for path in inbox_messages(dovecot, user) if _message_id(path) == message_id)
 
 
-def wait_for_delivery(
-    dovecot: DovecotServer, user: str, message_id: str, *, count: int = 1, timeout: float = 20.0
-) -> None:
+def wait_for_delivery(dovecot: DovecotServer, user: str, message_id: str, *, count: int = 1,
+                      timeout: float = 20.0) -> None:
     """Wait until at least ``count`` copies of ``message_id`` are in ``user``'s INBOX."""
     deadline = time.monotonic() + timeout
     while True:
@@ -502,28 +477,21 @@ def wait_for_delivery(
         if found >= count:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{message_id} delivered {found} time(s) to {user}'s INBOX, "
-                f"wanted {count}, after {timeout} s\n{dovecot.log_tail(10)}"
-            )
+            raise AssertionError(f"{message_id} delivered {found} time(s) to {user}'s INBOX, "
+                                 f"wanted {count}, after {timeout} s\n{dovecot.log_tail(10)}")
         time.sleep(0.02)
 
 
 def _main() -> None:
     from .peers import DOVECOT_USERS
 
-    with (
-        tempfile.TemporaryDirectory(prefix="imapgate-postfix-debug-") as work,
-        DovecotServer(
-            Path(work) / "dovecot", users=DOVECOT_USERS, enable_lmtp=True, auth_listener=True
-        ) as dc,
-        PostfixServer(dc) as pf,
-    ):
-        print(
-            f"Dovecot IMAP {dc.port}, LMTP {dc.lmtp_port}; Postfix submission {pf.host}:{pf.port} "
-            f"(STARTTLS, AUTH as any of {', '.join(dc.users)})\n  logs: {pf.log_path}, {dc.log_path}\n"
-            "Ctrl-C stops both."
-        )
+    with tempfile.TemporaryDirectory(prefix="imapgate-postfix-debug-") as work, \
+            DovecotServer(Path(work) / "dovecot", users=DOVECOT_USERS, enable_lmtp=True,
+                          auth_listener=True) as dc, \
+            PostfixServer(dc) as pf:
+        print(f"Dovecot IMAP {dc.port}, LMTP {dc.lmtp_port}; Postfix submission {pf.host}:{pf.port} "
+              f"(STARTTLS, AUTH as any of {', '.join(dc.users)})\n  logs: {pf.log_path}, {dc.log_path}\n"
+              "Ctrl-C stops both.")
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
 

@@ -124,14 +124,11 @@ class PostgresDatabase:
 class PostgresServer:
     """A private PostgreSQL server; ``start()``/``stop()`` or a context manager (``close()``)."""
 
-    def __init__(
-        self, *, port: int | None = None, max_connections: int = 200, settings: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, *, port: int | None = None, max_connections: int = 200,
+                 settings: dict[str, str] | None = None) -> None:
         if not postgres_available():
-            raise PostgresError(
-                f"PostgreSQL 15 not found in {PG_BIN} (apt-get install -y postgresql; "
-                "scripts/setup-env.sh does this)"
-            )
+            raise PostgresError(f"PostgreSQL 15 not found in {PG_BIN} (apt-get install -y postgresql; "
+                                "scripts/setup-env.sh does this)")
         self._own_port = port is None
         self.port = port if port is not None else _free_port()
         self.host = "127.0.0.1"
@@ -163,21 +160,13 @@ class PostgresServer:
 
     def admin_connect(self, database: str = "postgres") -> psycopg.Connection[Any]:
         """A superuser connection (autocommit) over the unix socket."""
-        return psycopg.connect(
-            host=str(self.socket_dir),
-            port=self.port,
-            user=_SUPERUSER,
-            dbname=database,
-            autocommit=True,
-            connect_timeout=5,
-        )
+        return psycopg.connect(host=str(self.socket_dir), port=self.port, user=_SUPERUSER,
+                               dbname=database, autocommit=True, connect_timeout=5)
 
     def connection_count(self, database: str | None = None) -> int:
         """Client connections now open (to ``database``, or to any), not counting this query's."""
-        query = (
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-            "AND pid <> pg_backend_pid()"
-        )
+        query = ("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                 "AND pid <> pg_backend_pid()")
         params: tuple[str, ...] = ()
         if database is not None:
             query += " AND datname = %s"
@@ -192,9 +181,7 @@ class PostgresServer:
         with self.admin_connect() as conn:
             rows = conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                "AND pid <> pg_backend_pid()",
-                (database,),
-            ).fetchall()
+                "AND pid <> pg_backend_pid()", (database,)).fetchall()
         return sum(1 for (done,) in rows if done)
 
     # ----------------------------------------------------------------- databases
@@ -203,11 +190,8 @@ class PostgresServer:
         """A new empty database owned by :data:`APP_ROLE`, cloned from ``template``."""
         name = name or f"test_{os.getpid()}_{next(self._names)}"
         with self.admin_connect() as conn:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
-                    sql.Identifier(name), sql.Identifier(template), sql.Identifier(APP_ROLE)
-                )
-            )
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(template), sql.Identifier(APP_ROLE)))
         return PostgresDatabase(self, name)
 
     def drop_database(self, name: str) -> None:
@@ -248,39 +232,19 @@ class PostgresServer:
             path.mkdir(mode=0o700)
             os.chown(path, self._uid, self._gid)
         result = subprocess.run(
-            [
-                str(PG_BIN / "initdb"),
-                "-D",
-                str(self.data_dir),
-                "-U",
-                _SUPERUSER,
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-                "--no-instructions",
-            ],
-            capture_output=True,
-            check=False,
-            cwd=self.root,
-            timeout=120,
-            **self._demote(),
-        )
+            [str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-U", _SUPERUSER, "--auth-local=trust",
+             "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"],
+            capture_output=True, check=False, cwd=self.root, timeout=120, **self._demote())
         if result.returncode != 0:
-            raise PostgresError(
-                f"initdb failed ({result.returncode}): {result.stderr.decode(errors='replace').strip()}"
-            )
+            raise PostgresError(f"initdb failed ({result.returncode}): "
+                                f"{result.stderr.decode(errors='replace').strip()}")
         # Superuser without a password over TCP for the fixtures' own URLs; everyone else by
         # password (scram), as in a deployment.  First match wins.
         hba = self.data_dir / "pg_hba.conf"
         hba.write_text(
             "local all all trust\n"
             f"host all {_SUPERUSER} 127.0.0.1/32 trust\n"
-            "host all all 127.0.0.1/32 scram-sha-256\n",
-            encoding="utf-8",
-        )
+            "host all all 127.0.0.1/32 scram-sha-256\n", encoding="utf-8")
         os.chown(hba, self._uid, self._gid)
 
     def start(self, timeout: float = 30.0) -> None:
@@ -311,15 +275,8 @@ class PostgresServer:
         with open(self.log_path, "ab") as log:
             os.chown(self.log_path, self._uid, self._gid)
             # Own session: a last-resort kill reaches every backend it forked.
-            self._proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd=self.root,
-                start_new_session=True,
-                **self._demote(),
-            )
+            self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                          cwd=self.root, start_new_session=True, **self._demote())
         try:
             self._wait_ready(timeout)
             if first:
@@ -335,9 +292,8 @@ class PostgresServer:
             if self._proc is None or self._proc.poll() is not None:
                 raise PostgresError(f"postgres exited during start\n{self.log_tail()}")
             try:
-                with psycopg.connect(
-                    host=self.host, port=self.port, user=_SUPERUSER, dbname="postgres", connect_timeout=2
-                ) as conn:
+                with psycopg.connect(host=self.host, port=self.port, user=_SUPERUSER, dbname="postgres",
+                                     connect_timeout=2) as conn:
                     conn.execute("SELECT 1")
                 return
             except psycopg.OperationalError as exc:
@@ -347,16 +303,10 @@ class PostgresServer:
 
     def _bootstrap(self) -> None:
         with self.admin_connect() as conn:
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(APP_ROLE), sql.Literal(APP_PASSWORD)
-                )
-            )
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(_TEMPLATE), sql.Identifier(APP_ROLE)
-                )
-            )
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(APP_ROLE), sql.Literal(APP_PASSWORD)))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(_TEMPLATE), sql.Identifier(APP_ROLE)))
             conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(_TEMPLATE)))
 
     def stop(self, mode: str = "fast", timeout: float = 20.0) -> None:
@@ -402,9 +352,8 @@ class PostgresServer:
             raise
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def log_tail(self, lines: int = 30) -> str:
@@ -427,10 +376,8 @@ def database(server: PostgresServer, *, template: str = _TEMPLATE) -> Iterator[P
 def _main() -> None:
     with PostgresServer() as server:
         db = server.create_database("debug")
-        print(
-            f"PostgreSQL {server.port} in {server.root}\n  app:   {db.url}\n  admin: {db.admin_url}\n"
-            f"  psql -h {server.socket_dir} -p {server.port} -U postgres debug\nCtrl-C stops it."
-        )
+        print(f"PostgreSQL {server.port} in {server.root}\n  app:   {db.url}\n  admin: {db.admin_url}\n"
+              f"  psql -h {server.socket_dir} -p {server.port} -U postgres debug\nCtrl-C stops it.")
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
 

@@ -36,7 +36,7 @@ def session_pids(sid: int) -> list[int]:
         except OSError:
             continue
         # Field 6 is the session id; the comm field (2) may contain spaces, so split after ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
+        fields = stat[stat.rfind(b")") + 2:].split()
         if len(fields) > 3 and int(fields[3]) == sid and fields[0] != b"Z":
             pids.append(int(entry.name))
     return pids

@@ -378,11 +378,8 @@ class _Session:
             self.condstore = True
         self.out += [
             r.Flags(("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")),
-            r.UntaggedStatus(
-                "OK",
-                r.PermanentFlagsCode(("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\*")),
-                "Flags permitted.",
-            ),
+            r.UntaggedStatus("OK", r.PermanentFlagsCode(("\\Answered", "\\Flagged", "\\Deleted", "\\Seen",
+                                                          "\\Draft", "\\*")), "Flags permitted."),
             r.Exists(len(self.view)),
             r.Recent(0),
             r.UntaggedStatus("OK", r.UidValidityCode(f.uidvalidity), "UIDs valid"),
@@ -399,9 +396,7 @@ class _Session:
                 m = f.messages[u]
                 if m.modseq > q.modseq:
                     items: dict[bytes, r.FetchValue] = {
-                        b"UID": u,
-                        b"FLAGS": tuple(sorted(m.flags)),
-                        b"MODSEQ": m.modseq,
+                        b"UID": u, b"FLAGS": tuple(sorted(m.flags)), b"MODSEQ": m.modseq
                     }
                     self.out.append(r.FetchResponse(self.seq(u), items))
         return f
@@ -489,12 +484,8 @@ class _Session:
         src = self.need_selected()
         dest = self.folder(cmd.mailbox, trycreate=True)
         uids = self.targets(cmd.sequence_set, cmd.uid)
-        new = [
-            self.script.add_message(
-                dest.name, src.messages[u].data, src.messages[u].flags, src.messages[u].internal_date
-            )
-            for u in uids
-        ]
+        new = [self.script.add_message(dest.name, src.messages[u].data, src.messages[u].flags,
+                                       src.messages[u].internal_date) for u in uids]
         return uids, new, dest
 
     def do_copy(self, cmd: c.Copy) -> str | tuple[r.ResponseCode, str]:
@@ -567,7 +558,7 @@ class _Session:
         moved = [n for n in list(self.script.folders) if n == f.name or n.startswith(f.name + DELIMITER)]
         for old in moved:
             folder = self.script.folders.pop(old)
-            folder.name = cmd.new_name + old[len(f.name) :]
+            folder.name = cmd.new_name + old[len(f.name):]
             self.script.folders[folder.name] = folder
         return "Rename completed"
 

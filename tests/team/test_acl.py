@@ -48,8 +48,8 @@ NO_ACL = None  # a folder without an ACL of its own
         ("-w", "remove", "w"),
         ("", "set", ""),
         ("lrswipkxtea", "set", "lrswipkxtea"),
-        ("c", "set", "kx"),  # RFC 4314 §2.1.1 (first group, as Dovecot): c = k x
-        ("d", "set", "te"),  # d = t e
+        ("c", "set", "kx"),          # RFC 4314 §2.1.1 (first group, as Dovecot): c = k x
+        ("d", "set", "te"),          # d = t e
         ("lrcd", "set", "lrkxte"),
         ("llrr", "set", "lr"),
     ],
@@ -159,20 +159,20 @@ def test_user_and_group_of_one_name_are_different_identifiers() -> None:
 # ------------------------------------------------------------------------- the decision
 CASES = [
     # (entries, user, groups, admin, expected)
-    (NO_ACL, "alice", (), False, "lrswipkxte"),  # default
-    ((), "alice", (), False, ""),  # an ACL of its own, all entries gone
+    (NO_ACL, "alice", (), False, "lrswipkxte"),                             # default
+    ((), "alice", (), False, ""),                   # an ACL of its own, all entries gone
     ((("alice", "lr"),), "alice", (), False, "lr"),
-    ((("alice", "lr"),), "bob", (), False, ""),  # own ACL: no default
+    ((("alice", "lr"),), "bob", (), False, ""),                             # own ACL: no default
     ((("$acct", "lrswi"),), "bob", ("acct",), False, "lrswi"),
     ((("$acct", "lrswi"),), "carol", ("sales",), False, ""),
-    ((("anyone", "lr"), ("alice", "w")), "alice", (), False, "lrw"),  # union
+    ((("anyone", "lr"), ("alice", "w")), "alice", (), False, "lrw"),      # union
     ((("authenticated", "lrs"), ("-carol", "s")), "carol", (), False, "lr"),
     ((("alice", "lrsw"), ("-$temps", "w")), "alice", ("temps",), False, "lrs"),  # negative wins
     ((("alice", "lrsw"), ("-anyone", "w")), "alice", (), False, "lrs"),
     ((("-alice", "l"),), "alice", (), False, ""),
-    ((("-alice", "lrswipkxtea"),), "alice", (), True, "lrswipkxtea"),  # admins: all
+    ((("-alice", "lrswipkxtea"),), "alice", (), True, "lrswipkxtea"),       # admins: all
     (NO_ACL, "root", (), True, "lrswipkxtea"),
-    ((("alice", ""),), "alice", (), False, ""),  # empty grants nothing
+    ((("alice", ""),), "alice", (), False, ""),                             # empty grants nothing
 ]
 
 
@@ -187,10 +187,7 @@ def test_effective_rights(
 
 def test_explanation_says_who_gave_and_took_what() -> None:
     got = effective_rights(
-        "alice",
-        {"acct"},
-        False,
-        acl(("$acct", "lrswi"), ("anyone", "lr"), ("-alice", "wx"), ("bob", "a")),
+        "alice", {"acct"}, False, acl(("$acct", "lrswi"), ("anyone", "lr"), ("-alice", "wx"), ("bob", "a")),
         DEFAULT,
     )
     assert got.source == "entries"
@@ -198,7 +195,7 @@ def test_explanation_says_who_gave_and_took_what() -> None:
         "alice on Finance: lrsi",
         "  $acct gives lrswi",
         "  anyone gives lr",
-        "  -alice takes away w",  # x was never given: nothing to take
+        "  -alice takes away w",   # x was never given: nothing to take
     ]
     default = effective_rights("bob", (), False, None, DEFAULT)
     assert default.explain("bob", "News") == [
@@ -208,8 +205,7 @@ def test_explanation_says_who_gave_and_took_what() -> None:
     ]
     admin = effective_rights("root", (), True, acl(("-root", "l")), DEFAULT)
     assert admin.explain("root", "X") == [
-        "root on X: lrswipkxtea",
-        "  root is an admin: every right on every folder",
+        "root on X: lrswipkxtea", "  root is an admin: every right on every folder"
     ]
     nobody = effective_rights("carol", (), False, acl(("bob", "lr")), DEFAULT)
     assert nobody.explain("carol", "Secret") == [
@@ -222,7 +218,7 @@ def test_explanation_says_who_gave_and_took_what() -> None:
 def test_only_admins_give_anyone_the_a_right() -> None:
     check_change(parse_identifier("anyone"), rights("lra"), by_admin=True)
     check_change(parse_identifier("bob"), rights("lra"), by_admin=False)
-    check_change(parse_identifier("-anyone"), rights("a"), by_admin=False)  # taking is fine
+    check_change(parse_identifier("-anyone"), rights("a"), by_admin=False)   # taking is fine
     for who in ("anyone", "authenticated"):
         with pytest.raises(AclError, match=f"only an admin may give {who} the a right"):
             check_change(parse_identifier(who), rights("lra"), by_admin=False)
@@ -230,8 +226,7 @@ def test_only_admins_give_anyone_the_a_right() -> None:
 
 def test_listrights() -> None:
     assert list_rights(parse_identifier("bob"), names_admin=False) == (
-        "",
-        ("l", "r", "s", "w", "i", "p", "k", "x", "t", "e", "a", "c", "d"),
+        "", ("l", "r", "s", "w", "i", "p", "k", "x", "t", "e", "a", "c", "d")
     )
     assert list_rights(parse_identifier("root"), names_admin=True) == ("lrswipkxteacd", ())
     assert list_rights(parse_identifier("-root"), names_admin=True)[0] == ""

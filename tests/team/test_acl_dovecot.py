@@ -33,10 +33,10 @@ imaplib.Commands.setdefault("LISTRIGHTS", ("AUTH", "SELECTED"))
 
 ACLS: dict[str, dict[str, str]] = {
     "INBOX": {"alice": "lrs", "bob": "lrswipkxte", "anyone": "lr"},
-    "Finance": {"bob": "lrswipkxte", "-bob": "x"},  # negative beats positive
+    "Finance": {"bob": "lrswipkxte", "-bob": "x"},                  # negative beats positive
     "Archive": {"authenticated": "lrs", "carol": "lrswi", "-carol": "wi"},
     "Leads": {"anyone": "lrswi", "-anyone": "te", "alice": "lrswipkxte"},  # -anyone hits alice too
-    "Hidden": {"alice": "rs"},  # no l
+    "Hidden": {"alice": "rs"},                                        # no l
     "Mixed": {"authenticated": "lr", "-alice": "r", "carol": "kx"},
 }
 USERS = ("alice", "bob", "carol")
@@ -50,12 +50,8 @@ def logins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, imapl
     from tests.support.peers import DOVECOT_USERS, TEAM_MAIL_OF
 
     require_dovecot()
-    server = DovecotServer(
-        tmp_path_factory.mktemp("acl-model-dovecot"),
-        users=DOVECOT_USERS,
-        mail_of=TEAM_MAIL_OF,
-        enable_acl=True,
-    )
+    server = DovecotServer(tmp_path_factory.mktemp("acl-model-dovecot"), users=DOVECOT_USERS,
+                           mail_of=TEAM_MAIL_OF, enable_acl=True)
     clients: dict[str, imaplib.IMAP4] = {}
     try:
         server.populate("shared", {name: [] for name in ACLS})

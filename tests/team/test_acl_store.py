@@ -191,14 +191,7 @@ def test_also_is_written_with_a_change_and_only_then(store: AclStore) -> None:
     assert not store.set_admin("bob", True, also=also("admin again"))
     store.remove_group("acct", also=also("remove group"))
     assert calls == [
-        "add group",
-        "add member",
-        "set",
-        "delete",
-        "reset",
-        "remove member",
-        "admin",
-        "remove group",
+        "add group", "add member", "set", "delete", "reset", "remove member", "admin", "remove group"
     ]
 
     def broken(conn: Connection) -> None:
@@ -223,12 +216,8 @@ def test_migration_keeps_per_user_rows(tmp_path: Path) -> None:
     engine = open_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}", migrate=False)
     upgrade(engine, "0004")
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO users (id, name, password_hash, created_at, disabled) "
-                "VALUES (1, 'ann', 'x', 0, 0)"
-            )
-        )
+        conn.execute(text("INSERT INTO users (id, name, password_hash, created_at, disabled) "
+                          "VALUES (1, 'ann', 'x', 0, 0)"))
         conn.execute(text("INSERT INTO subscriptions (user_id, mailbox, subscribed) VALUES (1, 'Junk', 0)"))
     upgrade(engine)
     with engine.connect() as conn:

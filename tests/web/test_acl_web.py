@@ -120,8 +120,7 @@ def test_live_feed_follows_the_acl(web: WebServer, gateway: GatewayHarness) -> N
     seen: dict[str, list[Change]] = {"alice": [], "bob": []}
     streams = [
         gateway.call_soon(lambda n=name, u=user: feed.open(Actor(u.id, n), seen[n].append, 0, None))
-        for name, user in ids.items()
-        if user is not None
+        for name, user in ids.items() if user is not None
     ]
     imap = gateway.imaplib_login("alice", "alice-pw")
     try:

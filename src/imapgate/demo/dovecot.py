@@ -120,19 +120,9 @@ def ensure_vmail_user(name: str = VMAIL_USER) -> tuple[int, int]:
         raise DovecotError(f"system user {name!r} is missing and only root can create it")
     # Another test process may create it at the same moment: ignore useradd's failure and re-check.
     subprocess.run(
-        [
-            "useradd",
-            "--system",
-            "--user-group",
-            "--no-create-home",
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            name,
-        ],
-        check=False,
-        capture_output=True,
+        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", name],
+        check=False, capture_output=True,
     )
     try:
         entry = pwd.getpwnam(name)
@@ -229,7 +219,8 @@ class DovecotServer:
         # files live in a world-traversable (not listable) runtime dir of their own unless
         # ``directory`` already is one.  Short path too: unix socket paths max out at 108 bytes.
         self._own_runtime = not (
-            _traversable_by_others(self.directory) and len(str(self.directory / "run")) <= _MAX_BASE_DIR_LEN
+            _traversable_by_others(self.directory)
+            and len(str(self.directory / "run")) <= _MAX_BASE_DIR_LEN
         )
         if self._own_runtime:
             self.runtime_dir = Path(tempfile.mkdtemp(prefix="imapgate-dovecot-", dir="/tmp"))
@@ -282,7 +273,9 @@ class DovecotServer:
                 if any(ch.isspace() for ch in rule):
                     raise ValueError(f"quota rule {rule!r} of {user!r} contains white space")
                 extra.append(f"userdb_quota_rule={rule}")
-            lines.append(f"{user}:{{PLAIN}}{password}:{self._uid}:{self._gid}::{home}::{' '.join(extra)}\n")
+            lines.append(
+                f"{user}:{{PLAIN}}{password}:{self._uid}:{self._gid}::{home}::{' '.join(extra)}\n"
+            )
             self._ensure_home(home_user)
         tmp = self.passwd_path.with_suffix(".tmp")
         tmp.write_text("".join(lines), encoding="utf-8")
@@ -322,13 +315,12 @@ class DovecotServer:
             plugin_settings += ["quota = count:User quota", "quota_vsizes = yes"]
         acl_plugin = (
             "plugin {\n" + "".join(f"  {line}\n" for line in plugin_settings) + "}\n"
-            if plugin_settings
-            else ""
+            if plugin_settings else ""
         )
         protocols = "imap lmtp" if self.enable_lmtp else "imap"
         # Without the penalty socket anvil keeps no per-IP failure count (auth-penalty docs).
-        anvil_extra = (
-            "" if self.auth_penalty else ("  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n")
+        anvil_extra = "" if self.auth_penalty else (
+            "  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n"
         )
         extras = ""
         if self.enable_lmtp:
@@ -383,11 +375,15 @@ class DovecotServer:
             "}\n"
             "namespace inbox {\n"
             "  inbox = yes\n"
-            "  separator = /\n" + "".join(mailboxes) + "}\n"
+            "  separator = /\n"
+            + "".join(mailboxes)
+            + "}\n"
             "protocol imap {\n"
             f"  mail_max_userip_connections = {self.max_userip_connections}\n"
             f"  mail_plugins = {imap_plugins}\n"
-            "}\n" + acl_plugin + "service imap-login {\n"
+            "}\n"
+            + acl_plugin
+            + "service imap-login {\n"
             "  chroot =\n"
             "  inet_listener imap {\n"
             f"    address = {self.host}\n"
@@ -398,7 +394,10 @@ class DovecotServer:
             "  }\n"
             "}\n"
             "service anvil {\n"
-            "  chroot =\n" + anvil_extra + "}\n" + extras
+            "  chroot =\n"
+            + anvil_extra
+            + "}\n"
+            + extras
         )
 
     def add_user(self, user: str, password: str) -> None:
@@ -437,10 +436,7 @@ class DovecotServer:
             # last-resort kill reaches every child Dovecot spawned.
             self._proc = subprocess.Popen(
                 [dovecot, "-F", "-c", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                start_new_session=True,
+                stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         last_error = "no attempt"
@@ -460,9 +456,8 @@ class DovecotServer:
             time.sleep(0.05)
         else:
             self._kill()
-            raise DovecotError(
-                f"dovecot did not greet on {self.host}:{self.port}: {last_error}\n{self.log_tail()}"
-            )
+            raise DovecotError(f"dovecot did not greet on {self.host}:{self.port}: {last_error}\n"
+                               f"{self.log_tail()}")
         self._apply_pending_subscriptions()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -474,9 +469,7 @@ class DovecotServer:
             # it stays a zombie (and doveadm waits its full timeout) until we reap it concurrently.
             stopper = subprocess.Popen(
                 [_doveadm_binary(), "-c", str(self.config_path), "stop"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=timeout)
@@ -623,19 +616,13 @@ class DovecotServer:
                     os.close(fd)
                 new_lines.append(f"{next_uid} :{base}\n")
                 next_uid += 1
-            _write_owned(
-                path / "dovecot-uidlist",
-                f"3 V{uidvalidity} N{next_uid}\n" + "".join(uid_lines + new_lines),
-                self._uid,
-                self._gid,
-            )
+            _write_owned(path / "dovecot-uidlist",
+                         f"3 V{uidvalidity} N{next_uid}\n" + "".join(uid_lines + new_lines),
+                         self._uid, self._gid)
             if keywords:
-                _write_owned(
-                    path / "dovecot-keywords",
-                    "".join(f"{i} {kw}\n" for i, kw in enumerate(keywords)),
-                    self._uid,
-                    self._gid,
-                )
+                _write_owned(path / "dovecot-keywords",
+                             "".join(f"{i} {kw}\n" for i, kw in enumerate(keywords)),
+                             self._uid, self._gid)
             if folder.upper() != "INBOX":
                 self._pending_subscriptions.setdefault(user, []).append(folder)
         if not subscribe:
@@ -745,7 +732,8 @@ def _session_pids(sid: int) -> list[int]:
         except OSError:
             continue
         # Field 6 is the session id; the comm field (2) may contain spaces, so split after ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
+        fields = stat[stat.rfind(b")") + 2:].split()
         if len(fields) > 3 and int(fields[3]) == sid and fields[0] != b"Z":
             pids.append(int(entry.name))
     return pids
+

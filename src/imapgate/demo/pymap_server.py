@@ -89,17 +89,8 @@ class PymapServer:
             cmd += ["--no-service", name]
         # Only used when the optional `pid` package is installed; keeps instances apart.
         cmd += ["--pid-file", f"imapgate-pymap-{self.port}.pid"]
-        cmd += [
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "dict",
-            "--demo-user",
-            self.user,
-            "--demo-password",
-            self.password,
-        ]
+        cmd += ["--host", self.host, "--port", str(self.port), "dict",
+                "--demo-user", self.user, "--demo-password", self.password]
         if self.demo_data:
             cmd.append("--demo-data")
         return cmd
@@ -118,11 +109,7 @@ class PymapServer:
             return
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         last_error = "no attempt"
@@ -197,11 +184,8 @@ class PymapServer:
         client = self.connect()
         try:
             _typ, data = client.list()
-            existing = {
-                line.rsplit(b' "/" ', 1)[-1].strip(b'"').decode("ascii")
-                for line in data
-                if isinstance(line, bytes)
-            }
+            existing = {line.rsplit(b' "/" ', 1)[-1].strip(b'"').decode("ascii")
+                        for line in data if isinstance(line, bytes)}
             for folder, messages in folders.items():
                 wire_name = "INBOX" if folder.upper() == "INBOX" else mutf7_encode(folder)
                 if wire_name not in existing:
@@ -215,12 +199,8 @@ class PymapServer:
                 for message in messages:
                     flags = " ".join(f for f in message.flags if f.lower() != "\\recent")
                     _check(
-                        client.append(
-                            _quoted(wire_name),
-                            f"({flags})",
-                            imaplib.Time2Internaldate(message.internal_date),
-                            message.raw,
-                        ),
+                        client.append(_quoted(wire_name), f"({flags})",
+                                      imaplib.Time2Internaldate(message.internal_date), message.raw),
                         f"APPEND to {folder}",
                     )
         finally:

@@ -79,7 +79,6 @@ class SampleMessage:
 
 # --------------------------------------------------------------------------- people
 
-
 @dataclass(frozen=True, slots=True)
 class _Person:
     name: str
@@ -146,88 +145,58 @@ _SPAMMERS: tuple[_Person, ...] = (
 
 _SUPPORT_TOPICS: dict[str, tuple[tuple[str, str], ...]] = {
     "de": (
-        (
-            "Frage zu Ihrer Rechnung Nr. {n}",
-            "auf Ihrer Rechnung Nr. {n} ist die Position „Einrichtungspauschale“ doppelt aufgeführt.\n"
-            "Könnten Sie das bitte prüfen und uns eine korrigierte Rechnung schicken?",
-        ),
-        (
-            "Störung: Beamer im Konferenzraum zeigt kein Bild",
-            "seit gestern zeigt der Beamer im großen Besprechungsraum nur noch „Kein Signal“.\n"
-            "Wir haben Kabel und Eingänge geprüft. Können Sie kurzfristig jemanden vorbeischicken?",
-        ),
-        (
-            "Anfrage: Angebot für Videokonferenzsystem",
-            "wir möchten zwei Räume mit Videokonferenztechnik ausstatten (je 8–12 Personen).\n"
-            "Bitte schicken Sie uns ein Angebot inkl. Installation und Schulung.",
-        ),
-        (
-            "Reklamation: Gerät defekt (Seriennr. {sn})",
-            "das am {d} gelieferte Gerät (Seriennummer {sn}) schaltet sich nach ca. 10 Minuten ab.\n"
-            "Wir bitten um Austausch oder Reparatur im Rahmen der Gewährleistung.",
-        ),
-        (
-            "Änderung unserer Rechnungsadresse",
-            "ab dem 1. des nächsten Monats lautet unsere Rechnungsadresse:\n"
-            "Öztürk Bau GmbH, Königstraße 17, 70173 Stuttgart.\nBitte passen Sie Ihre Stammdaten an.",
-        ),
-        (
-            "Zugangsdaten für das Kundenportal vergessen",
-            "ich komme nicht mehr in das Kundenportal – die Funktion „Passwort vergessen“\n"
-            "schickt keine E-Mail. "
-            "Können Sie mein Konto bitte zurücksetzen?",
-        ),
-        (
-            "Termin für Vor-Ort-Service nächste Woche?",
-            "für die jährliche Wartung der Medientechnik würden wir gern einen Termin vereinbaren.\n"
-            "Passt Ihnen Dienstag oder Donnerstag Vormittag?",
-        ),
+        ("Frage zu Ihrer Rechnung Nr. {n}",
+         "auf Ihrer Rechnung Nr. {n} ist die Position „Einrichtungspauschale“ doppelt aufgeführt.\n"
+         "Könnten Sie das bitte prüfen und uns eine korrigierte Rechnung schicken?"),
+        ("Störung: Beamer im Konferenzraum zeigt kein Bild",
+         "seit gestern zeigt der Beamer im großen Besprechungsraum nur noch „Kein Signal“.\n"
+         "Wir haben Kabel und Eingänge geprüft. Können Sie kurzfristig jemanden vorbeischicken?"),
+        ("Anfrage: Angebot für Videokonferenzsystem",
+         "wir möchten zwei Räume mit Videokonferenztechnik ausstatten (je 8–12 Personen).\n"
+         "Bitte schicken Sie uns ein Angebot inkl. Installation und Schulung."),
+        ("Reklamation: Gerät defekt (Seriennr. {sn})",
+         "das am {d} gelieferte Gerät (Seriennummer {sn}) schaltet sich nach ca. 10 Minuten ab.\n"
+         "Wir bitten um Austausch oder Reparatur im Rahmen der Gewährleistung."),
+        ("Änderung unserer Rechnungsadresse",
+         "ab dem 1. des nächsten Monats lautet unsere Rechnungsadresse:\n"
+         "Öztürk Bau GmbH, Königstraße 17, 70173 Stuttgart.\nBitte passen Sie Ihre Stammdaten an."),
+        ("Zugangsdaten für das Kundenportal vergessen",
+         "ich komme nicht mehr in das Kundenportal – die Funktion „Passwort vergessen“\n"
+         "schickt keine E-Mail. "
+         "Können Sie mein Konto bitte zurücksetzen?"),
+        ("Termin für Vor-Ort-Service nächste Woche?",
+         "für die jährliche Wartung der Medientechnik würden wir gern einen Termin vereinbaren.\n"
+         "Passt Ihnen Dienstag oder Donnerstag Vormittag?"),
     ),
     "en": (
-        (
-            "Question about warranty extension for order {n}",
-            "we bought two displays from you last year (order {n}). Is it possible to extend the warranty\n"
-            "to five years, and what would that cost?",
-        ),
-        (
-            "Delivery delayed – order {n}",
-            'our order {n} was supposed to arrive on {d}, but the tracking still says "in preparation".\n'
-            "Could you let us know the new delivery date?",
-        ),
-        (
-            "Invoice in English needed",
-            "our accounting department needs the invoice for order {n} in English, with our VAT ID.\n"
-            "Could you send a new copy?",
-        ),
-        (
-            "Firmware update for the control panel?",
-            "is there a firmware update for the touch control panel? The current version freezes\n"
-            "now and then when switching inputs.",
-        ),
+        ("Question about warranty extension for order {n}",
+         "we bought two displays from you last year (order {n}). Is it possible to extend the warranty\n"
+         "to five years, and what would that cost?"),
+        ("Delivery delayed – order {n}",
+         "our order {n} was supposed to arrive on {d}, but the tracking still says \"in preparation\".\n"
+         "Could you let us know the new delivery date?"),
+        ("Invoice in English needed",
+         "our accounting department needs the invoice for order {n} in English, with our VAT ID.\n"
+         "Could you send a new copy?"),
+        ("Firmware update for the control panel?",
+         "is there a firmware update for the touch control panel? The current version freezes\n"
+         "now and then when switching inputs."),
     ),
     "fr": (
-        (
-            "Problème de connexion au portail client",
-            "depuis lundi, je n'arrive plus à me connecter au portail client : « identifiants invalides ».\n"
-            "Pourriez-vous vérifier mon compte, s'il vous plaît ?",
-        ),
-        (
-            "Demande de devis – équipement de la salle de réunion",
-            "nous souhaitons équiper notre salle de réunion d'un écran interactif et d'une caméra.\n"
-            "Pourriez-vous nous envoyer un devis détaillé ?",
-        ),
+        ("Problème de connexion au portail client",
+         "depuis lundi, je n'arrive plus à me connecter au portail client : « identifiants invalides ».\n"
+         "Pourriez-vous vérifier mon compte, s'il vous plaît ?"),
+        ("Demande de devis – équipement de la salle de réunion",
+         "nous souhaitons équiper notre salle de réunion d'un écran interactif et d'une caméra.\n"
+         "Pourriez-vous nous envoyer un devis détaillé ?"),
     ),
     "es": (
-        (
-            "Pedido {n}: ¿cuándo llega?",
-            "hicimos el pedido {n} hace dos semanas y todavía no hemos recibido nada.\n"
-            "¿Podrían indicarnos la fecha de entrega?",
-        ),
-        (
-            "Consulta sobre la garantía del proyector",
-            "el proyector que compramos hace ocho meses hace un ruido extraño.\n"
-            "¿Está cubierto por la garantía?",
-        ),
+        ("Pedido {n}: ¿cuándo llega?",
+         "hicimos el pedido {n} hace dos semanas y todavía no hemos recibido nada.\n"
+         "¿Podrían indicarnos la fecha de entrega?"),
+        ("Consulta sobre la garantía del proyector",
+         "el proyector que compramos hace ocho meses hace un ruido extraño.\n"
+         "¿Está cubierto por la garantía?"),
     ),
 }
 
@@ -269,10 +238,8 @@ _REPLY_BODIES = {
     ),
 }
 _FOLLOW_UPS = {
-    "de": (
-        "vielen Dank, das hat geklappt!",
-        "leider besteht das Problem weiterhin. Können Sie nochmal schauen?",
-    ),
+    "de": ("vielen Dank, das hat geklappt!",
+           "leider besteht das Problem weiterhin. Können Sie nochmal schauen?"),
     "en": ("thanks a lot, that solved it!", "unfortunately the problem is still there. Any other ideas?"),
     "fr": ("merci beaucoup, tout fonctionne à nouveau !",),
     "es": ("¡muchas gracias, ya funciona!",),
@@ -300,15 +267,11 @@ _PROJECT_SUBJECTS = (
 )
 
 _NEWSLETTERS = (
-    (
-        _Person("Messe Frankfurt Newsletter", "newsletter@messe-news.example"),
-        "Prolight + Sound 2024: Ihr Ticket-Gutschein wartet",
-    ),
+    (_Person("Messe Frankfurt Newsletter", "newsletter@messe-news.example"),
+     "Prolight + Sound 2024: Ihr Ticket-Gutschein wartet"),
     (_Person("IHK Rhein-Neckar", "info@ihk-news.example"), "Neue Förderprogramme für Digitalisierung"),
-    (
-        _Person("Fachverband Veranstaltungstechnik", "presse@fachverband-vt.example"),
-        "Newsletter Mai: Änderungen der DGUV-Vorschriften",
-    ),
+    (_Person("Fachverband Veranstaltungstechnik", "presse@fachverband-vt.example"),
+     "Newsletter Mai: Änderungen der DGUV-Vorschriften"),
 )
 
 _SPAM_SUBJECTS = (
@@ -332,14 +295,12 @@ _BERLIN_SUMMER = timezone(timedelta(hours=2))
 
 def _berlin(dt_utc: datetime) -> datetime:
     """Central European time, with the 2023/2024 DST switch dates (no tzdata dependency)."""
-    summer = datetime(2023, 3, 26, 1, tzinfo=UTC) <= dt_utc < datetime(
-        2023, 10, 29, 1, tzinfo=UTC
-    ) or datetime(2024, 3, 31, 1, tzinfo=UTC) <= dt_utc < datetime(2024, 10, 27, 1, tzinfo=UTC)
+    summer = (datetime(2023, 3, 26, 1, tzinfo=UTC) <= dt_utc < datetime(2023, 10, 29, 1, tzinfo=UTC)
+              or datetime(2024, 3, 31, 1, tzinfo=UTC) <= dt_utc < datetime(2024, 10, 27, 1, tzinfo=UTC))
     return dt_utc.astimezone(_BERLIN_SUMMER if summer else _BERLIN_WINTER)
 
 
 # --------------------------------------------------------------------------- attachments
-
 
 def _make_pdf(rng: random.Random, lines: Sequence[str]) -> bytes:
     """A small but valid one-page PDF showing ``lines`` (Latin-1 text, Helvetica)."""
@@ -367,12 +328,8 @@ def _make_pdf(rng: random.Random, lines: Sequence[str]) -> bytes:
     for offset in offsets:
         out += b"%010d 00000 n \n" % offset
     doc_id = b"%032x" % rng.getrandbits(128)
-    out += b"trailer\n<< /Size %d /Root 1 0 R /ID [<%s> <%s>] >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        doc_id,
-        doc_id,
-        xref,
-    )
+    out += (b"trailer\n<< /Size %d /Root 1 0 R /ID [<%s> <%s>] >>\nstartxref\n%d\n%%%%EOF\n"
+            % (len(objects) + 1, doc_id, doc_id, xref))
     return bytes(out)
 
 
@@ -389,12 +346,8 @@ def _make_png(rng: random.Random, width: int = 48, height: int = 32) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(bytes(rows), 9))
-        + chunk(b"IEND", b"")
-    )
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(rows), 9))
+            + chunk(b"IEND", b""))
 
 
 def _make_csv(rows: Sequence[Sequence[str]]) -> bytes:
@@ -406,26 +359,13 @@ def _make_ics(rng: random.Random, summary: str, start: datetime) -> bytes:
     uid = f"{rng.getrandbits(64):016x}@{DOMAIN}"
     stamp = start.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     end = (start + timedelta(hours=1)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    lines = [
-        "BEGIN:VCALENDAR",
-        "VERSION:2.0",
-        "PRODID:-//imapgate demo//DE",
-        "METHOD:REQUEST",
-        "BEGIN:VEVENT",
-        f"UID:{uid}",
-        f"DTSTAMP:{stamp}",
-        f"DTSTART:{stamp}",
-        f"DTEND:{end}",
-        f"SUMMARY:{summary}",
-        "LOCATION:Besprechungsraum „Rhein“",
-        "END:VEVENT",
-        "END:VCALENDAR",
-    ]
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//imapgate demo//DE", "METHOD:REQUEST",
+             "BEGIN:VEVENT", f"UID:{uid}", f"DTSTAMP:{stamp}", f"DTSTART:{stamp}", f"DTEND:{end}",
+             f"SUMMARY:{summary}", "LOCATION:Besprechungsraum „Rhein“", "END:VEVENT", "END:VCALENDAR"]
     return "".join(line + "\r\n" for line in lines).encode("utf-8")
 
 
 # --------------------------------------------------------------------------- generator
-
 
 class _Builder:
     """Holds the seeded RNG and the folders being filled; one instance per generate_mailbox call."""
@@ -494,15 +434,11 @@ class _Builder:
             msg["References"] = " ".join([*refs, parent_id])
         msg["MIME-Version"] = "1.0"
         if user_agent is None:
-            user_agent = self.rng.choice(
-                (
-                    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:115.0) Gecko/20100101 Thunderbird/115.10.1",
-                    "Microsoft Outlook 16.0",
-                    "Apple Mail (2.3774.500.171.1.1)",
-                    "K-9 Mail for Android",
-                    "Roundcube Webmail/1.6.6",
-                )
-            )
+            user_agent = self.rng.choice((
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:115.0) Gecko/20100101 Thunderbird/115.10.1",
+                "Microsoft Outlook 16.0", "Apple Mail (2.3774.500.171.1.1)", "K-9 Mail for Android",
+                "Roundcube Webmail/1.6.6",
+            ))
         if user_agent.startswith(("Microsoft", "Apple")):
             msg["X-Mailer"] = user_agent
         else:
@@ -581,10 +517,8 @@ class _Builder:
 
     @staticmethod
     def signature(person: _Person) -> str:
-        return (
-            f"-- \n{person.name}\n{COMPANY}\nRheinuferstraße 12 · 68159 Mannheim\n"
-            f"Tel. +49 621 123 456-0 · {MAILBOX_ADDRESS}\n"
-        )
+        return (f"-- \n{person.name}\n{COMPANY}\nRheinuferstraße 12 · 68159 Mannheim\n"
+                f"Tel. +49 621 123 456-0 · {MAILBOX_ADDRESS}\n")
 
     # ---- content kinds
 
@@ -593,32 +527,24 @@ class _Builder:
             customer = self.rng.choice(_CUSTOMERS)
             lang = customer.lang
             subject_t, body_t = self.rng.choice(_SUPPORT_TOPICS[lang])
-            params = {
-                "n": str(self.rng.randrange(20_000, 29_999)),
-                "sn": f"KB{self.rng.randrange(10**7):07d}",
-                "d": f"{self.rng.randrange(1, 28):02d}.{self.rng.randrange(1, 12):02d}.2024",
-                "t": str(self.rng.randrange(1000, 9999)),
-            }
+            params = {"n": str(self.rng.randrange(20_000, 29_999)),
+                      "sn": f"KB{self.rng.randrange(10**7):07d}",
+                      "d": f"{self.rng.randrange(1, 28):02d}.{self.rng.randrange(1, 12):02d}.2024",
+                      "t": str(self.rng.randrange(1000, 9999))}
             subject = subject_t.format(**params)
             date = self.when(start, end)
             first = self.new_message(customer, [_INFO], subject, date)
             text = f"{_GREETING[lang]}\n\n{body_t.format(**params)}\n\n{_CLOSING[lang]}\n{customer.name}\n"
             if self.rng.random() < 0.3:
                 body_html = body_t.format(**params).replace("\n", "<br>")
-                html = (
-                    f"<html><body><p>{_GREETING[lang]}</p><p>{body_html}</p>"
-                    f"<p>{_CLOSING[lang]}<br><b>{customer.name}</b></p></body></html>"
-                )
+                html = (f"<html><body><p>{_GREETING[lang]}</p><p>{body_html}</p>"
+                        f"<p>{_CLOSING[lang]}<br><b>{customer.name}</b></p></body></html>")
                 self.set_text(first, text, html=html)
             else:
                 self.set_text(first, text)
             if self.rng.random() < 0.15:
-                first.add_attachment(
-                    _make_png(self.rng, 40, 30),
-                    maintype="image",
-                    subtype="png",
-                    filename=f"Foto_{self.rng.randrange(1000, 9999)}.png",
-                )
+                first.add_attachment(_make_png(self.rng, 40, 30), maintype="image", subtype="png",
+                                     filename=f"Foto_{self.rng.randrange(1000, 9999)}.png")
             replied = self.rng.random() < 0.75 and date < end - timedelta(days=2)
             first_flags = self.received_flags(date, answered=replied)
             self.finish(folder, first, first_flags)
@@ -630,26 +556,18 @@ class _Builder:
             # identities for info@ are usually set up).
             as_team = _Person(f"{agent.name} (Kühne & Brandt)", MAILBOX_ADDRESS)
             reply = self.new_message(as_team, [customer], f"Re: {subject}", reply_date, parent=first)
-            salutation = {
-                "de": f"Guten Tag {customer.name},",
-                "en": f"Dear {customer.first},",
-                "fr": f"Bonjour {customer.name},",
-                "es": f"Hola {customer.first}:",
-            }[lang]
+            salutation = {"de": f"Guten Tag {customer.name},", "en": f"Dear {customer.first},",
+                          "fr": f"Bonjour {customer.name},", "es": f"Hola {customer.first}:"}[lang]
             answer = self.rng.choice(_REPLY_BODIES[lang]).format(**params)
-            reply_text = (
-                f"{salutation}\n\n{answer}\n\n{_CLOSING[lang]}\n{agent.name}\n\n"
-                f"{self.signature(agent)}\n{self.quote(first, customer, lang)}"
-            )
+            reply_text = (f"{salutation}\n\n{answer}\n\n{_CLOSING[lang]}\n{agent.name}\n\n"
+                          f"{self.signature(agent)}\n{self.quote(first, customer, lang)}")
             self.set_text(reply, reply_text)
             self.finish("Sent", reply, ["\\Seen"], delay_seconds=1)
             if self.rng.random() < 0.4:
                 follow_date = self.later(reply_date, 30, 60 * 72)
                 follow = self.new_message(customer, [_INFO], f"Re: {subject}", follow_date, parent=reply)
-                follow_text = (
-                    f"{self.rng.choice(_FOLLOW_UPS[lang])}\n\n{customer.name}\n\n"
-                    f"{self.quote(reply, agent, lang)}"
-                )
+                follow_text = (f"{self.rng.choice(_FOLLOW_UPS[lang])}\n\n{customer.name}\n\n"
+                               f"{self.quote(reply, agent, lang)}")
                 self.set_text(follow, follow_text)
                 self.finish(folder, follow, self.received_flags(follow_date))
 
@@ -660,51 +578,25 @@ class _Builder:
             number = f"{date:%Y}-{self.rng.randrange(1, 9999):04d}"
             amount = self.rng.randrange(1_500, 250_000) / 100
             amount_de = f"{amount:,.2f} €".replace(",", "X").replace(".", ",").replace("X", ".")
-            msg = self.new_message(
-                supplier,
-                [_INFO],
-                f"Ihre Rechnung Nr. {number} von {supplier.name}",
-                date,
-                user_agent="Rechnungsversand 3.2",
-            )
-            text = (
-                f"Sehr geehrte Damen und Herren,\n\nanbei erhalten Sie unsere Rechnung Nr. {number} "
-                f"über {amount_de} für „{item}“.\nBitte überweisen Sie den Betrag innerhalb von 14 Tagen "
-                f"ohne Abzug.\n\nMit freundlichen Grüßen\n{supplier.name}\n"
-            )
+            msg = self.new_message(supplier, [_INFO], f"Ihre Rechnung Nr. {number} von {supplier.name}", date,
+                                   user_agent="Rechnungsversand 3.2")
+            text = (f"Sehr geehrte Damen und Herren,\n\nanbei erhalten Sie unsere Rechnung Nr. {number} "
+                    f"über {amount_de} für „{item}“.\nBitte überweisen Sie den Betrag innerhalb von 14 Tagen "
+                    f"ohne Abzug.\n\nMit freundlichen Grüßen\n{supplier.name}\n")
             self.set_text(msg, text)
-            pdf = _make_pdf(
-                self.rng,
-                [
-                    supplier.name,
-                    "",
-                    f"Rechnung Nr. {number}",
-                    f"Datum: {date:%d.%m.%Y}",
-                    f"Leistung: {item}",
-                    f"Gesamtbetrag: {amount_de}",
-                ],
-            )
-            msg.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"Rechnung_{number}.pdf")
+            pdf = _make_pdf(self.rng, [supplier.name, "", f"Rechnung Nr. {number}", f"Datum: {date:%d.%m.%Y}",
+                                       f"Leistung: {item}", f"Gesamtbetrag: {amount_de}"])
+            msg.add_attachment(pdf, maintype="application", subtype="pdf",
+                               filename=f"Rechnung_{number}.pdf")
             if self.rng.random() < 0.2:
                 rows = [["Pos.", "Beschreibung", "Menge", "Einzelpreis", "Summe"]]
                 for pos in range(1, self.rng.randrange(2, 6)):
                     price = self.rng.randrange(100, 9_999) / 100
                     qty = self.rng.randrange(1, 20)
-                    rows.append(
-                        [
-                            str(pos),
-                            f"{item} – Teil {pos}",
-                            str(qty),
-                            f"{price:.2f}".replace(".", ","),
-                            f"{price * qty:.2f}".replace(".", ","),
-                        ]
-                    )
-                msg.add_attachment(
-                    _make_csv(rows),
-                    maintype="text",
-                    subtype="csv",
-                    filename=f"Einzelverbindungsnachweis_{number}.csv",
-                )
+                    rows.append([str(pos), f"{item} – Teil {pos}", str(qty), f"{price:.2f}".replace(".", ","),
+                                 f"{price * qty:.2f}".replace(".", ",")])
+                msg.add_attachment(_make_csv(rows), maintype="text", subtype="csv",
+                                   filename=f"Einzelverbindungsnachweis_{number}.csv")
             flags = ["\\Seen"] if self.rng.random() < 0.85 else []
             if self.rng.random() < 0.15:
                 flags.append("$Label2")  # Thunderbird's "Work"; here: "zur Buchhaltung"
@@ -728,18 +620,10 @@ class _Builder:
                 from_agency = step % 2 == 0
                 sender, recipient = (agency, _INFO) if from_agency else (as_team, agency)
                 subj = subject if parent is None else f"Re: {subject}"
-                msg = self.new_message(
-                    sender,
-                    [recipient],
-                    subj,
-                    date,
-                    parent=parent,
-                    cc=[colleague] if from_agency and self.rng.random() < 0.5 else (),
-                )
-                text = (
-                    f"Hallo {'zusammen' if from_agency else recipient.first},\n\n"
-                    + self.rng.choice(
-                        (
+                msg = self.new_message(sender, [recipient], subj, date, parent=parent,
+                                       cc=[colleague] if from_agency and self.rng.random() < 0.5 else ())
+                text = (f"Hallo {'zusammen' if from_agency else recipient.first},\n\n"
+                        + self.rng.choice((
                             "anbei die überarbeiteten Entwürfe. Wir haben die Navigation verschlankt und die "
                             "Kontaktseite nach oben gezogen.",
                             "wie besprochen hier die Sitemap als Tabelle – bitte markiert, was "
@@ -748,51 +632,29 @@ class _Builder:
                             "„Über uns“ bitte ohne Stockfotos.",
                             "kurze Rückfrage: Sollen die Referenzen nach Branche oder nach Jahr "
                             "sortiert sein?",
-                        )
-                    )
-                    + f"\n\nViele Grüße\n{agency.name if from_agency else colleague.name}\n"
-                )
+                        ))
+                        + f"\n\nViele Grüße\n{agency.name if from_agency else colleague.name}\n")
                 if parent is not None:
                     prev_sender = agency if not from_agency else colleague
                     text += "\n" + self.quote(parent, prev_sender, "de")
-                html = (
-                    '<!DOCTYPE html><html><head><meta charset="utf-8"></head>'
-                    f'<body style="font-family:Arial"><p>{text.split(chr(10))[0]}</p><p>'
-                    + "<br>\n".join(text.split("\n")[2:6])
-                    + "</p></body></html>"
-                )
+                html = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head>"
+                        f"<body style=\"font-family:Arial\"><p>{text.split(chr(10))[0]}</p><p>"
+                        + "<br>\n".join(text.split("\n")[2:6]) + "</p></body></html>")
                 self.set_text(msg, text, html=html if from_agency else None)
                 if from_agency:
                     if self.rng.random() < 0.6:
                         for k in range(self.rng.randrange(1, 3)):
-                            msg.add_attachment(
-                                _make_png(self.rng),
-                                maintype="image",
-                                subtype="png",
-                                filename=f"Entwurf_Startseite_v{rounds}_{k + 1}.png",
-                            )
+                            msg.add_attachment(_make_png(self.rng), maintype="image", subtype="png",
+                                               filename=f"Entwurf_Startseite_v{rounds}_{k + 1}.png")
                     if self.rng.random() < 0.3:
                         rows = [["Seite", "URL", "Status", "Verantwortlich"]]
-                        for page in (
-                            "Startseite",
-                            "Leistungen",
-                            "Über uns",
-                            "Referenzen",
-                            "Kontakt",
-                            "Impressum",
-                            "Datenschutzerklärung",
-                        ):
-                            rows.append(
-                                [
-                                    page,
-                                    "/" + page.lower().replace(" ", "-").replace("ü", "ue"),
-                                    self.rng.choice(("offen", "in Arbeit", "fertig")),
-                                    self.rng.choice((*(p.name for p in TEAM), "Pixelwerk")),
-                                ]
-                            )
-                        msg.add_attachment(
-                            _make_csv(rows), maintype="text", subtype="csv", filename="Sitemap_Übersicht.csv"
-                        )
+                        for page in ("Startseite", "Leistungen", "Über uns", "Referenzen", "Kontakt",
+                                     "Impressum", "Datenschutzerklärung"):
+                            rows.append([page, "/" + page.lower().replace(" ", "-").replace("ü", "ue"),
+                                         self.rng.choice(("offen", "in Arbeit", "fertig")),
+                                         self.rng.choice((*(p.name for p in TEAM), "Pixelwerk"))])
+                        msg.add_attachment(_make_csv(rows), maintype="text", subtype="csv",
+                                           filename="Sitemap_Übersicht.csv")
                     folder = "Projekte/Website-Relaunch"
                     flags = self.received_flags(date, answered=step + 1 < len(dates))
                 else:
@@ -805,18 +667,11 @@ class _Builder:
         for _ in range(n):
             sender = self.rng.choice(TEAM)
             date = self.when(self.start, self.end)
-            subject = self.rng.choice(
-                (
-                    "Projektliste Q2",
-                    "Messestand Prolight + Sound – Planung",
-                    "Ausschreibung Stadthalle: Unterlagen",
-                )
-            )
+            subject = self.rng.choice(("Projektliste Q2", "Messestand Prolight + Sound – Planung",
+                                       "Ausschreibung Stadthalle: Unterlagen"))
             msg = self.new_message(sender, [_INFO], subject, date)
-            self.set_text(
-                msg,
-                f"Hallo zusammen,\n\nzur Info für alle: {subject}.\nDetails im Anhang.\n\n{sender.first}\n",
-            )
+            self.set_text(msg, f"Hallo zusammen,\n\nzur Info für alle: {subject}.\nDetails im Anhang.\n\n"
+                               f"{sender.first}\n")
             pdf = _make_pdf(self.rng, [subject, f"Stand {date:%d.%m.%Y}"])
             filename = subject.split(":")[0].replace(" ", "_") + ".pdf"
             msg.add_attachment(pdf, maintype="application", subtype="pdf", filename=filename)
@@ -834,25 +689,14 @@ class _Builder:
                 rows = [["Name", "Von", "Bis", "Vertretung"]]
                 for person in TEAM:
                     begin = self.rng.randrange(1, 25)
-                    rows.append(
-                        [
-                            person.name,
-                            f"{begin:02d}.07.2024",
-                            f"{begin + 6:02d}.07.2024",
-                            self.rng.choice([p.name for p in TEAM if p != person]),
-                        ]
-                    )
-                msg.add_attachment(
-                    _make_csv(rows), maintype="text", subtype="csv", filename="Urlaubsübersicht_2024.csv"
-                )
+                    rows.append([person.name, f"{begin:02d}.07.2024", f"{begin + 6:02d}.07.2024",
+                                 self.rng.choice([p.name for p in TEAM if p != person])])
+                msg.add_attachment(_make_csv(rows), maintype="text", subtype="csv",
+                                   filename="Urlaubsübersicht_2024.csv")
             elif subject.startswith(("Teammeeting", "Einladung")):
-                msg.add_attachment(
-                    _make_ics(self.rng, subject, self.later(date, 60 * 24, 60 * 24 * 7)),
-                    maintype="text",
-                    subtype="calendar",
-                    params={"method": "REQUEST"},
-                    filename="einladung.ics",
-                )
+                msg.add_attachment(_make_ics(self.rng, subject, self.later(date, 60 * 24, 60 * 24 * 7)),
+                                   maintype="text", subtype="calendar", params={"method": "REQUEST"},
+                                   filename="einladung.ics")
             self.finish("Büro", msg, self.received_flags(date))
 
     def newsletters(self, n: int) -> None:
@@ -862,19 +706,15 @@ class _Builder:
             msg = self.new_message(sender, [_INFO], subject, date, user_agent="Newsletter2Go")
             msg["List-Unsubscribe"] = f"<mailto:unsubscribe@{sender.addr.split('@')[1]}?subject=unsubscribe>"
             msg["Precedence"] = "bulk"
-            text = (
-                f"{subject}\n{'=' * len(subject)}\n\nLiebe Leserinnen und Leser,\n\n"
-                "in dieser Ausgabe: Termine, Förderungen und Neuigkeiten aus der Branche.\n\n"
-                "Abmelden: https://example.invalid/abmelden\n"
-            )
-            html = (
-                f'<!DOCTYPE html><html lang="de"><head><meta charset="utf-8"><title>{subject}</title>'
-                '</head><body><table width="600" align="center"><tr><td>'
-                f'<h1 style="color:#c0392b">{subject}</h1><p>Liebe Leserinnen und Leser,</p>'
-                "<p>in dieser Ausgabe: <b>Termine</b>, <i>Förderungen</i> und Neuigkeiten "
-                'aus der Branche.</p><p><a href="https://example.invalid/abmelden">Abmelden</a></p>'
-                "</td></tr></table></body></html>"
-            )
+            text = (f"{subject}\n{'=' * len(subject)}\n\nLiebe Leserinnen und Leser,\n\n"
+                    "in dieser Ausgabe: Termine, Förderungen und Neuigkeiten aus der Branche.\n\n"
+                    "Abmelden: https://example.invalid/abmelden\n")
+            html = (f"<!DOCTYPE html><html lang=\"de\"><head><meta charset=\"utf-8\"><title>{subject}</title>"
+                    "</head><body><table width=\"600\" align=\"center\"><tr><td>"
+                    f"<h1 style=\"color:#c0392b\">{subject}</h1><p>Liebe Leserinnen und Leser,</p>"
+                    "<p>in dieser Ausgabe: <b>Termine</b>, <i>Förderungen</i> und Neuigkeiten "
+                    "aus der Branche.</p><p><a href=\"https://example.invalid/abmelden\">Abmelden</a></p>"
+                    "</td></tr></table></body></html>")
             self.set_text(msg, text, html=html)
             self.finish("INBOX", msg, self.received_flags(date))
 
@@ -884,10 +724,8 @@ class _Builder:
             customer = self.rng.choice(_CUSTOMERS)
             date = self.when(self.start, self.end)
             inner = self.new_message(customer, [sender], "Kurze Frage zum Angebot", date - timedelta(hours=3))
-            self.set_text(
-                inner,
-                f"Hallo {sender.first},\n\nist der Preis im Angebot netto oder brutto?\n\n{customer.name}\n",
-            )
+            self.set_text(inner, f"Hallo {sender.first},\n\nist der Preis im Angebot netto oder brutto?\n\n"
+                                 f"{customer.name}\n")
             fwd = self.new_message(sender, [_INFO], "Fwd: Kurze Frage zum Angebot", date)
             self.set_text(fwd, "Bitte übernehmen, ich bin ab morgen im Urlaub. Danke!\n")
             fwd.add_attachment(inner)
@@ -906,14 +744,10 @@ class _Builder:
         for subject in _DRAFT_SUBJECTS[: self.count(len(_DRAFT_SUBJECTS))]:
             author = self.rng.choice(TEAM)
             date = self.when(self.end - timedelta(days=20), self.end)
-            msg = self.new_message(
-                _Person(author.name, MAILBOX_ADDRESS), [self.rng.choice(_CUSTOMERS)], subject, date
-            )
-            self.set_text(
-                msg,
-                "Sehr geehrte Damen und Herren,\n\n[TODO: Text ergänzen – Preise mit Jürgen "
-                "abstimmen]\n\nMit freundlichen Grüßen\n",
-            )
+            msg = self.new_message(_Person(author.name, MAILBOX_ADDRESS), [self.rng.choice(_CUSTOMERS)],
+                                   subject, date)
+            self.set_text(msg, "Sehr geehrte Damen und Herren,\n\n[TODO: Text ergänzen – Preise mit Jürgen "
+                               "abstimmen]\n\nMit freundlichen Grüßen\n")
             self.finish("Drafts", msg, ["\\Seen", "\\Draft"], delay_seconds=0)
 
     def trash_and_junk(self, n_trash: int, n_junk: int) -> None:
@@ -931,11 +765,8 @@ class _Builder:
             msg = self.new_message(sender, [_INFO], subject, date, user_agent="Mailer 1.0")
             msg["X-Spam-Flag"] = "YES"
             msg["X-Spam-Score"] = f"{self.rng.randrange(60, 150) / 10:.1f}"
-            self.set_text(
-                msg,
-                "Klicken Sie hier: http://example.invalid/🎁\n",
-                html='<html><body><a href="http://example.invalid/">HIER KLICKEN</a></body></html>',
-            )
+            self.set_text(msg, "Klicken Sie hier: http://example.invalid/🎁\n",
+                          html='<html><body><a href="http://example.invalid/">HIER KLICKEN</a></body></html>')
             self.finish("Junk", msg, ["$Junk"])
 
     def build(self) -> dict[str, list[SampleMessage]]:
@@ -1006,36 +837,19 @@ def generate_bulk(
     subjects, senders, bodies = _BULK_SUBJECTS, _BULK_SENDERS, _BULK_BODIES
     seed_tag = b"%d" % seed
     flag_choices: tuple[tuple[str, ...], ...] = (
-        (),
-        ("\\Seen",),
-        ("\\Seen",),
-        (),
-        ("\\Seen", "\\Answered"),
-        ("\\Flagged",),
-        (),
-        ("\\Seen",),
+        (), ("\\Seen",), ("\\Seen",), (), ("\\Seen", "\\Answered"), ("\\Flagged",), (), ("\\Seen",),
     )
     for i in range(n):
         moment += step
         r = rng.getrandbits(30)
-        raw = b"".join(
-            (
-                b"Return-Path: <bounce@kuehne-brandt.de>\r\nMessage-ID: <bulk.",
-                seed_tag,
-                b".",
-                b"%d" % i,
-                b"@kuehne-brandt.de>\r\nDate: ",
-                format_datetime(moment).encode("ascii"),
-                b"\r\nFrom: ",
-                senders[r % 4],
-                b"\r\nTo: info@kuehne-brandt.de\r\nSubject: ",
-                subjects[(r >> 2) % 5],
-                b" #%d" % (i + 1),
-                b"\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                b"Content-Transfer-Encoding: 8bit\r\n\r\n",
-                bodies[(r >> 5) % 3],
-                b"Referenz: %08x\r\n" % (r ^ i),
-            )
-        )
+        raw = b"".join((
+            b"Return-Path: <bounce@kuehne-brandt.de>\r\nMessage-ID: <bulk.", seed_tag, b".", b"%d" % i,
+            b"@kuehne-brandt.de>\r\nDate: ", format_datetime(moment).encode("ascii"),
+            b"\r\nFrom: ", senders[r % 4], b"\r\nTo: info@kuehne-brandt.de\r\nSubject: ",
+            subjects[(r >> 2) % 5], b" #%d" % (i + 1),
+            b"\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Transfer-Encoding: 8bit\r\n\r\n", bodies[(r >> 5) % 3],
+            b"Referenz: %08x\r\n" % (r ^ i),
+        ))
         append(SampleMessage(raw, flag_choices[(r >> 7) % 8], moment + timedelta(seconds=r % 60)))
     return out

@@ -410,7 +410,9 @@ class AdminService:
         """The initial sync in the foreground (refused while a gateway serves the store)."""
         self._authorize("sync")
         summary = asyncio.run(sync_once(self.config, progress))
-        self._journal(self._entry("SYNC", detail=f"{summary.folders} folders, {summary.messages} messages"))
+        self._journal(
+            self._entry("SYNC", detail=f"{summary.folders} folders, {summary.messages} messages")
+        )
         return summary
 
     # -- the running gateway's sessions ---------------------------------------------

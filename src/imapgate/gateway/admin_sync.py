@@ -70,3 +70,4 @@ async def sync_once(config: Config, progress: ProgressCallback) -> SyncSummary:
         summary = SyncSummary(len(replica.names()), sum(mb.exists for mb in replica.by_id.values()))
         replica.engine.dispose()
         return summary
+

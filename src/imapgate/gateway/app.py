@@ -22,6 +22,7 @@ from ..sync.healing import StoreHealer
 from ..team.acl import AclTable
 from ..team.acl import rights as acl_rights
 from ..team.acl_store import AclStore
+from ..team.claims import ClaimRegistry
 from ..team.journal import Journal
 from ..team.subscriptions import Subscriptions
 from ..team.users import UserDirectory
@@ -30,6 +31,8 @@ from ..upstream.pool import UpstreamPool
 from .acl_policy import AclPolicy
 from .acl_watch import AclWatch
 from .auth import Authenticator
+from .claim_policy import ClaimPolicy
+from .claims_ops import ClaimOps
 from .control import (
     DISABLED_REASON,
     REMOVED_REASON,
@@ -74,7 +77,6 @@ class Gateway:
         """Whether the store takes writes (``writable``, ``require_writable()``):
         the service layer asks it before it touches upstream."""
         return self.replica.health
-
     #: The folder permissions, kept current (``acl`` is the table in force).
     acl_watch: AclWatch | None = None
 
@@ -105,17 +107,16 @@ class Gateway:
         subscriptions = Subscriptions(engine)
         # Folder permissions: the store's ACL table, kept current (control socket + poll).
         acl_watch = AclWatch(AclStore(engine), acl_rights(config.acl.default))
+        # Claims: the conflict check composed over the folder permissions.
+        claims = ClaimRegistry(engine)
+        claims.load()
+        policy = ClaimPolicy(AclPolicy(acl_watch.current), claims, replica.mailbox_id)
         service = Service(
-            replica,
-            pool,
-            sync,
-            content,
-            journal,
-            AclPolicy(acl_watch.current),
-            subscriptions=subscriptions,
-            health=replica.health,
+            replica, pool, sync, content, journal, policy,
+            subscriptions=subscriptions, health=replica.health,
         )
         service.acl = acl_watch
+        service.claims = ClaimOps(claims, policy, replica, journal, config.claims)
         auth = Authenticator(
             users,
             max_failed_logins=config.server.max_failed_logins,
@@ -131,24 +132,11 @@ class Gateway:
                 )
                 service.index, service.index_active = index, switch
             else:
-                log.info(
-                    "search index: not available with %s yet; searches go to the server", engine.dialect.name
-                )
+                log.info("search index: not available with %s yet; searches go to the server",
+                         engine.dialect.name)
         return cls(
-            config,
-            hub,
-            replica,
-            pool,
-            sync,
-            content,
-            journal,
-            users,
-            service,
-            subscriptions,
-            auth,
-            index=index,
-            healer=StoreHealer(replica, sync),
-            acl_watch=acl_watch,
+            config, hub, replica, pool, sync, content, journal, users, service, subscriptions, auth,
+            index=index, healer=StoreHealer(replica, sync), acl_watch=acl_watch,
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
@@ -187,6 +175,7 @@ class Gateway:
             self.acl_watch.start()
         if self.index is not None:
             await self.index.start()
+        self.service.start_claims()
 
     async def start_control(self, sessions: SessionProvider) -> None:
         """Serve the admin control socket (``imapgate sessions``, ``kick``, user
@@ -219,6 +208,7 @@ class Gateway:
             await self.acl_watch.stop()
         if self.index is not None:
             await self.index.stop()
+        await self.service.stop_claims()
         await self.service.stop()
         if self.healer is not None:
             await self.healer.stop()

@@ -817,7 +817,6 @@ class MailService:
         name = op.mailbox
         if self.replica.get(name) is not None:
             raise OperationError(f"mailbox {name!r} already exists", "ALREADYEXISTS")
-
         # The new folder is listed on the connection that created it: another session of
         # the hoster may not list it yet (seen with Dovecot while the indexer holds one).
         async def listed(conn: UpstreamConnection) -> None:

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any, TypeVar, cast
 
 from ..team.acl import AclError, Identifier, check_change, list_rights, parse_identifier, parse_rights
+from ..team.claims import Claim
 from ..team.journal import JournalEntry
 from . import operations as ops
 from .acl_policy import AclPolicy, missing_folder
 from .acl_watch import AclWatch
+from .claims_ops import ClaimOps
 from .errors import OperationError
 from .mailservice import MailService
 from .policy import Actor
@@ -53,6 +56,9 @@ IMMEDIATE: tuple[type[ops.Operation[Any]], ...] = (
 
 class Service(MailService):
     """The gateway's service layer: ``execute`` and the handlers behind it."""
+
+    #: Claims (issue 12) around the handlers; None: a gateway without claims.
+    claims: ClaimOps | None = None
 
     async def execute(self, actor: Actor, op: ops.Operation[R]) -> R:
         """Run ``op`` for ``actor`` through the pipeline; returns its result.
@@ -144,6 +150,30 @@ class Service(MailService):
         raise TypeError(f"{type(op).__name__} is not immediate")
 
     async def _run(self, actor: Actor, op: ops.Operation[Any]) -> object:
+        if self.claims is not None:
+            return await self.claims.run(actor, op, self._handle)
+        return await self._handle(actor, op)
+
+    def start_claims(self) -> None:
+        """Start ending expired claims in the background (``Gateway.start``)."""
+        if self.claims is not None:
+            self.claims.start(self._handle)
+
+    async def stop_claims(self) -> None:
+        if self.claims is not None:
+            await self.claims.stop()
+
+    async def release_claims(self, claims: Sequence[Claim], why: str, actor: Actor) -> int:
+        """End ``claims`` (an admin's release): keywords upstream, then the rows."""
+        if self.claims is None:
+            return 0
+        return await self.claims.release(claims, why, self._handle, actor)
+
+    def claim_keywords(self, actor: Actor) -> tuple[str, ...]:
+        """The claim keywords ``actor``'s sessions announce (FLAGS, PERMANENTFLAGS)."""
+        return self.claims.keywords(actor) if self.claims is not None else ()
+
+    async def _handle(self, actor: Actor, op: ops.Operation[Any]) -> object:
         match op:
             # reads
             case ops.FetchContent():

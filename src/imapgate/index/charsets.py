@@ -25,19 +25,10 @@ from typing import Final
 _UTF8_NAMES: Final = frozenset({"us-ascii", "ascii", "utf-8", "utf8"})
 #: Used only without glibc: single-byte charsets whose Python codec maps every byte as
 #: glibc's iconv does (checked in tests/index/test_charsets.py against glibc).
-_PYTHON_FALLBACK: Final = frozenset(
-    {
-        "iso-8859-1",
-        "latin1",
-        "iso-8859-2",
-        "iso-8859-15",
-        "windows-1250",
-        "windows-1251",
-        "windows-1252",
-        "koi8-r",
-        "koi8-u",
-    }
-)
+_PYTHON_FALLBACK: Final = frozenset({
+    "iso-8859-1", "latin1", "iso-8859-2", "iso-8859-15", "windows-1250", "windows-1251",
+    "windows-1252", "koi8-r", "koi8-u",
+})
 
 
 class UnknownCharset(Exception):

@@ -314,18 +314,12 @@ class SearchIndex:
             if len(cov.full_done) < mb.exists and (not self._planned_once or mb.exists >= PROGRESS_MIN):
                 log.info(
                     "index: %s: %d of %d messages indexed, %d with header fields",
-                    mb.name,
-                    len(cov.full_done),
-                    mb.exists,
-                    len(cov.headers_done),
+                    mb.name, len(cov.full_done), mb.exists, len(cov.headers_done),
                 )
         for mid in [m for m in self._folders if m not in live]:
             del self._folders[mid]
-        gone = [
-            f
-            for f in folders
-            if f.state == "current" and f.mailbox_id not in live and f.mailbox_id not in self.replica.by_id
-        ]
+        gone = [f for f in folders if f.state == "current" and f.mailbox_id not in live
+                and f.mailbox_id not in self.replica.by_id]
         for f in gone:
             await asyncio.to_thread(self.store.retire, f.mailbox_id)
         folders = await asyncio.to_thread(self.store.folders)
@@ -465,11 +459,7 @@ class SearchIndex:
                 log.log(
                     logging.INFO if total >= PROGRESS_MIN else logging.DEBUG,
                     "index: %s: %s of %d messages indexed in %.1f s (%.1f MB fetched%s)",
-                    mb.name,
-                    what,
-                    total,
-                    took,
-                    st.fetched[level] / 1e6,
+                    mb.name, what, total, took, st.fetched[level] / 1e6,
                     f"; {uncertain} left to the server" if uncertain else "",
                 )
                 if level == 2 and self.complete() and not self._announced:

@@ -34,13 +34,8 @@ Field = Literal["subject", "from", "to", "cc", "bcc", "header", "body", "text"]
 MIN_NEEDLE_CHARS: Final = 3
 _FORBIDDEN: Final = frozenset("\r\n\0\ufffd")
 _FIELD_OF: Final[dict[str, Field]] = {
-    "SUBJECT": "subject",
-    "FROM": "from",
-    "TO": "to",
-    "CC": "cc",
-    "BCC": "bcc",
-    "BODY": "body",
-    "TEXT": "text",
+    "SUBJECT": "subject", "FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc",
+    "BODY": "body", "TEXT": "text",
 }
 
 

@@ -51,14 +51,8 @@ LEVEL1_COLUMNS: Final = ("subject", "from", "to", "cc", "bcc")
 LEVEL2_COLUMNS: Final = ("headers", "body")
 #: The FTS table(s) each needle field is looked up in.
 _TABLES: Final = {
-    "subject": ("subject",),
-    "from": ("from",),
-    "to": ("to",),
-    "cc": ("cc",),
-    "bcc": ("bcc",),
-    "body": ("body",),
-    "text": ("headers", "body"),
-    "header": ("headers",),
+    "subject": ("subject",), "from": ("from",), "to": ("to",), "cc": ("cc",), "bcc": ("bcc",),
+    "body": ("body",), "text": ("headers", "body"), "header": ("headers",),
 }
 #: Bytes of the compression dictionary of a generation (zlib's window).
 ZDICT_BYTES: Final = 32 * 1024
@@ -195,13 +189,8 @@ class SqliteIndexStore:
                 )
             key = conn.execute(
                 insert(search_folders).values(
-                    mailbox_id=mailbox_id,
-                    uidvalidity=uidvalidity,
-                    state="current",
-                    version=EXTRACT_VERSION,
-                    fetched_bytes=0,
-                    rate=0.0,
-                    updated=time.time(),
+                    mailbox_id=mailbox_id, uidvalidity=uidvalidity, state="current",
+                    version=EXTRACT_VERSION, fetched_bytes=0, rate=0.0, updated=time.time(),
                 )
             ).inserted_primary_key
             assert key is not None
@@ -247,8 +236,7 @@ class SqliteIndexStore:
             raws = {d.uid: _json(d) for d in docs if d.certain}
             zdict = self._zdict(conn, gen)
             values: dict[str, Any] = {
-                "fetched_bytes": search_folders.c.fetched_bytes + fetched_bytes,
-                "rate": rate,
+                "fetched_bytes": search_folders.c.fetched_bytes + fetched_bytes, "rate": rate,
                 "updated": time.time(),
             }
             if zdict is None and any(d.level >= 2 and d.certain for d in docs):
@@ -260,18 +248,10 @@ class SqliteIndexStore:
             doc_rows = []
             for d, rid in zip(docs, ids, strict=True):
                 data = _pack(raws[d.uid], zdict if d.level >= 2 else None) if d.certain else b""
-                doc_rows.append(
-                    {
-                        "id": rid,
-                        "gen": gen,
-                        "uid": d.uid,
-                        "level": d.level,
-                        "certain": d.certain,
-                        "size": d.size,
-                        "text_bytes": sum(len(v) for v in d.columns.values()),
-                        "data": data,
-                    }
-                )
+                doc_rows.append({
+                    "id": rid, "gen": gen, "uid": d.uid, "level": d.level, "certain": d.certain,
+                    "size": d.size, "text_bytes": sum(len(v) for v in d.columns.values()), "data": data,
+                })
                 if d.certain:
                     for col in LEVEL1_COLUMNS + (LEVEL2_COLUMNS if d.level >= 2 else ()):
                         if d.columns[col]:
@@ -290,9 +270,8 @@ class SqliteIndexStore:
         zdict = self._zdict(conn, gen)
         for chunk in _chunks(ids, 500):
             rows = conn.execute(
-                select(
-                    search_docs.c.id, search_docs.c.level, search_docs.c.certain, search_docs.c.data
-                ).where(search_docs.c.id.in_(chunk))
+                select(search_docs.c.id, search_docs.c.level, search_docs.c.certain, search_docs.c.data)
+                .where(search_docs.c.id.in_(chunk))
             ).all()
             if not rows:
                 continue
@@ -395,10 +374,7 @@ class SqliteIndexStore:
                     cur.execute("SELECT coalesce(sum(length(data)), 0) + count(*) * 40 FROM search_docs")
                     stored = int(cur.fetchone()[0])
         return {
-            "fts_bytes": int(fts),
-            "doc_bytes": int(stored),
-            "docs": int(docs),
-            "text_bytes": int(text_bytes),
+            "fts_bytes": int(fts), "doc_bytes": int(stored), "docs": int(docs), "text_bytes": int(text_bytes),
         }
 
 

@@ -67,18 +67,8 @@ USAGE: Final[dict[str, str]] = {
 #: RFC 9051 STATUS items plus STATUS=SIZE (8438), CONDSTORE, APPENDLIMIT
 #: (7889) and OBJECTID (8474).
 STATUS_ITEMS: Final = frozenset(
-    {
-        "MESSAGES",
-        "RECENT",
-        "UIDNEXT",
-        "UIDVALIDITY",
-        "UNSEEN",
-        "DELETED",
-        "SIZE",
-        "HIGHESTMODSEQ",
-        "APPENDLIMIT",
-        "MAILBOXID",
-    }
+    {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE",
+     "HIGHESTMODSEQ", "APPENDLIMIT", "MAILBOXID"}
 )
 #: ESEARCH return options (RFC 4731, RFC 5182 SAVE).
 SEARCH_RETURN_OPTIONS: Final = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
@@ -95,16 +85,8 @@ NOTIFY_FILTERS: Final = frozenset(
 )
 NOTIFY_EVENTS: Final[dict[str, str]] = {
     e.upper(): e
-    for e in (
-        "MessageNew",
-        "MessageExpunge",
-        "FlagChange",
-        "AnnotationChange",
-        "MailboxName",
-        "SubscriptionChange",
-        "MailboxMetadataChange",
-        "ServerMetadataChange",
-    )
+    for e in ("MessageNew", "MessageExpunge", "FlagChange", "AnnotationChange", "MailboxName",
+              "SubscriptionChange", "MailboxMetadataChange", "ServerMetadataChange")
 }
 _UID_COMMANDS: Final = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "SORT", "THREAD", "EXPUNGE"})
 _BASE64_RE: Final = re.compile(rb"[A-Za-z0-9+/]+={0,2}|=")

@@ -125,8 +125,7 @@ def _body(cmd: c.Command, utf8: bool) -> bytes:
             if cmd.parameters is None:
                 return b"ID NIL"
             pairs = (
-                grammar.quote(k.encode("utf-8"))
-                + b" "
+                grammar.quote(k.encode("utf-8")) + b" "
                 + grammar.nstring(None if v is None else v.encode("utf-8"))
                 for k, v in cmd.parameters
             )
@@ -192,22 +191,12 @@ def _body(cmd: c.Command, utf8: bool) -> bytes:
                 (b"REVERSE " if k.reverse else b"") + k.key.encode("ascii") for k in cmd.sort_criteria
             )
             return (
-                _uid(cmd)
-                + b"SORT ("
-                + keys
-                + b") "
-                + _astr(cmd.charset)
-                + b" "
+                _uid(cmd) + b"SORT (" + keys + b") " + _astr(cmd.charset) + b" "
                 + criteria_bytes(cmd.criteria)
             )
         case c.Thread():
             return (
-                _uid(cmd)
-                + b"THREAD "
-                + cmd.algorithm.encode("ascii")
-                + b" "
-                + _astr(cmd.charset)
-                + b" "
+                _uid(cmd) + b"THREAD " + cmd.algorithm.encode("ascii") + b" " + _astr(cmd.charset) + b" "
                 + criteria_bytes(cmd.criteria)
             )
         case c.SetAcl():

@@ -429,43 +429,8 @@ class Thread(Command):
 
 
 AnyCommand: TypeAlias = (
-    Capability
-    | Noop
-    | Logout
-    | Id
-    | Enable
-    | StartTLS
-    | Login
-    | Authenticate
-    | Select
-    | Examine
-    | Create
-    | Delete
-    | Rename
-    | Subscribe
-    | Unsubscribe
-    | List
-    | Lsub
-    | Namespace
-    | Status
-    | Append
-    | Idle
-    | SetAcl
-    | DeleteAcl
-    | GetAcl
-    | ListRights
-    | MyRights
-    | NotifyNone
-    | NotifySet
-    | Check
-    | Close
-    | Unselect
-    | Expunge
-    | Search
-    | Fetch
-    | Store
-    | Copy
-    | Move
-    | Sort
-    | Thread
+    Capability | Noop | Logout | Id | Enable | StartTLS | Login | Authenticate | Select | Examine
+    | Create | Delete | Rename | Subscribe | Unsubscribe | List | Lsub | Namespace | Status | Append
+    | Idle | SetAcl | DeleteAcl | GetAcl | ListRights | MyRights | NotifyNone | NotifySet | Check
+    | Close | Unselect | Expunge | Search | Fetch | Store | Copy | Move | Sort | Thread
 )

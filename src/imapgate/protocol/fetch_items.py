@@ -21,19 +21,8 @@ SectionText: TypeAlias = Literal["", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.N
 #: Items that are just a name.  ``BODY`` without a section is the
 #: non-extensible BODYSTRUCTURE.
 SIMPLE_ITEMS: Final = frozenset(
-    {
-        "UID",
-        "FLAGS",
-        "INTERNALDATE",
-        "RFC822.SIZE",
-        "ENVELOPE",
-        "BODYSTRUCTURE",
-        "BODY",
-        "MODSEQ",
-        "RFC822",
-        "RFC822.HEADER",
-        "RFC822.TEXT",
-    }
+    {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODYSTRUCTURE", "BODY",
+     "MODSEQ", "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
 )
 #: Items that take a section (and may be ``.PEEK``ed).
 SECTION_ITEMS: Final = frozenset({"BODY", "BINARY", "BINARY.SIZE"})
@@ -123,11 +112,8 @@ _SECTION_RE: Final = re.compile(
 _BINARY_SECTION_RE: Final = re.compile(rb"\[(\d+(?:\.\d+)*)?\]")
 _PARTIAL_RE: Final = re.compile(rb"<(\d{1,19})\.(\d{1,19})>")
 _TEXTS: Final[dict[bytes, SectionText]] = {
-    b"HEADER": "HEADER",
-    b"HEADER.FIELDS": "HEADER.FIELDS",
-    b"HEADER.FIELDS.NOT": "HEADER.FIELDS.NOT",
-    b"TEXT": "TEXT",
-    b"MIME": "MIME",
+    b"HEADER": "HEADER", b"HEADER.FIELDS": "HEADER.FIELDS", b"HEADER.FIELDS.NOT": "HEADER.FIELDS.NOT",
+    b"TEXT": "TEXT", b"MIME": "MIME",
 }
 
 

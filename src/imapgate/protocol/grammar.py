@@ -43,20 +43,8 @@ _UNESCAPE_RE: Final = re.compile(rb"\\([\"\\])")
 MAX_NUMBER: Final = 0xFFFFFFFF  # number (RFC 9051): unsigned 32-bit
 MAX_NUMBER64: Final = 0x7FFFFFFFFFFFFFFF  # number64 (RFC 9051, mod-sequence-value)
 
-MONTHS: Final = (
-    b"Jan",
-    b"Feb",
-    b"Mar",
-    b"Apr",
-    b"May",
-    b"Jun",
-    b"Jul",
-    b"Aug",
-    b"Sep",
-    b"Oct",
-    b"Nov",
-    b"Dec",
-)
+MONTHS: Final = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun",
+                 b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
 _MONTH_INDEX: Final = {m.lower(): i + 1 for i, m in enumerate(MONTHS)}
 DATE_TIME_RE: Final = re.compile(
     rb'"([ \d]\d)-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"'
@@ -347,12 +335,7 @@ class Reader:
         offset = timedelta(hours=int(zh), minutes=int(zm))
         try:
             value = datetime(
-                int(year),
-                month,
-                int(day),
-                int(hh),
-                int(mm),
-                int(ss),
+                int(year), month, int(day), int(hh), int(mm), int(ss),
                 tzinfo=timezone(-offset if sign == b"-" else offset),
             )
         except ValueError as exc:
@@ -423,7 +406,8 @@ def _seq_number(text: bytes, reader: Reader, what: str) -> int:
 
 # --- canonical flag spelling ---------------------------------------------------
 _SYSTEM_FLAGS: Final = {
-    f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "\\Recent", "\\*")
+    f.lower(): f
+    for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "\\Recent", "\\*")
 }
 
 
@@ -488,15 +472,8 @@ def format_date_time(value: datetime) -> bytes:
     sign = b"-" if minutes < 0 else b"+"
     minutes = abs(minutes)
     return b'"%2d-%s-%04d %02d:%02d:%02d %s%02d%02d"' % (
-        value.day,
-        MONTHS[value.month - 1],
-        value.year,
-        value.hour,
-        value.minute,
-        value.second,
-        sign,
-        minutes // 60,
-        minutes % 60,
+        value.day, MONTHS[value.month - 1], value.year,
+        value.hour, value.minute, value.second, sign, minutes // 60, minutes % 60,
     )
 
 

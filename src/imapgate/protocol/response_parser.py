@@ -168,7 +168,6 @@ def parse_response(frame: bytes, *, utf8: bool = False) -> Response:
 
 # --- general parser --------------------------------------------------------------------
 
-
 def _parse(frame: bytes, utf8: bool) -> Response:
     if not frame.endswith(b"\r\n"):
         raise _E("response does not end in CRLF", position=len(frame))
@@ -224,9 +223,7 @@ def _resp_text_body(r: Reader) -> tuple[ResponseCode | None, str]:
                 m = ATOM_RE.match(buf, start + 1)
                 after = m.end() if m is not None else close
                 if (
-                    m is not None
-                    and buf[after] in b" ]"
-                    and buf[close + 1] in b" \r"
+                    m is not None and buf[after] in b" ]" and buf[close + 1] in b" \r"
                     and not _BAD_TEXT_RE.search(buf, after, close)
                 ):
                     text = buf[after + 1 : close] if buf[after] == 0x20 else None
@@ -318,7 +315,6 @@ def _resp_code(r: Reader) -> ResponseCode:
 
 
 # --- shared pieces -------------------------------------------------------------------
-
 
 def _close(r: Reader) -> bool:
     """Consume ``)``, also after a stray space (``(a b )``)."""
@@ -499,7 +495,6 @@ def _skip(r: Reader) -> bytes:
 
 # --- untagged ----------------------------------------------------------------------------
 
-
 def _untagged(r: Reader, frame: bytes) -> Response:
     c = r.peek()
     if 0x30 <= c <= 0x39:
@@ -667,14 +662,8 @@ def _esearch(r: Reader) -> ESearch:
             extra.append((word, _skip(r)))
     r.eol()
     return ESearch(
-        tag,
-        uid,
-        values.get("MIN"),
-        values.get("MAX"),
-        values.get("ALL"),  # type: ignore[arg-type]
-        values.get("COUNT"),
-        values.get("MODSEQ"),
-        tuple(extra),  # type: ignore[arg-type]
+        tag, uid, values.get("MIN"), values.get("MAX"), values.get("ALL"),  # type: ignore[arg-type]
+        values.get("COUNT"), values.get("MODSEQ"), tuple(extra),  # type: ignore[arg-type]
     )
 
 

@@ -86,7 +86,6 @@ _UTF8_QUOTABLE_RE: Final = re.compile(rb"[^\r\n\x00]*\Z")
 
 # --- small pieces -----------------------------------------------------------------
 
-
 def _text(text: str) -> bytes:
     try:
         raw = text.encode("utf-8", "surrogateescape")
@@ -183,7 +182,6 @@ def flags_body(flags: tuple[str, ...]) -> bytes:
 
 # --- FETCH -------------------------------------------------------------------------
 
-
 def fetch_value(key: bytes, value: FetchValue) -> bytes:
     """The wire form of one FETCH item's value (without its name)."""
     # type() identity checks first: cheaper than isinstance on this hot path.
@@ -215,7 +213,6 @@ def fetch_item(key: bytes, value: FetchValue) -> bytes:
 
 # Item pieces for ``fetch_raw_line``: the same bytes as ``fetch_item`` of the
 # typed value, without building the value or dispatching on its type.
-
 
 def uid_item(uid: int) -> bytes:
     """``UID n``."""
@@ -326,16 +323,9 @@ def _fetch(resp: FetchResponse, utf8: bool) -> bytes:
 
 # --- other responses ---------------------------------------------------------------
 
-
 def _tagged(resp: TaggedResponse, utf8: bool) -> bytes:
-    return (
-        resp.tag.encode("ascii")
-        + b" "
-        + resp.status.encode("ascii")
-        + b" "
-        + resp_text(resp.code, resp.text)
-        + _CRLF
-    )
+    return resp.tag.encode("ascii") + b" " + resp.status.encode("ascii") + b" " + \
+        resp_text(resp.code, resp.text) + _CRLF
 
 
 def _untagged_status(resp: UntaggedStatus, utf8: bool) -> bytes:
@@ -464,17 +454,12 @@ def _delimiter(delimiter: str | None) -> bytes:
 
 def _list(resp: ListResponse, utf8: bool) -> bytes:
     head = b"* LSUB " if type(resp) is LsubResponse else b"* LIST "
-    out = (
-        head
-        + grammar.flag_list(resp.flags)
-        + b" "
-        + _delimiter(resp.delimiter)
-        + b" "
-        + write_mailbox(resp.name, utf8=utf8)
-    )
+    out = head + grammar.flag_list(resp.flags) + b" " + _delimiter(resp.delimiter) + b" " + \
+        write_mailbox(resp.name, utf8=utf8)
     ext: list[bytes] = []
     if resp.childinfo is not None:
-        ext.append(b'"CHILDINFO" (' + b" ".join(_string(c) for c in resp.childinfo) + b")")
+        ext.append(b'"CHILDINFO" (' + b" ".join(_string(c) for c in resp.childinfo)
+                   + b")")
     if resp.oldname is not None:
         ext.append(b'"OLDNAME" (' + write_mailbox(resp.oldname, utf8=utf8) + b")")
     for tag, raw in resp.extended:
@@ -495,12 +480,8 @@ def _namespace_part(descs: tuple[NamespaceDescriptor, ...] | None, utf8: bool) -
     out = []
     for d in descs:
         prefix = d.prefix.encode("utf-8") if utf8 else mutf7.encode(d.prefix)
-        item = (
-            b"("
-            + (_string(d.prefix, utf8=True) if utf8 else grammar.quote(prefix))
-            + b" "
-            + _delimiter(d.delimiter)
-        )
+        item = b"(" + (_string(d.prefix, utf8=True) if utf8 else grammar.quote(prefix)) + b" " + \
+            _delimiter(d.delimiter)
         for name, values in d.extensions:
             item += b" " + _string(name) + b" (" + b" ".join(_string(v) for v in values) + b")"
         out.append(item + b")")
@@ -508,11 +489,9 @@ def _namespace_part(descs: tuple[NamespaceDescriptor, ...] | None, utf8: bool) -
 
 
 def _namespace(resp: Namespace, utf8: bool) -> bytes:
-    return (
-        b"* NAMESPACE "
-        + b" ".join(_namespace_part(p, utf8) for p in (resp.personal, resp.other, resp.shared))
-        + _CRLF
-    )
+    return b"* NAMESPACE " + b" ".join(
+        _namespace_part(p, utf8) for p in (resp.personal, resp.other, resp.shared)
+    ) + _CRLF
 
 
 def _id(resp: IdResponse, utf8: bool) -> bytes:
@@ -547,13 +526,8 @@ def _acl(resp: AclResponse, utf8: bool) -> bytes:
 
 
 def _listrights(resp: ListRightsResponse, utf8: bool) -> bytes:
-    parts = [
-        b"* LISTRIGHTS",
-        write_mailbox(resp.mailbox, utf8=utf8),
-        _astr(resp.identifier),
-        _astr(resp.required),
-        *(_astr(r) for r in resp.optional),
-    ]
+    parts = [b"* LISTRIGHTS", write_mailbox(resp.mailbox, utf8=utf8), _astr(resp.identifier),
+             _astr(resp.required), *(_astr(r) for r in resp.optional)]
     return b" ".join(parts) + _CRLF
 
 

@@ -33,7 +33,6 @@ UntaggedStatusWord = Literal["OK", "NO", "BAD", "BYE", "PREAUTH"]
 
 # --- response codes (RFC 9051 §7.1, RFC 5530, RFC 7162, RFC 4315) --------------
 
-
 @dataclass(frozen=True, slots=True)
 class AtomCode:
     """A response code without structured data, known (``ALERT``, ``TRYCREATE``,
@@ -110,53 +109,18 @@ class BadCharsetCode:
 
 
 ResponseCode = (
-    AtomCode
-    | UidValidityCode
-    | UidNextCode
-    | UnseenCode
-    | HighestModseqCode
-    | ModifiedCode
-    | CopyUidCode
-    | AppendUidCode
-    | PermanentFlagsCode
-    | CapabilityCode
-    | BadCharsetCode
+    AtomCode | UidValidityCode | UidNextCode | UnseenCode | HighestModseqCode | ModifiedCode
+    | CopyUidCode | AppendUidCode | PermanentFlagsCode | CapabilityCode | BadCharsetCode
 )
 
 #: Codes without arguments that RFC 9051, RFC 5530, RFC 7162 and RFC 4315 define.
-KNOWN_ATOM_CODES: Final = frozenset(
-    {
-        "ALERT",
-        "PARSE",
-        "TRYCREATE",
-        "READ-ONLY",
-        "READ-WRITE",
-        "NOMODSEQ",
-        "CLOSED",
-        "UIDNOTSTICKY",
-        "UNAVAILABLE",
-        "AUTHENTICATIONFAILED",
-        "AUTHORIZATIONFAILED",
-        "EXPIRED",
-        "PRIVACYREQUIRED",
-        "CONTACTADMIN",
-        "NOPERM",
-        "INUSE",
-        "EXPUNGEISSUED",
-        "CORRUPTION",
-        "SERVERBUG",
-        "CLIENTBUG",
-        "CANNOT",
-        "LIMIT",
-        "OVERQUOTA",
-        "ALREADYEXISTS",
-        "NONEXISTENT",
-        "TOOBIG",
-        "HASCHILDREN",
-        "UNKNOWN-CTE",
-        "NOTSAVED",
-    }
-)
+KNOWN_ATOM_CODES: Final = frozenset({
+    "ALERT", "PARSE", "TRYCREATE", "READ-ONLY", "READ-WRITE", "NOMODSEQ", "CLOSED",
+    "UIDNOTSTICKY", "UNAVAILABLE", "AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "EXPIRED",
+    "PRIVACYREQUIRED", "CONTACTADMIN", "NOPERM", "INUSE", "EXPUNGEISSUED", "CORRUPTION",
+    "SERVERBUG", "CLIENTBUG", "CANNOT", "LIMIT", "OVERQUOTA", "ALREADYEXISTS", "NONEXISTENT",
+    "TOOBIG", "HASCHILDREN", "UNKNOWN-CTE", "NOTSAVED",
+})
 
 ALERT: Final = AtomCode("ALERT")
 PARSE: Final = AtomCode("PARSE")
@@ -186,7 +150,6 @@ TOOBIG: Final = AtomCode("TOOBIG")
 
 
 # --- status responses ------------------------------------------------------------
-
 
 @dataclass(frozen=True, slots=True)
 class TaggedResponse:
@@ -232,7 +195,6 @@ class ContinuationRequest:
 
 
 # --- untagged data -----------------------------------------------------------------
-
 
 @dataclass(frozen=True, slots=True)
 class Capability:
@@ -366,16 +328,8 @@ class LsubResponse(ListResponse):
 
 
 #: STATUS items whose value is number64 rather than number (RFC 9051, RFC 7162).
-STATUS_ITEMS: Final = (
-    "MESSAGES",
-    "RECENT",
-    "UIDNEXT",
-    "UIDVALIDITY",
-    "UNSEEN",
-    "DELETED",
-    "SIZE",
-    "HIGHESTMODSEQ",
-)
+STATUS_ITEMS: Final = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED",
+                       "SIZE", "HIGHESTMODSEQ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,26 +440,9 @@ class UntaggedUnknown:
 
 
 UntaggedData = (
-    Capability
-    | Exists
-    | Recent
-    | Expunge
-    | Flags
-    | FetchResponse
-    | Search
-    | Sort
-    | ThreadResponse
-    | ESearch
-    | ListResponse
-    | StatusResponse
-    | Namespace
-    | Enabled
-    | IdResponse
-    | Vanished
-    | AclResponse
-    | ListRightsResponse
-    | MyRightsResponse
-    | UntaggedUnknown
+    Capability | Exists | Recent | Expunge | Flags | FetchResponse | Search | Sort | ThreadResponse
+    | ESearch | ListResponse | StatusResponse | Namespace | Enabled | IdResponse | Vanished
+    | AclResponse | ListRightsResponse | MyRightsResponse | UntaggedUnknown
 )
 
 Response = TaggedResponse | UntaggedStatus | ContinuationRequest | UntaggedData

@@ -207,21 +207,8 @@ class SearchAnd:
 
 
 SearchKey: TypeAlias = (
-    SearchAll
-    | SearchNew
-    | SearchFlag
-    | SearchKeywordKey
-    | SearchHeader
-    | SearchText
-    | SearchDate
-    | SearchSize
-    | SearchSequence
-    | SearchUid
-    | SearchModseq
-    | SearchAge
-    | SearchNot
-    | SearchOr
-    | SearchAnd
+    SearchAll | SearchNew | SearchFlag | SearchKeywordKey | SearchHeader | SearchText | SearchDate
+    | SearchSize | SearchSequence | SearchUid | SearchModseq | SearchAge | SearchNot | SearchOr | SearchAnd
 )
 
 

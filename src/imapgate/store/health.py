@@ -102,7 +102,8 @@ class StoreHealth:
                 self.dropped_writes += 1
                 if self.dropped_writes == 1:
                     log.error(
-                        "store still not writable: more than %d journal writes waiting, dropping the oldest",
+                        "store still not writable: more than %d journal writes waiting, "
+                        "dropping the oldest",
                         MAX_PENDING_WRITES,
                     )
 

@@ -80,7 +80,7 @@ def _fields(head: bytes) -> dict[str, list[bytes]]:
         m = _FIELD.match(line)
         if m:
             name = m.group(1).decode("ascii").lower()
-            value = [line[m.end() :]]
+            value = [line[m.end():]]
         else:
             name, value = None, []
     flush()

@@ -128,9 +128,8 @@ class Relay:
         try:
             await hoster.connect()
         except RelayError as exc:
-            log.warning(
-                "the hoster's submission server %s:%d: %s", self.config.host, self.config.port, exc.reason
-            )
+            log.warning("the hoster's submission server %s:%d: %s", self.config.host, self.config.port,
+                        exc.reason)
         finally:
             await hoster.close()
 
@@ -192,13 +191,8 @@ class HosterSession:
         try:
             self._smtp = await self.relay._client()
         except aiosmtplib.SMTPAuthenticationError as exc:
-            log.error(
-                "the hoster's submission server %s refused the gateway's login (%s): %d %s",
-                where,
-                cfg.user,
-                exc.code,
-                ascii_line(exc.message, MAX_REPLY_LINE),
-            )
+            log.error("the hoster's submission server %s refused the gateway's login (%s): %d %s",
+                      where, cfg.user, exc.code, ascii_line(exc.message, MAX_REPLY_LINE))
             raise RelayError(
                 "451 4.7.0 Not sent: the mail server refused the gateway's login; tell your administrator",
                 refused=False,

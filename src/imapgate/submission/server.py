@@ -194,12 +194,8 @@ class ConnectionHandler:
         return "221 2.0.0 Bye"
 
     async def handle_exception(self, error: Exception) -> str:
-        log.error(
-            "submission session of %s from %s failed",
-            self.actor.user if self.actor else "(no login)",
-            self.address,
-            exc_info=error,
-        )
+        log.error("submission session of %s from %s failed", self.actor.user if self.actor else "(no login)",
+                  self.address, exc_info=error)
         with contextlib.suppress(Exception):
             await self.hoster.reset()
         return "451 4.3.0 Internal error; the message was not sent. Try again"
@@ -287,14 +283,8 @@ def tls_context(gw: Gateway) -> ssl.SSLContext | None:
 class SubmissionServer:
     """The listeners of ``[submission]``; ``start``/``stop`` from ``runner.serve``."""
 
-    def __init__(
-        self,
-        gw: Gateway,
-        config: SubmissionConfig,
-        *,
-        claims: ClaimLookup | None = None,
-        relay: Relay | None = None,
-    ) -> None:
+    def __init__(self, gw: Gateway, config: SubmissionConfig, *, claims: ClaimLookup | None = None,
+                 relay: Relay | None = None) -> None:
         self.gw = gw
         self.config = config
         self.service = SubmissionService(gw, config, claims)

@@ -92,8 +92,7 @@ class SubmissionService:
         if interrupted:
             log.warning(
                 "%d message(s) were being handed to the mail server when the gateway stopped: their "
-                "outcome is unknown; a retry is held back once with an explanation",
-                interrupted,
+                "outcome is unknown; a retry is held back once with an explanation", interrupted,
             )
         await asyncio.to_thread(self.replies.prune)
         self._pruner = asyncio.get_running_loop().create_task(self._prune_loop())
@@ -164,11 +163,8 @@ class SubmissionService:
 
         def attempt(r: SubmissionRow) -> guard.PastAttempt:
             return guard.PastAttempt(
-                r.ts,
-                r.state,
-                frozenset(r.recipients.split(", ")) if r.recipients else frozenset(),
-                r.subject,
-                r.original,
+                r.ts, r.state, frozenset(r.recipients.split(", ")) if r.recipients else frozenset(),
+                r.subject, r.original,
             )
 
         refusals = tuple(attempt(r) for r in mine if r.state == "refused")
@@ -215,19 +211,16 @@ class SubmissionService:
         msg = parse(content)
         if not msg.from_addresses or msg.from_unreadable:
             await hoster.reset()
-            return Outcome("550 5.6.0 Not sent: the From header is missing or cannot be read", "rejected")
+            return Outcome(
+                "550 5.6.0 Not sent: the From header is missing or cannot be read", "rejected"
+            )
         for address in msg.from_addresses:
             if not self.sender_allowed(address):
                 await hoster.reset()
-                self.gw.journal.record(
-                    JournalEntry(
-                        actor.user,
-                        actor.client,
-                        "SUBMIT",
-                        result="NO",
-                        detail=f"From {address} not allowed (envelope {sender})",
-                    )
-                )
+                self.gw.journal.record(JournalEntry(
+                    actor.user, actor.client, "SUBMIT", result="NO",
+                    detail=f"From {address} not allowed (envelope {sender})",
+                ))
                 return Outcome(self.not_allowed_reply(address), "rejected")
         content, msg = complete(content, msg, self.domain)
         assert msg.message_id is not None
@@ -247,56 +240,34 @@ class SubmissionService:
             if isinstance(decision, guard.AlreadySent):
                 await hoster.reset()
                 when = self.clock.when(decision.ts, now)
-                self.gw.journal.record(
-                    JournalEntry(
-                        actor.user,
-                        actor.client,
-                        "SUBMIT",
-                        *where,
-                        detail=f"{_describe(msg, original, rcpts)}: already sent at {when}, not sent twice",
-                    )
-                )
-                return Outcome(
-                    f"250 2.0.0 Already sent at {when}; not sent twice", "already-sent", decision, original
-                )
+                self.gw.journal.record(JournalEntry(
+                    actor.user, actor.client, "SUBMIT", *where,
+                    detail=f"{_describe(msg, original, rcpts)}: already sent at {when}, not sent twice",
+                ))
+                return Outcome(f"250 2.0.0 Already sent at {when}; not sent twice", "already-sent", decision,
+                               original)
             if isinstance(decision, guard.Busy):
                 await hoster.reset()
                 return Outcome(
                     "451 4.4.0 This message is being sent right now (another connection); try again in "
-                    "a minute",
-                    "busy",
-                    decision,
-                    original,
+                    "a minute", "busy", decision, original,
                 )
             if isinstance(decision, guard.Refuse):
                 await hoster.reset()
                 entry = JournalEntry(
-                    actor.user,
-                    actor.client,
-                    "SUBMIT",
-                    *where,
-                    result="NO",
+                    actor.user, actor.client, "SUBMIT", *where, result="NO",
                     detail=f"{_describe(msg, original, rcpts)}: refused ({decision.kind}): {decision.text}",
                 )
                 await asyncio.to_thread(
-                    self.replies.refuse,
-                    user=actor.user,
-                    message_id=msg.message_id,
-                    recipients=rcpts,
-                    subject=msg.subject,
-                    original=original.message_id if original else None,
-                    reason=decision.text,
-                    entry=entry,
+                    self.replies.refuse, user=actor.user, message_id=msg.message_id, recipients=rcpts,
+                    subject=msg.subject, original=original.message_id if original else None,
+                    reason=decision.text, entry=entry,
                 )
                 log.info("%s: %s", actor.user, decision.text)
                 return Outcome(f"550 5.7.1 {decision.text}", "refused", decision, original)
             row = await asyncio.to_thread(
-                self.replies.begin,
-                user=actor.user,
-                message_id=msg.message_id,
-                recipients=rcpts,
-                subject=msg.subject,
-                original=original.message_id if original else None,
+                self.replies.begin, user=actor.user, message_id=msg.message_id, recipients=rcpts,
+                subject=msg.subject, original=original.message_id if original else None,
             )
         # The end of the data goes out only now, after every check.  From here the
         # hoster's answer decides, whether or not the client is still there.
@@ -326,35 +297,22 @@ class SubmissionService:
             reply = await hoster.data(content)
         except RelayError as exc:
             state = "unknown" if exc.uncertain else "failed"
-            entry = JournalEntry(
-                actor.user,
-                actor.client,
-                "SUBMIT",
-                *where,
-                result="NO",
-                detail=f"{described}: not sent: {exc.reason}",
-            )
+            entry = JournalEntry(actor.user, actor.client, "SUBMIT", *where, result="NO",
+                                 detail=f"{described}: not sent: {exc.reason}")
             await asyncio.to_thread(self.replies.finish, row, state, entry, exc.reason)
             log.warning("%s: %s not sent: %s", actor.user, msg.message_id, exc.reason)
             return Outcome(exc.reply, "hoster-refused" if exc.refused else state, decision, original)
         except BaseException:
             # Cancelled (shutdown) or a bug, with the end of the data maybe sent.
             with contextlib.suppress(Exception):
-                entry = JournalEntry(
-                    actor.user,
-                    actor.client,
-                    "SUBMIT",
-                    *where,
-                    result="NO",
-                    detail=f"{described}: outcome unknown (interrupted)",
-                )
+                entry = JournalEntry(actor.user, actor.client, "SUBMIT", *where, result="NO",
+                                     detail=f"{described}: outcome unknown (interrupted)")
                 self.replies.finish(row, "unknown", entry, "interrupted while the mail server took it")
             raise
         note = f", overriding the {overrides} refusal" if overrides else ""
         answered = f" (answered by {actor.user})" if original is not None else ""
-        entry = JournalEntry(
-            actor.user, actor.client, "SUBMIT", *where, detail=f"{described}: sent{answered}{note}"
-        )
+        entry = JournalEntry(actor.user, actor.client, "SUBMIT", *where,
+                             detail=f"{described}: sent{answered}{note}")
         await asyncio.to_thread(self.replies.finish, row, "sent", entry)
         log.info("%s sent %s%s%s", actor.user, msg.message_id, answered, note)
         if original is not None:
@@ -372,13 +330,8 @@ class SubmissionService:
             try:
                 await self.gw.service.execute(actor, ops.StoreFlags(mb, [copy.uid], "add", ("\\Answered",)))
             except OperationError as exc:
-                log.warning(
-                    "could not mark %s in %s answered after %s's reply: %s",
-                    original.message_id,
-                    copy.mailbox,
-                    actor.user,
-                    exc.text,
-                )
+                log.warning("could not mark %s in %s answered after %s's reply: %s",
+                            original.message_id, copy.mailbox, actor.user, exc.text)
             except Exception:
                 log.exception("marking %s answered failed", original.message_id)
 

@@ -418,11 +418,8 @@ class AclTable:
 
     def explain(self, user: str, folder: str) -> Effective:
         return effective_rights(
-            user,
-            self.groups_of.get(user, frozenset()),
-            user in self.admins,
-            self.folder_entries(folder),
-            self.default,
+            user, self.groups_of.get(user, frozenset()), user in self.admins,
+            self.folder_entries(folder), self.default,
         )
 
 

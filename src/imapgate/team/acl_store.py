@@ -91,9 +91,8 @@ class AclStore:
                 by_folder.setdefault(row.mailbox, []).append(_entry(row))
             groups_of: dict[str, set[str]] = {}
             for member in conn.execute(
-                select(users.c.name.label("user"), groups.c.name.label("group")).select_from(
-                    group_members.join(users).join(groups)
-                )
+                select(users.c.name.label("user"), groups.c.name.label("group"))
+                .select_from(group_members.join(users).join(groups))
             ):
                 groups_of.setdefault(member.user, set()).add(member.group)
             admins = frozenset(conn.execute(select(users.c.name).where(users.c.admin.is_(True))).scalars())
@@ -154,12 +153,8 @@ class AclStore:
             if existing is None:
                 conn.execute(
                     insert(acl_entries).values(
-                        mailbox=folder,
-                        principal=principal,
-                        negative=ident.negative,
-                        user_id=user_id,
-                        group_id=group_id,
-                        rights=str(new),
+                        mailbox=folder, principal=principal, negative=ident.negative,
+                        user_id=user_id, group_id=group_id, rights=str(new),
                     )
                 )
                 changed = True
@@ -311,9 +306,7 @@ class AclStore:
     def admins(self) -> list[str]:
         with self.engine.connect() as conn:
             return list(
-                conn.execute(
-                    select(users.c.name).where(users.c.admin.is_(True)).order_by(users.c.name)
-                ).scalars()
+                conn.execute(select(users.c.name).where(users.c.admin.is_(True)).order_by(users.c.name)).scalars()
             )
 
     def refuse_last_admin(self, user: str, action: AdminAction) -> None:
@@ -322,6 +315,7 @@ class AclStore:
         ``user disable``; a team that never had an admin is not refused anything."""
         with self.engine.connect() as conn:
             _refuse_last_admin(conn, user, action)
+
 
 
 # ---------------------------------------------------------------------- folder lifecycle
@@ -356,7 +350,7 @@ def folder_renamed_in(conn: Connection, old: str, new: str, delimiter: str | Non
         children = conn.execute(
             select(acl_folders.c.mailbox).where(func.substr(acl_folders.c.mailbox, 1, len(prefix)) == prefix)
         ).scalars()
-        moved += [(child, new + child[len(old) :]) for child in children]
+        moved += [(child, new + child[len(old):]) for child in children]
     _drop(conn, [target for _, target in moved])
     for source, target in moved:
         for table in (acl_entries, acl_folders):
@@ -395,12 +389,8 @@ def _changed(conn: Connection, also: AlsoWrite | None) -> None:
 def _entries_query() -> Select[tuple[str, str, bool, str, str | None, str | None]]:
     return (
         select(
-            acl_entries.c.mailbox,
-            acl_entries.c.principal,
-            acl_entries.c.negative,
-            acl_entries.c.rights,
-            users.c.name.label("user_name"),
-            groups.c.name.label("group_name"),
+            acl_entries.c.mailbox, acl_entries.c.principal, acl_entries.c.negative,
+            acl_entries.c.rights, users.c.name.label("user_name"), groups.c.name.label("group_name"),
         )
         .select_from(acl_entries.outerjoin(users).outerjoin(groups))
         .order_by(acl_entries.c.mailbox, acl_entries.c.id)
@@ -471,12 +461,8 @@ def _insert(conn: Connection, folder: str, ident: Identifier, granted: Rights) -
     principal, user_id, group_id = _principal(conn, ident)
     conn.execute(
         insert(acl_entries).values(
-            mailbox=folder,
-            principal=principal,
-            negative=ident.negative,
-            user_id=user_id,
-            group_id=group_id,
-            rights=str(granted),
+            mailbox=folder, principal=principal, negative=ident.negative,
+            user_id=user_id, group_id=group_id, rights=str(granted),
         )
     )
 
@@ -493,9 +479,9 @@ def _refuse_last_admin(conn: Connection, user: str, action: AdminAction) -> None
     if row is None or not row.admin or row.disabled:
         return
     others = conn.execute(
-        select(func.count())
-        .select_from(users)
-        .where(users.c.admin.is_(True), users.c.disabled.is_(False), users.c.name != user)
+        select(func.count()).select_from(users).where(
+            users.c.admin.is_(True), users.c.disabled.is_(False), users.c.name != user
+        )
     ).scalar_one()
     if not others:
         verb = {"remove": "remove", "disable": "disable", "demote": "take admin from"}[action]

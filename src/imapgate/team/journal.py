@@ -62,13 +62,8 @@ class JournalEntry:
             conn.execute(
                 insert(answer_marks),
                 [
-                    {
-                        "ts": self.ts,
-                        "user_name": self.user or "",
-                        "message_id": mid,
-                        "mailbox": mailbox,
-                        "uid": uid,
-                    }
+                    {"ts": self.ts, "user_name": self.user or "", "message_id": mid, "mailbox": mailbox,
+                     "uid": uid}
                     for mailbox, uid, mid in self.answered
                 ],
             )

@@ -65,15 +65,8 @@ def recipients_key(recipients: Iterable[str]) -> str:
 
 def _row(r: object) -> SubmissionRow:
     return SubmissionRow(
-        r.id,
-        r.ts,
-        r.user_name,
-        r.message_id,
-        r.recipients,
-        r.subject,  # type: ignore[attr-defined]
-        r.original,
-        r.state,
-        r.reason,  # type: ignore[attr-defined]
+        r.id, r.ts, r.user_name, r.message_id, r.recipients, r.subject,  # type: ignore[attr-defined]
+        r.original, r.state, r.reason,  # type: ignore[attr-defined]
     )
 
 
@@ -145,13 +138,8 @@ class ReplyLog:
         with self.engine.begin() as conn:
             result = conn.execute(
                 insert(submissions).values(
-                    ts=ts if ts is not None else time.time(),
-                    user_name=user,
-                    message_id=message_id,
-                    recipients=recipients,
-                    subject=subject,
-                    original=original,
-                    state="sending",
+                    ts=ts if ts is not None else time.time(), user_name=user, message_id=message_id,
+                    recipients=recipients, subject=subject, original=original, state="sending",
                 )
             )
             key = result.inserted_primary_key
@@ -187,14 +175,8 @@ class ReplyLog:
         with self.engine.begin() as conn:
             conn.execute(
                 insert(submissions).values(
-                    ts=entry.ts,
-                    user_name=user,
-                    message_id=message_id,
-                    recipients=recipients,
-                    subject=subject,
-                    original=original,
-                    state="refused",
-                    reason=reason,
+                    ts=entry.ts, user_name=user, message_id=message_id, recipients=recipients,
+                    subject=subject, original=original, state="refused", reason=reason,
                 )
             )
             entry.write(conn)

@@ -106,7 +106,9 @@ class UserDirectory:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def add(self, name: str, password: str, *, admin: bool = False, also: AlsoWrite | None = None) -> User:
+    def add(
+        self, name: str, password: str, *, admin: bool = False, also: AlsoWrite | None = None
+    ) -> User:
         _check_name(name)
         _check_password(password)
         now = time.time()
@@ -115,10 +117,7 @@ class UserDirectory:
                 raise UserError(f"user {name!r} already exists")
             uid = conn.execute(
                 insert(users).values(
-                    name=name,
-                    password_hash=_hasher.hash(password),
-                    created_at=now,
-                    disabled=False,
+                    name=name, password_hash=_hasher.hash(password), created_at=now, disabled=False,
                     admin=admin,
                 )
             ).inserted_primary_key

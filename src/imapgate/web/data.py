@@ -332,12 +332,7 @@ class Dashboard:
         return int(mb.shared_counts()[0])
 
     async def list_messages(
-        self,
-        actor: Actor,
-        folder: str,
-        filter: Filter = "all",
-        page: int = 1,
-        per_page: int = PER_PAGE,
+        self, actor: Actor, folder: str, filter: Filter = "all", page: int = 1, per_page: int = PER_PAGE,
         query: str = "",
     ) -> MessagePage:
         """One page of a folder, newest first, optionally only the messages whose text
@@ -691,7 +686,9 @@ class LiveFeed:
                 )
             )
         elif isinstance(event, ev.MailboxListChanged):
-            self._publish(Change(0, now, "folders", None, text=_folders_text(event.names), names=event.names))
+            self._publish(
+                Change(0, now, "folders", None, text=_folders_text(event.names), names=event.names)
+            )
         elif isinstance(event, ev.MailboxReset):
             self._publish(Change(0, now, "reset", name, text="Folder rebuilt at the hoster"))
         elif isinstance(event, ev.ModeChanged):

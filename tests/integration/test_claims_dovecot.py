@@ -1,0 +1,241 @@
+"""Claims end to end (issue 12): two team members, raw IMAP clients through a running
+gateway in front of the real Dovecot.
+
+* ``STORE +FLAGS ($Claimed)`` by alice: every session sees ``$Claimed`` and
+  ``$claimed_alice`` (bob's IDLE at once), PERMANENTFLAGS lists both, upstream holds both;
+* bob's MOVE, ``\\Deleted``, EXPUNGE, take-over and release are refused ``NO [INUSE]``
+  with the text, after an untagged FETCH with the true flags; his ``\\Flagged`` is fine;
+* alice moves it: the claim follows (bob is still refused in the new folder); moving it
+  to a ``release_on_move_to`` folder ends it; ``-FLAGS $Claimed`` releases;
+* expiry, ``claim_on_draft``, and claim vs claim / claim vs move races with threads.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from imapgate.demo import DovecotServer
+from imapgate.demo.sample_mail import SampleMessage
+from imapgate.store.schema import journal
+from tests.support.gateway import GatewayHarness
+from tests.support.imap import RawClient, upstream_flags, upstream_uids
+
+pytestmark = pytest.mark.integration
+
+TEAM = {"alice": "alice-pw", "bob": "bob-pw"}
+TEXT = rb"alice is handling this message \(claimed \d\d:\d\d\)\. Ask alice, or an admin can release it\."
+
+
+def _message(n: int, reply_to: str | None = None) -> SampleMessage:
+    msg = EmailMessage()
+    msg["From"] = "customer@example.com"
+    msg["To"] = "team@example.com"
+    msg["Subject"] = f"request {n}"
+    msg["Message-ID"] = f"<req{n}@example.com>"
+    if reply_to:
+        msg["In-Reply-To"] = reply_to
+    msg.set_content(f"body {n}\n")
+    return SampleMessage(bytes(msg).replace(b"\n", b"\r\n"))
+
+
+@pytest.fixture
+def upstream(fresh_dovecot: Callable[..., DovecotServer]) -> DovecotServer:
+    folders = {"INBOX": [_message(n) for n in range(1, 9)], "Archive": [], "Done": [], "Drafts": []}
+    return fresh_dovecot(folders=folders)
+
+
+@pytest.fixture
+def gw(upstream: DovecotServer, tmp_path: Path) -> Iterator[GatewayHarness]:
+    claims = {"release_on_move_to": ["Done"], "claim_on_draft": True, "expire_after": "8h"}
+    with GatewayHarness(
+        upstream_port=upstream.port, data_dir=tmp_path / "gw", users=TEAM, claims=claims
+    ) as harness:
+        yield harness
+
+
+def _client(gw: GatewayHarness, user: str, folder: str = "INBOX") -> RawClient:
+    c = RawClient(gw.host, gw.port)
+    c.login(user, TEAM[user])
+    lines = c.command(b"S1", f"SELECT {folder}".encode())
+    assert lines[-1].startswith(b"S1 OK"), lines
+    return c
+
+
+def _ok(lines: list[bytes]) -> list[bytes]:
+    assert b" OK " in lines[-1], lines
+    return lines
+
+
+def _refused(lines: list[bytes], uid: int) -> None:
+    """NO [INUSE] with the text, after an untagged FETCH with the true flags."""
+    assert re.match(rb"\S+ NO \[INUSE\] " + TEXT, lines[-1]), lines
+    fetches = [ln for ln in lines[:-1] if b"FETCH" in ln and f"UID {uid}".encode() in ln]
+    assert fetches and b"$Claimed" in fetches[-1] and b"$claimed_alice" in fetches[-1], lines
+
+
+def _flags(upstream: DovecotServer, folder: str = "INBOX") -> dict[int, set[str]]:
+    return upstream_flags("127.0.0.1", upstream.port, folder)
+
+
+def test_claim_is_seen_everywhere_and_refuses_colleagues(gw: GatewayHarness, upstream: DovecotServer) -> None:
+    alice, bob = _client(gw, "alice"), _client(gw, "bob")
+    # PERMANENTFLAGS lists both keywords for a member, even before any claim exists.
+    opened = alice.command(b"S2", b"SELECT INBOX")
+    perm = next(ln for ln in opened if b"PERMANENTFLAGS" in ln)
+    assert b"$Claimed" in perm and b"$claimed_alice" in perm, perm
+    bob.idle()
+    _ok(alice.command(b"A1", b"UID STORE 2 +FLAGS ($Claimed)"))
+    pushed, seconds = bob.wait_for(rb"FETCH .*\$claimed_alice", timeout=5)
+    assert b"$Claimed" in pushed[-1] and seconds < 2, pushed
+    bob.done()
+    assert {"$Claimed", "$claimed_alice"} <= _flags(upstream)[2]
+
+    _refused(bob.command(b"B1", b"UID MOVE 2 Archive"), 2)
+    _refused(bob.command(b"B2", b"UID STORE 2 +FLAGS (\\Deleted)"), 2)
+    _refused(bob.command(b"B3", b"UID STORE 2 -FLAGS ($Claimed)"), 2)
+    _refused(bob.command(b"B4", b"UID STORE 2 +FLAGS ($Claimed)"), 2)
+    _refused(bob.command(b"B5", b"UID STORE 2 FLAGS (\\Seen)"), 2)
+    # A move of several messages is refused as a whole, naming how many by whom.
+    many = bob.command(b"B6", b"UID MOVE 1:3 Archive")
+    assert re.match(rb"B6 NO \[INUSE\] .*1 of these|B6 NO \[INUSE\] alice is handling", many[-1]), many
+    assert upstream_uids("127.0.0.1", upstream.port, "INBOX") == list(range(1, 9))
+    # Flagging and reading stay allowed.
+    _ok(bob.command(b"B7", b"UID STORE 2 +FLAGS (\\Flagged)"))
+    _ok(bob.command(b"B8", b"UID FETCH 2 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))
+    # COPY + \Deleted + EXPUNGE: the copy is fine, the expunge half is not.
+    _ok(bob.command(b"B9", b"UID COPY 2 Archive"))
+    assert "$Claimed" not in next(iter(_flags(upstream, "Archive").values()))  # a copy is unclaimed
+    assert "\\Deleted" not in _flags(upstream)[2]
+    with gw.gw.journal.engine.connect() as conn:
+        rows = conn.execute(select(journal.c.command, journal.c.user_name)).all()
+    commands = [(r.command, r.user_name) for r in rows]
+    assert ("CLAIM", "alice") in commands and ("CLAIM REFUSED", "bob") in commands
+    alice.close()
+    bob.close()
+
+
+def test_claimant_moves_and_releases(gw: GatewayHarness, upstream: DovecotServer) -> None:
+    alice, bob = _client(gw, "alice"), _client(gw, "bob")
+    _ok(alice.command(b"A1", b"UID STORE 3,4 +FLAGS ($Claimed)"))
+    _ok(alice.command(b"A2", b"UID MOVE 3 Archive"))
+    registry = gw.gw.service.claims.registry  # type: ignore[union-attr]
+    archive = gw.gw.replica.get("Archive")
+    assert archive is not None
+    (moved,) = registry.in_mailbox(archive.id).values()
+    assert moved.user == "alice"
+    bob_archive = _client(gw, "bob", "Archive")
+    _refused(bob_archive.command(b"B1", f"UID MOVE {moved.uid} INBOX".encode()), moved.uid)
+    # Done is a release_on_move_to folder: the claim ends and the keywords go.
+    _ok(alice.command(b"A3", b"UID MOVE 4 Done"))
+    done = gw.gw.replica.get("Done")
+    assert done is not None and not registry.in_mailbox(done.id)
+    assert all(not f & {"$Claimed", "$claimed_alice"} for f in _flags(upstream, "Done").values())
+    # -FLAGS $Claimed by the claimant releases; then bob may claim it.
+    _ok(alice.command(b"A4", b"UID STORE 5 +FLAGS ($Claimed)"))
+    _ok(alice.command(b"A5", b"UID STORE 5 -FLAGS ($Claimed)"))
+    assert not {"$Claimed", "$claimed_alice"} & _flags(upstream)[5]
+    _ok(bob.command(b"B2", b"UID STORE 5 +FLAGS ($Claimed)"))
+    assert {"$Claimed", "$claimed_bob"} <= _flags(upstream)[5]
+    for c in (alice, bob, bob_archive):
+        c.close()
+
+
+def test_expiry_ends_the_claim(gw: GatewayHarness, upstream: DovecotServer) -> None:
+    alice = _client(gw, "alice")
+    _ok(alice.command(b"A1", b"UID STORE 6 +FLAGS ($Claimed)"))
+    ops = gw.gw.service.claims
+    assert ops is not None
+    claim = ops.registry.all()[0]
+    assert claim.expires_at == pytest.approx(claim.claimed_at + 8 * 3600)
+    ended = gw.call(ops.sweep(gw.gw.service._handle, now=claim.claimed_at + 8 * 3600 + 1))
+    assert ended == 1 and not ops.registry.all()
+    assert not {"$Claimed", "$claimed_alice"} & _flags(upstream)[6]
+    with gw.gw.journal.engine.connect() as conn:
+        details = [r.detail for r in conn.execute(select(journal.c.detail, journal.c.command))]
+    assert "claim expired" in details
+    alice.close()
+
+
+def test_draft_reply_claims_the_original(gw: GatewayHarness, upstream: DovecotServer) -> None:
+    alice = _client(gw, "alice")
+    draft = _message(100, reply_to="<req7@example.com>").raw
+    alice.send(b"D1 APPEND Drafts (\\Draft) {" + str(len(draft)).encode() + b"}\r\n")
+    assert alice.readline().startswith(b"+")
+    alice.send(draft + b"\r\n")
+    _ok(alice.read_until_tagged(b"D1"))
+    inbox = gw.gw.replica.get("INBOX")
+    assert inbox is not None
+    claim = gw.gw.service.claims.registry.get(inbox.id, 7)  # type: ignore[union-attr]
+    assert claim is not None and claim.user == "alice"
+    assert {"$Claimed", "$claimed_alice"} <= _flags(upstream)[7]
+    alice.close()
+
+
+def test_races_claim_vs_claim_and_claim_vs_move(gw: GatewayHarness, upstream: DovecotServer) -> None:
+    """Real threads, one connection per member: claim vs claim has exactly one winner each
+    round, and the flags upstream name that winner; claim vs move never leaves a claim on
+    a message that moved away, nor a move of a message someone else holds."""
+    alice, bob = _client(gw, "alice"), _client(gw, "bob")
+    clients = {"alice": alice, "bob": bob}
+    ops = gw.gw.service.claims
+    assert ops is not None
+    inbox = gw.gw.replica.get("INBOX")
+    assert inbox is not None
+    for round_ in range(50):
+        uid = 1 + round_ % 8
+        answers: dict[str, bytes] = {}
+        barrier = threading.Barrier(2)
+
+        def claim(name: str, uid: int = uid, barrier: threading.Barrier = barrier,
+                  answers: dict[str, bytes] = answers) -> None:  # fmt: skip
+            barrier.wait()
+            answers[name] = clients[name].command(b"R1", f"UID STORE {uid} +FLAGS ($Claimed)".encode())[-1]
+
+        threads = [threading.Thread(target=claim, args=(n,)) for n in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [n for n, a in answers.items() if a.startswith(b"R1 OK")]
+        assert len(winners) == 1, (round_, answers)
+        loser = next(n for n in clients if n not in winners)
+        assert answers[loser].startswith(b"R1 NO [INUSE]"), answers
+        held = ops.registry.get(inbox.id, uid)
+        assert held is not None and held.user == winners[0]
+        assert f"$claimed_{winners[0]}" in _flags(upstream)[uid]
+        _ok(clients[winners[0]].command(b"R2", f"UID STORE {uid} -FLAGS ($Claimed)".encode()))
+        assert ops.registry.get(inbox.id, uid) is None
+    # claim vs move: bob claims while alice moves the same message.
+    answers = {}
+    barrier = threading.Barrier(2)
+
+    def run(name: str, text: bytes) -> None:
+        barrier.wait()
+        answers[name] = clients[name].command(b"R3", text)[-1]
+
+    threads = [
+        threading.Thread(target=run, args=("bob", b"UID STORE 8 +FLAGS ($Claimed)")),
+        threading.Thread(target=run, args=("alice", b"UID MOVE 8 Archive")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    in_inbox = 8 in upstream_uids("127.0.0.1", upstream.port, "INBOX")
+    claim = ops.registry.get(inbox.id, 8)
+    if in_inbox:  # bob won: alice's move was refused
+        assert answers["alice"].startswith(b"R3 NO [INUSE]"), answers
+        assert claim is not None and claim.user == "bob"
+    else:  # alice moved first: bob's claim found nothing to claim, or is swept as gone
+        assert answers["alice"].startswith(b"R3 OK"), answers
+        gw.call(ops.sweep(gw.gw.service._handle))
+        assert ops.registry.get(inbox.id, 8) is None
+    alice.close()
+    bob.close()
