@@ -86,15 +86,17 @@ def _flags(upstream: DovecotServer, folder: str = "INBOX") -> dict[int, set[str]
 
 def test_claim_is_seen_everywhere_and_refuses_colleagues(gw: GatewayHarness, upstream: DovecotServer) -> None:
     alice, bob = _client(gw, "alice"), _client(gw, "bob")
-    # PERMANENTFLAGS lists both keywords for a member, even before any claim exists.
-    opened = alice.command(b"S2", b"SELECT INBOX")
-    perm = next(ln for ln in opened if b"PERMANENTFLAGS" in ln)
-    assert b"$Claimed" in perm and b"$claimed_alice" in perm, perm
     bob.idle()
     _ok(alice.command(b"A1", b"UID STORE 2 +FLAGS ($Claimed)"))
     pushed, seconds = bob.wait_for(rb"FETCH .*\$claimed_alice", timeout=5)
     assert b"$Claimed" in pushed[-1] and seconds < 2, pushed
+    # Announced before the FETCH that carries them: FLAGS and PERMANENTFLAGS list both.
+    perm = next(ln for ln in pushed if b"PERMANENTFLAGS" in ln)
+    assert b"$Claimed" in perm and b"$claimed_alice" in perm, pushed
     bob.done()
+    opened = bob.command(b"S2", b"SELECT INBOX")
+    perm = next(ln for ln in opened if b"PERMANENTFLAGS" in ln)
+    assert b"$Claimed" in perm and b"$claimed_alice" in perm and b"\\*" in perm, perm
     assert {"$Claimed", "$claimed_alice"} <= _flags(upstream)[2]
 
     _refused(bob.command(b"B1", b"UID MOVE 2 Archive"), 2)

@@ -82,12 +82,6 @@ class ClaimOps:
         self._moving: set[tuple[int, int]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
-    # -- what sessions show --------------------------------------------------------------
-    @staticmethod
-    def keywords(actor: Actor) -> tuple[str, ...]:
-        """The claim keywords a member's sessions announce in FLAGS/PERMANENTFLAGS."""
-        return (CLAIMED, claimant_keyword(actor.user))
-
     # -- the wrapper ---------------------------------------------------------------------
     async def run(self, actor: Actor, op: ops.Operation[Any], handle: Handler) -> Any:
         try:

@@ -169,10 +169,6 @@ class Service(MailService):
             return 0
         return await self.claims.release(claims, why, self._handle, actor)
 
-    def claim_keywords(self, actor: Actor) -> tuple[str, ...]:
-        """The claim keywords ``actor``'s sessions announce (FLAGS, PERMANENTFLAGS)."""
-        return self.claims.keywords(actor) if self.claims is not None else ()
-
     async def _handle(self, actor: Actor, op: ops.Operation[Any]) -> object:
         match op:
             # reads

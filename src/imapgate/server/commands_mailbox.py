@@ -143,8 +143,13 @@ async def _select(s: Session, c: cmd.SelectBase, readonly: bool) -> Done:
     if c.condstore:
         s.enabled.add("CONDSTORE")
     view = SelectedView(
-        s.gw.replica, mb, user_id=actor.user_id, readonly=readonly, wake=s.wake, recent=not s.imap4rev2,
-        rights=rights, keywords=s.gw.service.claim_keywords(actor),
+        s.gw.replica,
+        mb,
+        user_id=actor.user_id,
+        readonly=readonly,
+        wake=s.wake,
+        recent=not s.imap4rev2,
+        rights=rights,
     )
     s.select_view(view)
     # FLAGS lists every keyword in use (and this user's private ones).

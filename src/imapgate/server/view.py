@@ -78,7 +78,6 @@ class SelectedView:
         wake: Callable[[], None],
         recent: bool = True,
         rights: str = "swt",
-        keywords: Iterable[str] = (),
     ) -> None:
         self.replica = replica
         self.mb = mb
@@ -108,9 +107,7 @@ class SelectedView:
         #: The RECENT count the client was last told.
         self.recent_told = len(self.recent)
         #: Keywords listed in the last FLAGS response (``flags_lines``).
-        #: ``keywords``: announced even before any message carries them (the claim
-        #: keywords, so PERMANENTFLAGS lists them for clients that offer only those).
-        self.announced: set[str] = set(mb.keywords()) | self._private_keywords() | set(keywords)
+        self.announced: set[str] = set(mb.keywords()) | self._private_keywords()
         self._checked: set[tuple[str, ...]] = set()
         replica.hub.subscribe(mb.id, self.on_event)
 
