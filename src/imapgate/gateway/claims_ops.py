@@ -38,6 +38,7 @@ from ..config import ClaimsConfig
 from ..protocol.sequence import SequenceSet
 from ..replica.mailbox import MailboxIndex
 from ..replica.replica import Replica
+from ..submission.guard import Claim as GuardClaim
 from ..submission.msgindex import MessageIdIndex
 from ..team.claims import CLAIMED, Claim, ClaimRegistry, ClaimTaken, claimant_keyword, is_claim_flag
 from ..team.journal import Journal, JournalEntry
@@ -81,6 +82,12 @@ class ClaimOps:
         #: (mailbox id, UID) of claimed messages being moved right now.
         self._moving: set[tuple[int, int]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+
+    # -- the reply guard's view (submission/guard.py ``ClaimLookup``) ---------------------
+    def claim_of(self, mailbox_id: int, uid: int) -> GuardClaim | None:
+        """Who holds a claim on a message, as the reply guard asks (one lookup)."""
+        c = self.registry.get(mailbox_id, uid)
+        return GuardClaim(c.user, c.claimed_at) if c is not None else None
 
     # -- the wrapper ---------------------------------------------------------------------
     async def run(self, actor: Actor, op: ops.Operation[Any], handle: Handler) -> Any:
