@@ -56,6 +56,7 @@ WRITES: dict[Verb, tuple[list[str], str]] = {
     ("acl", "set"): (["INBOX", "alice", "lr"], ""),
     ("acl", "delete"): (["INBOX", "bob"], ""),
     ("acl", "reset"): (["INBOX"], ""),
+    ("claim", "release"): (["--user", "alice"], ""),
 }
 
 #: Verbs that only read; run too, and the store must come out unchanged.
@@ -69,6 +70,8 @@ READ_ONLY: dict[Verb, str] = {
     ("group", "list"): "lists the groups and their members",
     ("acl", "get"): "reads one folder's ACL entries",
     ("acl", "rights"): "computes a user's effective rights from the ACL table",
+    ("claim", "list"): "lists the claims table",
+    ("clients", "thunderbird"): "prints tag definitions from the users table",
 }
 
 #: The arguments a read-only verb is run with (none where it takes none).

@@ -22,6 +22,7 @@ import click
 
 from . import __version__
 from .cli_acl import acl, group
+from .cli_claims import claim, clients
 from .cli_common import (
     CliError,
     admin_service,
@@ -525,6 +526,8 @@ def index_rebuild(ctx: click.Context, folder: str | None, config_file: Path | No
 
 main.add_command(group)
 main.add_command(acl)
+main.add_command(claim)
+main.add_command(clients)
 
 
 if __name__ == "__main__":

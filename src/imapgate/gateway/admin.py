@@ -50,6 +50,7 @@ from .policy import ADMIN, Actor, Policy
 
 if TYPE_CHECKING:
     from .admin_acl import AclAdmin
+    from .admin_claims import ClaimsAdmin
 
 #: Who acts when the operator runs ``imapgate``: not a team member (no user id),
 #: named ``cli`` in the journal.  The permission issue makes it an admin with
@@ -77,6 +78,7 @@ ADMIN_RIGHTS: Final[dict[str, str]] = {
     "acl set": ADMIN,
     "acl delete": ADMIN,
     "acl reset": ADMIN,
+    "claim release": ADMIN,
     "folder set": ADMIN,
     "index rebuild": ADMIN,
     "sync": ADMIN,
@@ -216,6 +218,17 @@ class AdminService:
         from .admin_acl import AclAdmin
 
         return AclAdmin(self)
+
+    @property
+    def claims(self) -> ClaimsAdmin:
+        """The claim verbs (``imapgate claim``, ``imapgate clients thunderbird``)."""
+        from .admin_claims import ClaimsAdmin
+
+        return ClaimsAdmin(self)
+
+    def journal(self, entry: JournalEntry) -> None:
+        """Write an admin verb's journal entry in its own transaction."""
+        self._journal(entry)
 
     def _refuse_last_admin(self, name: str, action: Literal["remove", "disable", "demote"]) -> None:
         try:

@@ -184,6 +184,7 @@ class Gateway:
         self.control = ControlServer(path, self.users, self.replica, sessions, self.extra_sessions)
         if self.acl_watch is not None:
             self.control.acl_changed = self.acl_watch.reload
+        self.control.claims_changed = self.service.reload_claims
         await self.control.start()
 
     async def stop_control(self) -> None:

@@ -81,6 +81,7 @@ class ClaimOps:
         self._ids: MessageIdIndex | None = None
         #: (mailbox id, UID) of claimed messages being moved right now.
         self._moving: set[tuple[int, int]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- the reply guard's view (submission/guard.py ``ClaimLookup``) ---------------------
@@ -314,8 +315,56 @@ class ClaimOps:
             ended += await self.release(gone, "message gone", handle)
         return ended
 
+    async def tidy(self, handle: Handler) -> int:
+        """Remove claim keywords no claim stands behind (a claim ended while the
+        gateway was not running, a message copied upstream with its keywords);
+        returns how many messages were tidied.  Folders without any claim
+        keyword cost one look at their cached keyword summary."""
+        tidied = 0
+        for name in self.replica.names():
+            mb = self.replica.get(name)
+            if mb is None or not mb.synced or not any(is_claim_flag(k) for k in mb.keywords()):
+                continue
+            claims = self.registry.in_mailbox(mb.id)
+            stale: dict[tuple[str, ...], list[int]] = {}
+            for uid, rec in mb.records.items():
+                found = tuple(f for f in rec.flags if is_claim_flag(f))
+                if not found:
+                    continue
+                c = claims.get(uid)
+                keep = {CLAIMED.lower(), claimant_keyword(c.user)} if c is not None else set()
+                extra = tuple(f for f in found if f.lower() not in keep)
+                if extra and (mb.id, uid) not in self._moving:
+                    stale.setdefault(extra, []).append(uid)
+            for flags, uids in stale.items():
+                try:
+                    await handle(SYSTEM, ops.StoreFlags(mb, uids, "remove", flags))
+                    tidied += len(uids)
+                except OperationError as exc:
+                    log.warning("could not remove stale claim keywords in %s: %s", mb.name, exc.text)
+        return tidied
+
+    def reload(self, handle: Handler) -> int:
+        """Claims changed in the store by another process: reload them, and tidy
+        the keywords in the background.  Returns how many claims are open."""
+        self.registry.load()
+        self._spawn(self.tidy(handle))
+        return len(self.registry.all())
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("claim keywords not tidied")
+
+        task = asyncio.create_task(run(), name="claims-tidy")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def start(self, handle: Handler) -> None:
         async def loop() -> None:
+            await self.tidy(handle)  # claims ended while no gateway ran
             while True:
                 await asyncio.sleep(SWEEP_SECONDS)
                 try:
@@ -331,6 +380,10 @@ class ClaimOps:
             with contextlib.suppress(BaseException):
                 await self._sweeper
             self._sweeper = None
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         if self._ids is not None:
             self._ids.close()
 

@@ -239,7 +239,8 @@ class MailService:
         hold = unchangedsince is not None or "CONDSTORE" not in self.pool.enabled
         async with _held(lock, hold):
             self._check_conflicts(actor, op, mb.name, uids)
-            state = self.replica.private_state(mb, actor.user_id) if private else None
+            # The gateway itself (user id 0: claim keywords it tidies) has no read state.
+            state = self.replica.private_state(mb, actor.user_id) if private and actor.user_id else None
             targets = [u for u in uids if u in mb.records]
             modified: list[int] = []
             if unchangedsince is not None:

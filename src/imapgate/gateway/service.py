@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
 from typing import Any, TypeVar, cast
 
 from ..team.acl import AclError, Identifier, check_change, list_rights, parse_identifier, parse_rights
-from ..team.claims import Claim
 from ..team.journal import JournalEntry
 from . import operations as ops
 from .acl_policy import AclPolicy, missing_folder
@@ -163,11 +161,13 @@ class Service(MailService):
         if self.claims is not None:
             await self.claims.stop()
 
-    async def release_claims(self, claims: Sequence[Claim], why: str, actor: Actor) -> int:
-        """End ``claims`` (an admin's release): keywords upstream, then the rows."""
+    def reload_claims(self) -> int:
+        """Claims changed in the store (``imapgate claim release``): reload them and
+        remove the keywords no claim stands behind, in the background; how many
+        claims are open now."""
         if self.claims is None:
             return 0
-        return await self.claims.release(claims, why, self._handle, actor)
+        return self.claims.reload(self._handle)
 
     async def _handle(self, actor: Actor, op: ops.Operation[Any]) -> object:
         match op:
