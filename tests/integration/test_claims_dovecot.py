@@ -12,6 +12,7 @@ gateway in front of the real Dovecot.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from sqlalchemy import select
 from imapgate.demo import DovecotServer
 from imapgate.demo.sample_mail import SampleMessage
 from imapgate.store.schema import journal
+from tests.support.cli import run, write_config
 from tests.support.gateway import GatewayHarness
 from tests.support.imap import RawClient, upstream_flags, upstream_uids
 
@@ -241,3 +243,34 @@ def test_races_claim_vs_claim_and_claim_vs_move(gw: GatewayHarness, upstream: Do
         assert ops.registry.get(inbox.id, 8) is None
     alice.close()
     bob.close()
+
+
+def test_cli_lists_and_releases_and_the_running_gateway_follows(
+    gw: GatewayHarness, upstream: DovecotServer, tmp_path: Path
+) -> None:
+    alice = _client(gw, "alice")
+    _ok(alice.command(b"A1", b"UID STORE 1,2 +FLAGS ($Claimed)"))
+    cfg = write_config(
+        tmp_path, upstream_port=upstream.port, extra=f'\n[store]\ndata_dir = "{gw.config.store.data_dir}"\n'
+    )
+    listed = run("claim", "list", "--json", cfg=cfg)
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    found = [(r["folder"], r["uid"], r["user"]) for r in rows]
+    assert found == [("INBOX", 1, "alice"), ("INBOX", 2, "alice")]
+    released = run("claim", "release", "INBOX", "2", cfg=cfg)
+    assert released.returncode == 0 and released.stdout == "released 1 claim(s)\n", released
+    ops = gw.gw.service.claims
+    assert ops is not None and [c.uid for c in ops.registry.all()] == [1]
+    gw.wait_for(lambda: not {"$Claimed", "$claimed_alice"} & _flags(upstream)[2], what="keywords removed")
+    assert {"$Claimed", "$claimed_alice"} <= _flags(upstream)[1]
+    released = run("claim", "release", "--user", "alice", cfg=cfg)
+    assert released.stdout == "released 1 claim(s)\n", released
+    gw.wait_for(lambda: not {"$Claimed", "$claimed_alice"} & _flags(upstream)[1], what="keywords removed")
+    with gw.gw.journal.engine.connect() as conn:
+        rows2 = conn.execute(select(journal.c.command, journal.c.user_name)).all()
+    assert [r.user_name for r in rows2 if r.command == "CLAIM RELEASE"] == ["cli", "cli"]
+    snippet = run("clients", "thunderbird", cfg=cfg).stdout
+    assert 'user_pref("mailnews.tags.$claimed.tag", "Claimed");' in snippet
+    assert 'user_pref("mailnews.tags.$claimed_bob.tag", "bob is handling");' in snippet
+    alice.close()
