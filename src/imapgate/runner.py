@@ -294,6 +294,11 @@ data_dir = "gateway"
 
 [web]
 listen = ["127.0.0.1:{web_port}"]      # the team dashboard (plain HTTP: localhost only)
+
+[claims]                             # tag a mail $Claimed: colleagues cannot move or delete it
+expire_after = "8h"                  # a working day
+release_on_move_to = ["Archive"]     # moving it to Archive means "done"
+claim_on_draft = true                # saving a reply draft claims the original
 """,
         encoding="utf-8",
     )
