@@ -57,6 +57,8 @@ WRITES: dict[Verb, tuple[list[str], str]] = {
     ("acl", "delete"): (["INBOX", "bob"], ""),
     ("acl", "reset"): (["INBOX"], ""),
     ("claim", "release"): (["--user", "alice"], ""),
+    ("recovery", "restore"): (["1"], ""),
+    ("recovery", "purge"): ([], ""),
 }
 
 #: Verbs that only read; run too, and the store must come out unchanged.
@@ -72,6 +74,7 @@ READ_ONLY: dict[Verb, str] = {
     ("acl", "rights"): "computes a user's effective rights from the ACL table",
     ("claim", "list"): "lists the claims table",
     ("clients", "thunderbird"): "prints tag definitions from the users table",
+    ("recovery", "list"): "lists the recoverable items",
 }
 
 #: The arguments a read-only verb is run with (none where it takes none).
@@ -177,11 +180,16 @@ def test_a_read_only_verb_changes_nothing(installation: tuple[Path, Engine], ver
     assert snapshot(engine) == before
 
 
-@pytest.mark.parametrize("verb", sorted(set(WRITES) - {("sync",), ("kick",)}), ids=" ".join)
+#: Allowed writes that need the hoster (or a running gateway) to change anything.
+NEED_HOSTER = {("sync",), ("kick",), ("recovery", "restore"), ("recovery", "purge")}
+
+
+@pytest.mark.parametrize("verb", sorted(set(WRITES) - NEED_HOSTER), ids=" ".join)
 def test_an_allowed_write_is_seen_by_the_comparison(installation: tuple[Path, Engine], verb: Verb) -> None:
     """The same verbs with every right: each asks, changes the store and journals it.
     (``sync`` needs the hoster and ``kick`` a running gateway: both are refused
-    without them before anything changes, see test_control and test_cli_admin.)"""
+    without them before anything changes, see test_control and test_cli_admin;
+    ``recovery restore``/``purge`` act at the hoster: tests/test_cli_recovery.py.)"""
     cfg, engine = installation
     before = snapshot(engine)
     policy = RecordingPolicy(deny=False)

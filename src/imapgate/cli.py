@@ -35,6 +35,7 @@ from .cli_common import (
     verbose_option,
     yes_option,
 )
+from .cli_recovery import recovery
 from .config import effective_toml
 from .errors import OperatorError
 
@@ -528,6 +529,7 @@ main.add_command(group)
 main.add_command(acl)
 main.add_command(claim)
 main.add_command(clients)
+main.add_command(recovery)
 
 
 if __name__ == "__main__":

@@ -206,6 +206,26 @@ class ClaimsConfig:
     claim_on_draft: bool = False
 
 
+#: Longest ``[recovery] retention``: ten years; beyond that, turn recovery off and
+#: keep backups (the hoster's space holds every kept copy until then).
+MAX_RECOVERY_RETENTION = 3650 * 86400.0
+#: Shortest retention: a minute, so a purge never races the copy it follows.
+MIN_RECOVERY_RETENTION = 60.0
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    #: Keep a copy of every message removed through the gateway (docs/recovery.md).
+    #: Off by default: the copies take space at the hoster, which the admin decides.
+    enabled: bool = False
+    #: The hidden upstream folder holding the copies (never listed to clients).
+    folder: str = "imapgate-recovery"
+    #: The read-only virtual folder listing what a member may restore.
+    visible_name: str = "Recovered"
+    #: How long a copy is kept (seconds); expired copies are purged upstream.
+    retention: float = 30 * 86400.0
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path | None
@@ -221,6 +241,7 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     acl: AclConfig = field(default_factory=AclConfig)
     claims: ClaimsConfig = field(default_factory=ClaimsConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -263,6 +284,7 @@ SECTIONS: dict[str, type] = {
     "search": SearchConfig,
     "acl": AclConfig,
     "claims": ClaimsConfig,
+    "recovery": RecoveryConfig,
 }
 #: Tables inside a section whose keys are free (folder names).
 _FREE_TABLES = {("folders", "seen")}
@@ -417,6 +439,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
     se.done()
     acl = _acl_section(r.section("acl"))
     claims = _claims_section(r.section("claims"))
+    recovery = _recovery_section(r.section("recovery"))
     r.done()
     return Config(
         path=path,
@@ -429,6 +452,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         search=search,
         acl=acl,
         claims=claims,
+        recovery=recovery,
         warnings=tuple(warnings),
     )
 
@@ -451,6 +475,28 @@ def _claims_section(section: _Section) -> ClaimsConfig:
     )
     section.done()
     return claims
+
+
+def _recovery_section(section: _Section) -> RecoveryConfig:
+    default = RecoveryConfig()
+    cfg = RecoveryConfig(
+        enabled=section.get_bool("enabled", default.enabled),
+        folder=section.get_str("folder", default.folder).strip(),
+        visible_name=section.get_str("visible_name", default.visible_name).strip(),
+        retention=section.duration(
+            "retention", default.retention, MIN_RECOVERY_RETENTION, MAX_RECOVERY_RETENTION
+        ),
+    )
+    section.done()
+    for key, name in (("folder", cfg.folder), ("visible_name", cfg.visible_name)):
+        if not name or name.upper() == "INBOX" or "/" in name or "." in name[:1]:
+            raise ConfigError(
+                f"[recovery] {key} must be a top-level folder name other than INBOX "
+                f"(no '/', not starting with '.'), got {name!r}"
+            )
+    if cfg.folder == cfg.visible_name:
+        raise ConfigError("[recovery] folder and visible_name must differ (one is hidden, one is listed)")
+    return cfg
 
 
 def _password(section: _Section, base_dir: Path, warnings: list[str]) -> tuple[str, Path | None]:

@@ -299,6 +299,10 @@ listen = ["127.0.0.1:{web_port}"]      # the team dashboard (plain HTTP: localho
 expire_after = "8h"                  # a working day
 release_on_move_to = ["Archive"]     # moving it to Archive means "done"
 claim_on_draft = true                # saving a reply draft claims the original
+
+[recovery]
+enabled = true                       # every delete recoverable: see the "Recovered" folder
+retention = "7d"                     # the demo hoster is gone at exit anyway
 """,
         encoding="utf-8",
     )

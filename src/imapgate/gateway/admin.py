@@ -51,6 +51,7 @@ from .policy import ADMIN, Actor, Policy
 if TYPE_CHECKING:
     from .admin_acl import AclAdmin
     from .admin_claims import ClaimsAdmin
+    from .admin_recovery import RecoveryAdmin
 
 #: Who acts when the operator runs ``imapgate``: not a team member (no user id),
 #: named ``cli`` in the journal.  The permission issue makes it an admin with
@@ -83,6 +84,8 @@ ADMIN_RIGHTS: Final[dict[str, str]] = {
     "index rebuild": ADMIN,
     "sync": ADMIN,
     "kick": ADMIN,
+    "recovery restore": ADMIN,
+    "recovery purge": ADMIN,
 }
 
 SeenSetting = Literal["private", "shared", "default"]
@@ -211,6 +214,13 @@ class AdminService:
     @property
     def _acl_store(self) -> AclStore:
         return AclStore(self.engine)
+
+    @property
+    def recovery(self) -> RecoveryAdmin:
+        """The recovery verbs (``imapgate recovery``)."""
+        from .admin_recovery import RecoveryAdmin
+
+        return RecoveryAdmin(self)
 
     @property
     def acl(self) -> AclAdmin:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from sqlalchemy import Engine
+
 from ..config import Config
 from ..errors import OperatorError
 from ..index.indexer import SearchIndex
@@ -24,6 +26,7 @@ from ..team.acl import rights as acl_rights
 from ..team.acl_store import AclStore
 from ..team.claims import ClaimRegistry
 from ..team.journal import Journal
+from ..team.recovery_store import RecoveryStore
 from ..team.subscriptions import Subscriptions
 from ..team.users import UserDirectory
 from ..upstream.connection import UpstreamError, UpstreamLoginRefused, UpstreamUnavailable
@@ -43,6 +46,10 @@ from .control import (
 )
 from .indexing import IndexFetcher, IndexSwitch
 from .policy import Actor
+from .recovered import RecoveredFolder
+from .recovery import RecoveryHook, settler
+from .removal import Remover
+from .restore import RESTORE_KIND, Restorer
 from .service import Service
 
 log = logging.getLogger("imapgate")
@@ -71,6 +78,8 @@ class Gateway:
     index: SearchIndex | None = None
     #: Writes out what the replica kept in memory while the store was unwritable.
     healer: StoreHealer | None = None
+    #: Recoverable deletes: restore and purge (None: ``[recovery] enabled`` is off).
+    recovery: Restorer | None = None
 
     @property
     def health(self) -> StoreHealth:
@@ -122,6 +131,7 @@ class Gateway:
             max_failed_logins=config.server.max_failed_logins,
             cache_ttl=config.server.login_cache_ttl,
         )
+        recovery = _recovery(config, engine, service)
         index = None
         if config.search.index != "off":
             if engine.dialect.name == "sqlite":
@@ -136,7 +146,7 @@ class Gateway:
                          engine.dialect.name)
         return cls(
             config, hub, replica, pool, sync, content, journal, users, service, subscriptions, auth,
-            index=index, healer=StoreHealer(replica, sync), acl_watch=acl_watch,
+            index=index, healer=StoreHealer(replica, sync), acl_watch=acl_watch, recovery=recovery,
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
@@ -169,6 +179,8 @@ class Gateway:
                 # check catch up once the hoster answers again.
                 log.warning("start-up sync failed (%s); serving from the replica", exc)
         self.sync.start()
+        if self.recovery is not None:
+            self.recovery.start()
         if self.healer is not None:
             self.healer.start()
         if self.acl_watch is not None:
@@ -185,6 +197,8 @@ class Gateway:
         if self.acl_watch is not None:
             self.control.acl_changed = self.acl_watch.reload
         self.control.claims_changed = self.service.reload_claims
+        if self.recovery is not None:
+            self.control.async_requests.update(self.recovery.control_requests())
         await self.control.start()
 
     async def stop_control(self) -> None:
@@ -210,9 +224,32 @@ class Gateway:
         if self.index is not None:
             await self.index.stop()
         await self.service.stop_claims()
+        if self.recovery is not None:
+            await self.recovery.stop()
         await self.service.stop()
         if self.healer is not None:
             await self.healer.stop()
         await self.sync.stop()
         await self.pool.close()
         self.auth.close()
+
+
+def _recovery(config: Config, engine: Engine, service: Service) -> Restorer | None:
+    """Recoverable deletes (gateway/recovery.py): the pre-removal hook, restore and
+    purge, the "Recovered" virtual folder.  The hidden folder stays hidden when
+    recovery is off (copies kept before stay at the hoster until purged)."""
+    cfg = config.recovery
+    service.virtual.hide(cfg.folder)
+    if not cfg.enabled:
+        return None
+    store = RecoveryStore(engine)
+    hook = RecoveryHook(cfg, store, service.intents, service.replica, service.sync)
+    hook.pool = service.pool
+    service.remover = Remover(hook)
+    restorer = Restorer(cfg, store, hook, service)
+    service.settlers["recovery"] = settler(hook, service.pool)
+    service.settlers[RESTORE_KIND] = restorer.settle_restore
+    service.virtual.register(
+        RecoveredFolder(cfg.visible_name, cfg.folder, store, restorer, service.policy, service.replica)
+    )
+    return restorer

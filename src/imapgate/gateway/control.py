@@ -51,7 +51,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -284,6 +284,9 @@ class ControlServer:
         self.acl_changed: Callable[[], int] | None = None
         #: Reload the claims from the store (``claim release`` by the CLI).
         self.claims_changed: Callable[[], int] | None = None
+        #: Requests answered after awaiting (they wait for the hoster), by name:
+        #: registered by the gateway's features (recovery-restore, recovery-purge).
+        self.async_requests: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {}
         self._server: asyncio.AbstractServer | None = None
         self._checker: asyncio.Task[None] | None = None
         self._owned = False
@@ -341,7 +344,13 @@ class ControlServer:
                     async with asyncio.timeout(REQUEST_TIMEOUT):
                         line = await reader.readline()
                     payload = json.loads(line)
-                    answer = self.handle(payload) if isinstance(payload, dict) else _bad("not a JSON object")
+                    if not isinstance(payload, dict):
+                        answer = _bad("not a JSON object")
+                    elif payload.get("request") in self.async_requests:
+                        # Requests that wait for the hoster (recovery restore/purge).
+                        answer = await self.async_requests[payload["request"]](payload)
+                    else:
+                        answer = self.handle(payload)
                 except (ValueError, asyncio.LimitOverrunError):
                     answer = _bad("a request is one JSON object on one line")
                 except TimeoutError:

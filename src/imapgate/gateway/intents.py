@@ -30,6 +30,8 @@ class Intent:
     id: int
     kind: str
     payload: dict[str, Any]
+    #: When it was begun (seconds since the epoch).
+    created: float = 0.0
 
 
 class IntentLog:
@@ -53,4 +55,4 @@ class IntentLog:
     def pending(self) -> list[Intent]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(intents).where(intents.c.state == "open").order_by(intents.c.id)).all()
-        return [Intent(r.id, r.kind, json.loads(r.payload)) for r in rows]
+        return [Intent(r.id, r.kind, json.loads(r.payload), r.created) for r in rows]

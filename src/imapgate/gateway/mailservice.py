@@ -73,11 +73,12 @@ from ..upstream.pool import UpstreamPool
 from . import operations as ops
 from .acl_watch import AclWatch
 from .errors import OperationError
-from .intents import IntentLog
+from .intents import Intent, IntentLog
 from .operations import CopyResult, StoreResult
 from .policy import Actor, Policy
 from .removal import Removal, Remover
 from .storehealth import STORE_FAILURES, AlwaysWritable, StoreHealth
+from .virtual import VirtualFolders
 
 log = logging.getLogger("imapgate.service")
 
@@ -141,6 +142,11 @@ class MailService:
         #: The team's subscription decisions (SUBSCRIBE, UNSUBSCRIBE, CREATE).
         self.subscriptions = subscriptions
         self.intents = IntentLog(journal.engine)
+        #: Per-user read-only folders (gateway/virtual.py) and the hidden real ones.
+        self.virtual = VirtualFolders(replica)
+        #: Settlement of other features' intents by kind (recovery: its copies and
+        #: restores); each returns 1 when it settled the intent, 0 when it stays open.
+        self.settlers: dict[str, Callable[[Intent], Awaitable[int]]] = {}
         #: The search index (None: every text search goes to the hoster) and whether it
         #: answers now (``[search] index``; "auto" waits for the hoster's greeting).
         self.index: SearchIndex | None = None
@@ -437,11 +443,11 @@ class MailService:
             uidvalidity = mb.uidvalidity
             try:
                 if exact:
-                    gone = await self._uid_expunge(mb, targets)
+                    gone = await self._uid_expunge(mb, targets, actor)
                 else:
                     async with self.pool.connection(mb.name) as conn:
                         self._check_uidvalidity(conn, mb)
-                        await self.remover.remove(conn, _expunging(mb.name, targets), mb)
+                        await self.remover.remove(conn, _expunging(mb.name, targets, actor), mb)
                     gone = set(targets)
             except (UpstreamError, UpstreamUnavailable) as exc:
                 if isinstance(exc, UpstreamTimeout):
@@ -464,12 +470,12 @@ class MailService:
             self.sync.request(mb.name)
         return list(removed)
 
-    async def _uid_expunge(self, mb: MailboxIndex, targets: list[int]) -> set[int]:
+    async def _uid_expunge(self, mb: MailboxIndex, targets: list[int], actor: Actor) -> set[int]:
         """UID EXPUNGE ``targets``; returns those upstream reports gone (VANISHED)."""
         wanted = set(targets)
         async with self.pool.connection(mb.name, need_uid=max(targets)) as conn:
             self._check_uidvalidity(conn, mb)
-            res = await self.remover.remove(conn, _expunging(mb.name, targets), mb)
+            res = await self.remover.remove(conn, _expunging(mb.name, targets, actor), mb)
             gone = _vanished(res) & wanted
             left = wanted - gone
             if left:
@@ -480,7 +486,7 @@ class MailService:
                 gone |= _vanished(noop) & left
                 left -= gone
                 if left:
-                    again = await self.remover.remove(conn, _expunging(mb.name, sorted(left)), mb)
+                    again = await self.remover.remove(conn, _expunging(mb.name, sorted(left), actor), mb)
                     gone |= _vanished(again) & left
         return gone
 
@@ -511,12 +517,12 @@ class MailService:
                     uidset = SequenceSet.from_ids(targets)
                     if move and conn.has("MOVE"):
                         res = await self.remover.remove(
-                            conn, Removal("move", mb.name, uidset, dest=dest.name), mb
+                            conn, Removal("move", mb.name, uidset, dest=dest.name, by=actor), mb
                         )
                     elif move:
                         intent = self._move_intent(mb, targets, dest)
                         res = await conn.check(lambda tag: cmd.Copy(tag, uidset, dest.name, uid=True))
-                        await self._expunge_originals(conn, mb.name, uidset, mb)
+                        await self._expunge_originals(conn, mb.name, uidset, mb, dest.name, actor)
                         self.intents.finish(intent)
                         intent = None
                     else:
@@ -590,11 +596,18 @@ class MailService:
         )
 
     async def _expunge_originals(
-        self, conn: UpstreamConnection, name: str, uidset: SequenceSet, mb: MailboxIndex | None
+        self,
+        conn: UpstreamConnection,
+        name: str,
+        uidset: SequenceSet,
+        mb: MailboxIndex | None,
+        dest: str,
+        by: Actor | None = None,
     ) -> None:
-        """The last steps of a move without MOVE: \\Deleted on the originals, then
-        expunge exactly them."""
-        await self.remover.remove(conn, Removal("expunge", name, uidset, flag_first=True), mb)
+        """The last steps of a move without MOVE to ``dest``: \\Deleted on the
+        originals, then expunge exactly them."""
+        removal = Removal("expunge", name, uidset, dest=dest, flag_first=True, by=by)
+        await self.remover.remove(conn, removal, mb)
 
     async def recover_intents(self, *, only: int | None = None, final: bool = True) -> int:
         """Finish or roll back open intents: all of them at start-up, ``only`` one
@@ -605,6 +618,9 @@ class MailService:
         settled = 0
         for intent in self.intents.pending():
             if only is not None and intent.id != only:
+                continue
+            if intent.kind in self.settlers:
+                settled += await self.settlers[intent.kind](intent)
                 continue
             if intent.kind != "move":
                 self.intents.finish(intent.id, "unknown")
@@ -672,7 +688,7 @@ class MailService:
                 return "source folder was rebuilt; nothing to do"
             if copied:
                 await self._expunge_originals(
-                    conn, p["source"], SequenceSet.from_ids(copied), self.replica.get(p["source"])
+                    conn, p["source"], SequenceSet.from_ids(copied), self.replica.get(p["source"]), p["dest"]
                 )
             rollback = [u for u in uids if u not in copied and u not in unknown]
             if rollback:
@@ -835,7 +851,8 @@ class MailService:
             )
         with self._committed("CREATE", name):
             self.journal.record(entry)
-            if self.subscriptions is not None:
+            if self.subscriptions is not None and actor.user_id:
+                # (No team member acting, e.g. a restore by the operator: no decision to keep.)
                 # RFC 3501 §6.3.3: CREATE does not subscribe (the rest of the team sees
                 # the new folder subscribed by default; see team/subscriptions.py).
                 self.subscriptions.created(actor.user_id, name)
@@ -854,7 +871,7 @@ class MailService:
                 actor,
                 "DELETE",
                 name,
-                lambda conn: self.remover.remove(conn, Removal("delete-mailbox", name, None), mb),
+                lambda conn: self.remover.remove(conn, Removal("delete-mailbox", name, None, by=actor), mb),
             )
             with self._committed("DELETE", name):
                 self.content.drop_mailbox(mb.id)
@@ -1224,9 +1241,9 @@ def _uid_store(
     return build
 
 
-def _expunging(name: str, uids: Sequence[int]) -> Removal:
+def _expunging(name: str, uids: Sequence[int], by: Actor) -> Removal:
     """The removal of an EXPUNGE of ``uids`` (they carry \\Deleted already)."""
-    return Removal("expunge", name, SequenceSet.from_ids(uids))
+    return Removal("expunge", name, SequenceSet.from_ids(uids), by=by)
 
 
 def _vanished(res: CommandResult) -> set[int]:

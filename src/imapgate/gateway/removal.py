@@ -6,9 +6,11 @@ settlement of such a move interrupted by a crash, and DELETE of a whole
 folder.  Each goes through ``Remover.remove``, which first calls the
 pre-removal hook with what is about to go.
 
-The hook is the seam for recoverable deletes (issue 13: copy the messages
-to the hidden recovery folder before they go).  Today it does nothing
-(``NoRecovery``).  It runs on the connection that removes, with that
+The hook is the seam for recoverable deletes (issue 13: gateway/recovery.py
+copies the messages to the hidden recovery folder before they go; without
+``[recovery]`` it does nothing, ``NoRecovery``).  ``after_removal`` tells it
+how the removal ended (``done`` False: the removing command failed), on the
+same connection, still on that folder.  It runs on the connection that removes, with that
 folder selected (DELETE: the connection before the folder is unselected),
 so whatever it copies is the exact messages removed.  When an expunge is
 repeated for messages the hoster did not report gone, it is called again
@@ -25,6 +27,7 @@ from ..protocol import commands as cmd
 from ..protocol.sequence import SequenceSet
 from ..replica.mailbox import MailboxIndex
 from ..upstream.connection import CommandResult, UpstreamConnection
+from .policy import Actor
 
 RemovalKind = Literal["expunge", "move", "delete-mailbox"]
 
@@ -42,12 +45,16 @@ class Removal:
     uids: SequenceSet | None
     dest: str | None = None
     flag_first: bool = False
+    #: Who removes them (None: the gateway itself, e.g. a purge or a settlement).
+    by: Actor | None = None
 
 
 class PreRemovalHook(Protocol):
     async def before_removal(
         self, conn: UpstreamConnection, removal: Removal, mb: MailboxIndex | None
     ) -> None: ...
+
+    async def after_removal(self, conn: UpstreamConnection, removal: Removal, done: bool) -> None: ...
 
 
 class NoRecovery:
@@ -56,6 +63,9 @@ class NoRecovery:
     async def before_removal(
         self, conn: UpstreamConnection, removal: Removal, mb: MailboxIndex | None
     ) -> None:
+        return None
+
+    async def after_removal(self, conn: UpstreamConnection, removal: Removal, done: bool) -> None:
         return None
 
 
@@ -73,6 +83,18 @@ class Remover:
         replica's index of the folder, whose view of other messages' \\Deleted
         shields them when the hoster lacks UIDPLUS."""
         await self.hook.before_removal(conn, removal, mb)
+        done = False
+        try:
+            result = await self._remove(conn, removal, mb)
+            done = True
+            return result
+        finally:
+            if conn.alive:
+                await self.hook.after_removal(conn, removal, done)
+
+    async def _remove(
+        self, conn: UpstreamConnection, removal: Removal, mb: MailboxIndex | None
+    ) -> CommandResult:
         if removal.kind == "delete-mailbox":
             name = removal.mailbox
             if conn.selected == name:

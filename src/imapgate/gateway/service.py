@@ -25,6 +25,7 @@ import dataclasses
 import logging
 from typing import Any, TypeVar, cast
 
+from ..replica.mailbox import MailboxIndex
 from ..team.acl import AclError, Identifier, check_change, list_rights, parse_identifier, parse_rights
 from ..team.journal import JournalEntry
 from . import operations as ops
@@ -36,6 +37,7 @@ from .mailservice import MailService
 from .policy import Actor
 from .rights import Need, required
 from .storehealth import STORE_UNWRITABLE
+from .virtual import VIRTUAL_ATTRIBUTES, VirtualIndex, VirtualMessage
 
 log = logging.getLogger("imapgate.service")
 
@@ -83,6 +85,9 @@ class Service(MailService):
         ``op`` without the flags the actor may not change.  None: a skippable
         need was denied, or a side effect cannot be recorded; the operation then
         does nothing (``_nothing``)."""
+        # A virtual folder refuses writes; its reads are the provider's to filter.
+        if self.virtual.admit(op) and isinstance(op, ops.MarkSeen):
+            return None  # read-only: a body fetch there sets no \Seen
         denied_flags: set[str] = set()
         first_denial: OperationError | None = None
         for need in required(op, self.replica.delimiter()):
@@ -113,6 +118,8 @@ class Service(MailService):
         may be skipped (a denial of any other raises)."""
         if need.mailbox is None:
             return True  # a per-folder filter: applied by the listing itself
+        if self.virtual.is_virtual(need.mailbox):
+            return True  # admitted by ``virtual.admit``; the provider picks the messages
         try:
             for right in need.rights:
                 self.policy.authorize(actor, need.mailbox, right)
@@ -138,6 +145,8 @@ class Service(MailService):
             case ops.ListFolders():
                 return self._list_folders(actor, op)
             case ops.MyRights():
+                if self.virtual.is_virtual(op.mailbox):
+                    return "lr"
                 return self.policy.rights(actor, op.mailbox)
             case ops.MarkSeen():
                 return self._mark_seen(actor, op)
@@ -148,6 +157,8 @@ class Service(MailService):
         raise TypeError(f"{type(op).__name__} is not immediate")
 
     async def _run(self, actor: Actor, op: ops.Operation[Any]) -> object:
+        if self.virtual.is_virtual(_folder_name(op)):
+            return await self._run_virtual(actor, op)
         if self.claims is not None:
             return await self.claims.run(actor, op, self._handle)
         return await self._handle(actor, op)
@@ -212,6 +223,45 @@ class Service(MailService):
                 return self._delete_acl(actor, op)
         raise TypeError(f"no handler for {type(op).__name__}")
 
+    async def _run_virtual(self, actor: Actor, op: ops.Operation[Any]) -> object:
+        """An operation on a virtual folder (admitted: a read, or a copy out of it)."""
+        match op:
+            case ops.Select() | ops.Status() | ops.EnsureSynced():
+                return self.virtual.index(actor, op.mailbox)
+            case ops.FetchContent() if isinstance(op.mailbox, VirtualIndex):
+                return await self._virtual_content(op.mailbox, op.uids, op.attributes)
+            case ops.SearchContent() if isinstance(op.mailbox, VirtualIndex):
+                return await self._virtual_search(op.mailbox, op.key, op.charset)
+            case ops.Copy() | ops.Move() if isinstance(op.mailbox, VirtualIndex):
+                move = isinstance(op, ops.Move)
+                return await self.virtual.copy_out(actor, op.mailbox, op.uids, op.dest, move)
+            case ops.Subscribe() | ops.Unsubscribe():
+                return None  # a virtual folder is always listed as subscribed
+        raise TypeError(f"{type(op).__name__} is not possible on a virtual folder")
+
+    def _by_source(self, mb: VirtualIndex, uids: Any) -> dict[str, list[VirtualMessage]]:
+        groups: dict[str, list[VirtualMessage]] = {}
+        for vm in mb.messages(list(uids)):
+            groups.setdefault(vm.source, []).append(vm)
+        return groups
+
+    async def _virtual_content(self, mb: VirtualIndex, uids: Any, attrs: Any) -> dict[tuple[int, bytes], Any]:
+        """Content of a virtual folder's messages, read from their source folders."""
+        out: dict[tuple[int, bytes], Any] = {}
+        for name, vms in self._by_source(mb, uids).items():
+            back = {vm.source_uid: vm.uid for vm in vms}
+            got = await self._fetch_content(self.mailbox(name), list(back), attrs)
+            out.update(((back[u], k), v) for (u, k), v in got.items() if u in back)
+        return out
+
+    async def _virtual_search(self, mb: VirtualIndex, key: Any, charset: str | None) -> set[int]:
+        found: set[int] = set()
+        for name, vms in self._by_source(mb, mb.uids).items():
+            back = {vm.source_uid: vm.uid for vm in vms}
+            hits = await self._search_content(self.mailbox(name), key, charset)
+            found.update(back[u] for u in hits if u in back)
+        return found
+
     def _list_folders(self, actor: Actor, op: ops.ListFolders) -> ops.FolderList:
         """The folders ``actor`` may see: those the policy grants LOOKUP on (the
         rights table's per-folder need of a listing)."""
@@ -219,7 +269,7 @@ class Service(MailService):
         folders: dict[str, tuple[str, ...]] = {}
         for name in self.replica.names():
             mb = self.replica.get(name)
-            if mb is None:
+            if mb is None or name in self.virtual.hidden:
                 continue
             try:
                 for right in need.rights:
@@ -230,7 +280,10 @@ class Service(MailService):
         subscribed: frozenset[str] = frozenset()
         if op.subscriptions and self.subscriptions is not None:
             subscribed = frozenset(self.subscriptions.subscribed_names(actor.user_id, folders))
-        return ops.FolderList(folders, subscribed)
+        # A real folder of a virtual folder's name is hidden behind it (as for every operation).
+        virtual = {name: VIRTUAL_ATTRIBUTES for name in self.virtual.names()}
+        folders.update(virtual)
+        return ops.FolderList(folders, subscribed | frozenset(virtual))
 
     def _is_level(self, name: str, visible: Any) -> bool:
         """``name`` is a visible folder, or a level above one (``a/b`` of ``a/b/c``)."""
@@ -306,6 +359,14 @@ class Service(MailService):
             entry = JournalEntry(actor.user, actor.client, "DELETEACL", folder, detail=str(ident))
             self.journal.record(entry)
         return had
+
+
+def _folder_name(op: ops.Operation[Any]) -> str | None:
+    """The folder an operation acts on (its source), by name."""
+    mailbox = getattr(op, "mailbox", None)
+    if isinstance(mailbox, MailboxIndex):
+        return mailbox.name
+    return mailbox if isinstance(mailbox, str) else None
 
 
 def _identifier(text: str) -> Identifier:

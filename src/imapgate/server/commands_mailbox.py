@@ -247,7 +247,7 @@ async def unsubscribe(s: Session, c: cmd.Command) -> Done:
 @command(cmd.Append, AUTH)
 async def append(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Append)
-    if s.gw.replica.get(c.mailbox) is None:
+    if s.gw.replica.get(c.mailbox) is None and not s.gw.service.virtual.is_virtual(c.mailbox):
         raise OperationError(f"mailbox {c.mailbox!r} does not exist", "TRYCREATE")
     for m in c.messages:
         if not m.data:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from ..gateway import operations as ops
 from ..gateway.errors import OperationError
 from ..gateway.mailservice import cache_key, is_content
+from ..gateway.virtual import VirtualIndex
 from ..protocol import commands as cmd
 from ..protocol import response_writer as rw
 from ..protocol import responses as rsp
@@ -58,6 +59,13 @@ def _announce_expunges(s: Session, view: SelectedView, uid: bool) -> None:
     if uid:
         for line in view.take_expunges(qresync=s.qresync):
             s.send(line)
+
+
+def _read_only(view: SelectedView) -> OperationError:
+    """The NO for a change in a folder open read-only (EXAMINE, no rights, virtual)."""
+    if isinstance(view.mb, VirtualIndex):
+        return OperationError(f"{view.mb.name} is a read-only virtual folder", "READ-ONLY")
+    return OperationError("mailbox is open read-only (EXAMINE)", "READ-ONLY")
 
 
 # --- FETCH ------------------------------------------------------------------------------------
@@ -242,7 +250,7 @@ async def store(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Store)
     view = s.require_view()
     if view.readonly:
-        raise OperationError("mailbox is open read-only (EXAMINE)", "READ-ONLY")
+        raise _read_only(view)
     if c.unchangedsince is not None:
         s.enable_condstore()
     pairs = _targets(s, view, c.sequence_set, c.uid, announce=True)
@@ -336,8 +344,9 @@ def _search_modseq(view: SelectedView, uids: list[int], opts: set[str] | None) -
 # --- COPY / MOVE ------------------------------------------------------------------------------
 async def _copy(s: Session, c: cmd.Copy | cmd.Move, move: bool) -> Done:
     view = s.require_view()
-    if move and view.readonly:
-        raise OperationError("mailbox is open read-only (EXAMINE)", "READ-ONLY")
+    # MOVE out of a virtual folder is its provider's (e.g. restore), not an expunge here.
+    if move and view.readonly and not isinstance(view.mb, VirtualIndex):
+        raise _read_only(view)
     pairs = _targets(s, view, c.sequence_set, c.uid)
     uids = [u for _, u in pairs]
     op = ops.Move(view.mb, uids, c.mailbox) if move else ops.Copy(view.mb, uids, c.mailbox)
@@ -372,7 +381,7 @@ async def expunge(s: Session, c: cmd.Command) -> Done:
     assert isinstance(c, cmd.Expunge)
     view = s.require_view()
     if view.readonly:
-        raise OperationError("mailbox is open read-only (EXAMINE)", "READ-ONLY")
+        raise _read_only(view)
     uids = None
     if c.uid_set is not None:
         uids = [u for _, u in view.resolve(c.uid_set, uid=True)]

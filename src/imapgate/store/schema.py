@@ -260,6 +260,58 @@ intents = Table(
     Column("state", String(16), nullable=False),
 )
 
+# Recoverable deletes (gateway/recovery.py, docs/recovery.md): one row per message the
+# gateway copied into the hidden recovery folder before removing it upstream.  State
+# "pending" while the removal is under way (listed nowhere; settled from its intent),
+# "kept" (recoverable), "restored", "purged" (retention), "void" (the removal did not
+# happen: the original stayed, the copy was dropped).  Folder names, not mailbox ids:
+# an item outlives its folder (DELETE) and is restored into a folder of that name.
+recovery_items = Table(
+    "recovery_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("state", String(16), nullable=False),
+    Column("intent_id", Integer, nullable=True),
+    # Where the copy is: UID in the recovery folder at its UIDVALIDITY.
+    Column("copy_uidvalidity", BigInteger, nullable=False),
+    Column("copy_uid", BigInteger, nullable=True),
+    # What it was.
+    Column("mailbox", Text, nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    # The folder a restore puts it back into (the one before Trash, else ``mailbox``).
+    Column("restore_to", Text, nullable=False),
+    Column("message_id", Text, nullable=True),
+    Column("subject", Text, nullable=False, default=""),
+    Column("sender", Text, nullable=False, default=""),
+    Column("date", Text, nullable=False, default=""),
+    Column("internal_date", Float, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("flags", Text, nullable=False, default=""),  # shared flags, space separated
+    Column("private", Text, nullable=False, default="{}"),  # JSON {user id: [flags]}
+    # Who removed it, when, with which client, by which command.
+    Column("removed_by", String(255), nullable=True),
+    Column("client", Text, nullable=True),
+    Column("removed_at", Float, nullable=False),
+    Column("how", String(32), nullable=False),
+    Column("done_at", Float, nullable=True),  # restored / purged
+    Index("ix_recovery_items_state_removed", "state", "removed_at"),
+    Index("ix_recovery_items_origin", "mailbox", "uidvalidity", "uid"),
+)
+
+# Messages moved to a \Trash folder through the gateway, by Message-ID: an item
+# expunged there is restored to the folder it was in before Trash.
+recovery_trash = Table(
+    "recovery_trash",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("trash", Text, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("origin", Text, nullable=False),
+    Index("ix_recovery_trash_message", "trash", "message_id"),
+)
+
 # The search index (imapgate.index.store): one row per folder generation (a mailbox at
 # one UIDVALIDITY, indexed with one extractor version) and one per indexed message.
 # No foreign key to mailboxes: a generation outlives its mailbox until the indexer has

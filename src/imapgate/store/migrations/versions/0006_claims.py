@@ -1,7 +1,7 @@
 """claims: who handles which message (issue 12)
 
 Revision ID: 0006_claims
-Revises: 0005
+Revises: 0008_recovery
 Create Date: 2026-12-03 09:40:00
 
 One row per claimed message; the unique constraint on (mailbox_id, uid) is what
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_claims"
-# The lead re-chains the revisions of parallel branches at merge time.
-down_revision = "0005"
+# After recovery (merged into this branch for its virtual folders); the lead re-chains at merge.
+down_revision = "0008_recovery"
 branch_labels = None
 depends_on = None
 
