@@ -204,6 +204,9 @@ class ClaimsConfig:
     #: A member's draft replying to a message (APPEND to Drafts with
     #: In-Reply-To) claims that message for them.
     claim_on_draft: bool = False
+    #: The read-only virtual folder listing a member's own open claims (for
+    #: clients that show no keywords); "" lists none.
+    folder_name: str = "Claimed by me"
 
 
 #: Longest ``[recovery] retention``: ten years; beyond that, turn recovery off and
@@ -472,8 +475,15 @@ def _claims_section(section: _Section) -> ClaimsConfig:
         expire_after=section.duration("expire_after", 86400.0, 0.0, MAX_CLAIM_SECONDS),
         release_on_move_to=tuple(section.get_str_list("release_on_move_to", [])),
         claim_on_draft=section.get_bool("claim_on_draft", False),
+        folder_name=section.get_str("folder_name", "Claimed by me").strip(),
     )
     section.done()
+    name = claims.folder_name
+    if name and (name.upper() == "INBOX" or "/" in name or name.startswith(".")):
+        raise ConfigError(
+            f"[claims] folder_name must be a top-level folder name other than INBOX "
+            f"(no '/', not starting with '.'), got {name!r}"
+        )
     return claims
 
 

@@ -274,3 +274,36 @@ def test_cli_lists_and_releases_and_the_running_gateway_follows(
     assert 'user_pref("mailnews.tags.$claimed.tag", "Claimed");' in snippet
     assert 'user_pref("mailnews.tags.$claimed_bob.tag", "bob is handling");' in snippet
     alice.close()
+
+
+def test_claimed_by_me_lists_a_members_own_claims(gw: GatewayHarness, upstream: DovecotServer) -> None:
+    """For clients without keywords: a read-only virtual folder per member with their open
+    claims (UIDs = claim ids, kept when the claim follows a move); MOVE out of it moves the
+    real message as its claimant."""
+    alice, bob = _client(gw, "alice"), _client(gw, "bob")
+    _ok(alice.command(b"A1", b"UID STORE 3,5 +FLAGS ($Claimed)"))
+    _ok(bob.command(b"B1", b"UID STORE 6 +FLAGS ($Claimed)"))
+    listed = _ok(alice.command(b"A2", b'LIST "" "*"'))
+    assert any(b'"Claimed by me"' in ln for ln in listed), listed
+    opened = _ok(alice.command(b"A3", b'SELECT "Claimed by me"'))
+    assert b"* 2 EXISTS\r\n" in opened and b"[READ-ONLY]" in opened[-1], opened
+    fetched = _ok(alice.command(b"A4", b"FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))
+    subjects = b"".join(fetched)
+    assert b"request 3" in subjects and b"request 5" in subjects and b"request 6" not in subjects
+    uids = [int(m) for m in re.findall(rb"UID (\d+)", subjects)]
+    _refused_store = alice.command(b"A5", f"UID STORE {uids[0]} +FLAGS (\\Deleted)".encode())
+    assert b"NO [READ-ONLY]" in _refused_store[-1], _refused_store
+    # MOVE out: the real message moves, the claim follows it (same UID in the virtual folder).
+    _ok(alice.command(b"A6", f"UID MOVE {uids[0]} Archive".encode()))
+    assert 3 not in upstream_uids("127.0.0.1", upstream.port, "INBOX")
+    archive = gw.gw.replica.get("Archive")
+    ops = gw.gw.service.claims
+    assert archive is not None and ops is not None
+    (moved,) = ops.registry.in_mailbox(archive.id).values()
+    assert moved.user == "alice" and moved.id == uids[0]
+    again = _ok(alice.command(b"A7", b'SELECT "Claimed by me"'))
+    assert b"* 2 EXISTS\r\n" in again, again
+    bob_view = _ok(bob.command(b"B2", b'SELECT "Claimed by me"'))
+    assert b"* 1 EXISTS\r\n" in bob_view, bob_view
+    alice.close()
+    bob.close()

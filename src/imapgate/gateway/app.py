@@ -35,6 +35,7 @@ from .acl_policy import AclPolicy
 from .acl_watch import AclWatch
 from .auth import Authenticator
 from .claim_policy import ClaimPolicy
+from .claimed_folder import ClaimedByMe
 from .claims_ops import ClaimOps
 from .control import (
     DISABLED_REASON,
@@ -126,6 +127,10 @@ class Gateway:
         )
         service.acl = acl_watch
         service.claims = ClaimOps(claims, policy, replica, journal, config.claims)
+        if config.claims.folder_name:
+            service.virtual.register(
+                ClaimedByMe(config.claims.folder_name, claims, replica, service.execute)
+            )
         auth = Authenticator(
             users,
             max_failed_logins=config.server.max_failed_logins,

@@ -248,6 +248,8 @@ claims = Table(
     Column("expires_at", Float, nullable=True),  # NULL: never ([claims] expire_after = "0")
     UniqueConstraint("mailbox_id", "uid", name="uq_claims_message"),
     Index("ix_claims_user_id", "user_id"),
+    # Ids are never reused: they are the UIDs of the "Claimed by me" folders.
+    sqlite_autoincrement=True,
 )
 
 intents = Table(

@@ -19,6 +19,7 @@ Thunderbird accepts as a tag key), see ``claimant_keyword``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +31,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, up
 from sqlalchemy.exc import IntegrityError
 
 from ..store.schema import claims as claims_table
-from ..store.schema import users
+from ..store.schema import meta, users
 
 #: The keyword a member sets to claim a message (compared case-insensitively:
 #: Thunderbird sends its tag keys in lower case).
@@ -42,6 +43,8 @@ CLAIMANT_PREFIX: Final = "$claimed_"
 _UNSAFE = re.compile(r"[^a-z0-9._-]")
 
 Hook = Callable[[Connection], None]
+#: ``meta`` key of the "Claimed by me" folders' UIDVALIDITY.
+UIDVALIDITY_KEY: Final = "claims_uidvalidity"
 
 
 def claimant_keyword(user: str) -> str:
@@ -72,6 +75,9 @@ class Claim:
     claimed_at: float
     #: None: never expires.
     expires_at: float | None = None
+    #: The row's id: never reused (AUTOINCREMENT), kept when the claim follows a
+    #: move — the UID of the message in the claimant's "Claimed by me" folder.
+    id: int = 0
 
 
 class ClaimTaken(Exception):
@@ -96,7 +102,7 @@ class ClaimRegistry:
         index: dict[int, dict[int, Claim]] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(q):
-                c = Claim(r.mailbox_id, r.uid, r.user_id, r.name, r.claimed_at, r.expires_at)
+                c = Claim(r.mailbox_id, r.uid, r.user_id, r.name, r.claimed_at, r.expires_at, r.id)
                 index.setdefault(c.mailbox_id, {})[c.uid] = c
         self._by_mailbox = index
 
@@ -146,6 +152,11 @@ class ClaimRegistry:
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(claims_table), rows)
+                t = claims_table.c
+                got = conn.execute(
+                    select(t.uid, t.id).where(t.mailbox_id == mailbox_id, t.uid.in_([c.uid for c in new]))
+                )
+                ids = {r.uid: r.id for r in got}
                 if also is not None:
                     also(conn)
         except IntegrityError:
@@ -153,10 +164,22 @@ class ClaimRegistry:
             self.load()
             held = [h for c in new if (h := self.get(mailbox_id, c.uid)) is not None]
             raise ClaimTaken(held) from None
+        new = [dataclasses.replace(c, id=ids.get(c.uid, 0)) for c in new]
         per = self._by_mailbox.setdefault(mailbox_id, {})
         for c in new:
             per[c.uid] = c
         return new
+
+    def uidvalidity(self) -> int:
+        """The UIDVALIDITY of every "Claimed by me" folder (made once, kept in ``meta``):
+        the UIDs there are claim ids, which are never reused."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(meta.c.value).where(meta.c.key == UIDVALIDITY_KEY)).first()
+            if row is not None:
+                return int(row[0])
+            value = int(time.time()) & 0x7FFFFFFF
+            conn.execute(insert(meta).values(key=UIDVALIDITY_KEY, value=str(value)))
+            return value
 
     def release(self, mailbox_id: int, uids: Iterable[int], *, also: Hook | None = None) -> list[Claim]:
         """End the claims on ``uids`` (those that exist); returns them."""
@@ -197,7 +220,7 @@ class ClaimRegistry:
         moved = []
         for c, new_uid in moving:
             per.pop(c.uid, None)
-            n = Claim(dest_id, new_uid, c.user_id, c.user, c.claimed_at, c.expires_at)
+            n = dataclasses.replace(c, mailbox_id=dest_id, uid=new_uid)
             dest[new_uid] = n
             moved.append(n)
         if not per:
