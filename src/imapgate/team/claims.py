@@ -30,8 +30,9 @@ from typing import Final
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..store.meta import lasting_uidvalidity
 from ..store.schema import claims as claims_table
-from ..store.schema import meta, users
+from ..store.schema import users
 
 #: The keyword a member sets to claim a message (compared case-insensitively:
 #: Thunderbird sends its tag keys in lower case).
@@ -173,13 +174,7 @@ class ClaimRegistry:
     def uidvalidity(self) -> int:
         """The UIDVALIDITY of every "Claimed by me" folder (made once, kept in ``meta``):
         the UIDs there are claim ids, which are never reused."""
-        with self.engine.begin() as conn:
-            row = conn.execute(select(meta.c.value).where(meta.c.key == UIDVALIDITY_KEY)).first()
-            if row is not None:
-                return int(row[0])
-            value = int(time.time()) & 0x7FFFFFFF
-            conn.execute(insert(meta).values(key=UIDVALIDITY_KEY, value=str(value)))
-            return value
+        return lasting_uidvalidity(self.engine, UIDVALIDITY_KEY)
 
     def release(self, mailbox_id: int, uids: Iterable[int], *, also: Hook | None = None) -> list[Claim]:
         """End the claims on ``uids`` (those that exist); returns them."""
