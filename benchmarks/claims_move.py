@@ -116,6 +116,10 @@ def main() -> None:
                 f"   {name}: median {median(values) * 1000:.0f} ms "
                 f"(min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f}) over {len(values)} moves"
             )
+        # Paired per move (the same round and direction, seconds apart): less exposed
+        # to the load of a shared machine than the ratio of two medians.
+        paired = median([c / p for c, p in zip(times["Claimed"], times["Plain"], strict=True)])
+        print(f"   paired ratio (median of claimed/plain per move): {paired:.3f}")
         claimed, plain, direct = (median(times[p]) for p in PAIRS)
         ratio = claimed / plain
         print(

@@ -12,6 +12,7 @@ gateway in front of the real Dovecot.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -307,3 +308,23 @@ def test_claimed_by_me_lists_a_members_own_claims(gw: GatewayHarness, upstream: 
     assert b"* 1 EXISTS\r\n" in bob_view, bob_view
     alice.close()
     bob.close()
+
+
+def test_a_folder_rebuilt_at_the_hoster_ends_its_claims(gw: GatewayHarness) -> None:
+    """New UIDVALIDITY: the old UIDs name other messages now, so the claims go."""
+    alice = _client(gw, "alice")
+    _ok(alice.command(b"A1", b"UID STORE 4 +FLAGS ($Claimed)"))
+    alice.close()
+    ops = gw.gw.service.claims
+    inbox = gw.gw.replica.get("INBOX")
+    assert ops is not None and inbox is not None and ops.registry.in_mailbox(inbox.id)
+
+    async def rebuild() -> None:
+        gw.gw.replica.reset(inbox, inbox.uidvalidity + 1, "rebuilt at the hoster (test)")
+        await asyncio.sleep(0.1)
+
+    gw.call(rebuild())
+    assert not ops.registry.in_mailbox(inbox.id)
+    with gw.gw.journal.engine.connect() as conn:
+        details = [r.detail for r in conn.execute(select(journal.c.detail)) if r.detail]
+    assert any("rebuilt at the hoster (test)" in d for d in details), details

@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from ..config import ClaimsConfig
 from ..protocol.sequence import SequenceSet
+from ..replica.events import MailboxReset
 from ..replica.mailbox import MailboxIndex
 from ..replica.replica import Replica
 from ..submission.guard import Claim as GuardClaim
@@ -82,6 +83,23 @@ class ClaimOps:
         #: (mailbox id, UID) of claimed messages being moved right now.
         self._moving: set[tuple[int, int]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        replica.hub.subscribe(None, self._on_event)
+
+    def _on_event(self, event: object) -> None:
+        """A folder rebuilt at the hoster (new UIDVALIDITY) or deleted: its UIDs name
+        other messages now, so its claims end (after this callback: the bus's
+        listeners only queue work)."""
+        if isinstance(event, MailboxReset) and self.registry.in_mailbox(event.mailbox_id):
+            with contextlib.suppress(RuntimeError):  # no running loop: the next load settles it
+                asyncio.get_running_loop().call_soon(self._drop_folder, event.mailbox_id, event.reason)
+
+    def _drop_folder(self, mailbox_id: int, reason: str) -> None:
+        uids = list(self.registry.in_mailbox(mailbox_id))
+        entry = JournalEntry(
+            user=None, client="gateway", command="CLAIM RELEASE", uids=_uids_text(uids),
+            detail=f"{len(uids)} claim(s) ended: {reason}",
+        )  # fmt: skip
+        self.registry.release(mailbox_id, uids, also=entry.writer())
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- the reply guard's view (submission/guard.py ``ClaimLookup``) ---------------------
@@ -228,12 +246,12 @@ class ClaimOps:
                 self._release(actor, mb, list(mapping), f"moved to {dest.name} (done)")
                 await self._strip(actor, dest, list(mapping.values()), handle)
             else:
-                self.registry.move(mb.id, mapping, dest.id)
                 to = _uids_text(list(mapping.values()))
-                self.journal.record(JournalEntry(
+                entry = JournalEntry(
                     user=actor.user, client=actor.client, command="CLAIM MOVE", mailbox=mb.name,
                     uids=_uids_text(list(mapping)), detail=f"follows the message to {dest.name} UID {to}",
-                ))  # fmt: skip
+                )  # fmt: skip
+                self.registry.move(mb.id, mapping, dest.id, also=entry.writer())
         elif not isinstance(op, ops.Move) and mapping:
             # A copy is another message: the claim stays with the original.
             await self._strip(actor, dest, list(mapping.values()), handle)
@@ -375,6 +393,7 @@ class ClaimOps:
         self._sweeper = asyncio.create_task(loop(), name="claims-sweep")
 
     async def stop(self) -> None:
+        self.replica.hub.unsubscribe(None, self._on_event)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(BaseException):

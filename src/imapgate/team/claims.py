@@ -196,7 +196,9 @@ class ClaimRegistry:
             self._by_mailbox.pop(mailbox_id, None)
         return gone
 
-    def move(self, mailbox_id: int, mapping: dict[int, int], dest_id: int) -> list[Claim]:
+    def move(
+        self, mailbox_id: int, mapping: dict[int, int], dest_id: int, *, also: Hook | None = None
+    ) -> list[Claim]:
         """The claims on ``mapping``'s source UIDs follow their messages to
         ``dest_id`` (new UIDs); returns the moved claims at their new place."""
         per = self._by_mailbox.get(mailbox_id, {})
@@ -211,6 +213,8 @@ class ClaimRegistry:
         )
         with self.engine.begin() as conn:
             conn.execute(stmt, [{"o_uid": c.uid, "n_uid": new_uid} for c, new_uid in moving])
+            if also is not None:
+                also(conn)
         dest = self._by_mailbox.setdefault(dest_id, {})
         moved = []
         for c, new_uid in moving:
