@@ -205,8 +205,8 @@ class ClaimsConfig:
     #: In-Reply-To) claims that message for them.
     claim_on_draft: bool = False
     #: The read-only virtual folder listing a member's own open claims (for
-    #: clients that show no keywords); "" lists none.
-    folder_name: str = "Claimed by me"
+    #: clients that show no keywords), e.g. "Claimed by me"; "" (default): none.
+    folder_name: str = ""
 
 
 #: Longest ``[recovery] retention``: ten years; beyond that, turn recovery off and
@@ -475,7 +475,7 @@ def _claims_section(section: _Section) -> ClaimsConfig:
         expire_after=section.duration("expire_after", 86400.0, 0.0, MAX_CLAIM_SECONDS),
         release_on_move_to=tuple(section.get_str_list("release_on_move_to", [])),
         claim_on_draft=section.get_bool("claim_on_draft", False),
-        folder_name=section.get_str("folder_name", "Claimed by me").strip(),
+        folder_name=section.get_str("folder_name", "").strip(),
     )
     section.done()
     name = claims.folder_name

@@ -56,7 +56,10 @@ def upstream(fresh_dovecot: Callable[..., DovecotServer]) -> DovecotServer:
 
 @pytest.fixture
 def gw(upstream: DovecotServer, tmp_path: Path) -> Iterator[GatewayHarness]:
-    claims = {"release_on_move_to": ["Done"], "claim_on_draft": True, "expire_after": "8h"}
+    claims = {
+        "release_on_move_to": ["Done"], "claim_on_draft": True, "expire_after": "8h",
+        "folder_name": "Claimed by me",
+    }  # fmt: skip
     with GatewayHarness(
         upstream_port=upstream.port, data_dir=tmp_path / "gw", users=TEAM, claims=claims
     ) as harness:

@@ -129,7 +129,7 @@ class Gateway:
         service.claims = ClaimOps(claims, policy, replica, journal, config.claims)
         if config.claims.folder_name:
             service.virtual.register(
-                ClaimedByMe(config.claims.folder_name, claims, replica, service.execute)
+                ClaimedByMe(config.claims.folder_name, claims, replica, service.execute, policy)
             )
         auth = Authenticator(
             users,

@@ -18,16 +18,21 @@ from typing import Any
 from ..replica.replica import Replica
 from ..team.claims import ClaimRegistry
 from . import operations as ops
+from .errors import OperationError
 from .operations import CopyResult
-from .policy import Actor
+from .policy import READ, Actor, Policy
 from .virtual import VirtualMessage
 
 Execute = Callable[[Actor, ops.Operation[Any]], Awaitable[Any]]
 
 
 class ClaimedByMe:
-    def __init__(self, name: str, registry: ClaimRegistry, replica: Replica, execute: Execute) -> None:
+    def __init__(
+        self, name: str, registry: ClaimRegistry, replica: Replica, execute: Execute, policy: Policy
+    ) -> None:
         self._name = name
+        #: Claims in folders the member may no longer read are not listed.
+        self.policy = policy
         self.registry = registry
         self.replica = replica
         #: ``Service.execute``: COPY/MOVE out go through the whole pipeline.
@@ -45,11 +50,23 @@ class ClaimedByMe:
 
     def messages(self, actor: Actor) -> Sequence[VirtualMessage]:
         names = {mb.id: name for name in self.replica.names() if (mb := self.replica.get(name)) is not None}
-        return [
-            VirtualMessage(c.id, names[c.mailbox_id], c.uid)
-            for c in self.registry.all()
-            if c.user_id == actor.user_id and c.mailbox_id in names
-        ]
+        mine = [c for c in self.registry.all() if c.user_id == actor.user_id and c.mailbox_id in names]
+        readable: dict[str, bool] = {}
+        out = []
+        for c in mine:
+            name = names[c.mailbox_id]
+            if name not in readable:
+                readable[name] = self._may_read(actor, name)
+            if readable[name]:
+                out.append(VirtualMessage(c.id, name, c.uid))
+        return out
+
+    def _may_read(self, actor: Actor, name: str) -> bool:
+        try:
+            self.policy.authorize(actor, name, READ)
+        except OperationError:
+            return False
+        return True
 
     async def copy_out(
         self, actor: Actor, messages: Sequence[VirtualMessage], dest: str, move: bool
