@@ -83,6 +83,7 @@ class ClaimOps:
         #: (mailbox id, UID) of claimed messages being moved right now.
         self._moving: set[tuple[int, int]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         replica.hub.subscribe(None, self._on_event)
 
     def _on_event(self, event: object) -> None:
@@ -100,7 +101,6 @@ class ClaimOps:
             detail=f"{len(uids)} claim(s) ended: {reason}",
         )  # fmt: skip
         self.registry.release(mailbox_id, uids, also=entry.writer())
-        self._sweeper: asyncio.Task[None] | None = None
 
     # -- the reply guard's view (submission/guard.py ``ClaimLookup``) ---------------------
     def claim_of(self, mailbox_id: int, uid: int) -> GuardClaim | None:
