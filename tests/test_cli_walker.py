@@ -57,6 +57,7 @@ WRITES: dict[Verb, tuple[list[str], str]] = {
     ("acl", "delete"): (["INBOX", "bob"], ""),
     ("acl", "reset"): (["INBOX"], ""),
     ("store", "copy"): (["--to", "postgresql://imapgate@127.0.0.1:1/nowhere"], ""),
+    ("claim", "release"): (["--user", "alice"], ""),
     ("recovery", "restore"): (["1"], ""),
     ("recovery", "purge"): ([], ""),
 }
@@ -73,6 +74,8 @@ READ_ONLY: dict[Verb, str] = {
     ("acl", "get"): "reads one folder's ACL entries",
     ("acl", "rights"): "computes a user's effective rights from the ACL table",
     ("audit",): "reads the audit journal",
+    ("claim", "list"): "lists the claims table",
+    ("clients", "thunderbird"): "prints tag definitions from the users table",
     ("recovery", "list"): "lists the recoverable items",
 }
 

@@ -23,6 +23,7 @@ import click
 from . import __version__
 from .cli_acl import acl, group
 from .cli_audit import audit
+from .cli_claims import claim, clients
 from .cli_common import (
     CliError,
     admin_service,
@@ -537,6 +538,8 @@ main.add_command(group)
 main.add_command(acl)
 main.add_command(audit)
 main.add_command(store)
+main.add_command(claim)
+main.add_command(clients)
 main.add_command(recovery)
 
 

@@ -197,6 +197,25 @@ class AclConfig:
     default: str = DEFAULT_ACL_RIGHTS
 
 
+#: Longest ``[claims] expire_after``: a claim is "I'm handling this now"; beyond a
+#: month it is a forgotten claim that blocks colleagues, and an admin's job.
+MAX_CLAIM_SECONDS = 31 * 86400.0
+
+
+@dataclass(frozen=True)
+class ClaimsConfig:
+    #: Seconds after which a claim ends by itself; 0: never (docs/claims.md).
+    expire_after: float = 86400.0
+    #: Folders that mean "done": a claimed message moved there is released.
+    release_on_move_to: tuple[str, ...] = ()
+    #: A member's draft replying to a message (APPEND to Drafts with
+    #: In-Reply-To) claims that message for them.
+    claim_on_draft: bool = False
+    #: The read-only virtual folder listing a member's own open claims (for
+    #: clients that show no keywords), e.g. "Claimed by me"; "" (default): none.
+    folder_name: str = ""
+
+
 #: Longest ``[recovery] retention``: ten years; beyond that, turn recovery off and
 #: keep backups (the hoster's space holds every kept copy until then).
 MAX_RECOVERY_RETENTION = 3650 * 86400.0
@@ -239,6 +258,7 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     acl: AclConfig = field(default_factory=AclConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    claims: ClaimsConfig = field(default_factory=ClaimsConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
 
 
@@ -282,6 +302,7 @@ SECTIONS: dict[str, type] = {
     "search": SearchConfig,
     "acl": AclConfig,
     "audit": AuditConfig,
+    "claims": ClaimsConfig,
     "recovery": RecoveryConfig,
 }
 #: Tables inside a section whose keys are free (folder names).
@@ -443,6 +464,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
     # At least a day: the journal answers "who did this yesterday"; at most ten years.
     audit = AuditConfig(retention=au.duration("retention", 365 * 86400.0, 86400.0, 3650 * 86400.0))
     au.done()
+    claims = _claims_section(r.section("claims"))
     recovery = _recovery_section(r.section("recovery"))
     r.done()
     return Config(
@@ -456,6 +478,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path, path: Path | None = None)
         search=search,
         acl=acl,
         audit=audit,
+        claims=claims,
         recovery=recovery,
         warnings=tuple(warnings),
     )
@@ -498,6 +521,24 @@ def _store_url(url: str, password: str, password_file: Path | None) -> str:
     return re.sub(
         r"^([^:]+://)([^/@]*)@", lambda m: f"{m[1]}{m[2]}:{quote(password, safe='')}@", url, count=1
     )
+
+
+def _claims_section(section: _Section) -> ClaimsConfig:
+    claims = ClaimsConfig(
+        # 0 is allowed (never); anything else between one second and the named limit.
+        expire_after=section.duration("expire_after", 86400.0, 0.0, MAX_CLAIM_SECONDS),
+        release_on_move_to=tuple(section.get_str_list("release_on_move_to", [])),
+        claim_on_draft=section.get_bool("claim_on_draft", False),
+        folder_name=section.get_str("folder_name", "").strip(),
+    )
+    section.done()
+    name = claims.folder_name
+    if name and (name.upper() == "INBOX" or "/" in name or name.startswith(".")):
+        raise ConfigError(
+            f"[claims] folder_name must be a top-level folder name other than INBOX "
+            f"(no '/', not starting with '.'), got {name!r}"
+        )
+    return claims
 
 
 def _recovery_section(section: _Section) -> RecoveryConfig:

@@ -315,6 +315,13 @@ listen = ["127.0.0.1:{web_port}"]      # the team dashboard (plain HTTP: localho
 
 [audit]
 retention = "30d"                    # the audit journal (imapgate audit); 365d by default
+
+[claims]                             # tag a mail $Claimed: colleagues cannot move or delete it
+expire_after = "8h"                  # a working day
+release_on_move_to = ["Archive"]     # moving it to Archive means "done"
+claim_on_draft = true                # saving a reply draft claims the original
+folder_name = "Claimed by me"        # for clients that show no tags (Outlook, K-9)
+
 [recovery]
 enabled = true                       # every delete recoverable: see the "Recovered" folder
 retention = "7d"                     # the demo hoster is gone at exit anyway

@@ -334,6 +334,32 @@ def test_a_colleagues_claim_holds_the_reply_back(
     assert send(smtp_gateway, tls_certificate, "alice", reply(original)[1])[0] == 250
 
 
+def test_a_claim_made_over_imap_holds_a_colleagues_reply_back(
+    smtp_gateway: GatewayHarness, customer_mail: MailFactory, tls_certificate: TestCertificate
+) -> None:
+    """The real lookup: carol claims the original with ``$Claimed`` over IMAP; alice's
+    reply is held back with carol's name and time, carol's own reply goes out."""
+    original = customer_mail("Reklamation")
+    carol = smtp_gateway.imaplib_login("carol", "carol-pw")
+    try:
+        carol.select("INBOX")
+        assert carol.uid("STORE", str(original.uid), "+FLAGS", "($Claimed)")[0] == "OK"
+    finally:
+        carol.logout()
+    inbox = smtp_gateway.gw.replica.by_name["INBOX"]
+    claims = smtp_gateway.gw.service.claims
+    assert claims is not None
+    claim = claims.registry.get(inbox.id, original.uid)
+    assert claim is not None and claim.user == "carol"
+    code, text = send(smtp_gateway, tls_certificate, "alice", reply(original)[1])
+    assert code == 550
+    assert text == (
+        f"5.7.1 Not sent: carol is handling this mail (claimed {hhmm(claim.claimed_at)}). Ask carol, "
+        "or send again within 10 minutes to send anyway."
+    )
+    assert send(smtp_gateway, tls_certificate, "carol", reply(original)[1])[0] == 250
+
+
 def test_original_found_through_references(
     smtp_gateway: GatewayHarness, customer_mail: MailFactory, tls_certificate: TestCertificate
 ) -> None:

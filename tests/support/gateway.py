@@ -43,8 +43,8 @@ class GatewayHarness:
 
     ``upstream`` overrides/extends the ``[upstream]`` config table, ``server`` the ``[server]``
     one, ``folders`` the ``[folders]`` one, ``search`` the ``[search]`` one, ``recovery`` the
-    ``[recovery]`` one, ``store`` the ``[store]`` one (a PostgreSQL ``url``: several harnesses
-    are several nodes).  ``users`` are added
+    ``[recovery]`` one, ``claims`` the ``[claims]`` one, ``store`` the ``[store]`` one (a
+    PostgreSQL ``url``: several harnesses are several nodes).  ``users`` are added
     before the listener starts.
     """
 
@@ -65,6 +65,7 @@ class GatewayHarness:
         submission: dict[str, Any] | None = None,
         store: dict[str, Any] | None = None,
         recovery: dict[str, Any] | None = None,
+        claims: dict[str, Any] | None = None,
     ) -> None:
         sub: dict[str, Any] | None = None
         if submission is not None:
@@ -82,6 +83,7 @@ class GatewayHarness:
             search=search or None,
             store=store or {},
             recovery=recovery or None,
+            claims=claims or None,
         )
         self.initial_sync = initial_sync
         self._initial_users = dict(users or {})

@@ -56,6 +56,7 @@ from .policy import ADMIN, Actor, Policy
 
 if TYPE_CHECKING:
     from .admin_acl import AclAdmin
+    from .admin_claims import ClaimsAdmin
     from .admin_recovery import RecoveryAdmin
 
 #: Who acts when the operator runs ``imapgate``: not a team member (no user id),
@@ -84,6 +85,7 @@ ADMIN_RIGHTS: Final[dict[str, str]] = {
     "acl set": ADMIN,
     "acl delete": ADMIN,
     "acl reset": ADMIN,
+    "claim release": ADMIN,
     "folder set": ADMIN,
     "index rebuild": ADMIN,
     "sync": ADMIN,
@@ -243,6 +245,17 @@ class AdminService:
         from .admin_acl import AclAdmin
 
         return AclAdmin(self)
+
+    @property
+    def claims(self) -> ClaimsAdmin:
+        """The claim verbs (``imapgate claim``, ``imapgate clients thunderbird``)."""
+        from .admin_claims import ClaimsAdmin
+
+        return ClaimsAdmin(self)
+
+    def journal(self, entry: JournalEntry) -> None:
+        """Write an admin verb's journal entry in its own transaction."""
+        self._journal(entry)
 
     def _refuse_last_admin(self, name: str, action: Literal["remove", "disable", "demote"]) -> None:
         try:

@@ -24,6 +24,7 @@ from ..sync.healing import StoreHealer
 from ..team.acl import AclTable
 from ..team.acl import rights as acl_rights
 from ..team.acl_store import AclStore
+from ..team.claims import ClaimRegistry
 from ..team.journal import Journal
 from ..team.recovery_store import RecoveryStore
 from ..team.subscriptions import Subscriptions
@@ -35,6 +36,9 @@ from .acl_watch import AclWatch
 from .audit_hoster import HosterJournal
 from .audit_retention import AuditRetention
 from .auth import Authenticator
+from .claim_policy import ClaimPolicy
+from .claimed_folder import ClaimedByMe
+from .claims_ops import ClaimOps
 from .control import (
     DISABLED_REASON,
     REMOVED_REASON,
@@ -126,19 +130,28 @@ class Gateway:
         subscriptions = Subscriptions(engine)
         # Folder permissions: the store's ACL table, kept current (control socket + poll).
         acl_watch = AclWatch(AclStore(engine), acl_rights(config.acl.default))
+        # Claims: the conflict check composed over the folder permissions.
+        claims = ClaimRegistry(engine)
+        claims.load()
+        policy = ClaimPolicy(AclPolicy(acl_watch.current), claims, replica.mailbox_id)
         service = Service(
             replica,
             pool,
             sync,
             content,
             journal,
-            AclPolicy(acl_watch.current),
+            policy,
             subscriptions=subscriptions,
             health=replica.health,
         )
         service.acl = acl_watch
         # Changes the sync finds made at the hoster are journaled "at the hoster".
         sync.algorithms.observer = HosterJournal(content, service.own_changes)
+        service.claims = ClaimOps(claims, policy, replica, journal, config.claims)
+        if config.claims.folder_name:
+            service.virtual.register(
+                ClaimedByMe(config.claims.folder_name, claims, replica, service.execute, policy)
+            )
         auth = Authenticator(
             users,
             max_failed_logins=config.server.max_failed_logins,
@@ -222,6 +235,7 @@ class Gateway:
             await self.index.start()
         if self.retention is not None:
             self.retention.start()
+        self.service.start_claims()
 
     async def start_control(self, sessions: SessionProvider) -> None:
         """Serve the admin control socket (``imapgate sessions``, ``kick``, user
@@ -230,6 +244,7 @@ class Gateway:
         self.control = ControlServer(path, self.users, self.replica, sessions, self.extra_sessions)
         if self.acl_watch is not None:
             self.control.acl_changed = self.acl_watch.reload
+        self.control.claims_changed = self.service.reload_claims
         if self.recovery is not None:
             self.control.async_requests.update(self.recovery.control_requests())
         await self.control.start()
@@ -258,6 +273,7 @@ class Gateway:
             await self.acl_watch.stop()
         if self.index is not None:
             await self.index.stop()
+        await self.service.stop_claims()
         if self.recovery is not None:
             await self.recovery.stop()
         await self.service.stop()

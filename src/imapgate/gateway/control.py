@@ -240,6 +240,17 @@ def notify_acl_changed(data_dir: Path) -> int | None:
         return None
 
 
+def notify_claims_changed(data_dir: Path) -> bool:
+    """Tell a running gateway that claims were ended in the store (``claim
+    release``): it reloads them and removes the keywords no claim stands behind.
+    False when no gateway runs (not an error: it does both at start)."""
+    try:
+        request(data_dir, {"request": "claims-changed"})
+    except NoGateway:
+        return False
+    return True
+
+
 def notify_user_changed(data_dir: Path, name: str) -> int | None:
     """Tell a running gateway that ``name`` was removed or disabled; the number of
     sessions it ended, or None when no gateway runs (not an error: the change is
@@ -271,6 +282,8 @@ class ControlServer:
         #: Reloads the gateway's ACL table and returns its version (``acl-changed``);
         #: registered by the gateway, None where no ACL table is held (tests).
         self.acl_changed: Callable[[], int] | None = None
+        #: Reload the claims from the store (``claim release`` by the CLI).
+        self.claims_changed: Callable[[], int] | None = None
         #: Requests answered after awaiting (they wait for the hoster), by name:
         #: registered by the gateway's features (recovery-restore, recovery-purge).
         self.async_requests: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {}
@@ -383,6 +396,10 @@ class ControlServer:
             if self.acl_changed is None:
                 return _bad("this gateway holds no ACL table")
             return {"ok": True, "version": self.acl_changed()}
+        if what == "claims-changed":
+            if self.claims_changed is None:
+                return _bad("this gateway keeps no claims")
+            return {"ok": True, "claims": self.claims_changed()}
         return _bad(f"unknown request {what!r}")
 
     def folder_changed(self, name: str) -> str | None:

@@ -280,7 +280,8 @@ class MailService:
                 # (Private flags never go upstream: nothing to order.)
                 await flight.enter_async_context(self.inflight.storing(mb, uids))
             self._check_conflicts(actor, op, mb.name, uids)
-            state = self.replica.private_state(mb, actor.user_id) if private else None
+            # The gateway itself (user id 0: claim keywords it tidies) has no read state.
+            state = self.replica.private_state(mb, actor.user_id) if private and actor.user_id else None
             targets = [u for u in uids if u in mb.records]
             # Named by the session but gone (a colleague won the race): nothing to do
             # for them, and the client must hear why (gateway/departures.py).

@@ -32,6 +32,7 @@ from . import operations as ops
 from .acl_policy import AclPolicy, missing_folder
 from .acl_watch import AclWatch
 from .audit_refs import op_command, op_target
+from .claims_ops import ClaimOps
 from .errors import OperationError
 from .mailservice import MailService
 from .policy import Actor
@@ -56,6 +57,9 @@ IMMEDIATE: tuple[type[ops.Operation[Any]], ...] = (
 
 class Service(MailService):
     """The gateway's service layer: ``execute`` and the handlers behind it."""
+
+    #: Claims (issue 12) around the handlers; None: a gateway without claims.
+    claims: ClaimOps | None = None
 
     async def execute(self, actor: Actor, op: ops.Operation[R]) -> R:
         """Run ``op`` for ``actor`` through the pipeline; returns its result.
@@ -168,6 +172,28 @@ class Service(MailService):
     async def _run(self, actor: Actor, op: ops.Operation[Any]) -> object:
         if self.virtual.is_virtual(_folder_name(op)):
             return await self._run_virtual(actor, op)
+        if self.claims is not None:
+            return await self.claims.run(actor, op, self._handle)
+        return await self._handle(actor, op)
+
+    def start_claims(self) -> None:
+        """Start ending expired claims in the background (``Gateway.start``)."""
+        if self.claims is not None:
+            self.claims.start(self._handle)
+
+    async def stop_claims(self) -> None:
+        if self.claims is not None:
+            await self.claims.stop()
+
+    def reload_claims(self) -> int:
+        """Claims changed in the store (``imapgate claim release``): reload them and
+        remove the keywords no claim stands behind, in the background; how many
+        claims are open now."""
+        if self.claims is None:
+            return 0
+        return self.claims.reload(self._handle)
+
+    async def _handle(self, actor: Actor, op: ops.Operation[Any]) -> object:
         match op:
             # reads
             case ops.FetchContent():

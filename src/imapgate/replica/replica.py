@@ -217,6 +217,11 @@ class Replica:
     def get(self, name: str) -> MailboxIndex | None:
         return self.by_name.get(name)
 
+    def mailbox_id(self, name: str) -> int | None:
+        """The id of the folder named ``name`` (None: no such folder)."""
+        mb = self.by_name.get(name)
+        return mb.id if mb is not None else None
+
     def names(self) -> list[str]:
         return sorted(self.by_name)
 

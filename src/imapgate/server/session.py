@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from .. import __version__, logs
 from ..gateway import operations as ops
 from ..gateway.app import Gateway
+from ..gateway.claim_policy import ClaimConflict
 from ..gateway.control import SessionInfo
 from ..gateway.errors import OperationError
 from ..gateway.policy import Actor
@@ -430,6 +431,8 @@ class Session:
             if exc.status == "ANSWERED":
                 return
             self._flush_view(spec.allow_expunge and not _is_seq_command(command))
+            if isinstance(exc, ClaimConflict):
+                self._true_flags(exc)
             self._tagged(tag, "BAD" if exc.status == "BAD" else "NO", exc.code, exc.text)
             if exc.status == "BAD":
                 self._errors += 1
@@ -456,6 +459,18 @@ class Session:
         if self.state != State.LOGOUT:
             self._flush_view(spec.allow_expunge and not _is_seq_command(command))
         self.send_response(rsp.TaggedResponse(tag, "OK", done.code, done.text))
+
+    def _true_flags(self, exc: ClaimConflict) -> None:
+        """Before a claim refusal: the refused messages' flags as they are, so a
+        client that already showed its change (a tag, a move) shows the truth again."""
+        view = self.view
+        if view is None or view.mb.id != exc.mailbox_id:
+            return
+        uids = [u for u in exc.uids if view.seq_of(u) and u in view.mb.records]
+        for line in view.announce_keywords([view.flags_of(u) for u in uids]):
+            self.send(line)
+        for uid in uids:
+            self.send(view.flags_line(view.seq_of(uid), uid, self.condstore))
 
     def _account_ended(self) -> str | None:
         if self.actor is None:

@@ -282,6 +282,24 @@ answer_marks = Table(
     Index("ix_answer_marks_message_id", "message_id"),
 )
 
+# Claims (issue 12): who handles a message.  The unique constraint on (mailbox_id, uid)
+# decides the one winner when two members claim at the same moment (an INSERT that
+# fails), on SQLite and PostgreSQL alike, so it holds across gateway nodes.
+claims = Table(
+    "claims",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("claimed_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),  # NULL: never ([claims] expire_after = "0")
+    UniqueConstraint("mailbox_id", "uid", name="uq_claims_message"),
+    Index("ix_claims_user_id", "user_id"),
+    # Ids are never reused: they are the UIDs of the "Claimed by me" folders.
+    sqlite_autoincrement=True,
+)
+
 intents = Table(
     "intents",
     metadata,

@@ -76,7 +76,8 @@ class SubmissionService:
     def __init__(self, gw: Gateway, config: SubmissionConfig, claims: ClaimLookup | None = None) -> None:
         self.gw = gw
         self.config = config
-        self.claims: ClaimLookup = claims or NoClaims()
+        # The gateway's claims (gateway/claims_ops.py) unless a test gives its own.
+        self.claims: ClaimLookup = claims or gw.service.claims or NoClaims()
         self.replies = ReplyLog(gw.journal.engine)
         self.index = MessageIdIndex(gw.replica)
         zone = zoneinfo.ZoneInfo(config.time_zone) if config.time_zone else None

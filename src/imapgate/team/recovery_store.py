@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 
-from ..store.schema import meta, recovery_items, recovery_trash
+from ..store.meta import lasting_uidvalidity
+from ..store.schema import recovery_items, recovery_trash
 
 PENDING = "pending"
 KEPT = "kept"
@@ -193,13 +194,7 @@ class RecoveryStore:
 
     def uidvalidity(self) -> int:
         """The UIDVALIDITY of the "Recovered" folders (made once, kept in ``meta``)."""
-        with self.engine.begin() as db:
-            row = db.execute(select(meta.c.value).where(meta.c.key == UIDVALIDITY_KEY)).first()
-            if row is not None:
-                return int(row[0])
-            value = int(time.time()) & 0x7FFFFFFF
-            db.execute(insert(meta).values(key=UIDVALIDITY_KEY, value=str(value)))
-            return value
+        return lasting_uidvalidity(self.engine, UIDVALIDITY_KEY)
 
     # -- reads -------------------------------------------------------------------------
     def items(self, f: ItemFilter = ItemFilter(), *, limit: int | None = None) -> list[RecoveryItem]:

@@ -1,0 +1,132 @@
+"""The claim admin verbs (issue 12): ``imapgate claim list`` and ``imapgate claim
+release``, and the Thunderbird tag definitions of ``imapgate clients thunderbird``.
+
+Reached as ``AdminService.claims``, with the same three steps as every admin
+write: ask the policy (``ADMIN_RIGHTS["claim release"]``, on the folder or on
+the gateway for ``--user``), end the claims in the store with the journal
+entry in the same transaction, tell a running gateway (``claims-changed``): it
+reloads its claims at once and removes the keywords no claim stands behind
+from the hoster.  Without a running gateway that happens at its next start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select
+
+from ..store.schema import mailboxes
+from ..team.claims import CLAIMED, Claim, ClaimRegistry, claimant_keyword
+from . import control
+from .admin import AdminError, AdminService, GatewayNotice
+
+#: Thunderbird tag colours: $Claimed in red (someone is on it), each member's
+#: own keyword from this palette in turn (readable on white and dark themes).
+CLAIMED_COLOUR = "#CC0000"
+MEMBER_COLOURS = ("#3366CC", "#339933", "#CC6600", "#9933CC", "#008B8B", "#B8860B", "#C71585")
+
+
+@dataclass(frozen=True)
+class ClaimInfo:
+    folder: str
+    uid: int
+    user: str
+    claimed_at: float
+    expires_at: float | None
+
+    def to_json(self) -> dict[str, object]:
+        return {"folder": self.folder, "uid": self.uid, "user": self.user,
+                "claimed_at": self.claimed_at, "expires_at": self.expires_at}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Released:
+    count: int
+    notice: GatewayNotice
+
+
+class ClaimsAdmin:
+    def __init__(self, admin: AdminService) -> None:
+        self.admin = admin
+
+    def _registry(self) -> ClaimRegistry:
+        reg = ClaimRegistry(self.admin.engine)
+        reg.load()
+        return reg
+
+    def _folders(self) -> dict[int, str]:
+        with self.admin.engine.connect() as conn:
+            return {r.id: r.name for r in conn.execute(select(mailboxes.c.id, mailboxes.c.name))}
+
+    def list(self, *, user: str | None = None, folder: str | None = None) -> list[ClaimInfo]:
+        names = self._folders()
+        out = [
+            ClaimInfo(names.get(c.mailbox_id, f"(folder {c.mailbox_id})"), c.uid, c.user, c.claimed_at,
+                      c.expires_at)
+            for c in self._registry().all()
+            if (user is None or c.user == user) and (folder is None or names.get(c.mailbox_id) == folder)
+        ]  # fmt: skip
+        return sorted(out, key=lambda c: (c.folder, c.uid))
+
+    def release(self, folder: str | None, uids: tuple[int, ...], *, user: str | None = None) -> Released:
+        """End the claims on ``uids`` of ``folder``, or every claim of ``user``."""
+        if (folder is None) == (user is None):
+            raise AdminError("name a FOLDER and its UIDs, or --user USER")
+        self.admin.authorize("claim release", folder or "")
+        reg = self._registry()
+        names = self._folders()
+        if folder is not None:
+            ids = [i for i, n in names.items() if n == folder]
+            if not ids:
+                raise AdminError(f"no folder {folder!r} (see `imapgate folder list`)")
+            chosen = [c for u in uids if (c := reg.get(ids[0], u)) is not None]
+        else:
+            self.admin.require_user(user or "")
+            chosen = [c for c in reg.all() if c.user == user]
+        by_folder: dict[int, list[Claim]] = {}
+        for c in chosen:
+            by_folder.setdefault(c.mailbox_id, []).append(c)
+        what = f"{folder} {' '.join(map(str, uids))}" if folder is not None else f"--user {user}"
+        entry = self.admin.journal_entry(
+            "CLAIM RELEASE", mailbox=folder, detail=f"{len(chosen)} claim(s) released by an admin ({what})"
+        )
+        # Each folder's rows in one transaction; the journal entry with the first
+        # (always written: an admin's release of nothing is worth a line too).
+        hook: Callable[[Connection], None] | None = entry.writer()
+        for mb_id, claims in by_folder.items():
+            reg.release(mb_id, [c.uid for c in claims], also=hook)
+            hook = None
+        if hook is not None:
+            self.admin.journal(entry)
+        return Released(len(chosen), self._tell())
+
+    def _tell(self) -> GatewayNotice:
+        try:
+            reached = control.notify_claims_changed(self.admin.config.store.data_dir)
+        except control.ControlError as exc:
+            return GatewayNotice(error=str(exc))
+        return GatewayNotice(reached=reached)
+
+    def thunderbird_user_js(self) -> str:
+        """``user.js`` lines defining a tag for ``$Claimed`` and each member's keyword."""
+        lines = [
+            "// imapgate claims: tags for Thunderbird (copy into the profile's user.js,",
+            "// then restart Thunderbird). Generated by `imapgate clients thunderbird`.",
+            *_tag(CLAIMED.lower(), "Claimed", CLAIMED_COLOUR),
+        ]
+        for i, u in enumerate(self.admin.users()):
+            colour = MEMBER_COLOURS[i % len(MEMBER_COLOURS)]
+            lines += _tag(claimant_keyword(u.name), f"{u.name} is handling", colour)
+        return "\n".join(lines) + "\n"
+
+
+def _tag(key: str, name: str, colour: str) -> list[str]:
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    return [
+        f'user_pref("mailnews.tags.{key}.tag", "{quoted}");',
+        f'user_pref("mailnews.tags.{key}.color", "{colour}");',
+    ]
+
+
+__all__ = ["ClaimInfo", "ClaimsAdmin", "Released"]
