@@ -1,7 +1,7 @@
 """recovery: recoverable deletes (recovery_items) and where Trash messages came from (recovery_trash)
 
-Revision ID: 0011_recovery
-Revises: 0010_nodes
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-03 10:00:00
 
 Two new tables, nothing existing changes.  (The lead re-chains this after the other
@@ -11,8 +11,8 @@ features' revisions at merge; 0005 is the revision id of 0005_acl.py.)
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_recovery"
-down_revision = "0010_nodes"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

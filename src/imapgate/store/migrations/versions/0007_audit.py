@@ -1,7 +1,7 @@
 """audit journal: action, client ID, address and origin per entry; per-message rows; indexes
 
-Revision ID: 0009_audit
-Revises: 0007_departures
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-03 10:00:00
 
 Existing entries keep their columns; their new ones stay NULL (the action word is
@@ -11,8 +11,8 @@ derived from the command when read, see team/audit_actions.py).
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_audit"
-down_revision = "0007_departures"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

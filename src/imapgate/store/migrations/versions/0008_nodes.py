@@ -1,7 +1,7 @@
 """several nodes on one database: allocation counters and the change log of the bus
 
-Revision ID: 0010_nodes
-Revises: 0009_audit
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-03 09:40:00
 
 ``counters`` holds the shared allocators' high-water marks (mailbox ids, and each
@@ -13,8 +13,8 @@ store gets its counters from the mailboxes' own columns on first use.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_nodes"
-down_revision = "0009_audit"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

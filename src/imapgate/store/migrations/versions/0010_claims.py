@@ -1,7 +1,7 @@
 """claims: who handles which message (issue 12)
 
-Revision ID: 0012_claims
-Revises: 0011_recovery
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-03 09:40:00
 
 One row per claimed message; the unique constraint on (mailbox_id, uid) is what
@@ -11,9 +11,9 @@ decides the single winner of two simultaneous claims.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_claims"
+revision = "0010"
 # After recovery (merged into this branch for its virtual folders); the lead re-chains at merge.
-down_revision = "0011_recovery"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """departures: who moved or deleted a message, where to and when (conflicts without claims)
 
-Revision ID: 0007_departures
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-03 10:00:00
 
@@ -13,7 +13,7 @@ count (``replica/departures.py``).  The lead re-chains revisions at merge.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_departures"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
