@@ -93,3 +93,32 @@ async def test_restore_and_purge_through_the_running_gateway(
         assert at_dovecot(dc, HIDDEN) == {}
     bad = cli(cfg, "purge", "--older-than", "soon")
     assert bad.exit_code == 1 and "not a duration" in bad.output
+
+
+async def test_a_restore_is_in_the_message_history(
+    fresh_dovecot: Callable[..., DovecotServer], tmp_path: Path, sample_mailbox: Any
+) -> None:
+    """`imapgate audit --message-id M` names the removal and the restore (and a purge)."""
+    dc = fresh_dovecot(folders={"INBOX": sample_mailbox["INBOX"][:3]})
+    cfg = write_config(tmp_path, upstream_port=dc.port, extra="\n[recovery]\nenabled = true\n")
+    await removed(dc, cfg, [1, 2])
+    await asyncio.sleep(1.1)  # older than the purge's --older-than 1s
+    items = json.loads(cli(cfg, "list", "--json").output)
+    restored, purged = items[0], items[1]
+    assert (await asyncio.to_thread(cli, cfg, "restore", str(restored["id"]))).exit_code == 0
+    purge = await asyncio.to_thread(cli, cfg, "purge", "--older-than", "1s")
+    assert purge.exit_code == 0, purge.output
+
+    def history(mid: str) -> list[tuple[str, str]]:
+        out = CliRunner().invoke(main, ["--config", str(cfg), "audit", "--message-id", mid, "--json"])
+        assert out.exit_code == 0, out.output
+        return [(e["action"], e["user"] or "") for e in json.loads(out.output)]
+
+    # Newest first: the restore (and its APPEND back into INBOX), then alice's removal.
+    assert history(restored["message_id"]) == [
+        ("restored", "cli"),
+        ("appended", "cli"),
+        ("expunged", "alice"),
+        ("deleted", "alice"),
+    ]
+    assert history(purged["message_id"]) == [("purged", "cli"), ("expunged", "alice"), ("deleted", "alice")]

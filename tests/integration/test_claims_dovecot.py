@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from imapgate.demo import DovecotServer
 from imapgate.demo.sample_mail import SampleMessage
-from imapgate.store.schema import journal
+from imapgate.store.schema import journal, journal_messages
 from tests.support.cli import run, write_config
 from tests.support.gateway import GatewayHarness
 from tests.support.imap import RawClient, upstream_flags, upstream_uids
@@ -125,6 +125,14 @@ def test_claim_is_seen_everywhere_and_refuses_colleagues(gw: GatewayHarness, ups
         rows = conn.execute(select(journal.c.command, journal.c.user_name)).all()
     commands = [(r.command, r.user_name) for r in rows]
     assert ("CLAIM", "alice") in commands and ("CLAIM REFUSED", "bob") in commands
+    # The message's history (`imapgate audit --message-id`) names the claim and the refusals.
+    with gw.gw.journal.engine.connect() as conn:
+        named = conn.execute(
+            select(journal.c.action, journal.c.user_name)
+            .join(journal_messages, journal_messages.c.entry_id == journal.c.id)
+            .where(journal_messages.c.mailbox == "INBOX", journal_messages.c.uid == 2)
+        ).all()
+    assert ("claimed", "alice") in named and ("refused", "bob") in named, named
     alice.close()
     bob.close()
 

@@ -44,6 +44,7 @@ from ..submission.msgindex import MessageIdIndex
 from ..team.claims import CLAIMED, Claim, ClaimRegistry, ClaimTaken, claimant_keyword, is_claim_flag
 from ..team.journal import Journal, JournalEntry
 from . import operations as ops
+from .audit_refs import message_refs
 from .claim_policy import ClaimConflict, ClaimPolicy
 from .errors import OperationError
 from .policy import SYSTEM, Actor
@@ -130,9 +131,10 @@ class ClaimOps:
         mb = getattr(op, "mailbox", None)
         name = mb.name if isinstance(mb, MailboxIndex) else mb if isinstance(mb, str) else None
         verb = type(op).__name__.upper()
-        entry = JournalEntry(
-            user=actor.user, client=actor.client, command="CLAIM REFUSED", mailbox=name,
-            uids=_uids_text(exc.uids), result="NO", detail=f"{verb}: {exc.text}",
+        entry = JournalEntry.by(
+            actor, "CLAIM REFUSED", mailbox=name, uids=_uids_text(exc.uids), result="NO",
+            detail=f"{verb}: {exc.text}", action="refused",
+            messages=message_refs(mb, exc.uids, None) if isinstance(mb, MailboxIndex) else (),
         )  # fmt: skip
         with contextlib.suppress(Exception):  # the answer matters more than its record
             self.journal.record(entry)
@@ -163,9 +165,9 @@ class ClaimOps:
         if held:
             raise ClaimConflict(held)
         new = [u for u in targets if self.registry.get(mb.id, u) is None]
-        entry = JournalEntry(
-            user=actor.user, client=actor.client, command="CLAIM", mailbox=mb.name, uids=_uids_text(new),
-            detail=self._expiry_text(),
+        entry = JournalEntry.by(
+            actor, "CLAIM", mailbox=mb.name, uids=_uids_text(new), detail=self._expiry_text(),
+            action="claimed", messages=message_refs(mb, new, None),
         )  # fmt: skip
         try:
             self.registry.claim(
@@ -201,9 +203,9 @@ class ClaimOps:
     def _release(self, actor: Actor, mb: MailboxIndex, uids: Sequence[int], why: str) -> list[Claim]:
         if not uids:
             return []
-        entry = JournalEntry(
-            user=actor.user, client=actor.client, command="CLAIM RELEASE", mailbox=mb.name,
-            uids=_uids_text(uids), detail=why,
+        entry = JournalEntry.by(
+            actor, "CLAIM RELEASE", mailbox=mb.name, uids=_uids_text(uids), detail=why,
+            action="released", messages=message_refs(mb, uids, None),
         )  # fmt: skip
         return self.registry.release(mb.id, uids, also=entry.writer())
 

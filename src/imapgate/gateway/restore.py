@@ -33,7 +33,7 @@ from ..protocol import responses as rsp
 from ..protocol.fetch_items import FetchAttribute, Section
 from ..protocol.search import SearchHeader, SearchUid
 from ..protocol.sequence import STAR, SequenceSet
-from ..team.journal import JournalEntry
+from ..team.journal import JournalEntry, MessageRef
 from ..team.recovery_store import KEPT, PURGED, RESTORED, ItemFilter, RecoveryItem, RecoveryStore
 from ..upstream.connection import UpstreamError, UpstreamUnavailable
 from . import operations as ops
@@ -150,9 +150,12 @@ class Restorer:
             f"item {item.id} ({item.message_id or 'no Message-ID'}, {item.subject!r}) "
             f"removed from {item.mailbox} by {item.removed_by or 'the gateway'}"
         )
-        entry = JournalEntry(
-            user=actor.user, client=actor.client, command=verb, mailbox=folder,
-            uids=str(uid) if uid is not None else None, detail=detail,
+        # The message's history (`imapgate audit --message-id`) names where it went.
+        where = (folder, uid) if uid is not None else (item.mailbox, item.uid)
+        entry = JournalEntry.by(
+            actor, verb, mailbox=folder, uids=str(uid) if uid is not None else None, detail=detail,
+            action="restored" if state == RESTORED else "purged",
+            messages=(MessageRef(*where, item.message_id, item.subject),),
         )  # fmt: skip
         with self.store.engine.begin() as db:
             self.store.set_state([item.id], state, db)
@@ -251,9 +254,10 @@ class Restorer:
         if not items:
             return []
         await self._drop_copies(items)
-        entry = JournalEntry(
-            user=actor.user, client=actor.client, command="PURGE", mailbox=None,
-            detail=f"{len(items)} recoverable item(s) older than {age:.0f} s",
+        entry = JournalEntry.by(
+            actor, "PURGE", mailbox=None, detail=f"{len(items)} recoverable item(s) older than {age:.0f} s",
+            action="purged",
+            messages=tuple(MessageRef(i.mailbox, i.uid, i.message_id, i.subject) for i in items),
         )  # fmt: skip
         with self.store.engine.begin() as db:
             self.store.set_state([i.id for i in items], PURGED, db)

@@ -31,6 +31,7 @@ ACTIONS: Final[dict[str, str]] = {
     "claimed": "claimed by a team member",
     "released": "claim released",
     "restored": "brought back from recovery",
+    "purged": "recoverable copy removed for good (retention, or imapgate recovery purge)",
     "refused": "refused by the gateway (permissions, claims)",
     "failed": "asked for, but the hoster refused or could not be reached",
     "login": "logged in",
@@ -60,6 +61,11 @@ _BY_COMMAND: Final[dict[str, str]] = {
     "DELETEACL": "acl_changed",
     "SUBMIT": "submitted",
     "LOGIN": "login",
+    "CLAIM": "claimed",
+    "CLAIM RELEASE": "released",
+    "CLAIM MOVE": "moved",
+    "RESTORE": "restored",
+    "PURGE": "purged",
 }
 
 #: STORE: (flag, added?) -> action; the first that applies names a STORE of several
