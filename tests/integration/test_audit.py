@@ -157,3 +157,28 @@ def test_changes_at_the_hoster(gateway: GatewayHarness, upstream: DovecotServer)
     assert arrived.entry.action_word == "arrived"
     (gone,) = _audit(gateway, folder="Support", action="expunged")
     assert gone.entry.uids == "4" and [m.uid for m in gone.entry.messages] == [4]
+
+
+def test_a_folder_deleted_at_the_hoster(
+    gateway: GatewayHarness, upstream: DovecotServer, sample_mailbox: Mailbox
+) -> None:
+    """The sync journals a folder gone at the hoster, with the messages it held; a DELETE
+    through the gateway is journaled once, by its member (not again "at the hoster")."""
+    mid, _subject = _mid(sample_mailbox, "Rechnungen", 0)
+    with session(_client(gateway, "audit-test", "alice", "alice-pw")) as c:
+        ok(c.create("Scratch"))
+        ok(c.delete("Scratch"))
+    with session(upstream_login(upstream.host, upstream.port)) as d:
+        ok(d.delete("Rechnungen"))
+
+    def journaled() -> bool:
+        return any(r.entry.mailbox == "Rechnungen" for r in _audit(gateway, action="folder_deleted"))
+
+    gateway.wait_for(journaled, timeout=30, what="the hoster's folder deletion in the journal")
+    deleted = _audit(gateway, action="folder_deleted")
+    assert [(r.entry.mailbox, r.entry.user, r.entry.origin) for r in deleted] == [
+        ("Rechnungen", None, "hoster"),
+        ("Scratch", "alice", "gateway"),
+    ], deleted
+    assert mid in {m.message_id for m in deleted[0].entry.messages}
+    assert _audit(gateway, message_id=mid)[0].entry.action_word == "folder_deleted"

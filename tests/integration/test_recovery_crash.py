@@ -6,7 +6,11 @@ open intents are settled at start); then, checked at Dovecot directly:
 * every Message-ID there at the start is exactly once in one of the folders or exactly
   once in the hidden recovery folder — never gone, never twice;
 * what is in the hidden folder is exactly what the store lists as recoverable (``kept``),
-  one item each; what is in a folder is not listed; no intent is left open.
+  one item each; what is in a folder is not listed; no intent is left open;
+* the journal agrees: each kept or restored item's removal is journaled (an ``expunged``
+  entry naming its Message-ID, or a ``folder_deleted`` entry of its folder — by the member,
+  or "at the hoster" when the kill came between the hoster's answer and the gateway's
+  commit), and each restored item's restore (a ``restored`` entry naming it).
 
 The kill delays come from a seeded RNG (printed; ``CRASH_SEED`` replays, ``CRASH_ROUNDS``
 runs more rounds), as in test_crash_recovery.py, whose gateway process and listings this
@@ -50,6 +54,29 @@ class RecoveringGateway(GatewayProcess):
         with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)) as db:
             return list(db.execute("SELECT message_id, state FROM recovery_items"))
 
+    def journal_disagreements(self) -> list[str]:
+        """Recovery items whose removal or restore the journal does not record."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)) as db:
+            items = list(db.execute("SELECT id, state, mailbox, message_id FROM recovery_items"))
+            named = set(
+                db.execute(
+                    "SELECT j.action, m.message_id"
+                    " FROM journal j JOIN journal_messages m ON m.entry_id = j.id WHERE j.result = 'OK'"
+                )
+            )
+            deleted = {
+                row[0] for row in db.execute("SELECT mailbox FROM journal WHERE action = 'folder_deleted'")
+            }
+        wrong = []
+        for item_id, state, mailbox, mid in items:
+            if state not in ("kept", "restored") or mid is None:
+                continue
+            if ("expunged", mid) not in named and mailbox not in deleted:
+                wrong.append(f"item {item_id} ({mid}, {state}): its removal from {mailbox} is not journaled")
+            if state == "restored" and ("restored", mid) not in named:
+                wrong.append(f"item {item_id} ({mid}): restored, but no 'restored' entry names it")
+        return wrong
+
 
 def folders_of(port: int) -> list[str]:
     with session(upstream_login("127.0.0.1", port)) as c:
@@ -90,6 +117,11 @@ def check(
         assert not hidden, f"seed {seed}: a move kept copies: {dict(hidden)}"
     assert gw.open_intents() == [], f"seed {seed}: open intents after restart"
     assert gw.log_problems() == [], f"seed {seed}: {gw.log_problems()}"
+    # The sync's pass at start may journal what the kill left unjournaled: give it a moment.
+    deadline = time.monotonic() + 15
+    while gw.journal_disagreements() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gw.journal_disagreements() == [], f"seed {seed}: the journal disagrees"
 
 
 def originals_of(port: int) -> set[str]:

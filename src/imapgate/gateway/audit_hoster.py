@@ -76,6 +76,8 @@ class OwnChanges:
         self.expunges: Counter[tuple[str, int]] = Counter()
         self.all_expunges: Counter[str] = Counter()
         self.arrivals: Counter[str] = Counter()
+        #: Folders a DELETE or RENAME in flight takes away.
+        self.removals: Counter[str] = Counter()
 
     @contextlib.contextmanager
     def during(self, op: object) -> Iterator[None]:
@@ -84,6 +86,7 @@ class OwnChanges:
         expunges: list[tuple[str, int]] = []
         all_expunges: list[str] = []
         arrivals: list[str] = []
+        removals: list[str] = []
         name, uids = op_target(op)
         kind = type(op).__name__
         if name is not None:
@@ -96,6 +99,8 @@ class OwnChanges:
                 expunges = [(name, u) for u in uids]
             if kind == "Append":
                 arrivals = [name]
+            if kind in ("Delete", "Rename"):
+                removals = [name]
         dest = getattr(op, "dest", None)
         if isinstance(dest, str):
             arrivals.append(dest)
@@ -103,6 +108,7 @@ class OwnChanges:
         self.expunges.update(expunges)
         self.all_expunges.update(all_expunges)
         self.arrivals.update(arrivals)
+        self.removals.update(removals)
         try:
             yield
         finally:
@@ -110,7 +116,8 @@ class OwnChanges:
             self.expunges.subtract(expunges)
             self.all_expunges.subtract(all_expunges)
             self.arrivals.subtract(arrivals)
-            for counter in (self.flags, self.expunges, self.all_expunges, self.arrivals):
+            self.removals.subtract(removals)
+            for counter in (self.flags, self.expunges, self.all_expunges, self.arrivals, self.removals):
                 counter += Counter()  # drops the keys at zero
 
     def is_flagging(self, mailbox: str, uid: int) -> bool:
@@ -121,6 +128,9 @@ class OwnChanges:
 
     def is_adding(self, mailbox: str) -> bool:
         return self.arrivals[mailbox] > 0
+
+    def is_removing(self, mailbox: str) -> bool:
+        return self.removals[mailbox] > 0
 
 
 class HosterJournal:
@@ -163,3 +173,12 @@ class HosterJournal:
             return None
         refs = message_refs(mb, present, self.content)
         return _all([_entry("EXPUNGE", mb, present, refs, "expunged")])
+
+    def folder_removed(self, mb: MailboxIndex) -> Hook | None:
+        # Also what a gateway DELETE did when the process was killed between the hoster's
+        # answer and its own commit: the journal then still records the folder's end.
+        if self.own.is_removing(mb.name):
+            return None
+        uids = sorted(mb.records)
+        refs = message_refs(mb, uids, self.content)
+        return _all([_entry("DELETE", mb, uids, refs, "folder_deleted", f"{len(uids)} message(s) in it")])

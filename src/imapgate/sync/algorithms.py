@@ -85,6 +85,7 @@ class SyncObserver(Protocol):
     def arrived(self, mb: MailboxIndex, recs: list[MessageRecord]) -> Hook | None: ...
     def flags_changed(self, mb: MailboxIndex, flags: Mapping[int, tuple[str, ...]]) -> Hook | None: ...
     def expunged(self, mb: MailboxIndex, uids: set[int]) -> Hook | None: ...
+    def folder_removed(self, mb: MailboxIndex) -> Hook | None: ...
 
 
 class MailboxSync:
@@ -176,7 +177,11 @@ class MailboxSync:
         for name in self.replica.names():
             if name not in seen:
                 log.info("mailbox %s is gone upstream", name)
-                self.replica.drop_mailbox(name)
+                gone = self.replica.get(name)
+                hook = None
+                if self.observer is not None and gone is not None and gone.synced:
+                    hook = self.observer.folder_removed(gone)
+                self.replica.drop_mailbox(name, hook=hook)
 
     # -- one mailbox -------------------------------------------------------------------
     async def sync(self, conn: UpstreamConnection, mb: MailboxIndex, hint: int) -> None:
