@@ -10,6 +10,7 @@ journal never goes to the hoster to describe a change.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 
@@ -28,7 +29,8 @@ def decoded(text: str | None) -> str | None:
         return None
     try:
         return str(make_header(decode_header(text)))
-    except (ValueError, LookupError, UnicodeError):
+    except (ValueError, LookupError, UnicodeError, MessageError):
+        # Hostile or broken encoded words (bad base64: HeaderParseError) stay as sent.
         return text
 
 
