@@ -152,6 +152,9 @@ class UpstreamConnection:
         self._idling = False
         self._pending_name = ""
         self.closed_reason: str | None = None
+        #: Called once when the connection closes, however it closes (the pool gives its
+        #: upstream lease back: store/leases.py).
+        self.on_closed: Callable[[], None] | None = None
         #: The running command's no-progress deadline (restarted by every byte).
         self._deadline: asyncio.Timeout | None = None
         self._deadline_seconds = 0.0
@@ -576,6 +579,9 @@ class UpstreamConnection:
     def _fail(self, reason: str) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
+            closed, self.on_closed = self.on_closed, None
+            if closed is not None:
+                closed()
         for fut in (self._pending, self._continuation, self._greeting):
             if fut is not None and not fut.done():
                 fut.set_exception(UpstreamUnavailable(f"upstream connection lost: {self.closed_reason}"))

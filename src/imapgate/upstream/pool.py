@@ -32,6 +32,12 @@ down (the same fail-fast back-off, and ``on_down`` listeners such as the change
 watcher drop their connections).  While it is down, ``maintain`` tries one new
 connection every ``RECOVERY_PROBE_SECONDS`` whatever the back-off, so work
 resumes within about a second of the hoster answering again (``wait_up``).
+
+Several nodes on one PostgreSQL share one budget (``leases``, store/leases.py): a new
+connection first takes a lease (waiting for one, bounded: then ``NO [UNAVAILABLE]``, the
+hoster does not count as down for it), the lease goes back when the connection closes, and
+connections idle for the leases' ``idle_after`` are closed so other nodes get the budget.
+Alone (SQLite) there are no leases and nothing of this happens.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..config import UpstreamConfig
 from ..protocol import commands as cmd
@@ -76,6 +83,19 @@ STARVE_AFTER = 0.5
 QUIET_POLL = 0.02
 
 
+class Leases(Protocol):
+    """The connection budget shared with other nodes (``store.leases.UpstreamLeases``)."""
+
+    #: Seconds after which an idle connection is closed to give its lease back.
+    idle_after: float
+
+    async def acquire(self) -> int:
+        """A lease (its slot), waiting a bounded time; an exception when none came."""
+        ...
+
+    def release_soon(self, slot: int) -> None: ...
+
+
 @dataclass(eq=False)
 class _Waiter:
     """A caller waiting for a connection (or for a free slot to open one: None)."""
@@ -103,6 +123,10 @@ class _Waiter:
         )
 
 
+def _nothing() -> None:
+    """No lease to give back (one node alone)."""
+
+
 class UpstreamPool:
     def __init__(
         self,
@@ -110,8 +134,10 @@ class UpstreamPool:
         *,
         on_unsolicited: Unsolicited | None = None,
         connection_factory: Callable[..., UpstreamConnection] = UpstreamConnection,
+        leases: Leases | None = None,
     ) -> None:
         self.config = config
+        self.leases = leases
         self.max_connections = config.max_connections
         #: Called for every unsolicited response on any pooled or dedicated
         #: connection (the change watcher, later others): several parts may
@@ -180,13 +206,19 @@ class UpstreamPool:
             raise UpstreamUnavailable(
                 f"upstream unavailable ({self.last_error}); next attempt in {self._down_until - now:.0f} s"
             )
+        release = await self._lease()
         self._serial += 1
         conn = self._factory(self.config, name=f"{name}-{self._serial}", on_unsolicited=self._on_unsolicited)
+        conn.on_closed = release
         try:
             await conn.connect()
         except UpstreamUnavailable as exc:
+            release()
             self._set_down(str(exc))
             log.warning("upstream connect failed: %s (backing off %.0f s)", exc, self._backoff)
+            raise
+        except BaseException:
+            release()
             raise
         if self.down:
             log.info("upstream answers again")
@@ -200,6 +232,39 @@ class UpstreamPool:
         self.greeting = getattr(conn, "greeting", "")
         self.stats_opened += 1
         return conn
+
+    async def _lease(self) -> Callable[[], None]:
+        """Take a lease for one new connection; the returned function gives it back
+        (once, however often it is called: the slot may be someone else's by then)."""
+        leases = self.leases
+        if leases is None:
+            return _nothing
+        try:
+            slot = await leases.acquire()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # all taken (or the database failed): not the hoster's fault
+            raise UpstreamUnavailable(f"no upstream connection free: {exc}") from None
+        given = False
+
+        def release() -> None:
+            nonlocal given
+            if not given:
+                given = True
+                leases.release_soon(slot)
+
+        return release
+
+    async def _close_idle(self, older_than: float) -> None:
+        """Log out idle connections unused for ``older_than`` seconds (their leases go back)."""
+        limit = time.monotonic() - older_than
+        old = [c for c in self._idle if c.last_used < limit]
+        if not old:
+            return
+        self._idle = [c for c in self._idle if c not in old]
+        self._open -= len(old)
+        self._wake_slot()
+        await asyncio.gather(*(c.logout() for c in old), return_exceptions=True)
 
     def _set_down(self, why: str) -> None:
         self.last_error = why
@@ -243,7 +308,10 @@ class UpstreamPool:
             try:
                 if self.down:
                     await self._recover()
-                elif self.config.probe_interval > 0:
+                    continue
+                if self.leases is not None:
+                    await self._close_idle(self.leases.idle_after)
+                if self.config.probe_interval > 0:
                     await self._probe_idle()
             except asyncio.CancelledError:
                 raise
