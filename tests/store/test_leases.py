@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 
 from imapgate.store.engine import open_engine
 from imapgate.store.leases import LeaseTimeout, UpstreamLeases
@@ -76,7 +77,7 @@ def test_lost_lease_connection_forgets_its_leases(pg_engine: Engine, postgres_db
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
             )
-        with pytest.raises(Exception):
+        with pytest.raises(sa_exc.DBAPIError):
             a.try_take()  # the session is gone: an error, and its leases count as lost
         assert a.held == 0
         assert a.try_take() == 1  # a new session takes leases again

@@ -280,6 +280,9 @@ class UpstreamConnection:
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
+        # After the socket is closed: a lease given back earlier would let another node
+        # connect while this socket still counts at the hoster.
+        self._notify_closed()
         if self._read_task is not None and self._read_task is not asyncio.current_task():
             self._read_task.cancel()
             with contextlib.suppress(BaseException):
@@ -529,6 +532,18 @@ class UpstreamConnection:
             raise
         finally:
             self._fail(why)
+            # The read side ended (EOF, an error, or close() cancelled it after closing):
+            # the socket goes too, then the lease (a pruned idle connection is never closed
+            # by the pool).
+            if self._writer is not None:
+                with contextlib.suppress(Exception):
+                    self._writer.close()
+            self._notify_closed()
+
+    def _notify_closed(self) -> None:
+        closed, self.on_closed = self.on_closed, None
+        if closed is not None:
+            closed()
 
     def _dispatch(self, resp: rsp.Response) -> None:
         if self._greeting is not None and not self._greeting.done():
@@ -579,9 +594,6 @@ class UpstreamConnection:
     def _fail(self, reason: str) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
-            closed, self.on_closed = self.on_closed, None
-            if closed is not None:
-                closed()
         for fut in (self._pending, self._continuation, self._greeting):
             if fut is not None and not fut.done():
                 fut.set_exception(UpstreamUnavailable(f"upstream connection lost: {self.closed_reason}"))
