@@ -19,6 +19,15 @@ so are the leases at the server: ``_held`` is emptied and the loss logged; conne
 still open stay open until they close (the budget can be exceeded for that while -- the
 price of not cutting every client's connection at a database hiccup).
 
+Fairness: a node under steady load never has an idle connection, so it would keep the
+budget for good.  A node that waits for a lease says so: it holds the advisory lock
+``upstream-lease-wanted:<account>`` in shared mode while it waits.  Every node checks
+every ``CONTENTION_POLL`` whether another node wants a lease (its own try of that lock in
+exclusive mode fails; a session's own shared lock never blocks it), and while one does
+(``contended``) its pool closes each connection when the operation on it is done, and this
+node keeps off the freed lease for ``YIELD`` so the waiting node, polling every
+``LEASE_POLL``, gets it.
+
 Blocking calls run in a worker thread (``asyncio.to_thread``), one at a time (a
 connection is not shared between threads).
 """
@@ -48,6 +57,12 @@ LEASE_POLL = 0.05
 #: other nodes can use the budget (a SELECT on a new connection costs more than keeping
 #: it, hence not at once).
 LEASE_IDLE = 5.0
+#: Seconds between checks whether another node waits for a lease (then this node gives
+#: leases back after each operation): a waiting node is served about this late.
+CONTENTION_POLL = 0.2
+#: Seconds a node keeps off a lease it just gave back while another node waits for one:
+#: a few of the waiter's polls.
+YIELD = 3 * LEASE_POLL
 
 
 class LeaseTimeout(TimeoutError):
@@ -65,8 +80,13 @@ class UpstreamLeases:
         self._held: set[int] = set()
         self._conn: Connection | None = None
         self._mutex = threading.Lock()
+        self._want_key = advisory_key("upstream-lease-wanted", account)
+        self._wanting = 0  # this node's waits in progress (the shared lock is held while > 0)
+        self._yield_until = 0.0
         self.idle_after = LEASE_IDLE
         self.wait = LEASE_WAIT
+        #: Another node waits for a lease (refreshed by ``watch``).
+        self.contended = False
 
     @property
     def held(self) -> int:
@@ -98,6 +118,8 @@ class UpstreamLeases:
             if slot not in self._held:
                 return
             self._held.discard(slot)
+            if self.contended:
+                self._yield_until = time.monotonic() + YIELD
             if self._conn is None:
                 return
             try:
@@ -105,6 +127,35 @@ class UpstreamLeases:
                 self._conn.commit()
             except sa_exc.DBAPIError as exc:
                 self._lost(exc)
+
+    def want(self, wanting: bool) -> None:
+        """Start (True) or end (False) one wait of this node for a lease."""
+        with self._mutex:
+            before = self._wanting
+            self._wanting = max(0, before + (1 if wanting else -1))
+            if (before == 0) == (self._wanting == 0):
+                return  # the shared lock is held as long as any wait goes on
+            try:
+                sql = "pg_advisory_lock_shared" if wanting else "pg_advisory_unlock_shared"
+                conn = self._connection()
+                conn.execute(text(f"SELECT {sql}(:k)"), {"k": self._want_key})
+                conn.commit()
+            except sa_exc.DBAPIError as exc:
+                self._lost(exc)
+
+    def others_want(self) -> bool:
+        """Whether another node waits for a lease now."""
+        with self._mutex:
+            try:
+                conn = self._connection()
+                free = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._want_key}).scalar()
+                if free:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._want_key})
+                conn.commit()
+                return not free
+            except sa_exc.DBAPIError as exc:
+                self._lost(exc)
+                return False
 
     def close(self) -> None:
         """Give every lease back (closing the session ends its locks)."""
@@ -134,6 +185,7 @@ class UpstreamLeases:
                 len(self._held),
             )
         self._held.clear()
+        self._wanting = 0
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -147,16 +199,31 @@ class UpstreamLeases:
         """A lease, waiting up to ``self.wait`` seconds (``LeaseTimeout`` after that)."""
         wait = self.wait
         deadline = time.monotonic() + wait
+        wanting = False
+        try:
+            while True:
+                if time.monotonic() >= self._yield_until:
+                    slot = await asyncio.to_thread(self.try_take)
+                    if slot is not None:
+                        return slot
+                if time.monotonic() >= deadline:
+                    raise LeaseTimeout(
+                        f"all {self.slots} upstream connections of {self.account} are in use by the "
+                        f"gateway nodes (waited {wait:.0f} s); try again in a moment"
+                    )
+                if not wanting:
+                    wanting = True
+                    await asyncio.to_thread(self.want, True)
+                await asyncio.sleep(LEASE_POLL)
+        finally:
+            if wanting:
+                await asyncio.to_thread(self.want, False)
+
+    async def watch(self) -> None:
+        """Keep ``contended`` up to date (runs with the pool, until cancelled)."""
         while True:
-            slot = await asyncio.to_thread(self.try_take)
-            if slot is not None:
-                return slot
-            if time.monotonic() >= deadline:
-                raise LeaseTimeout(
-                    f"all {self.slots} upstream connections of {self.account} are in use by the "
-                    f"gateway nodes (waited {wait:.0f} s); try again in a moment"
-                )
-            await asyncio.sleep(LEASE_POLL)
+            self.contended = await asyncio.to_thread(self.others_want)
+            await asyncio.sleep(CONTENTION_POLL)
 
     def release_soon(self, slot: int) -> None:
         """Give ``slot`` back from the loop without blocking it (at once without a loop)."""

@@ -88,12 +88,18 @@ class Leases(Protocol):
 
     #: Seconds after which an idle connection is closed to give its lease back.
     idle_after: float
+    #: Another node waits for a lease: give connections back after each operation.
+    contended: bool
 
     async def acquire(self) -> int:
         """A lease (its slot), waiting a bounded time; an exception when none came."""
         ...
 
     def release_soon(self, slot: int) -> None: ...
+
+    async def watch(self) -> None:
+        """Keep ``contended`` up to date until cancelled."""
+        ...
 
 
 @dataclass(eq=False)
@@ -169,6 +175,7 @@ class UpstreamPool:
         #: Called with the reason when the hoster is found not answering.
         self.on_down: list[Callable[[str], None]] = []
         self._maintainer: asyncio.Task[None] | None = None
+        self._lease_watch: asyncio.Task[None] | None = None
 
     def add_unsolicited_listener(self, fn: Unsolicited) -> None:
         """Call ``fn(conn, response)`` for every unsolicited response from now on."""
@@ -301,6 +308,8 @@ class UpstreamPool:
         """Start probing idle connections (and a down hoster)."""
         if self._maintainer is None and not self._closed:
             self._maintainer = asyncio.create_task(self._maintain(), name="pool-maintainer")
+        if self.leases is not None and self._lease_watch is None and not self._closed:
+            self._lease_watch = asyncio.create_task(self.leases.watch(), name="lease-watch")
 
     async def _maintain(self) -> None:
         while not self._closed:
@@ -310,7 +319,7 @@ class UpstreamPool:
                     await self._recover()
                     continue
                 if self.leases is not None:
-                    await self._close_idle(self.leases.idle_after)
+                    await self._close_idle(0.0 if self.leases.contended else self.leases.idle_after)
                 if self.config.probe_interval > 0:
                     await self._probe_idle()
             except asyncio.CancelledError:
@@ -493,9 +502,10 @@ class UpstreamPool:
             self._wake_slot()
             await (conn.logout() if conn.alive else conn.close())
             return
-        if conn.alive and not self._closed:
+        if conn.alive and not self._closed and not (self.leases is not None and self.leases.contended):
             self._give(conn)
             return
+        # Closed, dead, or another node waits for a lease: this one goes back.
         self._open -= 1
         self._wake_slot()
         if conn.alive:
@@ -646,11 +656,12 @@ class UpstreamPool:
 
     async def close(self) -> None:
         self._closed = True
-        if self._maintainer is not None:
-            self._maintainer.cancel()
-            with contextlib.suppress(BaseException):
-                await self._maintainer
-            self._maintainer = None
+        for task in (self._maintainer, self._lease_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._maintainer = self._lease_watch = None
         idle, self._idle = self._idle, []
         self._open -= len(idle)
         waiters, self._waiters = self._waiters, []
