@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import subprocess
 import threading
 import time
@@ -21,13 +23,14 @@ from imapclient import IMAPClient
 from imapgate.demo import DovecotServer
 from tests.support.cli import free_port, run, serving, write_config
 from tests.support.gateway import GatewayHarness
+from tests.support.haproxy import HAProxyServer
 from tests.support.imap import RawClient
 from tests.support.mbsync import mbsync_config, require_mbsync
-from tests.support.peers import HAProxyFactory
 from tests.support.postgres import PostgresDatabase
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "deployment-nodes.md"
 BUDGET = 2
 CLIENTS_PER_NODE = 3
 LOAD_SECONDS = 8.0
@@ -117,11 +120,23 @@ def test_two_nodes_never_exceed_the_upstream_budget(
     assert min(answered) > 3, answered  # every client got work done on both nodes
 
 
+class DocumentedHAProxy(HAProxyServer):
+    """The HAProxy config of docs/deployment-nodes.md, with the test's addresses (and the
+    admin socket the helper polls for readiness)."""
+
+    def render_config(self) -> str:
+        text = DOCS.read_text(encoding="utf-8")
+        block = re.search(r"```haproxy\n(.*?)```", text, re.S)
+        assert block is not None, "no haproxy block in docs/deployment-nodes.md"
+        config = block.group(1).replace("bind :993", f"bind {self.host}:{self.port}")
+        for (host, port), documented in zip(self.backends, ("10.0.0.11:993", "10.0.0.12:993"), strict=True):
+            assert documented in config
+            config = config.replace(documented, f"{host}:{port}")
+        return f"global\n    stats socket {self.admin_socket} mode 600 level admin\n" + config
+
+
 def test_haproxy_in_front_of_two_nodes(
-    fresh_dovecot: Callable[..., DovecotServer],
-    postgres_db: PostgresDatabase,
-    haproxy_factory: HAProxyFactory,
-    tmp_path: Path,
+    fresh_dovecot: Callable[..., DovecotServer], postgres_db: PostgresDatabase, tmp_path: Path
 ) -> None:
     dc = fresh_dovecot()
     proxied = {"proxy_protocol": True}
@@ -135,16 +150,22 @@ def test_haproxy_in_front_of_two_nodes(
             users={"alice": "a-pw"},
         ) as a,
         GatewayHarness(upstream_port=dc.port, data_dir=tmp_path / "b", store=store, server=proxied) as b,
+        contextlib.ExitStack() as stack,
     ):
-        lb = haproxy_factory([(a.host, a.port), (b.host, b.port)])
-        # imapclient through the balancer, twice: round robin gives one session to each node.
-        for _ in range(2):
-            with IMAPClient(lb.host, port=lb.port, ssl=False, timeout=30) as c:
-                c.login("alice", "a-pw")
-                assert c.select_folder("INBOX")[b"EXISTS"] > 0
-                assert c.search(["ALL"])
+        lb = DocumentedHAProxy([(a.host, a.port), (b.host, b.port)])
+        stack.enter_context(lb)
+        # imapclient through the balancer, two sessions at once: leastconn puts one on each node.
+        sessions = [
+            stack.enter_context(IMAPClient(lb.host, port=lb.port, ssl=False, timeout=30)) for _ in "ab"
+        ]
+        for c in sessions:
+            c.login("alice", "a-pw")
+            assert c.select_folder("INBOX")[b"EXISTS"] > 0
+            assert c.search(["ALL"])
         stats = lb.server_stats()
-        assert all(int(row["stot"]) >= 1 for row in stats.values()), stats
+        assert all(int(row["scur"]) >= 1 for row in stats.values()), stats
+        for c in sessions:
+            c.logout()
 
         # The journal has the client's address (a loopback alias), not HAProxy's 127.0.0.1.
         for tag in (b"1", b"2"):
