@@ -21,7 +21,7 @@ import pytest
 from imapclient import IMAPClient
 
 from imapgate.demo import DovecotServer
-from tests.support.cli import free_port, run, serving, write_config
+from tests.support.cli import node_configs, run, serving
 from tests.support.gateway import GatewayHarness
 from tests.support.haproxy import HAProxyServer
 from tests.support.imap import RawClient
@@ -54,20 +54,9 @@ def test_two_nodes_never_exceed_the_upstream_budget(
     fresh_dovecot: Callable[..., DovecotServer], postgres_db: PostgresDatabase, tmp_path: Path
 ) -> None:
     dc = fresh_dovecot()
-    store = f'\n[store]\nurl = "{postgres_db.url}"\n'
-    ports = (free_port(), free_port())
-    cfgs = []
-    for name, port in zip(("a", "b"), ports, strict=True):
-        (tmp_path / name).mkdir()
-        cfgs.append(
-            write_config(
-                tmp_path / name,
-                upstream_port=dc.port,
-                listen_port=port,
-                upstream={"max_connections": BUDGET},
-                extra=store,
-            )
-        )
+    ports, cfgs = node_configs(
+        tmp_path, upstream_port=dc.port, store_url=postgres_db.url, upstream={"max_connections": BUDGET}
+    )
     assert run("user", "add", "bob", "--password-stdin", cfg=cfgs[0], input="bob-pw\n").returncode == 0
     peak = 0
     stop = threading.Event()

@@ -265,13 +265,16 @@ class UpstreamPool:
     async def _close_idle(self, older_than: float) -> None:
         """Log out idle connections unused for ``older_than`` seconds (their leases go back)."""
         limit = time.monotonic() - older_than
-        old = [c for c in self._idle if c.last_used < limit]
-        if not old:
+        await self._logout_idle([c for c in self._idle if c.last_used < limit])
+
+    async def _logout_idle(self, conns: list[UpstreamConnection]) -> None:
+        """Take ``conns`` (idle ones) out of the pool and log them out; their slots are free."""
+        if not conns:
             return
-        self._idle = [c for c in self._idle if c not in old]
-        self._open -= len(old)
+        self._idle = [c for c in self._idle if c not in conns]
+        self._open -= len(conns)
         self._wake_slot()
-        await asyncio.gather(*(c.logout() for c in old), return_exceptions=True)
+        await asyncio.gather(*(c.logout() for c in conns), return_exceptions=True)
 
     def _set_down(self, why: str) -> None:
         self.last_error = why
@@ -618,13 +621,7 @@ class UpstreamPool:
 
         # Lent ones (a long operation, the search indexer) are logged out when given back.
         self._stale.update(c for c in self._lent if affected(c))
-        stale = [c for c in self._idle if affected(c)]
-        if not stale:
-            return
-        self._idle = [c for c in self._idle if c not in stale]
-        self._open -= len(stale)
-        self._wake_slot()
-        await asyncio.gather(*(c.logout() for c in stale), return_exceptions=True)
+        await self._logout_idle([c for c in self._idle if affected(c)])
 
     async def dedicated(self, name: str) -> UpstreamConnection:
         """A connection taken out of the pool for good (the change watcher);
