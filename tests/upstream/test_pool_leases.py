@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -19,6 +20,8 @@ from imapgate.store.engine import open_engine
 from imapgate.store.leases import UpstreamLeases
 from imapgate.upstream.connection import UpstreamUnavailable
 from imapgate.upstream.pool import UpstreamPool
+from tests.support.gateway import GatewayHarness
+from tests.support.imap import RawClient
 from tests.support.postgres import PostgresDatabase
 
 pytestmark = pytest.mark.integration
@@ -107,3 +110,41 @@ async def test_no_lease_within_the_wait_is_unavailable_not_down(
         await b.close()
         a.leases.close()
         b.leases.close()
+
+
+def test_imap_client_gets_no_unavailable_when_the_budget_is_spent(
+    fresh_dovecot: Callable[..., DovecotServer],
+    postgres_db: PostgresDatabase,
+    pg_engine: Engine,
+    tmp_path: Path,
+) -> None:
+    """Another node holds the lease the watcher leaves free: a command that needs the hoster
+    waits the bounded time, then NO [UNAVAILABLE] saying the budget is spent."""
+    dc = fresh_dovecot()
+    with GatewayHarness(
+        upstream_port=dc.port,
+        data_dir=tmp_path / "gw",
+        store={"url": postgres_db.url},
+        upstream={"max_connections": 2},
+        users={"bob": "bob-pw"},
+    ) as gw:
+        leases = gw.gw.nodes.leases
+        assert leases is not None
+        leases.wait = 0.5
+        other = UpstreamLeases(pg_engine, leases.account, 2)
+        try:
+            # The other node waits (and says so): the gateway gives its pool's lease back.
+            other.wait = 20
+            asyncio.run(other.acquire())
+            c = RawClient(gw.host, gw.port)
+            c.login("bob", "bob-pw")
+            c.command(b"S", b"SELECT INBOX")
+            lines = c.command(b"F", b"UID STORE 1 +FLAGS (\\Flagged)")
+            assert lines[-1].startswith(b"F NO [UNAVAILABLE]"), lines
+            assert b"all 2 upstream connections of" in lines[-1], lines
+            other.close()
+            lines = c.command(b"G", b"UID STORE 1 +FLAGS (\\Flagged)")
+            assert lines[-1].startswith(b"G OK"), lines
+            c.close()
+        finally:
+            other.close()

@@ -65,6 +65,11 @@ class UpstreamUnavailable(Exception):
     """The upstream server cannot be reached or the connection broke."""
 
 
+class UpstreamBusy(UpstreamUnavailable):
+    """Every upstream connection the nodes may hold is in use (no lease within the wait):
+    the hoster is fine, the budget is spent."""
+
+
 class UpstreamTimeout(UpstreamUnavailable):
     """The hoster stopped answering in the middle of a command: whether it carried
     the command out is not known (the connection was closed)."""

@@ -56,6 +56,7 @@ from ..protocol import commands as cmd
 from ..protocol import responses as rsp
 from .connection import (
     Unsolicited,
+    UpstreamBusy,
     UpstreamConnection,
     UpstreamError,
     UpstreamTimeout,
@@ -251,7 +252,7 @@ class UpstreamPool:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # all taken (or the database failed): not the hoster's fault
-            raise UpstreamUnavailable(f"no upstream connection free: {exc}") from None
+            raise UpstreamBusy(f"no upstream connection free: {exc}") from None
         given = False
 
         def release() -> None:
