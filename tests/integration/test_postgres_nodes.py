@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from imapgate.demo import DovecotServer
-from tests.support.cli import free_port, run, serving, write_config
+from tests.support.cli import node_configs, run, serving
 from tests.support.gateway import GatewayHarness
 from tests.support.imap import RawClient, dovecot_login
 from tests.support.postgres import PostgresDatabase
@@ -113,12 +113,7 @@ def test_leader_killed_another_node_takes_over(
     not; an upstream change reaches IDLE on the follower through the bus; after kill -9 of the
     leader the follower takes over within 10 s and pushes the next upstream change itself."""
     dc = fresh_dovecot()
-    store = f'\n[store]\nurl = "{postgres_db.url}"\n'
-    ports = (free_port(), free_port())
-    cfgs = []
-    for name, port in zip(("a", "b"), ports, strict=True):
-        (tmp_path / name).mkdir()
-        cfgs.append(write_config(tmp_path / name, upstream_port=dc.port, listen_port=port, extra=store))
+    ports, cfgs = node_configs(tmp_path, upstream_port=dc.port, store_url=postgres_db.url)
     assert run("user", "add", "bob", "--password-stdin", cfg=cfgs[0], input="bob-pw\n").returncode == 0
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     with serving(cfgs[0], logs[0], port=ports[0]) as leader:

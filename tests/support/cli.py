@@ -97,6 +97,23 @@ def env_for(cfg: Path | None) -> dict[str, str]:
     return env
 
 
+def node_configs(
+    tmp_path: Path, *, upstream_port: int, store_url: str, upstream: Mapping[str, Any] | None = None
+) -> tuple[tuple[int, int], list[Path]]:
+    """Two nodes' configs (``tmp_path/a``, ``tmp_path/b``) on one store: their ports and files."""
+    store = f'\n[store]\nurl = "{store_url}"\n'
+    ports = (free_port(), free_port())
+    cfgs = []
+    for name, port in zip(("a", "b"), ports, strict=True):
+        (tmp_path / name).mkdir()
+        cfgs.append(
+            write_config(
+                tmp_path / name, upstream_port=upstream_port, listen_port=port, upstream=upstream, extra=store
+            )
+        )
+    return ports, cfgs
+
+
 def run(
     *args: str,
     cfg: Path | None = None,

@@ -104,8 +104,12 @@ def fetch_literals(data: Sequence[Any]) -> dict[int, bytes]:
 class RawClient:
     """A line-level IMAP client on a socket: for answers imaplib would hide or reject."""
 
-    def __init__(self, host: str, port: int, timeout: float = 15) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, timeout: float = 15, *, source: str | None = None) -> None:
+        # ``source``: another loopback address (127.0.0.7) to connect from, so a test can
+        # tell the client's address from a proxy's.
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout, source_address=(source, 0) if source else None
+        )
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.greeting = self.readline()

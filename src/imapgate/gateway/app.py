@@ -120,7 +120,7 @@ class Gateway:
             **nodes.replica_parts(),
         )
         replica.load()
-        pool = UpstreamPool(config.upstream)
+        pool = UpstreamPool(config.upstream, leases=nodes.upstream_leases(config.upstream))
         sync = SyncEngine(
             pool, replica, poll_interval=config.upstream.poll_interval, progress=progress, locks=nodes.locks
         )
@@ -282,6 +282,7 @@ class Gateway:
         await self.nodes.stop()  # first: a node becoming leader now must not start a watcher
         await self.sync.stop()
         await self.pool.close()
+        await self.nodes.close_leases()
         self.auth.close()
 
 

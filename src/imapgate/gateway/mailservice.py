@@ -65,6 +65,7 @@ from ..team.journal import Journal, JournalEntry
 from ..team.subscriptions import Subscriptions
 from ..upstream.connection import (
     CommandResult,
+    UpstreamBusy,
     UpstreamConnection,
     UpstreamError,
     UpstreamTimeout,
@@ -113,6 +114,9 @@ def _upstream_failure(
             # once the hoster answers, so every client then sees what it did.
             text += "; it may still carry this out, and the gateway shows the result once it answers"
         return OperationError(text, "UNAVAILABLE")
+    if isinstance(exc, UpstreamBusy):
+        # The budget across nodes is spent (store/leases.py): the hoster itself is fine.
+        return OperationError(f"{what}: {exc}", "UNAVAILABLE")
     if isinstance(exc, UpstreamUnavailable):
         return OperationError(f"{what}: the mail server is unreachable ({exc})", "UNAVAILABLE")
     code = exc.result.tagged.code

@@ -14,7 +14,10 @@ allocators, the sync engine its asyncio locks.  On PostgreSQL:
 * the change bus on the change log with LISTEN/NOTIFY (``LogChangeBus``,
   driven by ``BusListener``): another node's change set is applied to this
   replica (``replica/remote.py``) and pushed to this node's sessions; a node
-  that missed more than the log keeps reloads its replica (``rebuild``).
+  that missed more than the log keeps reloads its replica (``rebuild``);
+* one upstream connection budget: every upstream connection of any node holds one of
+  ``[upstream] max_connections`` advisory-lock leases (``upstream_leases``,
+  store/leases.py), so all nodes together never exceed it.
 
 Built by ``Gateway.build``; ``start``/``stop`` with the gateway.
 """
@@ -36,6 +39,7 @@ from ..replica.coordination import SharedMailboxIdAllocator, SharedModseqAllocat
 from ..replica.logbus import LogChangeBus
 from ..replica.remote import apply_remote, rebuild
 from ..replica.replica import Replica
+from ..store.leases import UpstreamLeases
 from ..store.lock import AdvisoryLock, advisory_key
 from ..sync.buslisten import BusListener
 from ..sync.engine import SyncEngine
@@ -66,6 +70,7 @@ class SharedStore:
         #: True while this node is the sync leader (always, alone on SQLite).
         self.leading = engine is None
         self._lead_task: asyncio.Task[None] | None = None
+        self.leases: UpstreamLeases | None = None
         if engine is not None:
             self.bus = LogChangeBus(engine, self.name)
             self.listener = BusListener(self.bus, url)
@@ -90,6 +95,20 @@ class SharedStore:
             "mailbox_ids": SharedMailboxIdAllocator(self.engine),
         }
 
+    def upstream_leases(self, upstream: UpstreamConfig) -> UpstreamLeases | None:
+        """The connection budget shared with the other nodes (None on SQLite: the pool's
+        own limit is the whole budget)."""
+        if self.engine is None:
+            return None
+        if self.leases is None:
+            self.leases = UpstreamLeases(self.engine, _account(upstream), upstream.max_connections)
+        return self.leases
+
+    async def close_leases(self) -> None:
+        """After the pool closed: whatever leases are left go back at once."""
+        if self.leases is not None:
+            await asyncio.to_thread(self.leases.close)
+
     def attach(self, replica: Replica) -> None:
         """Other nodes' changes go into ``replica`` (and its sessions)."""
         if self.bus is None:
@@ -101,7 +120,7 @@ class SharedStore:
         if self.listener is not None:
             await self.listener.start()
         if self.engine is not None and sync is not None and upstream is not None:
-            account = f"{upstream.user}@{upstream.host}:{upstream.port}"
+            account = _account(upstream)
             self.leader = AdvisoryLock(self.engine, advisory_key("leader", account))
             self._lead_task = asyncio.create_task(self._lead(sync, account), name="sync-leader")
 
@@ -138,3 +157,8 @@ class SharedStore:
             await asyncio.to_thread(self.leader.release)
         if self.listener is not None:
             await self.listener.stop()
+
+
+def _account(upstream: UpstreamConfig) -> str:
+    """The hoster account the nodes share (leadership and leases are per account)."""
+    return f"{upstream.user}@{upstream.host}:{upstream.port}"

@@ -65,6 +65,11 @@ class UpstreamUnavailable(Exception):
     """The upstream server cannot be reached or the connection broke."""
 
 
+class UpstreamBusy(UpstreamUnavailable):
+    """Every upstream connection the nodes may hold is in use (no lease within the wait):
+    the hoster is fine, the budget is spent."""
+
+
 class UpstreamTimeout(UpstreamUnavailable):
     """The hoster stopped answering in the middle of a command: whether it carried
     the command out is not known (the connection was closed)."""
@@ -152,6 +157,9 @@ class UpstreamConnection:
         self._idling = False
         self._pending_name = ""
         self.closed_reason: str | None = None
+        #: Called once when the connection closes, however it closes (the pool gives its
+        #: upstream lease back: store/leases.py).
+        self.on_closed: Callable[[], None] | None = None
         #: The running command's no-progress deadline (restarted by every byte).
         self._deadline: asyncio.Timeout | None = None
         self._deadline_seconds = 0.0
@@ -277,6 +285,9 @@ class UpstreamConnection:
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
+        # After the socket is closed: a lease given back earlier would let another node
+        # connect while this socket still counts at the hoster.
+        self._notify_closed()
         if self._read_task is not None and self._read_task is not asyncio.current_task():
             self._read_task.cancel()
             with contextlib.suppress(BaseException):
@@ -526,6 +537,18 @@ class UpstreamConnection:
             raise
         finally:
             self._fail(why)
+            # The read side ended (EOF, an error, or close() cancelled it after closing):
+            # the socket goes too, then the lease (a pruned idle connection is never closed
+            # by the pool).
+            if self._writer is not None:
+                with contextlib.suppress(Exception):
+                    self._writer.close()
+            self._notify_closed()
+
+    def _notify_closed(self) -> None:
+        closed, self.on_closed = self.on_closed, None
+        if closed is not None:
+            closed()
 
     def _dispatch(self, resp: rsp.Response) -> None:
         if self._greeting is not None and not self._greeting.done():

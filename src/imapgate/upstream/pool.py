@@ -32,6 +32,12 @@ down (the same fail-fast back-off, and ``on_down`` listeners such as the change
 watcher drop their connections).  While it is down, ``maintain`` tries one new
 connection every ``RECOVERY_PROBE_SECONDS`` whatever the back-off, so work
 resumes within about a second of the hoster answering again (``wait_up``).
+
+Several nodes on one PostgreSQL share one budget (``leases``, store/leases.py): a new
+connection first takes a lease (waiting for one, bounded: then ``NO [UNAVAILABLE]``, the
+hoster does not count as down for it), the lease goes back when the connection closes, and
+connections idle for the leases' ``idle_after`` are closed so other nodes get the budget.
+Alone (SQLite) there are no leases and nothing of this happens.
 """
 
 from __future__ import annotations
@@ -43,12 +49,14 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..config import UpstreamConfig
 from ..protocol import commands as cmd
 from ..protocol import responses as rsp
 from .connection import (
     Unsolicited,
+    UpstreamBusy,
     UpstreamConnection,
     UpstreamError,
     UpstreamTimeout,
@@ -74,6 +82,25 @@ MATCH_WAIT = 0.03
 STARVE_AFTER = 0.5
 #: How often background work (the search indexer) looks whether the pool is free for it.
 QUIET_POLL = 0.02
+
+
+class Leases(Protocol):
+    """The connection budget shared with other nodes (``store.leases.UpstreamLeases``)."""
+
+    #: Seconds after which an idle connection is closed to give its lease back.
+    idle_after: float
+    #: Another node waits for a lease: give connections back after each operation.
+    contended: bool
+
+    async def acquire(self) -> int:
+        """A lease (its slot), waiting a bounded time; an exception when none came."""
+        ...
+
+    def release_soon(self, slot: int) -> None: ...
+
+    async def watch(self) -> None:
+        """Keep ``contended`` up to date until cancelled."""
+        ...
 
 
 @dataclass(eq=False)
@@ -103,6 +130,10 @@ class _Waiter:
         )
 
 
+def _nothing() -> None:
+    """No lease to give back (one node alone)."""
+
+
 class UpstreamPool:
     def __init__(
         self,
@@ -110,8 +141,10 @@ class UpstreamPool:
         *,
         on_unsolicited: Unsolicited | None = None,
         connection_factory: Callable[..., UpstreamConnection] = UpstreamConnection,
+        leases: Leases | None = None,
     ) -> None:
         self.config = config
+        self.leases = leases
         self.max_connections = config.max_connections
         #: Called for every unsolicited response on any pooled or dedicated
         #: connection (the change watcher, later others): several parts may
@@ -143,6 +176,7 @@ class UpstreamPool:
         #: Called with the reason when the hoster is found not answering.
         self.on_down: list[Callable[[str], None]] = []
         self._maintainer: asyncio.Task[None] | None = None
+        self._lease_watch: asyncio.Task[None] | None = None
 
     def add_unsolicited_listener(self, fn: Unsolicited) -> None:
         """Call ``fn(conn, response)`` for every unsolicited response from now on."""
@@ -180,13 +214,19 @@ class UpstreamPool:
             raise UpstreamUnavailable(
                 f"upstream unavailable ({self.last_error}); next attempt in {self._down_until - now:.0f} s"
             )
+        release = await self._lease()
         self._serial += 1
         conn = self._factory(self.config, name=f"{name}-{self._serial}", on_unsolicited=self._on_unsolicited)
+        conn.on_closed = release
         try:
             await conn.connect()
         except UpstreamUnavailable as exc:
+            release()
             self._set_down(str(exc))
             log.warning("upstream connect failed: %s (backing off %.0f s)", exc, self._backoff)
+            raise
+        except BaseException:
+            release()
             raise
         if self.down:
             log.info("upstream answers again")
@@ -200,6 +240,42 @@ class UpstreamPool:
         self.greeting = getattr(conn, "greeting", "")
         self.stats_opened += 1
         return conn
+
+    async def _lease(self) -> Callable[[], None]:
+        """Take a lease for one new connection; the returned function gives it back
+        (once, however often it is called: the slot may be someone else's by then)."""
+        leases = self.leases
+        if leases is None:
+            return _nothing
+        try:
+            slot = await leases.acquire()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # all taken (or the database failed): not the hoster's fault
+            raise UpstreamBusy(f"no upstream connection free: {exc}") from None
+        given = False
+
+        def release() -> None:
+            nonlocal given
+            if not given:
+                given = True
+                leases.release_soon(slot)
+
+        return release
+
+    async def _close_idle(self, older_than: float) -> None:
+        """Log out idle connections unused for ``older_than`` seconds (their leases go back)."""
+        limit = time.monotonic() - older_than
+        await self._logout_idle([c for c in self._idle if c.last_used < limit])
+
+    async def _logout_idle(self, conns: list[UpstreamConnection]) -> None:
+        """Take ``conns`` (idle ones) out of the pool and log them out; their slots are free."""
+        if not conns:
+            return
+        self._idle = [c for c in self._idle if c not in conns]
+        self._open -= len(conns)
+        self._wake_slot()
+        await asyncio.gather(*(c.logout() for c in conns), return_exceptions=True)
 
     def _set_down(self, why: str) -> None:
         self.last_error = why
@@ -236,6 +312,8 @@ class UpstreamPool:
         """Start probing idle connections (and a down hoster)."""
         if self._maintainer is None and not self._closed:
             self._maintainer = asyncio.create_task(self._maintain(), name="pool-maintainer")
+        if self.leases is not None and self._lease_watch is None and not self._closed:
+            self._lease_watch = asyncio.create_task(self.leases.watch(), name="lease-watch")
 
     async def _maintain(self) -> None:
         while not self._closed:
@@ -243,7 +321,10 @@ class UpstreamPool:
             try:
                 if self.down:
                     await self._recover()
-                elif self.config.probe_interval > 0:
+                    continue
+                if self.leases is not None:
+                    await self._close_idle(0.0 if self.leases.contended else self.leases.idle_after)
+                if self.config.probe_interval > 0:
                     await self._probe_idle()
             except asyncio.CancelledError:
                 raise
@@ -425,9 +506,10 @@ class UpstreamPool:
             self._wake_slot()
             await (conn.logout() if conn.alive else conn.close())
             return
-        if conn.alive and not self._closed:
+        if conn.alive and not self._closed and not (self.leases is not None and self.leases.contended):
             self._give(conn)
             return
+        # Closed, dead, or another node waits for a lease: this one goes back.
         self._open -= 1
         self._wake_slot()
         if conn.alive:
@@ -540,13 +622,7 @@ class UpstreamPool:
 
         # Lent ones (a long operation, the search indexer) are logged out when given back.
         self._stale.update(c for c in self._lent if affected(c))
-        stale = [c for c in self._idle if affected(c)]
-        if not stale:
-            return
-        self._idle = [c for c in self._idle if c not in stale]
-        self._open -= len(stale)
-        self._wake_slot()
-        await asyncio.gather(*(c.logout() for c in stale), return_exceptions=True)
+        await self._logout_idle([c for c in self._idle if affected(c)])
 
     async def dedicated(self, name: str) -> UpstreamConnection:
         """A connection taken out of the pool for good (the change watcher);
@@ -578,11 +654,12 @@ class UpstreamPool:
 
     async def close(self) -> None:
         self._closed = True
-        if self._maintainer is not None:
-            self._maintainer.cancel()
-            with contextlib.suppress(BaseException):
-                await self._maintainer
-            self._maintainer = None
+        for task in (self._maintainer, self._lease_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._maintainer = self._lease_watch = None
         idle, self._idle = self._idle, []
         self._open -= len(idle)
         waiters, self._waiters = self._waiters, []
