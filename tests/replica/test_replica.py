@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import event
+import threading
+import time
+
+import pytest
+from sqlalchemy import event, select
 
 from imapgate.replica.events import EventHub, FlagsChanged, MessagesAdded, MessagesExpunged, ReplicaEvent
 from imapgate.replica.mailbox import MessageRecord
 from imapgate.replica.replica import Replica
+from imapgate.store.changes import WritePrivateSets
 from imapgate.store.engine import open_engine
+from imapgate.store.repository import _write_private_sets
+from imapgate.store.schema import private_flags
 from imapgate.team.users import UserDirectory
 
 
@@ -123,7 +130,7 @@ def test_expunge_rewrites_only_private_sets_that_held_an_expunged_uid(store_url:
         assert replica.expunge(mb, [2]) == (2,)
     finally:
         event.remove(replica.engine, "before_cursor_execute", count)
-    assert statements == ["DELETE", "INSERT"]  # alice's \Seen set only
+    assert statements == ["INSERT"]  # alice's \\Seen set only (one upsert)
     again = Replica(replica.engine)
     again.load()
     mb2 = again.get("INBOX")
@@ -153,3 +160,60 @@ def test_status_counts_follow_every_kind_of_change(store_url: str) -> None:
     assert mb.shared_counts() == (0, 0, 0)
     replica.add_messages(mb, [rec(1), rec(2)])
     assert mb.shared_counts() == (2, 0, 1001 + 1002)
+
+
+def test_two_writers_of_one_users_first_private_set_both_succeed(store_url: str) -> None:
+    """Two nodes write the same user's first private set of a folder at once (both
+    first SELECTs): the second write replaces the first, it does not fail on the key."""
+    replica, _ = make(store_url)
+    users = UserDirectory(replica.engine)
+    alice = users.add("alice", "pw")
+    mb = replica.upsert_mailbox("INBOX", "/", ())
+    replica.reset(mb, 1234, "initial")
+    replica.add_messages(mb, [rec(1), rec(2)])
+    other = Replica(replica.engine)  # a second node's replica on the same store
+    other.load()
+    other_mb = other.get("INBOX")
+    assert other_mb is not None
+    other.private_state(other_mb, alice.id)
+    replica.private_state(mb, alice.id)
+    replica.set_private_flags(mb, alice.id, {"\\Seen": [1]}, {})
+    other.set_private_flags(other_mb, alice.id, {"\\Seen": [2]}, {})
+    again = Replica(replica.engine)
+    again.load()
+    again_mb = again.get("INBOX")
+    assert again_mb is not None
+    assert list(again.private_state(again_mb, alice.id).flags["\\Seen"]) == [2]  # the later write
+
+
+def test_concurrent_first_private_sets_do_not_fail_on_the_key(store_url: str) -> None:
+    """The race itself, on PostgreSQL: a second transaction writes the same set while
+    the first is uncommitted; it waits for it and then replaces its row (with a
+    delete-then-insert it failed on the primary key)."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: no such race")
+    replica, _ = make(store_url)
+    alice = UserDirectory(replica.engine).add("alice", "pw")
+    mb = replica.upsert_mailbox("INBOX", "/", ())
+    first = replica.engine.connect()
+    tx = first.begin()
+    _write_private_sets(first, WritePrivateSets(mb.id, alice.id, {"\\Seen": b"1"}))
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with replica.engine.begin() as conn:
+                _write_private_sets(conn, WritePrivateSets(mb.id, alice.id, {"\\Seen": b"2"}))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.5)  # the second waits on the first's row
+    tx.commit()
+    first.close()
+    thread.join(10)
+    assert not errors, errors
+    with replica.engine.connect() as conn:
+        rows = conn.execute(select(private_flags.c.uids).where(private_flags.c.user_id == alice.id)).all()
+    assert [bytes(r.uids) for r in rows] == [b"2"]

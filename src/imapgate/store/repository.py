@@ -44,6 +44,7 @@ from .changes import (
 )
 from .health import StoreHealth, is_storage_failure
 from .schema import expunged, mailboxes, messages, meta, private_flags, private_modseqs, users
+from .upsert import upsert
 
 Hook = Callable[[Connection], None]
 
@@ -209,17 +210,13 @@ def _trim_expunged(conn: Connection, c: RowChange) -> None:
 
 def _write_private_sets(conn: Connection, c: RowChange) -> None:
     assert isinstance(c, WritePrivateSets)
-    for flag, encoded in c.sets.items():
-        conn.execute(
-            delete(private_flags).where(
-                private_flags.c.user_id == c.user_id,
-                private_flags.c.mailbox_id == c.mailbox_id,
-                private_flags.c.flag == flag,
-            )
-        )
-        conn.execute(
-            insert(private_flags).values(user_id=c.user_id, mailbox_id=c.mailbox_id, flag=flag, uids=encoded)
-        )
+    # An upsert: two nodes writing one user's first set of a folder at once must not
+    # both insert (a delete-then-insert fails the second on the primary key).
+    rows = [
+        {"user_id": c.user_id, "mailbox_id": c.mailbox_id, "flag": flag, "uids": encoded}
+        for flag, encoded in c.sets.items()
+    ]
+    upsert(conn, private_flags, rows, key=("user_id", "mailbox_id", "flag"))
 
 
 def _set_private_modseqs(conn: Connection, c: RowChange) -> None:
