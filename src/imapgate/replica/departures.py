@@ -22,17 +22,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from sqlalchemy import Connection, Engine, Table, and_, delete, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine, and_, delete, func, select
 
 from ..store.schema import departures
-
-#: ``INSERT ... ON CONFLICT DO UPDATE`` of the two stores the gateway runs on (both
-#: have it, with the same SQLAlchemy Core API); any other: delete, then insert.
-_UPSERTS: dict[str, Callable[[Table], Any]] = {"sqlite": sqlite_insert, "postgresql": pg_insert}
+from ..store.upsert import upsert
 
 Kind = Literal["moved", "deleted", "hoster"]
 
@@ -89,7 +84,6 @@ class DepartureLog:
         def write(db: Connection) -> None:
             if not ordered:
                 return
-            upsert = _UPSERTS.get(db.dialect.name)
             for i in range(0, len(ordered), CHUNK):
                 part = ordered[i : i + CHUNK]
                 rows = [
@@ -104,30 +98,7 @@ class DepartureLog:
                     }
                     for u in part
                 ]
-                if upsert is not None:
-                    stmt = upsert(departures)
-                    db.execute(
-                        stmt.on_conflict_do_update(
-                            index_elements=[
-                                departures.c.mailbox_id,
-                                departures.c.uidvalidity,
-                                departures.c.uid,
-                            ],
-                            set_={c: stmt.excluded[c] for c in ("ts", "kind", "user_name", "dest")},
-                        ),
-                        rows,
-                    )
-                    continue
-                db.execute(
-                    delete(departures).where(
-                        and_(
-                            departures.c.mailbox_id == mailbox_id,
-                            departures.c.uidvalidity == uidvalidity,
-                            departures.c.uid.in_(part),
-                        )
-                    )
-                )
-                db.execute(insert(departures), rows)
+                upsert(db, departures, rows, key=("mailbox_id", "uidvalidity", "uid"))
             self._writes += 1
             if self._writes % PRUNE_EVERY == 0:
                 self.prune(db)
