@@ -270,7 +270,7 @@ class Marionette:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self._sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+                self._sock = socket.create_connection(("127.0.0.1", port), timeout=300)
                 break
             except OSError:
                 if time.monotonic() > deadline:
