@@ -151,6 +151,118 @@ else {
 """
 
 
+# Wait until the header of `uid` in `user`'s INBOX carries every keyword in `keywords` (IDLE push);
+# after `nudgeMs` ask for a folder update once, as clicking the folder would. Reports which it took.
+_WAIT_KEYWORDS_JS = """
+const [user, uid, keywords, nudgeMs, timeoutMs] = arguments;
+const resolve = arguments[arguments.length - 1];
+const win = Services.wm.getMostRecentWindow("mail:3pane");
+const server = MailServices.accounts.findServer(user, "127.0.0.1", "imap");
+const folder = server.rootFolder.getFolderWithFlags(Ci.nsMsgFolderFlags.Inbox);
+const started = Date.now();
+let nudged = false;
+const poll = () => {
+  const hdr = folder.msgDatabase.getMsgHdrForKey(uid);
+  const have = hdr ? hdr.getStringProperty("keywords").toLowerCase().split(" ") : [];
+  const tags = MailServices.tags.getAllTags().filter(t => have.includes(t.key.toLowerCase()))
+    .map(t => ({key: t.key, name: t.tag, color: t.color}));
+  if (hdr && keywords.every(k => have.includes(k.toLowerCase()))) {
+    resolve({uid, keywords: have.filter(k => k), tags, subject: hdr.mime2DecodedSubject,
+             after_ms: Date.now() - started, nudged});
+  } else if (Date.now() - started > timeoutMs) {
+    resolve({error: "timeout", uid, keywords: have, nudged});
+  } else {
+    if (!nudged && Date.now() - started > nudgeMs) { nudged = true; folder.updateFolder(win.msgWindow); }
+    win.setTimeout(poll, 250);
+  }
+};
+poll();
+"""
+
+# Select message `uid` in the open INBOX view (so the screenshot shows its tag in the message pane).
+_SELECT_UID_JS = """
+const [uid] = arguments;
+const resolve = arguments[arguments.length - 1];
+const win = Services.wm.getMostRecentWindow("mail:3pane");
+const about3Pane = win.gTabmail.currentAbout3Pane;
+const index = about3Pane.gDBView.findIndexFromKey(uid, true);
+about3Pane.threadTree.selectedIndex = index;
+win.setTimeout(() => resolve({index}), 2000);
+"""
+
+# Move message `uid` from `user`'s INBOX to `target` as drag-and-drop or "Move To" does
+# (MailServices.copy.copyMessages with isMove and the window's msgWindow, so that server alerts go
+# to the user). Records every alert the user is shown: the mail session's user-feedback alerts
+# (how Thunderbird reports an IMAP NO) and any modal dialog that opens, with its text; then closes
+# the dialogs and reports whether the header is still in INBOX.
+_MOVE_JS = """
+const [user, uid, target, waitMs] = arguments;
+const resolve = arguments[arguments.length - 1];
+const win = Services.wm.getMostRecentWindow("mail:3pane");
+const server = MailServices.accounts.findServer(user, "127.0.0.1", "imap");
+const inbox = server.rootFolder.getFolderWithFlags(Ci.nsMsgFolderFlags.Inbox);
+const dest = server.rootFolder.getChildNamed(target);
+const hdr = inbox.msgDatabase.getMsgHdrForKey(uid);
+const alerts = [], dialogs = [];
+const feedback = {
+  QueryInterface: ChromeUtils.generateQI(["nsIMsgUserFeedbackListener"]),
+  onAlert(message, url) { alerts.push(String(message)); return false; },  // false: shown as usual
+};
+MailServices.mailSession.addUserFeedbackListener(feedback);
+const dialogText = d => {
+  const doc = d.document || d;
+  const info = doc.getElementById && (doc.getElementById("infoBody") || doc.getElementById("infoTitle"));
+  return info ? info.textContent : (doc.documentElement ? doc.documentElement.textContent : "");
+};
+const observer = {
+  observe(subject, topic) {
+    win.setTimeout(() => {
+      const title = subject.document ? subject.document.title : "";
+      try { dialogs.push({topic, title, text: dialogText(subject)}); }
+      catch (e) { dialogs.push({topic, error: String(e)}); }
+    }, 500);
+  },
+};
+Services.obs.addObserver(observer, "common-dialog-loaded");
+Services.obs.addObserver(observer, "tabmodal-dialog-loaded");
+let copyStatus = null;
+const listener = {
+  QueryInterface: ChromeUtils.generateQI(["nsIMsgCopyServiceListener"]),
+  onStartCopy() {}, onProgress() {}, setMessageKey() {}, getMessageId() { return null; },
+  onStopCopy(status) { copyStatus = status; },
+};
+MailServices.copy.copyMessages(inbox, [hdr], dest, true, listener, win.msgWindow, true);
+const started = Date.now();
+const finish = () => {
+  Services.obs.removeObserver(observer, "common-dialog-loaded");
+  Services.obs.removeObserver(observer, "tabmodal-dialog-loaded");
+  MailServices.mailSession.removeUserFeedbackListener(feedback);
+  const open = [...Services.wm.getEnumerator("")]
+    .filter(w => w.document.documentURI.includes("commonDialog"));
+  resolve({uid, copyStatus: copyStatus === null ? null : "0x" + (copyStatus >>> 0).toString(16),
+           alerts, dialogs, openDialogs: open.length,
+           notifications: [...win.document.querySelectorAll("notification-message")]
+             .map(n => n.messageText ? n.messageText.textContent : n.textContent),
+           stillInInbox: !!inbox.msgDatabase.getMsgHdrForKey(uid)});
+};
+const poll = () => {
+  if (Date.now() - started > waitMs) finish();
+  else win.setTimeout(poll, 250);
+};
+poll();
+"""
+
+# Close the modal dialogs a refused move left open (the user's "OK").
+_CLOSE_DIALOGS_JS = """
+const resolve = arguments[arguments.length - 1];
+let closed = 0;
+for (const w of [...Services.wm.getEnumerator("")]) {
+  if (w.document.documentURI.includes("commonDialog")) { w.close(); closed++; }
+}
+resolve({closed});
+"""
+
+
 class Marionette:
     """Just enough of the Marionette protocol (length-prefixed JSON over TCP) to run chrome JS."""
 
@@ -158,7 +270,7 @@ class Marionette:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self._sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+                self._sock = socket.create_connection(("127.0.0.1", port), timeout=300)
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -344,12 +456,84 @@ def start_thunderbird(
     )
 
 
+def demo_config(work: Path) -> Path:
+    return work / "demo" / "imapgate.toml"
+
+
+def imap_login(port: int, user: str, password: str) -> imaplib.IMAP4:
+    imap = imaplib.IMAP4("127.0.0.1", port)
+    imap.login(user, password)
+    return imap
+
+
+def check_claims(
+    tb: Marionette, work: Path, display: str, port: int, logins: dict[str, str]
+) -> dict[str, Any]:
+    """Issue 12 in alice's Thunderbird (INBOX open and idling): bob claims a message over IMAP,
+    the tag must show; alice then moves it to Support, the gateway refuses with NO [INUSE], and
+    what Thunderbird shows is recorded; the message must stay in INBOX."""
+    out: dict[str, Any] = {}
+    bob = imap_login(port, "bob", logins["bob"])
+    try:
+        bob.select("INBOX")
+        status, data = bob.uid("SEARCH", "ALL")
+        uid = max(int(u) for u in data[0].split())
+        status, data = bob.uid("STORE", str(uid), "+FLAGS", "($Claimed)")
+        out["bob_store"] = f"{status} {data}"
+        if status != "OK":
+            raise RuntimeError(f"bob's claim of UID {uid}: {status} {data}")
+    finally:
+        bob.logout()
+    out["shown"] = tb.run_async(_WAIT_KEYWORDS_JS, "alice", uid, ["$claimed", "$claimed_bob"], 20000, 60000)
+    tb.run_async(_SELECT_UID_JS, uid)
+    screenshot(display, work / "thunderbird-alice-claimed.png")
+    support_before = message_count(port, "alice", logins["alice"], "Support")
+    out["move"] = tb.run_async(_MOVE_JS, "alice", uid, "Support", 8000)
+    screenshot(display, work / "thunderbird-alice-move-refused.png")
+    out["closed"] = tb.run_async(_CLOSE_DIALOGS_JS)
+    alice = imap_login(port, "alice", logins["alice"])
+    try:
+        alice.select("INBOX", readonly=True)
+        status, data = alice.uid("FETCH", str(uid), "(FLAGS)")
+        out["upstream_after"] = [d.decode() if isinstance(d, bytes) else str(d) for d in data if d]
+    finally:
+        alice.logout()
+    out["support_count"] = (support_before, message_count(port, "alice", logins["alice"], "Support"))
+    out["uid"] = uid
+    return out
+
+
+def claim_failures(claims: dict[str, Any]) -> list[str]:
+    """What must hold after check_claims (the texts themselves are printed for docs/clients.md)."""
+    failures: list[str] = []
+    tags = {t["key"].lower() for t in claims["shown"].get("tags", [])}
+    if not {"$claimed", "$claimed_bob"} <= tags:
+        failures.append(f"Thunderbird shows no claim tags for UID {claims['uid']}: {claims['shown']}")
+    if not any("$Claimed" in line for line in claims["upstream_after"]):
+        failures.append(f"after the refused move, UID {claims['uid']} is not claimed in INBOX: {claims}")
+    if claims["support_count"][0] != claims["support_count"][1]:
+        failures.append(f"the refused move still changed Support: {claims['support_count']}")
+    told = claims["move"]["alerts"] + [d.get("text", "") for d in claims["move"]["dialogs"]]
+    if not any("bob is handling this message" in t for t in told):
+        failures.append(f"Thunderbird did not show the refusal text: {claims['move']}")
+    return failures
+
+
 def run_thunderbird(
     procs: Processes, work: Path, display: str, port: int, logins: dict[str, str]
 ) -> dict[str, Any]:
     counts = {f: message_count(port, "alice", logins["alice"], f) for f in ("INBOX", "Support")}
     marionette_port = free_port()
     profile = thunderbird_profile(work, marionette_port)
+    # The tag definitions for the claim keywords, as docs/claims.md tells users to install them.
+    snippet = subprocess.run(
+        [str(ROOT / ".venv/bin/imapgate"), "clients", "thunderbird", "--config", str(demo_config(work))],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    with (profile / "user.js").open("a") as user_js:
+        user_js.write(snippet)
 
     # First run: create the accounts the way the wizard would, then quit so that the second
     # run starts like every later start of a configured Thunderbird.
@@ -369,6 +553,7 @@ def run_thunderbird(
     screenshot(display, work / "thunderbird-alice-inbox.png")
     result["alice_marked"] = tb.run_async(_MARK_READ_AND_STAR_JS)
     time.sleep(3)
+    result["claims"] = check_claims(tb, work, display, port, logins)
     result["alice_support"] = tb.run_async(_OPEN_FOLDER_JS, "alice", "Support", counts["Support"], 60000)
     result["carol_inbox"] = tb.run_async(_OPEN_FOLDER_JS, "carol", "INBOX", counts["INBOX"], 60000)
     result["carol_read"] = tb.run_async(_READ_FIRST_UNREAD_JS)
@@ -499,15 +684,18 @@ def main() -> int:
             "alice_inbox",
             "alice_read",
             "alice_marked",
+            "claims",
             "alice_support",
             "carol_inbox",
             "carol_read",
         ):
             print(f"  {key}: {tb[key]}")
+        failures.extend(claim_failures(tb["claims"]))
         alice_uid, carol_uid = int(tb["alice_read"]["uid"]), int(tb["carol_read"]["uid"])
         marked, starred = int(tb["alice_marked"]["read"]), int(tb["alice_marked"]["starred"])
         expect = {
-            "alice": before["alice"] | {alice_uid, marked},
+            # The claimed message is selected for the screenshot, which marks it read.
+            "alice": before["alice"] | {alice_uid, marked, int(tb["claims"]["uid"])},
             "bob": before["bob"],
             "carol": before["carol"] | {carol_uid},
         }
@@ -551,7 +739,8 @@ def main() -> int:
         (work / "transcript.txt").write_text(imap_capture.transcript(streams))
         print("\ncapture (the script's own checking sessions left out):")
         print(imap_capture.summary(streams))
-        problems = imap_capture.problems(streams)
+        # The one refusal asked for: Thunderbird's move of the message bob claimed.
+        problems = [p for p in imap_capture.problems(streams) if "[INUSE]" not in p]
         print("NO/BAD: " + ("none" if not problems else "\n  " + "\n  ".join(problems)))
         failures.extend(problems)
         seen = {(s.client.split()[0], c.name) for s in streams for c in s.commands}
