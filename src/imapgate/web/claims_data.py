@@ -104,4 +104,3 @@ class ClaimDesk:
             await self.gw.service.execute(actor, op)
         except OperationError as exc:
             raise Refused(exc.code or "CANNOT", exc.text) from None
-

@@ -41,12 +41,11 @@ from ..gateway import operations as ops
 from ..gateway.app import Gateway
 from ..gateway.auth import AuthResult, Outcome
 from ..gateway.errors import OperationError
-from ..gateway.policy import LOOKUP, READ, SEEN, SYSTEM, Actor
+from ..gateway.policy import LOOKUP, READ, SEEN, SYSTEM, WRITE, Actor
 from ..protocol.envelope import Envelope, parse_envelope
 from ..protocol.errors import CodecError
 from ..protocol.fetch_items import FetchAttribute, Section
 from ..protocol.search import SearchText
-from ..gateway.policy import WRITE
 from ..team.audit import AuditQuery, AuditRecord
 from ..team.recovery_store import RecoveryItem
 from . import render
