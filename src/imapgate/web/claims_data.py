@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 from ..gateway import operations as ops
 from ..gateway.app import Gateway
+from ..gateway.claim_policy import refusal_text
 from ..gateway.errors import OperationError
 from ..gateway.policy import LOOKUP, READ, WRITE, Actor
 from ..replica.mailbox import MailboxIndex
-from ..team.claims import CLAIMED
+from ..team.claims import CLAIMED, Claim
 
 #: ``(actor, folder) -> rights`` (the dashboard's ``_rights``: MYRIGHTS through the pipeline).
 RightsOf = Callable[[Actor, str], str]
@@ -73,8 +74,18 @@ class ClaimDesk:
         await self._store(actor, mb, uid, "add")
 
     async def release(self, actor: Actor, mb: MailboxIndex, uid: int) -> None:
-        """→ ``StoreFlags(-FLAGS $Claimed)``: refused (INUSE) if a colleague holds it."""
+        """→ ``StoreFlags(-FLAGS $Claimed)``: refused (INUSE) if a colleague holds it.
+        Checked here too, before the STORE: the policy in force refuses it as well, but
+        a refusal before any upstream change costs nothing (an admin releases through
+        ``imapgate claim release`` / the Admin area)."""
+        held = self._holder(mb, uid)
+        if held is not None and held.user_id != actor.user_id:
+            raise Refused("INUSE", refusal_text([held]))
         await self._store(actor, mb, uid, "remove")
+
+    def _holder(self, mb: MailboxIndex, uid: int) -> Claim | None:
+        claims = self.gw.service.claims
+        return claims.registry.get(mb.id, uid) if claims is not None else None
 
     async def assign(self, actor: Actor, mb: MailboxIndex, uid: int, to: str, rights_of: RightsOf) -> str:
         """A claim in ``to``'s name (see the module docstring); returns their name."""
@@ -84,11 +95,9 @@ class ClaimDesk:
         name = mb.name
         if WRITE not in rights_of(actor, name):
             raise Refused("NOPERM", f"you may not claim messages in {name!r}")
-        held = self.of(mb.id, uid)
+        held = self._holder(mb, uid)
         if held is not None and held.user not in (actor.user, user.name):
-            raise Refused(
-                "INUSE", f"{held.user} is handling this message. Ask {held.user}, or an admin can release it."
-            )
+            raise Refused("INUSE", refusal_text([held]))
         colleague = Actor(user.id, user.name, f"web dashboard (assigned by {actor.user})")
         theirs = rights_of(colleague, name)
         if LOOKUP not in theirs or READ not in theirs:
