@@ -25,8 +25,7 @@ from ..gateway.app import Gateway
 from ..gateway.claim_policy import refusal_text
 from ..gateway.errors import OperationError
 from ..gateway.policy import LOOKUP, READ, WRITE, Actor
-from ..replica.mailbox import MailboxIndex
-from ..team.claims import CLAIMED, Claim
+from ..gateway.team_reads import CLAIMED, Claim, MailboxIndex
 
 #: ``(actor, folder) -> rights`` (the dashboard's ``_rights``: MYRIGHTS through the pipeline).
 RightsOf = Callable[[Actor, str], str]

@@ -42,12 +42,11 @@ from ..gateway.app import Gateway
 from ..gateway.auth import AuthResult, Outcome
 from ..gateway.errors import OperationError
 from ..gateway.policy import LOOKUP, READ, SEEN, SYSTEM, WRITE, Actor
+from ..gateway.team_reads import AuditQuery, AuditRecord, RecoveryItem
 from ..protocol.envelope import Envelope, parse_envelope
 from ..protocol.errors import CodecError
 from ..protocol.fetch_items import FetchAttribute, Section
 from ..protocol.search import SearchText
-from ..team.audit import AuditQuery, AuditRecord
-from ..team.recovery_store import RecoveryItem
 from . import render
 from .claims_data import ClaimDesk, ClaimView, Refused
 from .journal_data import AuditPage, JournalDesk

@@ -19,9 +19,7 @@ from typing import Final
 
 from ..gateway.app import Gateway
 from ..gateway.policy import Actor
-from ..team.audit import AuditQuery, AuditRecord
-from ..team.audit import search as audit_search
-from ..team.recovery_store import ItemFilter, RecoveryItem
+from ..gateway.team_reads import AuditQuery, AuditRecord, ItemFilter, RecoveryItem, audit_search
 
 #: Journal rows read for one audit page at most: the permission filter runs in
 #: Python, and 20,000 rows are read in well under a second on SQLite.

@@ -30,8 +30,7 @@ from starlette.routing import Route
 
 from ..gateway.admin import AdminError
 from ..gateway.admin_recovery import since_time
-from ..team.audit import AuditQuery
-from ..team.audit_actions import ACTIONS
+from ..gateway.team_reads import ACTIONS, AuditQuery
 from .app import (
     HTTPError,
     View,
