@@ -300,6 +300,24 @@ async def _form(request: Request) -> dict[str, str]:
     return dict(pairs)
 
 
+async def _json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object body (at most ``limit`` bytes; empty: ``{}``)."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise HTTPError(413, f"a request body is at most {limit} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise HTTPError(400, "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise HTTPError(400, "the body is a JSON object")
+    return data
+
+
 def _check_csrf(request: Request, session: WebSession, form: dict[str, str] | None) -> None:
     if request.method in SAFE_METHODS:
         return

@@ -20,7 +20,6 @@ Routes:
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -40,6 +39,7 @@ from .app import (
     _error_page,
     _form,
     _int_arg,
+    _json_object,
     _page,
     _session,
     _web,
@@ -95,18 +95,7 @@ async def _claim_form(request: Request) -> Response:
 
 async def _json_body(request: Request, session: WebSession) -> dict[str, Any]:
     _check_csrf(request, session, None)
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_JSON_BYTES:
-            raise HTTPError(413, f"a request body is at most {MAX_JSON_BYTES} bytes")
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise HTTPError(400, "the body is not JSON") from None
-    if not isinstance(data, dict):
-        raise HTTPError(400, "the body is a JSON object")
-    return data
+    return await _json_object(request, MAX_JSON_BYTES)
 
 
 def _target(data: dict[str, Any]) -> tuple[str, int]:
