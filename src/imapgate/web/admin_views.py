@@ -32,7 +32,6 @@ The API (docs/api.md): JSON bodies, the token in ``X-CSRF-Token``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -44,7 +43,19 @@ from starlette.routing import Route
 
 from ..gateway.policy import Actor
 from .admin_data import SEEN_SETTINGS, AdminDesk, Done, SessionRow
-from .app import HTTPError, View, _actor, _api, _check_csrf, _error_page, _form, _render, _session, _web
+from .app import (
+    HTTPError,
+    View,
+    _actor,
+    _api,
+    _check_csrf,
+    _error_page,
+    _form,
+    _json_object,
+    _render,
+    _session,
+    _web,
+)
 from .data import DataError
 from .sessions import WebSession
 
@@ -274,20 +285,7 @@ async def _body(request: Request, session: WebSession) -> tuple[Actor, dict[str,
     """The admin actor and the request's JSON object (CSRF checked first)."""
     actor = _admin(request, session)
     _check_csrf(request, session, None)
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_JSON_BYTES:
-            raise HTTPError(413, f"a request body is at most {MAX_JSON_BYTES} bytes")
-    if not raw.strip():
-        return actor, {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise HTTPError(400, "the body is not JSON") from None
-    if not isinstance(data, dict):
-        raise HTTPError(400, "the body is a JSON object")
-    return actor, data
+    return actor, await _json_object(request, MAX_JSON_BYTES)
 
 
 def _str(data: dict[str, Any], name: str, *, required: bool = True) -> str:

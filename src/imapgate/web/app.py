@@ -18,8 +18,9 @@ Routes (docs/dashboard.md lists them with examples):
     GET  /messages/{folder}/{uid}/parts/{n}   an attachment (download)
     GET  /messages/{folder}/{uid}/raw         the whole message (download)
     GET  /live                     /api/events (text/event-stream)
-    GET  /audit                    /api/audit
-    GET  /recovery                 (issue 13)
+    GET  /audit                    /api/audit     (web/team_views.py: filters and paging)
+    GET  /recovery                 /api/recovery  POST .../{id}/restore
+    POST /messages/{folder}/{uid}/claim, GET|POST|DELETE /api/claims (web/team_views.py)
     GET|POST /admin...             /api/admin/...   (admins only: web/admin_views.py)
     GET  /healthz, /metrics
     GET  /.well-known/autoconfig/mail/config-v1.1.xml, /mail/config-v1.1.xml
@@ -141,7 +142,7 @@ def _size(n: int) -> str:
 
 
 def create_app(config: WebConfig, data: Dashboard) -> Starlette:
-    from . import admin_views  # it builds on this module's helpers
+    from . import admin_views, team_views  # they build on this module's helpers
 
     sessions = MemorySessionStore(idle_timeout=config.session_idle_timeout, lifetime=config.session_lifetime)
     web = Web(
@@ -163,6 +164,7 @@ def create_app(config: WebConfig, data: Dashboard) -> Starlette:
         Route("/api/folders", _api(_inbox)),
         Route("/api/folders/{name:path}/messages", _api(_folder)),
         Route("/folders/{name:path}", _page(_folder)),
+        *team_views.routes(),
         Route("/api/messages/{folder:path}/{uid:int}", _api(_message)),
         Route("/messages/{folder:path}/{uid:int}/html", _message_html),
         Route("/messages/{folder:path}/{uid:int}/parts/{index:int}", _message_part),
@@ -170,9 +172,6 @@ def create_app(config: WebConfig, data: Dashboard) -> Starlette:
         Route("/messages/{folder:path}/{uid:int}", _page(_message)),
         Route("/live", _page(_live)),
         Route("/api/events", _events),
-        Route("/audit", _page(_audit)),
-        Route("/api/audit", _api(_audit)),
-        Route("/recovery", _page(_coming("Recovery", "issue 13 (recoverable deletes)"))),
         *admin_views.routes(),
         Route("/healthz", _healthz),
         Route("/metrics", _metrics),
@@ -299,6 +298,24 @@ async def _form(request: Request) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         raise HTTPError(400, "unreadable form") from None
     return dict(pairs)
+
+
+async def _json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object body (at most ``limit`` bytes; empty: ``{}``)."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise HTTPError(413, f"a request body is at most {limit} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise HTTPError(400, "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise HTTPError(400, "the body is a JSON object")
+    return data
 
 
 def _check_csrf(request: Request, session: WebSession, form: dict[str, str] | None) -> None:
@@ -454,7 +471,10 @@ async def _folder(request: Request, session: WebSession) -> View:
 async def _message(request: Request, session: WebSession) -> View:
     folder = request.path_params["folder"]
     uid = request.path_params["uid"]
-    m = await _web(request).data.message(_actor(session), folder, uid)
+    web = _web(request)
+    actor = _actor(session)
+    m = await web.data.message(actor, folder, uid)
+    history = web.data.journal.history(actor, m.rendered.headers.message_id, web.admin.is_admin(actor))
     r = m.rendered
     h = r.headers
     show_html = r.html is not None and (r.text is None or request.query_params.get("view") == "html")
@@ -464,7 +484,8 @@ async def _message(request: Request, session: WebSession) -> View:
 
     return View(
         "message.html",
-        {"m": m, "r": r, "h": h, "show_html": show_html},
+        {"m": m, "r": r, "h": h, "show_html": show_html, "history": history,
+         "may_claim": web.data.may_claim(actor, folder)},
         json={
             "folder": m.folder,
             "uid": m.uid,
@@ -483,6 +504,8 @@ async def _message(request: Request, session: WebSession) -> View:
             "notes": list(r.notes),
             "remote_content_blocked": r.remote_content_blocked,
             "size": r.size,
+            "claimed_by": m.claim.user if m.claim else None,
+            "history": [e.to_json() for e in history],
         },
     )  # fmt: skip
 
@@ -554,23 +577,6 @@ async def _message_raw(request: Request) -> Response:
 
 async def _live(request: Request, session: WebSession) -> View:
     return View("live.html", {}, json=None)
-
-
-async def _audit(request: Request, session: WebSession) -> View:
-    limit = min(_int_arg(request, "limit", 100), 1000)
-    entries = _web(request).data.audit(_actor(session), limit)
-    return View(
-        "audit.html",
-        {"entries": entries},
-        json={
-            "entries": [
-                {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.ts)), "user": e.user,
-                 "client": e.client, "command": e.command, "folder": e.folder, "uids": e.uids,
-                 "result": e.result, "detail": e.detail}
-                for e in entries
-            ]
-        },
-    )  # fmt: skip
 
 
 def _coming(title: str, issue: str) -> ViewFn:

@@ -41,12 +41,15 @@ from ..gateway import operations as ops
 from ..gateway.app import Gateway
 from ..gateway.auth import AuthResult, Outcome
 from ..gateway.errors import OperationError
-from ..gateway.policy import LOOKUP, READ, SEEN, SYSTEM, Actor
+from ..gateway.policy import LOOKUP, READ, SEEN, SYSTEM, WRITE, Actor
+from ..gateway.team_reads import AuditQuery, AuditRecord, RecoveryItem
 from ..protocol.envelope import Envelope, parse_envelope
 from ..protocol.errors import CodecError
 from ..protocol.fetch_items import FetchAttribute, Section
 from ..protocol.search import SearchText
 from . import render
+from .claims_data import ClaimDesk, ClaimView, Refused
+from .journal_data import AuditPage, JournalDesk
 
 log = logging.getLogger("imapgate.web")
 
@@ -69,8 +72,8 @@ REPLAY = 256
 #: New messages of one change whose sender and subject the live feed looks up.
 LIVE_ENVELOPES = 10
 
-Filter = Literal["all", "unread", "flagged", "unanswered"]
-FILTERS: tuple[Filter, ...] = ("all", "unread", "flagged", "unanswered")
+Filter = Literal["all", "unread", "flagged", "unanswered", "unclaimed", "mine"]
+FILTERS: tuple[Filter, ...] = ("all", "unread", "flagged", "unanswered", "unclaimed", "mine")
 
 
 class DataError(Exception):
@@ -99,6 +102,12 @@ class BadRequest(DataError):
     status = 400
 
 
+class Conflict(DataError):
+    """The gateway said ``NO [INUSE]`` (a colleague holds the message): 409."""
+
+    status = 409
+
+
 @dataclass(frozen=True, slots=True)
 class FolderView:
     name: str
@@ -122,6 +131,8 @@ class MessageSummary:
     flagged: bool
     answered: bool
     flags: tuple[str, ...]
+    #: Who holds a claim on the message (None: nobody).
+    claimed_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,6 +145,7 @@ class MessageSummary:
             "flagged": self.flagged,
             "answered": self.answered,
             "flags": list(self.flags),
+            "claimed_by": self.claimed_by,
         }
 
 
@@ -158,6 +170,7 @@ class MessageView:
     seen: bool
     date: float
     rendered: render.RenderedMessage
+    claim: ClaimView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +261,8 @@ class Dashboard:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.live = LiveFeed(self)
+        self.claims = ClaimDesk(gw)
+        self.journal = JournalDesk(gw, self.may_read)
         self._render_slots = asyncio.Semaphore(RENDER_CONCURRENCY)
 
     # -- logins (→ the Authenticator, as today: it is the pipeline's login) ----------------
@@ -363,6 +378,7 @@ class Dashboard:
         seen = self._seen_set(actor, mb)
         records = mb.records
         uids = mb.uids
+        claims = self.claims.in_folder(mb.id)
         if query:
             try:
                 found = await self.gw.service.execute(
@@ -381,6 +397,10 @@ class Dashboard:
         else:
             if filter == "unread":
                 keep: Callable[[int], bool] = lambda u: not seen(u)  # noqa: E731
+            elif filter == "unclaimed":
+                keep = lambda u: u not in claims  # noqa: E731
+            elif filter == "mine":
+                keep = lambda u: u in claims and claims[u].user == actor.user  # noqa: E731
             elif filter == "flagged":
                 keep = lambda u: "\\Flagged" in records[u].flags  # noqa: E731
             else:
@@ -404,6 +424,7 @@ class Dashboard:
                 MessageSummary(
                     u, sender, address, subject, rec.internal_date, rec.size, seen(u),
                     "\\Flagged" in rec.flags, "\\Answered" in rec.flags, flags,
+                    claims[u].user if u in claims else None,
                 )
             )  # fmt: skip
         view = FolderView(folder, mb.exists, self._unread(actor, mb), self._rights(actor, folder), True)
@@ -447,7 +468,8 @@ class Dashboard:
             )
         self.mark_seen(actor, mb, uid)
         seen = self._seen_set(actor, mb)(uid)
-        return MessageView(folder, uid, rec.flags, seen, rec.internal_date, rendered)
+        claim = self.claims.of(mb.id, uid)
+        return MessageView(folder, uid, rec.flags, seen, rec.internal_date, rendered, claim)
 
     def mark_seen(self, actor: Actor, mb: Any, uid: int) -> None:
         """Opening a message marks it read for this user, as FETCH BODY[] does
@@ -499,6 +521,77 @@ class Dashboard:
             if len(out) >= limit:
                 break
         return out
+
+    # -- claims (web/claims_data.py: each a StoreFlags through Service.execute) -----------
+    def _claimable(self, actor: Actor, folder: str, uid: int) -> Any:
+        mb = self._readable(actor, folder)
+        if uid not in mb.records:
+            raise NotFound(f"no message {uid} in {folder!r}")
+        return mb
+
+    async def change_claim(
+        self, actor: Actor, folder: str, uid: int, action: str, to: str = ""
+    ) -> ClaimView | None:
+        """``claim``, ``release`` or ``assign`` (to ``to``); the claim afterwards.
+        ``NO [INUSE]`` becomes Conflict (409) with the gateway's text."""
+        mb = self._claimable(actor, folder, uid)
+        try:
+            if action == "claim":
+                await self.claims.claim(actor, mb, uid)
+            elif action == "release":
+                await self.claims.release(actor, mb, uid)
+            elif action == "assign":
+                if not to.strip():
+                    raise BadRequest("name the colleague to assign the message to")
+                await self.claims.assign(actor, mb, uid, to.strip(), self._rights)
+            else:
+                raise BadRequest("action must be claim, release or assign")
+        except Refused as exc:
+            if exc.code == "INUSE":
+                raise Conflict(exc.text) from None
+            if exc.code == "NOPERM":
+                raise Forbidden(exc.text) from None
+            if exc.code == "NONEXISTENT":
+                raise BadRequest(exc.text) from None
+            raise Unavailable(exc.text) from None
+        return self.claims.of(mb.id, uid)
+
+    def may_claim(self, actor: Actor, folder: str) -> bool:
+        return WRITE in self._rights(actor, folder)
+
+    def claim_list(self, actor: Actor, folder: str | None) -> list[tuple[str, int, ClaimView]]:
+        """(folder, uid, claim) of every claim in folders ``actor`` may read."""
+        names = [folder] if folder else list(self.gw.replica.names())
+        out: list[tuple[str, int, ClaimView]] = []
+        for name in names:
+            if name in self.gw.service.virtual.hidden or not self.may_read(actor, name):
+                if folder:
+                    self._readable(actor, name)  # the 404/403 of that folder
+                continue
+            mb = self.gw.replica.get(name)
+            if mb is not None:
+                out.extend((name, uid, c) for uid, c in sorted(self.claims.in_folder(mb.id).items()))
+        return out
+
+    # -- the journal and recovery (web/journal_data.py) ----------------------------------
+    async def history(self, actor: Actor, folder: str, uid: int, admin: bool) -> list[AuditRecord]:
+        """The journal's entries about one message (by its Message-ID), oldest first."""
+        m = await self.message(actor, folder, uid)
+        return self.journal.history(actor, m.rendered.headers.message_id, admin)
+
+    def audit_page(self, actor: Actor, query: AuditQuery, page: int, per_page: int, admin: bool) -> AuditPage:
+        return self.journal.audit(actor, query, page, per_page, admin)
+
+    def recoverable(self, actor: Actor, admin: bool) -> list[RecoveryItem]:
+        return self.journal.recoverable(actor, admin)
+
+    async def restore(self, actor: Actor, item_id: int, admin: bool) -> tuple[str, int | None]:
+        try:
+            return await self.journal.restore(actor, item_id, admin)
+        except LookupError as exc:
+            raise NotFound(str(exc)) from None
+        except OperationError as exc:
+            raise (Forbidden if exc.code == "NOPERM" else Unavailable)(exc.text) from None
 
     # -- operations ------------------------------------------------------------------------
     def health(self) -> Health:
