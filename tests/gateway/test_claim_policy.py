@@ -110,3 +110,26 @@ def test_the_check_is_one_lookup_per_message(policy: Setup) -> None:
         pol.check_conflicts(bob, "INBOX", uids, move)
     assert len(info.value.uids) == 1000
     pol.check_conflicts(bob, "Other", uids, move)  # no claims there: nothing looked at
+
+
+def test_another_nodes_claim_counts_at_once(store_url: str) -> None:
+    """Two nodes on one store (PostgreSQL): a claim taken through node A's registry is
+    enforced by node B's check at once, though B's memory never heard of it; a claim
+    released on A no longer refuses on B."""
+    engine = open_engine(store_url)
+    users = UserDirectory(engine)
+    alice, bob = users.add("alice", "pw"), users.add("bob", "pw")
+    with engine.begin() as conn:
+        conn.execute(insert(mailboxes), [{"id": 1, "name": "INBOX"}])
+    node_a, node_b = ClaimRegistry(engine, shared=True), ClaimRegistry(engine, shared=True)
+    node_a.load()
+    node_b.load()
+    on_b = ClaimPolicy(Policy(), node_b, lambda name: 1 if name == "INBOX" else None)
+    move = ops.Move(MB, [5], "Archive")
+    on_b.check_conflicts(Actor(bob.id, "bob"), "INBOX", [5], move)  # nothing claimed yet
+    node_a.claim(1, [5], alice.id, "alice", expires_after=None)
+    with pytest.raises(ClaimConflict, match="alice is handling this message"):
+        on_b.check_conflicts(Actor(bob.id, "bob"), "INBOX", [5], move)
+    node_a.release(1, [5])
+    on_b.check_conflicts(Actor(bob.id, "bob"), "INBOX", [5], move)
+    engine.dispose()

@@ -131,7 +131,7 @@ class Gateway:
         # Folder permissions: the store's ACL table, kept current (control socket + poll).
         acl_watch = AclWatch(AclStore(engine), acl_rights(config.acl.default))
         # Claims: the conflict check composed over the folder permissions.
-        claims = ClaimRegistry(engine)
+        claims = ClaimRegistry(engine, shared=nodes.shared)
         claims.load()
         policy = ClaimPolicy(AclPolicy(acl_watch.current), claims, replica.mailbox_id)
         service = Service(

@@ -100,7 +100,12 @@ class ClaimPolicy(Policy):
     def held_by_others(self, actor: Actor, mailbox: str, uids: Sequence[int]) -> list[Claim]:
         """The claims of members other than ``actor`` on ``uids`` (one lookup each)."""
         mb_id = self._mailbox_id(mailbox)
-        claims = self.registry.in_mailbox(mb_id) if mb_id is not None else {}
+        if mb_id is None:
+            claims: dict[int, Claim] = {}
+        elif self.registry.shared:
+            claims = self.registry.fresh(mb_id)  # another node may have claimed meanwhile
+        else:
+            claims = self.registry.in_mailbox(mb_id)
         if not claims or actor.user_id == 0:
             # No claims here, or the gateway/CLI itself (expiry, admin release).
             return []

@@ -92,8 +92,11 @@ class ClaimTaken(Exception):
 class ClaimRegistry:
     """The claims of the store, with an in-memory index by mailbox id and UID."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, shared: bool = False) -> None:
         self.engine = engine
+        #: Other gateway nodes claim on the same store (PostgreSQL): a check that can
+        #: refuse reads the folder's claims from the store first (``fresh``).
+        self.shared = shared
         self._by_mailbox: dict[int, dict[int, Claim]] = {}
 
     # -- reads (memory only) ---------------------------------------------------------
@@ -106,6 +109,25 @@ class ClaimRegistry:
                 c = Claim(r.mailbox_id, r.uid, r.user_id, r.name, r.claimed_at, r.expires_at, r.id)
                 index.setdefault(c.mailbox_id, {})[c.uid] = c
         self._by_mailbox = index
+
+    def fresh(self, mailbox_id: int) -> dict[int, Claim]:
+        """The claims of one mailbox as the store holds them now (one indexed query),
+        kept in memory: with several nodes, another node's claim counts at once."""
+        q = (
+            select(claims_table, users.c.name)
+            .join(users, users.c.id == claims_table.c.user_id)
+            .where(claims_table.c.mailbox_id == mailbox_id)
+        )
+        with self.engine.connect() as conn:
+            per = {
+                r.uid: Claim(r.mailbox_id, r.uid, r.user_id, r.name, r.claimed_at, r.expires_at, r.id)
+                for r in conn.execute(q)
+            }
+        if per:
+            self._by_mailbox[mailbox_id] = per
+        else:
+            self._by_mailbox.pop(mailbox_id, None)
+        return per
 
     def in_mailbox(self, mailbox_id: int) -> dict[int, Claim]:
         """The claims of one mailbox by UID (empty dict when none: the fast path)."""
