@@ -78,6 +78,9 @@ class OwnChanges:
         self.arrivals: Counter[str] = Counter()
         #: Folders a DELETE or RENAME in flight takes away.
         self.removals: Counter[str] = Counter()
+        #: Folders a DELETE in flight takes away (a RENAME's new name appears in the
+        #: sync's listing before its commit: the sync must go on handling those).
+        self.deletions: Counter[str] = Counter()
 
     @contextlib.contextmanager
     def during(self, op: object) -> Iterator[None]:
@@ -87,6 +90,7 @@ class OwnChanges:
         all_expunges: list[str] = []
         arrivals: list[str] = []
         removals: list[str] = []
+        deletions: list[str] = []
         name, uids = op_target(op)
         kind = type(op).__name__
         if name is not None:
@@ -101,6 +105,8 @@ class OwnChanges:
                 arrivals = [name]
             if kind in ("Delete", "Rename"):
                 removals = [name]
+            if kind == "Delete":
+                deletions = [name]
         dest = getattr(op, "dest", None)
         if isinstance(dest, str):
             arrivals.append(dest)
@@ -109,6 +115,7 @@ class OwnChanges:
         self.all_expunges.update(all_expunges)
         self.arrivals.update(arrivals)
         self.removals.update(removals)
+        self.deletions.update(deletions)
         try:
             yield
         finally:
@@ -117,7 +124,16 @@ class OwnChanges:
             self.all_expunges.subtract(all_expunges)
             self.arrivals.subtract(arrivals)
             self.removals.subtract(removals)
-            for counter in (self.flags, self.expunges, self.all_expunges, self.arrivals, self.removals):
+            self.deletions.subtract(deletions)
+            counters = (
+                self.flags,
+                self.expunges,
+                self.all_expunges,
+                self.arrivals,
+                self.removals,
+                self.deletions,
+            )
+            for counter in counters:
                 counter += Counter()  # drops the keys at zero
 
     def is_flagging(self, mailbox: str, uid: int) -> bool:
@@ -131,6 +147,9 @@ class OwnChanges:
 
     def is_removing(self, mailbox: str) -> bool:
         return self.removals[mailbox] > 0
+
+    def is_deleting(self, mailbox: str) -> bool:
+        return self.deletions[mailbox] > 0
 
 
 class HosterJournal:
@@ -174,11 +193,15 @@ class HosterJournal:
         refs = message_refs(mb, present, self.content)
         return _all([_entry("EXPUNGE", mb, present, refs, "expunged")])
 
+    def removing(self, name: str) -> bool:
+        return self.own.is_deleting(name)
+
     def folder_removed(self, mb: MailboxIndex) -> Hook | None:
         # Also what a gateway DELETE did when the process was killed between the hoster's
         # answer and its own commit: the journal then still records the folder's end.
+        # (The sync does not drop a folder a DELETE in flight removes: ``removing``.)
         if self.own.is_removing(mb.name):
-            return None
+            return None  # a RENAME in flight: its own entry says where the folder went
         uids = sorted(mb.records)
         refs = message_refs(mb, uids, self.content)
         return _all([_entry("DELETE", mb, uids, refs, "folder_deleted", f"{len(uids)} message(s) in it")])

@@ -86,6 +86,10 @@ class SyncObserver(Protocol):
     def flags_changed(self, mb: MailboxIndex, flags: Mapping[int, tuple[str, ...]]) -> Hook | None: ...
     def expunged(self, mb: MailboxIndex, uids: set[int]) -> Hook | None: ...
     def folder_removed(self, mb: MailboxIndex) -> Hook | None: ...
+    def removing(self, name: str) -> bool:
+        """A member's DELETE of ``name`` is in flight: its operation drops the
+        folder and journals that in one commit, so the sync must leave it alone."""
+        ...
 
 
 class MailboxSync:
@@ -176,6 +180,11 @@ class MailboxSync:
             self.replica.upsert_mailbox(item.name, item.delimiter, tuple(item.flags))
         for name in self.replica.names():
             if name not in seen:
+                if self.observer is not None and self.observer.removing(name):
+                    # Dropped here, a kill before the member's commit would leave the
+                    # folder's end in no journal entry; left alone, that commit drops it,
+                    # or (after a kill) the next start's sync finds it gone and records it.
+                    continue
                 log.info("mailbox %s is gone upstream", name)
                 gone = self.replica.get(name)
                 hook = None
