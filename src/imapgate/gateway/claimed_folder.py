@@ -18,35 +18,26 @@ from typing import Any
 from ..replica.replica import Replica
 from ..team.claims import ClaimRegistry
 from . import operations as ops
-from .errors import OperationError
 from .operations import CopyResult
-from .policy import READ, Actor, Policy
-from .virtual import VirtualMessage
+from .policy import Actor, Policy
+from .virtual import VirtualFolderBase, VirtualMessage
 
 Execute = Callable[[Actor, ops.Operation[Any]], Awaitable[Any]]
 
 
-class ClaimedByMe:
+class ClaimedByMe(VirtualFolderBase):
     def __init__(
         self, name: str, registry: ClaimRegistry, replica: Replica, execute: Execute, policy: Policy
     ) -> None:
-        self._name = name
-        #: Claims in folders the member may no longer read are not listed.
-        self.policy = policy
+        # Claims in folders the member may no longer read are not listed.
+        super().__init__(name, policy)
         self.registry = registry
         self.replica = replica
         #: ``Service.execute``: COPY/MOVE out go through the whole pipeline.
         self.execute = execute
-        self._uidvalidity: int | None = None
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def uidvalidity(self, actor: Actor) -> int:
-        if self._uidvalidity is None:
-            self._uidvalidity = self.registry.uidvalidity()
-        return self._uidvalidity
+    def new_uidvalidity(self) -> int:
+        return self.registry.uidvalidity()
 
     def messages(self, actor: Actor) -> Sequence[VirtualMessage]:
         names = {mb.id: name for name in self.replica.names() if (mb := self.replica.get(name)) is not None}
@@ -56,17 +47,10 @@ class ClaimedByMe:
         for c in mine:
             name = names[c.mailbox_id]
             if name not in readable:
-                readable[name] = self._may_read(actor, name)
+                readable[name] = self.may_read(actor, name)
             if readable[name]:
                 out.append(VirtualMessage(c.id, name, c.uid))
         return out
-
-    def _may_read(self, actor: Actor, name: str) -> bool:
-        try:
-            self.policy.authorize(actor, name, READ)
-        except OperationError:
-            return False
-        return True
 
     async def copy_out(
         self, actor: Actor, messages: Sequence[VirtualMessage], dest: str, move: bool

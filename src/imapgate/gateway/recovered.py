@@ -18,14 +18,13 @@ from collections.abc import Sequence
 
 from ..replica.replica import Replica
 from ..team.recovery_store import ItemFilter, RecoveryStore
-from .errors import OperationError
 from .operations import CopyResult
-from .policy import READ, Actor, Policy
+from .policy import Actor, Policy
 from .restore import Restorer
-from .virtual import VirtualMessage
+from .virtual import VirtualFolderBase, VirtualMessage
 
 
-class RecoveredFolder:
+class RecoveredFolder(VirtualFolderBase):
     def __init__(
         self,
         name: str,
@@ -35,22 +34,14 @@ class RecoveredFolder:
         policy: Policy,
         replica: Replica,
     ) -> None:
-        self._name = name
+        super().__init__(name, policy)
         self.folder = folder
         self.store = store
         self.restorer = restorer
-        self.policy = policy
         self.replica = replica
-        self._uidvalidity: int | None = None
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def uidvalidity(self, actor: Actor) -> int:
-        if self._uidvalidity is None:
-            self._uidvalidity = self.store.uidvalidity()
-        return self._uidvalidity
+    def new_uidvalidity(self) -> int:
+        return self.store.uidvalidity()
 
     def messages(self, actor: Actor) -> Sequence[VirtualMessage]:
         copies = self.replica.get(self.folder)
@@ -69,11 +60,7 @@ class RecoveredFolder:
     def may_see(self, actor: Actor, mailbox: str, restore_to: str, removed_by: str | None) -> bool:
         for name in (mailbox, restore_to):
             if self.replica.get(name) is not None:
-                try:
-                    self.policy.authorize(actor, name, READ)
-                except OperationError:
-                    return False
-                return True
+                return self.may_read(actor, name)
         return removed_by == actor.user
 
     async def copy_out(

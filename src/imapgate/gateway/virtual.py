@@ -43,7 +43,7 @@ from ..replica.replica import Replica
 from . import operations as ops
 from .errors import OperationError
 from .operations import CopyResult
-from .policy import Actor
+from .policy import READ, Actor, Policy
 
 #: The attributes a virtual folder is listed with: it holds no other folders.
 VIRTUAL_ATTRIBUTES = ("\\HasNoChildren",)
@@ -83,6 +83,36 @@ class VirtualFolderProvider(Protocol):
     async def copy_out(
         self, actor: Actor, messages: Sequence[VirtualMessage], dest: str, move: bool
     ) -> CopyResult: ...
+
+
+class VirtualFolderBase:
+    """What every provider shares: its name, a UIDVALIDITY asked of its store once
+    (``new_uidvalidity``), and the read check that decides which messages a member
+    is shown (a folder the member may not read lists nothing of it)."""
+
+    def __init__(self, name: str, policy: Policy) -> None:
+        self._name = name
+        self.policy = policy
+        self._uidvalidity: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def new_uidvalidity(self) -> int:
+        raise NotImplementedError
+
+    def uidvalidity(self, actor: Actor) -> int:
+        if self._uidvalidity is None:
+            self._uidvalidity = self.new_uidvalidity()
+        return self._uidvalidity
+
+    def may_read(self, actor: Actor, name: str) -> bool:
+        try:
+            self.policy.authorize(actor, name, READ)
+        except OperationError:
+            return False
+        return True
 
 
 @dataclass(eq=False)
