@@ -3,6 +3,7 @@ and stop them in order."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from ..team.claims import ClaimRegistry
 from ..team.journal import Journal
 from ..team.recovery_store import RecoveryStore
 from ..team.subscriptions import Subscriptions
-from ..team.users import UserDirectory
+from ..team.users import UserDirectory, prepare_dummy_hash
 from ..upstream.connection import UpstreamError, UpstreamLoginRefused, UpstreamUnavailable
 from ..upstream.pool import UpstreamPool
 from .acl_policy import AclPolicy
@@ -202,6 +203,8 @@ class Gateway:
         must not look like an empty mailbox), or it cannot be reached and the
         replica is empty (first start).  Unreachable with a replica: serve it,
         and catch up when the hoster answers."""
+        # In a worker thread while the start goes on (one argon2id hash, ~0.2 s).
+        asyncio.get_running_loop().run_in_executor(None, prepare_dummy_hash)
         # Operations interrupted by a crash are settled before anything else.
         await self.service.recover_intents()
         if initial_sync:

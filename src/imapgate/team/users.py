@@ -13,6 +13,7 @@ password.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -35,9 +36,21 @@ MAX_PASSWORD = 1024
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile defaults
 
-# A hash of a random password: verifying unknown users against it costs the
-# same time as a real check, so timing does not reveal which names exist.
-_DUMMY_HASH = _hasher.hash("imapgate-no-such-user")
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random password: verifying unknown users against it costs the
+    same time as a real check, so timing does not reveal which names exist.  Made
+    at the first check of an unknown name, not at import: one argon2id hash (about
+    0.2 s) in every process, CLI commands included, was most of their start-up."""
+    return _hasher.hash("imapgate-no-such-user")
+
+
+def prepare_dummy_hash() -> None:
+    """Make the dummy hash now (a serving gateway, at start, in a worker thread):
+    so not even the first check of an unknown name takes longer than others."""
+    _dummy_hash()
+
 
 #: Written in the same transaction as a change (the journal entry of an admin
 #: verb, ``JournalEntry.writer()``), so the journal never misses nor invents one.
@@ -84,7 +97,7 @@ def check_password(stored_hash: str | None, password: str) -> bool:
     if len(password) > MAX_PASSWORD:
         return False  # no stored password is that long; do not pay argon2 for it
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except VerifyMismatchError:
         return False
     except InvalidHashError:
