@@ -450,9 +450,10 @@ async def _folder(request: Request, session: WebSession) -> View:
     filt: Filter = flt
     query = request.query_params.get("q", "")
     result = await _web(request).data.list_messages(_actor(session), name, filt, page, per_page, query)
+    show_read_by = _web(request).data.show_read_by
     return View(
         "folder.html",
-        {"p": result, "filters": FILTERS},
+        {"p": result, "filters": FILTERS, "show_read_by": show_read_by},
         json={
             "folder": result.folder.name,
             "query": result.query,
@@ -463,7 +464,7 @@ async def _folder(request: Request, session: WebSession) -> View:
             "pages": result.pages,
             "per_page": result.per_page,
             "matching": result.matching,
-            "messages": [m.to_json() for m in result.messages],
+            "messages": [m.to_json(show_read_by) for m in result.messages],
         },
     )
 
@@ -474,7 +475,7 @@ async def _message(request: Request, session: WebSession) -> View:
     web = _web(request)
     actor = _actor(session)
     m = await web.data.message(actor, folder, uid)
-    history = web.data.journal.history(actor, m.rendered.headers.message_id, web.admin.is_admin(actor))
+    history = web.data.history_of(actor, m, web.admin.is_admin(actor))
     r = m.rendered
     h = r.headers
     show_html = r.html is not None and (r.text is None or request.query_params.get("view") == "html")
@@ -485,7 +486,7 @@ async def _message(request: Request, session: WebSession) -> View:
     return View(
         "message.html",
         {"m": m, "r": r, "h": h, "show_html": show_html, "history": history,
-         "may_claim": web.data.may_claim(actor, folder)},
+         "may_claim": web.data.may_claim(actor, folder), "show_read_by": web.data.show_read_by},
         json={
             "folder": m.folder,
             "uid": m.uid,
@@ -505,6 +506,8 @@ async def _message(request: Request, session: WebSession) -> View:
             "remote_content_blocked": r.remote_content_blocked,
             "size": r.size,
             "claimed_by": m.claim.user if m.claim else None,
+            "answered_by": list(m.answered_by),
+            **({"read_by": None if m.read_by is None else list(m.read_by)} if web.data.show_read_by else {}),
             "history": [e.to_json() for e in history],
         },
     )  # fmt: skip

@@ -42,7 +42,7 @@ from ..gateway.app import Gateway
 from ..gateway.auth import AuthResult, Outcome
 from ..gateway.errors import OperationError
 from ..gateway.policy import LOOKUP, READ, SEEN, SYSTEM, WRITE, Actor
-from ..gateway.team_reads import AuditQuery, AuditRecord, RecoveryItem
+from ..gateway.team_reads import AuditQuery, AuditRecord, RecoveryItem, answered_by, seen_by
 from ..protocol.envelope import Envelope, parse_envelope
 from ..protocol.errors import CodecError
 from ..protocol.fetch_items import FetchAttribute, Section
@@ -71,6 +71,9 @@ RENDER_CONCURRENCY = 2
 REPLAY = 256
 #: New messages of one change whose sender and subject the live feed looks up.
 LIVE_ENVELOPES = 10
+
+#: Journal actions that tell who read a message (hidden with ``show_read_by`` off).
+READ_ACTIONS = frozenset({"read", "unread"})
 
 Filter = Literal["all", "unread", "flagged", "unanswered", "unclaimed", "mine"]
 FILTERS: tuple[Filter, ...] = ("all", "unread", "flagged", "unanswered", "unclaimed", "mine")
@@ -133,9 +136,14 @@ class MessageSummary:
     flags: tuple[str, ...]
     #: Who holds a claim on the message (None: nobody).
     claimed_by: str | None = None
+    #: Who answered it through the gateway (\\Answered set, or a reply sent), first first.
+    answered_by: tuple[str, ...] = ()
+    #: The team members who may read the folder and whose read state has it \\Seen;
+    #: None: not shown (``[web] show_read_by = false``, or \\Seen is shared there).
+    read_by: tuple[str, ...] | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, show_read_by: bool = True) -> dict[str, Any]:
+        out = {
             "uid": self.uid,
             "from": {"name": self.sender, "address": self.sender_address},
             "subject": self.subject,
@@ -146,7 +154,11 @@ class MessageSummary:
             "answered": self.answered,
             "flags": list(self.flags),
             "claimed_by": self.claimed_by,
+            "answered_by": list(self.answered_by),
         }
+        if show_read_by:
+            out["read_by"] = None if self.read_by is None else list(self.read_by)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +183,8 @@ class MessageView:
     date: float
     rendered: render.RenderedMessage
     claim: ClaimView | None = None
+    answered_by: tuple[str, ...] = ()
+    read_by: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,8 +272,10 @@ def _header_attr() -> FetchAttribute:
 class Dashboard:
     """See the module docstring.  One per gateway; ``start``/``stop`` the live feed."""
 
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: Gateway, *, show_read_by: bool = True) -> None:
         self.gw = gw
+        #: ``[web] show_read_by``: false leaves "read by" out everywhere (privacy).
+        self.show_read_by = show_read_by
         self.live = LiveFeed(self)
         self.claims = ClaimDesk(gw)
         self.journal = JournalDesk(gw, self.may_read)
@@ -413,6 +429,7 @@ class Dashboard:
         envelopes = await self._envelopes(actor, mb, chosen)
         out: list[MessageSummary] = []
         private = self.gw.replica.private_flags_of(mb)
+        answered, read_by = self._team_columns(mb, chosen)
         for u in chosen:
             rec = records.get(u)
             if rec is None:
@@ -425,10 +442,30 @@ class Dashboard:
                     u, sender, address, subject, rec.internal_date, rec.size, seen(u),
                     "\\Flagged" in rec.flags, "\\Answered" in rec.flags, flags,
                     claims[u].user if u in claims else None,
+                    answered.get(rec.message_id or "", ()) if rec.message_id else (),
+                    read_by(u),
                 )
             )  # fmt: skip
         view = FolderView(folder, mb.exists, self._unread(actor, mb), self._rights(actor, folder), True)
         return MessagePage(view, tuple(out), filter, page, pages, matching, per_page, query)
+
+    def _team_columns(
+        self, mb: Any, uids: list[int]
+    ) -> tuple[dict[str, tuple[str, ...]], Callable[[int], tuple[str, ...] | None]]:
+        """ "Answered by" (Message-ID -> names) and "read by" (uid -> names, None: not shown)
+        for the rows of one page only: one query for the answers, the users and their read
+        states (memory, or one query), a rights check per member."""
+        records = mb.records
+        ids = [mid for u in uids if (rec := records.get(u)) is not None and (mid := rec.message_id)]
+        answered = answered_by(self.gw.journal.engine, ids)
+        if not self.show_read_by or "\\Seen" not in self.gw.replica.private_flags_of(mb):
+            return answered, lambda uid: None
+        members = [
+            u for u in self.gw.users.list() if not u.disabled and self.may_read(Actor(u.id, u.name), mb.name)
+        ]
+        seen = seen_by(mb, [u.id for u in members], self.gw.journal.engine)
+        readers = [(u.name, seen[u.id]) for u in members if u.id in seen]
+        return answered, lambda uid: tuple(name for name, s in readers if uid in s)
 
     async def _envelopes(self, actor: Actor, mb: Any, uids: list[int]) -> dict[int, Envelope | None]:
         """ENVELOPE of ``uids`` in one batch through the content cache (most
@@ -469,7 +506,11 @@ class Dashboard:
         self.mark_seen(actor, mb, uid)
         seen = self._seen_set(actor, mb)(uid)
         claim = self.claims.of(mb.id, uid)
-        return MessageView(folder, uid, rec.flags, seen, rec.internal_date, rendered, claim)
+        answered, read_by = self._team_columns(mb, [uid])
+        return MessageView(
+            folder, uid, rec.flags, seen, rec.internal_date, rendered, claim,
+            answered.get(rec.message_id or "", ()) if rec.message_id else (), read_by(uid),
+        )  # fmt: skip
 
     def mark_seen(self, actor: Actor, mb: Any, uid: int) -> None:
         """Opening a message marks it read for this user, as FETCH BODY[] does
@@ -577,7 +618,15 @@ class Dashboard:
     async def history(self, actor: Actor, folder: str, uid: int, admin: bool) -> list[AuditRecord]:
         """The journal's entries about one message (by its Message-ID), oldest first."""
         m = await self.message(actor, folder, uid)
-        return self.journal.history(actor, m.rendered.headers.message_id, admin)
+        return self.history_of(actor, m, admin)
+
+    def history_of(self, actor: Actor, m: MessageView, admin: bool) -> list[AuditRecord]:
+        """``m``'s history; with ``show_read_by`` off without the colleagues' read and
+        unread entries (one's own stay)."""
+        records = self.journal.history(actor, m.rendered.headers.message_id, admin)
+        if self.show_read_by:
+            return records
+        return [r for r in records if r.entry.action_word not in READ_ACTIONS or r.entry.user == actor.user]
 
     def audit_page(self, actor: Actor, query: AuditQuery, page: int, per_page: int, admin: bool) -> AuditPage:
         return self.journal.audit(actor, query, page, per_page, admin)
