@@ -19,8 +19,12 @@ from ..team.audit import AuditQuery as AuditQuery
 from ..team.audit import AuditRecord as AuditRecord
 from ..team.audit import search as audit_search
 from ..team.audit_actions import ACTIONS as ACTIONS
+from ..team.claims import CLAIMANT_PREFIX as CLAIMANT_PREFIX
 from ..team.claims import CLAIMED as CLAIMED
 from ..team.claims import Claim as Claim
+from ..team.notes import MAX_NOTE_CHARS as MAX_NOTE_CHARS
+from ..team.notes import Note as Note
+from ..team.notes import NoteBook
 from ..team.recovery_store import ItemFilter as ItemFilter
 from ..team.recovery_store import RecoveryItem as RecoveryItem
 from ..team.replies import ReplyLog
@@ -50,6 +54,18 @@ def seen_by(mb: MailboxIndex, user_ids: Sequence[int], engine: Engine) -> dict[i
     return out
 
 
+def recent_answers(engine: Engine, message_ids: Sequence[str], since: float) -> list[tuple[float, str, str]]:
+    """(time, user, Message-ID) of the ``\\Answered`` marks set through the gateway on these
+    messages since ``since`` (the live feed's "answered by alice")."""
+    marks = ReplyLog(engine).marks_for(message_ids) if message_ids else []
+    return sorted((m.ts, m.user, m.message_id) for m in marks if m.ts >= since)
+
+
+def notes_of(engine: Engine, message_id: str | None, mailbox: str, uid: int) -> list[Note]:
+    """The team's internal notes on one message, oldest first (team/notes.py)."""
+    return NoteBook(engine).for_message(message_id, mailbox, uid)
+
+
 def answered_by(engine: Engine, message_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """Message-ID -> who answered it through the gateway, first first: the members who set
     ``\\Answered`` through the write path (``answer_marks``, written with the journal entry;
@@ -69,14 +85,19 @@ def answered_by(engine: Engine, message_ids: Sequence[str]) -> dict[str, tuple[s
 
 __all__ = [
     "ACTIONS",
+    "CLAIMANT_PREFIX",
     "CLAIMED",
+    "MAX_NOTE_CHARS",
     "AuditQuery",
     "AuditRecord",
     "Claim",
     "ItemFilter",
     "MailboxIndex",
+    "Note",
     "RecoveryItem",
     "answered_by",
     "audit_search",
+    "notes_of",
+    "recent_answers",
     "seen_by",
 ]

@@ -42,7 +42,18 @@ from ..gateway.app import Gateway
 from ..gateway.auth import AuthResult, Outcome
 from ..gateway.errors import OperationError
 from ..gateway.policy import LOOKUP, READ, SEEN, SYSTEM, WRITE, Actor
-from ..gateway.team_reads import AuditQuery, AuditRecord, RecoveryItem, answered_by, seen_by
+from ..gateway.team_reads import (
+    CLAIMANT_PREFIX,
+    MAX_NOTE_CHARS,
+    AuditQuery,
+    AuditRecord,
+    Note,
+    RecoveryItem,
+    answered_by,
+    notes_of,
+    recent_answers,
+    seen_by,
+)
 from ..protocol.envelope import Envelope, parse_envelope
 from ..protocol.errors import CodecError
 from ..protocol.fetch_items import FetchAttribute, Section
@@ -67,10 +78,18 @@ MAX_FETCH_FOR_PAGE = 64 * 1024 * 1024
 #: Renders of message pages at once (each parses the message in a worker
 #: thread; a 20 MB message takes ~0.4 s and a few times its size in memory).
 RENDER_CONCURRENCY = 2
+#: Characters of one internal note at most (team/notes.py says why).
+MAX_NOTE: int = MAX_NOTE_CHARS
 #: Changes kept for a reconnecting event stream (``Last-Event-ID``).
 REPLAY = 256
 #: New messages of one change whose sender and subject the live feed looks up.
 LIVE_ENVELOPES = 10
+#: Messages of one flag change whose claim and answer the live feed looks at: a bulk
+#: STORE of thousands stays one "flags changed" entry; claims and replies are per message.
+LIVE_TEAM_UIDS = 50
+#: An \\Answered mark is announced live when it is at most this old (the flag change that
+#: shows it is published right after the commit that wrote it).
+LIVE_ANSWER_SECONDS = 30.0
 
 #: Journal actions that tell who read a message (hidden with ``show_read_by`` off).
 READ_ACTIONS = frozenset({"read", "unread"})
@@ -185,6 +204,8 @@ class MessageView:
     claim: ClaimView | None = None
     answered_by: tuple[str, ...] = ()
     read_by: tuple[str, ...] | None = None
+    #: The team's internal notes on it, oldest first.
+    notes: tuple[Note, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +226,7 @@ class Change:
 
     id: int
     ts: float
-    kind: Literal["new", "flags", "expunged", "folders", "reset", "mode"]
+    kind: Literal["new", "flags", "expunged", "folders", "reset", "mode", "claim", "answered", "note"]
     folder: str | None
     uids: tuple[int, ...] = ()
     #: Set for a change of one user's private flags: only they see it.
@@ -216,9 +237,15 @@ class Change:
     #: For a change of the folder list: the folder names it is about (each viewer is
     #: shown only the ones they may see).
     names: tuple[str, ...] = ()
+    #: Team changes: who (the claimant, the one who answered, the note's author) and
+    #: what ("claimed", "released", "assigned", "answered", "note").
+    by: str | None = None
+    action: str = ""
+    #: For a note: the note (``Note.to_json``).
+    note: Any = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "time": _iso(self.ts),
             "kind": self.kind,
@@ -228,6 +255,12 @@ class Change:
             "messages": [{"uid": u, "from": s, "subject": t} for u, s, t in self.summaries],
             "text": self.text,
         }
+        if self.by is not None or self.action:
+            out["by"] = self.by
+            out["action"] = self.action
+        if self.note is not None:
+            out["note"] = self.note
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,9 +540,10 @@ class Dashboard:
         seen = self._seen_set(actor, mb)(uid)
         claim = self.claims.of(mb.id, uid)
         answered, read_by = self._team_columns(mb, [uid])
+        notes = tuple(notes_of(self.gw.journal.engine, rec.message_id, folder, uid))
         return MessageView(
             folder, uid, rec.flags, seen, rec.internal_date, rendered, claim,
-            answered.get(rec.message_id or "", ()) if rec.message_id else (), read_by(uid),
+            answered.get(rec.message_id or "", ()) if rec.message_id else (), read_by(uid), notes,
         )  # fmt: skip
 
     def mark_seen(self, actor: Actor, mb: Any, uid: int) -> None:
@@ -584,7 +618,11 @@ class Dashboard:
             elif action == "assign":
                 if not to.strip():
                     raise BadRequest("name the colleague to assign the message to")
-                await self.claims.assign(actor, mb, uid, to.strip(), self._rights)
+                self.live.expect_assignment(mb.id, uid, actor.user)
+                try:
+                    await self.claims.assign(actor, mb, uid, to.strip(), self._rights)
+                finally:
+                    self.live.forget_assignment(mb.id, uid)
             else:
                 raise BadRequest("action must be claim, release or assign")
         except Refused as exc:
@@ -596,6 +634,24 @@ class Dashboard:
                 raise BadRequest(exc.text) from None
             raise Unavailable(exc.text) from None
         return self.claims.of(mb.id, uid)
+
+    # -- internal notes (→ AddNote through Service.execute) --------------------------------
+    async def add_note(self, actor: Actor, folder: str, uid: int, text: str) -> Note:
+        """Keep ``actor``'s note on a message (needs ``l`` and ``r``, as reading it) and
+        show it on every open Live and message page that may see the folder."""
+        mb = self._claimable(actor, folder, uid)
+        try:
+            note: Note = await self.gw.service.execute(actor, ops.AddNote(mb, uid, text))
+        except OperationError as exc:
+            if exc.code == "NOPERM":
+                raise Forbidden(exc.text) from None
+            if exc.code == "NONEXISTENT":
+                raise NotFound(exc.text) from None
+            if exc.code == "CANNOT":
+                raise BadRequest(exc.text) from None
+            raise Unavailable(exc.text) from None
+        self.live.note_added(note)
+        return note
 
     def may_claim(self, actor: Actor, folder: str) -> bool:
         return WRITE in self._rights(actor, folder)
@@ -744,9 +800,19 @@ class LiveFeed:
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _started: bool = False
+    #: Who holds a claim on which message, as the feed last told it: mailbox id -> uid -> name.
+    _claimants: dict[int, dict[int, str]] = field(default_factory=dict)
+    #: Assignments under way on this dashboard: (mailbox id, uid) -> who assigns.
+    _assigning: dict[tuple[int, int], str] = field(default_factory=dict)
+    #: \\Answered marks announced already: (time, user, Message-ID).
+    _answered: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=REPLAY))
 
     def start(self) -> None:
         if not self._started:
+            for mailbox_id in list(self.dashboard.gw.replica.by_id):
+                held = self.dashboard.claims.in_folder(mailbox_id)
+                if held:
+                    self._claimants[mailbox_id] = {uid: c.user for uid, c in held.items()}
             self.dashboard.gw.hub.subscribe(None, self._on_event)
             self._started = True
 
@@ -778,6 +844,78 @@ class LiveFeed:
 
     def close(self, stream: _Stream) -> None:
         self._streams.discard(stream)
+
+    # -- team changes ---------------------------------------------------------------------
+    def expect_assignment(self, mailbox_id: int, uid: int, by: str) -> None:
+        """The next claim on the message is ``by``'s assignment (shown as such)."""
+        self._assigning[(mailbox_id, uid)] = by
+
+    def forget_assignment(self, mailbox_id: int, uid: int) -> None:
+        self._assigning.pop((mailbox_id, uid), None)
+
+    def note_added(self, note: Note) -> None:
+        first = note.text.splitlines()[0] if note.text else ""
+        text = f"{note.user} added a note to message {note.uid}: {first[:140]}"
+        self._publish(
+            Change(
+                0, note.ts, "note", note.mailbox, (note.uid,), text=text, by=note.user, action="note",
+                note=note.to_json(),
+            )
+        )  # fmt: skip
+
+    def _team_changes(self, mb: Any, uids: tuple[int, ...], now: float) -> None:
+        """Claims taken, released or assigned, and replies, among the messages of a
+        change of shared flags: each a change of its own, with who."""
+        records = mb.records
+        chosen = [u for u in uids[:LIVE_TEAM_UIDS] if u in records]
+        known = self._claimants.setdefault(mb.id, {})
+        held = self.dashboard.claims.in_folder(mb.id)
+        for uid in chosen:
+            flags = records[uid].flags
+            holder = None
+            if any(f.lower() == "$claimed" for f in flags):
+                claim = held.get(uid)
+                holder = claim.user if claim is not None else _claimant_of(flags)
+            before = known.get(uid)
+            if holder == before:
+                continue
+            by_whom = self._assigning.pop((mb.id, uid), None)
+            if holder is None:
+                known.pop(uid, None)
+                change = Change(0, now, "claim", mb.name, (uid,), text=f"{before} released message {uid}",
+                                by=before, action="released")  # fmt: skip
+            elif by_whom is not None and by_whom != holder:
+                known[uid] = holder
+                text = f"{by_whom} assigned message {uid} to {holder}"
+                change = Change(0, now, "claim", mb.name, (uid,), text=text, by=holder, action="assigned")
+            else:
+                known[uid] = holder
+                change = Change(0, now, "claim", mb.name, (uid,), text=f"{holder} claimed message {uid}",
+                                by=holder, action="claimed")  # fmt: skip
+            self._publish(change)
+        if not known:
+            self._claimants.pop(mb.id, None)
+        answered = {
+            mid: uid for uid in chosen
+            if "\\Answered" in records[uid].flags and (mid := records[uid].message_id)
+        }  # fmt: skip
+        if not answered:
+            return
+        try:
+            marks = recent_answers(
+                self.dashboard.gw.journal.engine, list(answered), now - LIVE_ANSWER_SECONDS
+            )
+        except Exception as exc:  # the flag change itself is out already
+            log.info("live feed: answers of %s not available: %s", mb.name, exc)
+            return
+        for mark in marks:
+            if mark in self._answered:
+                continue
+            self._answered.append(mark)
+            _ts, user, mid = mark
+            uid = answered[mid]
+            text = f"message {uid} answered by {user}"
+            self._publish(Change(0, now, "answered", mb.name, (uid,), text=text, by=user, action="answered"))
 
     def _visible(self, actor: Actor, change: Change) -> bool:
         if change.user_id is not None and change.user_id != actor.user_id:
@@ -830,6 +968,8 @@ class LiveFeed:
                 " marked (your read state)" if event.user_id is not None else ": flags changed"
             )
             self._publish(Change(0, now, "flags", name, event.uids, event.user_id, text=text))
+            if event.user_id is None and mb is not None:
+                self._team_changes(mb, event.uids, now)
         elif isinstance(event, ev.MessagesExpunged):
             self._publish(
                 Change(
@@ -868,6 +1008,15 @@ class LiveFeed:
         for stream in list(self._streams):
             if (shown := self._for(stream.actor, change)) is not None:
                 stream.deliver(shown)
+
+
+def _claimant_of(flags: tuple[str, ...]) -> str:
+    """The claimant named by a ``$claimed_<name>`` keyword (a claim another node or the
+    hoster reported, which this node's registry does not know yet)."""
+    for f in flags:
+        if f.lower().startswith(CLAIMANT_PREFIX) and len(f) > len(CLAIMANT_PREFIX):
+            return f[len(CLAIMANT_PREFIX) :]
+    return "someone"
 
 
 def _folders_text(names: tuple[str, ...]) -> str:
