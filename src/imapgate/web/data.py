@@ -863,6 +863,16 @@ class LiveFeed:
             )
         )  # fmt: skip
 
+    def _learn_claims(self, mb: Any, uids: tuple[int, ...]) -> None:
+        """Messages that arrive claimed (a claim follows its message on a move): their
+        claimant, so that a later release is told as one."""
+        held = self.dashboard.claims.in_folder(mb.id)
+        if held:
+            known = self._claimants.setdefault(mb.id, {})
+            known.update({u: held[u].user for u in uids if u in held})
+            if not known:
+                self._claimants.pop(mb.id, None)
+
     def _team_changes(self, mb: Any, uids: tuple[int, ...], now: float) -> None:
         """Claims taken, released or assigned, and replies, among the messages of a
         change of shared flags: each a change of its own, with who."""
@@ -877,6 +887,10 @@ class LiveFeed:
                 claim = held.get(uid)
                 holder = claim.user if claim is not None else _claimant_of(flags)
             before = known.get(uid)
+            if before is None and holder is None and uid in held:
+                # A release under way (the registry drops the row after the flags): a
+                # claim the feed never saw taken, e.g. one that came along with a move.
+                before = held[uid].user
             if holder == before:
                 continue
             by_whom = self._assigning.pop((mb.id, uid), None)
@@ -958,6 +972,7 @@ class LiveFeed:
         if isinstance(event, ev.MessagesAdded):
             if mb is None or not event.uids:
                 return
+            self._learn_claims(mb, event.uids)
             change = Change(0, now, "new", name, event.uids, text=_count(len(event.uids), "new message"))
             task = asyncio.get_running_loop().create_task(self._with_envelopes(change, mb))
             self._tasks.add(task)
@@ -971,6 +986,10 @@ class LiveFeed:
             if event.user_id is None and mb is not None:
                 self._team_changes(mb, event.uids, now)
         elif isinstance(event, ev.MessagesExpunged):
+            known = self._claimants.get(event.mailbox_id)
+            if known is not None:
+                for uid in event.uids:
+                    known.pop(uid, None)
             self._publish(
                 Change(
                     0, now, "expunged", name, event.uids, text=_count(len(event.uids), "message") + " removed"

@@ -162,7 +162,7 @@ async def _note_api(request: Request, session: WebSession) -> View:
     data = await _json_object(request, MAX_NOTE_JSON_BYTES)
     text = data.get("text")
     if not isinstance(text, str):
-        raise HTTPError(400, '"text" (a string of at most %d characters) is needed' % MAX_NOTE_CHARS)
+        raise HTTPError(400, f'"text" (a string of at most {MAX_NOTE_CHARS} characters) is needed')
     note = await _web(request).data.add_note(
         _actor(session), request.path_params["folder"], request.path_params["uid"], text
     )
