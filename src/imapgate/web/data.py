@@ -879,18 +879,18 @@ class LiveFeed:
         records = mb.records
         chosen = [u for u in uids[:LIVE_TEAM_UIDS] if u in records]
         known = self._claimants.setdefault(mb.id, {})
-        held = self.dashboard.claims.in_folder(mb.id)
+        claims = self.dashboard.claims
         for uid in chosen:
             flags = records[uid].flags
+            claim = claims.of(mb.id, uid)
             holder = None
             if any(f.lower() == "$claimed" for f in flags):
-                claim = held.get(uid)
                 holder = claim.user if claim is not None else _claimant_of(flags)
             before = known.get(uid)
-            if before is None and holder is None and uid in held:
+            if before is None and holder is None and claim is not None:
                 # A release under way (the registry drops the row after the flags): a
                 # claim the feed never saw taken, e.g. one that came along with a move.
-                before = held[uid].user
+                before = claim.user
             if holder == before:
                 continue
             by_whom = self._assigning.pop((mb.id, uid), None)
