@@ -2,7 +2,9 @@
 
 In-process, no hoster: a store with 10,000 messages in INBOX whose ENVELOPEs are in the content
 cache (as after IMAP clients fetched them), and ``Dashboard.list_messages`` timed for the first,
-a middle and the last page, and for the ``unread`` filter (which walks the whole folder).  This
+a middle and the last page, and for the ``unread`` filter (which walks the whole folder), with
+the team columns: five members with a private read state of INBOX ("read by") and 1,000
+messages answered through the gateway (``answer_marks``: "answered by").  This
 benchmark has no direct-Dovecot twin: Dovecot has no dashboard; the figure is absolute.
 
     .venv/bin/python -m benchmarks.web_folder_page
@@ -49,8 +51,27 @@ async def main() -> None:
     gw.content.put_many(
         mb.id, mb.uidvalidity, {(u, b"ENVELOPE"): ENVELOPE % (u, u, u, u) for u in range(1, N + 1)}
     )
-    d = Dashboard(gw)
+    from imapgate.store.schema import answer_marks
+
+    for name in ("bob", "carol", "dave", "erin"):
+        member = gw.users.add(name, f"{name}-pw")
+        gw.replica.private_state(mb, member.id)  # their first look: a read state of their own
+    gw.replica.private_state(mb, user.id)
+    with gw.journal.engine.begin() as conn:
+        conn.execute(
+            answer_marks.insert(),
+            [{"ts": 1.7e9 + u, "user_name": "bob", "message_id": f"<m{u}@x>", "mailbox": "INBOX", "uid": u}
+             for u in range(N - 999, N + 1)],
+        )  # fmt: skip
     actor = Actor(user.id, "alice")
+    for show_read_by in (True, False):
+        print(f"show_read_by = {str(show_read_by).lower()}")
+        await _pages(Dashboard(gw, show_read_by=show_read_by), actor)
+    await gw.pool.close()
+    gw.auth.close()
+
+
+async def _pages(d: Dashboard, actor: Actor) -> None:
     for label, flt, page in [
         ("page 1", "all", 1),
         ("page 100", "all", 100),
@@ -63,12 +84,12 @@ async def main() -> None:
             result = await d.list_messages(actor, "INBOX", flt, page)  # type: ignore[arg-type]
             times.append((time.perf_counter() - start) * 1000)
         assert result.messages
+        if d.show_read_by and page == 1 and flt == "all":
+            assert result.messages[0].answered_by == ("bob",) and result.messages[0].read_by is not None
         print(
             f"{label:10} median {statistics.median(times):6.2f} ms  max {max(times):6.2f} ms  "
             f"({len(result.messages)} rows of {result.matching})"
         )
-    await gw.pool.close()
-    gw.auth.close()
 
 
 if __name__ == "__main__":

@@ -324,6 +324,13 @@ def test_web_plain_http_behind_a_proxy(tmp_path: Path) -> None:
     assert got.listen == ("0.0.0.0:8080",) and got.trusted_proxies == ("10.0.0.0/8",)
 
 
+def test_web_show_read_by(tmp_path: Path) -> None:
+    assert load(write(tmp_path, MINIMAL)).web.show_read_by is True
+    assert _web(tmp_path, "show_read_by = false").show_read_by is False
+    with pytest.raises(ConfigError, match="show_read_by"):
+        _web(tmp_path, 'show_read_by = "no"')
+
+
 def test_acl_default(tmp_path: Path) -> None:
     assert load(write(tmp_path, MINIMAL)).acl.default == "lrswipkxte"
     # the obsolete c/d are spelt out as the model reads them; "" gives members nothing

@@ -179,6 +179,9 @@ class WebConfig:
     session_idle_timeout: float = 2 * 3600.0
     #: Seconds a dashboard login stays valid at most, however active.
     session_lifetime: float = 12 * 3600.0
+    #: Show which team members have read a message ("read by": the folder page, the
+    #: API's ``read_by`` and the read entries of a message's history); false hides it.
+    show_read_by: bool = True
 
 
 @dataclass(frozen=True)
@@ -699,6 +702,7 @@ def _web_section(we: _Section, base_dir: Path, server: ServerConfig) -> WebConfi
         public_host=we.get_str("public_host", "").strip(),
         session_idle_timeout=we.get_float("session_idle_timeout", 2 * 3600.0, 60.0, 30 * 86400.0),
         session_lifetime=we.get_float("session_lifetime", 12 * 3600.0, 60.0, 365 * 86400.0),
+        show_read_by=we.get_bool("show_read_by", True),
     )
     we.done()
     if web.session_idle_timeout > web.session_lifetime:

@@ -24,6 +24,8 @@ INBOX = _mb("INBOX")
 BODY = FetchAttribute("BODY", peek=True)
 
 CASES: list[tuple[ops.Operation[Any], tuple[Need, ...]]] = [
+    # an internal note (the dashboard; never upstream): as reading the message
+    (ops.AddNote(INBOX, 1, "called the customer"), (Need("INBOX", "lr"),)),
     # STORE (issue 11): r, plus per flag \Seen -> s, \Deleted -> t, others -> w, each a
     # need of its own for +FLAGS/-FLAGS (a denied flag is left out, RFC 4314 §4);
     # a replace needs w and the letters of its flags, all or nothing

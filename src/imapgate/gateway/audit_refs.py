@@ -77,6 +77,7 @@ _COMMANDS: dict[str, str] = {
     "SearchContent": "SEARCH",
     "ListFolders": "LIST",
     "EnsureSynced": "SELECT",
+    "AddNote": "NOTE",
 }
 
 

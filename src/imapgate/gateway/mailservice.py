@@ -1261,7 +1261,12 @@ class MailService:
                     # not cached (asked again next time).
                     missing[(fuid, k)] = None
         self.content.put_many(mailbox_id, uidvalidity, got)
-        got.update(missing)
+        # An unsolicited FETCH about the same message in the same answer (Dovecot sends
+        # ``* n FETCH (UID MODSEQ FLAGS)`` for a flag change another connection made, e.g.
+        # a claim's keywords) leaves the content out: it is no NIL of the item the other
+        # response did carry.
+        for key, value in missing.items():
+            got.setdefault(key, value)
         return got
 
     # -- search ------------------------------------------------------------------------

@@ -319,8 +319,21 @@ class DeleteAcl(Operation[bool]):
     identifier: str
 
 
+@dataclass(frozen=True, eq=False)
+class AddNote(Operation[Any]):
+    """An internal note of the team on message ``uid`` of ``mailbox`` (the dashboard):
+    kept in the gateway's store with its journal entry, never sent, never upstream.
+    Returns the kept ``team.notes.Note``."""
+
+    writes: ClassVar[bool] = True
+    mailbox: MailboxIndex
+    uid: int
+    text: str
+
+
 #: Every operation type, for the rights table's completeness test.
 ALL: tuple[type[Operation[Any]], ...] = (
+    AddNote,
     ListFolders,
     MyRights,
     Status,

@@ -29,6 +29,8 @@ else happens.  RFC 4314 §4 is the source, with these readings:
   subscribed to, so a typo or a probe is caught); UNSUBSCRIBE needs nothing (it
   only removes the actor's own decision and reveals nothing).
 - Switching a folder's read-state mode changes it for the whole team: ``a``.
+- An internal note on a message (the dashboard; kept in the gateway, never
+  upstream): ``l`` and ``r``, as reading the message.
 - MYRIGHTS needs ``l`` (RFC 4314 §4: "any of the rights"; here a folder
   without ``l`` does not exist, so ``l`` is what "any" comes to).  GETACL,
   LISTRIGHTS, SETACL and DELETEACL need ``a`` (§4).
@@ -120,6 +122,10 @@ def required(op: ops.Operation[Any], delimiter: str = "/") -> tuple[Need, ...]:
         return (Need(name, READ), *(Need(name, r, flags=tuple(f)) for r, f in sorted(by_right.items())))
     if isinstance(op, (ops.ReadMessages, ops.FetchContent, ops.ExplainGone, ops.SearchContent)):
         return (Need(op.mailbox.name, READ),)
+    if isinstance(op, ops.AddNote):
+        # Whoever may read the message may write the team a note on it: it changes
+        # nothing of the mail (never upstream), so no flag right is asked.
+        return (Need(op.mailbox.name, LOOKUP + READ),)
     if isinstance(op, ops.MarkSeen):
         return (Need(op.mailbox.name, SEEN, skip_if_denied=True),)
     if isinstance(op, ops.Expunge):

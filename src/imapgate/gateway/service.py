@@ -35,6 +35,7 @@ from .audit_refs import op_command, op_target
 from .claims_ops import ClaimOps
 from .errors import OperationError
 from .mailservice import MailService
+from .notes_ops import add_note
 from .policy import Actor
 from .rights import Need, required
 from .storehealth import STORE_UNWRITABLE
@@ -233,6 +234,8 @@ class Service(MailService):
             case ops.SetReadMode():
                 self._set_read_mode(actor, op)
                 return None
+            case ops.AddNote():
+                return add_note(self.journal, actor, op)
             case ops.SetAcl():
                 return self._set_acl(actor, op)
             case ops.DeleteAcl():

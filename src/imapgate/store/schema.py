@@ -300,6 +300,23 @@ claims = Table(
     sqlite_autoincrement=True,
 )
 
+# Internal notes (issue 15): a team member's note on a message, kept in the gateway only
+# (never sent, never at the hoster; team/notes.py).  Found by Message-ID across folders, as
+# a message's history is, or by folder and UID for a message without one.
+notes = Table(
+    "notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("user_name", String(255), nullable=False),
+    Column("mailbox", Text, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("message_id", Text, nullable=True),
+    Column("text", Text, nullable=False),
+    Index("ix_notes_message_id", "message_id"),
+    Index("ix_notes_mailbox_uid", "mailbox", "uid"),
+)
+
 intents = Table(
     "intents",
     metadata,

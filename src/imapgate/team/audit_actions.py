@@ -31,6 +31,7 @@ ACTIONS: Final[dict[str, str]] = {
     "claimed": "claimed by a team member",
     "released": "claim released",
     "restored": "brought back from recovery",
+    "note": "internal note added by a team member (dashboard; kept in the gateway, never sent)",
     "purged": "recoverable copy removed for good (retention, or imapgate recovery purge)",
     "refused": "refused by the gateway (permissions, claims)",
     "failed": "asked for, but the hoster refused or could not be reached",
@@ -65,6 +66,7 @@ _BY_COMMAND: Final[dict[str, str]] = {
     "CLAIM RELEASE": "released",
     "CLAIM MOVE": "moved",
     "RESTORE": "restored",
+    "NOTE": "note",
     "PURGE": "purged",
 }
 

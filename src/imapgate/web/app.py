@@ -21,6 +21,7 @@ Routes (docs/dashboard.md lists them with examples):
     GET  /audit                    /api/audit     (web/team_views.py: filters and paging)
     GET  /recovery                 /api/recovery  POST .../{id}/restore
     POST /messages/{folder}/{uid}/claim, GET|POST|DELETE /api/claims (web/team_views.py)
+    POST /messages/{folder}/{uid}/notes, POST /api/messages/{folder}/{uid}/notes (web/team_views.py)
     GET|POST /admin...             /api/admin/...   (admins only: web/admin_views.py)
     GET  /healthz, /metrics
     GET  /.well-known/autoconfig/mail/config-v1.1.xml, /mail/config-v1.1.xml
@@ -52,7 +53,7 @@ from ..config import WebConfig
 from ..gateway.policy import Actor
 from . import autoconfig
 from .admin_data import AdminDesk
-from .data import FILTERS, PER_PAGE, Change, Dashboard, DataError, Filter
+from .data import FILTERS, MAX_NOTE, PER_PAGE, Change, Dashboard, DataError, Filter
 from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .metrics import Metrics
 from .security import (
@@ -450,9 +451,10 @@ async def _folder(request: Request, session: WebSession) -> View:
     filt: Filter = flt
     query = request.query_params.get("q", "")
     result = await _web(request).data.list_messages(_actor(session), name, filt, page, per_page, query)
+    show_read_by = _web(request).data.show_read_by
     return View(
         "folder.html",
-        {"p": result, "filters": FILTERS},
+        {"p": result, "filters": FILTERS, "show_read_by": show_read_by},
         json={
             "folder": result.folder.name,
             "query": result.query,
@@ -463,7 +465,7 @@ async def _folder(request: Request, session: WebSession) -> View:
             "pages": result.pages,
             "per_page": result.per_page,
             "matching": result.matching,
-            "messages": [m.to_json() for m in result.messages],
+            "messages": [m.to_json(show_read_by) for m in result.messages],
         },
     )
 
@@ -474,7 +476,7 @@ async def _message(request: Request, session: WebSession) -> View:
     web = _web(request)
     actor = _actor(session)
     m = await web.data.message(actor, folder, uid)
-    history = web.data.journal.history(actor, m.rendered.headers.message_id, web.admin.is_admin(actor))
+    history = web.data.history_of(actor, m, web.admin.is_admin(actor))
     r = m.rendered
     h = r.headers
     show_html = r.html is not None and (r.text is None or request.query_params.get("view") == "html")
@@ -485,7 +487,8 @@ async def _message(request: Request, session: WebSession) -> View:
     return View(
         "message.html",
         {"m": m, "r": r, "h": h, "show_html": show_html, "history": history,
-         "may_claim": web.data.may_claim(actor, folder)},
+         "may_claim": web.data.may_claim(actor, folder), "show_read_by": web.data.show_read_by,
+         "max_note": MAX_NOTE},
         json={
             "folder": m.folder,
             "uid": m.uid,
@@ -505,6 +508,9 @@ async def _message(request: Request, session: WebSession) -> View:
             "remote_content_blocked": r.remote_content_blocked,
             "size": r.size,
             "claimed_by": m.claim.user if m.claim else None,
+            "answered_by": list(m.answered_by),
+            "team_notes": [n.to_json() for n in m.notes],
+            **({"read_by": None if m.read_by is None else list(m.read_by)} if web.data.show_read_by else {}),
             "history": [e.to_json() for e in history],
         },
     )  # fmt: skip

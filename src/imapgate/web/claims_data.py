@@ -66,7 +66,9 @@ class ClaimDesk:
         }
 
     def of(self, mailbox_id: int, uid: int) -> ClaimView | None:
-        return self.in_folder(mailbox_id).get(uid)
+        claims = self.gw.service.claims
+        c = claims.registry.get(mailbox_id, uid) if claims is not None else None
+        return ClaimView(c.user, c.claimed_at, c.expires_at) if c is not None else None
 
     async def claim(self, actor: Actor, mb: MailboxIndex, uid: int) -> None:
         """→ ``StoreFlags(+FLAGS $Claimed)`` as ``actor``."""

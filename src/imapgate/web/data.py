@@ -42,7 +42,18 @@ from ..gateway.app import Gateway
 from ..gateway.auth import AuthResult, Outcome
 from ..gateway.errors import OperationError
 from ..gateway.policy import LOOKUP, READ, SEEN, SYSTEM, WRITE, Actor
-from ..gateway.team_reads import AuditQuery, AuditRecord, RecoveryItem
+from ..gateway.team_reads import (
+    CLAIMANT_PREFIX,
+    MAX_NOTE_CHARS,
+    AuditQuery,
+    AuditRecord,
+    Note,
+    RecoveryItem,
+    answered_by,
+    notes_of,
+    recent_answers,
+    seen_by,
+)
 from ..protocol.envelope import Envelope, parse_envelope
 from ..protocol.errors import CodecError
 from ..protocol.fetch_items import FetchAttribute, Section
@@ -67,10 +78,21 @@ MAX_FETCH_FOR_PAGE = 64 * 1024 * 1024
 #: Renders of message pages at once (each parses the message in a worker
 #: thread; a 20 MB message takes ~0.4 s and a few times its size in memory).
 RENDER_CONCURRENCY = 2
+#: Characters of one internal note at most (team/notes.py says why).
+MAX_NOTE: int = MAX_NOTE_CHARS
 #: Changes kept for a reconnecting event stream (``Last-Event-ID``).
 REPLAY = 256
 #: New messages of one change whose sender and subject the live feed looks up.
 LIVE_ENVELOPES = 10
+#: Messages of one flag change whose claim and answer the live feed looks at: a bulk
+#: STORE of thousands stays one "flags changed" entry; claims and replies are per message.
+LIVE_TEAM_UIDS = 50
+#: An \\Answered mark is announced live when it is at most this old (the flag change that
+#: shows it is published right after the commit that wrote it).
+LIVE_ANSWER_SECONDS = 30.0
+
+#: Journal actions that tell who read a message (hidden with ``show_read_by`` off).
+READ_ACTIONS = frozenset({"read", "unread"})
 
 Filter = Literal["all", "unread", "flagged", "unanswered", "unclaimed", "mine"]
 FILTERS: tuple[Filter, ...] = ("all", "unread", "flagged", "unanswered", "unclaimed", "mine")
@@ -133,9 +155,14 @@ class MessageSummary:
     flags: tuple[str, ...]
     #: Who holds a claim on the message (None: nobody).
     claimed_by: str | None = None
+    #: Who answered it through the gateway (\\Answered set, or a reply sent), first first.
+    answered_by: tuple[str, ...] = ()
+    #: The team members who may read the folder and whose read state has it \\Seen;
+    #: None: not shown (``[web] show_read_by = false``, or \\Seen is shared there).
+    read_by: tuple[str, ...] | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, show_read_by: bool = True) -> dict[str, Any]:
+        out = {
             "uid": self.uid,
             "from": {"name": self.sender, "address": self.sender_address},
             "subject": self.subject,
@@ -146,7 +173,11 @@ class MessageSummary:
             "answered": self.answered,
             "flags": list(self.flags),
             "claimed_by": self.claimed_by,
+            "answered_by": list(self.answered_by),
         }
+        if show_read_by:
+            out["read_by"] = None if self.read_by is None else list(self.read_by)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +202,10 @@ class MessageView:
     date: float
     rendered: render.RenderedMessage
     claim: ClaimView | None = None
+    answered_by: tuple[str, ...] = ()
+    read_by: tuple[str, ...] | None = None
+    #: The team's internal notes on it, oldest first.
+    notes: tuple[Note, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +226,7 @@ class Change:
 
     id: int
     ts: float
-    kind: Literal["new", "flags", "expunged", "folders", "reset", "mode"]
+    kind: Literal["new", "flags", "expunged", "folders", "reset", "mode", "claim", "answered", "note"]
     folder: str | None
     uids: tuple[int, ...] = ()
     #: Set for a change of one user's private flags: only they see it.
@@ -202,9 +237,15 @@ class Change:
     #: For a change of the folder list: the folder names it is about (each viewer is
     #: shown only the ones they may see).
     names: tuple[str, ...] = ()
+    #: Team changes: who (the claimant, the one who answered, the note's author) and
+    #: what ("claimed", "released", "assigned", "answered", "note").
+    by: str | None = None
+    action: str = ""
+    #: For a note: the note (``Note.to_json``).
+    note: Any = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "time": _iso(self.ts),
             "kind": self.kind,
@@ -214,6 +255,12 @@ class Change:
             "messages": [{"uid": u, "from": s, "subject": t} for u, s, t in self.summaries],
             "text": self.text,
         }
+        if self.by is not None or self.action:
+            out["by"] = self.by
+            out["action"] = self.action
+        if self.note is not None:
+            out["note"] = self.note
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,8 +305,10 @@ def _header_attr() -> FetchAttribute:
 class Dashboard:
     """See the module docstring.  One per gateway; ``start``/``stop`` the live feed."""
 
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: Gateway, *, show_read_by: bool = True) -> None:
         self.gw = gw
+        #: ``[web] show_read_by``: false leaves "read by" out everywhere (privacy).
+        self.show_read_by = show_read_by
         self.live = LiveFeed(self)
         self.claims = ClaimDesk(gw)
         self.journal = JournalDesk(gw, self.may_read)
@@ -413,6 +462,7 @@ class Dashboard:
         envelopes = await self._envelopes(actor, mb, chosen)
         out: list[MessageSummary] = []
         private = self.gw.replica.private_flags_of(mb)
+        answered, read_by = self._team_columns(mb, chosen)
         for u in chosen:
             rec = records.get(u)
             if rec is None:
@@ -425,10 +475,30 @@ class Dashboard:
                     u, sender, address, subject, rec.internal_date, rec.size, seen(u),
                     "\\Flagged" in rec.flags, "\\Answered" in rec.flags, flags,
                     claims[u].user if u in claims else None,
+                    answered.get(rec.message_id or "", ()) if rec.message_id else (),
+                    read_by(u),
                 )
             )  # fmt: skip
         view = FolderView(folder, mb.exists, self._unread(actor, mb), self._rights(actor, folder), True)
         return MessagePage(view, tuple(out), filter, page, pages, matching, per_page, query)
+
+    def _team_columns(
+        self, mb: Any, uids: list[int]
+    ) -> tuple[dict[str, tuple[str, ...]], Callable[[int], tuple[str, ...] | None]]:
+        """ "Answered by" (Message-ID -> names) and "read by" (uid -> names, None: not shown)
+        for the rows of one page only: one query for the answers, the users and their read
+        states (memory, or one query), a rights check per member."""
+        records = mb.records
+        ids = [mid for u in uids if (rec := records.get(u)) is not None and (mid := rec.message_id)]
+        answered = answered_by(self.gw.journal.engine, ids)
+        if not self.show_read_by or "\\Seen" not in self.gw.replica.private_flags_of(mb):
+            return answered, lambda uid: None
+        members = [
+            u for u in self.gw.users.list() if not u.disabled and self.may_read(Actor(u.id, u.name), mb.name)
+        ]
+        seen = seen_by(mb, [u.id for u in members], self.gw.journal.engine)
+        readers = [(u.name, seen[u.id]) for u in members if u.id in seen]
+        return answered, lambda uid: tuple(name for name, s in readers if uid in s)
 
     async def _envelopes(self, actor: Actor, mb: Any, uids: list[int]) -> dict[int, Envelope | None]:
         """ENVELOPE of ``uids`` in one batch through the content cache (most
@@ -469,7 +539,12 @@ class Dashboard:
         self.mark_seen(actor, mb, uid)
         seen = self._seen_set(actor, mb)(uid)
         claim = self.claims.of(mb.id, uid)
-        return MessageView(folder, uid, rec.flags, seen, rec.internal_date, rendered, claim)
+        answered, read_by = self._team_columns(mb, [uid])
+        notes = tuple(notes_of(self.gw.journal.engine, rec.message_id, folder, uid))
+        return MessageView(
+            folder, uid, rec.flags, seen, rec.internal_date, rendered, claim,
+            answered.get(rec.message_id or "", ()) if rec.message_id else (), read_by(uid), notes,
+        )  # fmt: skip
 
     def mark_seen(self, actor: Actor, mb: Any, uid: int) -> None:
         """Opening a message marks it read for this user, as FETCH BODY[] does
@@ -543,7 +618,11 @@ class Dashboard:
             elif action == "assign":
                 if not to.strip():
                     raise BadRequest("name the colleague to assign the message to")
-                await self.claims.assign(actor, mb, uid, to.strip(), self._rights)
+                self.live.expect_assignment(mb.id, uid, actor.user)
+                try:
+                    await self.claims.assign(actor, mb, uid, to.strip(), self._rights)
+                finally:
+                    self.live.forget_assignment(mb.id, uid)
             else:
                 raise BadRequest("action must be claim, release or assign")
         except Refused as exc:
@@ -555,6 +634,24 @@ class Dashboard:
                 raise BadRequest(exc.text) from None
             raise Unavailable(exc.text) from None
         return self.claims.of(mb.id, uid)
+
+    # -- internal notes (→ AddNote through Service.execute) --------------------------------
+    async def add_note(self, actor: Actor, folder: str, uid: int, text: str) -> Note:
+        """Keep ``actor``'s note on a message (needs ``l`` and ``r``, as reading it) and
+        show it on every open Live and message page that may see the folder."""
+        mb = self._claimable(actor, folder, uid)
+        try:
+            note: Note = await self.gw.service.execute(actor, ops.AddNote(mb, uid, text))
+        except OperationError as exc:
+            if exc.code == "NOPERM":
+                raise Forbidden(exc.text) from None
+            if exc.code == "NONEXISTENT":
+                raise NotFound(exc.text) from None
+            if exc.code == "CANNOT":
+                raise BadRequest(exc.text) from None
+            raise Unavailable(exc.text) from None
+        self.live.note_added(note)
+        return note
 
     def may_claim(self, actor: Actor, folder: str) -> bool:
         return WRITE in self._rights(actor, folder)
@@ -577,7 +674,15 @@ class Dashboard:
     async def history(self, actor: Actor, folder: str, uid: int, admin: bool) -> list[AuditRecord]:
         """The journal's entries about one message (by its Message-ID), oldest first."""
         m = await self.message(actor, folder, uid)
-        return self.journal.history(actor, m.rendered.headers.message_id, admin)
+        return self.history_of(actor, m, admin)
+
+    def history_of(self, actor: Actor, m: MessageView, admin: bool) -> list[AuditRecord]:
+        """``m``'s history; with ``show_read_by`` off without the colleagues' read and
+        unread entries (one's own stay)."""
+        records = self.journal.history(actor, m.rendered.headers.message_id, admin)
+        if self.show_read_by:
+            return records
+        return [r for r in records if r.entry.action_word not in READ_ACTIONS or r.entry.user == actor.user]
 
     def audit_page(self, actor: Actor, query: AuditQuery, page: int, per_page: int, admin: bool) -> AuditPage:
         return self.journal.audit(actor, query, page, per_page, admin)
@@ -695,9 +800,19 @@ class LiveFeed:
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _started: bool = False
+    #: Who holds a claim on which message, as the feed last told it: mailbox id -> uid -> name.
+    _claimants: dict[int, dict[int, str]] = field(default_factory=dict)
+    #: Assignments under way on this dashboard: (mailbox id, uid) -> who assigns.
+    _assigning: dict[tuple[int, int], str] = field(default_factory=dict)
+    #: \\Answered marks announced already: (time, user, Message-ID).
+    _answered: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=REPLAY))
 
     def start(self) -> None:
         if not self._started:
+            for mailbox_id in list(self.dashboard.gw.replica.by_id):
+                held = self.dashboard.claims.in_folder(mailbox_id)
+                if held:
+                    self._claimants[mailbox_id] = {uid: c.user for uid, c in held.items()}
             self.dashboard.gw.hub.subscribe(None, self._on_event)
             self._started = True
 
@@ -729,6 +844,92 @@ class LiveFeed:
 
     def close(self, stream: _Stream) -> None:
         self._streams.discard(stream)
+
+    # -- team changes ---------------------------------------------------------------------
+    def expect_assignment(self, mailbox_id: int, uid: int, by: str) -> None:
+        """The next claim on the message is ``by``'s assignment (shown as such)."""
+        self._assigning[(mailbox_id, uid)] = by
+
+    def forget_assignment(self, mailbox_id: int, uid: int) -> None:
+        self._assigning.pop((mailbox_id, uid), None)
+
+    def note_added(self, note: Note) -> None:
+        first = note.text.splitlines()[0] if note.text else ""
+        text = f"{note.user} added a note to message {note.uid}: {first[:140]}"
+        self._publish(
+            Change(
+                0, note.ts, "note", note.mailbox, (note.uid,), text=text, by=note.user, action="note",
+                note=note.to_json(),
+            )
+        )  # fmt: skip
+
+    def _learn_claims(self, mb: Any, uids: tuple[int, ...]) -> None:
+        """Messages that arrive claimed (a claim follows its message on a move): their
+        claimant, so that a later release is told as one."""
+        held = self.dashboard.claims.in_folder(mb.id)
+        if held:
+            known = self._claimants.setdefault(mb.id, {})
+            known.update({u: held[u].user for u in uids if u in held})
+            if not known:
+                self._claimants.pop(mb.id, None)
+
+    def _team_changes(self, mb: Any, uids: tuple[int, ...], now: float) -> None:
+        """Claims taken, released or assigned, and replies, among the messages of a
+        change of shared flags: each a change of its own, with who."""
+        records = mb.records
+        chosen = [u for u in uids[:LIVE_TEAM_UIDS] if u in records]
+        known = self._claimants.setdefault(mb.id, {})
+        claims = self.dashboard.claims
+        for uid in chosen:
+            flags = records[uid].flags
+            claim = claims.of(mb.id, uid)
+            holder = None
+            if any(f.lower() == "$claimed" for f in flags):
+                holder = claim.user if claim is not None else _claimant_of(flags)
+            before = known.get(uid)
+            if before is None and holder is None and claim is not None:
+                # A release under way (the registry drops the row after the flags): a
+                # claim the feed never saw taken, e.g. one that came along with a move.
+                before = claim.user
+            if holder == before:
+                continue
+            by_whom = self._assigning.pop((mb.id, uid), None)
+            if holder is None:
+                known.pop(uid, None)
+                change = Change(0, now, "claim", mb.name, (uid,), text=f"{before} released message {uid}",
+                                by=before, action="released")  # fmt: skip
+            elif by_whom is not None and by_whom != holder:
+                known[uid] = holder
+                text = f"{by_whom} assigned message {uid} to {holder}"
+                change = Change(0, now, "claim", mb.name, (uid,), text=text, by=holder, action="assigned")
+            else:
+                known[uid] = holder
+                change = Change(0, now, "claim", mb.name, (uid,), text=f"{holder} claimed message {uid}",
+                                by=holder, action="claimed")  # fmt: skip
+            self._publish(change)
+        if not known:
+            self._claimants.pop(mb.id, None)
+        answered = {
+            mid: uid for uid in chosen
+            if "\\Answered" in records[uid].flags and (mid := records[uid].message_id)
+        }  # fmt: skip
+        if not answered:
+            return
+        try:
+            marks = recent_answers(
+                self.dashboard.gw.journal.engine, list(answered), now - LIVE_ANSWER_SECONDS
+            )
+        except Exception as exc:  # the flag change itself is out already
+            log.info("live feed: answers of %s not available: %s", mb.name, exc)
+            return
+        for mark in marks:
+            if mark in self._answered:
+                continue
+            self._answered.append(mark)
+            _ts, user, mid = mark
+            uid = answered[mid]
+            text = f"message {uid} answered by {user}"
+            self._publish(Change(0, now, "answered", mb.name, (uid,), text=text, by=user, action="answered"))
 
     def _visible(self, actor: Actor, change: Change) -> bool:
         if change.user_id is not None and change.user_id != actor.user_id:
@@ -771,6 +972,7 @@ class LiveFeed:
         if isinstance(event, ev.MessagesAdded):
             if mb is None or not event.uids:
                 return
+            self._learn_claims(mb, event.uids)
             change = Change(0, now, "new", name, event.uids, text=_count(len(event.uids), "new message"))
             task = asyncio.get_running_loop().create_task(self._with_envelopes(change, mb))
             self._tasks.add(task)
@@ -781,7 +983,13 @@ class LiveFeed:
                 " marked (your read state)" if event.user_id is not None else ": flags changed"
             )
             self._publish(Change(0, now, "flags", name, event.uids, event.user_id, text=text))
+            if event.user_id is None and mb is not None:
+                self._team_changes(mb, event.uids, now)
         elif isinstance(event, ev.MessagesExpunged):
+            known = self._claimants.get(event.mailbox_id)
+            if known is not None:
+                for uid in event.uids:
+                    known.pop(uid, None)
             self._publish(
                 Change(
                     0, now, "expunged", name, event.uids, text=_count(len(event.uids), "message") + " removed"
@@ -819,6 +1027,15 @@ class LiveFeed:
         for stream in list(self._streams):
             if (shown := self._for(stream.actor, change)) is not None:
                 stream.deliver(shown)
+
+
+def _claimant_of(flags: tuple[str, ...]) -> str:
+    """The claimant named by a ``$claimed_<name>`` keyword (a claim another node or the
+    hoster reported, which this node's registry does not know yet)."""
+    for f in flags:
+        if f.lower().startswith(CLAIMANT_PREFIX) and len(f) > len(CLAIMANT_PREFIX):
+            return f[len(CLAIMANT_PREFIX) :]
+    return "someone"
 
 
 def _folders_text(names: tuple[str, ...]) -> str:

@@ -60,7 +60,7 @@ class WebServer:
         self.gw = gw
         self.config = config.web
         self.tls = tls if config.web.tls == "auto" else None
-        self.dashboard = Dashboard(gw)
+        self.dashboard = Dashboard(gw, show_read_by=config.web.show_read_by)
         self.app = create_app(self.config, self.dashboard)
         self.web: Web = self.app.state.web
         self.sockets: list[socket.socket] = []

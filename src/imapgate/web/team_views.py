@@ -13,6 +13,8 @@ Routes:
     POST   /api/claims                      {"folder", "uid", "to"?}: claim (or assign)
     DELETE /api/claims?folder=&uid=         release
     GET    /api/messages/{folder}/{uid}/history
+    POST   /messages/{folder}/{uid}/notes   form: text= (an internal note)
+    POST   /api/messages/{folder}/{uid}/notes   {"text": ...}: 201 with the note
     GET    /audit, /api/audit               ?user=&folder=&action=&since=&until=&message_id=&q=&page=
     GET    /recovery, /api/recovery
     POST   /recovery/{id}/restore, /api/recovery/{id}/restore
@@ -29,7 +31,7 @@ from starlette.routing import Route
 
 from ..gateway.admin import AdminError
 from ..gateway.admin_recovery import since_time
-from ..gateway.team_reads import ACTIONS, AuditQuery
+from ..gateway.team_reads import ACTIONS, MAX_NOTE_CHARS, AuditQuery
 from .app import (
     HTTPError,
     View,
@@ -51,6 +53,8 @@ from .sessions import WebSession
 
 #: A JSON body of the claims API at most (a folder name, a UID and a user name).
 MAX_JSON_BYTES = 16 * 1024
+#: A note's JSON body at most: MAX_NOTE_CHARS characters, each \\uXXXX-escaped at worst.
+MAX_NOTE_JSON_BYTES = 8 * MAX_NOTE_CHARS
 
 
 def _iso(ts: float | None) -> str | None:
@@ -131,6 +135,38 @@ async def _claims_delete(request: Request, session: WebSession) -> View:
     folder, uid = _target(data)
     c = await _web(request).data.change_claim(_actor(session), folder, uid, "release")
     return View("error.html", {}, json=_claim_json(folder, uid, c))
+
+
+# --- notes -----------------------------------------------------------------------------------
+
+
+async def _note_form(request: Request) -> Response:
+    session = _session(request)
+    if session is None:
+        return _error_page(request, 401, "Your login has ended; log in again.", None)
+    folder = request.path_params["folder"]
+    uid = request.path_params["uid"]
+    try:
+        form = await _form(request)
+        _check_csrf(request, session, form)
+        await _web(request).data.add_note(_actor(session), folder, uid, form.get("text", ""))
+    except (DataError, HTTPError) as exc:
+        return _error_page(request, exc.status, exc.reason, session)
+    from urllib.parse import quote
+
+    return RedirectResponse(f"/messages/{quote(folder, safe='')}/{uid}#notes", status_code=303)
+
+
+async def _note_api(request: Request, session: WebSession) -> View:
+    _check_csrf(request, session, None)
+    data = await _json_object(request, MAX_NOTE_JSON_BYTES)
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise HTTPError(400, f'"text" (a string of at most {MAX_NOTE_CHARS} characters) is needed')
+    note = await _web(request).data.add_note(
+        _actor(session), request.path_params["folder"], request.path_params["uid"], text
+    )
+    return View("error.html", {}, json=note.to_json(), status=201)
 
 
 # --- history -----------------------------------------------------------------------------------
@@ -240,6 +276,8 @@ def routes() -> list[Route]:
     return [
         Route("/messages/{folder:path}/{uid:int}/claim", _claim_form, methods=["POST"]),
         Route("/api/messages/{folder:path}/{uid:int}/history", _api(_history)),
+        Route("/messages/{folder:path}/{uid:int}/notes", _note_form, methods=["POST"]),
+        Route("/api/messages/{folder:path}/{uid:int}/notes", _api(_note_api), methods=["POST"]),
         Route("/api/claims", _api(_claims_list), methods=["GET"]),
         Route("/api/claims", _api(_claims_post), methods=["POST"]),
         Route("/api/claims", _api(_claims_delete), methods=["DELETE"]),
