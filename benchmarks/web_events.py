@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import re
 import shutil
 import time
@@ -195,6 +196,13 @@ def wait_streams(base: str, n: int, timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children_rss(pid: int) -> float:
     total = 0.0
     try:
@@ -296,6 +304,7 @@ async def measure(
     await bob.start()
     res: dict[str, Any] = {"lat": {0: [], n: []}, "rtt": {0: [], n: []}, "missed": {0: 0, n: 0}}
     res["blocks"] = {0: [], n: []}
+    res["cpu"] = {0: 0.0, n: 0.0}
     res["per_block"] = per_block
     res["dash_lat"], res["dash_counts"] = [], []
     # Warm-up: the first STOREs pay for cold paths (not recorded).
@@ -316,7 +325,9 @@ async def measure(
                 res["rss_open"] = gw.rss_mb()
         else:
             wait_streams(base, 0)
+        cpu0 = cpu_seconds(gw.pid)
         lat, rtt, missed, sends = await block(alice, bob, per_block)
+        res["cpu"][k] += cpu_seconds(gw.pid) - cpu0
         res["lat"][k] += lat
         res["rtt"][k] += rtt
         res["missed"][k] += missed
@@ -340,6 +351,8 @@ def report(r: dict[str, Any], dlat: list[float], gw: GatewayProcess) -> None:
     n = max(r["lat"])
     for k in (0, n):
         describe(f"gateway, {k:2d} streams", r["lat"][k], r["rtt"][k], r["missed"][k])
+        cpu = r["cpu"][k] / max(1, len(r["lat"][k]) + r["missed"][k]) * 1000
+        print(f"      gateway CPU per STORE (the whole block / samples): {cpu:.2f} ms")
         spread = ", ".join(f"{a * 1000:.1f}/{b * 1000:.1f}" for a, b in r["blocks"][k])
         print(f"      per block p50/p99 (ms): {spread}")
     dl, counts = r["dash_lat"], r["dash_counts"]
