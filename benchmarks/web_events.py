@@ -165,6 +165,11 @@ class DashboardProcess:
         )
         self.proc.start()
 
+    @property
+    def pid(self) -> int:
+        assert self.proc.pid is not None
+        return self.proc.pid
+
     def ask(self, cmd: str, timeout: float = 300) -> Any:
         self.conn.send(cmd)
         if not self.conn.poll(timeout):
@@ -305,6 +310,7 @@ async def measure(
     res: dict[str, Any] = {"lat": {0: [], n: []}, "rtt": {0: [], n: []}, "missed": {0: 0, n: 0}}
     res["blocks"] = {0: [], n: []}
     res["cpu"] = {0: 0.0, n: 0.0}
+    res["dash_cpu"] = 0.0
     res["per_block"] = per_block
     res["dash_lat"], res["dash_counts"] = [], []
     # Warm-up: the first STOREs pay for cold paths (not recorded).
@@ -325,9 +331,10 @@ async def measure(
                 res["rss_open"] = gw.rss_mb()
         else:
             wait_streams(base, 0)
-        cpu0 = cpu_seconds(gw.pid)
+        cpu0, dcpu0 = cpu_seconds(gw.pid), cpu_seconds(dash.pid)
         lat, rtt, missed, sends = await block(alice, bob, per_block)
         res["cpu"][k] += cpu_seconds(gw.pid) - cpu0
+        res["dash_cpu"] += cpu_seconds(dash.pid) - dcpu0 if k else 0.0
         res["lat"][k] += lat
         res["rtt"][k] += rtt
         res["missed"][k] += missed
@@ -360,7 +367,8 @@ def report(r: dict[str, Any], dlat: list[float], gw: GatewayProcess) -> None:
         f"   dashboards: {n} streams, events received per stream per block min {min(counts)}, "
         f"max {max(counts)} (expected {r['per_block']}); the slowest "
         f"dashboard got each change p50 {ms(percentile(dl, 50))}, p99 {ms(percentile(dl, 99))}, "
-        f"max {ms(max(dl))}"
+        f"max {ms(max(dl))}; the dashboards' own process used "
+        f"{r['dash_cpu'] / max(1, len(r['lat'][n])) * 1000:.2f} ms CPU per STORE (same 2 cores)"
     )
     print(
         f"   gateway RSS: {r['rss_start']:.1f} MB before the web logins, {r['rss_logged_in']:.1f} MB "
