@@ -21,7 +21,8 @@ stay logged in; the streams are opened and closed, checked against ``imapgate_ev
 * Dovecot's own IDLE (two sessions of the shared account) in the same run, as the reference.
 
 Run: ``.venv/bin/python benchmarks/web_events.py [--samples N] [--dashboards N]
-[--direct-samples N] [--blocks N]``.  ~1.5 min.
+[--direct-samples N] [--blocks N] [--profile FILE]`` (``--profile``: py-spy, as in
+``gateway_mixed.py``, during the last block with streams).  ~2 min.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import re
 import shutil
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,6 +44,7 @@ from common import (
     PASSWORD,
     Client,
     GatewayProcess,
+    Profiler,
     header,
     make_tmp,
     percentile,
@@ -285,6 +288,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=200, help="IDLE samples per column (default 200)")
     ap.add_argument("--blocks", type=int, default=4, help="blocks per column (default 4)")
     ap.add_argument("--dashboards", type=int, default=50, help="dashboards (default 50)")
+    ap.add_argument("--profile", type=Path, help="py-spy record the gateway in the last block with streams")
     ap.add_argument("--direct-samples", type=int, default=40, help="Dovecot IDLE samples (default 40)")
     args = ap.parse_args()
     per_block = max(1, args.samples // args.blocks)
@@ -304,7 +308,7 @@ def main() -> None:
         wait_port(web_port)
         base = f"http://127.0.0.1:{web_port}"
         dash = DashboardProcess(base, users)
-        results = asyncio.run(measure(gw, base, dash, args.dashboards, per_block, args.blocks))
+        results = asyncio.run(measure(gw, base, dash, args.dashboards, per_block, args.blocks, args.profile))
         dlat, drtt, dmissed = asyncio.run(direct_side(dc.port, args.direct_samples))
         describe("Dovecot direct    ", dlat, drtt, dmissed)
         report(results, dlat, gw)
@@ -319,7 +323,13 @@ def main() -> None:
 
 
 async def measure(
-    gw: GatewayProcess, base: str, dash: DashboardProcess, n: int, per_block: int, blocks: int
+    gw: GatewayProcess,
+    base: str,
+    dash: DashboardProcess,
+    n: int,
+    per_block: int,
+    blocks: int,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     alice = await Client.login(gw.port, "alice", PASSWORD)
     await alice.ok(f"SELECT {FOLDER}")
@@ -352,7 +362,8 @@ async def measure(
         else:
             wait_streams(base, 0)
         cpu0, dcpu0 = cpu_seconds(gw.pid), cpu_seconds(dash.pid)
-        lat, rtt, missed, sends = await block(alice, bob, per_block)
+        with Profiler(gw.pid, profile if k and b == 2 * blocks - 1 else None):
+            lat, rtt, missed, sends = await block(alice, bob, per_block)
         res["cpu"][k] += cpu_seconds(gw.pid) - cpu0
         res["dash_cpu"] += cpu_seconds(dash.pid) - dcpu0 if k else 0.0
         res["lat"][k] += lat
