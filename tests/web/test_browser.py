@@ -22,7 +22,6 @@ from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Page
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from imapgate.demo import DovecotServer
 from imapgate.web.server import WebServer
@@ -212,12 +211,6 @@ def test_a_claim_over_imap_appears_on_the_folder_page_within_a_second(
     assert page_errors(page) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=PlaywrightTimeout,
-    reason="not built yet (web helper, issue 15 Live claim events): the message page does not follow "
-    "changes -- live.js refreshes only a folder page's #messages list; the claim shows after a reload",
-)
 def test_a_claim_over_imap_appears_on_the_open_message_page_within_a_second(
     page: Page, web: WebServer, gateway: GatewayHarness
 ) -> None:
