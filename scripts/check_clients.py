@@ -43,6 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import imap_capture  # a sibling script, not a package
 
 ROOT = Path(__file__).resolve().parent.parent
+# The imapgate of the Python running this script (check_clients.sh: the project's .venv, or
+# $IMAPGATE_PYTHON's), which imports the source on PYTHONPATH first.
+IMAPGATE = str(Path(sys.executable).with_name("imapgate"))
 
 # Chrome JS run through Marionette. `arguments` are the call's args; the last one resolves.
 _SETUP_ACCOUNT_JS = """
@@ -185,7 +188,8 @@ const [uid] = arguments;
 const resolve = arguments[arguments.length - 1];
 const win = Services.wm.getMostRecentWindow("mail:3pane");
 const about3Pane = win.gTabmail.currentAbout3Pane;
-const index = about3Pane.gDBView.findIndexFromKey(uid, true);
+const folder = about3Pane.gFolder;
+const index = about3Pane.gDBView.findIndexOfMsgHdr(folder.msgDatabase.getMsgHdrForKey(uid), true);
 about3Pane.threadTree.selectedIndex = index;
 win.setTimeout(() => resolve({index}), 2000);
 """
@@ -252,58 +256,177 @@ const poll = () => {
 poll();
 """
 
-# Close the modal dialogs a refused move left open (the user's "OK").
+# Close the modal dialogs Thunderbird has open (the user's "OK"), reporting their texts.
 _CLOSE_DIALOGS_JS = """
 const resolve = arguments[arguments.length - 1];
-let closed = 0;
+const closed = [];
 for (const w of [...Services.wm.getEnumerator("")]) {
-  if (w.document.documentURI.includes("commonDialog")) { w.close(); closed++; }
+  if (w.document.documentURI.includes("commonDialog")) {
+    const body = w.document.getElementById("infoBody");
+    closed.push({title: w.document.title, text: body ? body.textContent : ""});
+    w.close();
+  }
 }
-resolve({closed});
+resolve({closed: closed.length, dialogs: closed});
 """
 
 
-class Marionette:
-    """Just enough of the Marionette protocol (length-prefixed JSON over TCP) to run chrome JS."""
+class MarionetteError(RuntimeError):
+    """Thunderbird's remote protocol did not come up (or broke): the message says what and when."""
 
-    def __init__(self, port: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._sock = socket.create_connection(("127.0.0.1", port), timeout=300)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+
+class MarionetteTimeout(MarionetteError, TimeoutError):
+    """A Marionette command got no answer in time."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long to wait for Thunderbird on a loaded machine (all in seconds; see --help)."""
+
+    start: float = 300.0  # Thunderbird started -> its Marionette port accepts a connection
+    session: float = 240.0  # WebDriver:NewSession answered (Thunderbird's first window loaded)
+    session_attempts: int = 3  # NewSession tries, each on a new connection
+    command: float = 300.0  # any later command (scripts have their own, shorter, limits)
+
+
+def load_average() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "?"
+
+
+class Marionette:
+    """Just enough of the Marionette protocol (length-prefixed JSON over TCP) to run chrome JS.
+
+    Starting is the fragile part on a loaded machine: the port opens early, but
+    ``WebDriver:NewSession`` is answered only once Thunderbird's first window has loaded, which
+    took more than two minutes on a 2-core machine shared with test runs. So: wait for the port
+    up to ``timeouts.start`` (failing at once if Thunderbird exits), then give NewSession
+    ``timeouts.session`` per attempt, and on a timeout close the connection and try again on a
+    new one (the server ends a session with its connection), up to ``timeouts.session_attempts``.
+    Every failure names the step, the time waited, the load average and Thunderbird's log.
+    """
+
+    #: While waiting for NewSession, ``on_stall`` is called every this many seconds.
+    STALL_EVERY = 10.0
+
+    def __init__(
+        self,
+        port: int,
+        timeouts: Timeouts,
+        proc: subprocess.Popen[bytes] | None = None,
+        log: Path | None = None,
+        on_stall: Callable[[], None] | None = None,
+    ) -> None:
+        self.port = port
+        self.timeouts = timeouts
+        self._proc = proc
+        self._log = log
+        self._on_stall = on_stall
         self._buffer = b""
         self._id = 0
-        self._read()  # the server's hello
-        self.call("WebDriver:NewSession", {"capabilities": {}})
+        started = time.monotonic()
+        for attempt in range(1, timeouts.session_attempts + 1):
+            self._connect(started)
+            t0 = time.monotonic()
+            deadline = t0 + timeouts.session
+            try:
+                self._read(deadline, stall=True)  # the server's hello
+                self.call("WebDriver:NewSession", {"capabilities": {}}, deadline=deadline, stall=True)
+            except (TimeoutError, ConnectionError) as exc:
+                waited = time.monotonic() - t0
+                self._sock.close()
+                self._buffer = b""
+                print(
+                    f"  Marionette: no NewSession answer after {waited:.0f} s "
+                    f"(attempt {attempt}/{timeouts.session_attempts}, {type(exc).__name__}: {exc}; "
+                    f"load average {load_average()})",
+                    flush=True,
+                )
+                if attempt == timeouts.session_attempts:
+                    raise MarionetteError(
+                        f"Thunderbird did not answer Marionette's WebDriver:NewSession: "
+                        f"{timeouts.session_attempts} attempts of {timeouts.session:.0f} s each, "
+                        f"{time.monotonic() - started:.0f} s since start, load average {load_average()}"
+                        f" (raise --session-timeout / --session-attempts){self._log_tail()}"
+                    ) from exc
+                continue
+            self.session_after = time.monotonic() - started
+            print(f"  Marionette session after {self.session_after:.0f} s (attempt {attempt})", flush=True)
+            break
         self.call("Marionette:SetContext", {"value": "chrome"})
 
-    def _read(self) -> Any:
-        while b":" not in self._buffer:
-            self._recv()
-        size, _, rest = self._buffer.partition(b":")
-        self._buffer = rest
-        while len(self._buffer) < int(size):
-            self._recv()
-        message, self._buffer = self._buffer[: int(size)], self._buffer[int(size) :]
-        return json.loads(message)
+    def _connect(self, started: float) -> None:
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise MarionetteError(
+                    f"Thunderbird exited (status {self._proc.returncode}) before Marionette answered"
+                    f"{self._log_tail()}"
+                )
+            try:
+                self._sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                return
+            except OSError as exc:
+                if time.monotonic() - started > self.timeouts.start:
+                    raise MarionetteError(
+                        f"Thunderbird's Marionette port {self.port} did not open within "
+                        f"{self.timeouts.start:.0f} s ({exc}; load average {load_average()}; "
+                        f"raise --start-timeout){self._log_tail()}"
+                    ) from exc
+                time.sleep(0.5)
 
-    def _recv(self) -> None:
-        chunk = self._sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("Marionette closed the connection")
-        self._buffer += chunk
+    def _log_tail(self, lines: int = 15) -> str:
+        if self._log is None or not self._log.exists():
+            return ""
+        tail = self._log.read_text(errors="replace").splitlines()[-lines:]
+        return f"\n  last lines of {self._log}:\n    " + "\n    ".join(tail) if tail else ""
 
-    def call(self, name: str, params: dict[str, Any]) -> Any:
+    def _read(self, deadline: float, *, stall: bool = False) -> Any:
+        """One message; the buffer changes only when it is complete (a timeout loses nothing)."""
+        while True:
+            head, sep, rest = self._buffer.partition(b":")
+            if sep and len(rest) >= int(head):
+                size = int(head)
+                message, self._buffer = rest[:size], rest[size:]
+                return json.loads(message)
+            self._recv(deadline, stall)
+
+    def _recv(self, deadline: float, stall: bool) -> None:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no answer in time")
+            self._sock.settimeout(min(self.STALL_EVERY, left) if stall else left)
+            try:
+                chunk = self._sock.recv(65536)
+            except TimeoutError:
+                if stall and self._on_stall is not None:
+                    self._on_stall()
+                continue
+            if not chunk:
+                raise ConnectionError("Marionette closed the connection")
+            self._buffer += chunk
+            return
+
+    def call(
+        self, name: str, params: dict[str, Any], *, deadline: float | None = None, stall: bool = False
+    ) -> Any:
         self._id += 1
         data = json.dumps([0, self._id, name, params]).encode()
         self._sock.sendall(str(len(data)).encode() + b":" + data)
+        t0 = time.monotonic()
+        if deadline is None:  # past the scripts' own scriptTimeout
+            deadline = t0 + self.timeouts.command + 30
         while True:
-            message = self._read()
+            try:
+                message = self._read(deadline, stall=stall)
+            except TimeoutError as exc:
+                if stall:
+                    raise
+                raise MarionetteTimeout(
+                    f"Thunderbird did not answer {name} within {time.monotonic() - t0:.0f} s "
+                    f"(load average {load_average()}){self._log_tail()}"
+                ) from exc
             if message[0] == 1 and message[1] == self._id:
                 if message[2]:
                     raise RuntimeError(f"{name}: {message[2].get('message')}")
@@ -312,7 +435,12 @@ class Marionette:
     def run_async(self, script: str, *args: object) -> Any:
         result = self.call(
             "WebDriver:ExecuteAsyncScript",
-            {"script": script, "args": list(args), "sandbox": "system", "scriptTimeout": 90000},
+            {
+                "script": script,
+                "args": list(args),
+                "sandbox": "system",
+                "scriptTimeout": int(self.timeouts.command * 1000),
+            },
         )["value"]
         if isinstance(result, dict) and "error" in result:
             raise RuntimeError(f"Thunderbird: {result}")
@@ -370,7 +498,7 @@ def free_port() -> int:
 def start_demo(procs: Processes, work: Path, port: int) -> dict[str, str]:
     log = work / "demo.log"
     procs.start(
-        [str(ROOT / ".venv/bin/imapgate"), "demo", "--data-dir", str(work / "demo"), "--port", str(port)],
+        [IMAPGATE, "demo", "--data-dir", str(work / "demo"), "--port", str(port)],
         log,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the logins are printed, not logged
     )
@@ -410,6 +538,49 @@ def message_count(port: int, user: str, password: str, folder: str) -> int:
 
 def screenshot(display: str, path: Path) -> None:
     subprocess.run(["import", "-display", display, "-window", "root", str(path)], check=False)
+
+
+class StartupDialogs:
+    """Thunderbird's modal alerts that appear before Marionette has a session.
+
+    Thunderbird answers WebDriver:NewSession only once its first window has finished starting,
+    and a modal alert opened during start (an IMAP ``NO`` on a folder Thunderbird looks at while
+    discovering folders) holds that up until someone clicks OK. Called while NewSession is
+    waiting: each such window (class thunderbird, not the main window) is photographed with the
+    whole screen and confirmed with Return, as a user would; what was seen is kept in ``seen``.
+    """
+
+    def __init__(self, display: str, work: Path, name: str, grace: float = 15.0) -> None:
+        self.display, self.work, self.name, self.grace = display, work, name, grace
+        self.started = time.monotonic()
+        self.seen: list[dict[str, str]] = []
+
+    def _xdotool(self, *args: str) -> str:
+        return subprocess.run(
+            ["xdotool", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "DISPLAY": self.display},
+        ).stdout
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.started < self.grace or shutil.which("xdotool") is None:
+            return
+        for window in self._xdotool("search", "--onlyvisible", "--class", "thunderbird").split():
+            title = self._xdotool("getwindowname", window).strip()
+            if not title or "Mozilla Thunderbird" in title:
+                continue
+            shot = self.work / f"{self.name}-startup-dialog-{len(self.seen) + 1}.png"
+            screenshot(self.display, shot)
+            self._xdotool("windowfocus", window)
+            self._xdotool("key", "--window", window, "Return")
+            self.seen.append({"window": title, "screenshot": str(shot)})
+            print(
+                f"  {self.name}: a modal {title!r} window held up the start; confirmed it "
+                f"(screenshot {shot.name})",
+                flush=True,
+            )
 
 
 def thunderbird_profile(work: Path, marionette_port: int) -> Path:
@@ -520,14 +691,14 @@ def claim_failures(claims: dict[str, Any]) -> list[str]:
 
 
 def run_thunderbird(
-    procs: Processes, work: Path, display: str, port: int, logins: dict[str, str]
+    procs: Processes, work: Path, display: str, port: int, logins: dict[str, str], timeouts: Timeouts
 ) -> dict[str, Any]:
     counts = {f: message_count(port, "alice", logins["alice"], f) for f in ("INBOX", "Support")}
     marionette_port = free_port()
     profile = thunderbird_profile(work, marionette_port)
     # The tag definitions for the claim keywords, as docs/claims.md tells users to install them.
     snippet = subprocess.run(
-        [str(ROOT / ".venv/bin/imapgate"), "clients", "thunderbird", "--config", str(demo_config(work))],
+        [IMAPGATE, "clients", "thunderbird", "--config", str(demo_config(work))],
         check=True,
         capture_output=True,
         text=True,
@@ -538,34 +709,66 @@ def run_thunderbird(
     # First run: create the accounts the way the wizard would, then quit so that the second
     # run starts like every later start of a configured Thunderbird.
     proc = start_thunderbird(procs, work, profile, display, "thunderbird-setup")
-    tb = Marionette(marionette_port)
+    setup_dialogs = StartupDialogs(display, work, "thunderbird-setup")
+    tb = Marionette(marionette_port, timeouts, proc, work / "thunderbird-setup.log", setup_dialogs)
     tb.run_async(_SETUP_ACCOUNT_JS, "alice", logins["alice"], port, False, True)
     tb.run_async(_SETUP_ACCOUNT_JS, "carol", logins["carol"], port, True, False)
     tb.quit()
     proc.wait(60)
 
     proc = start_thunderbird(procs, work, profile, display, "thunderbird")
-    tb = Marionette(marionette_port)
-    result: dict[str, Any] = {}
-    result["alice_inbox"] = tb.run_async(_OPEN_FOLDER_JS, "alice", "INBOX", counts["INBOX"], 60000)
-    result["alice_read"] = tb.run_async(_READ_FIRST_UNREAD_JS)
+    start_dialogs = StartupDialogs(display, work, "thunderbird")
+    tb = Marionette(marionette_port, timeouts, proc, work / "thunderbird.log", start_dialogs)
+    result: dict[str, Any] = {"startup_dialogs": setup_dialogs.seen + start_dialogs.seen, "dialogs": []}
+    steps = Steps(tb, result)
+    steps.run("alice_inbox", lambda: tb.run_async(_OPEN_FOLDER_JS, "alice", "INBOX", counts["INBOX"], 60000))
+    steps.run("alice_read", lambda: tb.run_async(_READ_FIRST_UNREAD_JS))
     time.sleep(3)  # the STORE, then back to IDLE
     screenshot(display, work / "thunderbird-alice-inbox.png")
-    result["alice_marked"] = tb.run_async(_MARK_READ_AND_STAR_JS)
+    steps.run("alice_marked", lambda: tb.run_async(_MARK_READ_AND_STAR_JS))
     time.sleep(3)
-    result["claims"] = check_claims(tb, work, display, port, logins)
-    result["alice_support"] = tb.run_async(_OPEN_FOLDER_JS, "alice", "Support", counts["Support"], 60000)
-    result["carol_inbox"] = tb.run_async(_OPEN_FOLDER_JS, "carol", "INBOX", counts["INBOX"], 60000)
-    result["carol_read"] = tb.run_async(_READ_FIRST_UNREAD_JS)
+    steps.run("claims", lambda: check_claims(tb, work, display, port, logins))
+    steps.run(
+        "alice_support", lambda: tb.run_async(_OPEN_FOLDER_JS, "alice", "Support", counts["Support"], 60000)
+    )
+    steps.run("carol_inbox", lambda: tb.run_async(_OPEN_FOLDER_JS, "carol", "INBOX", counts["INBOX"], 60000))
+    steps.run("carol_read", lambda: tb.run_async(_READ_FIRST_UNREAD_JS))
     time.sleep(3)
     screenshot(display, work / "thunderbird-carol-inbox.png")
-    result["version"] = tb.call(
-        "WebDriver:ExecuteScript",
-        {"script": "return Services.appinfo.version", "args": [], "sandbox": "system"},
-    )["value"]
+    result["version"] = thunderbird_version(tb)
     tb.quit()
     proc.wait(60)
     return result
+
+
+def thunderbird_version(tb: Marionette) -> str:
+    version: str = tb.call(
+        "WebDriver:ExecuteScript",
+        {"script": "return Services.appinfo.version", "args": [], "sandbox": "system"},
+    )["value"]
+    return version
+
+
+class Steps:
+    """Runs the Thunderbird steps one by one: prints each result as it comes (a run that stops
+    half-way still shows how far it got), and after each step confirms the modal alerts that
+    Thunderbird opened meanwhile (recorded in ``result["dialogs"]`` with the step's name)."""
+
+    def __init__(self, tb: Marionette, result: dict[str, Any]) -> None:
+        self.tb, self.result = tb, result
+
+    def run(self, name: str, action: Callable[[], Any]) -> Any:
+        t0 = time.monotonic()
+        value = action()
+        self.result[name] = value
+        print(f"  [{time.monotonic() - t0:5.1f} s] {name}: {value}", flush=True)
+        self.sweep(name)
+        return value
+
+    def sweep(self, after: str) -> None:
+        for dialog in self.tb.run_async(_CLOSE_DIALOGS_JS)["dialogs"]:
+            self.result["dialogs"].append({"after": after, **dialog})
+            print(f"  dialog after {after}: {dialog['title']!r}: {dialog['text']!r}", flush=True)
 
 
 class Tmux:
@@ -653,8 +856,34 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, help="default: a new temporary directory")
     parser.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
     parser.add_argument("--display", default=":97", help="Xvfb display to use")
+    default = Timeouts()
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=default.start,
+        help="seconds for Thunderbird's Marionette port to open (default %(default)s)",
+    )
+    parser.add_argument(
+        "--session-timeout",
+        type=float,
+        default=default.session,
+        help="seconds per attempt for Marionette's WebDriver:NewSession (default %(default)s)",
+    )
+    parser.add_argument(
+        "--session-attempts",
+        type=int,
+        default=default.session_attempts,
+        help="NewSession attempts, each on a new connection (default %(default)s)",
+    )
+    parser.add_argument(
+        "--command-timeout",
+        type=float,
+        default=default.command,
+        help="seconds for any later Marionette command (default %(default)s)",
+    )
     args = parser.parse_args()
-    for tool in ("thunderbird", "Xvfb", "tshark", "neomutt", "tmux", "import"):
+    timeouts = Timeouts(args.start_timeout, args.session_timeout, args.session_attempts, args.command_timeout)
+    for tool in ("thunderbird", "Xvfb", "tshark", "neomutt", "tmux", "import", "xdotool"):
         if shutil.which(tool) is None:
             print(f"missing {tool}: run scripts/check_clients.sh (installs them)", file=sys.stderr)
             return 2
@@ -677,20 +906,18 @@ def main() -> int:
 
         before = {user: seen_uids(port, user, pw) for user, pw in logins.items()}
         flagged_before = seen_uids(port, "bob", logins["bob"], key="FLAGGED")
-        tb = run_thunderbird(procs, work, args.display, port, logins)
+        print("Thunderbird (alice, carol) against the demo gateway:", flush=True)
+        tb = run_thunderbird(procs, work, args.display, port, logins, timeouts)
         after_tb = {user: seen_uids(port, user, pw) for user, pw in logins.items()}
-        print(f"Thunderbird {tb['version']}:")
-        for key in (
-            "alice_inbox",
-            "alice_read",
-            "alice_marked",
-            "claims",
-            "alice_support",
-            "carol_inbox",
-            "carol_read",
-        ):
-            print(f"  {key}: {tb[key]}")
+        print(f"Thunderbird {tb['version']} done")
         failures.extend(claim_failures(tb["claims"]))
+        for dialog in tb["startup_dialogs"]:
+            failures.append(
+                f"Thunderbird held up its start with a modal {dialog['window']!r} ({dialog['screenshot']})"
+            )
+        for dialog in tb["dialogs"]:
+            if "is handling this message" not in dialog["text"]:
+                failures.append(f"Thunderbird showed an alert after {dialog['after']}: {dialog['text']!r}")
         alice_uid, carol_uid = int(tb["alice_read"]["uid"]), int(tb["carol_read"]["uid"])
         marked, starred = int(tb["alice_marked"]["read"]), int(tb["alice_marked"]["starred"])
         expect = {
