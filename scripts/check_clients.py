@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import imap_capture  # a sibling script, not a package
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(1, str(ROOT))  # tests.support: the Postfix and Dovecot set-up of the tests
 # The imapgate of the Python running this script (check_clients.sh: the project's .venv, or
 # $IMAPGATE_PYTHON's), which imports the source on PYTHONPATH first.
 IMAPGATE = str(Path(sys.executable).with_name("imapgate"))
@@ -271,6 +273,128 @@ resolve({closed: closed.length, dialogs: closed});
 """
 
 
+# The reply guard (issue 14). bob's account gets the gateway as its outgoing server: its SMTP
+# password in the login manager, STARTTLS (with a certificate exception for the gateway's test
+# certificate, as "Confirm Security Exception" stores it) or no encryption, normal password,
+# and the shared address as the identity's address.
+_SETUP_SMTP_JS = """
+const [user, pass, accountKey, smtpPort, security, certBase64, email] = arguments;
+const resolve = arguments[arguments.length - 1];
+(async () => {
+  const info = Cc["@mozilla.org/login-manager/loginInfo;1"].createInstance(Ci.nsILoginInfo);
+  info.init("smtp://127.0.0.1", null, "smtp://127.0.0.1", user, pass, "", "");
+  await Services.logins.addLoginAsync(info);
+  const out = MailServices.outgoingServer.createServer("smtp");
+  const smtp = out.QueryInterface(Ci.nsISmtpServer);
+  smtp.hostname = "127.0.0.1";
+  smtp.port = smtpPort;
+  out.socketType = security === "starttls" ? Ci.nsMsgSocketType.alwaysSTARTTLS : Ci.nsMsgSocketType.plain;
+  out.authMethod = Ci.nsMsgAuthMethod.passwordCleartext;
+  out.username = user;
+  out.description = "imapgate";
+  MailServices.outgoingServer.defaultServer = out;
+  if (certBase64) {
+    const certdb = Cc["@mozilla.org/security/x509certdb;1"].getService(Ci.nsIX509CertDB);
+    const cert = certdb.constructX509FromBase64(certBase64);
+    Cc["@mozilla.org/security/certoverride;1"].getService(Ci.nsICertOverrideService)
+      .rememberValidityOverride("127.0.0.1", smtpPort, {}, cert, false);
+  }
+  const account = MailServices.accounts.getAccount(accountKey);
+  const identity = account.defaultIdentity;
+  identity.email = email;
+  identity.fullName = user + " (Info)";
+  identity.smtpServerKey = out.key;
+  MailServices.accounts.saveAccountInfo();
+  resolve({smtp: out.key, serverURI: out.serverURI.spec});
+})().catch(e => resolve({error: String(e)}));
+"""
+
+# Reply to the message with Message-ID `messageId` in `user`'s INBOX as the Reply button does:
+# select it, then MailServices.compose.OpenComposeWindow with ReplyToSender; wait for the compose
+# window with its subject and recipient filled in, and type a line at the top.
+_OPEN_REPLY_JS = """
+const [user, messageId, text, timeoutMs] = arguments;
+const resolve = arguments[arguments.length - 1];
+const win = Services.wm.getMostRecentWindow("mail:3pane");
+const about3Pane = win.gTabmail.currentAbout3Pane;
+const server = MailServices.accounts.findServer(user, "127.0.0.1", "imap");
+const inbox = server.rootFolder.getFolderWithFlags(Ci.nsMsgFolderFlags.Inbox);
+const hdr = inbox.msgDatabase.getMsgHdrForMessageID(messageId);
+if (!hdr) { resolve({error: "no message " + messageId + " in " + user + "'s INBOX"}); }
+else {
+  about3Pane.threadTree.selectedIndex = about3Pane.gDBView.findIndexOfMsgHdr(hdr, true);
+  const identity = MailServices.accounts.getFirstIdentityForServer(server);
+  MailServices.compose.OpenComposeWindow(null, hdr, inbox.getUriForMsg(hdr),
+    Ci.nsIMsgCompType.ReplyToSender, Ci.nsIMsgCompFormat.Default, identity, null, win.msgWindow);
+  const started = Date.now();
+  const poll = () => {
+    const w = Services.wm.getMostRecentWindow("msgcompose");
+    const subject = w && w.document.getElementById("msgSubject");
+    const ready = w && w.gMsgCompose && subject && subject.value && w.GetCurrentEditor && w.GetCurrentEditor()
+      && w.document.readyState === "complete";
+    if (ready && Date.now() - started > 1500) {
+      let typed = true;
+      try { w.GetCurrentEditor().beginningOfDocument(); w.GetCurrentEditor().insertText(text); }
+      catch (e) { typed = String(e); }
+      const fields = w.gMsgCompose.compFields;
+      resolve({subject: subject.value, to: fields.to, from: fields.from, typed,
+               inReplyTo: hdr.messageId, title: w.document.title});
+    } else if (Date.now() - started > timeoutMs) {
+      resolve({error: "no compose window", title: w && w.document.title});
+    }
+    else win.setTimeout(poll, 250);
+  };
+  poll();
+}
+"""
+
+# Press Send (cmd_sendNow, what the Send button runs) in the open compose window and wait for
+# the outcome: the window closes (sent), or an alert opens (its title and text recorded and
+# left open for the screenshot; the window stays open), or nothing happens in `timeoutMs`.
+_SEND_JS = """
+const [timeoutMs] = arguments;
+const resolve = arguments[arguments.length - 1];
+const w = Services.wm.getMostRecentWindow("msgcompose");
+if (!w) { resolve({error: "no compose window"}); }
+else {
+  const dialogs = [];
+  const observer = {
+    observe(subject) {
+      subject.setTimeout(() => {
+        const doc = subject.document;
+        const body = doc.getElementById("infoBody");
+        dialogs.push({title: doc.title, text: body ? body.textContent : doc.documentElement.textContent});
+      }, 500);
+    },
+  };
+  Services.obs.addObserver(observer, "common-dialog-loaded");
+  const statusText = () => {
+    const status = w.document.getElementById("statusText");
+    return status ? (status.value || status.textContent || "") : "";
+  };
+  const statuses = [];
+  const started = Date.now();
+  w.goDoCommand("cmd_sendNow");
+  const done = (outcome) => {
+    Services.obs.removeObserver(observer, "common-dialog-loaded");
+    resolve({outcome, after_ms: Date.now() - started, dialogs, statuses,
+             composeOpen: !w.closed, title: w.closed ? null : w.document.title});
+  };
+  const poll = () => {
+    if (!w.closed) {
+      const text = statusText();
+      if (text && statuses[statuses.length - 1] !== text) statuses.push(text);
+    }
+    if (dialogs.length) w.closed ? done("alert") : w.setTimeout(() => done("alert"), 1000);
+    else if (w.closed) done("sent");
+    else if (Date.now() - started > timeoutMs) done("timeout");
+    else Services.wm.getMostRecentWindow("mail:3pane").setTimeout(poll, 200);
+  };
+  poll();
+}
+"""
+
+
 class MarionetteError(RuntimeError):
     """Thunderbird's remote protocol did not come up (or broke): the message says what and when."""
 
@@ -332,7 +456,10 @@ class Marionette:
             deadline = t0 + timeouts.session
             try:
                 self._read(deadline, stall=True)  # the server's hello
-                self.call("WebDriver:NewSession", {"capabilities": {}}, deadline=deadline, stall=True)
+                # "ignore": Marionette's default ("dismiss and notify") closes every alert at once,
+                # and a script running meanwhile returns null: the alerts are what we check.
+                caps = {"alwaysMatch": {"unhandledPromptBehavior": "ignore"}}
+                self.call("WebDriver:NewSession", {"capabilities": caps}, deadline=deadline, stall=True)
             except (TimeoutError, ConnectionError) as exc:
                 waited = time.monotonic() - t0
                 self._sock.close()
@@ -476,9 +603,11 @@ class Processes:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    def stop_all(self) -> None:
-        for proc in reversed(self.started):
+    def stop_all(self, since: int = 0) -> None:
+        """Stop what was started (since the ``since``-th start), the last started first."""
+        for proc in reversed(self.started[since:]):
             self.stop(proc)
+        del self.started[since:]
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -583,8 +712,8 @@ class StartupDialogs:
             )
 
 
-def thunderbird_profile(work: Path, marionette_port: int) -> Path:
-    profile = work / "thunderbird-profile"
+def thunderbird_profile(work: Path, marionette_port: int, name: str = "thunderbird-profile") -> Path:
+    profile = work / name
     profile.mkdir()
     prefs = {
         "marionette.port": marionette_port,
@@ -684,7 +813,8 @@ def claim_failures(claims: dict[str, Any]) -> list[str]:
         failures.append(f"after the refused move, UID {claims['uid']} is not claimed in INBOX: {claims}")
     if claims["support_count"][0] != claims["support_count"][1]:
         failures.append(f"the refused move still changed Support: {claims['support_count']}")
-    told = claims["move"]["alerts"] + [d.get("text", "") for d in claims["move"]["dialogs"]]
+    move = claims["move"] or {"alerts": [], "dialogs": []}
+    told = move["alerts"] + [d.get("text", "") for d in move["dialogs"]]
     if not any("bob is handling this message" in t for t in told):
         failures.append(f"Thunderbird did not show the refusal text: {claims['move']}")
     return failures
@@ -851,6 +981,385 @@ set message_cachedir = ""
     return out
 
 
+# ------------------------------------------------------------------ the reply guard (issue 14)
+
+SHARED_ADDRESS = "info@example.test"
+CUSTOMER = "customer@customer.test"
+
+
+@dataclass
+class GuardSetup:
+    """The hoster with a submission server, and a gateway with [submission] in front of it."""
+
+    dovecot: Any  # imapgate.demo.DovecotServer (Dovecot with LMTP and an auth socket)
+    postfix: Any  # tests.support.postfix.PostfixServer (the hoster's submission server)
+    cert: Any  # tests.support.tls.TestCertificate (Postfix's and the gateway's)
+    config: Path
+    imap_port: int
+    smtp_port: int
+    security: str
+    logins: dict[str, str]
+    original: str  # the customer's Message-ID, with <>
+    subject: str
+
+
+def start_guard_setup(procs: Processes, stack: contextlib.ExitStack, work: Path, security: str) -> GuardSetup:
+    """Dovecot (LMTP, auth socket) and Postfix as the tests start them (tests/support), a
+    customer's mail in the shared INBOX, and ``imapgate serve`` with ``[submission]`` relaying
+    to that Postfix with STARTTLS (the gateway trusts the test certificate via SSL_CERT_FILE)."""
+    import email.utils
+    import secrets
+    import uuid
+    from datetime import UTC, datetime
+
+    from tests.support.peers import DOVECOT_USERS
+    from tests.support.postfix import PostfixServer
+    from tests.support.tls import make_certificate
+
+    from imapgate.demo import DovecotServer
+    from imapgate.demo.sample_mail import SampleMessage
+
+    base = work / "guard"
+    base.mkdir()
+    cert = make_certificate(base / "tls")
+    dovecot = DovecotServer(
+        base / "dovecot",
+        users=DOVECOT_USERS,
+        enable_lmtp=True,
+        auth_listener=True,
+        auth_penalty=False,
+        max_userip_connections=50,
+    )
+    stack.callback(dovecot.close)
+    original = f"<{uuid.uuid4().hex}@customer.test>"
+    subject = "Lieferung 4711"
+    raw = (
+        f"From: Kunde <{CUSTOMER}>\r\nTo: Info <{SHARED_ADDRESS}>\r\nSubject: {subject}\r\n"
+        f"Message-ID: {original}\r\nDate: {email.utils.formatdate(localtime=True)}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nWo bleibt meine Lieferung 4711?\r\n"
+    ).encode()
+    now = datetime.now(UTC)
+    dovecot.populate(
+        "shared", {"INBOX": [SampleMessage(raw, (), now)], "Sent": [], "Drafts": [], "Trash": []}
+    )
+    dovecot.start()
+    postfix = PostfixServer(dovecot, certificate=cert)
+    stack.callback(postfix.close)
+    postfix.start()
+
+    imap_port, smtp_port = free_port(), free_port()
+    config = base / "imapgate.toml"
+    config.write_text(
+        f"""# Written by scripts/check_clients.py: the reply guard with a real submission server.
+[upstream]
+host = "127.0.0.1"
+port = {dovecot.port}
+tls = "none"
+user = "shared"
+password = "{DOVECOT_USERS["shared"]}"
+
+[server]
+listen = ["127.0.0.1:{imap_port}"]
+allow_plaintext = true               # IMAP without TLS: localhost only
+certificate = "{cert.cert}"
+private_key = "{cert.key}"
+
+[store]
+data_dir = "{base / "gateway"}"
+
+[submission]
+listen = ["127.0.0.1:{smtp_port}"]   # STARTTLS with the [server] certificate
+allow_plaintext = {"true" if security == "plain" else "false"}
+allowed_from = ["{SHARED_ADDRESS}"]
+time_zone = "Europe/Berlin"
+
+[submission.upstream]                # the hoster's submission server (Postfix)
+host = "127.0.0.1"
+port = {postfix.port}
+tls = "starttls"
+"""
+    )
+    logins = {name: f"{name}-{secrets.token_hex(3)}" for name in ("alice", "bob")}
+    for name, password in logins.items():
+        subprocess.run(
+            [IMAPGATE, "user", "add", name, "--password-stdin", "--config", str(config)],
+            input=password + "\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+    log = work / "guard-gateway.log"
+    procs.start(
+        [IMAPGATE, "serve", "--config", str(config)],
+        log,
+        env={**os.environ, "SSL_CERT_FILE": str(cert.cert), "PYTHONUNBUFFERED": "1"},
+    )
+    wait_for(
+        "the gateway with [submission]",
+        lambda: (
+            "submission listening" in log.read_text(errors="replace")
+            and "listening on 127.0.0.1" in log.read_text(errors="replace")
+        ),
+        120,
+    )
+    return GuardSetup(
+        dovecot, postfix, cert, config, imap_port, smtp_port, security, logins, original, subject
+    )
+
+
+def replies_at_customer(setup: GuardSetup) -> dict[str, dict[str, str]]:
+    """The replies to the customer's mail in the customer's INBOX at Dovecot (delivered by
+    Postfix over LMTP): Message-ID -> some headers."""
+    import email.parser
+
+    from tests.support.postfix import inbox_messages
+
+    parser = email.parser.BytesHeaderParser()
+    found: dict[str, dict[str, str]] = {}
+    for path in inbox_messages(setup.dovecot, "customer"):
+        with contextlib.suppress(FileNotFoundError):
+            headers = parser.parsebytes(path.read_bytes())
+            if (headers.get("In-Reply-To") or "").strip() == setup.original:
+                mid = (headers.get("Message-ID") or "").strip()
+                found[mid] = {k: str(headers.get(k, "")) for k in ("From", "Subject", "User-Agent", "Date")}
+    return found
+
+
+def alice_replies(setup: GuardSetup) -> str:
+    """Colleague alice answers the customer first, through the gateway (smtplib, STARTTLS)."""
+    import email.utils
+    import smtplib
+    import uuid
+
+    mid = f"<{uuid.uuid4().hex}@example.test>"
+    text = (
+        f"From: Info <{SHARED_ADDRESS}>\r\nTo: Kunde <{CUSTOMER}>\r\nSubject: Re: {setup.subject}\r\n"
+        f"Message-ID: {mid}\r\nDate: {email.utils.formatdate(localtime=True)}\r\n"
+        f"In-Reply-To: {setup.original}\r\nReferences: {setup.original}\r\n\r\n"
+        "Ihre Lieferung kommt morgen. -- alice\r\n"
+    )
+    with smtplib.SMTP("127.0.0.1", setup.smtp_port, timeout=60) as client:
+        client.ehlo("alice.example.test")
+        client.starttls(context=setup.cert.client_context())
+        client.ehlo("alice.example.test")
+        client.login("alice", setup.logins["alice"])
+        refused = client.sendmail(SHARED_ADDRESS, [CUSTOMER], text.encode())
+    if refused:
+        raise RuntimeError(f"alice's reply: recipients refused {refused}")
+    wait_for("alice's reply at the customer", lambda: mid in replies_at_customer(setup), 60)
+    return mid
+
+
+def original_flags_at_hoster(setup: GuardSetup) -> str:
+    imap = imaplib.IMAP4("127.0.0.1", setup.dovecot.port)
+    try:
+        imap.login("shared", setup.dovecot.users["shared"])
+        imap.select("INBOX", readonly=True)
+        _, data = imap.uid("SEARCH", "HEADER", "Message-ID", setup.original.strip("<>"))
+        uid = (data[0] or b"").split()[0].decode()
+        _, data = imap.uid("FETCH", uid, "(FLAGS)")
+        return " ".join(d.decode() if isinstance(d, bytes) else str(d) for d in data if d)
+    finally:
+        imap.logout()
+
+
+def run_reply_guard(
+    procs: Processes, work: Path, display: str, setup: GuardSetup, timeouts: Timeouts
+) -> dict[str, Any]:
+    """Issue 14 in bob's Thunderbird: alice has replied through the gateway; bob replies to the
+    same mail from the compose window, sending through the gateway's submission port. The
+    gateway must refuse (550 5.7.1, alice's reply named) and Thunderbird show that text; the
+    compose window stays open; sending again (the override) goes out and reaches the customer
+    once."""
+    result: dict[str, Any] = {"dialogs": []}
+    result["alice_reply"] = alice_replies(setup)
+    print(f"  alice replied through the gateway: {result['alice_reply']}", flush=True)
+    marionette_port = free_port()
+    profile = thunderbird_profile(work, marionette_port, "thunderbird-guard-profile")
+    proc = start_thunderbird(procs, work, profile, display, "thunderbird-guard")
+    dialogs = StartupDialogs(display, work, "thunderbird-guard")
+    tb = Marionette(marionette_port, timeouts, proc, work / "thunderbird-guard.log", dialogs)
+    result["startup_dialogs"] = dialogs.seen
+    steps = Steps(tb, result)
+    account = steps.run(
+        "bob_account",
+        lambda: tb.run_async(_SETUP_ACCOUNT_JS, "bob", setup.logins["bob"], setup.imap_port, False, True),
+    )
+    cert_b64 = ""
+    if setup.security == "starttls":
+        pem = setup.cert.cert.read_text()
+        cert_b64 = "".join(line for line in pem.splitlines() if line and not line.startswith("-----"))
+    steps.run(
+        "bob_smtp",
+        lambda: tb.run_async(
+            _SETUP_SMTP_JS,
+            "bob",
+            setup.logins["bob"],
+            account["key"],
+            setup.smtp_port,
+            setup.security,
+            cert_b64,
+            SHARED_ADDRESS,
+        ),
+    )
+    steps.run("bob_inbox", lambda: tb.run_async(_OPEN_FOLDER_JS, "bob", "INBOX", 1, 90000))
+    steps.run(
+        "compose",
+        lambda: tb.run_async(
+            _OPEN_REPLY_JS, "bob", setup.original.strip("<>"), "Wir schicken sie heute los. -- bob\n", 60000
+        ),
+    )
+    screenshot(display, work / "thunderbird-bob-reply-compose.png")
+    result["send"] = tb.run_async(_SEND_JS, 90000)
+    print(f"  send: {result['send']}", flush=True)
+    screenshot(display, work / "thunderbird-bob-reply-refused.png")
+    result["delivered_after_refusal"] = sorted(set(replies_at_customer(setup)) - {result["alice_reply"]})
+    steps.sweep("send")  # the user's OK on the error dialog
+    time.sleep(2)
+    result["send_again"] = tb.run_async(_SEND_JS, 90000)
+    print(f"  send again: {result['send_again']}", flush=True)
+    screenshot(display, work / "thunderbird-bob-reply-sent.png")
+    steps.sweep("send again")
+    with contextlib.suppress(TimeoutError):
+        wait_for(
+            "bob's reply at the customer",
+            lambda: len(set(replies_at_customer(setup)) - {result["alice_reply"]}) >= 1,
+            60,
+        )
+    time.sleep(3)  # a second copy would have arrived by now
+    result["delivered"] = {
+        mid: headers for mid, headers in replies_at_customer(setup).items() if mid != result["alice_reply"]
+    }
+    result["original_flags"] = original_flags_at_hoster(setup)
+    result["version"] = thunderbird_version(tb)
+    tb.quit()
+    proc.wait(60)
+    audit = subprocess.run(
+        [IMAPGATE, "audit", "--config", str(setup.config), "--since", "1h", "--limit", "30"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    (work / "guard-audit.txt").write_text(audit.stdout + audit.stderr)
+    return result
+
+
+def guard_failures(guard: dict[str, Any]) -> list[str]:
+    failures: list[str] = []
+    send, again = guard.get("send") or {}, guard.get("send_again") or {}
+    shown = " ".join(d.get("text", "") for d in send.get("dialogs", []))
+    if send.get("outcome") != "alert" or "alice already replied" not in shown:
+        failures.append(f"the first send was not refused with alice's reply named: {send}")
+    if not send.get("composeOpen"):
+        failures.append("the compose window closed after the refusal (the reply would be lost)")
+    if guard.get("delivered_after_refusal"):
+        failures.append(f"the refused reply reached the customer: {guard['delivered_after_refusal']}")
+    if again.get("outcome") != "sent":
+        failures.append(f"sending again (the override) did not go out: {again}")
+    thunderbird = [
+        m for m, h in guard.get("delivered", {}).items() if "Thunderbird" in h.get("User-Agent", "")
+    ]
+    if len(thunderbird) != 1:
+        failures.append(
+            f"bob's reply reached the customer {len(thunderbird)} times: {guard.get('delivered')}"
+        )
+    if "\\Answered" not in guard.get("original_flags", ""):
+        failures.append(f"the original is not \\Answered at the hoster: {guard.get('original_flags')}")
+    for dialog in guard.get("startup_dialogs", []):
+        failures.append(f"bob's Thunderbird held up its start with a modal {dialog['window']!r}")
+    for dialog in guard.get("dialogs", []):
+        if dialog["after"] not in ("send", "send again"):
+            failures.append(f"bob's Thunderbird showed an alert after {dialog['after']}: {dialog['text']!r}")
+    return failures
+
+
+def check_demo(procs: Processes, work: Path, display: str, port: int, timeouts: Timeouts) -> list[str]:
+    """Thunderbird (alice, carol: read state, star, claims) and neomutt (bob) against the demo,
+    checked from a tshark capture of the gateway port. Returns what went wrong."""
+    failures: list[str] = []
+    logins = start_demo(procs, work, port)
+    capture = work / "capture.pcapng"
+    tshark_log = work / "tshark.log"
+    tshark = procs.start(["tshark", "-i", "lo", "-f", f"tcp port {port}", "-w", str(capture)], tshark_log)
+    wait_for("tshark", lambda: "Capture started" in tshark_log.read_text(errors="replace"))
+
+    before = {user: seen_uids(port, user, pw) for user, pw in logins.items()}
+    flagged_before = seen_uids(port, "bob", logins["bob"], key="FLAGGED")
+    print("Thunderbird (alice, carol) against the demo gateway:", flush=True)
+    tb = run_thunderbird(procs, work, display, port, logins, timeouts)
+    after_tb = {user: seen_uids(port, user, pw) for user, pw in logins.items()}
+    print(f"Thunderbird {tb['version']} done")
+    failures.extend(claim_failures(tb["claims"]))
+    for dialog in tb["startup_dialogs"]:
+        failures.append(
+            f"Thunderbird held up its start with a modal {dialog['window']!r} ({dialog['screenshot']})"
+        )
+    for dialog in tb["dialogs"]:
+        if "is handling this message" not in dialog["text"]:
+            failures.append(f"Thunderbird showed an alert after {dialog['after']}: {dialog['text']!r}")
+    alice_uid, carol_uid = int(tb["alice_read"]["uid"]), int(tb["carol_read"]["uid"])
+    marked, starred = int(tb["alice_marked"]["read"]), int(tb["alice_marked"]["starred"])
+    expect = {
+        # The claimed message is selected for the screenshot, which marks it read.
+        "alice": before["alice"] | {alice_uid, marked, int(tb["claims"]["uid"])},
+        "bob": before["bob"],
+        "carol": before["carol"] | {carol_uid},
+    }
+    for user, uids in expect.items():
+        if after_tb[user] != uids:
+            failures.append(
+                f"after Thunderbird, {user}'s \\Seen in INBOX: got "
+                f"{sorted(after_tb[user] ^ before[user])} changed, expected "
+                f"{sorted(uids ^ before[user])}"
+            )
+
+    # Stars are shared: alice's must show for bob.
+    flagged = seen_uids(port, "bob", logins["bob"], key="FLAGGED")
+    if flagged != flagged_before | {starred}:
+        failures.append(
+            f"alice starred UID {starred}; bob's \\Flagged changed by {sorted(flagged ^ flagged_before)}"
+        )
+
+    neomutt = run_neomutt(work, port, logins["bob"])
+    after_mutt = {user: seen_uids(port, user, pw) for user, pw in logins.items()}
+    subject = re.search(r"(?m)^Subject: (.*)$", neomutt["pager"])
+    bob_new = after_mutt["bob"] - after_tb["bob"]
+    print(
+        f"neomutt: read {subject.group(1).strip() if subject else '?'!r}, "
+        f"bob's new \\Seen UIDs {sorted(bob_new)}"
+    )
+    if len(bob_new) != 1:
+        failures.append(f"neomutt: expected one new \\Seen for bob, got {sorted(bob_new)}")
+    for user in ("alice", "carol"):
+        if after_mutt[user] != after_tb[user]:
+            failures.append(
+                f"bob's read in neomutt changed {user}'s \\Seen: {sorted(after_mutt[user] ^ after_tb[user])}"
+            )
+
+    time.sleep(1)
+    procs.stop(tshark, signal.SIGINT)  # SIGINT: tshark finishes the file
+    streams = [
+        s for s in imap_capture.analyse(str(capture), port) if not s.client.startswith("python imaplib")
+    ]
+    (work / "transcript.txt").write_text(imap_capture.transcript(streams))
+    print("\ncapture (the script's own checking sessions left out):")
+    print(imap_capture.summary(streams))
+    # The one refusal asked for: Thunderbird's move of the message bob claimed.
+    problems = [p for p in imap_capture.problems(streams) if "[INUSE]" not in p]
+    print("NO/BAD: " + ("none" if not problems else "\n  " + "\n  ".join(problems)))
+    failures.extend(problems)
+    seen = {(s.client.split()[0], c.name) for s in streams for c in s.commands}
+    for client, commands in (
+        # No LOGOUT: Thunderbird drops its connections when it quits.
+        ("Thunderbird", ("ID", "NAMESPACE", "LIST", "SELECT", "UID FETCH", "UID STORE", "IDLE")),
+        ("mutt/neomutt", ("LIST", "SELECT", "FETCH", "STORE", "LOGOUT")),
+    ):
+        missing = [c for c in commands if (client, c) not in seen and (client, "UID " + c) not in seen]
+        if missing:
+            failures.append(f"{client} never sent {missing} (see transcript.txt)")
+    return failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work-dir", type=Path, help="default: a new temporary directory")
@@ -881,6 +1390,16 @@ def main() -> int:
         default=default.command,
         help="seconds for any later Marionette command (default %(default)s)",
     )
+    parser.add_argument(
+        "--only", choices=("all", "demo", "guard"), default="all", help="run only one part (default: both)"
+    )
+    parser.add_argument(
+        "--smtp-security",
+        choices=("starttls", "plain"),
+        default="starttls",
+        help="Thunderbird to the gateway's submission port: STARTTLS with the test certificate "
+        "accepted as a security exception (default), or no TLS (allow_plaintext)",
+    )
     args = parser.parse_args()
     timeouts = Timeouts(args.start_timeout, args.session_timeout, args.session_attempts, args.command_timeout)
     for tool in ("thunderbird", "Xvfb", "tshark", "neomutt", "tmux", "import", "xdotool"):
@@ -895,90 +1414,39 @@ def main() -> int:
     procs = Processes([])
     failures: list[str] = []
     try:
-        logins = start_demo(procs, work, port)
         procs.start(
             ["Xvfb", args.display, "-screen", "0", "1400x900x24", "-nolisten", "tcp"], work / "xvfb.log"
         )
-        capture = work / "capture.pcapng"
-        tshark_log = work / "tshark.log"
-        tshark = procs.start(["tshark", "-i", "lo", "-f", f"tcp port {port}", "-w", str(capture)], tshark_log)
-        wait_for("tshark", lambda: "Capture started" in tshark_log.read_text(errors="replace"))
-
-        before = {user: seen_uids(port, user, pw) for user, pw in logins.items()}
-        flagged_before = seen_uids(port, "bob", logins["bob"], key="FLAGGED")
-        print("Thunderbird (alice, carol) against the demo gateway:", flush=True)
-        tb = run_thunderbird(procs, work, args.display, port, logins, timeouts)
-        after_tb = {user: seen_uids(port, user, pw) for user, pw in logins.items()}
-        print(f"Thunderbird {tb['version']} done")
-        failures.extend(claim_failures(tb["claims"]))
-        for dialog in tb["startup_dialogs"]:
-            failures.append(
-                f"Thunderbird held up its start with a modal {dialog['window']!r} ({dialog['screenshot']})"
+        if args.only in ("all", "demo"):
+            t0 = time.monotonic()
+            mark = len(procs.started)
+            try:
+                failures.extend(check_demo(procs, work, args.display, port, timeouts))
+            except Exception as exc:  # the guard check still runs; the failure is reported
+                failures.append(f"the demo check stopped: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
+            finally:
+                procs.stop_all(mark)  # the demo and tshark; Xvfb stays
+            print(f"demo check: {time.monotonic() - t0:.0f} s", flush=True)
+        if args.only in ("all", "guard"):
+            t0 = time.monotonic()
+            print(
+                "\nThunderbird (bob) sending through the gateway's submission port (reply guard):", flush=True
             )
-        for dialog in tb["dialogs"]:
-            if "is handling this message" not in dialog["text"]:
-                failures.append(f"Thunderbird showed an alert after {dialog['after']}: {dialog['text']!r}")
-        alice_uid, carol_uid = int(tb["alice_read"]["uid"]), int(tb["carol_read"]["uid"])
-        marked, starred = int(tb["alice_marked"]["read"]), int(tb["alice_marked"]["starred"])
-        expect = {
-            # The claimed message is selected for the screenshot, which marks it read.
-            "alice": before["alice"] | {alice_uid, marked, int(tb["claims"]["uid"])},
-            "bob": before["bob"],
-            "carol": before["carol"] | {carol_uid},
-        }
-        for user, uids in expect.items():
-            if after_tb[user] != uids:
-                failures.append(
-                    f"after Thunderbird, {user}'s \\Seen in INBOX: got "
-                    f"{sorted(after_tb[user] ^ before[user])} changed, expected "
-                    f"{sorted(uids ^ before[user])}"
-                )
-
-        # Stars are shared: alice's must show for bob.
-        flagged = seen_uids(port, "bob", logins["bob"], key="FLAGGED")
-        if flagged != flagged_before | {starred}:
-            failures.append(
-                f"alice starred UID {starred}; bob's \\Flagged changed by {sorted(flagged ^ flagged_before)}"
-            )
-
-        neomutt = run_neomutt(work, port, logins["bob"])
-        after_mutt = {user: seen_uids(port, user, pw) for user, pw in logins.items()}
-        subject = re.search(r"(?m)^Subject: (.*)$", neomutt["pager"])
-        bob_new = after_mutt["bob"] - after_tb["bob"]
-        print(
-            f"neomutt: read {subject.group(1).strip() if subject else '?'!r}, "
-            f"bob's new \\Seen UIDs {sorted(bob_new)}"
-        )
-        if len(bob_new) != 1:
-            failures.append(f"neomutt: expected one new \\Seen for bob, got {sorted(bob_new)}")
-        for user in ("alice", "carol"):
-            if after_mutt[user] != after_tb[user]:
-                failures.append(
-                    f"bob's read in neomutt changed {user}'s \\Seen: "
-                    f"{sorted(after_mutt[user] ^ after_tb[user])}"
-                )
-
-        time.sleep(1)
-        procs.stop(tshark, signal.SIGINT)  # SIGINT: tshark finishes the file
-        streams = [
-            s for s in imap_capture.analyse(str(capture), port) if not s.client.startswith("python imaplib")
-        ]
-        (work / "transcript.txt").write_text(imap_capture.transcript(streams))
-        print("\ncapture (the script's own checking sessions left out):")
-        print(imap_capture.summary(streams))
-        # The one refusal asked for: Thunderbird's move of the message bob claimed.
-        problems = [p for p in imap_capture.problems(streams) if "[INUSE]" not in p]
-        print("NO/BAD: " + ("none" if not problems else "\n  " + "\n  ".join(problems)))
-        failures.extend(problems)
-        seen = {(s.client.split()[0], c.name) for s in streams for c in s.commands}
-        for client, commands in (
-            # No LOGOUT: Thunderbird drops its connections when it quits.
-            ("Thunderbird", ("ID", "NAMESPACE", "LIST", "SELECT", "UID FETCH", "UID STORE", "IDLE")),
-            ("mutt/neomutt", ("LIST", "SELECT", "FETCH", "STORE", "LOGOUT")),
-        ):
-            missing = [c for c in commands if (client, c) not in seen and (client, "UID " + c) not in seen]
-            if missing:
-                failures.append(f"{client} never sent {missing} (see transcript.txt)")
+            mark = len(procs.started)
+            with contextlib.ExitStack() as stack:
+                try:
+                    setup = start_guard_setup(procs, stack, work, args.smtp_security)
+                    guard = run_reply_guard(procs, work, args.display, setup, timeouts)
+                    failures.extend(guard_failures(guard))
+                    print(f"  delivered to the customer: {guard['delivered']}")
+                    print(f"  original at the hoster: {guard['original_flags']}")
+                except Exception as exc:
+                    failures.append(f"the reply-guard check stopped: {type(exc).__name__}: {exc}")
+                    traceback.print_exc()
+                finally:
+                    procs.stop_all(mark)  # the gateway before its Postfix and Dovecot
+            print(f"reply-guard check: {time.monotonic() - t0:.0f} s", flush=True)
     finally:
         procs.stop_all()
 
@@ -986,7 +1454,7 @@ def main() -> int:
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         return 1
-    print("OK: every client command answered OK; read state private per user")
+    print("OK: every client command answered OK; read state private per user; claims and reply guard shown")
     return 0
 
 
