@@ -49,6 +49,23 @@ sys.path.insert(1, str(ROOT))  # tests.support: the Postfix and Dovecot set-up o
 # $IMAPGATE_PYTHON's), which imports the source on PYTHONPATH first.
 IMAPGATE = str(Path(sys.executable).with_name("imapgate"))
 
+# Every alert Thunderbird has open: top-level commonDialog windows (IMAP alerts) and the
+# window-modal ones drawn inside a window (gDialogBox: the compose window's "Send Message Error").
+_DIALOGS_HELPER = """
+const openDialogs = () => {
+  const found = [];
+  for (const w of [...Services.wm.getEnumerator("")]) {
+    if (w.document.documentURI.includes("commonDialog")) { found.push(w.document); continue; }
+    for (const frame of w.document.querySelectorAll("browser, iframe")) {
+      const doc = frame.contentDocument;
+      if (doc && doc.documentURI.includes("commonDialog") && doc.getElementById("infoBody")) found.push(doc);
+    }
+  }
+  const title = doc => doc.title || (doc.getElementById("infoTitle") || {}).textContent || "";
+  return found.map(doc => ({doc, title: title(doc), text: doc.getElementById("infoBody").textContent}));
+};
+"""
+
 # Chrome JS run through Marionette. `arguments` are the call's args; the last one resolves.
 _SETUP_ACCOUNT_JS = """
 const [user, pass, port, condstore, isDefault] = arguments;
@@ -201,7 +218,9 @@ win.setTimeout(() => resolve({index}), 2000);
 # to the user). Records every alert the user is shown: the mail session's user-feedback alerts
 # (how Thunderbird reports an IMAP NO) and any modal dialog that opens, with its text; then closes
 # the dialogs and reports whether the header is still in INBOX.
-_MOVE_JS = """
+_MOVE_JS = (
+    _DIALOGS_HELPER
+    + """
 const [user, uid, target, waitMs] = arguments;
 const resolve = arguments[arguments.length - 1];
 const win = Services.wm.getMostRecentWindow("mail:3pane");
@@ -247,6 +266,7 @@ const finish = () => {
     .filter(w => w.document.documentURI.includes("commonDialog"));
   resolve({uid, copyStatus: copyStatus === null ? null : "0x" + (copyStatus >>> 0).toString(16),
            alerts, dialogs, openDialogs: open.length,
+           shown: openDialogs().map(d => ({title: d.title, text: d.text})),
            notifications: [...win.document.querySelectorAll("notification-message")]
              .map(n => n.messageText ? n.messageText.textContent : n.textContent),
            stillInInbox: !!inbox.msgDatabase.getMsgHdrForKey(uid)});
@@ -257,20 +277,23 @@ const poll = () => {
 };
 poll();
 """
+)
+
 
 # Close the modal dialogs Thunderbird has open (the user's "OK"), reporting their texts.
-_CLOSE_DIALOGS_JS = """
+_CLOSE_DIALOGS_JS = (
+    _DIALOGS_HELPER
+    + """
 const resolve = arguments[arguments.length - 1];
 const closed = [];
-for (const w of [...Services.wm.getEnumerator("")]) {
-  if (w.document.documentURI.includes("commonDialog")) {
-    const body = w.document.getElementById("infoBody");
-    closed.push({title: w.document.title, text: body ? body.textContent : ""});
-    w.close();
-  }
+for (const d of openDialogs()) {
+  closed.push({title: d.title, text: d.text});
+  const dialog = d.doc.getElementById("commonDialog");
+  if (dialog && dialog.acceptDialog) dialog.acceptDialog(); else d.doc.defaultView.close();
 }
 resolve({closed: closed.length, dialogs: closed});
 """
+)
 
 
 # The reply guard (issue 14). bob's account gets the gateway as its outgoing server: its SMTP
@@ -351,48 +374,40 @@ else {
 # Press Send (cmd_sendNow, what the Send button runs) in the open compose window and wait for
 # the outcome: the window closes (sent), or an alert opens (its title and text recorded and
 # left open for the screenshot; the window stays open), or nothing happens in `timeoutMs`.
-_SEND_JS = """
+_SEND_JS = (
+    _DIALOGS_HELPER
+    + """
 const [timeoutMs] = arguments;
 const resolve = arguments[arguments.length - 1];
 const w = Services.wm.getMostRecentWindow("msgcompose");
+const main = Services.wm.getMostRecentWindow("mail:3pane");
 if (!w) { resolve({error: "no compose window"}); }
 else {
-  const dialogs = [];
-  const observer = {
-    observe(subject) {
-      subject.setTimeout(() => {
-        const doc = subject.document;
-        const body = doc.getElementById("infoBody");
-        dialogs.push({title: doc.title, text: body ? body.textContent : doc.documentElement.textContent});
-      }, 500);
-    },
-  };
-  Services.obs.addObserver(observer, "common-dialog-loaded");
-  const statusText = () => {
-    const status = w.document.getElementById("statusText");
-    return status ? (status.value || status.textContent || "") : "";
-  };
+  const before = openDialogs().length;
   const statuses = [];
   const started = Date.now();
   w.goDoCommand("cmd_sendNow");
-  const done = (outcome) => {
-    Services.obs.removeObserver(observer, "common-dialog-loaded");
-    resolve({outcome, after_ms: Date.now() - started, dialogs, statuses,
+  const done = (outcome, dialogs) => {
+    resolve({outcome, after_ms: Date.now() - started, statuses,
+             dialogs: dialogs.map(d => ({title: d.title, text: d.text})),
              composeOpen: !w.closed, title: w.closed ? null : w.document.title});
   };
   const poll = () => {
     if (!w.closed) {
-      const text = statusText();
+      const status = w.document.getElementById("statusText");
+      const text = status ? (status.value || status.textContent || "") : "";
       if (text && statuses[statuses.length - 1] !== text) statuses.push(text);
     }
-    if (dialogs.length) w.closed ? done("alert") : w.setTimeout(() => done("alert"), 1000);
-    else if (w.closed) done("sent");
-    else if (Date.now() - started > timeoutMs) done("timeout");
-    else Services.wm.getMostRecentWindow("mail:3pane").setTimeout(poll, 200);
+    const dialogs = openDialogs();
+    if (dialogs.length > before) main.setTimeout(() => done("alert", openDialogs()), 1000);
+    else if (w.closed) done("sent", []);
+    else if (Date.now() - started > timeoutMs) done("timeout", dialogs);
+    else main.setTimeout(poll, 200);
   };
   poll();
 }
 """
+)
 
 
 class MarionetteError(RuntimeError):
@@ -482,6 +497,8 @@ class Marionette:
             print(f"  Marionette session after {self.session_after:.0f} s (attempt {attempt})", flush=True)
             break
         self.call("Marionette:SetContext", {"value": "chrome"})
+        # The async scripts' own limit (WebDriver's default is 30 s).
+        self.call("WebDriver:SetTimeouts", {"script": int(timeouts.command * 1000)})
 
     def _connect(self, started: float) -> None:
         while True:
@@ -566,7 +583,6 @@ class Marionette:
                 "script": script,
                 "args": list(args),
                 "sandbox": "system",
-                "scriptTimeout": int(self.timeouts.command * 1000),
             },
         )["value"]
         if isinstance(result, dict) and "error" in result:
@@ -813,8 +829,8 @@ def claim_failures(claims: dict[str, Any]) -> list[str]:
         failures.append(f"after the refused move, UID {claims['uid']} is not claimed in INBOX: {claims}")
     if claims["support_count"][0] != claims["support_count"][1]:
         failures.append(f"the refused move still changed Support: {claims['support_count']}")
-    move = claims["move"] or {"alerts": [], "dialogs": []}
-    told = move["alerts"] + [d.get("text", "") for d in move["dialogs"]]
+    move = claims["move"] or {"alerts": [], "dialogs": [], "shown": []}
+    told = move["alerts"] + [d.get("text", "") for d in move["dialogs"] + move.get("shown", [])]
     if not any("bob is handling this message" in t for t in told):
         failures.append(f"Thunderbird did not show the refusal text: {claims['move']}")
     return failures
