@@ -473,8 +473,9 @@ class Marionette:
                 self._read(deadline, stall=True)  # the server's hello
                 # "ignore": Marionette's default ("dismiss and notify") closes every alert at once,
                 # and a script running meanwhile returns null: the alerts are what we check.
-                caps = {"alwaysMatch": {"unhandledPromptBehavior": "ignore"}}
-                self.call("WebDriver:NewSession", {"capabilities": caps}, deadline=deadline, stall=True)
+                # (Marionette takes the parameters themselves as the capabilities.)
+                caps = {"unhandledPromptBehavior": "ignore"}
+                self.call("WebDriver:NewSession", caps, deadline=deadline, stall=True)
             except (TimeoutError, ConnectionError) as exc:
                 waited = time.monotonic() - t0
                 self._sock.close()
@@ -745,6 +746,9 @@ def thunderbird_profile(work: Path, marionette_port: int, name: str = "thunderbi
         "app.update.auto": False,
         "extensions.update.enabled": False,
         "mail.spotlight.firstRunDone": True,
+        # No account hub ("Welcome to Thunderbird") over a profile that starts without accounts:
+        # the script creates them.
+        "app.use_without_mail_account": True,
         "mail.winsearch.firstRunDone": True,
         # Mark read as soon as a message is shown (the default waits for nothing, too).
         "mailnews.mark_message_read.delay": False,
