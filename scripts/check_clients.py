@@ -464,6 +464,8 @@ class Marionette:
         self._on_stall = on_stall
         self._buffer = b""
         self._id = 0
+        #: Alerts Marionette reported (their texts), oldest first.
+        self.alerts: list[dict[str, str]] = []
         started = time.monotonic()
         for attempt in range(1, timeouts.session_attempts + 1):
             self._connect(started)
@@ -475,7 +477,9 @@ class Marionette:
                 # and a script running meanwhile returns null: the alerts are what we check.
                 # (Marionette takes the parameters themselves as the capabilities.)
                 caps = {"unhandledPromptBehavior": "ignore"}
-                self.call("WebDriver:NewSession", caps, deadline=deadline, stall=True)
+                error, _ = self._call_once("WebDriver:NewSession", caps, deadline=deadline, stall=True)
+                if error:
+                    raise RuntimeError(f"WebDriver:NewSession: {error.get('message')}")
             except (TimeoutError, ConnectionError) as exc:
                 waited = time.monotonic() - t0
                 self._sock.close()
@@ -556,6 +560,26 @@ class Marionette:
     def call(
         self, name: str, params: dict[str, Any], *, deadline: float | None = None, stall: bool = False
     ) -> Any:
+        """One command. An alert Thunderbird has open makes Marionette refuse commands
+        ("unexpected alert open", with the alert's text): the text is kept in ``alerts``, the
+        alert confirmed (WebDriver:AcceptAlert, the user's OK) and the command sent again."""
+        for _ in range(10):
+            error, value = self._call_once(name, params, deadline=deadline, stall=stall)
+            if not error:
+                return value
+            if error.get("error") != "unexpected alert open":
+                raise RuntimeError(f"{name}: {error.get('message')}")
+            text = (error.get("data") or {}).get("text", "") or error.get("message", "")
+            self.alerts.append({"before": name, "text": text, "at": time.strftime("%H:%M:%S")})
+            print(f"  alert open before {name}: {text!r} (confirmed)", flush=True)
+            with contextlib.suppress(RuntimeError):
+                self._call_once("WebDriver:AcceptAlert", {})
+            time.sleep(0.5)
+        raise RuntimeError(f"{name}: alerts kept opening: {self.alerts[-3:]}")
+
+    def _call_once(
+        self, name: str, params: dict[str, Any], *, deadline: float | None = None, stall: bool = False
+    ) -> tuple[dict[str, Any] | None, Any]:
         self._id += 1
         data = json.dumps([0, self._id, name, params]).encode()
         self._sock.sendall(str(len(data)).encode() + b":" + data)
@@ -573,19 +597,18 @@ class Marionette:
                     f"(load average {load_average()}){self._log_tail()}"
                 ) from exc
             if message[0] == 1 and message[1] == self._id:
-                if message[2]:
-                    raise RuntimeError(f"{name}: {message[2].get('message')}")
-                return message[3]
+                return message[2], message[3]
 
-    def run_async(self, script: str, *args: object) -> Any:
-        result = self.call(
-            "WebDriver:ExecuteAsyncScript",
-            {
-                "script": script,
-                "args": list(args),
-                "sandbox": "system",
-            },
-        )["value"]
+    def run_async(self, script: str, *args: object, retry: bool = True) -> Any:
+        """Run chrome JS; an alert that opens while it runs ends it with null (Marionette): then
+        it runs again (``retry``, for scripts that may run twice) after the alert is confirmed."""
+        for _ in range(3 if retry else 1):
+            result = self.call(
+                "WebDriver:ExecuteAsyncScript", {"script": script, "args": list(args), "sandbox": "system"}
+            )["value"]
+            if result is not None:
+                break
+            self.call("WebDriver:GetWindowHandle", {})  # confirms the alert (see call)
         if isinstance(result, dict) and "error" in result:
             raise RuntimeError(f"Thunderbird: {result}")
         return result
@@ -808,9 +831,13 @@ def check_claims(
     tb.run_async(_SELECT_UID_JS, uid)
     screenshot(display, work / "thunderbird-alice-claimed.png")
     support_before = message_count(port, "alice", logins["alice"], "Support")
-    out["move"] = tb.run_async(_MOVE_JS, "alice", uid, "Support", 8000)
+    mark = len(tb.alerts)
+    # Not run twice: an alert (the refusal) ends the script with null, and stays open for the
+    # screenshot; the next command confirms it and records its text in tb.alerts.
+    out["move"] = tb.run_async(_MOVE_JS, "alice", uid, "Support", 8000, retry=False)
     screenshot(display, work / "thunderbird-alice-move-refused.png")
     out["closed"] = tb.run_async(_CLOSE_DIALOGS_JS)
+    out["alerts"] = tb.alerts[mark:]
     alice = imap_login(port, "alice", logins["alice"])
     try:
         alice.select("INBOX", readonly=True)
@@ -835,6 +862,7 @@ def claim_failures(claims: dict[str, Any]) -> list[str]:
         failures.append(f"the refused move still changed Support: {claims['support_count']}")
     move = claims["move"] or {"alerts": [], "dialogs": [], "shown": []}
     told = move["alerts"] + [d.get("text", "") for d in move["dialogs"] + move.get("shown", [])]
+    told += [a["text"] for a in claims.get("alerts", [])] + [d["text"] for d in claims["closed"]["dialogs"]]
     if not any("bob is handling this message" in t for t in told):
         failures.append(f"Thunderbird did not show the refusal text: {claims['move']}")
     return failures
@@ -906,6 +934,7 @@ class Steps:
 
     def __init__(self, tb: Marionette, result: dict[str, Any]) -> None:
         self.tb, self.result = tb, result
+        self.seen_alerts = len(tb.alerts)
 
     def run(self, name: str, action: Callable[[], Any]) -> Any:
         t0 = time.monotonic()
@@ -916,7 +945,12 @@ class Steps:
         return value
 
     def sweep(self, after: str) -> None:
-        for dialog in self.tb.run_async(_CLOSE_DIALOGS_JS)["dialogs"]:
+        closed = self.tb.run_async(_CLOSE_DIALOGS_JS)["dialogs"]
+        # Alerts Marionette reported (and that were confirmed) since the last sweep.
+        for alert in self.tb.alerts[self.seen_alerts :]:
+            self.result["dialogs"].append({"after": after, "title": "Alert", "text": alert["text"]})
+        self.seen_alerts = len(self.tb.alerts)
+        for dialog in closed:
             self.result["dialogs"].append({"after": after, **dialog})
             print(f"  dialog after {after}: {dialog['title']!r}: {dialog['text']!r}", flush=True)
 
