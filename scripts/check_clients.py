@@ -604,7 +604,10 @@ class Marionette:
         it runs again (``retry``, for scripts that may run twice) after the alert is confirmed."""
         for _ in range(3 if retry else 1):
             result = self.call(
-                "WebDriver:ExecuteAsyncScript", {"script": script, "args": list(args), "sandbox": "system"}
+                "WebDriver:ExecuteAsyncScript",
+                # A new sandbox each time: a script an alert cut short may still resolve later,
+                # and in a shared sandbox that would answer the next script.
+                {"script": script, "args": list(args), "sandbox": "system", "newSandbox": True},
             )["value"]
             if result is not None:
                 break
@@ -838,6 +841,13 @@ def check_claims(
     screenshot(display, work / "thunderbird-alice-move-refused.png")
     out["closed"] = tb.run_async(_CLOSE_DIALOGS_JS)
     out["alerts"] = tb.alerts[mark:]
+    # After the user's OK: is the message back in alice's message list (Thunderbird took it out
+    # of the list when it sent the MOVE)?
+    try:
+        out["back_in_list"] = tb.run_async(_WAIT_KEYWORDS_JS, "alice", uid, ["$claimed"], 10000, 30000)
+    except RuntimeError as exc:
+        out["back_in_list"] = {"error": str(exc)}
+    screenshot(display, work / "thunderbird-alice-after-refusal.png")
     alice = imap_login(port, "alice", logins["alice"])
     try:
         alice.select("INBOX", readonly=True)
@@ -858,6 +868,8 @@ def claim_failures(claims: dict[str, Any]) -> list[str]:
         failures.append(f"Thunderbird shows no claim tags for UID {claims['uid']}: {claims['shown']}")
     if not any("$Claimed" in line for line in claims["upstream_after"]):
         failures.append(f"after the refused move, UID {claims['uid']} is not claimed in INBOX: {claims}")
+    if "error" in claims.get("back_in_list", {}):
+        failures.append(f"the refused message is not back in alice's list: {claims['back_in_list']}")
     if claims["support_count"][0] != claims["support_count"][1]:
         failures.append(f"the refused move still changed Support: {claims['support_count']}")
     move = claims["move"] or {"alerts": [], "dialogs": [], "shown": []}
