@@ -52,10 +52,15 @@ IMAPGATE = str(Path(sys.executable).with_name("imapgate"))
 # Every alert Thunderbird has open: top-level commonDialog windows (IMAP alerts) and the
 # window-modal ones drawn inside a window (gDialogBox: the compose window's "Send Message Error").
 _DIALOGS_HELPER = """
-const openDialogs = () => {
+const openDialogs = (only) => {  // only: a window, for its own alerts (drawn in it or opened by it)
   const found = [];
   for (const w of [...Services.wm.getEnumerator("")]) {
-    if (w.document.documentURI.includes("commonDialog")) { found.push(w.document); continue; }
+    if (w.document.documentURI.includes("commonDialog")) {
+      // Still loading when it has no infoBody yet.
+      if (w.document.getElementById("infoBody") && (!only || w.opener === only)) found.push(w.document);
+      continue;
+    }
+    if (only && w !== only) continue;
     for (const frame of w.document.querySelectorAll("browser, iframe")) {
       const doc = frame.contentDocument;
       if (doc && doc.documentURI.includes("commonDialog") && doc.getElementById("infoBody")) found.push(doc);
@@ -383,7 +388,7 @@ const w = Services.wm.getMostRecentWindow("msgcompose");
 const main = Services.wm.getMostRecentWindow("mail:3pane");
 if (!w) { resolve({error: "no compose window"}); }
 else {
-  const before = openDialogs().length;
+  const before = openDialogs(w).length;
   const statuses = [];
   const started = Date.now();
   w.goDoCommand("cmd_sendNow");
@@ -393,13 +398,16 @@ else {
              composeOpen: !w.closed, title: w.closed ? null : w.document.title});
   };
   const poll = () => {
+    try { check(); } catch (e) { resolve({error: "send poll: " + e}); }
+  };
+  const check = () => {
     if (!w.closed) {
       const status = w.document.getElementById("statusText");
       const text = status ? (status.value || status.textContent || "") : "";
       if (text && statuses[statuses.length - 1] !== text) statuses.push(text);
     }
-    const dialogs = openDialogs();
-    if (dialogs.length > before) main.setTimeout(() => done("alert", openDialogs()), 1000);
+    const dialogs = openDialogs(w);
+    if (dialogs.length > before) main.setTimeout(() => done("alert", openDialogs(w)), 1000);
     else if (w.closed) done("sent", []);
     else if (Date.now() - started > timeoutMs) done("timeout", dialogs);
     else main.setTimeout(poll, 200);
