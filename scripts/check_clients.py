@@ -1075,6 +1075,7 @@ class GuardSetup:
     logins: dict[str, str]
     original: str  # the customer's Message-ID, with <>
     subject: str
+    claimed: str  # another customer mail's Message-ID: alice claims it
 
 
 def start_guard_setup(procs: Processes, stack: contextlib.ExitStack, work: Path, security: str) -> GuardSetup:
@@ -1112,9 +1113,21 @@ def start_guard_setup(procs: Processes, stack: contextlib.ExitStack, work: Path,
         f"Message-ID: {original}\r\nDate: {email.utils.formatdate(localtime=True)}\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n\r\nWo bleibt meine Lieferung 4711?\r\n"
     ).encode()
+    claimed = f"<{uuid.uuid4().hex}@customer.test>"
+    raw2 = (
+        f"From: Kunde <{CUSTOMER}>\r\nTo: Info <{SHARED_ADDRESS}>\r\nSubject: Rechnung 0815\r\n"
+        f"Message-ID: {claimed}\r\nDate: {email.utils.formatdate(localtime=True)}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nDie Rechnung 0815 ist falsch.\r\n"
+    ).encode()
     now = datetime.now(UTC)
     dovecot.populate(
-        "shared", {"INBOX": [SampleMessage(raw, (), now)], "Sent": [], "Drafts": [], "Trash": []}
+        "shared",
+        {
+            "INBOX": [SampleMessage(raw2, (), now), SampleMessage(raw, (), now)],
+            "Sent": [],
+            "Drafts": [],
+            "Trash": [],
+        },
     )
     dovecot.start()
     postfix = PostfixServer(dovecot, certificate=cert)
@@ -1177,11 +1190,11 @@ tls = "starttls"
         120,
     )
     return GuardSetup(
-        dovecot, postfix, cert, config, imap_port, smtp_port, security, logins, original, subject
+        dovecot, postfix, cert, config, imap_port, smtp_port, security, logins, original, subject, claimed
     )
 
 
-def replies_at_customer(setup: GuardSetup) -> dict[str, dict[str, str]]:
+def replies_at_customer(setup: GuardSetup, original: str | None = None) -> dict[str, dict[str, str]]:
     """The replies to the customer's mail in the customer's INBOX at Dovecot (delivered by
     Postfix over LMTP): Message-ID -> some headers."""
     import email.parser
@@ -1193,7 +1206,7 @@ def replies_at_customer(setup: GuardSetup) -> dict[str, dict[str, str]]:
     for path in inbox_messages(setup.dovecot, "customer"):
         with contextlib.suppress(FileNotFoundError):
             headers = parser.parsebytes(path.read_bytes())
-            if (headers.get("In-Reply-To") or "").strip() == setup.original:
+            if (headers.get("In-Reply-To") or "").strip() == (original or setup.original):
                 mid = (headers.get("Message-ID") or "").strip()
                 found[mid] = {k: str(headers.get(k, "")) for k in ("From", "Subject", "User-Agent", "Date")}
     return found
@@ -1222,6 +1235,35 @@ def alice_replies(setup: GuardSetup) -> str:
         raise RuntimeError(f"alice's reply: recipients refused {refused}")
     wait_for("alice's reply at the customer", lambda: mid in replies_at_customer(setup), 60)
     return mid
+
+
+def alice_claims(setup: GuardSetup) -> str:
+    """Colleague alice claims the other customer mail through the gateway (IMAP, as her
+    Thunderbird's tag would)."""
+    imap = imap_login(setup.imap_port, "alice", setup.logins["alice"])
+    try:
+        imap.select("INBOX")
+        _, data = imap.uid("SEARCH", "HEADER", "Message-ID", setup.claimed.strip("<>"))
+        uid = (data[0] or b"").split()[0].decode()
+        status, data = imap.uid("STORE", uid, "+FLAGS", "($Claimed)")
+        if status != "OK":
+            raise RuntimeError(f"alice's claim: {status} {data}")
+        return " ".join(d.decode() if isinstance(d, bytes) else str(d) for d in data if d)
+    finally:
+        imap.logout()
+
+
+# Close the compose window without sending or saving (the user's "Discard").
+_DISCARD_COMPOSE_JS = """
+const resolve = arguments[arguments.length - 1];
+const w = Services.wm.getMostRecentWindow("msgcompose");
+if (w) {
+  w.gContentChanged = false;
+  try { w.gMsgCompose.bodyModified = false; } catch (e) {}
+  w.close();
+}
+Services.wm.getMostRecentWindow("mail:3pane").setTimeout(() => resolve({closed: !w || w.closed}), 1000);
+"""
 
 
 def original_flags_at_hoster(setup: GuardSetup) -> str:
@@ -1276,7 +1318,22 @@ def run_reply_guard(
             SHARED_ADDRESS,
         ),
     )
-    steps.run("bob_inbox", lambda: tb.run_async(_OPEN_FOLDER_JS, "bob", "INBOX", 1, 90000))
+    result["alice_claim"] = alice_claims(setup)
+    print(f"  alice claimed the other mail through the gateway: {result['alice_claim']}", flush=True)
+    steps.run("bob_inbox", lambda: tb.run_async(_OPEN_FOLDER_JS, "bob", "INBOX", 2, 90000))
+    # 1. A reply to the mail alice claimed: refused; bob discards it.
+    steps.run(
+        "compose_claimed",
+        lambda: tb.run_async(
+            _OPEN_REPLY_JS, "bob", setup.claimed.strip("<>"), "Ich kümmere mich darum. -- bob\n", 60000
+        ),
+    )
+    result["send_claimed"] = tb.run_async(_SEND_JS, 90000, retry=False)
+    print(f"  send (claimed): {result['send_claimed']}", flush=True)
+    screenshot(display, work / "thunderbird-bob-reply-claimed.png")
+    steps.sweep("send")
+    steps.run("discard", lambda: tb.run_async(_DISCARD_COMPOSE_JS))
+    # 2. A reply to the mail alice already answered: refused, then sent again (the override).
     steps.run(
         "compose",
         lambda: tb.run_async(
@@ -1284,13 +1341,13 @@ def run_reply_guard(
         ),
     )
     screenshot(display, work / "thunderbird-bob-reply-compose.png")
-    result["send"] = tb.run_async(_SEND_JS, 90000)
+    result["send"] = tb.run_async(_SEND_JS, 90000, retry=False)
     print(f"  send: {result['send']}", flush=True)
     screenshot(display, work / "thunderbird-bob-reply-refused.png")
     result["delivered_after_refusal"] = sorted(set(replies_at_customer(setup)) - {result["alice_reply"]})
     steps.sweep("send")  # the user's OK on the error dialog
     time.sleep(2)
-    result["send_again"] = tb.run_async(_SEND_JS, 90000)
+    result["send_again"] = tb.run_async(_SEND_JS, 90000, retry=False)
     print(f"  send again: {result['send_again']}", flush=True)
     screenshot(display, work / "thunderbird-bob-reply-sent.png")
     steps.sweep("send again")
@@ -1305,6 +1362,7 @@ def run_reply_guard(
         mid: headers for mid, headers in replies_at_customer(setup).items() if mid != result["alice_reply"]
     }
     result["original_flags"] = original_flags_at_hoster(setup)
+    result["claimed_delivered"] = sorted(replies_at_customer(setup, setup.claimed))
     result["version"] = thunderbird_version(tb)
     tb.quit()
     proc.wait(60)
@@ -1320,6 +1378,14 @@ def run_reply_guard(
 
 def guard_failures(guard: dict[str, Any]) -> list[str]:
     failures: list[str] = []
+    claimed = guard.get("send_claimed") or {}
+    told = " ".join(d.get("text", "") for d in claimed.get("dialogs", []))
+    if claimed.get("outcome") != "alert" or "alice is handling this mail" not in told:
+        failures.append(f"the reply to alice's claimed mail was not refused with her claim named: {claimed}")
+    if guard.get("claimed_delivered"):
+        failures.append(
+            f"the refused reply to the claimed mail reached the customer: {guard['claimed_delivered']}"
+        )
     send, again = guard.get("send") or {}, guard.get("send_again") or {}
     shown = " ".join(d.get("text", "") for d in send.get("dialogs", []))
     if send.get("outcome") != "alert" or "alice already replied" not in shown:
