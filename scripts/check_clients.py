@@ -1,22 +1,39 @@
-"""Real Thunderbird and neomutt against the demo gateway, checked from a capture of the wire.
+"""Real Thunderbird and neomutt against imapgate, checked from a capture of the wire.
 
-Not part of CI (Thunderbird is heavy): run ``scripts/check_clients.sh`` by hand on a Debian
-machine. What it does:
+Not part of CI (Thunderbird is heavy): run ``bash scripts/check_clients.sh`` by hand on a Debian
+machine (about 2-3 minutes; ``--only demo|guard`` runs one part). What it does:
 
 1. starts ``imapgate demo`` (Dovecot "hoster" + gateway, plain IMAP on 127.0.0.1), Xvfb, and
    tshark on the gateway's port;
-2. Thunderbird, driven through Marionette (its built-in remote protocol; chrome JS):
+2. Thunderbird, driven through Marionette (its built-in remote protocol; chrome JS), with the
+   ``imapgate clients thunderbird`` tag snippet in the profile's user.js:
    a first run creates the accounts (alice with Thunderbird's defaults, carol with CONDSTORE
    switched on) and stores their passwords in the login manager; a second run starts the way a
    user's does: logs in, lists folders, opens INBOX, downloads headers, opens the first unread
-   message (which marks it read) and goes IDLE; then quits;
+   message (which marks it read), marks one read and stars one, and goes IDLE. Claims (issue
+   12): bob claims a message over IMAP, the tags must show in alice's Thunderbird; alice moves
+   it to Support, the gateway refuses (NO [INUSE]) and the alert's text is recorded;
 3. neomutt in tmux as bob: opens INBOX, reads the first unread message, quits;
 4. checks through its own IMAP sessions that each person's read mark reached the gateway and
    stayed private (alice's read does not show for bob and vice versa);
-5. prints a summary of the capture per connection: commands seen, every NO/BAD.
+5. prints a summary of the capture per connection: commands seen, every NO/BAD;
+6. the reply guard (issue 14): Dovecot with LMTP and an auth socket, and Postfix as the hoster's
+   submission server, both as tests/support starts them; ``imapgate serve`` with
+   ``[submission]``; alice replies to a customer's mail through the gateway (smtplib, STARTTLS)
+   and claims another; bob, in a new Thunderbird profile whose outgoing server is the gateway's
+   submission port (STARTTLS, the test certificate accepted as a security exception; or
+   ``--smtp-security plain``), replies to both from the compose window: both refusals' dialog
+   texts are recorded, the first reply discarded, the second sent again (the override), and it
+   must reach the customer's mailbox exactly once.
 
-Exit status 0 only if every client command was answered OK and the read-state checks held.
-Artefacts (screenshots, redacted transcript, tmux captures) stay in the work directory.
+Thunderbird on a loaded machine: the timeouts for its start and Marionette's NewSession are
+options (``--start-timeout``, ``--session-timeout``, ``--session-attempts``,
+``--command-timeout``); NewSession is retried on a new connection; a modal alert that holds up
+the start is photographed and confirmed (xdotool); alerts are recorded, never silently closed.
+
+Exit status 0 only if every client command was answered OK, no unexpected alert was shown,
+and the read-state, claim and guard checks held. Artefacts (screenshots, redacted transcript,
+tmux captures, the guard gateway's log and audit journal) stay in the work directory.
 """
 
 from __future__ import annotations
@@ -1590,7 +1607,7 @@ def main() -> int:
     finally:
         procs.stop_all()
 
-    print(f"\nartefacts in {work}: transcript.txt (redacted), thunderbird-*.png, neomutt-*.txt")
+    print(f"\nartefacts in {work}: transcript.txt (redacted), thunderbird-*.png, neomutt-*.txt, guard-*")
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         return 1
