@@ -297,6 +297,11 @@ def test_claimed_by_me_lists_a_members_own_claims(gw: GatewayHarness, upstream: 
     _ok(bob.command(b"B1", b"UID STORE 6 +FLAGS ($Claimed)"))
     listed = _ok(alice.command(b"A2", b'LIST "" "*"'))
     assert any(b'"Claimed by me"' in ln for ln in listed), listed
+    # Thunderbird asks MYRIGHTS of every listed folder (a NO would be an alert each start).
+    rights = _ok(alice.command(b"A2R", b'MYRIGHTS "Claimed by me"'))
+    assert rights[0] == b'* MYRIGHTS "Claimed by me" lr\r\n', rights
+    acl = alice.command(b"A2A", b'GETACL "Claimed by me"')
+    assert acl[-1].startswith(b"A2A NO ["), acl
     opened = _ok(alice.command(b"A3", b'SELECT "Claimed by me"'))
     assert b"* 2 EXISTS\r\n" in opened and b"[READ-ONLY]" in opened[-1], opened
     fetched = _ok(alice.command(b"A4", b"FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))

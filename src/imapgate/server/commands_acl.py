@@ -20,8 +20,10 @@ from .session import AUTH, Done, Session, command
 
 def _folder(s: Session, name: str) -> str:
     """``name`` as the replica spells it; a missing folder answers as the rights
-    check answers for one the user may not see."""
-    if s.gw.replica.get(name) is None:
+    check answers for one the user may not see.  A virtual folder ("Claimed by
+    me", "Recovered") is no replica folder but exists: MYRIGHTS answers for it
+    (Thunderbird asks it of every listed folder and shows a refusal as an alert)."""
+    if s.gw.replica.get(name) is None and not s.gw.service.virtual.is_virtual(name):
         raise missing_folder(name)
     return name
 
