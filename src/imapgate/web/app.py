@@ -641,8 +641,7 @@ async def _events(request: Request) -> Response:
                     continue
                 if change is None:
                     return
-                data = json.dumps(change.to_json(), separators=(",", ":"))
-                yield f"id: {change.id}\nevent: change\ndata: {data}\n\n".encode()
+                yield web.data.live.encoded(change)
         finally:
             web.data.live.close(stream)
             mine.discard(queue)
