@@ -35,8 +35,6 @@ from sqlalchemy import Connection, Engine, func, select
 
 from ..config import Config
 from ..errors import OperatorError
-from ..index.report import FolderReport, folder_reports, index_sizes, rebuild
-from ..replica.replica import Replica
 from ..store.engine import open_engine, safe_url
 from ..store.schema import mailboxes, messages
 from ..team.acl import AclError
@@ -49,15 +47,20 @@ from ..team.audit_actions import ACTIONS
 from ..team.journal import Journal, JournalEntry
 from ..team.users import UserDirectory, UserError
 from . import control
-from .admin_store import CopyProgress, CopySummary, copy_to
-from .admin_sync import ProgressCallback, SyncSummary, sync_once
 from .errors import OperationError
 from .policy import ADMIN, Actor, Policy
 
 if TYPE_CHECKING:
+    # The sync and the store copy bring in the whole gateway (sync engine, upstream,
+    # index), the replica and the index report much of it: imported when those verbs
+    # run, so `user list` and friends start quickly.
+    from ..index.report import FolderReport
+    from ..replica.replica import Replica
     from .admin_acl import AclAdmin
     from .admin_claims import ClaimsAdmin
     from .admin_recovery import RecoveryAdmin
+    from .admin_store import CopyProgress, CopySummary
+    from .admin_sync import ProgressCallback, SyncSummary
 
 #: Who acts when the operator runs ``imapgate``: not a team member (no user id),
 #: named ``cli`` in the journal.  The permission issue makes it an admin with
@@ -357,6 +360,8 @@ class AdminService:
     @property
     def replica(self) -> Replica:
         if self._replica is None:
+            from ..replica.replica import Replica
+
             folders = self.config.folders
             replica = Replica(
                 self.engine,
@@ -429,6 +434,8 @@ class AdminService:
         return engine
 
     def index_status(self) -> IndexStatus:
+        from ..index.report import folder_reports, index_sizes
+
         engine = self._index_engine()
         reports = folder_reports(engine)
         return IndexStatus(reports, index_sizes(engine) if reports else {})
@@ -436,6 +443,8 @@ class AdminService:
     def rebuild_index(self, folder: str | None) -> int:
         """Retire the index of ``folder`` (None: every folder); a running gateway
         re-indexes within its recheck interval.  How many folders were retired."""
+        from ..index.report import rebuild
+
         self._authorize("index rebuild", folder or GATEWAY)
         engine = self._index_engine()
         try:
@@ -448,6 +457,8 @@ class AdminService:
     # -- sync -----------------------------------------------------------------------
     def sync(self, progress: ProgressCallback) -> SyncSummary:
         """The initial sync in the foreground (refused while a gateway serves the store)."""
+        from .admin_sync import sync_once
+
         self._authorize("sync")
         summary = asyncio.run(sync_once(self.config, progress))
         self._journal(self._entry("SYNC", detail=f"{summary.folders} folders, {summary.messages} messages"))
@@ -466,6 +477,8 @@ class AdminService:
 
     def store_copy(self, target_url: str, progress: CopyProgress | None = None) -> CopySummary:
         """Copy this store into the empty database at ``target_url`` (``imapgate store copy``)."""
+        from .admin_store import copy_to
+
         self._authorize("store copy")
         source = safe_url(self.config.store.url)
         entry = self._entry("STORE COPY", detail=f"from {source}")
