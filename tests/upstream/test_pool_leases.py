@@ -132,6 +132,9 @@ def test_imap_client_gets_no_unavailable_when_the_budget_is_spent(
         assert leases is not None
         leases.wait = 0.5
         other = UpstreamLeases(pg_engine, leases.account, 2)
+        # The watcher holds its lease first: taken later, it would leave the other node's
+        # one free for the STORE (under load the watcher's start can come after this).
+        gw.wait_for(lambda: gw.gw.sync.watcher.conn is not None, what="the watcher's connection")
         try:
             # The other node waits (and says so): the gateway gives its pool's lease back.
             other.wait = 20
