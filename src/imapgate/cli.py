@@ -120,9 +120,10 @@ def serve(ctx: click.Context, config_file: Path | None, log_format: str) -> None
     import asyncio
 
     from .logs import setup_logging
+
+    cfg = load_config(ctx, config_file, show_warnings=False)  # before the gateway's imports
     from .runner import serve as run_serve
 
-    cfg = load_config(ctx, config_file, show_warnings=False)
     setup_logging(is_verbose(ctx), "json" if log_format == "json" else "text")
     asyncio.run(run_serve(cfg))
 
@@ -133,10 +134,11 @@ def serve(ctx: click.Context, config_file: Path | None, log_format: str) -> None
 @click.pass_context
 def sync(ctx: click.Context, config_file: Path | None) -> None:
     """Run (or re-run) the sync with upstream in the foreground, with progress."""
-    from .gateway.admin_sync import SyncProgress
     from .logs import setup_logging
 
     admin = admin_service(ctx, config_file)
+    if TYPE_CHECKING:
+        from .gateway.admin_sync import SyncProgress
     setup_logging(is_verbose(ctx))
     bars: dict[str, Any] = {}
 
@@ -165,7 +167,6 @@ def sync(ctx: click.Context, config_file: Path | None) -> None:
 @click.pass_context
 def check(ctx: click.Context, config_file: Path | None) -> None:
     """Check the installation: config, TLS, listeners, upstream login and limits, store."""
-    from .checks import run_checks
     from .config import ConfigError
 
     try:
@@ -173,6 +174,8 @@ def check(ctx: click.Context, config_file: Path | None) -> None:
     except ConfigError as exc:
         click.echo(f"FAIL config     {exc}")
         ctx.exit(1)
+    from .checks import run_checks
+
     results = run_checks(cfg)
     for r in results:
         click.echo(r.line())

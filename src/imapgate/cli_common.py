@@ -102,10 +102,11 @@ def admin_service(ctx: click.Context, config_file: Path | None) -> AdminService:
     """The admin service for this installation.  Tests hand in the policy it asks
     (``CliRunner().invoke(main, args, obj={"policy": ...})``): the seam the CLI
     walker uses to prove every changing verb asks it."""
+    cfg = load_config(ctx, config_file)  # first: a configuration error is told at once
     from .gateway.admin import AdminService
 
     policy = (ctx.find_root().obj or {}).get("policy")
-    return AdminService(load_config(ctx, config_file), policy=policy)
+    return AdminService(cfg, policy=policy)
 
 
 def told_acl(notice: GatewayNotice) -> str:
