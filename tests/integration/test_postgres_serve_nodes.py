@@ -167,9 +167,11 @@ class Worker:
     other: list[bytes] = field(default_factory=list)  # anything else: must stay empty
     ok_after: int = 0  # OK answers after the database came back
 
+    private: bool = False  # sets the user's own \Seen (read state: in the store alone)
+
     @property
     def keyword(self) -> bytes:
-        return b"$" + self.name.encode()
+        return b"\\Seen" if self.private else b"$" + self.name.encode()
 
 
 def _work(c: RawClient, w: Worker, stop: threading.Event, back: threading.Event) -> None:
@@ -211,13 +213,18 @@ def test_postgres_restarted_under_load(cluster: Cluster) -> None:
     """Clients on both nodes store flags and append while PostgreSQL is stopped and started:
     while it is away they get NO [UNAVAILABLE] (never a hang, never an internal error), the
     nodes reconnect by themselves, no acknowledged change is lost and no mail is duplicated."""
-    probe = cluster.client(0, "alice")
+    probe = cluster.client(0, "carol")
     claimed = {u for u, _ in claim_rows(cluster.db)}
     free = [u for u in uids(probe) if u not in claimed]
-    probe.close()
     workers = [
-        Worker(f"w{i}", i % 2, ("alice", "bob", "carol", "bob")[i], free[i * 5 : i * 5 + 5]) for i in range(4)
+        Worker(f"w{i}", i % 2, ("alice", "bob", "alice", "bob")[i], free[i * 5 : i * 5 + 5]) for i in range(4)
     ]
+    unseen = free[20:30]  # carol's own read state: unread, then set by the load
+    ids = b",".join(b"%d" % u for u in unseen)
+    assert probe.command(b"R1", b"UID STORE %s -FLAGS.SILENT (\\Seen)" % ids)[-1].startswith(b"R1 OK")
+    assert uids(probe, b"UID %s UNSEEN" % ids) == unseen
+    probe.close()
+    workers.append(Worker("w4", 1, "carol", unseen, private=True))
     stop, back = threading.Event(), threading.Event()
     clients = [cluster.client(w.node, w.user) for w in workers]  # logged in before the outage
     threads = [
@@ -246,7 +253,7 @@ def test_postgres_restarted_under_load(cluster: Cluster) -> None:
     try:
         hoster.select("INBOX")
         for w in workers:
-            for uid in w.stored:
+            for uid in w.stored if not w.private else ():
                 typ, data = hoster.uid("FETCH", str(uid), "(FLAGS)")
                 assert typ == "OK" and w.keyword in data[0], (w.name, uid, data)  # type: ignore[operator]
             for mid in w.tried:
@@ -258,10 +265,12 @@ def test_postgres_restarted_under_load(cluster: Cluster) -> None:
                 )
     finally:
         hoster.logout()
-    for node in (0, 1):
-        c = cluster.client(node, "alice")
+    for node, user in ((0, "alice"), (1, "alice"), (0, "carol"), (1, "carol")):
+        c = cluster.client(node, user)
         try:
             for w in workers:
+                if w.private and user != w.user:
+                    continue
                 for uid in w.stored:
                     flags = b"".join(c.command(b"F1", b"UID FETCH %d (FLAGS)" % uid))
                     assert w.keyword in flags, (node, w.name, uid, flags)
