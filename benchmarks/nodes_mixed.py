@@ -16,7 +16,8 @@ Target (issue 16: a team that outgrows one node adds one): 2 nodes >= 1 node, 0 
 
 The PostgreSQL server is the tests' private one (tests/support/postgres.py), never the machine's.
 
-Run: ``.venv/bin/python benchmarks/nodes_mixed.py [--quick] [--clients N] [--seconds S]``.
+Run: ``.venv/bin/python benchmarks/nodes_mixed.py [--quick] [--clients N] [--seconds S] [--two-first]``
+(``--two-first``: the 2-node side first, then node B stopped and the 1-node side).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="15 s per side")
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--two-first", action="store_true", help="2 nodes first, then node B stopped")
     args = ap.parse_args()
     seconds = args.seconds or (15.0 if args.quick else 60.0)
     warmup = 3.0 if args.quick else 10.0
@@ -108,11 +110,17 @@ def main() -> None:
         gws.append(node_a)
         print(f"   node A ready in {node_a.start():.1f} s (initial sync into PostgreSQL included)")
         load_before = os.getloadavg()
-        one = asyncio.run(run_spread([node_a.port], users, PASSWORD, warmup, seconds))
         node_b = GatewayProcess(tmp, dc.port, [], extra_toml=extra, name="node-b")
         gws.append(node_b)
-        print(f"   node B ready in {node_b.start():.1f} s")
-        two = asyncio.run(run_spread([node_a.port, node_b.port], users, PASSWORD, warmup, seconds))
+        if args.two_first:  # the other order: a drift of the machine's load then favours 1 node
+            print(f"   node B ready in {node_b.start():.1f} s")
+            two = asyncio.run(run_spread([node_a.port, node_b.port], users, PASSWORD, warmup, seconds))
+            node_b.stop()
+            one = asyncio.run(run_spread([node_a.port], users, PASSWORD, warmup, seconds))
+        else:
+            one = asyncio.run(run_spread([node_a.port], users, PASSWORD, warmup, seconds))
+            print(f"   node B ready in {node_b.start():.1f} s")
+            two = asyncio.run(run_spread([node_a.port, node_b.port], users, PASSWORD, warmup, seconds))
         direct = asyncio.run(
             run_spread([dc.port], [UPSTREAM_USER] * args.clients, UPSTREAM_PASSWORD, warmup, seconds)
         )
