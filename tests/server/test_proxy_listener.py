@@ -189,3 +189,19 @@ def test_tls_without_proxy_header_is_closed(gw: GatewayHarness) -> None:
         pytest.raises((ssl.SSLError, ConnectionError, OSError)),
     ):
         client_context().wrap_socket(raw).close()
+
+
+def test_proxy_v1_then_starttls(gw: GatewayHarness) -> None:
+    """Behind the balancer on the plain port: STARTTLS still works (the session's stream is
+    server-side, as with asyncio's own listener)."""
+    with socket.create_connection(("127.0.0.1", port(gw, False)), timeout=30) as raw:
+        raw.sendall(b"PROXY TCP4 203.0.113.11 127.0.0.1 51001 143\r\nA1 STARTTLS\r\n")
+        assert read_line(raw).startswith(b"* OK")
+        assert read_line(raw).startswith(b"A1 OK")
+        with client_context().wrap_socket(raw) as s:
+            s.sendall(b"A2 LOGIN alice alice-pw\r\n")
+            assert read_line(s).startswith(b"A2 OK")
+            gw.wait_for(
+                lambda: any(x.address == "203.0.113.11" for x in gw.server.live.values()),
+                what="the STARTTLS session has the client's address",
+            )
