@@ -104,10 +104,14 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--two-first", action="store_true", help="2 nodes first, then node B stopped")
+    ap.add_argument("--max-connections", type=int, default=4, help="[upstream] max_connections (shared)")
     args = ap.parse_args()
     seconds = args.seconds or (15.0 if args.quick else 60.0)
     warmup = 3.0 if args.quick else 10.0
-    header(f"nodes_mixed: {args.clients} clients, {seconds:.0f} s per side: 1 node vs 2 nodes on PostgreSQL")
+    header(
+        f"nodes_mixed: {args.clients} clients, {seconds:.0f} s per side: 1 node vs 2 nodes on PostgreSQL, "
+        f"{args.max_connections} upstream connections in all"
+    )
     tmp = make_tmp("nodes-mixed")
     dc = pg = None
     gws: list[GatewayProcess] = []
@@ -121,14 +125,18 @@ def main() -> None:
         pg.start()
         extra = f'url = "{pg.create_database("bench").url}"\n'
         users = [f"user{i}" for i in range(args.clients)]
-        node_a = GatewayProcess(tmp, dc.port, users, extra_toml=extra, name="node-a")
+        node_a = GatewayProcess(
+            tmp, dc.port, users, extra_toml=extra, name="node-a", max_connections=args.max_connections
+        )
         gws.append(node_a)
         print(f"   node A ready in {node_a.start():.1f} s (initial sync into PostgreSQL included)")
         t0 = time.perf_counter()
         asyncio.run(warm(node_a.port, users[0]))
         print(f"   content cache (shared, in PostgreSQL) warmed in {time.perf_counter() - t0:.1f} s")
         load_before = os.getloadavg()
-        node_b = GatewayProcess(tmp, dc.port, [], extra_toml=extra, name="node-b")
+        node_b = GatewayProcess(
+            tmp, dc.port, [], extra_toml=extra, name="node-b", max_connections=args.max_connections
+        )
         gws.append(node_b)
         if args.two_first:  # the other order: a drift of the machine's load then favours 1 node
             print(f"   node B ready in {node_b.start():.1f} s")
