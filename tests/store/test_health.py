@@ -4,18 +4,21 @@ do not raise, memory follows upstream, and the heal writes it out."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from imapgate.replica.mailbox import MessageRecord
 from imapgate.replica.replica import Replica
 from imapgate.store.engine import open_engine
-from imapgate.store.health import StoreUnwritable, is_storage_failure
+from imapgate.store.health import StoreUnwritable, is_database_unreachable, is_storage_failure
 from imapgate.store.schema import journal
 from imapgate.team.journal import JournalEntry
 from imapgate.team.users import UserDirectory
+from tests.support.cli import closed_port
 
 from .smallfs import small_fs
 
@@ -123,3 +126,17 @@ def test_other_errors_still_raise(tmp_path: Path) -> None:
         replica.set_shared_flags(inbox, {1: ("\\Flagged",)}, hook=broken)  # type: ignore[arg-type]
     assert inbox.records[1].flags == ()
     assert replica.health.writable
+
+
+def test_database_unreachable_is_told_from_errors_of_the_data(tmp_path: Path) -> None:
+    """A PostgreSQL that refuses connections is "unreachable" (the client hears NO
+    [UNAVAILABLE]); SQLite's errors and a constraint violation are not."""
+    away = open_engine(f"postgresql://imapgate:x@127.0.0.1:{closed_port()}/nowhere", migrate=False)
+    try:
+        with pytest.raises(Exception) as refused, away.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        assert is_database_unreachable(refused.value)
+    finally:
+        away.dispose()
+    assert not is_database_unreachable(IntegrityError("INSERT", {}, sqlite3.IntegrityError("UNIQUE")))
+    assert not is_database_unreachable(sqlite3.OperationalError("database or disk is full"))

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from imapgate.store.engine import open_engine
 from imapgate.store.lock import AdvisoryLock, advisory_key
-from imapgate.sync.locks import AdvisoryLockManager
+from imapgate.sync.locks import HANDOVER_MAX, AdvisoryLockManager
 from tests.support.postgres import PostgresDatabase
 
 
@@ -82,3 +82,37 @@ async def test_a_cancelled_wait_leaves_the_lock_free(nodes: list[Engine]) -> Non
     await a.mailbox("INBOX").release()
     await asyncio.wait_for(b.mailbox("INBOX").acquire(), 2)
     await b.mailbox("INBOX").release()
+
+
+async def test_local_waiters_take_the_lock_over_and_it_goes_back(nodes: list[Engine]) -> None:
+    """Tasks of one node queued on a folder get its advisory lock handed over (no release,
+    try and catch-up in between: the other node cannot slip in), at most HANDOVER_MAX in a
+    row; with nobody left (a waiter cancelled) it goes back to the database."""
+    caught_up: list[int] = []
+    a = AdvisoryLockManager(nodes[0], on_acquired=lambda: caught_up.append(1))
+    other = AdvisoryLock(nodes[1], advisory_key("mailbox", "INBOX"))
+    lock = a.mailbox("INBOX")
+    await lock.acquire()
+    queued = [asyncio.ensure_future(lock.acquire()) for _ in range(HANDOVER_MAX + 2)]
+    await asyncio.sleep(0.05)
+    for i in range(HANDOVER_MAX + 2):
+        await lock.release()
+        if i < HANDOVER_MAX:  # handed over: the other node never gets in between
+            assert not other.try_acquire()
+        await asyncio.wait_for(asyncio.wait(queued, return_when=asyncio.FIRST_COMPLETED), 5)
+        queued = [t for t in queued if not t.done()]
+    assert not queued
+    assert len(caught_up) == 2  # the first acquire, and the one after HANDOVER_MAX hand-overs
+    # A waiter cancelled after the hand-over decided: the kept lock goes back within the grace.
+    waiter = asyncio.ensure_future(lock.acquire())
+    await asyncio.sleep(0.05)
+    await lock.release()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    deadline = asyncio.get_running_loop().time() + 5
+    while not other.try_acquire():
+        assert asyncio.get_running_loop().time() < deadline, "the kept lock never went back"
+        await asyncio.sleep(0.02)
+    other.release()
+    assert not lock.locked()

@@ -16,6 +16,7 @@ from imapgate.replica.changes import ChangeSet
 from imapgate.replica.logbus import LogChangeBus
 from imapgate.store.engine import open_engine
 from imapgate.sync.buslisten import BusListener, libpq_url
+from tests.support.cli import closed_port
 from tests.support.postgres import PostgresDatabase
 
 
@@ -79,3 +80,30 @@ async def test_notify_wakes_and_a_lost_connection_loses_nothing(
     finally:
         await listener.stop()
     assert not listener.connected
+
+
+def test_change_sets_wait_while_the_database_is_unreachable(
+    engines: tuple[Engine, Engine], postgres_db: PostgresDatabase
+) -> None:
+    """The store commit succeeded but the log row cannot be written (PostgreSQL went away in
+    between): the change set waits, later ones queue behind it, and the next ``flush`` once
+    the database is back writes them in order -- the other node receives every one, once."""
+    a, b = LogChangeBus(engines[0], "a"), LogChangeBus(engines[1], "b")
+    got: list[int] = []
+    b.subscribe_remote(lambda cs: got.append(cs.events[0].uids[0]))  # type: ignore[union-attr]
+    assert a.append(change(1)) > 0
+    reachable = a.engine
+    away = open_engine(f"postgresql://imapgate:x@127.0.0.1:{closed_port()}/nowhere", migrate=False)
+    try:
+        a.engine = away  # connection refused: what a stopped server answers
+        assert a.append(change(2)) == 0 and a.append(change(3)) == 0
+        a.flush()  # still away: nothing raised, nothing lost
+        assert b.poll() == 1 and got == [1]
+        a.engine = reachable
+        a.flush()
+        assert b.poll() == 2 and got == [1, 2, 3]
+        assert a.append(change(4)) > 0
+        assert b.poll() == 1 and got == [1, 2, 3, 4]
+    finally:
+        a.engine = reachable
+        away.dispose()

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import Engine, Row, insert, select
 
 from imapgate.store.engine import open_engine
 from imapgate.store.schema import claims, mailboxes
@@ -113,3 +114,37 @@ def test_keywords() -> None:
     assert not is_claim_flag("$Junk")
     assert claimed_when(0.0, now=0.0).count(":") == 1
     assert len(claimed_when(0.0, now=10 * 86400.0)) == len("1970-01-01 00:00")
+
+
+def test_a_node_behind_the_store_never_ends_a_newer_claim(store_url: str) -> None:
+    """Two nodes on one store: node B's index still holds alice's claim after node A ended
+    it and bob claimed the message anew; B's release (its expiry sweep) must not end bob's
+    claim nor journal a release, and B's sweep view comes from the store."""
+    engine = open_engine(store_url)
+    try:
+        users = UserDirectory(engine)
+        alice, bob = users.add("alice", "pw"), users.add("bob", "pw")
+        with engine.begin() as conn:
+            conn.execute(insert(mailboxes), [{"id": 1, "name": "INBOX"}])
+        node_a, node_b = ClaimRegistry(engine, shared=True), ClaimRegistry(engine, shared=True)
+        node_a.claim(1, [5], alice.id, "alice", expires_after=60, now=1000.0)
+        node_b.load()
+        assert node_b.get(1, 5) is not None and node_b.get(1, 5).user == "alice"  # type: ignore[union-attr]
+        node_a.release(1, [5])
+        node_a.claim(1, [5], bob.id, "bob", expires_after=None)
+        journaled: list[bool] = []
+        assert node_b.release(1, [5], also=lambda conn: journaled.append(True)) == []
+        assert not journaled
+        assert {(r.uid, r.user_id) for r in _rows_of(engine)} == {(5, bob.id)}
+        # The sweep's view is the store's: a claim made on A that B never heard of expires on B.
+        node_a.claim(1, [6], alice.id, "alice", expires_after=60, now=1000.0)
+        assert [(c.uid, c.user) for c in node_b.expired(2000.0)] == [(6, "alice")]
+        assert [c.uid for c in node_b.release(1, [6])] == [6]
+        assert {r.uid for r in _rows_of(engine)} == {5}
+    finally:
+        engine.dispose()
+
+
+def _rows_of(engine: Engine) -> list[Row[Any]]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(claims)))

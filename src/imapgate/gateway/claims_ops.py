@@ -216,7 +216,14 @@ class ClaimOps:
     # -- MOVE / COPY -----------------------------------------------------------------------
     async def _copy(self, actor: Actor, op: ops.Copy | ops.Move, handle: Handler) -> ops.CopyResult:
         mb = op.mailbox
-        claims = self.registry.in_mailbox(mb.id)
+        # With several nodes a COPY asks the store (a MOVE's conflict check just did): a claim
+        # taken on another node must not travel with the copy's keywords.
+        registry = self.registry
+        claims = (
+            registry.fresh(mb.id)
+            if registry.shared and isinstance(op, ops.Copy)
+            else registry.in_mailbox(mb.id)
+        )
         # The claims that travel (the policy refused a MOVE of others' claims).
         claimed = {u for u in op.uids if u in claims} if claims else set()
         if not claimed:

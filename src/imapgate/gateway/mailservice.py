@@ -57,6 +57,7 @@ from ..replica import mime
 from ..replica.content import ContentCache
 from ..replica.mailbox import MailboxIndex, MessageRecord
 from ..replica.replica import Hook, Replica
+from ..store.health import is_database_unreachable
 from ..sync.engine import SyncEngine
 from ..sync.locks import MailboxLock
 from ..sync.records import FlagReport, stored_flags
@@ -248,13 +249,18 @@ class MailService:
             log.error("%s %s refused (%s); journal entry not written: %s", command, mailbox, exc.text, err)
 
     @contextlib.contextmanager
-    def _committed(self, what: str, *mailboxes: str) -> Iterator[None]:
+    def _committed(self, what: str, *mailboxes: str, private: bool = False) -> Iterator[None]:
         """The commit after upstream carried out ``what``: a store failure here is
         logged and healed (the folders are re-read from upstream once the store
-        takes writes), never reported to the client as a failure of what it asked."""
+        takes writes), never reported to the client as a failure of what it asked.
+        ``private``: ``what`` also changed per-user state, which lives in the store
+        alone -- with the database unreachable it was not done, and the client hears
+        so (``NO [UNAVAILABLE]``; the replica in memory is unchanged)."""
         try:
             yield
         except STORE_FAILURES as exc:
+            if private and is_database_unreachable(exc):
+                raise
             log.error(
                 "%s was carried out at the mail server, but the gateway's store could not record it "
                 "(%s); the replica of %s is re-read from the mail server",
@@ -329,7 +335,7 @@ class MailService:
                     self._fail(actor, "STORE", mb.name, targets, err)
                     raise err
                 changed: set[int] = set()
-                with self._committed("STORE", mb.name):
+                with self._committed("STORE", mb.name, private=bool(req_private and state is not None)):
                     changed = self._apply_store(
                         actor, mb, entry, reports, targets, operation, req_private, private
                     )

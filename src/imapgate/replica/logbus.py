@@ -34,6 +34,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text
 
 from ..store.counters import advance, value
+from ..store.health import is_database_unreachable
 from ..store.lock import advisory_key
 from ..store.schema import change_log
 from .bus import ChangeListener, Unsubscribe
@@ -60,10 +61,14 @@ class LogChangeBus:
         self._remote: list[ChangeListener] = []
         #: Committed change sets not published yet (see ``committed``).
         self._pending: list[ChangeSet] = []
+        #: Change sets whose log row could not be written (the database was unreachable),
+        #: oldest first: written, in order, before anything newer (``append``, ``flush``).
+        self._unsent: list[ChangeSet] = []
         #: Called (with no argument) when this node missed changes the log no longer holds.
         self.on_stale: Callable[[], None] | None = None
         self.published = 0
         self.received = 0
+        self._warned = False
         with engine.connect() as conn:
             # Whatever is in the log now is in the store the replica was loaded from.
             newest = int(conn.execute(select(func.max(change_log.c.id))).scalar() or 0)
@@ -89,6 +94,7 @@ class LogChangeBus:
 
     def flush(self, but: ChangeSet | None = None) -> None:
         """Write the committed change sets no transition published (except ``but``)."""
+        self._resend()
         keep = [c for c in self._pending if c is but]
         for changes in self._pending:
             if changes is not but:
@@ -104,8 +110,40 @@ class LogChangeBus:
         return _subscribe(self._remote, fn)
 
     def append(self, changes: ChangeSet) -> int:
-        """Write ``changes`` to the log (and notify); its id."""
+        """Write ``changes`` to the log (and notify); its id.  While the database cannot be
+        reached the change set waits (0 is returned) and is written, in order, by the next
+        ``append`` or ``flush`` that reaches it: the store commit before it succeeded, so
+        the other nodes must still hear of it (a lost row would leave their replicas
+        behind the store for good).  Any other error raises."""
         self._pending = [c for c in self._pending if c is not changes]
+        self._unsent.append(changes)
+        sent = self._resend()
+        return sent.get(id(changes), 0)
+
+    def _resend(self) -> dict[int, int]:
+        """Write the waiting change sets, oldest first, until one fails; their ids."""
+        sent: dict[int, int] = {}
+        while self._unsent:
+            changes = self._unsent[0]
+            try:
+                sent[id(changes)] = self._write(changes)
+            except Exception as exc:
+                if not is_database_unreachable(exc):
+                    self._unsent.pop(0)
+                    raise
+                if len(self._unsent) == 1 or not self._warned:
+                    log.warning(
+                        "change bus: %d change set(s) wait for the database (%s)", len(self._unsent), exc
+                    )
+                self._warned = True
+                return sent
+            self._unsent.pop(0)
+        if self._warned:
+            log.warning("change bus: the waiting change sets are written")
+            self._warned = False
+        return sent
+
+    def _write(self, changes: ChangeSet) -> int:
         payload = encode(changes)
         with self.engine.begin() as conn:
             postgres = conn.dialect.name == "postgresql"

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 import ssl
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from ..config import parse_address
 from ..errors import bind_error
@@ -37,6 +39,21 @@ _SHUTTING_DOWN = write_response(rsp.UntaggedStatus("BYE", None, "Server shutting
 #: Seconds a connection may take to send its PROXY header (``[server] proxy_protocol``): the
 #: balancer sends it at once; a client that reached the node directly sends none.
 PROXY_HEADER_TIMEOUT = 5.0
+_STREAM_LIMIT = 65536
+#: Seconds the TLS handshake after a PROXY header may take (asyncio's default is 60).
+PROXY_TLS_HANDSHAKE_TIMEOUT = 30.0
+#: The longest PROXY header accepted (v2's fixed part and its largest payload; v1 is shorter).
+_PROXY_HEADER_MAX = 16 + proxy.MAX_V2_PAYLOAD
+
+
+class _Listener(Protocol):
+    """What the server needs of a listener: ``asyncio.Server`` or a ``_ProxyListener``."""
+
+    async def start_serving(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
 
 
 class ImapServer:
@@ -52,7 +69,10 @@ class ImapServer:
         self._open: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         #: Live sessions by id (the admin's ``imapgate sessions`` / ``kick``).
         self.live: dict[int, Session] = {}
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[_Listener] = []
+        #: Connections of a PROXY-protocol listener still sending their header (or in the TLS
+        #: handshake after it): no ``Session`` yet; cancelled by ``stop``.
+        self._pending: set[asyncio.Task[None]] = set()
         self._configured: list[str] = []  # the configured address of each server
         self.addresses: list[tuple[str, int, bool]] = []
 
@@ -88,32 +108,42 @@ class ImapServer:
 
     async def _listen(self, addr: str, *, implicit_tls: bool) -> None:
         host, port = parse_address(addr)
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._session(reader, writer, implicit_tls)
-
+        server: _Listener
         try:
-            server = await asyncio.start_server(
-                handle,
-                host,
-                port,
-                # Behind a PROXY-protocol balancer the header comes before the TLS handshake:
-                # TLS is started by hand after it (``_proxied``).
-                ssl=self.tls if implicit_tls and not self.config.proxy_protocol else None,
-                reuse_address=True,
-                limit=65536,
-                start_serving=False,
-            )
+            if self.config.proxy_protocol:
+                # The PROXY header is read off the raw socket before asyncio gets it (see
+                # ``_ProxyListener``): the TLS handshake after it then starts on a clean socket.
+                proxied = await _ProxyListener.bind(host, port, self._accept_proxied, implicit_tls)
+                server, sockets = proxied, proxied.sockets
+            else:
+
+                async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                    await self._session(reader, writer, implicit_tls)
+
+                plain = await asyncio.start_server(
+                    handle,
+                    host,
+                    port,
+                    ssl=self.tls if implicit_tls else None,
+                    reuse_address=True,
+                    limit=_STREAM_LIMIT,
+                    start_serving=False,
+                )
+                server, sockets = plain, list(plain.sockets)
         except OSError as exc:
             raise bind_error(addr, exc) from exc
         self.servers.append(server)
         self._configured.append(addr)
-        for sock in server.sockets:
+        for sock in sockets:
             name = sock.getsockname()
             self.addresses.append((str(name[0]), int(name[1]), implicit_tls))
 
     async def _session(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, is_tls: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        is_tls: bool,
+        address: str | None = None,
     ) -> None:
         task = asyncio.current_task()
         if len(self.sessions) >= MAX_CONNECTIONS:
@@ -127,14 +157,7 @@ class ImapServer:
         self._open[task] = writer
         session: Session | None = None
         try:
-            address = None
-            if self.config.proxy_protocol:
-                address = await self._proxied(reader, writer, is_tls)
-                if address is False:
-                    return
-            session = Session(
-                self.gw, reader, writer, tls_context=self.tls, is_tls=is_tls, address=address or None
-            )
+            session = Session(self.gw, reader, writer, tls_context=self.tls, is_tls=is_tls, address=address)
             self.live[session.id] = session
             await session.run()
         except Exception:
@@ -145,29 +168,52 @@ class ImapServer:
             if session is not None:
                 self.live.pop(session.id, None)
 
-    async def _proxied(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, is_tls: bool
-    ) -> str | Literal[False] | None:
-        """Read the PROXY header (and start TLS after it on a TLS listener): the client's
-        address (None: the balancer's own LOCAL connection), or False when the connection
-        was closed for a missing or malformed header."""
-        peer = writer.get_extra_info("peername")
+    def _accept_proxied(self, conn: socket.socket, implicit_tls: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._proxied(conn, implicit_tls))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _proxied(self, conn: socket.socket, is_tls: bool) -> None:
+        """A connection of a PROXY-protocol listener: read its header off the socket, then give
+        the socket to asyncio (with TLS on a TLS listener) and run the session with the client's
+        address (None: the balancer's own LOCAL connection).  A missing or malformed header,
+        or a failed handshake, closes the connection."""
+        loop = asyncio.get_running_loop()
         try:
-            header = await asyncio.wait_for(_read_proxy_header(reader), PROXY_HEADER_TIMEOUT)
-            if is_tls and self.tls is not None:
-                await writer.start_tls(self.tls)
-        except (
-            proxy.ProxyError,
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            TimeoutError,
-            ssl.SSLError,
-            OSError,
-        ) as exc:
+            peer = conn.getpeername()
+        except OSError:
+            peer = None
+        try:
+            header = await asyncio.wait_for(read_proxy_header(conn), PROXY_HEADER_TIMEOUT)
+        except (proxy.ProxyError, asyncio.IncompleteReadError, TimeoutError, OSError) as exc:
             log.warning("connection from %s refused: no valid PROXY header (%s)", peer, exc)
-            writer.close()
-            return False
-        return header.source[0] if header.source is not None else None
+            with contextlib.suppress(OSError):  # unread bytes would make close() a reset
+                conn.recv(_PROXY_HEADER_MAX)
+            conn.close()
+            return
+        except BaseException:  # cancelled by stop()
+            conn.close()
+            raise
+        address = header.source[0] if header.source is not None else None
+        reader = asyncio.StreamReader(limit=_STREAM_LIMIT, loop=loop)
+
+        async def connected(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await self._session(r, w, is_tls, address)
+
+        # With a client_connected_cb the protocol is server-side, as with asyncio.start_server
+        # (STARTTLS on the plain listener relies on it); it starts the session's task.
+        protocol = asyncio.StreamReaderProtocol(reader, connected, loop=loop)
+        tls = self.tls if is_tls else None
+        try:
+            await loop.connect_accepted_socket(
+                lambda: protocol,
+                conn,
+                ssl=tls,
+                ssl_handshake_timeout=PROXY_TLS_HANDSHAKE_TIMEOUT if tls is not None else None,
+            )
+        except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as exc:
+            log.warning("connection from %s (%s): TLS handshake failed (%s)", address, peer, exc)
+            conn.close()
 
     # -- the control channel's view of the sessions (gateway.control.SessionProvider) ---------
     def session_list(self) -> list[SessionInfo]:
@@ -185,6 +231,8 @@ class ImapServer:
         await self.gw.stop_control()
         for server in self.servers:
             server.close()
+        for pending in list(self._pending):
+            pending.cancel()
         # Closing the sockets ends each session at its next read; cancel what
         # is still busy after a grace period.
         for writer in list(self._open.values()):
@@ -203,15 +251,138 @@ class ImapServer:
                 await server.wait_closed()
 
 
-async def _read_proxy_header(reader: asyncio.StreamReader) -> proxy.ProxyHeader:
-    """Exactly the header's bytes (the IMAP or TLS bytes after it stay in ``reader``)."""
-    data = await reader.readexactly(proxy.MIN_HEADER)
-    if data.startswith(proxy.V1_PREFIX):
-        data += await reader.readuntil(proxy.V1_END)
-    elif proxy.V2_SIGNATURE.startswith(data):
-        data += await reader.readexactly(len(proxy.V2_SIGNATURE) + 4 - proxy.MIN_HEADER)
-        data += await reader.readexactly(proxy.v2_remaining(data))
-    parsed = proxy.parse(data)
-    if parsed is None or parsed[1] != len(data):
-        raise proxy.ProxyError("incomplete PROXY header")
-    return parsed[0]
+async def read_proxy_header(conn: socket.socket) -> proxy.ProxyHeader:
+    """Take exactly the PROXY header's bytes off a non-blocking socket: whatever follows (the
+    IMAP command or the TLS ClientHello, often in the same segment) stays in the kernel's
+    receive buffer for whoever reads the socket next.  Each round peeks at what has arrived
+    (``MSG_PEEK``) and consumes the header's part of it; bytes peeked while the header is
+    still incomplete are all header bytes, so they are consumed too (no busy loop on a
+    partial header)."""
+    loop = asyncio.get_running_loop()
+    taken = b""
+    while True:
+        await _readable(loop, conn)
+        try:
+            peeked = conn.recv(_PROXY_HEADER_MAX - len(taken), socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            continue
+        if not peeked:
+            raise asyncio.IncompleteReadError(taken, None)
+        data = taken + peeked
+        parsed = proxy.parse(data)
+        if parsed is None:
+            if len(data) >= _PROXY_HEADER_MAX:
+                raise proxy.ProxyError(f"PROXY header longer than {_PROXY_HEADER_MAX} bytes")
+            taken += _recv_exactly(conn, len(peeked))
+            continue
+        header, length = parsed
+        taken += _recv_exactly(conn, length - len(taken))
+        return header
+
+
+def _recv_exactly(conn: socket.socket, n: int) -> bytes:
+    """``n`` bytes a peek has just seen: they are in the receive buffer, one recv takes them."""
+    data = conn.recv(n)
+    if len(data) != n:  # only if another reader took them: never with one owner
+        raise OSError(errno.EIO, f"PROXY header: {len(data)} of {n} peeked bytes read")
+    return data
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    fut: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(fd, ready)
+    try:
+        await fut
+    finally:
+        loop.remove_reader(fd)
+
+
+class _ProxyListener:
+    """A listener for ``[server] proxy_protocol``: it accepts connections itself and hands each
+    raw socket to ``on_connection``, which reads the PROXY header off it before asyncio wraps
+    it (``loop.connect_accepted_socket``, TLS included).
+
+    Why not ``asyncio.start_server`` and ``StreamWriter.start_tls`` after the header: asyncio's
+    transport reads whatever has arrived into the ``StreamReader``'s buffer, and a client
+    (or balancer) that sends its TLS ClientHello right behind the header has it read with the
+    header; ``start_tls`` never sees those bytes, and the handshake waits for a ClientHello
+    that was already sent.  Reading the header with ``MSG_PEEK`` leaves them in the socket."""
+
+    def __init__(
+        self,
+        socks: list[socket.socket],
+        on_connection: Callable[[socket.socket, bool], None],
+        implicit_tls: bool,
+    ) -> None:
+        self.sockets = socks
+        self._on_connection = on_connection
+        self._implicit_tls = implicit_tls
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def bind(
+        cls,
+        host: str,
+        port: int,
+        on_connection: Callable[[socket.socket, bool], None],
+        implicit_tls: bool,
+    ) -> _ProxyListener:
+        """Bind every address ``host`` resolves to, as ``asyncio.start_server`` does (IPv6
+        sockets v6-only, ``SO_REUSEADDR``); ``OSError`` when one cannot be bound."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            host, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        socks: list[socket.socket] = []
+        try:
+            for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(sockaddr)
+                sock.setblocking(False)
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        return cls(socks, on_connection, implicit_tls)
+
+    async def start_serving(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in self.sockets:
+            sock.listen(100)
+            self._tasks.append(loop.create_task(self._accept(sock)))
+
+    async def _accept(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except (ConnectionAbortedError, InterruptedError):
+                continue
+            except OSError as exc:  # EMFILE and the like: wait, as asyncio's accept loop does
+                log.error("accepting a connection failed: %s", exc)
+                await asyncio.sleep(1)
+                continue
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._on_connection(conn, self._implicit_tls)
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for sock in self.sockets:
+            sock.close()
+
+    async def wait_closed(self) -> None:
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task

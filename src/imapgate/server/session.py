@@ -47,6 +47,7 @@ from ..protocol.errors import ClientProtocolError, CodecError, InvalidMailboxNam
 from ..protocol.framing import CommandFramer, Frame, NeedContinuation
 from ..protocol.redact import wire_lines
 from ..protocol.response_writer import write_response
+from ..store.health import DATABASE_UNREACHABLE, is_database_unreachable
 from .view import SelectedView
 
 log = logging.getLogger("imapgate.session")
@@ -439,7 +440,7 @@ class Session:
             return
         except (ConnectionError, asyncio.CancelledError):
             raise
-        except Exception:
+        except Exception as exc:
             ended = self._account_ended()
             if ended is not None:
                 # A removed account's per-user state cannot be written any more:
@@ -447,6 +448,10 @@ class Session:
                 self._tagged(tag, "NO", "UNAVAILABLE", f"{command.name}: {ended.split('] ', 1)[-1]}")
                 self._end_reason = ended
                 self.state = State.LOGOUT
+                return
+            if is_database_unreachable(exc):  # PostgreSQL restarting: not a bug of ours
+                self.log.warning("%s: %s (%s)", command.name, DATABASE_UNREACHABLE, exc.__class__.__name__)
+                self._tagged(tag, "NO", "UNAVAILABLE", f"{command.name}: {DATABASE_UNREACHABLE}")
                 return
             self.log.exception("internal error in %s", command.name)
             self._tagged(

@@ -22,8 +22,10 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable
 
+import psycopg
 from sqlalchemy import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger("imapgate.store")
 
@@ -51,6 +53,30 @@ def is_storage_failure(exc: BaseException) -> bool:
         return False
     text = str(exc).lower()
     return any(t in text for t in _STORAGE_FAILURES)
+
+
+#: What a client is told while the database cannot be reached (PostgreSQL restarting,
+#: failing over, the network to it down): a retry later works.
+DATABASE_UNREACHABLE = "the gateway's database cannot be reached just now; try again in a moment"
+
+
+def is_database_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is the database server gone or not answering:
+    a connection refused, closed by the server (a restart, a failover), the pool waiting in
+    vain for a connection.  Not SQLite's errors (its file is always there: see
+    ``is_storage_failure``) and not errors of the data (constraints, SQL)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, PoolTimeout):
+            return True
+        if isinstance(cur, DBAPIError) and cur.connection_invalidated:
+            return True
+        if isinstance(cur, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 class StoreUnwritable(Exception):

@@ -155,22 +155,26 @@ def _add_messages(conn: Connection, c: RowChange) -> None:
     assert isinstance(c, AddMessages)
     if not c.rows:
         return
-    conn.execute(
-        insert(messages),
-        [
-            {
-                "mailbox_id": c.mailbox_id,
-                "uid": r.uid,
-                "internal_date": r.internal_date,
-                "tz_offset": r.tz_offset,
-                "size": r.size,
-                "flags": " ".join(r.flags),
-                "modseq": r.modseq,
-                "message_id": r.message_id,
-            }
-            for r in c.rows
-        ],
-    )
+    rows = [
+        {
+            "mailbox_id": c.mailbox_id,
+            "uid": r.uid,
+            "internal_date": r.internal_date,
+            "tz_offset": r.tz_offset,
+            "size": r.size,
+            "flags": " ".join(r.flags),
+            "modseq": r.modseq,
+            "message_id": r.message_id,
+        }
+        for r in c.rows
+    ]
+    if conn.dialect.name == "postgresql":
+        # Several nodes: another node may have committed these messages already while this
+        # node's replica did not hear of it (its change-log row was still waiting for the
+        # database): a UID names one message, so its row is written again, not refused.
+        upsert(conn, messages, rows, ("mailbox_id", "uid"))
+    else:
+        conn.execute(insert(messages), rows)
 
 
 def _set_shared_flags(conn: Connection, c: RowChange) -> None:

@@ -21,6 +21,13 @@ from ..store.lock import AdvisoryLock, advisory_key
 #: short write holds it for milliseconds; a sync for longer, so the pause doubles.
 RETRY_FIRST = 0.002
 RETRY_MAX = 0.05
+#: Local tasks in a row that take a folder's advisory lock over from the previous local holder
+#: without it going back to the database in between; then it is given back (the other nodes'
+#: turn).  A hand-over saves the release, the next try and the catch-up: 5 to 8 round trips.
+HANDOVER_MAX = 8
+#: Seconds a kept advisory lock waits for the local task it was kept for (one that was
+#: cancelled meanwhile never comes): then it is given back.
+HANDOVER_GRACE = 0.1
 
 
 class AsyncioLockManager:
@@ -50,12 +57,29 @@ class NodeMailboxLock:
         self.local = local
         self.advisory = advisory
         self.on_acquired = on_acquired
+        #: Local tasks waiting for ``local`` (a release hands the advisory lock to them).
+        self._waiting = 0
+        #: The advisory lock is held for the next local holder (no local holder now).
+        self._kept = False
+        self._streak = 0
+        self._giving: asyncio.Future[None] | None = None
 
     def locked(self) -> bool:
         return self.local.locked()
 
     async def acquire(self) -> bool:
-        await self.local.acquire()
+        self._waiting += 1
+        try:
+            await self.local.acquire()
+        finally:
+            self._waiting -= 1
+        if self._kept:
+            # Handed over by the previous local holder: the folder never left this node, so
+            # no other node wrote it under the lock meanwhile -- nothing to catch up on.
+            self._kept = False
+            self._streak += 1
+            return True
+        self._streak = 0
         try:
             delay = RETRY_FIRST
             # Polled, never a blocking pg_advisory_lock: a cancelled wait leaves no
@@ -89,10 +113,29 @@ class NodeMailboxLock:
             raise
 
     async def release(self) -> None:
+        if self._waiting and self._streak < HANDOVER_MAX:
+            self._kept = True
+            self.local.release()
+            asyncio.get_running_loop().call_later(HANDOVER_GRACE, self._unclaimed)
+            return
         try:
             await asyncio.to_thread(self.advisory.release)
         finally:
             self.local.release()
+
+    def _unclaimed(self) -> None:
+        if self._kept and not self.local.locked() and self._giving is None:
+            self._giving = asyncio.ensure_future(self._give_back())
+
+    async def _give_back(self) -> None:
+        """The kept advisory lock found no taker: back to the database."""
+        try:
+            async with self.local:
+                if self._kept:
+                    self._kept = False
+                    await asyncio.to_thread(self.advisory.release)
+        finally:
+            self._giving = None
 
     async def __aenter__(self) -> None:
         await self.acquire()

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ..protocol import responses as rsp
 from ..replica.replica import Replica
+from ..store.health import DATABASE_UNREACHABLE, is_database_unreachable
 from ..upstream.connection import UpstreamError, UpstreamUnavailable
 from .algorithms import selectable
 from .locks import LockManagers
@@ -28,6 +29,8 @@ log = logging.getLogger("imapgate.sync")
 #: Seconds a requested sync waits, so that a burst of notifications (a busy
 #: team writing) gives one sync instead of one per change.
 DEBOUNCE = 0.05
+#: Seconds before a sync that failed because the database was unreachable is asked for again.
+DATABASE_RETRY = 2.0
 #: Without NOTIFY the watcher IDLEs on one folder (the one most sessions have
 #: open); the other folders that sessions have open are checked this often
 #: (seconds), the rest every ``poll_interval``.
@@ -90,6 +93,10 @@ class SyncScheduler:
             return
         self._scheduled.add(name)
         self.spawn(self._run_requested(name))
+
+    async def _request_later(self, name: str) -> None:
+        await asyncio.sleep(DATABASE_RETRY)
+        self.request(name)
 
     def request_list(self) -> None:
         if self._list_scheduled or self.stopping.is_set():
@@ -168,8 +175,12 @@ class SyncScheduler:
             log.warning("sync of %s failed: %s", name, exc)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("sync of %s failed", name)
+        except Exception as exc:
+            if not is_database_unreachable(exc):
+                log.exception("sync of %s failed", name)
+            else:  # PostgreSQL restarting: the sync is owed (it may heal a failed commit)
+                log.warning("sync of %s deferred: %s", name, DATABASE_UNREACHABLE)
+                self.spawn(self._request_later(name))
         finally:
             if not began:
                 # Cancelled before it began: the request must not block later ones.

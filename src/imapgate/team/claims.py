@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from ..store.meta import lasting_uidvalidity
@@ -140,6 +140,13 @@ class ClaimRegistry:
         return [c for per in self._by_mailbox.values() for c in per.values()]
 
     def expired(self, now: float) -> list[Claim]:
+        """The claims whose time is up.  With several nodes (``shared``) the index is read
+        from the store first: it learns other nodes' claims only where a check asks
+        (``fresh``), and the sweep (which calls this, then ``all``) must neither miss a claim
+        made on another node nor end one that another node ended (and maybe someone
+        claimed anew) -- one query over the open claims, every sweep."""
+        if self.shared:
+            self.load()
         return [c for c in self.all() if c.expires_at is not None and c.expires_at <= now]
 
     # -- writes (store first, then the index) ------------------------------------------
@@ -199,24 +206,35 @@ class ClaimRegistry:
         return lasting_uidvalidity(self.engine, UIDVALIDITY_KEY)
 
     def release(self, mailbox_id: int, uids: Iterable[int], *, also: Hook | None = None) -> list[Claim]:
-        """End the claims on ``uids`` (those that exist); returns them."""
+        """End the claims on ``uids`` (those that exist); returns them.
+
+        Only the very claims the index holds are deleted (folder, UID *and* row id): an index
+        that is behind the store (another node released the claim and a colleague claimed
+        the message anew) never ends the newer claim.  When none of them is left in the
+        store (another node ended them first), nothing is journaled (``also``) and none is
+        returned."""
         per = self._by_mailbox.get(mailbox_id, {})
         gone = [c for u in uids if (c := per.get(u)) is not None]
+        t = claims_table.c
         with self.engine.begin() as conn:
-            if gone:
-                conn.execute(
-                    delete(claims_table).where(
-                        claims_table.c.mailbox_id == mailbox_id,
-                        claims_table.c.uid.in_([c.uid for c in gone]),
-                    )
-                )
-            if also is not None:
+            deleted = 0
+            known = [(c.uid, c.id) for c in gone if c.id]
+            unknown = [c.uid for c in gone if not c.id]
+            if known:
+                deleted += conn.execute(
+                    delete(claims_table).where(t.mailbox_id == mailbox_id, tuple_(t.uid, t.id).in_(known))
+                ).rowcount
+            if unknown:
+                deleted += conn.execute(
+                    delete(claims_table).where(t.mailbox_id == mailbox_id, t.uid.in_(unknown))
+                ).rowcount
+            if also is not None and (deleted or not gone):
                 also(conn)
         for c in gone:
             per.pop(c.uid, None)
         if not per:
             self._by_mailbox.pop(mailbox_id, None)
-        return gone
+        return gone if deleted else []
 
     def move(
         self, mailbox_id: int, mapping: dict[int, int], dest_id: int, *, also: Hook | None = None
