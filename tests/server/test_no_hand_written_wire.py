@@ -37,6 +37,7 @@ ALLOWED_BYTES: dict[tuple[str, bytes], str] = {
     ("commands_session.py", b"\x00"): "splits the client's SASL PLAIN message (input, RFC 4616)",
     ("commands_message.py", b""): "no cache key / response name for a non-content FETCH item (internal)",
     ("view.py", b"\x01"): "marks a UID membership mask (internal, never sent)",
+    ("listener.py", b""): "collects the PROXY header read off the socket (input, before any IMAP)",
 }
 
 

@@ -19,6 +19,14 @@ from typing import Protocol
 
 from sqlalchemy.exc import OperationalError
 
+# For the front ends (server/ never imports store/): a database that cannot be reached
+# (PostgreSQL restarting) is answered NO [UNAVAILABLE], not as an internal error.
+from ..store.health import DATABASE_UNREACHABLE as DATABASE_UNREACHABLE
+from ..store.health import is_database_unreachable as is_database_unreachable
+
+# For the front ends (server/ never imports store/): a database that cannot be reached
+# (PostgreSQL restarting) is answered NO [UNAVAILABLE], not as an internal error.
+
 #: The answer while the store cannot be written.
 STORE_UNWRITABLE = "the gateway's store cannot be written (disk full or I/O error); nothing was changed"
 

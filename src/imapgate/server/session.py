@@ -39,6 +39,7 @@ from ..gateway.claim_policy import ClaimConflict
 from ..gateway.control import SessionInfo
 from ..gateway.errors import OperationError
 from ..gateway.policy import Actor
+from ..gateway.storehealth import DATABASE_UNREACHABLE, is_database_unreachable
 from ..protocol import commands as cmd
 from ..protocol import limits
 from ..protocol import responses as rsp
@@ -47,7 +48,6 @@ from ..protocol.errors import ClientProtocolError, CodecError, InvalidMailboxNam
 from ..protocol.framing import CommandFramer, Frame, NeedContinuation
 from ..protocol.redact import wire_lines
 from ..protocol.response_writer import write_response
-from ..store.health import DATABASE_UNREACHABLE, is_database_unreachable
 from .view import SelectedView
 
 log = logging.getLogger("imapgate.session")
