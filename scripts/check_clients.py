@@ -13,7 +13,8 @@ machine (about 2-3 minutes; ``--only demo|guard`` runs one part). What it does:
    message (which marks it read), marks one read and stars one, and goes IDLE. Claims (issue
    12): bob claims a message over IMAP, the tags must show in alice's Thunderbird; alice moves
    it to Support, the gateway refuses (NO [INUSE]) and the alert's text is recorded;
-3. neomutt in tmux as bob: opens INBOX, reads the first unread message, quits;
+3. neomutt in tmux as bob: opens INBOX, reads the first unread message; alice claims a message
+   over IMAP first, neomutt shows its keywords, bob deletes it and syncs: refused; quits;
 4. checks through its own IMAP sessions that each person's read mark reached the gateway and
    stayed private (alice's read does not show for bob and vice versa);
 5. prints a summary of the capture per connection: commands seen, every NO/BAD;
@@ -1037,6 +1038,8 @@ set move = no
 set sort = date
 set header_cache = ""
 set message_cachedir = ""
+set delete = yes
+set index_format = "%4C %Z %-34.34g %s"
 """
     )
     muttrc.chmod(0o600)
@@ -1061,6 +1064,17 @@ set message_cachedir = ""
         out["pager"] = tmux.wait_screen("neomutt's pager", r"(?m)^Subject: ")
         tmux.run("send-keys", "-t", "neomutt", "q")  # pager -> index
         out["index_after"] = tmux.wait_screen("neomutt's index again", r"INBOX.*\[Msgs:\d+")
+        # Claims (issue 12): the message alice claimed, limited to by its keyword (%g shows
+        # keywords), deleted and the folder synced: the gateway refuses the \Deleted.
+        tmux.run("send-keys", "-t", "neomutt", "l")
+        time.sleep(0.5)
+        tmux.run("send-keys", "-t", "neomutt", "~Y claimed_alice", "Enter")
+        limited = r"\$claimed_alice.*\n(?s:.*)Msgs:1/"
+        out["claimed"] = tmux.wait_screen("neomutt's limit to alice's claim", limited)
+        tmux.run("send-keys", "-t", "neomutt", "d")
+        time.sleep(0.5)
+        tmux.run("send-keys", "-t", "neomutt", "$")
+        out["synced"] = tmux.wait_screen("neomutt's sync", r"kept|deleted|INUSE|handling", 15)
         tmux.run("send-keys", "-t", "neomutt", "q")  # quit: syncs \Seen, LOGOUT
         wait_for("neomutt to quit", tmux.gone, 30)
     finally:
@@ -1477,7 +1491,32 @@ def check_demo(procs: Processes, work: Path, display: str, port: int, timeouts: 
             f"alice starred UID {starred}; bob's \\Flagged changed by {sorted(flagged ^ flagged_before)}"
         )
 
+    alice = imap_login(port, "alice", logins["alice"])
+    try:
+        alice.select("INBOX")
+        _status, data = alice.uid("SEARCH", "UNKEYWORD", "$Claimed")
+        mutt_claimed = max(int(u) for u in data[0].split())
+        status, data = alice.uid("STORE", str(mutt_claimed), "+FLAGS", "($Claimed)")
+        if status != "OK":
+            failures.append(f"alice's claim of UID {mutt_claimed} for neomutt: {status} {data}")
+    finally:
+        alice.logout()
     neomutt = run_neomutt(work, port, logins["bob"])
+    row = re.search(r"(?m)^.*\$claimed_alice.*$", neomutt["claimed"])
+    print(f"neomutt: alice's claim in the index: {row.group(0).strip() if row else '?'!r}")
+    status_line = [ln for ln in neomutt["synced"].splitlines() if ln.strip()][-1]
+    print(f"neomutt: after d and $ on it, the status line says {status_line.strip()!r}")
+    alice = imap_login(port, "alice", logins["alice"])
+    try:
+        alice.select("INBOX", readonly=True)
+        _status, data = alice.uid("FETCH", str(mutt_claimed), "(FLAGS)")
+        flags = b" ".join(d for d in data if isinstance(d, bytes)).decode()
+    finally:
+        alice.logout()
+    if "$claimed_alice" not in flags.lower() or "\\Deleted" in flags:
+        failures.append(f"neomutt's delete of alice's claimed UID {mutt_claimed}: now {flags!r}")
+    else:
+        print(f"neomutt: the message stayed, claimed, not \\Deleted ({flags})")
     after_mutt = {user: seen_uids(port, user, pw) for user, pw in logins.items()}
     subject = re.search(r"(?m)^Subject: (.*)$", neomutt["pager"])
     bob_new = after_mutt["bob"] - after_tb["bob"]
