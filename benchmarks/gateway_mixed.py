@@ -42,6 +42,7 @@ import re
 import shutil
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,8 +170,13 @@ class Worker:
         self.stats.ops[op] += 1
 
 
-async def run_side(port: int, users: list[str], password: str, warmup: float, seconds: float) -> Stats:
-    clients = [await Client.login(port, u, password) for u in users]
+async def run_side(
+    port: int | Sequence[int], users: list[str], password: str, warmup: float, seconds: float
+) -> Stats:
+    """The mix for ``users``; with several ports (nodes_mixed.py: gateway nodes), client i on
+    ``ports[i % len(ports)]`` — the same seeds per client whatever the number of nodes."""
+    ports = [port] if isinstance(port, int) else list(port)
+    clients = [await Client.login(ports[i % len(ports)], u, password) for i, u in enumerate(users)]
     workers = [Worker(i, c, Stats()) for i, c in enumerate(clients)]
     for w in workers:
         await w.select(list(FOLDERS)[w.cid % len(FOLDERS)])

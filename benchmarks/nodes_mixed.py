@@ -44,45 +44,10 @@ from common import (
     start_dovecot,
     verdict,
 )
-from gateway_mixed import FOLDERS, Stats, Worker, summary
+from gateway_mixed import FOLDERS, run_side, summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support.postgres import PostgresServer
-
-
-async def run_spread(
-    ports: list[int], users: list[str], password: str, warmup: float, seconds: float
-) -> Stats:
-    """``gateway_mixed.run_side`` with client i on ``ports[i % len(ports)]`` (the same seeds per
-    client whatever the number of nodes)."""
-    clients = [await Client.login(ports[i % len(ports)], u, password) for i, u in enumerate(users)]
-    workers = [Worker(i, c, Stats()) for i, c in enumerate(clients)]
-    for w in workers:
-        await w.select(list(FOLDERS)[w.cid % len(FOLDERS)])
-    measured = Stats()
-    phase = {"measure": False}
-
-    async def loop(w: Worker, until: float) -> None:
-        while time.perf_counter() < until:
-            w.stats = measured if phase["measure"] else Stats()
-            await w.step()
-
-    t_warm = time.perf_counter() + warmup
-    await asyncio.gather(*(loop(w, t_warm) for w in workers))
-    phase["measure"] = True
-    t0 = time.perf_counter()
-    await asyncio.gather(*(loop(w, t0 + seconds) for w in workers))
-    measured.times["_elapsed"] = [time.perf_counter() - t0]
-    for w in workers:  # leave the folders as found
-        for folder, uids in w.appended.items():
-            if uids:
-                await w.select(folder)
-                ids = ",".join(map(str, uids))
-                await w.cmd("cleanup", f"UID STORE {ids} +FLAGS.SILENT (\\Deleted)")
-                await w.cmd("cleanup", f"UID EXPUNGE {ids}")
-    for c in clients:
-        await c.close()
-    return measured
 
 
 async def warm(port: int, user: str) -> None:
@@ -140,15 +105,15 @@ def main() -> None:
         gws.append(node_b)
         if args.two_first:  # the other order: a drift of the machine's load then favours 1 node
             print(f"   node B ready in {node_b.start():.1f} s")
-            two = asyncio.run(run_spread([node_a.port, node_b.port], users, PASSWORD, warmup, seconds))
+            two = asyncio.run(run_side([node_a.port, node_b.port], users, PASSWORD, warmup, seconds))
             node_b.stop()
-            one = asyncio.run(run_spread([node_a.port], users, PASSWORD, warmup, seconds))
+            one = asyncio.run(run_side([node_a.port], users, PASSWORD, warmup, seconds))
         else:
-            one = asyncio.run(run_spread([node_a.port], users, PASSWORD, warmup, seconds))
+            one = asyncio.run(run_side([node_a.port], users, PASSWORD, warmup, seconds))
             print(f"   node B ready in {node_b.start():.1f} s")
-            two = asyncio.run(run_spread([node_a.port, node_b.port], users, PASSWORD, warmup, seconds))
+            two = asyncio.run(run_side([node_a.port, node_b.port], users, PASSWORD, warmup, seconds))
         direct = asyncio.run(
-            run_spread([dc.port], [UPSTREAM_USER] * args.clients, UPSTREAM_PASSWORD, warmup, seconds)
+            run_side([dc.port], [UPSTREAM_USER] * args.clients, UPSTREAM_PASSWORD, warmup, seconds)
         )
         load_after = os.getloadavg()
         r1 = summary("1 node ", one)

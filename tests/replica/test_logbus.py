@@ -17,6 +17,7 @@ from imapgate.replica.logbus import CHANNEL, LogChangeBus
 from imapgate.store import changes as rc
 from imapgate.store.engine import open_engine
 from imapgate.store.schema import change_log
+from tests.support.store_backends import POSTGRESQL_ONLY
 
 
 def change(uid: int) -> ChangeSet:
@@ -81,9 +82,8 @@ def test_trimmed_beyond_what_a_node_read_makes_it_stale(store_engine: Engine, se
     assert c.poll() == 0 and c.last_id == b.last_id
 
 
-def test_notify_carries_only_the_row_id(store_backend: str, store_engine: Engine, store_url: str) -> None:
-    if store_backend != "postgresql":
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+@POSTGRESQL_ONLY  # LISTEN/NOTIFY is PostgreSQL's
+def test_notify_carries_only_the_row_id(store_engine: Engine, store_url: str) -> None:
     with psycopg.connect(store_url, autocommit=True) as listener:
         listener.execute(f"LISTEN {CHANNEL}")
         bus = LogChangeBus(store_engine, "node-a")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 from sqlalchemy import event, select
 
 from imapgate.replica.events import EventHub, FlagsChanged, MessagesAdded, MessagesExpunged, ReplicaEvent
@@ -16,6 +15,7 @@ from imapgate.store.engine import open_engine
 from imapgate.store.repository import _write_private_sets
 from imapgate.store.schema import private_flags
 from imapgate.team.users import UserDirectory
+from tests.support.store_backends import POSTGRESQL_ONLY
 
 
 def rec(uid: int, *flags: str) -> MessageRecord:
@@ -186,12 +186,11 @@ def test_two_writers_of_one_users_first_private_set_both_succeed(store_url: str)
     assert list(again.private_state(again_mb, alice.id).flags["\\Seen"]) == [2]  # the later write
 
 
+@POSTGRESQL_ONLY  # SQLite has one writer at a time: no such race
 def test_concurrent_first_private_sets_do_not_fail_on_the_key(store_url: str) -> None:
     """The race itself, on PostgreSQL: a second transaction writes the same set while
     the first is uncommitted; it waits for it and then replaces its row (with a
     delete-then-insert it failed on the primary key)."""
-    if not store_url.startswith("postgresql"):
-        pytest.skip("SQLite has one writer at a time: no such race")
     replica, _ = make(store_url)
     alice = UserDirectory(replica.engine).add("alice", "pw")
     mb = replica.upsert_mailbox("INBOX", "/", ())

@@ -10,7 +10,8 @@ Fixtures (loaded as a plugin by ``tests/conftest.py``):
 * ``empty_store_url`` -- the same, without any schema (migration tests);
 * ``store_engine`` -- ``open_engine(store_url)``, disposed after the test.
 
-``store_backend`` (the parameter: ``"sqlite"`` or ``"postgresql"``) lets a test say what differs.
+``store_backend`` (the parameter: ``"sqlite"`` or ``"postgresql"``) lets a test say what differs;
+``@POSTGRESQL_ONLY`` runs a test on PostgreSQL alone.
 Select one backend with ``-k sqlite`` / ``-k postgresql``.  The PostgreSQL server starts only
 when a ``postgresql`` test runs (``request.getfixturevalue``), so ``-k sqlite`` never starts it.
 """
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from .postgres import PostgresDatabase, PostgresServer
 
 BACKENDS = ("sqlite", "postgresql")
+#: For a test of what only PostgreSQL has (LISTEN/NOTIFY, concurrent writers): the store
+#: fixtures on PostgreSQL alone, instead of a SQLite run that skips.
+POSTGRESQL_ONLY = pytest.mark.parametrize("store_backend", ["postgresql"], indirect=True)
 #: Template database with the schema at head (made once per server).
 MIGRATED_TEMPLATE = "imapgate_migrated"
 

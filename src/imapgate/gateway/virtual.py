@@ -33,6 +33,7 @@ the virtual folder while it is selected show at the next SELECT.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -85,7 +86,7 @@ class VirtualFolderProvider(Protocol):
     ) -> CopyResult: ...
 
 
-class VirtualFolderBase:
+class VirtualFolderBase(abc.ABC):
     """What every provider shares: its name, a UIDVALIDITY asked of its store once
     (``new_uidvalidity``), and the read check that decides which messages a member
     is shown (a folder the member may not read lists nothing of it)."""
@@ -99,8 +100,9 @@ class VirtualFolderBase:
     def name(self) -> str:
         return self._name
 
+    @abc.abstractmethod
     def new_uidvalidity(self) -> int:
-        raise NotImplementedError
+        """The folder's UIDVALIDITY, one per store (asked once)."""
 
     def uidvalidity(self, actor: Actor) -> int:
         if self._uidvalidity is None:
