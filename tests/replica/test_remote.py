@@ -4,7 +4,8 @@ and this node's sessions get the events."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+import pytest
+from sqlalchemy import Connection, Engine, select
 
 from imapgate.replica.coordination import SharedMailboxIdAllocator, SharedModseqAllocator
 from imapgate.replica.events import EventHub, MailboxReset, ReplicaEvent
@@ -12,6 +13,7 @@ from imapgate.replica.logbus import LogChangeBus
 from imapgate.replica.mailbox import MailboxIndex, MessageRecord
 from imapgate.replica.remote import apply_remote
 from imapgate.replica.replica import Replica
+from imapgate.store.schema import change_log
 from imapgate.team.users import UserDirectory
 
 
@@ -82,3 +84,43 @@ def test_two_replicas_on_one_store_agree(store_engine: Engine) -> None:
     bus_b.poll()
     assert b.get("Archive/Support") is None
     assert any(isinstance(e, MailboxReset) for e in events_b)
+
+
+def log_rows(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [r.payload for r in conn.execute(select(change_log.c.payload).order_by(change_log.c.id))]
+
+
+def test_a_commit_and_its_log_row_are_one_transaction(store_engine: Engine) -> None:
+    """The log row is written inside the commit: it is there when this node's own listeners
+    hear of the change (nothing left to write after the commit, so a node killed at that point
+    has told the others already); a commit that fails writes neither; every transition is one
+    row, a rows-only one (sync state) included, without any flush."""
+    a, bus_a, _ = node(store_engine, "a")
+    b, bus_b, _ = node(store_engine, "b")
+    mb = a.upsert_mailbox("INBOX", "/", ())
+    a.reset(mb, 7, "initial")
+    a.add_messages(mb, [rec(1)])
+    seen_at_publish: list[int] = []
+    bus_a.subscribe(lambda cs: seen_at_publish.append(len(log_rows(store_engine))))
+    before = len(log_rows(store_engine))
+    a.set_shared_flags(mb, {1: ["\\Flagged"]})
+    assert seen_at_publish == [before + 1]  # the row was committed before the local publish
+    assert len(log_rows(store_engine)) == before + 1  # and publish did not append a second one
+
+    a.set_sync_state(mb, uidnext=5, synced=True)  # no event announces it
+    assert len(log_rows(store_engine)) == before + 2
+    bus_b.poll()
+    other = b.get("INBOX")
+    assert other is not None and other.uidnext == 5 and other.synced
+    assert other.records[1].flags == ("\\Flagged",)
+
+    def broken(conn: Connection) -> None:
+        raise RuntimeError("the journal write failed")
+
+    rows = len(log_rows(store_engine))
+    with pytest.raises(RuntimeError):
+        a.set_shared_flags(mb, {1: ["\\Seen"]}, hook=broken)
+    assert len(log_rows(store_engine)) == rows  # rolled back together: no news of it
+    assert bus_b.poll() == 0 and other.records[1].flags == ("\\Flagged",)
+    assert mb.records[1].flags == ("\\Flagged",)  # and this node's memory unchanged

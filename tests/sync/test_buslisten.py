@@ -85,8 +85,8 @@ async def test_notify_wakes_and_a_lost_connection_loses_nothing(
 def test_change_sets_wait_while_the_database_is_unreachable(
     engines: tuple[Engine, Engine], postgres_db: PostgresDatabase
 ) -> None:
-    """The store commit succeeded but the log row cannot be written (PostgreSQL went away in
-    between): the change set waits, later ones queue behind it, and the next ``flush`` once
+    """A change set published outside a replica commit (whose own transaction carries its
+    row) while PostgreSQL is away: the change set waits, later ones queue behind it, and the next ``flush`` once
     the database is back writes them in order -- the other node receives every one, once."""
     a, b = LogChangeBus(engines[0], "a"), LogChangeBus(engines[1], "b")
     got: list[int] = []

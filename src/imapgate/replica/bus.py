@@ -10,6 +10,13 @@ replica.
 
 The local fan-out to sessions by mailbox (``events.EventHub``) is one
 subscriber of the bus.
+
+``recorder``: a bus that carries change sets beyond this process writes them
+*inside the transaction that commits their rows* (the replica runs the hook it
+returns last in that transaction), so a change is either committed and on its
+way to the other nodes, or neither -- a process killed between a commit and a
+second write can no longer leave the other nodes behind the store.  The change
+set's events are known before its commit for this reason.
 """
 
 from __future__ import annotations
@@ -17,8 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from sqlalchemy import Connection
+
 from .changes import ChangeSet
 
+#: A write to run inside a store transaction (as ``store.repository.Hook``).
+RecordHook = Callable[[Connection], None]
 ChangeListener = Callable[[ChangeSet], None]
 Unsubscribe = Callable[[], None]
 
@@ -27,6 +38,10 @@ class ChangeBus(Protocol):
     def publish(self, changes: ChangeSet) -> None: ...
 
     def subscribe(self, fn: ChangeListener) -> Unsubscribe: ...
+
+    def recorder(self, changes: ChangeSet) -> RecordHook | None:
+        """What records ``changes`` for others in the commit's transaction (None: nothing)."""
+        ...
 
 
 class InProcessChangeBus:
@@ -37,6 +52,9 @@ class InProcessChangeBus:
         # A copy: a listener may unsubscribe while being called.
         for fn in list(self._listeners):
             fn(changes)
+
+    def recorder(self, changes: ChangeSet) -> RecordHook | None:
+        return None  # one process: the listeners are called on publish, nothing to record
 
     def subscribe(self, fn: ChangeListener) -> Unsubscribe:
         self._listeners.append(fn)

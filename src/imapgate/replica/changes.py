@@ -4,7 +4,8 @@ Each transition of the replica (new messages, flags, expunges, a folder
 created, renamed, reset ...) produces one ``ChangeSet``: the row changes the
 store repository commits (``store.changes``) and the events sessions and the
 dashboard are told (``events``).  The change bus publishes it after the
-commit; with several nodes it is what travels to the others.
+commit; with several nodes it is what travels to the others, written to the
+change log in the commit's own transaction (``logged``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from .events import ReplicaEvent
 class ChangeSet:
     rows: RowChanges = field(default_factory=RowChanges)
     events: list[ReplicaEvent] = field(default_factory=list)
+    #: The bus between nodes wrote this set to its log in the commit's transaction
+    #: (``ChangeBus.recorder``): publishing it only tells this node's listeners.
+    logged: bool = field(default=False, compare=False, repr=False)
 
     def add(self, change: RowChange) -> None:
         self.rows.add(change)

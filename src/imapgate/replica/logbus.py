@@ -1,12 +1,16 @@
 """The change bus between nodes: the store's ``change_log`` plus PostgreSQL's
 LISTEN/NOTIFY as the wake-up call.
 
-``LogChangeBus`` is a ``ChangeBus``: ``publish`` first calls this node's
-listeners (synchronously, as ``InProcessChangeBus`` does: the local sessions
-learn at once), then appends the change set to ``change_log`` and, on
-PostgreSQL, sends ``NOTIFY imapgate_changes, '<id>'`` in the same transaction
-(PostgreSQL delivers a notification only when its transaction commits, so a
-node never hears of a row it cannot read yet).  The payload stays a few bytes
+``LogChangeBus`` is a ``ChangeBus``.  A replica commit runs its ``recorder``
+hook last in the commit's own transaction: the change set (rows and events)
+becomes a ``change_log`` row and, on PostgreSQL, ``NOTIFY imapgate_changes,
+'<id>'`` is sent in that transaction (PostgreSQL delivers a notification only
+when its transaction commits, so a node never hears of a row it cannot read
+yet).  Committed and logged are one step: a node killed right after a commit
+has told the others already.  ``publish`` then calls this node's listeners
+(synchronously, as ``InProcessChangeBus`` does); a change set published without
+such a commit (the store was unwritable, its rows wait for the heal) is
+appended on its own.  The payload stays a few bytes
 whatever the change: the change set itself -- a 100,000-message flag change
 included -- is read from the log by the receiver (NOTIFY payloads are limited
 to 8,000 bytes).
@@ -37,7 +41,7 @@ from ..store.counters import advance, value
 from ..store.health import is_database_unreachable
 from ..store.lock import advisory_key
 from ..store.schema import change_log
-from .bus import ChangeListener, Unsubscribe
+from .bus import ChangeListener, RecordHook, Unsubscribe
 from .changes import ChangeSet
 from .wire import WireError, decode, encode
 
@@ -59,8 +63,6 @@ class LogChangeBus:
         self.node = node
         self._local: list[ChangeListener] = []
         self._remote: list[ChangeListener] = []
-        #: Committed change sets not published yet (see ``committed``).
-        self._pending: list[ChangeSet] = []
         #: Change sets whose log row could not be written (the database was unreachable),
         #: oldest first: written, in order, before anything newer (``append``, ``flush``).
         self._unsent: list[ChangeSet] = []
@@ -78,28 +80,21 @@ class LogChangeBus:
     def publish(self, changes: ChangeSet) -> None:
         for fn in list(self._local):
             fn(changes)
-        self.flush(but=changes)
-        self.append(changes)
+        if not changes.logged:
+            self.append(changes)
 
-    def committed(self, changes: ChangeSet) -> None:
-        """The replica committed ``changes``.  Many transitions commit rows that no event
-        announces (a folder's UIDVALIDITY, its sync state, a read-state mode) and never
-        ``publish`` them: those must reach the other nodes too.  Kept until the transition
-        publishes it (then with its events) or until ``flush`` (the next transition, or the
-        driver's next round): transitions run one at a time on one thread, so an earlier
-        change set still here when another arrives is complete."""
-        self.flush(but=changes)
-        if changes.rows and not any(c is changes for c in self._pending):
-            self._pending.append(changes)
+    def recorder(self, changes: ChangeSet) -> RecordHook:
+        """The hook that writes ``changes`` to the log inside the replica's commit (run
+        last there: the publish lock is held from the INSERT to the commit only)."""
 
-    def flush(self, but: ChangeSet | None = None) -> None:
-        """Write the committed change sets no transition published (except ``but``)."""
+        def record(conn: Connection) -> None:
+            self._insert(conn, changes)
+
+        return record
+
+    def flush(self) -> None:
+        """Write the change sets that wait for the database (the driver's every round)."""
         self._resend()
-        keep = [c for c in self._pending if c is but]
-        for changes in self._pending:
-            if changes is not but:
-                self.append(changes)
-        self._pending = keep
 
     def subscribe(self, fn: ChangeListener) -> Unsubscribe:
         return _subscribe(self._local, fn)
@@ -115,7 +110,6 @@ class LogChangeBus:
         ``append`` or ``flush`` that reaches it: the store commit before it succeeded, so
         the other nodes must still hear of it (a lost row would leave their replicas
         behind the store for good).  Any other error raises."""
-        self._pending = [c for c in self._pending if c is not changes]
         self._unsent.append(changes)
         sent = self._resend()
         return sent.get(id(changes), 0)
@@ -144,20 +138,24 @@ class LogChangeBus:
         return sent
 
     def _write(self, changes: ChangeSet) -> int:
-        payload = encode(changes)
         with self.engine.begin() as conn:
-            postgres = conn.dialect.name == "postgresql"
-            if postgres:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
-            row_id = int(
-                conn.execute(
-                    insert(change_log)
-                    .values(node=self.node, created_at=time.time(), payload=payload)
-                    .returning(change_log.c.id)
-                ).scalar_one()
-            )
-            if postgres:
-                conn.execute(text("SELECT pg_notify(:ch, :id)"), {"ch": CHANNEL, "id": str(row_id)})
+            return self._insert(conn, changes)
+
+    def _insert(self, conn: Connection, changes: ChangeSet) -> int:
+        """The log row of ``changes`` (and its NOTIFY) in the caller's transaction."""
+        payload = encode(changes)
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
+        row_id = int(
+            conn.execute(
+                insert(change_log)
+                .values(node=self.node, created_at=time.time(), payload=payload)
+                .returning(change_log.c.id)
+            ).scalar_one()
+        )
+        if postgres:
+            conn.execute(text("SELECT pg_notify(:ch, :id)"), {"ch": CHANNEL, "id": str(row_id)})
         self.published += 1
         return row_id
 

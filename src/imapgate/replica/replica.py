@@ -39,6 +39,7 @@ from ..store.changes import (
     ReplaceMailbox,
     RestampMessages,
     RowChange,
+    RowChanges,
     SetMeta,
     SetPrivateModseqs,
     SetSharedFlags,
@@ -127,11 +128,16 @@ class Replica:
     # -- the transition plumbing ------------------------------------------------
     def _commit(self, changes: ChangeSet, hook: Hook | None = None) -> bool:
         """Commit the rows of ``changes`` (with ``hook``); False when the store is
-        unwritable and the debt was recorded instead (memory goes on)."""
-        done = self.repository.commit(changes.rows, hook)
-        committed = getattr(self.bus, "committed", None)
-        if committed is not None:  # the bus between nodes carries rows-only change sets too
-            committed(changes)
+        unwritable and the debt was recorded instead (memory goes on).
+
+        ``changes.events`` are complete before this: the bus between nodes writes the
+        whole change set -- rows-only ones too (a folder's UIDVALIDITY, its sync state, a
+        read-state mode: nothing to announce, still news for the other nodes' replicas) --
+        into the log in this very transaction (``ChangeBus.recorder``)."""
+        record = self.bus.recorder(changes) if changes.rows or changes.events else None
+        done = self.repository.commit(changes.rows, hook, last=record)
+        if done and record is not None:
+            changes.logged = True
         return done
 
     def _publish(self, changes: ChangeSet) -> None:
@@ -239,11 +245,11 @@ class Replica:
         mailbox_id = self.mailbox_ids.next()
         changes = ChangeSet()
         changes.add(InsertMailbox(mailbox_id, name, delimiter, attributes))
+        changes.events.append(MailboxListChanged((name,)))
         self._commit(changes)
         mb = MailboxIndex.new(mailbox_id, name, delimiter, attributes)
         self.by_name[name] = mb
         self.by_id[mb.id] = mb
-        changes.events.append(MailboxListChanged((name,)))
         self._publish(changes)
         return mb
 
@@ -254,8 +260,8 @@ class Replica:
         del self.by_id[mb.id]
         changes = ChangeSet()
         changes.add(DeleteMailbox(mb.id))
-        self._commit(changes, hook)
         changes.events += [MailboxReset(mb.id, f"mailbox {name} was deleted"), MailboxListChanged((name,))]
+        self._commit(changes, hook)
         self._publish(changes)
 
     def rename_mailbox(self, old: str, new: str, *, hook: Hook | None = None) -> None:
@@ -270,13 +276,13 @@ class Replica:
         changes = ChangeSet()
         for m, new_name in renamed:
             changes.add(UpdateMailbox(m.id, {"name": new_name}))
+        changes.events.append(MailboxListChanged((old, new)))
         self._commit(changes, hook)
         for m, _ in renamed:
             del self.by_name[m.name]
         for m, new_name in renamed:
             m.name = new_name
             self.by_name[new_name] = m
-        changes.events.append(MailboxListChanged((old, new)))
         self._publish(changes)
 
     def delimiter(self) -> str:
@@ -325,15 +331,15 @@ class Replica:
                 },
             )
         )
-        self._commit(changes)
         had_uidvalidity = mb.uidvalidity
+        if had_uidvalidity:
+            changes.events.append(MailboxReset(mb.id, reason))
+        self._commit(changes)
         mb.uidvalidity, mb.uidnext, mb.upstream_modseq, mb.synced = uidvalidity, 1, 0, False
         mb.uids, mb.records, mb.expunged, mb.private = [], {}, {}, {}
         mb.recent = UidSet()
         mb.shared_highest = modseq
-        if had_uidvalidity:
-            changes.events.append(MailboxReset(mb.id, reason))
-            self._publish(changes)
+        self._publish(changes)
 
     def set_sync_state(
         self,
@@ -385,17 +391,17 @@ class Replica:
             changes.add(AddMessages(mb.id, tuple(_row(r) for r in fresh)))
             uidnext = max(mb.uidnext, max(r.uid for r in fresh) + 1)
             changes.add(UpdateMailbox(mb.id, {"modseq": modseq, "uidnext": uidnext}))
+        uids = tuple(sorted(r.uid for r in fresh))
+        if uids:
+            changes.events.append(MessagesAdded(mb.id, uids))
         self._commit(changes, hook)
         for r in fresh:
             mb.add(r)
         if fresh:
             mb.shared_highest = modseq
-        uids = tuple(sorted(r.uid for r in fresh))
         if uids and (mb.synced if recent is None else recent):
             mb.recent.update(uids)
-        if uids:
-            changes.events.append(MessagesAdded(mb.id, uids))
-            self._publish(changes)
+        self._publish(changes)
         return uids
 
     def set_shared_flags(
@@ -421,15 +427,16 @@ class Replica:
                 by_flags.setdefault(new, []).append(rec.uid)
             changeset.add(SetSharedFlags(mb.id, {f: tuple(u) for f, u in by_flags.items()}, modseq))
             changeset.add(UpdateMailbox(mb.id, {"modseq": modseq}))
+        uids = tuple(sorted(rec.uid for rec, _ in changed))
+        if uids:
+            changeset.events.append(FlagsChanged(mb.id, uids, modseq, None))
         self._commit(changeset, hook)
         for rec, new in changed:
             rec.flags = new
             rec.modseq = modseq
-        uids = tuple(sorted(rec.uid for rec, _ in changed))
         if uids:
             mb.shared_highest = modseq
-            changeset.events.append(FlagsChanged(mb.id, uids, modseq, None))
-            self._publish(changeset)
+        self._publish(changeset)
         return uids
 
     def expunge(self, mb: MailboxIndex, uids: Iterable[int], *, hook: Hook | None = None) -> tuple[int, ...]:
@@ -456,12 +463,13 @@ class Replica:
             # Not while the store is unwritable: the healer replays hooks, and a
             # missing departure only makes the loser's text generic.
             hook = self.gone_at_hoster(mb, ordered)
+        if gone:
+            changes.events.append(MessagesExpunged(mb.id, tuple(gone), modseq, records, private))
         self._commit(changes, hook)
         if gone:
             mb.shared_highest = modseq
             self._trim_expunged(mb)
-            changes.events.append(MessagesExpunged(mb.id, tuple(gone), modseq, records, private))
-            self._publish(changes)
+        self._publish(changes)
         return tuple(gone)
 
     def _trim_expunged(self, mb: MailboxIndex) -> None:
@@ -547,16 +555,17 @@ class Replica:
             changes.add(self._private_sets(mb, user_id, state, names))
             changes.add(SetPrivateModseqs(mb.id, user_id, tuple(touched), modseq))
             changes.add(UpdateMailbox(mb.id, {"modseq": modseq}))
+        uids = tuple(sorted(touched))
+        if uids:
+            changes.events.append(FlagsChanged(mb.id, uids, modseq, user_id))
         self._commit(changes, hook)
         for u in touched:
             state.modseqs[u] = modseq
-        uids = tuple(sorted(touched))
         if uids:
             state.highest = modseq
             if len(state.modseqs) > MAX_PRIVATE_MODSEQS:
                 self._compact_private_modseqs(mb, user_id, state)
-            changes.events.append(FlagsChanged(mb.id, uids, modseq, user_id))
-            self._publish(changes)
+        self._publish(changes)
         return uids
 
     def _compact_private_modseqs(self, mb: MailboxIndex, user_id: int, state: PrivateState) -> None:
@@ -656,11 +665,11 @@ class Replica:
         changes = ChangeSet()
         changes.add(RestampMessages(mb.id, modseq))
         changes.add(UpdateMailbox(mb.id, {"modseq": modseq}))
+        changes.events += [ModeChanged(mb.id), FlagsChanged(mb.id, tuple(mb.uids), modseq, None)]
         self._commit(changes)
         for rec in mb.records.values():
             rec.modseq = modseq
         mb.shared_highest = modseq
-        changes.events += [ModeChanged(mb.id), FlagsChanged(mb.id, tuple(mb.uids), modseq, None)]
         self._publish(changes)
 
     # -- UIDVALIDITY change -----------------------------------------------------------------
@@ -718,7 +727,10 @@ class Replica:
         for mb in here:
             items.append(self._replace(mb))
             items.append(self._record_mode(mb))
-        self.repository.write_through(items, hooks)
+        # The other nodes learn that these folders were rewritten (a ``ReplaceMailbox``
+        # they cannot replay: they reload), in the heal's own transaction.
+        record = self.bus.recorder(ChangeSet(RowChanges(items)))
+        self.repository.write_through(items, [*hooks, record] if record is not None else hooks)
         return [mb.name for mb in here]
 
     def _replace(self, mb: MailboxIndex) -> ReplaceMailbox:

@@ -59,9 +59,11 @@ class StoreRepository:
         self.engine = engine
         self.health = health or StoreHealth()
 
-    def commit(self, changes: RowChanges, hook: Hook | None = None) -> bool:
-        """Write ``changes`` and run ``hook`` in one transaction.  True: committed;
-        False: the store is unwritable, the debt is recorded in ``health``."""
+    def commit(self, changes: RowChanges, hook: Hook | None = None, *, last: Hook | None = None) -> bool:
+        """Write ``changes`` and run ``hook``, then ``last``, in one transaction.  True:
+        committed; False: the store is unwritable, the debt is recorded in ``health``
+        (``changes`` and ``hook``; never ``last``, which tells others of this commit
+        -- the change bus's log row -- and is for a commit that happens now)."""
         if not changes and hook is None:
             return True
         if not self.health.writable:
@@ -72,6 +74,8 @@ class StoreRepository:
                 self.apply(conn, changes.items)
                 if hook is not None:
                     hook(conn)
+                if last is not None:
+                    last(conn)
         except Exception as exc:
             if not is_storage_failure(exc):
                 raise
