@@ -7,31 +7,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Connection, Engine, select
 
-from imapgate.replica.coordination import SharedMailboxIdAllocator, SharedModseqAllocator
-from imapgate.replica.events import EventHub, MailboxReset, ReplicaEvent
-from imapgate.replica.logbus import LogChangeBus
-from imapgate.replica.mailbox import MailboxIndex, MessageRecord
-from imapgate.replica.remote import apply_remote
-from imapgate.replica.replica import Replica
+from imapgate.replica.events import MailboxReset
+from imapgate.replica.mailbox import MailboxIndex
 from imapgate.store.schema import change_log
 from imapgate.team.users import UserDirectory
-
-
-def node(engine: Engine, name: str) -> tuple[Replica, LogChangeBus, list[ReplicaEvent]]:
-    bus = LogChangeBus(engine, name)
-    hub = EventHub()
-    events: list[ReplicaEvent] = []
-    hub.subscribe(None, events.append)
-    replica = Replica(
-        engine,
-        hub,
-        bus=bus,
-        modseqs=SharedModseqAllocator(engine),
-        mailbox_ids=SharedMailboxIdAllocator(engine),
-    )
-    replica.load()
-    bus.subscribe_remote(lambda cs: apply_remote(replica, cs))
-    return replica, bus, events
+from tests.support.replica_nodes import node, rec
 
 
 def picture(mb: MailboxIndex) -> object:
@@ -44,10 +24,6 @@ def picture(mb: MailboxIndex) -> object:
         mb.expunged,
         mb.modseq,
     )
-
-
-def rec(uid: int, *flags: str) -> MessageRecord:
-    return MessageRecord(uid, tuple(flags), 0, 1.7e9 + uid, 0, 100 + uid, f"<{uid}@x>")
 
 
 def test_two_replicas_on_one_store_agree(store_engine: Engine) -> None:

@@ -86,8 +86,9 @@ def test_change_sets_wait_while_the_database_is_unreachable(
     engines: tuple[Engine, Engine], postgres_db: PostgresDatabase
 ) -> None:
     """A change set published outside a replica commit (whose own transaction carries its
-    row) while PostgreSQL is away: the change set waits, later ones queue behind it, and the next ``flush`` once
-    the database is back writes them in order -- the other node receives every one, once."""
+    row) while PostgreSQL is away: the change set waits, later ones queue behind it, and the
+    next ``flush`` once the database is back writes them in order -- the other node receives
+    every one, once."""
     a, b = LogChangeBus(engines[0], "a"), LogChangeBus(engines[1], "b")
     got: list[int] = []
     b.subscribe_remote(lambda cs: got.append(cs.events[0].uids[0]))  # type: ignore[union-attr]

@@ -14,6 +14,7 @@ from ..replica.events import (
     MessagesAdded,
     MessagesExpunged,
     ModeChanged,
+    NoteAdded,
     ReplicaEvent,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "MessagesAdded",
     "MessagesExpunged",
     "ModeChanged",
+    "NoteAdded",
     "ReplicaEvent",
 ]

@@ -235,7 +235,7 @@ class Service(MailService):
                 self._set_read_mode(actor, op)
                 return None
             case ops.AddNote():
-                return add_note(self.journal, actor, op)
+                return add_note(self.journal, self.replica.bus, actor, op)
             case ops.SetAcl():
                 return self._set_acl(actor, op)
             case ops.DeleteAcl():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .mailbox import MessageRecord
 
@@ -76,8 +77,26 @@ class MailboxListChanged:
     names: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class NoteAdded:
+    """A team member kept an internal note on a message (team/notes.py), for the
+    dashboards of every node (mail clients never see notes).  ``note`` is the note as
+    plain values (``Note.to_json`` plus ``ts`` and ``message_id``): it travels between
+    nodes in the change log."""
+
+    mailbox_id: int
+    uid: int
+    note: dict[str, Any]
+
+
 ReplicaEvent = (
-    FlagsChanged | MessagesAdded | MessagesExpunged | MailboxReset | MailboxListChanged | ModeChanged
+    FlagsChanged
+    | MessagesAdded
+    | MessagesExpunged
+    | MailboxReset
+    | MailboxListChanged
+    | ModeChanged
+    | NoteAdded
 )
 Subscriber = Callable[[ReplicaEvent], None]
 

@@ -48,6 +48,7 @@ _TYPES: dict[str, type] = {
         ev.MailboxReset,
         ev.ModeChanged,
         ev.MailboxListChanged,
+        ev.NoteAdded,
         MessageRecord,
     )
 }

@@ -12,9 +12,9 @@ its message when it is moved), and by folder and UID for a message without a Mes
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, insert, select
 
@@ -44,6 +44,17 @@ class Note:
     uid: int
     message_id: str | None
     text: str
+
+    def to_wire(self) -> dict[str, Any]:
+        """Everything of the note as plain values (``from_wire`` reads it back)."""
+        return {**self.to_json(), "ts": self.ts, "mailbox": self.mailbox, "message_id": self.message_id}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Note:
+        return cls(
+            int(data["id"]), float(data["ts"]), str(data["user"]), str(data["mailbox"]), int(data["uid"]),
+            data.get("message_id"), str(data["text"]),
+        )  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -81,10 +92,12 @@ class NoteBook:
         message_id: str | None,
         text: str,
         also: Hook | None = None,
+        announce: Callable[[Connection, Note], None] | None = None,
         ts: float | None = None,
     ) -> Note:
         """Keep a note (``text`` as ``clean_text`` leaves it), with ``also`` (the journal
-        entry) in the same transaction."""
+        entry) and then ``announce`` (telling the other nodes of it) in the same
+        transaction."""
         kept = clean_text(text)
         at = time.time() if ts is None else ts
         with self.engine.begin() as conn:
@@ -95,9 +108,12 @@ class NoteBook:
             )
             key = result.inserted_primary_key
             assert key is not None
+            note = Note(int(key[0]), at, user, mailbox, uid, message_id, kept)
             if also is not None:
                 also(conn)
-        return Note(int(key[0]), at, user, mailbox, uid, message_id, kept)
+            if announce is not None:
+                announce(conn, note)
+        return note
 
     def for_message(self, message_id: str | None, mailbox: str, uid: int) -> list[Note]:
         """The notes on one message, oldest first: by Message-ID where it has one (across

@@ -653,8 +653,7 @@ class Dashboard:
             if exc.code == "CANNOT":
                 raise BadRequest(exc.text) from None
             raise Unavailable(exc.text) from None
-        self.live.note_added(note)
-        return note
+        return note  # the Live pages hear of it from the event hub (NoteAdded), on every node
 
     def may_claim(self, actor: Actor, folder: str) -> bool:
         return WRITE in self._rights(actor, folder)
@@ -1021,6 +1020,8 @@ class LiveFeed:
             self._publish(Change(0, now, "reset", name, text="Folder rebuilt at the hoster"))
         elif isinstance(event, ev.ModeChanged):
             self._publish(Change(0, now, "mode", name, text="Read-state mode changed"))
+        elif isinstance(event, ev.NoteAdded):
+            self.note_added(Note.from_wire(event.note))
 
     async def _with_envelopes(self, change: Change, mb: Any) -> None:
         """New mail: look up sender and subject of the first few messages (once
