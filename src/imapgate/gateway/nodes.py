@@ -134,15 +134,17 @@ class SharedStore:
                         log.info("sync leader for %s: this node (%s)", account, self.name)
                         sync.start_watcher()
                 elif not await asyncio.to_thread(self.leader.held):
-                    # Another node may take over now; this one goes on watching until it can
-                    # take the lock again (both watching is redundant, not inconsistent: the
-                    # folder locks serialise the syncs).  Stepping down: not yet.
-                    log.error("sync leadership for %s lost with the database connection", account)
+                    # The lock went with its database connection: another node may lead
+                    # now, so this one steps down -- one watcher per account, one upstream
+                    # connection of the budget -- and tries the lock again like any follower
+                    # (taking it back starts the watcher with a check of every folder).
+                    log.error(
+                        "sync leadership for %s lost with the database connection: this node "
+                        "stops watching the mail server and tries to lead again",
+                        account,
+                    )
                     self.leading = False
-                    while not await asyncio.to_thread(self.leader.try_acquire):
-                        await asyncio.sleep(LEADER_RETRY)
-                    self.leading = True
-                    log.info("sync leader for %s again: this node", account)
+                    await sync.stop_watcher()
             except Exception as exc:  # a database error: try again at the next round
                 log.warning("sync leadership check failed: %s", exc.__class__.__name__)
             await asyncio.sleep(LEADER_RETRY)

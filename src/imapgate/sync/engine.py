@@ -102,6 +102,11 @@ class SyncEngine:
         of every folder."""
         self.watcher.start(catch_up=True)
 
+    async def stop_watcher(self) -> None:
+        """Stop watching the hoster (this node is no longer the sync leader); the periodic
+        check and the syncs this node's own writes ask for go on."""
+        await self.watcher.halt()
+
     async def stop(self) -> None:
         self.scheduler.stopping.set()
         await self.watcher.stop()

@@ -50,6 +50,9 @@ class ChangeWatcher:
         #: Ends the watcher's IDLE: on stop, or (IDLE fallback) when another
         #: folder became the busiest and should be watched instead.
         self.idle_wake = asyncio.Event()
+        #: Set by ``halt``: this watcher ends while the gateway goes on (a node that is no
+        #: longer the sync leader).
+        self._halted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._catch_up = False
         pool.add_unsolicited_listener(self.on_unsolicited)
@@ -65,7 +68,19 @@ class ChangeWatcher:
         if self._hoster_down not in self.pool.on_down:
             self.pool.on_down.append(self._hoster_down)
         self._catch_up = catch_up
+        self._halted.clear()
         self._task = asyncio.create_task(self._watch_loop(), name="sync-watcher")
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def halt(self) -> None:
+        """Stop watching, the gateway going on (``start`` watches again): ends the IDLE
+        with DONE and logs the connection out, as ``stop`` does."""
+        self._halted.set()
+        await self.stop()
+        self._task = None
 
     async def stop(self) -> None:
         """Caller has set ``scheduler.stopping``."""
@@ -97,7 +112,7 @@ class ChangeWatcher:
 
     # -- the watch loop ----------------------------------------------------------------------
     async def _watch_loop(self) -> None:
-        stop = self.scheduler.stopping
+        stop = _Either(self.scheduler.stopping, self._halted)
         delay = 1.0
         watched_before = self._catch_up
         while not stop.is_set():
@@ -157,7 +172,8 @@ class ChangeWatcher:
         the pool has a working connection again when the hoster was down (changes
         made meanwhile must reach IDLE clients within a second of its return)."""
         stop = asyncio.ensure_future(self.scheduler.stopping.wait())
-        waits: set[asyncio.Future[Any]] = {stop}
+        halted = asyncio.ensure_future(self._halted.wait())
+        waits: set[asyncio.Future[Any]] = {stop, halted}
         if self.pool.down:
             waits.add(asyncio.ensure_future(self.pool.wait_up(delay)))
         try:
@@ -204,3 +220,13 @@ class ChangeWatcher:
             res = await conn.select("INBOX")
         if not res.ok:
             raise UpstreamError(res)
+
+
+class _Either:
+    """Set when either event is (the watcher's loop ends at a shutdown or a halt)."""
+
+    def __init__(self, a: asyncio.Event, b: asyncio.Event) -> None:
+        self._a, self._b = a, b
+
+    def is_set(self) -> bool:
+        return self._a.is_set() or self._b.is_set()
