@@ -116,3 +116,41 @@ async def test_local_waiters_take_the_lock_over_and_it_goes_back(nodes: list[Eng
         await asyncio.sleep(0.02)
     other.release()
     assert not lock.locked()
+
+
+async def test_a_release_on_one_node_wakes_the_waiter_on_the_other_at_once(
+    nodes: list[Engine], postgres_db: PostgresDatabase
+) -> None:
+    """The release's NOTIFY reaches the other node's bus listener, which nudges its waiting
+    try: the folder changes hands in milliseconds, not at the waiter's next poll (which after
+    a long hold is RETRY_MAX away)."""
+    from imapgate.replica.logbus import LogChangeBus
+    from imapgate.sync.buslisten import BusListener
+    from imapgate.sync.locks import RETRY_MAX
+
+    managers = [AdvisoryLockManager(e) for e in nodes]
+    listener = BusListener(LogChangeBus(nodes[1], "b"), postgres_db.url)
+    listener.on_unlocked = managers[1].unlocked
+    await listener.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while not listener.connected:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        gaps: list[float] = []
+        for _ in range(3):
+            held = managers[0].mailbox("INBOX")
+            await held.acquire()
+            waiter = asyncio.create_task(managers[1].mailbox("INBOX").acquire())
+            await asyncio.sleep(3 * RETRY_MAX)  # the waiter's pause has grown to RETRY_MAX
+            assert not waiter.done()
+            released = asyncio.get_running_loop().time()
+            await held.release()
+            await asyncio.wait_for(waiter, 5)
+            gaps.append(asyncio.get_running_loop().time() - released)
+            await managers[1].mailbox("INBOX").release()
+        assert managers[1].mailbox("INBOX").nudges >= 3
+        gaps.sort()
+        assert gaps[1] < RETRY_MAX / 2, gaps  # the median hand-over: well below a poll
+    finally:
+        await listener.stop()

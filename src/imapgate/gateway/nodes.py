@@ -76,6 +76,8 @@ class SharedStore:
             self.listener = BusListener(self.bus, url)
             # A folder's lock taken: first apply what other nodes did to it.
             self.locks = AdvisoryLockManager(engine, on_acquired=self.listener.poll)
+            # A folder lock released on any node wakes this node's waiter for it at once.
+            self.listener.on_unlocked = self.locks.unlocked
 
     @classmethod
     def for_engine(cls, engine: Engine, url: str) -> SharedStore:

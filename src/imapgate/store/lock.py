@@ -36,6 +36,9 @@ from sqlalchemy import exc as sa_exc
 from ..errors import OperatorError
 
 LOCK_NAME = "imapgate.lock"
+#: NOTIFY channel of released advisory locks that others may wait for (payload: the key):
+#: a waiter on another node tries again at once instead of at its next poll.
+UNLOCK_CHANNEL = "imapgate_unlocked"
 
 
 def holder(data_dir: Path) -> str | None:
@@ -129,11 +132,15 @@ class AdvisoryLock:
     driver polls it, so a wait can be cancelled and never holds a thread.
     ``held()`` asks the server whether the lock's connection still lives (a
     leader must step down when it lost it).  Blocking calls: run them in a
-    worker thread from the loop."""
+    worker thread from the loop.
 
-    def __init__(self, engine: Engine, key: int) -> None:
+    ``announce``: the release also sends ``NOTIFY imapgate_unlocked, '<key>'`` in the
+    same statement (for locks other nodes queue for: the mailbox locks)."""
+
+    def __init__(self, engine: Engine, key: int, *, announce: bool = False) -> None:
         self.engine = engine
         self.key = key
+        self.announce = announce
         self._conn: Connection | None = None
 
     @property
@@ -173,7 +180,13 @@ class AdvisoryLock:
             return
         conn, self._conn = self._conn, None
         try:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            if self.announce:
+                conn.execute(
+                    text("SELECT pg_advisory_unlock(:k), pg_notify(:ch, :key)"),
+                    {"k": self.key, "ch": UNLOCK_CHANNEL, "key": str(self.key)},
+                )
+            else:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
             conn.commit()
         except sa_exc.DBAPIError:
             self._conn = conn

@@ -9,6 +9,11 @@ notification, and at once after the LISTEN connection came back: a
 notification lost with a connection is never a change lost, because the log,
 not the notification, is what is read.
 
+The same connection listens on ``imapgate_unlocked`` (``store/lock.py``): a
+folder lock released on some node; ``on_unlocked`` (the lock manager's) gets the
+key on the loop, and a task of this node waiting for that lock tries again at
+once instead of at its next poll.
+
 While the LISTEN connection is down (``connected`` False) the node goes on
 serving what it has and polls; a poll that fails is logged once per outage.
 """
@@ -19,11 +24,13 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 
 import psycopg
 from sqlalchemy import exc as sa_exc
 
 from ..replica.logbus import CHANNEL, LogChangeBus
+from ..store.lock import UNLOCK_CHANNEL
 
 log = logging.getLogger("imapgate.bus")
 
@@ -55,6 +62,8 @@ class BusListener:
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        #: Called on the loop with the key of an advisory lock released on some node.
+        self.on_unlocked: Callable[[int], None] | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -78,19 +87,34 @@ class BusListener:
             with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
                 self._loop.call_soon_threadsafe(self._wake.set)
 
+    def _unlocked(self, payload: str) -> None:
+        fn = self.on_unlocked
+        if fn is None or self._loop is None:
+            return
+        try:
+            key = int(payload)
+        except ValueError:
+            return  # not ours
+        with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
+            self._loop.call_soon_threadsafe(fn, key)
+
     def _listen(self) -> None:
         pause = 0.1
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {UNLOCK_CHANNEL}")
                     if not self.connected:
                         log.info("change bus: listening for other nodes' changes")
                     self.connected, pause = True, 0.1
                     self.connections += 1
                     self._wake_loop()  # catch up on whatever happened while not listening
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=LISTEN_SLICE):
+                        for note in conn.notifies(timeout=LISTEN_SLICE):
+                            if note.channel == UNLOCK_CHANNEL:
+                                self._unlocked(note.payload)
+                                continue
                             self.notifications += 1
                             self._wake_loop()
             except psycopg.Error as exc:

@@ -18,9 +18,11 @@ from sqlalchemy import Engine
 from ..store.lock import AdvisoryLock, advisory_key
 
 #: First and longest pause between two tries of a taken advisory lock (seconds): a
-#: short write holds it for milliseconds; a sync for longer, so the pause doubles.
+#: short write holds it for milliseconds; a sync for longer, so the pause doubles.  The
+#: holder's release wakes the waiters of every node at once (NOTIFY, ``nudge``), so the
+#: longest pause is only the safety net for a notification lost with its connection.
 RETRY_FIRST = 0.002
-RETRY_MAX = 0.05
+RETRY_MAX = 0.2
 #: Local tasks in a row that take a folder's advisory lock over from the previous local holder
 #: without it going back to the database in between; then it is given back (the other nodes'
 #: turn).  A hand-over saves the release, the next try and the catch-up: 5 to 8 round trips.
@@ -63,6 +65,16 @@ class NodeMailboxLock:
         self._kept = False
         self._streak = 0
         self._giving: asyncio.Future[None] | None = None
+        #: Set when the advisory lock was released somewhere (``nudge``): try again now.
+        self._released = asyncio.Event()
+        #: Tries that a release's notification started (for tests and the curious).
+        self.nudges = 0
+
+    def nudge(self) -> None:
+        """The advisory lock was released on some node: a waiting try goes at once."""
+        if not self._released.is_set():
+            self._released.set()
+            self.nudges += 1
 
     def locked(self) -> bool:
         return self.local.locked()
@@ -84,8 +96,12 @@ class NodeMailboxLock:
             delay = RETRY_FIRST
             # Polled, never a blocking pg_advisory_lock: a cancelled wait leaves no
             # thread stuck in the database.
-            while not await self._try():
-                await asyncio.sleep(delay)
+            while True:
+                self._released.clear()  # before the try: a release during it is not missed
+                if await self._try():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), delay)
                 delay = min(delay * 2, RETRY_MAX)
         except BaseException:
             self.local.release()
@@ -154,13 +170,21 @@ class AdvisoryLockManager:
         #: Called on the loop right after a lock was taken (the change bus's catch-up).
         self.on_acquired = on_acquired
         self._locks: dict[str, NodeMailboxLock] = {}
+        self._by_key: dict[int, NodeMailboxLock] = {}
 
     def lock(self, name: str) -> NodeMailboxLock:
         lock = self._locks.get(name)
         if lock is None:
-            advisory = AdvisoryLock(self.engine, advisory_key("mailbox", name))
+            advisory = AdvisoryLock(self.engine, advisory_key("mailbox", name), announce=True)
             lock = self._locks[name] = NodeMailboxLock(asyncio.Lock(), advisory, self._acquired)
+            self._by_key[advisory.key] = lock
         return lock
+
+    def unlocked(self, key: int) -> None:
+        """An advisory lock was released on some node (the bus listener's ``on_unlocked``)."""
+        lock = self._by_key.get(key)
+        if lock is not None:
+            lock.nudge()
 
     def mailbox(self, name: str) -> NodeMailboxLock:
         return self.lock(name)
