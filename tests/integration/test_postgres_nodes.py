@@ -10,14 +10,20 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from imapgate.demo import DovecotServer
+from imapgate.demo import DovecotServer, SampleMessage
+from imapgate.gateway.admin import AdminService
+from imapgate.gateway.mailservice import MailService
+from imapgate.store.engine import LOCAL_FILE
+from tests.conftest import SHARED_PASSWORD, SHARED_USER
 from tests.support.cli import node_configs, run, serving
 from tests.support.gateway import GatewayHarness
 from tests.support.imap import RawClient, dovecot_login
 from tests.support.postgres import PostgresDatabase
+from tests.support.search_corpus import RawSearch, crafted, generated, key_criteria
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -139,3 +145,107 @@ def test_leader_killed_another_node_takes_over(
             print(f"failover: {took:.1f} s to take over, {pushed:.2f} s from the APPEND to the push")
             follower.done()
             follower.close()
+
+
+class _UpstreamSearches:
+    """Counts the searches the gateways of this process send to the hoster."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        original = MailService._search_upstream
+
+        async def counted(service: MailService, *args: Any, **kwargs: Any) -> set[int]:
+            self.calls += 1
+            return await original(service, *args, **kwargs)
+
+        monkeypatch.setattr(MailService, "_search_upstream", counted)
+
+
+#: (key, string) pairs of at least 3 characters (shorter ones always go to the hoster).
+SEARCHES = [
+    (field, value)
+    for field in ("SUBJECT", "BODY", "TEXT", "FROM")
+    for value in ("rechnung", "Grüße", "angebot", "example.com", "meeting", "Lieferung", "Käse")
+]
+
+
+def _table_rows(db: PostgresDatabase, table: str) -> int:
+    with db.connect() as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return int(row[0])
+
+
+def test_each_node_searches_and_caches_in_its_own_data_dir(
+    fresh_dovecot: Callable[..., DovecotServer],
+    postgres_db: PostgresDatabase,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16: the content cache and the search index are per node, in each node's data_dir.
+    On both nodes SUBJECT/BODY/TEXT/FROM give Dovecot's hits from the node's own index (the
+    hoster is not asked); mail appended through node A becomes searchable on node B (B's
+    indexer heard of it through the change bus); the shared database holds no content and no
+    index rows."""
+    corpus = crafted() + generated(60, seed=16)
+    dc = fresh_dovecot(folders={"INBOX": [SampleMessage(raw) for raw in corpus]})
+    with node(dc, postgres_db, tmp_path / "a", users=TEAM) as a, node(dc, postgres_db, tmp_path / "b") as b:
+        for gw in (a, b):
+            index = gw.gw.index
+            assert index is not None
+            gw.wait_for(index.complete, timeout=120, what="the node's index to cover every folder")
+            assert gw.gw.local_engine is not None
+            assert str(gw.gw.local_engine.url).endswith(str(gw.config.store.data_dir / LOCAL_FILE))
+        searches = _UpstreamSearches(monkeypatch)
+        direct = RawSearch(dc.host, dc.port, SHARED_USER, SHARED_PASSWORD)
+        on = {n: RawSearch("127.0.0.1", gw.port, "alice", TEAM["alice"]) for n, gw in (("a", a), ("b", b))}
+        hits = 0
+        for field, value in SEARCHES:
+            crit = key_criteria(field, value)
+            expected = direct.search(crit)
+            assert isinstance(expected, set)
+            hits += len(expected)
+            for name, c in on.items():
+                assert c.search(crit) == expected, (name, field, value)
+        assert hits > 0  # the strings do occur in the corpus
+        assert searches.calls == 0, "a search went to the hoster"
+        # What `imapgate index status` shows on each node: its own index covers INBOX.
+        for gw in (a, b):
+            status = AdminService(gw.config).index_status()
+            inbox = next(r for r in status.folders if r.name == "INBOX")
+            assert inbox.indexed == inbox.messages == len(corpus), inbox
+            assert status.sizes["docs"] >= len(corpus)
+
+        # New mail through node A: node B indexes it from the bus and answers from its index.
+        word = "zaunkoenigfeder"
+        msg = f"From: a@example.net\r\nSubject: {word} report\r\n\r\nthe {word} body\r\n".encode()
+        appender = client(a, "alice")
+        appender.send(b"P1 APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        answer = appender.read_until_tagged(b"P1")[-1]
+        assert answer.startswith(b"P1 OK"), answer
+        appender.close()
+        direct.command(b"NOOP")  # the hoster's session takes in the new message
+        uid_at_hoster = direct.search(key_criteria("BODY", word))
+        assert isinstance(uid_at_hoster, set) and len(uid_at_hoster) == 1
+        (uid,) = uid_at_hoster
+        index_b, mb_b = b.gw.index, b.gw.replica.get("INBOX")
+        assert index_b is not None and mb_b is not None
+        b.wait_for(lambda: uid in (index_b.covered(mb_b, 2) or ()), timeout=30, what="node b indexing")
+        on["b"].command(b"NOOP")  # its session is told of the new message (EXISTS)
+        for field in ("SUBJECT", "BODY", "TEXT"):
+            assert on["b"].search(key_criteria(field, word)) == {uid}, field
+        assert searches.calls == 0
+        for c in (*on.values(), direct):
+            c.close()
+
+        # Content fetched through each node is cached in that node's file only.
+        for gw in (a, b):
+            c = client(gw, "bob")
+            c.command(b"S1", b"SELECT INBOX")
+            assert c.command(b"F1", b"UID FETCH 1:5 (BODY.PEEK[] ENVELOPE)")[-1].startswith(b"F1 OK")
+            c.close()
+            assert gw.gw.content.engine is gw.gw.local_engine
+            assert gw.gw.content.stored_bytes() > 0
+        assert _table_rows(postgres_db, "content") == 0
+        assert _table_rows(postgres_db, "search_docs") == 0
+        assert _table_rows(postgres_db, "search_folders") == 0
