@@ -249,3 +249,10 @@ def test_each_node_searches_and_caches_in_its_own_data_dir(
         assert _table_rows(postgres_db, "content") == 0
         assert _table_rows(postgres_db, "search_docs") == 0
         assert _table_rows(postgres_db, "search_folders") == 0
+
+        # `imapgate index rebuild` on node B retires B's index only; A's stays whole.
+        assert AdminService(b.config).rebuild_index("INBOX") == 1
+        after = {n: AdminService(gw.config).index_status() for n, gw in (("a", a), ("b", b))}
+        inbox = {n: next(r for r in st.folders if r.name == "INBOX") for n, st in after.items()}
+        assert inbox["a"].indexed == inbox["a"].messages == len(corpus) + 1, inbox
+        assert inbox["b"].indexed < inbox["b"].messages, inbox
