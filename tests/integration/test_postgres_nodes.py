@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from imapgate.demo import DovecotServer, SampleMessage
 from imapgate.gateway.admin import AdminService
 from imapgate.gateway.mailservice import MailService
+from imapgate.index import indexer
 from imapgate.store.engine import LOCAL_FILE
 from tests.conftest import SHARED_PASSWORD, SHARED_USER
 from tests.support.cli import node_configs, run, serving
@@ -256,3 +258,64 @@ def test_each_node_searches_and_caches_in_its_own_data_dir(
         inbox = {n: next(r for r in st.folders if r.name == "INBOX") for n, st in after.items()}
         assert inbox["a"].indexed == inbox["a"].messages == len(corpus) + 1, inbox
         assert inbox["b"].indexed < inbox["b"].messages, inbox
+
+
+def test_expunge_and_folder_delete_on_one_node_clean_the_others_cache_and_index(
+    fresh_dovecot: Callable[..., DovecotServer],
+    postgres_db: PostgresDatabase,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Node B hears of node A's expunge and folder delete through the bus: the expunged message
+    leaves B's index, the deleted folder's items leave B's content cache (no foreign key
+    cascades in a node-local file) and its index generation is retired and purged."""
+    monkeypatch.setattr(indexer, "NEW_FOLDER_DELAY", 0.2)
+    monkeypatch.setattr(indexer, "RECHECK_SECONDS", 0.5)
+    dc = fresh_dovecot(folders={"INBOX": [SampleMessage(raw) for raw in generated(20, seed=3)]})
+    with node(dc, postgres_db, tmp_path / "a", users=TEAM) as a, node(dc, postgres_db, tmp_path / "b") as b:
+        on_a, on_b = client(a, "alice"), client(b, "bob")
+        assert on_a.command(b"C1", b"CREATE Temp")[-1].startswith(b"C1 OK")
+        word = "kreuzschnabel"
+        msg = f"From: a@example.net\r\nSubject: {word}\r\n\r\n{word}\r\n".encode()
+        for tag in (b"P1", b"P2"):
+            on_a.send(tag + b" APPEND Temp {%d+}\r\n" % len(msg) + msg + b"\r\n")
+            assert on_a.read_until_tagged(tag)[-1].startswith(tag + b" OK")
+        index_b = b.gw.index
+        assert index_b is not None
+        b.wait_for(index_b.complete, timeout=60, what="node b indexing Temp and INBOX")
+        temp = b.gw.replica.get("Temp")
+        assert temp is not None and temp.exists == 2
+        temp_id = temp.id
+        # Node B caches Temp's bodies in its own file.
+        assert on_b.command(b"S1", b"SELECT Temp")[-1].startswith(b"S1 OK")
+        assert on_b.command(b"F1", b"UID FETCH 1:* (BODY.PEEK[])")[-1].startswith(b"F1 OK")
+        assert _local_rows(b, "content", temp_id) > 0
+
+        # An expunge through A leaves B's index (B answers SEARCH without it).
+        assert on_a.command(b"S2", b"SELECT Temp")[-1].startswith(b"S2 OK")
+        assert on_a.command(b"E1", b"UID STORE 1 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"E1 OK")
+        assert on_a.command(b"E2", b"UID EXPUNGE 1")[-1].startswith(b"E2 OK")
+        b.wait_for(lambda: 1 not in (index_b.covered(temp, 2) or {1}), what="node b dropping uid 1")
+        lines = on_b.command(b"S3", b"UID SEARCH BODY " + word.encode())
+        assert lines[-1].startswith(b"S3 OK") and b"* SEARCH 2\r\n" in lines, lines
+
+        # A folder delete through A: B's cached items and index of the folder go.
+        assert on_b.command(b"S4", b"SELECT INBOX")[-1].startswith(b"S4 OK")
+        assert on_a.command(b"S5", b"SELECT INBOX")[-1].startswith(b"S5 OK")
+        assert on_a.command(b"D1", b"DELETE Temp")[-1].startswith(b"D1 OK")
+        b.wait_for(lambda: b.gw.replica.get("Temp") is None, what="node b hearing of the delete")
+        b.wait_for(lambda: _local_rows(b, "content", temp_id) == 0, what="node b purging Temp's content")
+        b.wait_for(lambda: _local_rows(b, "search_folders", temp_id) == 0, what="node b purging Temp's index")
+        on_a.close()
+        on_b.close()
+
+
+def _local_rows(gw: GatewayHarness, table: str, mailbox_id: int) -> int:
+    engine = gw.gw.local_engine
+    assert engine is not None
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE mailbox_id = :m"), {"m": mailbox_id}
+            ).scalar_one()
+        )

@@ -94,3 +94,24 @@ def test_start_purges_folders_gone_while_the_node_was_down(tmp_path: Path) -> No
     assert cache.purge_stale(live) == 2 * len(ITEMS)
     assert _rows(local) == {}
     local.dispose()
+
+
+def test_first_purge_has_no_bound(tmp_path: Path) -> None:
+    """At start (no client served yet) a folder deleted while the node was down goes even
+    when it was the newest one."""
+    replica = _replica(tmp_path)
+    local = open_local_engine(tmp_path / "node")
+    cache = ContentCache(local, 1 << 20)
+    newest = max(replica.by_id) + 1
+    cache.put_many(newest, 1, ITEMS)
+    cache.put_many(replica.by_name["INBOX"].id, 10, ITEMS)
+
+    async def scenario() -> None:
+        purger = CachePurger(cache, replica.hub, lambda: _live(replica))
+        purger.start()
+        await purger.wait()
+        await purger.stop()
+
+    asyncio.run(scenario())
+    assert _rows(local) == {replica.by_name["INBOX"].id: {10}}
+    local.dispose()

@@ -43,6 +43,8 @@ EVICT_SLACK = 0.1
 
 Key = tuple[int, int, int, bytes]  # mailbox_id, uidvalidity, uid, item name
 _MISSING = object()
+#: ``highest`` of a purge that leaves no mailbox id alone.
+_NO_BOUND = 1 << 62
 
 
 class ContentCache:
@@ -197,13 +199,13 @@ class ContentCache:
             self._forget(k)
         self._stored_bytes = None
 
-    def purge_stale(self, live: Mapping[int, int]) -> int:
+    def purge_stale(self, live: Mapping[int, int], highest: int | None = None) -> int:
         """Delete the stored items of folders not in ``live`` (mailbox id -> its
         UIDVALIDITY now) or of another UIDVALIDITY; how many rows went.  Runs in a
         worker thread: it touches the store only (``forget_stale`` does the memory).
-        Mailbox ids above the highest of ``live`` are left alone: a folder created
-        after the snapshot was taken."""
-        highest = max(live, default=0)
+        Mailbox ids above ``highest`` (default: the highest of ``live``) are left
+        alone: a folder created after the snapshot was taken (ids only grow)."""
+        highest = max(live, default=0) if highest is None else highest
         with self.engine.connect() as conn:
             present = conn.execute(select(content.c.mailbox_id, content.c.uidvalidity).distinct()).all()
         stale = [(mid, uv) for mid, uv in present if mid <= highest and (mid not in live or live[mid] != uv)]
@@ -219,9 +221,9 @@ class ContentCache:
             self._stored_bytes = None
         return removed
 
-    def forget_stale(self, live: Mapping[int, int]) -> None:
+    def forget_stale(self, live: Mapping[int, int], highest: int | None = None) -> None:
         """The memory side of ``purge_stale`` (in the event loop's thread)."""
-        highest = max(live, default=0)
+        highest = max(live, default=0) if highest is None else highest
         for k in [k for k in self._mem if k[0] <= highest and live.get(k[0]) != k[1]]:
             self._forget(k)
 
@@ -276,6 +278,12 @@ class CachePurger:
         self._again = False
         #: Rows deleted so far (tests, the log).
         self.purged = 0
+        #: The highest mailbox id this node has known of (its folders, the resets it was
+        #: told of): a deleted folder can be the newest one.
+        self._highest = 0
+        #: The first purge (at start, before any client is served) has no such bound: a
+        #: folder deleted while the node was down may have been the newest.
+        self._first = True
 
     def start(self) -> None:
         self.hub.subscribe(None, self._on_event)
@@ -291,6 +299,7 @@ class CachePurger:
 
     def _on_event(self, event: ReplicaEvent) -> None:
         if isinstance(event, MailboxReset):
+            self._highest = max(self._highest, event.mailbox_id)
             self.schedule()
 
     def schedule(self) -> None:
@@ -308,9 +317,12 @@ class CachePurger:
         while True:
             self._again = False
             live = dict(self.live())
-            self.cache.forget_stale(live)
+            self._highest = highest = max(self._highest, max(live, default=0))
+            if self._first:
+                self._first, highest = False, _NO_BOUND
+            self.cache.forget_stale(live, highest)
             try:
-                n = await asyncio.to_thread(self.cache.purge_stale, live)
+                n = await asyncio.to_thread(self.cache.purge_stale, live, highest)
             except Exception as exc:  # a cache: the next reset or start tries again
                 log.warning("content cache: purging deleted folders failed (%s)", exc)
                 return
