@@ -5,9 +5,6 @@ one-line ``OperatorError``."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +26,7 @@ from imapgate.store.engine import (
     read_only_local_engine,
 )
 from imapgate.store.schema import content, mailboxes
+from tests.support.readonly import read_only, writable_dir
 
 
 def test_opens_at_head_without_foreign_keys(tmp_path: Path) -> None:
@@ -77,43 +75,12 @@ def test_the_sqlite_store_keeps_its_foreign_keys(tmp_path: Path) -> None:
 
 @pytest.fixture
 def node_dir(tmp_path: Path) -> Iterator[Path]:
-    """A data_dir that ``unwritable`` can take the write permission of: as root (who writes
-    anywhere) a tmpfs of its own, remounted read-only then."""
-    where = tmp_path / "node"
-    where.mkdir()
-    if os.geteuid() != 0:
+    with writable_dir(tmp_path / "node") as where:
         yield where
-        return
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-@contextlib.contextmanager
-def unwritable(where: Path) -> Iterator[None]:
-    if os.geteuid() == 0:
-        subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
-        try:
-            yield
-        finally:
-            subprocess.run(["mount", "-o", "remount,rw", str(where)], check=True)
-        return
-    files = [p for p in where.iterdir() if p.is_file()]
-    for p in files:
-        p.chmod(0o400)
-    where.chmod(0o500)
-    try:
-        yield
-    finally:
-        where.chmod(0o700)
-        for p in files:
-            p.chmod(0o600)
 
 
 def test_unwritable_data_dir_is_one_line(node_dir: Path) -> None:
-    with unwritable(node_dir):
+    with read_only(node_dir):
         with pytest.raises(OperatorError) as err:
             open_local_engine(node_dir)
         message = str(err.value)
@@ -124,7 +91,7 @@ def test_unwritable_data_dir_is_one_line(node_dir: Path) -> None:
 
 def test_unwritable_local_file_is_refused(node_dir: Path) -> None:
     open_local_engine(node_dir).dispose()
-    with unwritable(node_dir), pytest.raises(OperatorError, match=r"node-cache\.sqlite3 is not writable"):
+    with read_only(node_dir), pytest.raises(OperatorError, match=r"node-cache\.sqlite3 is not writable"):
         open_local_engine(node_dir)
 
 
