@@ -5,21 +5,31 @@
    runs interleaved, and directly at Dovecot as the reference.  Target: PostgreSQL <= 1.2 x SQLite.
    The answer comes from the replica in memory, so this measures that nothing of the store sits
    on the read path; the start-up (initial sync of the folder into the store) is printed too.
-2. Cross-node push: a second node on the same PostgreSQL; a session on node B IDLEs, a session on
+2. SEARCH from each node's own index (issue 16: the index lives in the node's data_dir): once
+   ``imapgate index status`` says every message is indexed on both gateways, ``UID SEARCH
+   SUBJECT`` and ``BODY`` (a selective and a broad string each) through the PostgreSQL node,
+   through the SQLite gateway and directly at Dovecot (no FTS plugin), same hits asserted,
+   median of the runs, ratios printed.  Target: the PostgreSQL node <= 1.2 x SQLite.
+   ``--no-search`` turns the index off everywhere (and skips this part).
+3. Cross-node push: a second node on the same PostgreSQL; a session on node B IDLEs, a session on
    node A sets a flag; time from sending the STORE to B's untagged FETCH, p50/p99.  Target: p99
    <= 100 ms.  The reference in the same run: a session IDLE on node A itself (the same-node
-   push); their difference per change is what crossing nodes adds (aim <= 20 ms).
+   push); their difference per change is what crossing nodes adds (aim <= 20 ms).  Node B
+   indexes for itself too: the push runs after its index is complete.
 
 The PostgreSQL server is the tests' private one (tests/support/postgres.py), never the machine's.
 
-Run: ``.venv/bin/python benchmarks/store_postgres.py [--quick] [--messages N] [--runs R]``.
+Run: ``.venv/bin/python benchmarks/store_postgres.py [--quick] [--messages N] [--runs R]
+[--no-search]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +54,10 @@ from tests.support.postgres import PostgresServer
 
 FOLDER = "Bulk"
 COMMAND = "UID FETCH 1:* (UID FLAGS)"
+#: (key, selective string, broad string); BODY's selective one is a reference of the corpus.
+SEARCHES = [("SUBJECT", "#4711", "Rückfrage"), ("BODY", "Referenz: ", "übermorgen")]
+_SEARCH = re.compile(rb"\* SEARCH([ 0-9]*)\r\n")
+_INDEXED = re.compile(r"^(\d+) of (\d+) messages indexed", re.M)
 
 
 async def timed(c: Client, expect: int) -> float:
@@ -75,6 +89,74 @@ async def fetch_bench(pg: GatewayProcess, lite: GatewayProcess, dc_port: int, n:
     print(f"   direct at Dovecot: {d * 1000:.0f} ms; SQLite gateway {s / d:.2f} x direct")
     ok = g <= 1.2 * s
     verdict("UID FETCH 1:* (UID FLAGS), PostgreSQL vs SQLite", g * 1000, s * 1000, "ms", "<= 1.2 x", ok)
+    for c in clients.values():
+        await c.close()
+    return ok
+
+
+def wait_indexed(gw: GatewayProcess, messages: int, timeout: float = 3600) -> float:
+    """Seconds until ``imapgate index status`` of ``gw`` counts every message indexed (the
+    node's own file beside PostgreSQL, the store on SQLite)."""
+    t0 = time.perf_counter()
+    while True:
+        out = subprocess.run(
+            [str(gw.exe), "index", "status", "--config", str(gw.config)], capture_output=True, text=True
+        )
+        m = _INDEXED.search(out.stdout)
+        if out.returncode != 0:
+            raise RuntimeError(f"index status failed: {out.stderr.strip()}")
+        if m is not None and int(m.group(1)) >= messages:
+            return time.perf_counter() - t0
+        if time.perf_counter() - t0 > timeout:
+            raise RuntimeError(f"{gw.dir.name}: index not complete after {timeout} s: {out.stdout[-300:]}")
+        time.sleep(1.0)
+
+
+def _literal(text: str) -> bytes:
+    data = text.encode()
+    return b"{%d+}\r\n" % len(data) + data
+
+
+async def search(c: Client, key: str, value: str) -> tuple[float, set[int]]:
+    t0 = time.perf_counter()
+    body, line = await c.command(b"UID SEARCH CHARSET UTF-8 " + key.encode() + b" " + _literal(value))
+    dt = time.perf_counter() - t0
+    if line.split(b" ")[1] != b"OK":
+        raise RuntimeError(f"SEARCH failed: {line!r}")
+    m = _SEARCH.search(body)
+    return dt, {int(x) for x in m.group(1).split()} if m else set()
+
+
+async def search_bench(pg: GatewayProcess, lite: GatewayProcess, dc_port: int, runs: int) -> bool:
+    clients = {
+        "postgresql": await Client.login(pg.port, "alice", PASSWORD),
+        "sqlite": await Client.login(lite.port, "alice", PASSWORD),
+        "direct": await Client.login(dc_port, UPSTREAM_USER, UPSTREAM_PASSWORD),
+    }
+    for c in clients.values():
+        await c.ok(f"SELECT {FOLDER}")
+    ok = True
+    for key, selective, broad in SEARCHES:
+        for value in (selective, broad):
+            hits = {name: (await search(c, key, value))[1] for name, c in clients.items()}
+            if not hits["postgresql"] == hits["sqlite"] == hits["direct"]:
+                counts = {name: len(h) for name, h in hits.items()}
+                raise RuntimeError(f"{key} {value!r}: different hits {counts}")
+            times: dict[str, list[float]] = {k: [] for k in clients}
+            for _ in range(runs):
+                for name, c in clients.items():
+                    times[name].append((await search(c, key, value))[0])
+            g, s, d = (median(times[k]) for k in ("postgresql", "sqlite", "direct"))
+            met = g <= 1.2 * s or g - s < 0.002  # within 2 ms is noise at these sizes
+            ok = ok and met
+            print(
+                f"   {key} {value!r} ({len(hits['direct'])} hits): PostgreSQL node {g * 1000:.1f} ms, "
+                f"SQLite {s * 1000:.1f} ms, direct {d * 1000:.1f} ms; PostgreSQL/SQLite {g / s:.2f} x, "
+                f"direct/PostgreSQL {d / g:.1f} x"
+            )
+            verdict(
+                f"UID SEARCH {key} {value!r}, PostgreSQL vs SQLite", g * 1000, s * 1000, "ms", "<= 1.2 x", met
+            )
     for c in clients.values():
         await c.close()
     return ok
@@ -155,30 +237,50 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=None)
     ap.add_argument("--push", type=int, default=200, help="flag changes for the push latency")
+    ap.add_argument("--no-search", action="store_true", help="search index off everywhere, no SEARCH part")
     args = ap.parse_args()
     runs = args.runs or (3 if args.quick else 7)
-    header(f"store_postgres: {COMMAND} on {args.messages} messages, PostgreSQL vs SQLite; cross-node push")
+    searching = not args.no_search
+    header(
+        f"store_postgres: {COMMAND} on {args.messages} messages, PostgreSQL vs SQLite; "
+        f"{'SEARCH from the nodes own index; ' if searching else ''}cross-node push"
+    )
     tmp = make_tmp("pgstore")
     dc = pg = None
     gws: list[GatewayProcess] = []
     try:
         t0 = time.perf_counter()
-        dc = start_dovecot(tmp, {FOLDER: realistic_bulk(args.messages)})
+        mail = realistic_bulk(args.messages)
+        ref = re.search(rb"Referenz: [0-9a-f]{8}", mail[min(4710, args.messages - 1)].raw)
+        if ref is not None:  # one message's reference: the selective BODY string
+            SEARCHES[1] = ("BODY", ref.group().decode(), "übermorgen")
+        dc = start_dovecot(tmp, {FOLDER: mail})
         print(f"   Dovecot populated and indexed in {time.perf_counter() - t0:.1f} s")
         pg = PostgresServer()
         pg.start()
         url = pg.create_database("bench").url
-        lite = GatewayProcess(tmp, dc.port, ["alice", "bob"], name="sqlite")
+        # [search] "on": the index answers whatever the hoster (the bench's Dovecot is one anyway).
+        search_toml = '[search]\nindex = "on"\n' if searching else '[search]\nindex = "off"\n'
+        lite = GatewayProcess(tmp, dc.port, ["alice", "bob"], extra_toml=search_toml, name="sqlite")
         gws.append(lite)
         print(f"   SQLite gateway ready (initial sync included) in {lite.start():.1f} s")
-        extra = f'url = "{url}"\n'
+        # The [store] table comes last in the gateway's file: its url, then the [search] table.
+        extra = f'url = "{url}"\n' + search_toml
         node_a = GatewayProcess(tmp, dc.port, ["alice", "bob", "carol"], extra_toml=extra, name="pg-a")
         gws.append(node_a)
         print(f"   PostgreSQL gateway ready (initial sync included) in {node_a.start():.1f} s")
+        if searching:
+            # Indexing fetches and extracts on both: measured after it, not during it.
+            for gw in (lite, node_a):
+                print(f"   {gw.dir.name}: index complete {wait_indexed(gw, args.messages):.1f} s later")
         asyncio.run(fetch_bench(node_a, lite, dc.port, args.messages, runs))
+        if searching:
+            asyncio.run(search_bench(node_a, lite, dc.port, runs))
         node_b = GatewayProcess(tmp, dc.port, [], extra_toml=extra, name="pg-b")
         gws.append(node_b)
         print(f"   second PostgreSQL node ready in {node_b.start():.1f} s")
+        if searching:
+            print(f"   pg-b: its own index complete {wait_indexed(node_b, args.messages):.1f} s later")
         asyncio.run(push_bench(node_a, node_b, args.push))
         for gw in gws:
             errors = gw.error_lines()

@@ -135,3 +135,30 @@ def test_check_on_postgresql_shows_the_schema_version(
     assert any("postgresql://imapgate:***@127.0.0.1" in line and "(current)" in line for line in store), store
     assert lines(out.stdout, "OK", "users")[0].endswith("1 team members")
     assert "imapgate-pg-secret" not in out.stdout + out.stderr
+    # The search index: this node's own file, not created by the check (no gateway ran yet).
+    index = lines(out.stdout, "OK", "index")
+    local = tmp_path / "imapgate-data" / "node-cache.sqlite3"
+    assert any(line.endswith(f"this node's, in {local}") for line in index), out.stdout
+    assert any("0 of 0 messages indexed" in line for line in index), out.stdout
+    assert not local.exists()
+
+
+def test_check_on_postgresql_fails_for_a_data_dir_it_cannot_write(
+    hoster: DovecotServer, tmp_path: Path, postgres_db: Any
+) -> None:
+    """Each node's data_dir holds its lock, control socket, content cache and search index:
+    one it cannot write is a FAIL (and `serve` stops with one line)."""
+    from tests.support.cli import assert_one_line_error
+    from tests.support.readonly import read_only, writable_dir
+
+    with writable_dir(tmp_path / "node") as data:
+        extra = f'\n[store]\ndata_dir = "{data}"\nurl = "{postgres_db.url}"\n'
+        cfg = write_config(tmp_path, upstream_port=hoster.port, extra=extra)
+        assert run("user", "add", "alice", "--password-stdin", cfg=cfg, input="pw\n").returncode == 0
+        with read_only(data):
+            out = run("check", cfg=cfg)
+            served = run("serve", cfg=cfg)
+        assert out.returncode == 1, out.stdout
+        failed = lines(out.stdout, "FAIL", "store")
+        assert failed and f"{data} is not writable" in failed[0], out.stdout
+        assert_one_line_error(served, str(data))

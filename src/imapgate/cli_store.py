@@ -12,6 +12,12 @@ import click
 
 from .cli_common import admin_service, config_option, verbose_option
 
+#: What ``store copy`` leaves behind, and why (store/copy.py ``SKIPPED``).
+NOT_COPIED = (
+    "the content cache and the search index (node-local: each node keeps its own in its "
+    "[store] data_dir and fills it again from the hoster), the change log between nodes"
+)
+
 
 @click.group()
 def store() -> None:
@@ -47,6 +53,7 @@ def store_copy(ctx: click.Context, target: str, config_file: Path | None) -> Non
         shown[table] = done
 
     summary = admin_service(ctx, config_file).store_copy(target, progress)
+    click.echo(f"  not copied: {NOT_COPIED}")
     click.echo(
         f"copied {summary.rows} rows of {summary.tables} tables; point [store] url at the new database"
     )

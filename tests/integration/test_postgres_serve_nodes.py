@@ -6,7 +6,9 @@ the session's server)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +35,8 @@ class Cluster:
     pg: PostgresServer
     ports: tuple[int, int]
     logs: list[Path]
+    #: The nodes' config files (each node's data_dir beside its own).
+    cfgs: list[Path] = field(default_factory=list)
 
     def client(self, node: int, user: str, folder: bytes = b"INBOX") -> RawClient:
         c = RawClient("127.0.0.1", self.ports[node])
@@ -58,7 +62,7 @@ def cluster(
             assert added.returncode == 0, added.stderr
         logs = [tmp / "a.log", tmp / "b.log"]
         with serving(cfgs[0], logs[0], port=ports[0]), serving(cfgs[1], logs[1], port=ports[1]):
-            yield Cluster(dc, db, postgres_server, ports, logs)
+            yield Cluster(dc, db, postgres_server, ports, logs, cfgs)
             for log in logs:
                 assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-4000:]
     finally:
@@ -150,6 +154,40 @@ def test_claim_reaches_idle_on_the_other_node(cluster: Cluster) -> None:
     finally:
         alice.close()
         carol.close()
+
+
+def test_each_node_has_its_own_index_and_content_cache(cluster: Cluster) -> None:
+    """``imapgate index status`` and ``check`` on each node read that node's local file in its
+    data_dir; bodies fetched through either node are cached there, never in PostgreSQL."""
+    for node, cfg in enumerate(cluster.cfgs):
+        local = cfg.parent / "imapgate-data" / "node-cache.sqlite3"
+        assert local.exists(), local
+        deadline = time.monotonic() + 120
+        while True:
+            status = run("index", "status", cfg=cfg)
+            assert status.returncode == 0, status.stderr
+            total = re.search(r"^(\d+) of (\d+) messages indexed", status.stdout, re.M)
+            assert total is not None, status.stdout
+            if total.group(1) == total.group(2) != "0":
+                break
+            assert time.monotonic() < deadline, status.stdout
+            time.sleep(0.5)
+        check = run("check", cfg=cfg)
+        assert f"this node's, in {local}" in check.stdout, check.stdout
+        assert f"{total.group(1)} of {total.group(2)} messages indexed (100%)" in check.stdout, check.stdout
+        c = cluster.client(node, "bob")
+        try:
+            assert c.command(b"F1", b"UID FETCH 1:3 (BODY.PEEK[])")[-1].startswith(b"F1 OK")
+        finally:
+            c.close()
+    with cluster.db.connect() as conn:
+        for table in ("content", "search_docs"):
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # type: ignore[arg-type]
+            assert row is not None and row[0] == 0, table
+    for cfg in cluster.cfgs:
+        local = cfg.parent / "imapgate-data" / "node-cache.sqlite3"
+        with contextlib.closing(sqlite3.connect(f"file:{local}?mode=ro", uri=True)) as db:
+            assert db.execute("SELECT count(*) FROM content").fetchone()[0] > 0, local
 
 
 @dataclass

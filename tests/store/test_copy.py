@@ -11,10 +11,13 @@ from sqlalchemy import func, select
 
 from imapgate.errors import OperatorError
 from imapgate.gateway.admin_store import copy_to, with_password
+from imapgate.index.store import LEVEL1_COLUMNS, Doc, SqliteIndexStore
+from imapgate.replica.content import ContentCache
 from imapgate.replica.mailbox import MessageRecord
 from imapgate.replica.replica import Replica
 from imapgate.store.copy import copied_tables
 from imapgate.store.engine import open_engine
+from imapgate.store.schema import content, search_docs, search_folders
 from imapgate.team.acl import rights
 from imapgate.team.acl_store import AclStore
 from imapgate.team.journal import Journal, JournalEntry
@@ -47,6 +50,12 @@ def filled_sqlite(tmp_path: Path, messages: int = 12_000) -> Replica:
 
 def test_sqlite_to_postgresql_whole(tmp_path: Path, postgres_db: PostgresDatabase) -> None:
     source = filled_sqlite(tmp_path)
+    # Node-local data (content cache, search index) stays behind: each node fills its own.
+    mb = source.get("INBOX")
+    assert mb is not None
+    ContentCache(source.engine, 1 << 20).put_many(mb.id, 42, {(1, b"BODY[]"): b"hello"})
+    index = SqliteIndexStore(source.engine)
+    index.write(index.current(mb.id, 42).gen, [Doc(1, 1, True, 5, {c: "x" for c in LEVEL1_COLUMNS})], 5, 0.0)
     seen: list[tuple[str, int, int]] = []
     summary = copy_to(source.engine, postgres_db.url, lambda t, d, n: seen.append((t, d, n)))
     assert summary.counts["messages"] == 12_000 and summary.counts["users"] == 2
@@ -57,6 +66,9 @@ def test_sqlite_to_postgresql_whole(tmp_path: Path, postgres_db: PostgresDatabas
             for table in copied_tables():
                 n = select(func.count()).select_from(table)
                 assert a.execute(n).scalar() == b.execute(n).scalar(), table.name
+        with target.connect() as b:
+            for table in (content, search_folders, search_docs):
+                assert b.execute(select(func.count()).select_from(table)).scalar() == 0, table.name
         users = UserDirectory(target)
         assert users.verify("alice", "alice-pw") is not None  # the argon2 hash came along
         carol = users.add("carol", "carol-pw")  # the id sequence was moved past the copied ids
@@ -106,5 +118,6 @@ def test_cli_copy_with_progress_and_refusal(
     assert done.returncode == 0, done.stderr
     assert "messages: 50000 of 60000 rows" in done.stdout and "messages: 60000 of 60000 rows" in done.stdout
     assert "copied" in done.stdout.splitlines()[-1]
+    assert "not copied: the content cache and the search index (node-local" in done.stdout
     line = assert_one_line_error(again, "refused: the target already holds rows")
     assert "imapgate-pg-secret" not in line and "imapgate-pg-secret" not in again.stdout

@@ -27,7 +27,8 @@ open too: SQLite WAL, one writer at a time, as before).  Read-only verbs
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -35,7 +36,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from ..config import Config
 from ..errors import OperatorError
-from ..store.engine import open_engine, safe_url
+from ..store.engine import local_path, open_engine, open_local_engine, read_only_local_engine, safe_url
 from ..store.schema import mailboxes, messages
 from ..team.acl import AclError
 from ..team.acl_store import AclStore, bump_version
@@ -111,10 +112,6 @@ class AdminRefused(AdminError):
 
 class NoSuchFolder(AdminError):
     pass
-
-
-class IndexUnavailable(AdminError):
-    """The search index cannot be reached with this store."""
 
 
 @dataclass(frozen=True)
@@ -427,30 +424,46 @@ class AdminService:
         return ReadModeChange(folder, plan.before, after, notice)
 
     # -- search index ---------------------------------------------------------------
-    def _index_engine(self) -> Engine:
-        engine = self.engine
-        if engine.dialect.name != "sqlite":
-            raise IndexUnavailable("the search index needs the SQLite store for now")
-        return engine
+    @contextlib.contextmanager
+    def _index_engine(self, *, write: bool = False) -> Iterator[Engine | Literal[False]]:
+        """Where this node's search index is: the store itself on SQLite; beside a
+        PostgreSQL store the node's local file in ``[store] data_dir`` (False when no
+        gateway made one yet: never created here, an admin running as another user
+        would leave a file the gateway cannot write)."""
+        if self.engine.dialect.name == "sqlite":
+            yield self.engine
+            return
+        data_dir = self.config.store.data_dir
+        engine: Engine | None
+        if write:
+            engine = open_local_engine(data_dir, migrate=False) if local_path(data_dir).exists() else None
+        else:
+            engine = read_only_local_engine(data_dir)
+        try:
+            yield engine if engine is not None else False
+        finally:
+            if engine is not None:
+                engine.dispose()
 
     def index_status(self) -> IndexStatus:
         from ..index.report import folder_reports, index_sizes
 
-        engine = self._index_engine()
-        reports = folder_reports(engine)
-        return IndexStatus(reports, index_sizes(engine) if reports else {})
+        with self._index_engine() as idx:
+            reports = folder_reports(self.engine, idx)
+            return IndexStatus(reports, index_sizes(idx) if reports else {})
 
     def rebuild_index(self, folder: str | None) -> int:
         """Retire the index of ``folder`` (None: every folder); a running gateway
-        re-indexes within its recheck interval.  How many folders were retired."""
+        re-indexes within its recheck interval.  How many folders were retired.
+        Beside a PostgreSQL store: this node's index only (each node has its own)."""
         from ..index.report import rebuild
 
         self._authorize("index rebuild", folder or GATEWAY)
-        engine = self._index_engine()
-        try:
-            n = rebuild(engine, folder)
-        except KeyError:
-            raise NoSuchFolder(f"no folder {folder!r} (see `imapgate folder list`)") from None
+        with self._index_engine(write=True) as idx:
+            try:
+                n = rebuild(self.engine, folder, idx)
+            except KeyError:
+                raise NoSuchFolder(f"no folder {folder!r} (see `imapgate folder list`)") from None
         self._journal(self._entry("INDEX REBUILD", mailbox=folder, detail=f"{n} folder(s) retired"))
         return n
 

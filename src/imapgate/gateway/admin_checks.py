@@ -19,7 +19,15 @@ from typing import Literal
 from ..config import Config
 from ..errors import OperatorError
 from ..store import lock
-from ..store.engine import migration_status, safe_url, sqlite_path, store_counts
+from ..store.engine import (
+    local_path,
+    migration_status,
+    read_only_engine,
+    read_only_local_engine,
+    safe_url,
+    sqlite_path,
+    store_counts,
+)
 from ..upstream.connection import UpstreamConnection, UpstreamLoginRefused, UpstreamUnavailable
 
 Status = Literal["OK", "WARN", "FAIL"]
@@ -133,11 +141,15 @@ def check_store(cfg: Config, holder: str | None) -> Iterator[Result]:
     url = cfg.store.url
     data_dir = cfg.store.data_dir
     db = sqlite_path(url)
-    if db is not None:
-        folder = db.parent
-        existing = _existing_parent(folder)
-        if not os.access(existing, os.W_OK | os.X_OK):
-            yield Result("FAIL", "store", f"{existing} is not writable by this user (uid {os.getuid()})")
+    # The SQLite store's folder; beside PostgreSQL the node's data_dir (its lock, its
+    # control socket, its local content cache and search index).
+    folder = db.parent if db is not None else data_dir
+    existing = _existing_parent(folder)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        yield Result("FAIL", "store", f"{existing} is not writable by this user (uid {os.getuid()})")
+    local = local_path(data_dir)
+    if db is None and local.exists() and not os.access(local, os.W_OK):
+        yield Result("FAIL", "store", f"{local} is not writable by this user (uid {os.getuid()})")
     if holder is None:
         yield Result("OK", "store", f"not in use ({data_dir / lock.LOCK_NAME})")
     else:
@@ -181,24 +193,34 @@ def check_store(cfg: Config, holder: str | None) -> Iterator[Result]:
         yield Result("WARN", "replica", "not synced yet: run `imapgate sync` (or start serve)")
     else:
         yield Result("OK", "replica", f"{counts.folders} folders, {counts.messages} messages")
-    if cfg.search.index != "off" and db is not None:  # the index is SQLite's FTS5
-        yield from _check_index(url)
+    if cfg.search.index != "off":
+        yield from _check_index(url, data_dir)
 
 
-def _check_index(url: str) -> Iterator[Result]:
-    """The search index's size on disk and coverage (``imapgate index status`` per folder)."""
-    from sqlalchemy import create_engine
+def _check_index(url: str, data_dir: Path) -> Iterator[Result]:
+    """The search index's size on disk and coverage (``imapgate index status`` per folder):
+    in the SQLite store, or beside PostgreSQL in this node's local file."""
+    from sqlalchemy import Engine, create_engine
 
-    from ..index.report import index_report
+    from ..index.report import NO_INDEX, index_report
 
-    engine = create_engine(url)
+    engine = create_engine(url) if sqlite_path(url) is not None else read_only_engine(url)
+    local: Engine | None = None
     try:
-        for line in index_report(engine):
+        if sqlite_path(url) is not None:
+            lines = index_report(engine)
+        else:
+            local = read_only_local_engine(data_dir)
+            lines = index_report(engine, local if local is not None else NO_INDEX)
+            lines.append(f"search index: this node's, in {local_path(data_dir)}")
+        for line in lines:
             yield Result("OK", "index", line.removeprefix("search index: "))
     except Exception as exc:  # a store from before the index, or unreadable: say so, do not fail check
         yield Result("WARN", "index", f"cannot read the search index: {exc}")
     finally:
         engine.dispose()
+        if local is not None:
+            local.dispose()
 
 
 def _existing_parent(path: Path) -> Path:

@@ -13,10 +13,10 @@ from ..config import Config
 from ..errors import OperatorError
 from ..index.indexer import SearchIndex
 from ..index.store import SqliteIndexStore
-from ..replica.content import ContentCache
+from ..replica.content import CachePurger, ContentCache
 from ..replica.events import EventHub
 from ..replica.replica import Replica
-from ..store.engine import open_engine
+from ..store.engine import open_engine, open_local_engine
 from ..store.health import StoreHealth
 from ..store.repository import StoreRepository
 from ..sync.algorithms import ProgressFn
@@ -99,6 +99,11 @@ class Gateway:
 
     #: What several nodes on one PostgreSQL share (nothing on SQLite).
     nodes: SharedStore = field(default_factory=lambda: SharedStore(None))
+    #: The node's own SQLite file beside a PostgreSQL store (content cache, search
+    #: index: ``store.engine.open_local_engine``); None on SQLite (all in the store).
+    local_engine: Engine | None = None
+    #: Deletes cached items of deleted or reset folders in the node-local file.
+    purger: CachePurger | None = None
 
     @property
     def acl(self) -> AclTable:
@@ -125,7 +130,10 @@ class Gateway:
         sync = SyncEngine(
             pool, replica, poll_interval=config.upstream.poll_interval, progress=progress, locks=nodes.locks
         )
-        content = ContentCache(engine, config.store.cache_max_bytes)
+        # What is derived from message content belongs to the node: beside a PostgreSQL
+        # store it lives in the node's data_dir, never in the shared database.
+        local = open_local_engine(config.store.data_dir) if engine.dialect.name != "sqlite" else None
+        content = ContentCache(local or engine, config.store.cache_max_bytes)
         journal = Journal(engine)
         users = UserDirectory(engine)
         subscriptions = Subscriptions(engine)
@@ -162,17 +170,20 @@ class Gateway:
         recovery = _recovery(config, engine, service)
         index = None
         if config.search.index != "off":
-            if engine.dialect.name == "sqlite":
-                fetcher = IndexFetcher(pool)
-                switch = IndexSwitch(config.search, pool)
-                index = SearchIndex(
-                    SqliteIndexStore(engine), replica, fetcher.headers, fetcher.messages, active=switch
-                )
-                service.index, service.index_active = index, switch
-            else:
-                log.info(
-                    "search index: not available with %s yet; searches go to the server", engine.dialect.name
-                )
+            # Each node indexes for itself (its fetches count against the shared upstream
+            # budget: UpstreamPool.background_connection); other nodes' changes reach the
+            # indexer as replica events through the change bus.
+            fetcher = IndexFetcher(pool)
+            switch = IndexSwitch(config.search, pool)
+            index = SearchIndex(
+                SqliteIndexStore(local or engine), replica, fetcher.headers, fetcher.messages, active=switch
+            )
+            service.index, service.index_active = index, switch
+        purger = None
+        if local is not None:
+            purger = CachePurger(
+                content, hub, lambda: {mb.id: mb.uidvalidity for mb in list(replica.by_id.values())}
+            )
         nodes.attach(replica)
         return cls(
             config,
@@ -192,6 +203,8 @@ class Gateway:
             retention=AuditRetention(engine, config.audit.retention),
             nodes=nodes,
             recovery=recovery,
+            local_engine=local,
+            purger=purger,
         )
 
     async def start(self, *, initial_sync: bool = True) -> None:
@@ -207,6 +220,9 @@ class Gateway:
         asyncio.get_running_loop().run_in_executor(None, prepare_dummy_hash)
         # Operations interrupted by a crash are settled before anything else.
         await self.service.recover_intents()
+        if self.purger is not None:
+            # Before the sync: folders it finds gone or renumbered are purged too.
+            self.purger.start()
         if initial_sync:
             up = self.config.upstream
             try:
@@ -286,6 +302,10 @@ class Gateway:
         await self.sync.stop()
         await self.pool.close()
         await self.nodes.close_leases()
+        if self.purger is not None:
+            await self.purger.stop()
+        if self.local_engine is not None:
+            self.local_engine.dispose()
         self.auth.close()
 
 

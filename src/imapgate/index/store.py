@@ -3,8 +3,9 @@
 ``IndexStore`` is the interface; ``SqliteIndexStore`` implements it with two
 FTS5 tables using the trigram tokenizer (``case_sensitive 1``: the text is
 already normalized the way Dovecot compares, so a phrase query is an exact
-substring test).  A PostgreSQL store implements the same methods with
-``pg_trgm`` (see docs/architecture.md, "Search index").
+substring test).  Beside a PostgreSQL store each node keeps its index in
+its own SQLite file (``store.engine.open_local_engine``), so this one
+implementation serves both (see docs/architecture.md, "Search index").
 
 Layout (all rows of one folder generation share ``gen``; a generation is one
 (mailbox, UIDVALIDITY) as indexed with one extractor version, so a rebuilt or

@@ -6,17 +6,32 @@ items are served forever; the cache is bounded by ``max_bytes`` and evicts the
 least recently used items.  Small structural items (ENVELOPE, BODYSTRUCTURE,
 header fields) are also kept in an in-memory LRU, since mail clients ask for
 them on every folder open.
+
+Where the cache lives: in the SQLite store's own file (one node), or beside a
+PostgreSQL store in each node's local file (``store.engine.open_local_engine``).
+There no foreign key ties an item to its folder, so ``CachePurger`` does what
+the ``ON DELETE CASCADE`` does in the store: the items of a folder the replica
+no longer has (deleted here, on another node, or while this node was down) or
+of an old UIDVALIDITY are deleted, at start and after each ``MailboxReset``.
+Mailbox ids on PostgreSQL never repeat, so such items would never be served;
+the purge only gives their space back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 
 from ..store.schema import content
+from .events import EventHub, MailboxReset, ReplicaEvent
+
+log = logging.getLogger("imapgate.content")
 
 #: Items up to this size also live in the in-memory LRU.
 MEMORY_ITEM_MAX = 16 * 1024
@@ -28,6 +43,8 @@ EVICT_SLACK = 0.1
 
 Key = tuple[int, int, int, bytes]  # mailbox_id, uidvalidity, uid, item name
 _MISSING = object()
+#: ``highest`` of a purge that leaves no mailbox id alone.
+_NO_BOUND = 1 << 62
 
 
 class ContentCache:
@@ -182,6 +199,34 @@ class ContentCache:
             self._forget(k)
         self._stored_bytes = None
 
+    def purge_stale(self, live: Mapping[int, int], highest: int | None = None) -> int:
+        """Delete the stored items of folders not in ``live`` (mailbox id -> its
+        UIDVALIDITY now) or of another UIDVALIDITY; how many rows went.  Runs in a
+        worker thread: it touches the store only (``forget_stale`` does the memory).
+        Mailbox ids above ``highest`` (default: the highest of ``live``) are left
+        alone: a folder created after the snapshot was taken (ids only grow)."""
+        highest = max(live, default=0) if highest is None else highest
+        with self.engine.connect() as conn:
+            present = conn.execute(select(content.c.mailbox_id, content.c.uidvalidity).distinct()).all()
+        stale = [(mid, uv) for mid, uv in present if mid <= highest and (mid not in live or live[mid] != uv)]
+        removed = 0
+        for mid, uv in stale:
+            with self.engine.begin() as conn:
+                removed += int(
+                    conn.execute(
+                        delete(content).where(content.c.mailbox_id == mid, content.c.uidvalidity == uv)
+                    ).rowcount
+                )
+        if stale:
+            self._stored_bytes = None
+        return removed
+
+    def forget_stale(self, live: Mapping[int, int], highest: int | None = None) -> None:
+        """The memory side of ``purge_stale`` (in the event loop's thread)."""
+        highest = max(live, default=0) if highest is None else highest
+        for k in [k for k in self._mem if k[0] <= highest and live.get(k[0]) != k[1]]:
+            self._forget(k)
+
     # -- memory LRU --------------------------------------------------------------------
     def _remember(self, key: Key, data: bytes | None) -> None:
         size = len(data or b"")
@@ -217,3 +262,72 @@ class ContentCache:
                     )
                     .values(last_used=now)
                 )
+
+
+class CachePurger:
+    """Keeps a node-local cache free of folders the replica no longer has (see the
+    module text): a purge at ``start`` and after every ``MailboxReset`` (one at a
+    time; events during a purge make one more)."""
+
+    def __init__(self, cache: ContentCache, hub: EventHub, live: Callable[[], Mapping[int, int]]) -> None:
+        self.cache = cache
+        self.hub = hub
+        #: The replica's folders now: mailbox id -> UIDVALIDITY.
+        self.live = live
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+        #: Rows deleted so far (tests, the log).
+        self.purged = 0
+        #: The highest mailbox id this node has known of (its folders, the resets it was
+        #: told of): a deleted folder can be the newest one.
+        self._highest = 0
+        #: The first purge (at start, before any client is served) has no such bound: a
+        #: folder deleted while the node was down may have been the newest.
+        self._first = True
+
+    def start(self) -> None:
+        self.hub.subscribe(None, self._on_event)
+        self.schedule()
+
+    async def stop(self) -> None:
+        self.hub.unsubscribe(None, self._on_event)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+            self._task = None
+
+    def _on_event(self, event: ReplicaEvent) -> None:
+        if isinstance(event, MailboxReset):
+            self._highest = max(self._highest, event.mailbox_id)
+            self.schedule()
+
+    def schedule(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="content-purge")
+
+    async def wait(self) -> None:
+        """Until no purge is running (tests)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.wait([self._task])
+
+    async def _run(self) -> None:
+        while True:
+            self._again = False
+            live = dict(self.live())
+            self._highest = highest = max(self._highest, max(live, default=0))
+            if self._first:
+                self._first, highest = False, _NO_BOUND
+            self.cache.forget_stale(live, highest)
+            try:
+                n = await asyncio.to_thread(self.cache.purge_stale, live, highest)
+            except Exception as exc:  # a cache: the next reset or start tries again
+                log.warning("content cache: purging deleted folders failed (%s)", exc)
+                return
+            if n:
+                self.purged += n
+                log.info("content cache: %d items of deleted or reset folders removed", n)
+            if not self._again:
+                return

@@ -7,9 +7,10 @@ simply be run again.  A target that holds anything (a user, a folder, a
 journal entry...) is refused: merging two stores is not copying, and running
 the copy twice must not duplicate a team.
 
-Not copied, on purpose: the content cache and the search index (each node
-keeps its own and fills them again from the hoster; the index is SQLite's
-FTS5), and the change log between nodes (its rows describe changes the copied
+Not copied, on purpose: the content cache and the search index (node-local:
+beside a PostgreSQL store each node keeps them in its own SQLite file in its
+``[store] data_dir``, ``store.engine.open_local_engine``, and fills them again
+from the hoster), and the change log between nodes (its rows describe changes the copied
 rows already contain).  On PostgreSQL the id sequences are moved past the
 copied ids, or the next ``user add`` would collide with a copied user.
 """

@@ -8,6 +8,14 @@ one node migrates and the others wait for it and then find the schema current
 (PostgreSQL's DDL is transactional: a node killed mid-migration leaves nothing
 half done).
 
+Beside a PostgreSQL store each node keeps a SQLite file of its own in its
+``[store] data_dir`` (``open_local_engine``): the content cache and the search
+index, which are derived from message content and belong to one node.  It gets
+the same migrations as the main store (one schema history, the same table
+definitions the cache and the index query), opened with foreign keys OFF: the
+local ``content`` rows reference mailbox ids of the shared database, and the
+local file's own ``mailboxes`` table stays empty.
+
 A store that cannot be opened (a data folder the gateway may not write, an
 unknown database driver, a corrupt file, a database that refuses the login) is
 an ``OperatorError`` naming it -- with the password replaced by ``***``
@@ -15,6 +23,7 @@ an ``OperatorError`` naming it -- with the password replaced by ``***``
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,15 +59,25 @@ POOL_RECYCLE = 1800
 CONNECT_TIMEOUT = 10
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+#: The node's own SQLite file in ``[store] data_dir`` beside a PostgreSQL store
+#: (content cache and search index; the SQLite store itself is ``imapgate.sqlite3``).
+LOCAL_FILE = "node-cache.sqlite3"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, foreign_keys: bool = True) -> None:
     cur = dbapi_conn.cursor()
     # WAL: readers never block the writer; synchronous=NORMAL is durable across
     # process crashes (the gateway's failure model) and much faster than FULL.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
+
+
+def _local_pragmas(dbapi_conn: Any, record: Any) -> None:
+    # No foreign keys: content.mailbox_id names a mailbox of the shared database.
+    _sqlite_pragmas(dbapi_conn, record, foreign_keys=False)
 
 
 def safe_url(url: str) -> str:
@@ -146,6 +165,48 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
     return engine
 
 
+def local_path(data_dir: Path) -> Path:
+    """The node-local file (content cache, search index) of ``data_dir``."""
+    return data_dir / LOCAL_FILE
+
+
+def open_local_engine(data_dir: Path, *, migrate: bool = True) -> Engine:
+    """The node's own SQLite file in ``data_dir`` (made when missing, with ``migrate``),
+    at the newest schema, foreign keys off (see the module text).  A folder or file
+    the gateway's user cannot write is a one-line ``OperatorError``."""
+    path = local_path(data_dir)
+    where = f"the node's local cache {path}"
+    hint = "(is [store] data_dir writable by the gateway's user?)"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OperatorError(f"cannot create {path.parent}: {exc.strerror or exc} {hint}") from None
+    # SQLite opens a file it may not write read-only without a word, and fails at the
+    # first write (an item cached in the middle of a client's FETCH): find it now.
+    for target in (path, path.parent):
+        if target.exists() and not os.access(target, os.W_OK):
+            raise OperatorError(f"cannot open {where}: {target} is not writable {hint}") from None
+    try:
+        engine = create_engine(f"sqlite:///{path}")
+        event.listen(engine, "connect", _local_pragmas)
+        if migrate:
+            upgrade(engine)
+    except OSError as exc:
+        raise OperatorError(f"cannot open {where}: {exc.strerror or exc} {hint}") from None
+    except (sa_exc.OperationalError, sa_exc.DatabaseError) as exc:
+        raise OperatorError(f"cannot open {where}: {' '.join(str(exc.orig or exc).split())}") from None
+    return engine
+
+
+def read_only_local_engine(data_dir: Path) -> Engine | None:
+    """The node-local file of ``data_dir`` opened read-only (``index status``, ``check``);
+    None when there is none yet (no gateway ran on this node)."""
+    path = local_path(data_dir)
+    if not path.exists():
+        return None
+    return create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+
+
 @dataclass(frozen=True)
 class MigrationStatus:
     exists: bool
@@ -167,7 +228,7 @@ def migration_status(url: str) -> MigrationStatus:
     if path is not None and not path.exists():
         return MigrationStatus(False, None, head)
     try:
-        engine = _read_only_engine(url)
+        engine = read_only_engine(url)
         try:
             with engine.connect() as conn:
                 current = MigrationContext.configure(conn).get_current_revision()
@@ -195,7 +256,7 @@ def alembic_config() -> AlembicConfig:
     return cfg
 
 
-def _read_only_engine(url: str) -> Engine:
+def read_only_engine(url: str) -> Engine:
     """An engine that cannot create the SQLite file (check and counts read only)."""
     path = sqlite_path(url)
     if path is not None:
@@ -225,7 +286,7 @@ class StoreCounts:
 
 def store_counts(url: str) -> StoreCounts:
     """How much the store holds (``imapgate check``), read-only."""
-    engine = _read_only_engine(url)
+    engine = read_only_engine(url)
     try:
         with engine.connect() as conn:
             n_users = conn.execute(select(func.count()).select_from(users)).scalar_one()
