@@ -3,17 +3,27 @@
 Times ``StoreRepository.commit`` (the SQL of one transition, SQLite file in
 WAL with synchronous=NORMAL, as the gateway opens it) for the transitions
 the write path makes per client command, in a folder of ``--messages``
-messages.  Run: ``python benchmarks/commit_cost.py [--messages N]``.
+messages.  ``--store postgresql``: the same on the tests' private PostgreSQL
+server (tests/support/postgres.py), wired as a gateway node wires it (the
+change-log bus writing in the commit, shared modseq allocator), with the
+statements and connection checkouts each commit costs -- on PostgreSQL every
+statement is a round trip the event loop waits for.
+Run: ``python benchmarks/commit_cost.py [--messages N] [--store postgresql]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import Engine, event
+
+from imapgate.replica.coordination import SharedMailboxIdAllocator, SharedModseqAllocator
+from imapgate.replica.logbus import LogChangeBus
 from imapgate.replica.mailbox import MessageRecord
 from imapgate.replica.replica import Replica
 from imapgate.store.engine import open_engine
@@ -21,30 +31,61 @@ from imapgate.store.repository import StoreRepository
 from imapgate.team.journal import JournalEntry
 from imapgate.team.users import UserDirectory
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.postgres import PostgresServer
+
 
 class TimedRepository(StoreRepository):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.times: list[float] = []
 
-    def commit(self, changes, hook=None):  # type: ignore[no-untyped-def]
+    def commit(self, changes, hook=None, *, last=None):  # type: ignore[no-untyped-def]
         t = time.perf_counter()
         try:
-            return super().commit(changes, hook)
+            return super().commit(changes, hook, last=last)
         finally:
             self.times.append(time.perf_counter() - t)
+
+
+class Counter:
+    """Statements and pool checkouts on ``engine`` (SQLAlchemy events)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.statements = self.checkouts = 0
+        event.listen(engine, "before_cursor_execute", self._statement)
+        event.listen(engine.pool, "checkout", self._checkout)
+
+    def _statement(self, *_: object) -> None:
+        self.statements += 1
+
+    def _checkout(self, *_: object) -> None:
+        self.checkouts += 1
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=500)
+    ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     args = ap.parse_args()
+    pg: PostgresServer | None = None
     with tempfile.TemporaryDirectory() as d:
-        engine = open_engine(f"sqlite:///{Path(d) / 's.sqlite3'}")
+        if args.store == "postgresql":
+            pg = PostgresServer()
+            pg.start()
+            engine = open_engine(pg.create_database("commits").url)
+            parts: dict[str, object] = {
+                "bus": LogChangeBus(engine, "bench"),
+                "modseqs": SharedModseqAllocator(engine),
+                "mailbox_ids": SharedMailboxIdAllocator(engine),
+            }
+        else:
+            engine = open_engine(f"sqlite:///{Path(d) / 's.sqlite3'}")
+            parts = {}
         alice = UserDirectory(engine).add("alice", "pw")
         repo = TimedRepository(engine)
-        replica = Replica(engine, repository=repo)
+        replica = Replica(engine, repository=repo, **parts)  # type: ignore[arg-type]
         mb = replica.upsert_mailbox("INBOX", "/", ())
         replica.reset(mb, 1, "initial")
         n = args.messages
@@ -70,16 +111,22 @@ def main() -> None:
                 mb, [MessageRecord(n + 1 + k, (), 0, 1.7e9, 0, 2000, None)]
             ),
         }
+        counter = Counter(engine)
+        print(f"store: {args.store}, {n} messages")
         for name, fn in cases.items():
             repo.times.clear()
+            counter.statements = counter.checkouts = 0
             for k in range(args.rounds):
                 fn(k)
             t = sorted(repo.times)
             print(
                 f"{name}: median {statistics.median(t) * 1e6:.0f} µs, "
-                f"p99 {t[int(len(t) * 0.99)] * 1e6:.0f} µs ({len(t)} commits)"
+                f"p99 {t[int(len(t) * 0.99)] * 1e6:.0f} µs ({len(t)} commits; per commit "
+                f"{counter.statements / len(t):.1f} statements, {counter.checkouts / len(t):.1f} checkouts)"
             )
         engine.dispose()
+    if pg is not None:
+        pg.close()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text
@@ -54,6 +55,16 @@ PUBLISH_LOCK = advisory_key("bus", "publish")
 KEEP_SECONDS = 3600.0
 #: Rows read per query of ``poll``: a node catching up reads in slices.
 POLL_BATCH = 500
+#: Own log-row ids remembered for ``is_own`` (far more than commits between two NOTIFYs).
+OWN_REMEMBERED = 4096
+#: The publish on PostgreSQL: the transaction-level lock that orders ids by commit, the row,
+#: and its NOTIFY (delivered at commit), as one statement.
+_PUBLISH = text(
+    "WITH lock AS (SELECT pg_advisory_xact_lock(:k)), "
+    "row AS (INSERT INTO change_log (node, created_at, payload) "
+    "SELECT :node, :ts, :payload FROM lock RETURNING id) "
+    "SELECT id, pg_notify(:ch, id::text) FROM row"
+)
 _TRIMMED = "change_log_trimmed"
 
 
@@ -66,6 +77,9 @@ class LogChangeBus:
         #: Change sets whose log row could not be written (the database was unreachable),
         #: oldest first: written, in order, before anything newer (``append``, ``flush``).
         self._unsent: list[ChangeSet] = []
+        #: Ids of the log rows this node wrote lately (``is_own``), oldest first.
+        self._own: deque[int] = deque()
+        self._own_ids: set[int] = set()
         #: Called (with no argument) when this node missed changes the log no longer holds.
         self.on_stale: Callable[[], None] | None = None
         self.published = 0
@@ -144,20 +158,30 @@ class LogChangeBus:
     def _insert(self, conn: Connection, changes: ChangeSet) -> int:
         """The log row of ``changes`` (and its NOTIFY) in the caller's transaction."""
         payload = encode(changes)
-        postgres = conn.dialect.name == "postgresql"
-        if postgres:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
-        row_id = int(
-            conn.execute(
-                insert(change_log)
-                .values(node=self.node, created_at=time.time(), payload=payload)
-                .returning(change_log.c.id)
-            ).scalar_one()
-        )
-        if postgres:
-            conn.execute(text("SELECT pg_notify(:ch, :id)"), {"ch": CHANNEL, "id": str(row_id)})
+        if conn.dialect.name == "postgresql":
+            # Lock, INSERT and NOTIFY in one statement: on the event loop's thread every
+            # statement is a round trip (three cost about twice one in a whole commit).
+            row_id = int(conn.execute(_PUBLISH, {"k": PUBLISH_LOCK, "node": self.node,
+                "ts": time.time(), "payload": payload, "ch": CHANNEL}).scalar_one())  # fmt: skip
+        else:
+            row_id = int(
+                conn.execute(
+                    insert(change_log)
+                    .values(node=self.node, created_at=time.time(), payload=payload)
+                    .returning(change_log.c.id)
+                ).scalar_one()
+            )
+        self._own.append(row_id)
+        self._own_ids.add(row_id)
+        while len(self._own) > OWN_REMEMBERED:
+            self._own_ids.discard(self._own.popleft())
         self.published += 1
         return row_id
+
+    def is_own(self, row_id: int) -> bool:
+        """Did this node write log row ``row_id`` (lately)?  Its NOTIFY then wakes no poll:
+        the listener's thread asks, so a node's own commits cost it no read of the log."""
+        return row_id in self._own_ids
 
     def poll(self) -> int:
         """Deliver what other nodes published since the last poll; how many change sets."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,14 @@ POOL_TIMEOUT = 30.0
 POOL_RECYCLE = 1800
 #: Seconds to wait for PostgreSQL to accept a connection before the start fails.
 CONNECT_TIMEOUT = 10
+#: A pooled PostgreSQL connection unused for longer than this (seconds) is pinged when it is
+#: checked out (a dead one is replaced before anyone uses it); one used more recently is not.
+#: Why not SQLAlchemy's ``pool_pre_ping``: it pings at *every* checkout, one round trip per
+#: transaction that the event loop waits for -- measured, it more than doubled the cost of a
+#: replica commit (benchmarks/commit_cost.py --store postgresql).  A connection that was fine
+#: a moment ago and fails now (the server restarted under load) raises a disconnect error
+#: once, and SQLAlchemy then invalidates the whole pool, so every later checkout connects anew.
+PING_AFTER_IDLE = 2.0
 
 
 #: The node's own SQLite file in ``[store] data_dir`` beside a PostgreSQL store
@@ -122,16 +131,38 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if is_postgresql(url):
-        return create_engine(
+        engine = create_engine(
             driver_url(url),
             pool_size=POOL_SIZE,
             max_overflow=POOL_OVERFLOW,
             pool_timeout=POOL_TIMEOUT,
             pool_recycle=POOL_RECYCLE,
-            pool_pre_ping=True,
             connect_args={"connect_timeout": CONNECT_TIMEOUT, "application_name": "imapgate"},
         )
+        _ping_when_idle(engine)
+        return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only if it sat unused for ``PING_AFTER_IDLE``."""
+
+    def checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["imapgate_idle_since"] = time.monotonic()
+
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("imapgate_idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return  # new (just connected) or in use a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise sa_exc.DisconnectionError(f"stale database connection: {exc.__class__.__name__}") from exc
+        if not alive:
+            raise sa_exc.DisconnectionError("stale database connection")
+
+    event.listen(engine.pool, "checkin", checkin)
+    event.listen(engine.pool, "checkout", checkout)
 
 
 def _reason(exc: sa_exc.SQLAlchemyError, url: str) -> str:

@@ -36,6 +36,9 @@ log = logging.getLogger("imapgate.bus")
 
 #: Seconds between two reads of the change log without a notification (the safety net).
 POLL_INTERVAL = 1.0
+#: Seconds before a read of the change log that failed is tried again (a pooled connection
+#: that died with a database restart fails once; the next one connects anew).
+RETRY_FAILED_POLL = 0.25
 #: Seconds the listening thread waits for a notification before it checks whether to stop.
 LISTEN_SLICE = 0.5
 #: Longest pause between two attempts to reconnect the LISTEN connection (seconds).
@@ -87,6 +90,13 @@ class BusListener:
             with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
                 self._loop.call_soon_threadsafe(self._wake.set)
 
+    def _own(self, payload: str) -> bool:
+        """A NOTIFY of this node's own change: nothing to read (its rows are skipped anyway)."""
+        try:
+            return self.bus.is_own(int(payload))
+        except ValueError:
+            return False
+
     def _unlocked(self, payload: str) -> None:
         fn = self.on_unlocked
         if fn is None or self._loop is None:
@@ -116,7 +126,8 @@ class BusListener:
                                 self._unlocked(note.payload)
                                 continue
                             self.notifications += 1
-                            self._wake_loop()
+                            if not self._own(note.payload):
+                                self._wake_loop()
             except psycopg.Error as exc:
                 if self.connected:
                     log.warning("change bus: lost the connection to PostgreSQL (%s); reconnecting", exc)
@@ -129,8 +140,9 @@ class BusListener:
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
+            pause = min(RETRY_FAILED_POLL, self.poll_interval) if self._failing else self.poll_interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), pause)
             self._wake.clear()
             self.poll()
 

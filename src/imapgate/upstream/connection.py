@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import fcntl
 import logging
+import socket
 import ssl
 import struct
 import termios
@@ -282,9 +283,7 @@ class UpstreamConnection:
 
     async def close(self, reason: str = "closed") -> None:
         self._fail(reason)
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.close()
+        self._close_socket()
         # After the socket is closed: a lease given back earlier would let another node
         # connect while this socket still counts at the hoster.
         self._notify_closed()
@@ -540,10 +539,24 @@ class UpstreamConnection:
             # The read side ended (EOF, an error, or close() cancelled it after closing):
             # the socket goes too, then the lease (a pruned idle connection is never closed
             # by the pool).
-            if self._writer is not None:
-                with contextlib.suppress(Exception):
-                    self._writer.close()
+            self._close_socket()
             self._notify_closed()
+
+    def _close_socket(self) -> None:
+        """Close the connection now, in the kernel too.  ``StreamWriter.close`` closes the
+        socket only at a later turn of the loop (after the write buffer drained), so the
+        lease given back right after it (``on_closed``) let another node connect while this
+        socket still counted at the hoster: three connections with a budget of two, seen in
+        tests/integration/test_postgres_budget.py.  ``shutdown`` sends the FIN at once; the
+        transport closes the descriptor later as before."""
+        if self._writer is None:
+            return
+        sock = self._writer.get_extra_info("socket")
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _notify_closed(self) -> None:
         closed, self.on_closed = self.on_closed, None
