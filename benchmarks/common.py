@@ -46,6 +46,10 @@ PASSWORD = "pw"
 
 
 # --------------------------------------------------------------------------- machine / output
+#: ``imapgate index status``: its count of indexed messages.
+_INDEXED = re.compile(r"^(\d+) of (\d+) messages indexed", re.M)
+
+
 def machine_info() -> str:
     model = "?"
     with contextlib.suppress(Exception):
@@ -257,6 +261,27 @@ class GatewayProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+    def wait_indexed(self, messages: int, timeout: float = 3600) -> float:
+        """Seconds until ``imapgate index status`` counts ``messages`` indexed (a node's own
+        file beside PostgreSQL, the store on SQLite): measure the steady state, not indexing."""
+        t0 = time.perf_counter()
+        while True:
+            out = subprocess.run(
+                [str(self.exe), "index", "status", "--config", str(self.config)],
+                capture_output=True,
+                text=True,
+            )
+            m = _INDEXED.search(out.stdout)
+            if out.returncode != 0:
+                raise RuntimeError(f"index status failed: {out.stderr.strip()}")
+            if m is not None and int(m.group(1)) >= messages:
+                return time.perf_counter() - t0
+            if time.perf_counter() - t0 > timeout:
+                raise RuntimeError(
+                    f"{self.dir.name}: index not complete after {timeout} s: {out.stdout[-300:]}"
+                )
+            time.sleep(1.0)
 
     def error_lines(self) -> list[str]:
         """ERROR/exception lines of the gateway log (a benchmark run must not produce any)."""

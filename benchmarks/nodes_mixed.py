@@ -9,8 +9,9 @@ Three sides in one run, each for the same window:
    ``leastconn`` would spread them;
 3. every client directly at Dovecot (the reference, as in ``gateway_mixed.py``).
 
-Before the sides, every message's envelope is fetched once through node A (the content cache
-is shared, in PostgreSQL: else the first side pays for filling it).  Both nodes share one
+Before the sides, every message's envelope is fetched once through each node, and each node's
+search index is complete (the content cache and the index are each node's own, in its data_dir:
+else the side that runs first, or the node started last, pays for filling them).  Both nodes share one
 upstream connection budget (``[upstream] max_connections``, default 4: the leases in
 PostgreSQL), so two nodes do not get twice the hoster.  Printed: operations/s of each
 side, the ratios 2 nodes / 1 node and each / direct, protocol errors, log errors of the nodes.
@@ -51,8 +52,8 @@ from tests.support.postgres import PostgresServer
 
 
 async def warm(port: int, user: str) -> None:
-    """Every message's envelope and structure once through a node: the content cache is in the
-    shared database, so without this the side that runs first pays for filling it (measured:
+    """Every message's envelope and structure once through a node: the content cache is the
+    node's own, so without this the side that runs first pays for filling it (measured:
     fetch-envelopes 130-240 ms median on the first side, 20-30 ms on the second)."""
     c = await Client.login(port, user, PASSWORD)
     for folder in FOLDERS:
@@ -61,6 +62,15 @@ async def warm(port: int, user: str) -> None:
         if b" OK" not in line:
             raise RuntimeError(f"warm-up FETCH failed: {line!r}")
     await c.close()
+
+
+def ready(node: GatewayProcess, user: str) -> None:
+    """``node``'s content cache warm and its search index complete (its own, in its data_dir)."""
+    t0 = time.perf_counter()
+    asyncio.run(warm(node.port, user))
+    indexed = node.wait_indexed(sum(FOLDERS.values()))
+    print(f"   {node.dir.name}: content cache warmed and search index complete in {time.perf_counter() - t0:.1f} s "
+          f"(index: {indexed:.1f} s of it)")  # fmt: skip
 
 
 def main() -> None:
@@ -95,9 +105,7 @@ def main() -> None:
         )
         gws.append(node_a)
         print(f"   node A ready in {node_a.start():.1f} s (initial sync into PostgreSQL included)")
-        t0 = time.perf_counter()
-        asyncio.run(warm(node_a.port, users[0]))
-        print(f"   content cache (shared, in PostgreSQL) warmed in {time.perf_counter() - t0:.1f} s")
+        ready(node_a, users[0])
         load_before = os.getloadavg()
         node_b = GatewayProcess(
             tmp, dc.port, [], extra_toml=extra, name="node-b", max_connections=args.max_connections
@@ -105,12 +113,14 @@ def main() -> None:
         gws.append(node_b)
         if args.two_first:  # the other order: a drift of the machine's load then favours 1 node
             print(f"   node B ready in {node_b.start():.1f} s")
+            ready(node_b, users[0])
             two = asyncio.run(run_side([node_a.port, node_b.port], users, PASSWORD, warmup, seconds))
             node_b.stop()
             one = asyncio.run(run_side([node_a.port], users, PASSWORD, warmup, seconds))
         else:
             one = asyncio.run(run_side([node_a.port], users, PASSWORD, warmup, seconds))
             print(f"   node B ready in {node_b.start():.1f} s")
+            ready(node_b, users[0])
             two = asyncio.run(run_side([node_a.port, node_b.port], users, PASSWORD, warmup, seconds))
         direct = asyncio.run(
             run_side([dc.port], [UPSTREAM_USER] * args.clients, UPSTREAM_PASSWORD, warmup, seconds)

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -57,7 +56,6 @@ COMMAND = "UID FETCH 1:* (UID FLAGS)"
 #: (key, selective string, broad string); BODY's selective one is a reference of the corpus.
 SEARCHES = [("SUBJECT", "#4711", "Rückfrage"), ("BODY", "Referenz: ", "übermorgen")]
 _SEARCH = re.compile(rb"\* SEARCH([ 0-9]*)\r\n")
-_INDEXED = re.compile(r"^(\d+) of (\d+) messages indexed", re.M)
 
 
 async def timed(c: Client, expect: int) -> float:
@@ -92,24 +90,6 @@ async def fetch_bench(pg: GatewayProcess, lite: GatewayProcess, dc_port: int, n:
     for c in clients.values():
         await c.close()
     return ok
-
-
-def wait_indexed(gw: GatewayProcess, messages: int, timeout: float = 3600) -> float:
-    """Seconds until ``imapgate index status`` of ``gw`` counts every message indexed (the
-    node's own file beside PostgreSQL, the store on SQLite)."""
-    t0 = time.perf_counter()
-    while True:
-        out = subprocess.run(
-            [str(gw.exe), "index", "status", "--config", str(gw.config)], capture_output=True, text=True
-        )
-        m = _INDEXED.search(out.stdout)
-        if out.returncode != 0:
-            raise RuntimeError(f"index status failed: {out.stderr.strip()}")
-        if m is not None and int(m.group(1)) >= messages:
-            return time.perf_counter() - t0
-        if time.perf_counter() - t0 > timeout:
-            raise RuntimeError(f"{gw.dir.name}: index not complete after {timeout} s: {out.stdout[-300:]}")
-        time.sleep(1.0)
 
 
 def _literal(text: str) -> bytes:
@@ -272,7 +252,7 @@ def main() -> None:
         if searching:
             # Indexing fetches and extracts on both: measured after it, not during it.
             for gw in (lite, node_a):
-                print(f"   {gw.dir.name}: index complete {wait_indexed(gw, args.messages):.1f} s later")
+                print(f"   {gw.dir.name}: index complete {gw.wait_indexed(args.messages):.1f} s later")
         asyncio.run(fetch_bench(node_a, lite, dc.port, args.messages, runs))
         if searching:
             asyncio.run(search_bench(node_a, lite, dc.port, runs))
@@ -280,7 +260,7 @@ def main() -> None:
         gws.append(node_b)
         print(f"   second PostgreSQL node ready in {node_b.start():.1f} s")
         if searching:
-            print(f"   pg-b: its own index complete {wait_indexed(node_b, args.messages):.1f} s later")
+            print(f"   pg-b: its own index complete {node_b.wait_indexed(args.messages):.1f} s later")
         asyncio.run(push_bench(node_a, node_b, args.push))
         for gw in gws:
             errors = gw.error_lines()
