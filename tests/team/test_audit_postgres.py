@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from imapgate.store.schema import journal, journal_messages, metadata
-from imapgate.team.audit import AuditQuery, purge, search
+from imapgate.team.audit import AuditQuery, AuditScope, folders_since, purge, search
 from imapgate.team.journal import Journal, JournalEntry, MessageRef
 from tests.support.postgres import PostgresDatabase
 
@@ -38,6 +38,13 @@ def test_journal_queries_on_postgres(postgres_db: PostgresDatabase) -> None:
     j.record(JournalEntry(user="carol", client="c", command="COPY", mailbox="A", messages=(bare,), ts=4000.0))
     (copy,) = search(engine, AuditQuery(user="carol"))
     assert copy.entry.messages[0].subject == inv.subject
+    # A member's scope: the folders they may read, and their own entries without a folder.
+    j.record(JournalEntry(user="dave", client="c", command="LOGIN", ts=3500.0))
+    scoped = search(engine, AuditQuery(scope=AuditScope("dave", ("INBOX",))))
+    assert [(r.entry.user, r.entry.mailbox) for r in scoped] == [("dave", None), ("alice", "INBOX")]
+    assert [r.entry.user for r in search(engine, AuditQuery(scope=AuditScope("dave", ())))] == ["dave"]
+    names, top = folders_since(engine, 0)
+    assert names == {"INBOX", "Archive", "A"} and folders_since(engine, top) == (set(), top)
     assert purge(engine, 2500.0) == 2
-    assert [r.entry.user for r in search(engine, AuditQuery())] == ["carol", "bob"]
+    assert [r.entry.user for r in search(engine, AuditQuery())] == ["carol", "dave", "bob"]
     engine.dispose()

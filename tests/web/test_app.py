@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from imapgate.team.journal import JournalEntry
 from imapgate.web.server import WebServer
 from tests.support.gateway import GatewayHarness
 from tests.support.web import base_url, csrf_token, login, start_web, stop_web, web_client
@@ -283,7 +284,38 @@ def test_permissions_403_and_404(bob: httpx.Client, alice: httpx.Client) -> None
     assert bob.get("/folders/Secret").status_code == 403
     assert bob.get("/folders/Private").status_code == 404
     assert alice.get("/api/folders/Secret/messages").status_code == 200
-    assert "Secret" not in json.dumps(bob.get("/api/audit").json()) or True
+
+
+def test_audit_pages_are_full_pages_of_what_the_member_may_see(
+    gateway: GatewayHarness, alice: httpx.Client, bob: httpx.Client
+) -> None:
+    """bob may not read Secret: its entries never reach him, and his pages are still full
+    (the folder filter is in the query: filtered after it, the newest 120 entries -- all
+    Secret -- left his first page empty)."""
+    base = time.time() - 3600
+    entries = [JournalEntry("zed", "web", "STORE", "INBOX", str(i), ts=base + i) for i in range(45)]
+    entries += [JournalEntry("zed", "web", "STORE", "Secret", "1", ts=base + 100 + i) for i in range(120)]
+    entries += [JournalEntry("zed", "web", "LOGIN", None, ts=base + 300 + i) for i in range(5)]
+    entries += [JournalEntry("bob", "web", "LOGIN", None, ts=base + 400 + i) for i in range(3)]
+    with gateway.gw.journal.engine.begin() as conn:
+        for e in entries:
+            e.writer()(conn)
+
+    def pages(client: httpx.Client, user: str) -> list[tuple[int, bool, set[object]]]:
+        out = []
+        for page in (1, 2, 3):
+            got = client.get("/api/audit", params={"user": user, "per_page": 20, "page": page}).json()
+            out.append((len(got["entries"]), got["more"], {e["folder"] for e in got["entries"]}))
+        return out
+
+    assert pages(bob, "zed") == [(20, True, {"INBOX"}), (20, True, {"INBOX"}), (5, False, {"INBOX"})]
+    own, _, folders = pages(bob, "bob")[0]
+    assert own >= 3 and folders == {None}  # his own entries without a folder (his logins too)
+    everything = bob.get("/api/audit", params={"per_page": 500}).json()["entries"]
+    assert everything and not any(e["folder"] in ("Secret", "Private") for e in everything)
+    assert not any(e["user"] == "zed" and e["folder"] is None for e in everything)  # not his
+    seen = alice.get("/api/audit", params={"user": "zed", "per_page": 500}).json()["entries"]
+    assert sum(e["folder"] == "Secret" for e in seen) == 120  # alice may read Secret
 
 
 class _Tags(HTMLParser):

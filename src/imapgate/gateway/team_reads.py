@@ -17,6 +17,8 @@ from ..replica.uidset import UidSet
 from ..store.schema import private_flags
 from ..team.audit import AuditQuery as AuditQuery
 from ..team.audit import AuditRecord as AuditRecord
+from ..team.audit import AuditScope as AuditScope
+from ..team.audit import folders_since as audit_folders_since
 from ..team.audit import search as audit_search
 from ..team.audit_actions import ACTIONS as ACTIONS
 from ..team.claims import CLAIMANT_PREFIX as CLAIMANT_PREFIX
@@ -90,12 +92,14 @@ __all__ = [
     "MAX_NOTE_CHARS",
     "AuditQuery",
     "AuditRecord",
+    "AuditScope",
     "Claim",
     "ItemFilter",
     "MailboxIndex",
     "Note",
     "RecoveryItem",
     "answered_by",
+    "audit_folders_since",
     "audit_search",
     "notes_of",
     "recent_answers",

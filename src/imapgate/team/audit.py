@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Engine, delete, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, delete, func, or_, select
 
 from ..store.schema import journal, journal_messages
 from .journal import JournalEntry, MessageRef, entry_of
@@ -25,6 +25,16 @@ MAX_LIMIT = 100_000
 #: Entries one purge transaction deletes: short enough that the gateway's own
 #: writes never wait long for the store's lock.
 PURGE_BATCH = 5_000
+
+
+@dataclass(frozen=True)
+class AuditScope:
+    """What one member may see of the journal (the dashboard's permission filter, in SQL so
+    that a page is a page): entries about one of ``folders``, and entries about no folder
+    that are ``user``'s own."""
+
+    user: str
+    folders: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,8 @@ class AuditQuery:
     message_id: str | None = None
     search: str | None = None
     limit: int = 100
+    #: Only what a member may see (None: everything, as for an admin).
+    scope: AuditScope | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,9 @@ def conditions(q: AuditQuery) -> list[ColumnElement[bool]]:
         where.append(journal.c.ts >= q.since)
     if q.until is not None:
         where.append(journal.c.ts < q.until)
+    if q.scope is not None:
+        own = and_(journal.c.mailbox.is_(None), journal.c.user_name == q.scope.user)
+        where.append(or_(own, journal.c.mailbox.in_(q.scope.folders)) if q.scope.folders else own)
     if q.message_id:
         about = select(journal_messages.c.entry_id).where(
             journal_messages.c.message_id.in_(message_id_forms(q.message_id))
@@ -142,6 +157,21 @@ def search(engine: Engine, q: AuditQuery) -> list[AuditRecord]:
                     MessageRef(m.mailbox, int(m.uid), m.message_id, m.subject)
                 )
     return [AuditRecord(int(r.id), entry_of(r, tuple(refs.get(int(r.id), ())))) for r in rows]
+
+
+def folders_since(engine: Engine, after_id: int) -> tuple[set[str], int]:
+    """The folder names of the entries with an id above ``after_id``, and the highest id
+    read (for a caller that keeps the names and asks again for what is new)."""
+    with engine.connect() as conn:
+        top = conn.execute(select(func.max(journal.c.id))).scalar()
+        if top is None or int(top) <= after_id:
+            return set(), after_id
+        names = conn.execute(
+            select(journal.c.mailbox)
+            .where(journal.c.id > after_id, journal.c.id <= int(top), journal.c.mailbox.is_not(None))
+            .distinct()
+        ).scalars()
+        return {str(n) for n in names}, int(top)
 
 
 def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
