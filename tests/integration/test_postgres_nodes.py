@@ -319,3 +319,48 @@ def _local_rows(gw: GatewayHarness, table: str, mailbox_id: int) -> int:
                 text(f"SELECT count(*) FROM {table} WHERE mailbox_id = :m"), {"m": mailbox_id}
             ).scalar_one()
         )
+
+
+def test_login_failures_on_one_node_count_on_the_other(
+    fresh_dovecot: Callable[..., DovecotServer], postgres_db: PostgresDatabase, tmp_path: Path
+) -> None:
+    """One throttle for the nodes behind a balancer: wrong passwords for alice on node a lock
+    her out on node b too (b never saw a failure itself); bob's success on b clears the
+    failures a counted for him."""
+    dc = fresh_dovecot()
+    limits = {"max_failed_logins": 3}
+    with (
+        node(dc, postgres_db, tmp_path / "a", users=TEAM, server=limits) as a,
+        node(dc, postgres_db, tmp_path / "b", server=limits) as b,
+    ):
+        for gw in (a, b):
+            gw.gw.auth.failure_delay = 0.0
+
+        def login(gw: GatewayHarness, user: str, password: str) -> bytes:
+            c = RawClient(gw.host, gw.port)
+            try:
+                return c.command(b"L1", f"LOGIN {user} {password}".encode())[-1]
+            finally:
+                c.close()
+
+        def until(cond: Callable[[], bool]) -> None:
+            deadline = time.monotonic() + 5
+            while not cond():
+                assert time.monotonic() < deadline, "the other node did not hear of it"
+                time.sleep(0.02)
+
+        for _ in range(3):
+            assert b"AUTHENTICATIONFAILED" in login(a, "alice", "wrong")
+        until(lambda: b.gw.auth.throttle.retry_after("alice", "127.0.0.1") > 0)
+        assert re.match(rb"L1 NO \[UNAVAILABLE\] too many failed logins", login(b, "alice", "alice-pw"))
+
+        for _ in range(2):
+            assert b"AUTHENTICATIONFAILED" in login(a, "bob", "wrong")
+        time.sleep(0.3)  # both failures heard on b (not locked: the limit is 3)
+        assert login(b, "bob", "bob-pw").startswith(b"L1 OK")
+        # Cleared on a by b's success: two more failures there stay under the limit.
+        until(lambda: a.gw.auth.throttle.is_trusted("bob", "127.0.0.1"))
+        for _ in range(2):
+            assert b"AUTHENTICATIONFAILED" in login(a, "bob", "wrong")
+        assert a.gw.auth.throttle.retry_after("bob", "127.0.0.1") == 0
+        assert login(a, "bob", "bob-pw").startswith(b"L1 OK")

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from imapgate.store.engine import open_engine
-from imapgate.store.lock import AdvisoryLock, advisory_key
+from imapgate.store.lock import UNLOCK_CHANNEL, AdvisoryLock, advisory_key
 from imapgate.sync.locks import HANDOVER_MAX, AdvisoryLockManager
 from tests.support.postgres import PostgresDatabase
 
@@ -137,7 +137,7 @@ async def test_a_release_on_one_node_wakes_the_waiter_on_the_other_at_once(
 
     managers = [AdvisoryLockManager(e) for e in nodes]
     listener = BusListener(LogChangeBus(nodes[1], "b"), postgres_db.url)
-    listener.on_unlocked = managers[1].unlocked
+    listener.subscribe(UNLOCK_CHANNEL, managers[1].unlocked)
     await listener.start()
     try:
         deadline = asyncio.get_running_loop().time() + 10

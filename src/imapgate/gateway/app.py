@@ -167,6 +167,7 @@ class Gateway:
             cache_ttl=config.server.login_cache_ttl,
             journal=journal,
         )
+        nodes.share_logins(auth.throttle)
         recovery = _recovery(config, engine, service)
         index = None
         if config.search.index != "off":

@@ -15,6 +15,9 @@ allocators, the sync engine its asyncio locks.  On PostgreSQL:
   driven by ``BusListener``): another node's change set is applied to this
   replica (``replica/remote.py``) and pushed to this node's sessions; a node
   that missed more than the log keeps reloads its replica (``rebuild``);
+* one login throttle: this node's login failures (and the successes that clear or
+  trust a pair) go to the others as ``NOTIFY imapgate_logins`` and theirs are counted
+  here (``share_logins``), so a guesser behind the balancer meets the limit once;
 * one upstream connection budget: every upstream connection of any node holds one of
   ``[upstream] max_connections`` advisory-lock leases (``upstream_leases``,
   store/leases.py), so all nodes together never exceed it.
@@ -26,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
 import uuid
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from ..config import UpstreamConfig
 from ..replica.coordination import SharedMailboxIdAllocator, SharedModseqAllocator
@@ -40,12 +44,18 @@ from ..replica.logbus import LogChangeBus
 from ..replica.remote import apply_remote, rebuild
 from ..replica.replica import Replica
 from ..store.leases import UpstreamLeases
-from ..store.lock import AdvisoryLock, advisory_key
+from ..store.lock import UNLOCK_CHANNEL, AdvisoryLock, advisory_key
 from ..sync.buslisten import BusListener
 from ..sync.engine import SyncEngine
 from ..sync.locks import AdvisoryLockManager
+from .throttle import LoginThrottle
 
 log = logging.getLogger("imapgate.nodes")
+
+#: NOTIFY channel of login outcomes between the nodes' throttles (payload: JSON).
+LOGIN_CHANNEL = "imapgate_logins"
+#: NOTIFY payloads are limited to 8,000 bytes.
+LOGIN_PAYLOAD_MAX = 7000
 
 #: Seconds between a follower's tries of the leader lock (and the leader's check that it
 #: still holds it): failover after a leader died takes about this long.
@@ -77,7 +87,7 @@ class SharedStore:
             # A folder's lock taken: first apply what other nodes did to it.
             self.locks = AdvisoryLockManager(engine, on_acquired=self.listener.poll)
             # A folder lock released on any node wakes this node's waiter for it at once.
-            self.listener.on_unlocked = self.locks.unlocked
+            self.listener.subscribe(UNLOCK_CHANNEL, self.locks.unlocked)
 
     @classmethod
     def for_engine(cls, engine: Engine, url: str) -> SharedStore:
@@ -96,6 +106,46 @@ class SharedStore:
             "modseqs": SharedModseqAllocator(self.engine),
             "mailbox_ids": SharedMailboxIdAllocator(self.engine),
         }
+
+    def share_logins(self, throttle: LoginThrottle) -> None:
+        """Login outcomes of ``throttle`` go to the other nodes, and theirs come into it."""
+        if self.listener is None:
+            return
+        throttle.on_outcome = self._send_login
+        self.listener.subscribe(LOGIN_CHANNEL, lambda payload: self._login_heard(throttle, payload))
+
+    def _send_login(self, user: str, address: str, ok: bool) -> None:
+        payload = json.dumps({"node": self.name, "user": user, "address": address, "ok": ok})
+        if len(payload) > LOGIN_PAYLOAD_MAX:
+            return  # a name that long never logged in (the limit on login names is far below)
+        try:
+            asyncio.get_running_loop().run_in_executor(None, self._notify_login, payload)
+        except RuntimeError:  # no loop (a test, a thread of its own): at once
+            self._notify_login(payload)
+
+    def _notify_login(self, payload: str) -> None:
+        assert self.engine is not None
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_notify(:ch, :p)"), {"ch": LOGIN_CHANNEL, "p": payload})
+        except Exception as exc:  # the others miss one outcome: their own limits still hold
+            log.warning("login throttle: could not tell the other nodes (%s)", exc.__class__.__name__)
+
+    def _login_heard(self, throttle: LoginThrottle, payload: str) -> None:
+        try:
+            data = json.loads(payload)
+            if data["node"] == self.name:
+                return
+            user, address, ok = str(data["user"]), str(data["address"]), bool(data["ok"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("login throttle: unreadable outcome from another node ignored")
+            return
+        for lock in throttle.apply_remote(user, address, ok):
+            log.info(
+                "login throttle: %s locked for %.0f s after a failure on another node",
+                lock.kind,
+                lock.seconds,
+            )
 
     def upstream_leases(self, upstream: UpstreamConfig) -> UpstreamLeases | None:
         """The connection budget shared with the other nodes (None on SQLite: the pool's

@@ -40,6 +40,14 @@ IPv6 addresses are counted per /64: one host commonly owns a whole /64.
 Everything lives in memory and is bounded (``MAX_TRACKED``, ``MAX_TRUSTED``);
 a restart clears it.  The class is thread-safe (one lock), so front ends on
 other threads can share it.
+
+Several nodes (one PostgreSQL): each node's failures and the successes that
+change something (a pair that had failures, or was not trusted yet) go out to
+the other nodes (``on_outcome``, sent by ``gateway/nodes.py`` as a NOTIFY) and
+are counted there as if seen locally (``apply_remote``): a guesser spread over
+the nodes behind a balancer gets the limit once, not once per node, and a
+member's success on one node clears their failures on all.  Reservations in
+flight stay per node (a check in flight on another node is not waited for).
 """
 
 from __future__ import annotations
@@ -70,6 +78,9 @@ USER_FACTOR = 10
 MAX_PENDING_PER_ADDRESS = 64
 #: How long a successful login keeps a (user, address) pair trusted.
 TRUST_WINDOW = 30 * 86400.0
+#: A success of a pair trusted for longer than this is told to the other nodes again (so
+#: their trust does not run out while the member only logs in on this node).
+TRUST_REFRESH = 86400.0
 #: Counters kept at most (least recently used forgotten first): bounded memory
 #: under a distributed guessing attack.
 MAX_TRACKED = 100_000
@@ -134,7 +145,10 @@ class Reservation:
         if self._settled:
             return []
         self._settled = True
-        return self._throttle._fail(self._keys, self._addr)
+        locks = self._throttle._fail(self._keys, self._addr)
+        if self._throttle.on_outcome is not None:
+            self._throttle.on_outcome(self.user, self.address, False)
+        return locks
 
     def succeeded(self) -> None:
         if self._settled:
@@ -168,6 +182,8 @@ class LoginThrottle:
         self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._pending_by_address: dict[str, int] = {}
         self._lock = threading.Lock()
+        #: Told of this node's own outcomes (user, address, ok): the other nodes' share.
+        self.on_outcome: Callable[[str, str, bool], None] | None = None
 
     # -- keys --------------------------------------------------------------------------
     def _keys(self, user: str, addr: str) -> _Keys:
@@ -251,20 +267,39 @@ class LoginThrottle:
     def succeeded(self, user: str, address: str) -> None:
         """A successful login (checked now or answered from the cache): clear
         the pair's failures and trust the pair."""
+        news = self._succeeded(user, address)
+        if news and self.on_outcome is not None:
+            self.on_outcome(user, address, True)
+
+    def _succeeded(self, user: str, address: str) -> bool:
+        """The success applied; whether it changed anything (failures cleared, a pair newly
+        trusted or trusted again after a day) -- what the other nodes need to hear."""
         addr = address_key(address)
         name = user.lower()
         with self._lock:
+            now = self._now()
+            pair = (name, addr)
+            since = self._trusted.get(pair)
+            news = since is None or now - since > TRUST_REFRESH
             rec = self._counters.get(("p", name, addr))
             if rec is not None:
+                news = news or bool(rec.failures) or rec.locked_until > 0
                 rec.failures.clear()
                 rec.locked_until = 0.0
                 if rec.pending == 0:
                     del self._counters[("p", name, addr)]
-            pair = (name, addr)
-            self._trusted[pair] = self._now()
+            self._trusted[pair] = now
             self._trusted.move_to_end(pair)
             while len(self._trusted) > MAX_TRUSTED:
                 self._trusted.popitem(last=False)
+        return news
+
+    def apply_remote(self, user: str, address: str, ok: bool) -> list[Lock]:
+        """An outcome another node saw: counted here as if seen here (not told on)."""
+        if ok:
+            self._succeeded(user, address)
+            return []
+        return self._remote_failure(self._keys(user, address_key(address)))
 
     def pending(self, user: str, address: str) -> int:
         """Checks in flight for the pair (tests, diagnostics)."""
@@ -289,18 +324,26 @@ class LoginThrottle:
             self._unpend(keys, addr)
 
     def _fail(self, keys: _Keys, addr: str) -> list[Lock]:
-        locks: list[Lock] = []
-        with self._lock:
+        with self._lock:  # one step: no reservation sees the slot freed but the failure not counted
             self._unpend(keys, addr)
-            now = self._now()
-            for key, limit, kind in keys:
-                rec = self._get(key, limit)
-                self._failures(rec, now)
-                rec.failures.append(now)  # bounded deque: the oldest beyond the cap drop out
-                excess = len(rec.failures) - limit
-                if excess >= 0:
-                    seconds = min(MAX_LOCKOUT, BASE_LOCKOUT * (2**excess))
-                    if now + seconds > rec.locked_until:
-                        rec.locked_until = now + seconds
-                        locks.append(Lock(kind, seconds))
+            return self._count_failure(keys)
+
+    def _remote_failure(self, keys: _Keys) -> list[Lock]:
+        with self._lock:
+            return self._count_failure(keys)
+
+    def _count_failure(self, keys: _Keys) -> list[Lock]:
+        """Count one failure on ``keys`` (the caller holds the lock); the locks it started."""
+        locks: list[Lock] = []
+        now = self._now()
+        for key, limit, kind in keys:
+            rec = self._get(key, limit)
+            self._failures(rec, now)
+            rec.failures.append(now)  # bounded deque: the oldest beyond the cap drop out
+            excess = len(rec.failures) - limit
+            if excess >= 0:
+                seconds = min(MAX_LOCKOUT, BASE_LOCKOUT * (2**excess))
+                if now + seconds > rec.locked_until:
+                    rec.locked_until = now + seconds
+                    locks.append(Lock(kind, seconds))
         return locks

@@ -9,10 +9,11 @@ notification, and at once after the LISTEN connection came back: a
 notification lost with a connection is never a change lost, because the log,
 not the notification, is what is read.
 
-The same connection listens on ``imapgate_unlocked`` (``store/lock.py``): a
-folder lock released on some node; ``on_unlocked`` (the lock manager's) gets the
-key on the loop, and a task of this node waiting for that lock tries again at
-once instead of at its next poll.
+The same connection listens on the channels others ``subscribe`` to, whose
+payloads go to their handler on the loop: ``imapgate_unlocked`` (``store/lock.py``:
+a folder lock released on some node, so a task of this node waiting for it tries
+again at once) and ``imapgate_logins`` (``gateway/nodes.py``: login outcomes for
+the throttle).  Handlers only queue work, as the bus's listeners do.
 
 While the LISTEN connection is down (``connected`` False) the node goes on
 serving what it has and polls; a poll that fails is logged once per outage.
@@ -30,7 +31,6 @@ import psycopg
 from sqlalchemy import exc as sa_exc
 
 from ..replica.logbus import CHANNEL, LogChangeBus
-from ..store.lock import UNLOCK_CHANNEL
 
 log = logging.getLogger("imapgate.bus")
 
@@ -65,8 +65,12 @@ class BusListener:
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
-        #: Called on the loop with the key of an advisory lock released on some node.
-        self.on_unlocked: Callable[[int], None] | None = None
+        #: Handlers of the other channels this connection listens on (``subscribe``).
+        self._channels: dict[str, Callable[[str], None]] = {}
+
+    def subscribe(self, channel: str, fn: Callable[[str], None]) -> None:
+        """``fn(payload)`` on the loop for each NOTIFY on ``channel`` (before ``start``)."""
+        self._channels[channel] = fn
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -97,24 +101,18 @@ class BusListener:
         except ValueError:
             return False
 
-    def _unlocked(self, payload: str) -> None:
-        fn = self.on_unlocked
-        if fn is None or self._loop is None:
-            return
-        try:
-            key = int(payload)
-        except ValueError:
-            return  # not ours
-        with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
-            self._loop.call_soon_threadsafe(fn, key)
+    def _hand(self, fn: Callable[[str], None], payload: str) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
+                self._loop.call_soon_threadsafe(fn, payload)
 
     def _listen(self) -> None:
         pause = 0.1
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    conn.execute(f"LISTEN {UNLOCK_CHANNEL}")
+                    for channel in (CHANNEL, *self._channels):
+                        conn.execute(f"LISTEN {channel}")
                     if not self.connected:
                         log.info("change bus: listening for other nodes' changes")
                     self.connected, pause = True, 0.1
@@ -122,8 +120,9 @@ class BusListener:
                     self._wake_loop()  # catch up on whatever happened while not listening
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=LISTEN_SLICE):
-                            if note.channel == UNLOCK_CHANNEL:
-                                self._unlocked(note.payload)
+                            handler = self._channels.get(note.channel)
+                            if handler is not None:
+                                self._hand(handler, note.payload)
                                 continue
                             self.notifications += 1
                             if not self._own(note.payload):

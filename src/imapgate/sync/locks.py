@@ -180,9 +180,13 @@ class AdvisoryLockManager:
             self._by_key[advisory.key] = lock
         return lock
 
-    def unlocked(self, key: int) -> None:
-        """An advisory lock was released on some node (the bus listener's ``on_unlocked``)."""
-        lock = self._by_key.get(key)
+    def unlocked(self, payload: str) -> None:
+        """An advisory lock was released on some node (a NOTIFY on ``UNLOCK_CHANNEL``, its
+        key as the payload)."""
+        try:
+            lock = self._by_key.get(int(payload))
+        except ValueError:
+            return  # not a key
         if lock is not None:
             lock.nudge()
 
