@@ -52,9 +52,10 @@ connection is not shared between threads).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy import exc as sa_exc
@@ -98,6 +99,18 @@ _SURVEY = text(
 )
 
 
+async def _settled(fn: Callable[[bool], None], arg: bool) -> None:
+    """``fn(arg)`` in a thread, finished even when the caller is cancelled meanwhile: a
+    wait's start must be done before its end runs (else a lock would stay held)."""
+    job = asyncio.ensure_future(asyncio.to_thread(fn, arg))
+    try:
+        await asyncio.shield(job)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await job
+        raise
+
+
 class LeaseTimeout(TimeoutError):
     """No lease became free within the wait."""
 
@@ -138,7 +151,9 @@ class UpstreamLeases:
         self._keys = [advisory_key("upstream-lease", f"{account}#{i}") for i in range(1, slots + 1)]
         self._held: set[int] = set()
         self._dedicated: set[int] = set()  # held slots of connections out of the pool
-        self._releasing = 0  # slots handed to release_soon, not given back yet
+        #: Slots handed to release_soon and not given back yet (touched on the loop's
+        #: thread only; the worker only removes a slot from ``_held``).
+        self._releasing: set[int] = set()
         self._conn: Connection | None = None
         self._mutex = threading.Lock()
         self._want_key = advisory_key("upstream-lease-wanted", account)
@@ -160,7 +175,9 @@ class UpstreamLeases:
     @property
     def held(self) -> int:
         """Leases this node holds now (those on their way back not counted)."""
-        return max(0, len(self._held) - self._releasing)
+        # A difference, not len() minus a count: the worker may drop the slot from _held
+        # before the loop forgets it here, and it must not count as given back twice.
+        return len(self._held.difference(self._releasing))
 
     @property
     def surplus(self) -> int:
@@ -351,17 +368,17 @@ class UpstreamLeases:
                     )
                 if not begun:
                     begun = True
-                    await asyncio.to_thread(self.waiting, True)
+                    await _settled(self.waiting, True)
                 entitled = self.held < self.share
                 if entitled != wanting:
                     wanting = entitled
-                    await asyncio.to_thread(self.want, entitled)
+                    await _settled(self.want, entitled)
                 await asyncio.sleep(LEASE_POLL)
         finally:
             if wanting:
-                await asyncio.to_thread(self.want, False)
+                await _settled(self.want, False)
             if begun:
-                await asyncio.to_thread(self.waiting, False)
+                await _settled(self.waiting, False)
 
     async def _try_take(self, dedicated: bool) -> int | None:
         """``try_take`` in a thread; cancelled meanwhile, a slot it took goes back."""
@@ -390,11 +407,6 @@ class UpstreamLeases:
         except RuntimeError:
             self.give(slot)
             return
+        self._releasing.add(slot)
         job = loop.run_in_executor(None, self.give, slot)
-        if slot in self._held:
-            # Counted and uncounted on the loop's thread only (the worker never touches it).
-            self._releasing += 1
-            job.add_done_callback(self._released)
-
-    def _released(self, _job: asyncio.Future[None]) -> None:
-        self._releasing -= 1
+        job.add_done_callback(lambda _job: self._releasing.discard(slot))
