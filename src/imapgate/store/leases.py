@@ -55,7 +55,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy import exc as sa_exc
@@ -393,10 +393,16 @@ class UpstreamLeases:
         if not job.cancelled() and job.exception() is None and (slot := job.result()) is not None:
             self.release_soon(slot)
 
-    async def watch(self) -> None:
-        """Keep ``share`` and ``contended`` up to date (runs with the pool, until cancelled)."""
+    async def watch(self, then: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Keep ``share`` and ``contended`` up to date (runs with the pool, until cancelled);
+        ``then`` after each survey (the pool gives idle surplus connections back at once)."""
         while True:
             await asyncio.to_thread(self.survey)
+            if then is not None:
+                try:
+                    await then()
+                except Exception:
+                    log.exception("after the lease survey")
             await asyncio.sleep(CONTENTION_POLL)
 
     def release_soon(self, slot: int) -> None:

@@ -52,7 +52,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -107,8 +107,9 @@ class Leases(Protocol):
 
     def release_soon(self, slot: int) -> None: ...
 
-    async def watch(self) -> None:
-        """Keep ``contended`` up to date until cancelled."""
+    async def watch(self, then: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Keep the share and whether another node waits up to date until cancelled,
+        calling ``then`` after each look."""
         ...
 
 
@@ -342,6 +343,13 @@ class UpstreamPool:
         over = self._surplus()
         await self._logout_idle([c for i, c in enumerate(idle) if c.last_used < limit or i < over])
 
+    async def _give_surplus(self) -> None:
+        """Another node waits and this one is above its share: idle connections go now
+        (lent ones after their operation, in ``_release``)."""
+        if self._surplus() > 0 and self._idle and not self._closed:
+            idle = sorted(self._idle, key=lambda c: c.last_used)
+            await self._logout_idle(idle[: self._surplus()])
+
     def _surplus(self) -> int:
         """Connections to give back now: leases above this node's share while another node
         waits, less those on their way out already."""
@@ -398,7 +406,7 @@ class UpstreamPool:
         if self._maintainer is None and not self._closed:
             self._maintainer = asyncio.create_task(self._maintain(), name="pool-maintainer")
         if self.leases is not None and self._lease_watch is None and not self._closed:
-            self._lease_watch = asyncio.create_task(self.leases.watch(), name="lease-watch")
+            self._lease_watch = asyncio.create_task(self.leases.watch(self._give_surplus), name="lease-watch")
 
     async def _maintain(self) -> None:
         while not self._closed:
