@@ -111,19 +111,18 @@ async def test_acquire_waits_for_a_lease_then_times_out(pg_engine: Engine) -> No
 
 async def test_a_waiting_node_is_seen_by_the_others(pg_engine: Engine) -> None:
     a, b = UpstreamLeases(pg_engine, ACCOUNT, 1), UpstreamLeases(pg_engine, ACCOUNT, 1)
+    # One lease, two nodes: it goes round (TURN); b says it waits on its turns.
+    watch = asyncio.create_task(b.watch())
     try:
         slot = await a.acquire()
-        assert not a.others_want() and not b.others_want()
-        # One lease, two nodes: it goes round (TURN); b says it waits on its turns.
-        watch = asyncio.create_task(b.watch())
+        assert not await asyncio.to_thread(a.others_want)
         waiting = asyncio.create_task(b.acquire())
         deadline = time.monotonic() + 3
         while not await asyncio.to_thread(a.others_want):
             assert time.monotonic() < deadline, "a never saw b waiting"
             await asyncio.sleep(0.05)
         assert not await asyncio.to_thread(b.others_want)  # its own wait does not count
-        # Contended: a gives the lease back and keeps off it while b takes it.
-        a.contended = True
+        # a (above its share of 0 on b's turn) gives the lease back: b, waiting, takes it.
         await asyncio.to_thread(a.give, slot)
         assert await asyncio.wait_for(waiting, 3) == 1
         assert not await asyncio.to_thread(a.others_want)  # b's wait is over

@@ -37,10 +37,10 @@ Several nodes on one PostgreSQL share one budget (``leases``, store/leases.py): 
 connection first takes a lease (waiting for one, bounded: then ``NO [UNAVAILABLE]``, the
 hoster does not count as down for it), the lease goes back when the connection closes, and
 connections idle for the leases' ``idle_after`` are closed so other nodes get the budget.
-While the pool has connections out on loan, a caller waiting for a lease also queues for
-them and takes whichever comes first (a node at its fair share gets no lease while
-another node waits, so its callers are served by its own connections).  While another
-node waits, only the connections above this node's share (``leases.surplus``) are closed,
+A caller waiting for a lease also queues for this pool's connections (out on loan, or
+being opened by other callers) and takes whichever comes first (a node at its fair share
+gets no lease while another node waits, so its callers are served by its own
+connections).  While another node waits, only the connections above this node's share (``leases.surplus``) are closed,
 after their operation or when idle; the others stay open with their folder selected.
 Alone (SQLite) there are no leases and nothing of this happens.
 """
@@ -491,9 +491,9 @@ class UpstreamPool:
                 return got, True
             break  # a slot was freed for us (counted in _open already)
         lease: Callable[[], None] | None = None
-        if self.leases is not None and self._lent:
-            # Maybe no lease comes (this node is at its share, or the budget is spent):
-            # one of our own connections will.
+        if self.leases is not None:
+            # Maybe no lease comes (this node is at its share, or the budget is spent): one
+            # of our own connections will -- lent ones, or ones other callers open now.
             try:
                 self._check_up()
                 got_or_lease = await self._lease_or_handover(want)
