@@ -355,7 +355,8 @@ class UpstreamLeases:
         begun = False
         try:
             while True:
-                entitled = self.held < self.share
+                # The watcher's connection is no extra: the sync depends on it.
+                entitled = dedicated or self.held < self.share
                 # While a node below its share waits, a free lease is for it, not for us.
                 if entitled or not self.contended:
                     slot = await self._try_take(dedicated)
@@ -369,7 +370,7 @@ class UpstreamLeases:
                 if not begun:
                     begun = True
                     await _settled(self.waiting, True)
-                entitled = self.held < self.share
+                entitled = dedicated or self.held < self.share
                 if entitled != wanting:
                     wanting = entitled
                     await _settled(self.want, entitled)

@@ -40,8 +40,9 @@ connections idle for the leases' ``idle_after`` are closed so other nodes get th
 A caller waiting for a lease also queues for this pool's connections (out on loan, or
 being opened by other callers) and takes whichever comes first (a node at its fair share
 gets no lease while another node waits, so its callers are served by its own
-connections).  While another node waits, only the connections above this node's share (``leases.surplus``) are closed,
-after their operation or when idle; the others stay open with their folder selected.
+connections).  While another node waits, only the connections above this node's share
+(``leases.surplus``) are closed, after their operation or when idle; the others stay open
+with their folder selected.
 Alone (SQLite) there are no leases and nothing of this happens.
 """
 
