@@ -302,3 +302,44 @@ async def test_a_budget_of_one_serves_two_busy_pools(
     assert not any(x.failures for x in loads), [x.failures[:3] for x in loads]
     assert all(x.done >= 20 for x in loads), [x.done for x in loads]
     assert peak == 1, peak
+
+
+async def test_the_watchers_connection_counts_in_its_nodes_share(
+    fresh_dovecot: Callable[..., DovecotServer], pg_engine: Engine
+) -> None:
+    """Budget 4, node a holds a dedicated connection (the sync leader's watcher): with both
+    busy, a keeps the watcher and one pooled connection, b two -- 2 leases each."""
+    dc = fresh_dovecot()
+    a, b = nodes = pools(dc, pg_engine, budget=4)
+    la, lb = (p.leases for p in nodes)
+    assert isinstance(la, UpstreamLeases) and isinstance(lb, UpstreamLeases)
+    for p in nodes:
+        p.start()
+    watcher = await a.dedicated("watcher")
+    loads: list[Load] = []
+    try:
+        loads = [Load(a, 4), Load(b, 4)]
+        deadline = time.monotonic() + 10
+        while (la.held, lb.held, la.share, lb.share) != (2, 2, 2, 2):
+            assert time.monotonic() < deadline, (la.held, lb.held, la.share, lb.share)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        opened = a.stats_opened + b.stats_opened
+        seen: set[tuple[int, int]] = set()
+        for _ in range(30):
+            seen.add((la.held, lb.held))
+            await asyncio.sleep(0.05)
+        assert seen == {(2, 2)}, seen
+        assert a.stats_opened + b.stats_opened == opened  # nothing reopened meanwhile
+        assert watcher.alive  # a's two leases: the watcher's and one pooled
+        assert established_to(dc.port) == 4
+        assert all(x.done > 20 for x in loads), [x.done for x in loads]
+    finally:
+        for load in loads:
+            await load.stop()
+        await a.release_dedicated(watcher)
+        for p in nodes:
+            await p.close()
+        la.close()
+        lb.close()
+    assert not any(x.failures for x in loads), [x.failures[:3] for x in loads]
