@@ -37,6 +37,12 @@ Several nodes on one PostgreSQL share one budget (``leases``, store/leases.py): 
 connection first takes a lease (waiting for one, bounded: then ``NO [UNAVAILABLE]``, the
 hoster does not count as down for it), the lease goes back when the connection closes, and
 connections idle for the leases' ``idle_after`` are closed so other nodes get the budget.
+A caller waiting for a lease also queues for this pool's connections (out on loan, or
+being opened by other callers) and takes whichever comes first (a node at its fair share
+gets no lease while another node waits, so its callers are served by its own
+connections).  While another node waits, only the connections above this node's share
+(``leases.surplus``) are closed, after their operation or when idle; the others stay open
+with their folder selected.
 Alone (SQLite) there are no leases and nothing of this happens.
 """
 
@@ -47,9 +53,9 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..config import UpstreamConfig
 from ..protocol import commands as cmd
@@ -89,17 +95,22 @@ class Leases(Protocol):
 
     #: Seconds after which an idle connection is closed to give its lease back.
     idle_after: float
-    #: Another node waits for a lease: give connections back after each operation.
-    contended: bool
 
-    async def acquire(self) -> int:
-        """A lease (its slot), waiting a bounded time; an exception when none came."""
+    @property
+    def surplus(self) -> int:
+        """Leases above this node's share while another node waits: give that many back."""
+        ...
+
+    async def acquire(self, dedicated: bool = False) -> int:
+        """A lease (its slot), waiting a bounded time; an exception when none came.
+        ``dedicated``: for a connection taken out of the pool for good."""
         ...
 
     def release_soon(self, slot: int) -> None: ...
 
-    async def watch(self) -> None:
-        """Keep ``contended`` up to date until cancelled."""
+    async def watch(self, then: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Keep the share and whether another node waits up to date until cancelled,
+        calling ``then`` after each look."""
         ...
 
 
@@ -113,6 +124,8 @@ class _Waiter:
     #: When the caller first queued (kept when it queues again after its patience).
     since: float
     future: asyncio.Future[UpstreamConnection | None]
+    #: May be handed a free slot to open a connection (False: a connection only).
+    slot_ok: bool = True
 
     def suits(self, conn: UpstreamConnection, now: float) -> bool:
         return self.want is None or conn.selected == self.want or now >= self.patient_until
@@ -177,6 +190,9 @@ class UpstreamPool:
         self.on_down: list[Callable[[str], None]] = []
         self._maintainer: asyncio.Task[None] | None = None
         self._lease_watch: asyncio.Task[None] | None = None
+        #: Connections being logged out to give their lease to another node (their lease
+        #: still counts as held until they are closed).
+        self._yielding = 0
 
     def add_unsolicited_listener(self, fn: Unsolicited) -> None:
         """Call ``fn(conn, response)`` for every unsolicited response from now on."""
@@ -208,13 +224,30 @@ class UpstreamPool:
     def has(self, capability: str) -> bool:
         return capability.upper() in self.capabilities
 
-    async def _new_connection(self, name: str, *, force: bool = False) -> UpstreamConnection:
+    def _check_up(self, force: bool = False) -> None:
+        """Fail fast while backing off from a failed connect."""
         now = time.monotonic()
         if now < self._down_until and not force:
             raise UpstreamUnavailable(
                 f"upstream unavailable ({self.last_error}); next attempt in {self._down_until - now:.0f} s"
             )
-        release = await self._lease()
+
+    async def _new_connection(
+        self,
+        name: str,
+        *,
+        force: bool = False,
+        dedicated: bool = False,
+        lease: Callable[[], None] | None = None,
+    ) -> UpstreamConnection:
+        """Open a connection, with a lease taken now (or ``lease``, already taken)."""
+        try:
+            self._check_up(force)
+        except UpstreamUnavailable:
+            if lease is not None:
+                lease()
+            raise
+        release = lease if lease is not None else await self._lease(dedicated)
         self._serial += 1
         conn = self._factory(self.config, name=f"{name}-{self._serial}", on_unsolicited=self._on_unsolicited)
         conn.on_closed = release
@@ -241,14 +274,14 @@ class UpstreamPool:
         self.stats_opened += 1
         return conn
 
-    async def _lease(self) -> Callable[[], None]:
+    async def _lease(self, dedicated: bool = False) -> Callable[[], None]:
         """Take a lease for one new connection; the returned function gives it back
         (once, however often it is called: the slot may be someone else's by then)."""
         leases = self.leases
         if leases is None:
             return _nothing
         try:
-            slot = await leases.acquire()
+            slot = await leases.acquire(dedicated)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # all taken (or the database failed): not the hoster's fault
@@ -263,10 +296,67 @@ class UpstreamPool:
 
         return release
 
+    async def _lease_or_handover(self, want: str | None) -> UpstreamConnection | Callable[[], None]:
+        """Wait for a lease and, at the same time, for one of this pool's connections out on
+        loan: a connection handed over (already lent to the caller) or the lease's release
+        function, whichever came first (the other is given back)."""
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(want, 0.0, time.monotonic(), loop.create_future(), slot_ok=False)
+        self._waiters.append(waiter)
+        lease = asyncio.ensure_future(self._lease())
+        try:
+            either: list[asyncio.Future[Any]] = [lease, waiter.future]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self._drop_lease(lease)
+            self._abandon(waiter)
+            raise
+        fut = waiter.future
+        if fut.done() and not fut.cancelled():
+            self._drop_lease(lease)
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            got = fut.result()  # UpstreamUnavailable when the pool closed
+            assert got is not None  # never handed a slot (slot_ok False)
+            return got
+        self._abandon(waiter)
+        return lease.result()  # UpstreamBusy when no lease came within the wait
+
+    @staticmethod
+    def _drop_lease(lease: asyncio.Future[Callable[[], None]]) -> None:
+        """Give back the lease ``lease`` got or will get (it is not needed any more)."""
+
+        def drop(job: asyncio.Future[Callable[[], None]]) -> None:
+            if not job.cancelled() and job.exception() is None:
+                job.result()()
+
+        if lease.done():
+            drop(lease)
+        else:
+            lease.cancel()
+            lease.add_done_callback(drop)
+
     async def _close_idle(self, older_than: float) -> None:
-        """Log out idle connections unused for ``older_than`` seconds (their leases go back)."""
+        """Log out idle connections unused for ``older_than`` seconds (their leases go back),
+        and the least recently used ones above this node's share while another node waits."""
         limit = time.monotonic() - older_than
-        await self._logout_idle([c for c in self._idle if c.last_used < limit])
+        idle = sorted(self._idle, key=lambda c: c.last_used)
+        over = self._surplus()
+        await self._logout_idle([c for i, c in enumerate(idle) if c.last_used < limit or i < over])
+
+    async def _give_surplus(self) -> None:
+        """Another node waits and this one is above its share: idle connections go now
+        (lent ones after their operation, in ``_release``)."""
+        if self._surplus() > 0 and self._idle and not self._closed:
+            idle = sorted(self._idle, key=lambda c: c.last_used)
+            await self._logout_idle(idle[: self._surplus()])
+
+    def _surplus(self) -> int:
+        """Connections to give back now: leases above this node's share while another node
+        waits, less those on their way out already."""
+        if self.leases is None:
+            return 0
+        return max(0, self.leases.surplus - self._yielding)
 
     async def _logout_idle(self, conns: list[UpstreamConnection]) -> None:
         """Take ``conns`` (idle ones) out of the pool and log them out; their slots are free."""
@@ -275,7 +365,11 @@ class UpstreamPool:
         self._idle = [c for c in self._idle if c not in conns]
         self._open -= len(conns)
         self._wake_slot()
-        await asyncio.gather(*(c.logout() for c in conns), return_exceptions=True)
+        self._yielding += len(conns)  # their leases go back once they are closed
+        try:
+            await asyncio.gather(*(c.logout() for c in conns), return_exceptions=True)
+        finally:
+            self._yielding -= len(conns)
 
     def _set_down(self, why: str) -> None:
         self.last_error = why
@@ -313,7 +407,7 @@ class UpstreamPool:
         if self._maintainer is None and not self._closed:
             self._maintainer = asyncio.create_task(self._maintain(), name="pool-maintainer")
         if self.leases is not None and self._lease_watch is None and not self._closed:
-            self._lease_watch = asyncio.create_task(self.leases.watch(), name="lease-watch")
+            self._lease_watch = asyncio.create_task(self.leases.watch(self._give_surplus), name="lease-watch")
 
     async def _maintain(self) -> None:
         while not self._closed:
@@ -323,7 +417,7 @@ class UpstreamPool:
                     await self._recover()
                     continue
                 if self.leases is not None:
-                    await self._close_idle(0.0 if self.leases.contended else self.leases.idle_after)
+                    await self._close_idle(self.leases.idle_after)
                 if self.config.probe_interval > 0:
                     await self._probe_idle()
             except asyncio.CancelledError:
@@ -397,8 +491,24 @@ class UpstreamPool:
             if got is not None:
                 return got, True
             break  # a slot was freed for us (counted in _open already)
+        lease: Callable[[], None] | None = None
+        if self.leases is not None:
+            # Maybe no lease comes (this node is at its share, or the budget is spent): one
+            # of our own connections will -- lent ones, or ones other callers open now.
+            try:
+                self._check_up()
+                got_or_lease = await self._lease_or_handover(want)
+            except BaseException:
+                self._open -= 1
+                self._wake_slot()
+                raise
+            if isinstance(got_or_lease, UpstreamConnection):
+                self._open -= 1
+                self._wake_slot()
+                return got_or_lease, True
+            lease = got_or_lease
         try:
-            conn = await self._new_connection("pool")
+            conn = await self._new_connection("pool", lease=lease)
         except BaseException:
             self._open -= 1
             self._wake_slot()
@@ -489,7 +599,7 @@ class UpstreamPool:
     def _wake_slot(self) -> None:
         """A slot is free (a connection went away): the first waiter may open one."""
         while self._open < self.max_connections:
-            waiter = next((w for w in self._waiters if not w.future.done()), None)
+            waiter = next((w for w in self._waiters if not w.future.done() and w.slot_ok), None)
             if waiter is None:
                 return
             self._waiters.remove(waiter)
@@ -506,16 +616,24 @@ class UpstreamPool:
             self._wake_slot()
             await (conn.logout() if conn.alive else conn.close())
             return
-        if conn.alive and not self._closed and not (self.leases is not None and self.leases.contended):
+        surplus = conn.alive and not self._closed and self._surplus() > 0
+        if conn.alive and not self._closed and not surplus:
             self._give(conn)
             return
-        # Closed, dead, or another node waits for a lease: this one goes back.
+        # Closed, dead, or above this node's share while another node waits: it goes back.
         self._open -= 1
         self._wake_slot()
-        if conn.alive:
-            await conn.logout()  # the pool closed meanwhile
-        else:
+        if not conn.alive:
             await conn.close()
+            return
+        if surplus:
+            log.debug("%s: closed to give its lease to another node (above this node's share)", conn.name)
+            self._yielding += 1
+        try:
+            await conn.logout()
+        finally:
+            if surplus:
+                self._yielding -= 1
 
     @contextlib.asynccontextmanager
     async def connection(
@@ -641,7 +759,7 @@ class UpstreamPool:
                 self._lent.discard(got)
                 await got.logout()
         try:
-            return await self._new_connection(name)
+            return await self._new_connection(name, dedicated=True)
         except BaseException:
             self._open -= 1
             self._wake_slot()
