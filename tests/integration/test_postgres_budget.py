@@ -31,6 +31,7 @@ from tests.support.haproxy import HAProxyServer
 from tests.support.imap import RawClient
 from tests.support.mbsync import mbsync_config, require_mbsync
 from tests.support.postgres import PostgresDatabase
+from tests.support.tcp import established_at
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,20 +39,6 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "deployment-nodes.md"
 BUDGET = 2
 CLIENTS_PER_NODE = 3
 LOAD_SECONDS = 8.0
-
-
-def established_to(port: int) -> int:
-    """TCP connections in state ESTABLISHED whose remote end is ``port`` on this machine
-    (the gateways' side of their connections to Dovecot)."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table, encoding="ascii") as fh:
-            next(fh)
-            for line in fh:
-                fields = line.split()
-                if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
-                    count += 1
-    return count
 
 
 def dovecot_logins(dc: DovecotServer) -> int:
@@ -87,7 +74,7 @@ def load_two_nodes(dc: DovecotServer, postgres_db: PostgresDatabase, tmp_path: P
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, established_to(dc.port))
+            peak = max(peak, established_at(dc.port))
             time.sleep(0.01)
 
     sampler = threading.Thread(target=sample, daemon=True)

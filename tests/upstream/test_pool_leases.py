@@ -23,10 +23,10 @@ from imapgate.store.engine import open_engine
 from imapgate.store.leases import UpstreamLeases
 from imapgate.upstream.connection import UpstreamUnavailable
 from imapgate.upstream.pool import UpstreamPool
-from tests.integration.test_postgres_budget import established_to
 from tests.support.gateway import GatewayHarness
 from tests.support.imap import RawClient
 from tests.support.postgres import PostgresDatabase
+from tests.support.tcp import established_at
 
 pytestmark = pytest.mark.integration
 
@@ -211,7 +211,7 @@ async def test_two_busy_pools_keep_their_shares_open(
     async def sample() -> None:
         nonlocal peak, peak_held
         while sampling:
-            peak = max(peak, established_to(dc.port))
+            peak = max(peak, established_at(dc.port))
             peak_held = max(peak_held, la.held + lb.held)
             await asyncio.sleep(0.01)
 
@@ -281,7 +281,7 @@ async def test_a_budget_of_one_serves_two_busy_pools(
     async def sample() -> None:
         nonlocal peak
         while sampling:
-            peak = max(peak, established_to(dc.port))
+            peak = max(peak, established_at(dc.port))
             await asyncio.sleep(0.01)
 
     sampler = asyncio.create_task(sample())
@@ -332,7 +332,7 @@ async def test_the_watchers_connection_counts_in_its_nodes_share(
         assert seen == {(2, 2)}, seen
         assert a.stats_opened + b.stats_opened == opened  # nothing reopened meanwhile
         assert watcher.alive  # a's two leases: the watcher's and one pooled
-        assert established_to(dc.port) == 4
+        assert established_at(dc.port) == 4
         assert all(x.done > 20 for x in loads), [x.done for x in loads]
     finally:
         for load in loads:
