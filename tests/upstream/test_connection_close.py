@@ -48,3 +48,32 @@ async def test_the_socket_is_gone_when_on_closed_runs(
             break
         await asyncio.sleep(0.02)
     assert at_close == [0], at_close
+
+
+async def test_a_connect_cancelled_midway_leaves_no_socket_open() -> None:
+    """A server that accepts and never greets: the connect is cancelled while it waits (the
+    caller went away); the socket is closed before ``on_closed`` (the lease) and stays closed
+    -- before, it stayed open with its reader task, with its lease already given back."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    try:
+        cfg = UpstreamConfig(host="127.0.0.1", port=port, tls="none", user="u", password="p")
+        conn = UpstreamConnection(cfg)
+        at_close: list[int] = []
+        conn.on_closed = lambda: at_close.append(established_at(port))
+        task = asyncio.create_task(conn.connect())
+        for _ in range(200):
+            if established_at(port) == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert established_at(port) == 1  # connected, waiting for the greeting
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert at_close == [0] and established_at(port) == 0
+    finally:
+        server.close()

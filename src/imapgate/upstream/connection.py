@@ -184,6 +184,13 @@ class UpstreamConnection:
             raise UpstreamUnavailable(
                 f"cannot connect to {cfg.host}:{cfg.port}: no answer within {cfg.connect_timeout:.0f} s"
             ) from None
+        except BaseException:
+            # Cancelled (the caller went away, or took another connection that came free)
+            # or failed after the socket opened: close it now.  Left open, the socket (and
+            # its reader task) outlived the lease the pool gives back on the way out: one
+            # connection more at the hoster than the budget, until the hoster timed it out.
+            await self.close("connect abandoned")
+            raise
 
     async def _connect(self) -> None:
         cfg = self.config
