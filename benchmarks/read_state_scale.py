@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from imapgate.config import from_dict
+from imapgate.demo.dovecot import find_free_port
 from imapgate.gateway.app import Gateway
 from imapgate.replica.mailbox import MessageRecord
 from imapgate.replica.uidset import UidSet
@@ -106,9 +107,7 @@ Shared = "shared"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return find_free_port()
 
 
 def store_bytes(data: Path) -> int:

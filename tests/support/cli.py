@@ -17,6 +17,8 @@ from typing import Any
 
 from click.testing import Result
 
+from imapgate.demo.dovecot import find_free_port
+
 IMAPGATE = [sys.executable, "-m", "imapgate.cli"]
 UPSTREAM_PASSWORD = "shared-secret"
 
@@ -79,10 +81,8 @@ def invoked_error(result: Result) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free port outside the ephemeral range (``find_free_port`` says why)."""
+    return find_free_port()
 
 
 def closed_port() -> int:

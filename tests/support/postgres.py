@@ -48,7 +48,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -60,6 +59,8 @@ from typing import Any, Self
 
 import psycopg
 from psycopg import sql
+
+from imapgate.demo.dovecot import find_free_port
 
 from .processes import kill_session, port_is_free
 
@@ -91,10 +92,7 @@ def postgres_available() -> bool:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return find_free_port()  # outside the ephemeral range (find_free_port says why)
 
 
 @dataclass(frozen=True)

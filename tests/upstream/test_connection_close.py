@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from imapgate.config import UpstreamConfig
-from imapgate.demo.dovecot import DovecotServer
+from imapgate.demo.dovecot import DovecotServer, find_free_port
 from imapgate.upstream.connection import UpstreamConnection
 from tests.support.tcp import established_at
 
@@ -57,7 +57,7 @@ async def test_a_connect_cancelled_midway_leaves_no_socket_open() -> None:
     import socket
 
     server = socket.socket()
-    server.bind(("127.0.0.1", 0))
+    server.bind(("127.0.0.1", find_free_port()))  # not an ephemeral port: counted by number
     server.listen()
     port = server.getsockname()[1]
     try:

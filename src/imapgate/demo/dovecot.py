@@ -21,6 +21,7 @@ import grp
 import hashlib
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -74,12 +75,42 @@ class DovecotError(RuntimeError):
     """Dovecot failed to start, stop or run a doveadm command."""
 
 
+#: Where ``find_free_port`` looks first: below the kernel's ephemeral range.
+_PRIVATE_PORTS_FROM = 10_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def find_free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` that is free right now (the kernel picks it)."""
+    """A TCP port on ``host`` that is free right now, outside the kernel's ephemeral range.
+
+    A port the kernel picks (``bind`` to 0) comes from that range, which every outgoing
+    connection on the machine draws its source port from: between the pick and the server's
+    ``bind`` another connection may take it (the server then fails to start, or -- with
+    ``SO_REUSEADDR``, as Dovecot binds -- shares the number with an unrelated socket, which a
+    test counting a server's connections by port then counts too).  Below the range no
+    outgoing connection ever gets it."""
+    low, _high = _ephemeral_range()
+    if low > _PRIVATE_PORTS_FROM + 1000:
+        rng = random.SystemRandom()
+        for _ in range(100):
+            port = rng.randrange(_PRIVATE_PORTS_FROM, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue  # in use: another
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        picked: int = sock.getsockname()[1]
+        return picked
 
 
 def mutf7_encode(name: str) -> str:
