@@ -70,3 +70,35 @@ def test_0002_keeps_unsubscriptions_as_decisions(tmp_path: Path) -> None:
         tables = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))}
     assert [tuple(r) for r in rows] == [(1, "Junk", 0), (1, "Sent", 0)]
     assert "unsubscriptions" not in tables
+
+
+def test_0012_empties_the_shared_content_cache_on_postgresql_only(
+    store_backend: str, empty_store_url: str
+) -> None:
+    """Content cached in the shared database by an earlier version goes (each node has its own
+    cache now); a SQLite store keeps its cache."""
+    from sqlalchemy import text
+
+    from imapgate.store.engine import upgrade
+
+    engine = open_engine(empty_store_url, migrate=False)
+    upgrade(engine, "0011")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO mailboxes (id, name, delimiter, attributes, uidvalidity, uidnext, "
+                "upstream_modseq, modseq, synced) VALUES (1, 'INBOX', '/', '', 7, 2, 0, 1, false)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO content (mailbox_id, uidvalidity, uid, item, data, size, last_used) "
+                "VALUES (1, 7, 1, 'BODY[]', :d, 5, 0)"
+            ),
+            {"d": b"hello"},
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM content")).scalar_one()
+    engine.dispose()
+    assert left == (0 if store_backend == "postgresql" else 1)
