@@ -463,6 +463,37 @@ def test_event_stream_shows_an_imap_change_within_a_second(web: WebServer, gatew
     client.close()
 
 
+def test_a_page_stream_starts_where_the_page_was_read(web: WebServer, gateway: GatewayHarness) -> None:
+    """A change made after the page was read but before its event stream connected (a slow
+    browser, a loaded machine) still reaches the page: the page names where its data was
+    read (``data-events="/api/events?after=N"``) and the stream replays from there."""
+    import re
+
+    client = web_client(web, timeout=httpx.Timeout(10, read=10))
+    login(client, "alice", "alice-pw")
+    page = client.get("/folders/Archive").text
+    m = re.search(r'data-events="(/api/events\?after=(\d+))"', page)
+    assert m is not None, "the page does not say where its stream starts"
+    url, after = m.group(1), int(m.group(2))
+    imap = gateway.imaplib_login("bob", "bob-pw")
+    try:
+        imap.select("Archive")
+        assert imap.uid("STORE", "2", "+FLAGS", "(\\Flagged)")[0] == "OK"
+    finally:
+        imap.logout()
+    deadline = time.monotonic() + 5
+    while web.dashboard.live.last_id <= after:  # the feed has it; no stream was open
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    with client.stream("GET", url) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                change = json.loads(line[6:])
+                break
+    assert change["kind"] == "flags" and change["folder"] == "Archive" and change["uids"] == [2]
+    client.close()
+
+
 def test_event_stream_filtered_by_read_right(web: WebServer, gateway: GatewayHarness) -> None:
     from imapgate.web.data import Change
 

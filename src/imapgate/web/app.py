@@ -209,7 +209,12 @@ def _actor(session: WebSession) -> Actor:
     return Actor(session.user_id, session.user, "web dashboard")
 
 
-def _render(request: Request, view: View, session: WebSession | None) -> Response:
+def _render(
+    request: Request, view: View, session: WebSession | None, events_after: int | None = None
+) -> Response:
+    """The page of ``view``; ``events_after``: the live feed's newest change when the request
+    began, so the page's event stream starts there (a change made while the page was on its
+    way to the browser is replayed, not missed)."""
     web = _web(request)
     # The Admin link only for admins (the pages refuse everyone else anyway).
     admin = session is not None and web.admin.is_admin(_actor(session))
@@ -217,6 +222,7 @@ def _render(request: Request, view: View, session: WebSession | None) -> Respons
         "user": session.user if session else None,
         "csrf_token": session.csrf_token if session else "",
         "path": request.url.path,
+        "events_after": events_after,
         "nav": NAV if admin else tuple(n for n in NAV if n[0] != "/admin"),
         **view.context,
     }
@@ -249,13 +255,15 @@ def _page(fn: ViewFn) -> Callable[[Request], Awaitable[Response]]:
         if session is None:
             target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""), safe="")
             return RedirectResponse(f"/login?next={target}", status_code=303)
+        # Before the page reads anything: what changes after this reaches the page's stream.
+        events_after = _web(request).data.live.last_id
         try:
             view = await fn(request, session)
         except DataError as exc:
             return _error_page(request, exc.status, exc.reason, session)
         except HTTPError as exc:
             return _error_page(request, exc.status, exc.reason, session)
-        return _render(request, view, session)
+        return _render(request, view, session, events_after)
 
     return endpoint
 
@@ -612,7 +620,9 @@ async def _events(request: Request) -> Response:
     if len(mine) >= MAX_STREAMS_PER_SESSION:
         return _json({"error": f"at most {MAX_STREAMS_PER_SESSION} event streams per login"}, 429)
     queue: asyncio.Queue[Change | None] = asyncio.Queue(SSE_QUEUE)
-    last = request.headers.get("last-event-id", "")
+    # A reconnect says where it was (Last-Event-ID); a page's first connect, where the page's
+    # data was read (``after``, from the page itself).
+    last = request.headers.get("last-event-id", "") or request.query_params.get("after", "")
     last_id = int(last) if last.isdigit() and len(last) < 19 else None
 
     def deliver(change: Change) -> None:

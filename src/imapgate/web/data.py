@@ -835,6 +835,11 @@ class LiveFeed:
     def stream_count(self) -> int:
         return len(self._streams)
 
+    @property
+    def last_id(self) -> int:
+        """The id of the newest change (0: none yet): where a page's stream starts."""
+        return self._recent[-1].id if self._recent else 0
+
     def open(self, actor: Actor, deliver: Listener, session_number: int, last_id: int | None) -> _Stream:
         """A stream for ``actor``: ``deliver`` gets every change they may see,
         first the kept ones after ``last_id`` (a reconnect)."""
